@@ -1,0 +1,291 @@
+package bud
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"regexp"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+)
+
+// Limits on user-supplied text.
+const (
+	MaxNameLen        = 100
+	MaxDescriptionLen = 2000
+	MaxURLLen         = 2048
+	MaxSecretLen      = 4096
+)
+
+// namePattern is what a project or deployment name may look like: a
+// deployment name is the `model` a client sends, so it stays URL- and
+// shell-friendly.
+var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:/-]*$`)
+
+// CheckName records a problem when name is not a valid resource name.
+func CheckName(p *Problems, field, name string) {
+	switch {
+	case name == "":
+		p.Add(field, "is required")
+	case utf8.RuneCountInString(name) > MaxNameLen:
+		p.Add(field, "must be at most %d characters", MaxNameLen)
+	case !namePattern.MatchString(name):
+		p.Add(field, "must start with a letter or digit and contain only letters, digits and . _ : / -")
+	}
+}
+
+// CheckText records a problem when s is longer than max characters.
+func CheckText(p *Problems, field, s string, max int) {
+	if utf8.RuneCountInString(s) > max {
+		p.Add(field, "must be at most %d characters", max)
+	}
+}
+
+// Project groups deployments and owns API keys.
+type Project struct {
+	ID          uuid.UUID `json:"id"`
+	Name        string    `json:"name"`
+	Description string    `json:"description"`
+	CreatedAt   time.Time `json:"created_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
+}
+
+// Deployment kinds.
+const (
+	KindModel  = "model"
+	KindPrompt = "prompt"
+)
+
+// Deployment is a name a caller can put in `model`, bound to what serves it.
+type Deployment struct {
+	ID            uuid.UUID       `json:"id"`
+	ProjectID     uuid.UUID       `json:"project_id"`
+	Name          string          `json:"name"`
+	Kind          string          `json:"kind"`
+	Upstream      *Upstream       `json:"upstream,omitempty"`
+	DefaultParams json.RawMessage `json:"default_params"`
+	Settings      Settings        `json:"settings"`
+	CreatedAt     time.Time       `json:"created_at"`
+	UpdatedAt     time.Time       `json:"updated_at"`
+}
+
+// Upstream is an OpenAI-compatible server behind a model deployment. The
+// provider key itself is never returned, only whether one is set.
+type Upstream struct {
+	BaseURL   string `json:"base_url"`
+	Model     string `json:"model"`
+	APIKeySet bool   `json:"api_key_set"`
+}
+
+// CheckBaseURL records a problem when raw is not an absolute http(s) URL.
+func CheckBaseURL(p *Problems, field, raw string) {
+	if raw == "" {
+		p.Add(field, "is required")
+		return
+	}
+	if len(raw) > MaxURLLen {
+		p.Add(field, "must be at most %d characters", MaxURLLen)
+		return
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		p.Add(field, "must be an absolute http or https URL")
+		return
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		p.Add(field, "must not have a query or fragment")
+	}
+}
+
+// Settings says how a deployment is served. The gateway enforces them.
+type Settings struct {
+	MinConcurrency int               `json:"min_concurrency"`
+	MaxConcurrency int               `json:"max_concurrency"`
+	Autoscale      bool              `json:"autoscale"`
+	Cache          CacheSettings     `json:"cache"`
+	RateLimit      RateLimitSettings `json:"rate_limit"`
+}
+
+// CacheSettings turns response caching on with a time to live.
+type CacheSettings struct {
+	Enabled    bool `json:"enabled"`
+	TTLSeconds int  `json:"ttl_seconds"`
+}
+
+// RateLimitSettings is a token bucket: requests_per_minute refill, burst size.
+type RateLimitSettings struct {
+	Enabled           bool `json:"enabled"`
+	RequestsPerMinute int  `json:"requests_per_minute"`
+	Burst             int  `json:"burst"`
+}
+
+// DefaultSettings are the settings of a deployment created without any.
+func DefaultSettings() Settings {
+	return Settings{MinConcurrency: 0, MaxConcurrency: 100}
+}
+
+// Bounds on settings; beyond them a value is surely a mistake.
+const (
+	MaxConcurrencyLimit = 100000
+	MaxCacheTTLSeconds  = 30 * 24 * 3600
+	MaxRequestsPerMin   = 10_000_000
+)
+
+// Check records every problem of s under the field prefix.
+func (s Settings) Check(p *Problems, prefix string) {
+	if s.MinConcurrency < 0 {
+		p.Add(prefix+".min_concurrency", "must be >= 0")
+	}
+	if s.MaxConcurrency < 1 || s.MaxConcurrency > MaxConcurrencyLimit {
+		p.Add(prefix+".max_concurrency", "must be between 1 and %d", MaxConcurrencyLimit)
+	}
+	if s.MinConcurrency > s.MaxConcurrency && s.MaxConcurrency >= 1 {
+		p.Add(prefix+".min_concurrency", "must not exceed max_concurrency (%d)", s.MaxConcurrency)
+	}
+	if s.Cache.TTLSeconds < 0 || s.Cache.TTLSeconds > MaxCacheTTLSeconds {
+		p.Add(prefix+".cache.ttl_seconds", "must be between 0 and %d", MaxCacheTTLSeconds)
+	} else if s.Cache.Enabled && s.Cache.TTLSeconds == 0 {
+		p.Add(prefix+".cache.ttl_seconds", "must be > 0 when the cache is enabled")
+	}
+	if s.RateLimit.RequestsPerMinute < 0 || s.RateLimit.RequestsPerMinute > MaxRequestsPerMin {
+		p.Add(prefix+".rate_limit.requests_per_minute", "must be between 0 and %d", MaxRequestsPerMin)
+	} else if s.RateLimit.Enabled && s.RateLimit.RequestsPerMinute == 0 {
+		p.Add(prefix+".rate_limit.requests_per_minute", "must be > 0 when the rate limit is enabled")
+	}
+	if s.RateLimit.Burst < 0 || s.RateLimit.Burst > MaxRequestsPerMin {
+		p.Add(prefix+".rate_limit.burst", "must be between 0 and %d", MaxRequestsPerMin)
+	}
+}
+
+// paramKinds lists the OpenAI chat parameters a deployment may default, with
+// the JSON kind each must have. Others are kept and passed through untouched.
+var paramKinds = map[string]string{
+	"temperature":           "number",
+	"top_p":                 "number",
+	"max_tokens":            "integer",
+	"max_completion_tokens": "integer",
+	"frequency_penalty":     "number",
+	"presence_penalty":      "number",
+	"seed":                  "integer",
+	"n":                     "integer",
+	"stop":                  "stop",
+	"logprobs":              "boolean",
+	"top_logprobs":          "integer",
+	"parallel_tool_calls":   "boolean",
+	"user":                  "string",
+	"logit_bias":            "object",
+	"response_format":       "object",
+	"reasoning_effort":      "string",
+}
+
+// perRequest are fields that belong to one request, never to a deployment.
+var perRequest = map[string]bool{"model": true, "messages": true, "stream": true, "stream_options": true}
+
+// CheckDefaultParams records problems in a deployment's default parameters:
+// they must form a JSON object whose known OpenAI parameters have the right
+// types and ranges.
+func CheckDefaultParams(p *Problems, field string, raw json.RawMessage) {
+	if len(raw) == 0 {
+		return
+	}
+	var params map[string]any
+	if err := json.Unmarshal(raw, &params); err != nil || params == nil {
+		p.Add(field, "must be a JSON object")
+		return
+	}
+	for k, v := range params {
+		f := field + "." + k
+		if perRequest[k] {
+			p.Add(f, "is set per request and cannot be a default")
+			continue
+		}
+		switch paramKinds[k] {
+		case "number":
+			n, ok := v.(float64)
+			if !ok {
+				p.Add(f, "must be a number")
+				continue
+			}
+			checkRange(p, f, k, n)
+		case "integer":
+			n, ok := v.(float64)
+			if !ok || n != float64(int64(n)) {
+				p.Add(f, "must be an integer")
+				continue
+			}
+			checkRange(p, f, k, n)
+		case "boolean":
+			if _, ok := v.(bool); !ok {
+				p.Add(f, "must be a boolean")
+			}
+		case "string":
+			if _, ok := v.(string); !ok {
+				p.Add(f, "must be a string")
+			}
+		case "object":
+			if _, ok := v.(map[string]any); !ok {
+				p.Add(f, "must be an object")
+			}
+		case "stop":
+			switch s := v.(type) {
+			case string:
+			case []any:
+				if len(s) > 4 {
+					p.Add(f, "must have at most 4 sequences")
+				}
+				for _, e := range s {
+					if _, ok := e.(string); !ok {
+						p.Add(f, "must be a string or a list of strings")
+						break
+					}
+				}
+			default:
+				p.Add(f, "must be a string or a list of strings")
+			}
+		}
+	}
+}
+
+func checkRange(p *Problems, f, k string, n float64) {
+	lo, hi := 0.0, 0.0
+	switch k {
+	case "temperature":
+		lo, hi = 0, 2
+	case "top_p":
+		lo, hi = 0, 1
+	case "frequency_penalty", "presence_penalty":
+		lo, hi = -2, 2
+	case "max_tokens", "max_completion_tokens", "n":
+		lo, hi = 1, 1<<31-1
+	case "top_logprobs":
+		lo, hi = 0, 20
+	default:
+		return
+	}
+	if n < lo || n > hi {
+		p.Add(f, "must be between %s and %s", fmtNum(lo), fmtNum(hi))
+	}
+}
+
+func fmtNum(f float64) string { return fmt.Sprintf("%g", f) }
+
+// APIKey is a project's credential for the gateway. Its secret is shown once
+// at creation; afterwards only Prefix identifies it to a person.
+type APIKey struct {
+	ID         uuid.UUID  `json:"id"`
+	ProjectID  uuid.UUID  `json:"project_id"`
+	Name       string     `json:"name"`
+	Prefix     string     `json:"prefix"`
+	CreatedAt  time.Time  `json:"created_at"`
+	ExpiresAt  *time.Time `json:"expires_at"`
+	LastUsedAt *time.Time `json:"last_used_at"`
+	RevokedAt  *time.Time `json:"revoked_at"`
+	Revoked    bool       `json:"revoked"`
+}
+
+// Usable reports whether the key may authenticate at time now.
+func (k APIKey) Usable(now time.Time) bool {
+	return k.RevokedAt == nil && (k.ExpiresAt == nil || now.Before(*k.ExpiresAt))
+}

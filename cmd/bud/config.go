@@ -1,0 +1,103 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+)
+
+// setting is one configuration value: an environment variable, the flag
+// that overrides it, and its default. The README's configuration table is
+// this list.
+type setting struct {
+	env, flag, def, help string
+	value            *string
+}
+
+// config is every setting of every subcommand; each subcommand registers
+// the flags it uses.
+type config struct {
+	DatabaseURL       string
+	TemporalAddress   string
+	TemporalNamespace string
+	TemporalUIAddr    string
+	GatewayAddr       string
+	AppAddr           string
+	WorkerAddr        string
+	AdminToken        string
+	EncryptionKey     string
+	DataDir           string
+	LogLevel          string
+	LogFormat         string
+}
+
+func (c *config) settings() []setting {
+	return []setting{
+		{"DATABASE_URL", "database-url", "postgres://postgres@127.0.0.1:5432/bud?sslmode=disable", "PostgreSQL connection string", &c.DatabaseURL},
+		{"TEMPORAL_ADDRESS", "temporal-address", "127.0.0.1:7233", "Temporal frontend (host:port); `bud dev` serves its embedded server here", &c.TemporalAddress},
+		{"TEMPORAL_NAMESPACE", "temporal-namespace", "default", "Temporal namespace", &c.TemporalNamespace},
+		{"TEMPORAL_UI_ADDRESS", "temporal-ui-address", "127.0.0.1:8233", "Temporal Web UI address (`bud dev` only; empty disables the UI)", &c.TemporalUIAddr},
+		{"BUD_GATEWAY_ADDR", "gateway-addr", "127.0.0.1:8080", "BudGateway listen address", &c.GatewayAddr},
+		{"BUD_APP_ADDR", "app-addr", "127.0.0.1:8081", "BudApp listen address", &c.AppAddr},
+		{"BUD_WORKER_ADDR", "worker-addr", "127.0.0.1:8082", "BudPrompt worker's health and metrics address", &c.WorkerAddr},
+		{"BUD_ADMIN_TOKEN", "admin-token", "", "bearer token for BudApp's /api (`bud dev` generates one in the data directory)", &c.AdminToken},
+		{"BUD_ENCRYPTION_KEY", "encryption-key", "", "base64 32-byte key sealing provider credentials (`bud dev` generates one in the data directory)", &c.EncryptionKey},
+		{"BUD_DATA_DIR", "data-dir", ".bud", "`bud dev` data directory: Temporal's SQLite file, generated token and key", &c.DataDir},
+		{"BUD_LOG_LEVEL", "log-level", "info", "debug, info, warn or error", &c.LogLevel},
+		{"BUD_LOG_FORMAT", "log-format", "text", "text or json", &c.LogFormat},
+	}
+}
+
+// parse fills c from the environment, then from the flags named in use
+// (all when use is empty); flags win.
+func (c *config) parse(name string, args []string, use ...string) error {
+	fs := flag.NewFlagSet("bud "+name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	want := map[string]bool{}
+	for _, u := range use {
+		want[u] = true
+	}
+	for _, s := range c.settings() {
+		*s.value = s.def
+		if v, ok := os.LookupEnv(s.env); ok {
+			*s.value = v
+		}
+		if len(want) == 0 || want[s.flag] {
+			fs.StringVar(s.value, s.flag, *s.value, s.help+" (env "+s.env+")")
+		}
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(os.Stderr, "usage: bud %s [flags]\n\nflags:\n", name)
+		fs.SetOutput(os.Stderr)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			fs.Usage()
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("bud %s: unexpected argument %q", name, fs.Arg(0))
+	}
+	return nil
+}
+
+func (c *config) logger(w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return nil, fmt.Errorf("BUD_LOG_LEVEL: %q is not debug, info, warn or error", c.LogLevel)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch strings.ToLower(c.LogFormat) {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	default:
+		return nil, fmt.Errorf("BUD_LOG_FORMAT: %q is not text or json", c.LogFormat)
+	}
+}

@@ -1,0 +1,229 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/budhq/bud/db"
+	"github.com/budhq/bud/secrets"
+	"github.com/budhq/bud/temporalserver"
+)
+
+// runDev runs the whole stack in one process on embedded defaults.
+func runDev(ctx context.Context, args []string) error {
+	var cfg config
+	if err := cfg.parse("dev", args); err != nil {
+		return err
+	}
+	log, err := cfg.logger(os.Stderr)
+	if err != nil {
+		return err
+	}
+	started := time.Now()
+
+	dataDir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	if cfg.AdminToken == "" {
+		if cfg.AdminToken, err = loadOrCreate(filepath.Join(dataDir, "admin-token"), newAdminToken); err != nil {
+			return err
+		}
+	}
+	if cfg.EncryptionKey == "" {
+		if cfg.EncryptionKey, err = loadOrCreate(filepath.Join(dataDir, "encryption-key"), secrets.NewKey); err != nil {
+			return err
+		}
+	}
+
+	if err := db.EnsureDatabase(ctx, cfg.DatabaseURL); err != nil {
+		return err
+	}
+	pool, err := openDB(ctx, log, cfg.DatabaseURL, true)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+
+	ip, port, err := splitHostPort(cfg.TemporalAddress, "TEMPORAL_ADDRESS")
+	if err != nil {
+		return err
+	}
+	uiPort := 0
+	if cfg.TemporalUIAddr != "" {
+		uiIP, p, err := splitHostPort(cfg.TemporalUIAddr, "TEMPORAL_UI_ADDRESS")
+		if err != nil {
+			return err
+		}
+		if uiIP != ip {
+			return fmt.Errorf("TEMPORAL_UI_ADDRESS: the embedded UI listens on the frontend's IP %s, not %s", ip, uiIP)
+		}
+		uiPort = p
+	}
+	ts, err := temporalserver.Start(ctx, temporalserver.Options{
+		IP:           ip,
+		FrontendPort: port,
+		UIPort:       uiPort,
+		DatabaseFile: filepath.Join(dataDir, "temporal.db"),
+		Namespace:    cfg.TemporalNamespace,
+		Logger:       log,
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := ts.Stop(); err != nil {
+			log.Warn("temporal server stop", "err", err)
+		}
+	}()
+
+	tc, err := dialTemporal(log, ts.HostPort(), ts.Namespace())
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+
+	appHandler, err := newApp(log, &cfg, pool, tc)
+	if err != nil {
+		return err
+	}
+	gwHandler, err := newGateway(log, pool, tc)
+	if err != nil {
+		return err
+	}
+	pw, err := startWorker(tc, pool)
+	if err != nil {
+		return err
+	}
+	defer pw.w.Stop()
+
+	gwL, err := listen("gateway", cfg.GatewayAddr, gwHandler)
+	if err != nil {
+		return err
+	}
+	appL, err := listen("app", cfg.AppAddr, appHandler)
+	if err != nil {
+		gwL.ln.Close()
+		return err
+	}
+	wkL, err := listen("worker", cfg.WorkerAddr, pw.h)
+	if err != nil {
+		gwL.ln.Close()
+		appL.ln.Close()
+		return err
+	}
+
+	printBanner(os.Stdout, banner{
+		Gateway:    gwL.URL(),
+		App:        appL.URL(),
+		Worker:     wkL.URL(),
+		Temporal:   ts.HostPort(),
+		Namespace:  ts.Namespace(),
+		TemporalUI: ts.UIAddr(),
+		Database:   redactURL(cfg.DatabaseURL),
+		DataDir:    dataDir,
+		AdminToken: cfg.AdminToken,
+		Took:       time.Since(started),
+	})
+	err = serveAll(ctx, log, gwL, appL, wkL)
+	log.Info("shutting down")
+	return err
+}
+
+type banner struct {
+	Gateway, App, Worker, Temporal, Namespace, TemporalUI, Database, DataDir, AdminToken string
+	Took                                                                                  time.Duration
+}
+
+func printBanner(w io.Writer, b banner) {
+	ui := "disabled"
+	if b.TemporalUI != "" {
+		ui = "http://" + b.TemporalUI
+	}
+	fmt.Fprintf(w, `
+Bud is running (started in %s).
+
+  BudGateway   %s    OpenAI-compatible API (/v1)
+  BudApp       %s    management API (/api)
+  BudPrompt    %s    worker health and metrics
+  Temporal     %s          namespace %q
+  Temporal UI  %s
+  Postgres     %s
+  Data dir     %s
+
+  Admin token  %s
+               (send as "Authorization: Bearer <token>" to BudApp's /api)
+
+Press Ctrl-C to stop.
+`, b.Took.Round(time.Millisecond), b.Gateway, b.App, b.Worker, b.Temporal, b.Namespace, ui, b.Database, b.DataDir, b.AdminToken)
+}
+
+// loadOrCreate returns the trimmed content of path, creating it with gen()
+// (mode 0600) when it does not exist, so a second `bud dev` reuses it.
+func loadOrCreate(path string, gen func() string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		v := strings.TrimSpace(string(b))
+		if v == "" {
+			return "", fmt.Errorf("%s is empty; delete it to generate a new one", path)
+		}
+		return v, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read %s: %w", path, err)
+	}
+	v := gen()
+	if err := os.WriteFile(path, []byte(v+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write %s: %w", path, err)
+	}
+	return v, nil
+}
+
+func newAdminToken() string {
+	var b [24]byte
+	_, _ = rand.Read(b[:])
+	return "budadmin-" + base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+func splitHostPort(addr, name string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("%s: %q is not host:port: %w", name, addr, err)
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port <= 0 || port > 65535 {
+		return "", 0, fmt.Errorf("%s: %q has no valid port", name, addr)
+	}
+	if host == "" || host == "localhost" {
+		host = "127.0.0.1"
+	}
+	return host, port, nil
+}
+
+// redactURL hides a password in a connection string before it is printed.
+func redactURL(u string) string {
+	cfg, err := pgx.ParseConfig(u)
+	if err != nil {
+		return "(unparsable DATABASE_URL)"
+	}
+	user := cfg.User
+	if cfg.Password != "" {
+		user += ":***"
+	}
+	return fmt.Sprintf("postgres://%s@%s/%s", user, net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))), cfg.Database)
+}

@@ -1,0 +1,293 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/budhq/bud/db/dbtest"
+)
+
+// budBinary is built once by TestMain so the end-to-end tests run the real
+// binary, as a user would.
+var budBinary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "bud-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	budBinary = filepath.Join(dir, "bud")
+	out, err := exec.Command("go", "build", "-o", budBinary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// devProcess is a running `bud dev`.
+type devProcess struct {
+	cmd    *exec.Cmd
+	stdout *lockedBuffer
+	stderr *lockedBuffer
+	done   chan error
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+	// lines receives each stdout line as it arrives.
+	lines chan string
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+type devEnv struct {
+	dbURL, dataDir                         string
+	gateway, app, worker, temporal, uiAddr string
+}
+
+func newDevEnv(t *testing.T) devEnv {
+	return devEnv{
+		dbURL:    dbtest.NewDatabase(t),
+		dataDir:  t.TempDir(),
+		gateway:  freePort(t),
+		app:      freePort(t),
+		worker:   freePort(t),
+		temporal: freePort(t),
+		uiAddr:   freePort(t),
+	}
+}
+
+// start runs `bud dev` and waits until it prints "Press Ctrl-C to stop."
+func (e devEnv) start(t *testing.T) *devProcess {
+	t.Helper()
+	cmd := exec.Command(budBinary, "dev")
+	cmd.Env = append(os.Environ(),
+		"DATABASE_URL="+e.dbURL,
+		"BUD_DATA_DIR="+e.dataDir,
+		"BUD_GATEWAY_ADDR="+e.gateway,
+		"BUD_APP_ADDR="+e.app,
+		"BUD_WORKER_ADDR="+e.worker,
+		"TEMPORAL_ADDRESS="+e.temporal,
+		"TEMPORAL_UI_ADDRESS="+e.uiAddr,
+		"BUD_ADMIN_TOKEN=", "BUD_ENCRYPTION_KEY=",
+	)
+	p := &devProcess{cmd: cmd, stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, done: make(chan error, 1)}
+	pr, pw := io.Pipe()
+	cmd.Stdout = io.MultiWriter(p.stdout, pw)
+	cmd.Stderr = p.stderr
+	require.NoError(t, cmd.Start())
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "Press Ctrl-C to stop.") {
+				close(ready)
+				break
+			}
+		}
+		_, _ = io.Copy(io.Discard, pr)
+	}()
+	go func() {
+		p.done <- cmd.Wait()
+		pw.Close()
+	}()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+		}
+	})
+	select {
+	case <-ready:
+	case err := <-p.done:
+		t.Fatalf("bud dev exited before it was ready: %v\nstdout:\n%s\nstderr:\n%s", err, p.stdout, p.stderr)
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("bud dev not ready after 2 minutes\nstdout:\n%s\nstderr:\n%s", p.stdout, p.stderr)
+	}
+	return p
+}
+
+// stop sends Ctrl-C and requires a clean exit within a few seconds.
+func (p *devProcess) stop(t *testing.T) time.Duration {
+	t.Helper()
+	start := time.Now()
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGINT))
+	select {
+	case err := <-p.done:
+		require.NoError(t, err, "stderr:\n%s", p.stderr)
+	case <-time.After(20 * time.Second):
+		t.Fatalf("bud dev did not stop within 20s after Ctrl-C\nstderr:\n%s", p.stderr)
+	}
+	return time.Since(start)
+}
+
+type apiClient struct {
+	t     *testing.T
+	base  string
+	token string
+}
+
+func (c apiClient) do(method, path string, body any, want int, out any) {
+	c.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		require.NoError(c.t, err)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, c.base+path, rd)
+	require.NoError(c.t, err)
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(c.t, err)
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	require.Equal(c.t, want, resp.StatusCode, "%s %s: %s", method, path, raw)
+	if out != nil {
+		require.NoError(c.t, json.Unmarshal(raw, out), "%s", raw)
+	}
+}
+
+func get(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestDevEndToEnd runs the built binary as a user would: `bud dev` on
+// ephemeral ports and a fresh database, creates a project, a deployment and
+// a key over HTTP, stops it with Ctrl-C, starts it again and finds them.
+func TestDevEndToEnd(t *testing.T) {
+	env := newDevEnv(t)
+	p := env.start(t)
+
+	out := p.stdout.String()
+	for _, want := range []string{"BudGateway", "http://" + env.gateway, "http://" + env.app, env.temporal, "http://" + env.uiAddr, "Admin token"} {
+		require.Contains(t, out, want)
+	}
+	token, err := os.ReadFile(filepath.Join(env.dataDir, "admin-token"))
+	require.NoError(t, err)
+	api := apiClient{t: t, base: "http://" + env.app, token: strings.TrimSpace(string(token))}
+	require.Contains(t, out, api.token, "the banner prints the generated admin token")
+
+	for _, u := range []string{"http://" + env.app, "http://" + env.gateway, "http://" + env.worker} {
+		require.Equal(t, http.StatusOK, get(t, u+"/healthz"), u)
+		require.Equal(t, http.StatusOK, get(t, u+"/readyz"), u)
+		require.Equal(t, http.StatusOK, get(t, u+"/metrics"), u)
+	}
+	require.Equal(t, http.StatusOK, get(t, "http://"+env.uiAddr+"/"), "Temporal UI")
+
+	// Without the token: 401.
+	apiClient{t: t, base: api.base, token: "wrong"}.do("GET", "/api/projects", nil, http.StatusUnauthorized, nil)
+
+	var project struct{ ID, Name string }
+	api.do("POST", "/api/projects", map[string]any{"name": "demo", "description": "end to end"}, http.StatusCreated, &project)
+	var dep struct {
+		ID, Name string
+		Upstream struct {
+			BaseURL   string `json:"base_url"`
+			APIKeySet bool   `json:"api_key_set"`
+		}
+	}
+	api.do("POST", "/api/projects/"+project.ID+"/deployments", map[string]any{
+		"name": "qwen3-32b", "kind": "model",
+		"upstream":       map[string]any{"base_url": "http://127.0.0.1:9/v1", "model": "Qwen/Qwen3-32B", "api_key": "sk-upstream"},
+		"default_params": map[string]any{"temperature": 0.2},
+	}, http.StatusCreated, &dep)
+	require.True(t, dep.Upstream.APIKeySet)
+	var key struct{ ID, Secret string }
+	api.do("POST", "/api/projects/"+project.ID+"/api-keys", map[string]any{"name": "ci"}, http.StatusCreated, &key)
+	require.True(t, strings.HasPrefix(key.Secret, "bud-"), key.Secret)
+
+	took := p.stop(t)
+	t.Logf("bud dev stopped %s after Ctrl-C", took)
+
+	// A second start finds everything: same token, same key, same rows.
+	p = env.start(t)
+	defer p.stop(t)
+	var gotProject struct{ ID, Name string }
+	api.do("GET", "/api/projects/"+project.ID, nil, http.StatusOK, &gotProject)
+	require.Equal(t, "demo", gotProject.Name)
+	var gotDep struct {
+		Name     string
+		Upstream struct {
+			APIKeySet bool `json:"api_key_set"`
+		}
+	}
+	api.do("GET", "/api/projects/"+project.ID+"/deployments/"+dep.ID, nil, http.StatusOK, &gotDep)
+	require.Equal(t, "qwen3-32b", gotDep.Name)
+	require.True(t, gotDep.Upstream.APIKeySet)
+	var keys struct {
+		Data []struct {
+			ID      string
+			Revoked bool
+		}
+	}
+	api.do("GET", "/api/projects/"+project.ID+"/api-keys", nil, http.StatusOK, &keys)
+	require.Len(t, keys.Data, 1)
+	require.Equal(t, key.ID, keys.Data[0].ID)
+}
+
+// TestDevPortTaken checks that a busy port stops `bud dev` at once with a
+// message that names it.
+func TestDevPortTaken(t *testing.T) {
+	env := newDevEnv(t)
+	l, err := net.Listen("tcp", env.app)
+	require.NoError(t, err)
+	defer l.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, budBinary, "dev")
+	cmd.Env = append(os.Environ(),
+		"DATABASE_URL="+env.dbURL, "BUD_DATA_DIR="+env.dataDir,
+		"BUD_GATEWAY_ADDR="+env.gateway, "BUD_APP_ADDR="+env.app, "BUD_WORKER_ADDR="+env.worker,
+		"TEMPORAL_ADDRESS="+env.temporal, "TEMPORAL_UI_ADDRESS="+env.uiAddr,
+	)
+	out, err := cmd.CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(out), "app: cannot listen on "+env.app)
+}

@@ -1,0 +1,77 @@
+// Command bud runs Bud: `bud dev` runs everything in one process on
+// embedded defaults; `bud gateway`, `bud app` and `bud worker` run one
+// service each against an external Postgres and Temporal; `bud migrate`
+// applies the database migrations.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `bud — an OpenAI-compatible LLM gateway and prompt platform
+
+usage: bud <command> [flags]
+
+commands:
+  dev       run everything in one process: migrations, an embedded Temporal
+            server and UI, BudApp, BudGateway and a BudPrompt worker
+  gateway   run BudGateway (the OpenAI-compatible API)
+  app       run BudApp (the management API)
+  worker    run a BudPrompt Temporal worker
+  migrate   apply the database migrations and exit
+
+Run 'bud <command> -h' for the flags of a command. Every flag can also be
+set through the environment variable named in its help.
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		// A second signal while shutting down means "now".
+		<-ctx.Done()
+		stop()
+		ch := make(chan os.Signal, 1)
+		signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+		<-ch
+		fmt.Fprintln(os.Stderr, "bud: forced exit")
+		os.Exit(130)
+	}()
+
+	var err error
+	cmd, args := os.Args[1], os.Args[2:]
+	switch cmd {
+	case "dev":
+		err = runDev(ctx, args)
+	case "gateway":
+		err = runGateway(ctx, args)
+	case "app":
+		err = runApp(ctx, args)
+	case "worker":
+		err = runWorker(ctx, args)
+	case "migrate":
+		err = runMigrate(ctx, args)
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+		return
+	default:
+		fmt.Fprintf(os.Stderr, "bud: unknown command %q\n\n%s", cmd, usage)
+		os.Exit(2)
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bud %s: %v\n", cmd, err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,295 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/budhq/bud/activities"
+	"github.com/budhq/bud/app"
+	"github.com/budhq/bud/db"
+	"github.com/budhq/bud/gateway"
+	"github.com/budhq/bud/metrics"
+	"github.com/budhq/bud/secrets"
+	"github.com/budhq/bud/workflows"
+)
+
+// shutdownTimeout bounds how long servers get to finish in-flight requests.
+const shutdownTimeout = 5 * time.Second
+
+// listener is an address taken before anything is served, so a busy port
+// fails the start with a clear message instead of a half-started process.
+type listener struct {
+	name string
+	ln   net.Listener
+	h    http.Handler
+}
+
+func listen(name, addr string, h http.Handler) (*listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s: cannot listen on %s: %w", name, addr, err)
+	}
+	return &listener{name: name, ln: ln, h: h}, nil
+}
+
+func (l *listener) URL() string { return "http://" + l.ln.Addr().String() }
+
+// serveAll serves every listener until ctx ends, then shuts them down
+// gracefully. It returns the first serve error.
+func serveAll(ctx context.Context, log *slog.Logger, ls ...*listener) error {
+	errc := make(chan error, len(ls))
+	servers := make([]*http.Server, len(ls))
+	for i, l := range ls {
+		srv := &http.Server{
+			Handler:           l.h,
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       120 * time.Second,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}
+		servers[i] = srv
+		go func(l *listener) {
+			if err := srv.Serve(l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("%s: %w", l.name, err)
+			}
+		}(l)
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, srv := range servers {
+		wg.Add(1)
+		go func(srv *http.Server) {
+			defer wg.Done()
+			if serr := srv.Shutdown(sctx); serr != nil {
+				_ = srv.Close()
+			}
+		}(srv)
+	}
+	wg.Wait()
+	return err
+}
+
+// openDB opens the pool and, when migrate is set, applies migrations.
+func openDB(ctx context.Context, log *slog.Logger, url string, migrate bool) (*pgxpool.Pool, error) {
+	pool, err := db.Open(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	if migrate {
+		if err := db.Migrate(ctx, pool, log); err != nil {
+			pool.Close()
+			return nil, err
+		}
+	}
+	return pool, nil
+}
+
+// dialTemporal returns a lazy client: services start even when Temporal is
+// briefly down, and /readyz says so until it answers.
+func dialTemporal(log *slog.Logger, addr, namespace string) (client.Client, error) {
+	c, err := client.NewLazyClient(client.Options{
+		HostPort:  addr,
+		Namespace: namespace,
+		Logger:    sdklog.NewStructuredLogger(log.With("component", "temporal-sdk")),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("temporal client for %s: %w", addr, err)
+	}
+	return c, nil
+}
+
+func temporalReady(c client.Client) func(context.Context) error {
+	return func(ctx context.Context) error {
+		_, err := c.CheckHealth(ctx, &client.CheckHealthRequest{})
+		return err
+	}
+}
+
+func sealBox(key string) (*secrets.Box, error) {
+	if key == "" {
+		return nil, errors.New("BUD_ENCRYPTION_KEY is required (a base64 32-byte key; `openssl rand -base64 32` makes one)")
+	}
+	k, err := secrets.ParseKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("BUD_ENCRYPTION_KEY: %w", err)
+	}
+	return secrets.NewBox(k)
+}
+
+func newApp(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Client) (http.Handler, error) {
+	if cfg.AdminToken == "" {
+		return nil, errors.New("BUD_ADMIN_TOKEN is required")
+	}
+	box, err := sealBox(cfg.EncryptionKey)
+	if err != nil {
+		return nil, err
+	}
+	return app.New(app.Config{
+		Pool:       pool,
+		Box:        box,
+		AdminToken: cfg.AdminToken,
+		Logger:     log.With("service", "app"),
+		Ready:      temporalReady(tc),
+		Registry:   metrics.NewRegistry(),
+	})
+}
+
+func newGateway(log *slog.Logger, pool *pgxpool.Pool, tc client.Client) (http.Handler, error) {
+	return gateway.New(gateway.Config{
+		Pool:     pool,
+		Logger:   log.With("service", "gateway"),
+		Ready:    temporalReady(tc),
+		Registry: metrics.NewRegistry(),
+	})
+}
+
+// promptWorker is a started BudPrompt worker and the HTTP handler that
+// reports its health.
+type promptWorker struct {
+	w worker.Worker
+	h http.Handler
+}
+
+func startWorker(tc client.Client, pool *pgxpool.Pool) (*promptWorker, error) {
+	host, _ := os.Hostname()
+	w := workflows.NewWorker(tc, &activities.Activities{Identity: fmt.Sprintf("%s@%d", host, os.Getpid())})
+	if err := w.Start(); err != nil {
+		return nil, fmt.Errorf("worker: start: %w", err)
+	}
+	reg := metrics.NewRegistry()
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, r *http.Request) {
+		rw.Header().Set("Content-Type", "application/json")
+		_, _ = rw.Write([]byte(`{"status":"ok"}` + "\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(rw http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		var failing []string
+		if err := pool.Ping(ctx); err != nil {
+			failing = append(failing, "postgres")
+		}
+		if err := temporalReady(tc)(ctx); err != nil {
+			failing = append(failing, "temporal")
+		}
+		rw.Header().Set("Content-Type", "application/json")
+		if len(failing) > 0 {
+			rw.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = fmt.Fprintf(rw, `{"status":"unavailable","failing":%q}`+"\n", strings.Join(failing, ","))
+			return
+		}
+		_, _ = rw.Write([]byte(`{"status":"ok"}` + "\n"))
+	})
+	mux.Handle("GET /metrics", metrics.Handler(reg))
+	return &promptWorker{w: w, h: mux}, nil
+}
+
+func runMigrate(ctx context.Context, args []string) error {
+	var cfg config
+	if err := cfg.parse("migrate", args, "database-url", "log-level", "log-format"); err != nil {
+		return err
+	}
+	log, err := cfg.logger(os.Stderr)
+	if err != nil {
+		return err
+	}
+	pool, err := openDB(ctx, log, cfg.DatabaseURL, true)
+	if err != nil {
+		return err
+	}
+	pool.Close()
+	log.Info("database is up to date")
+	return nil
+}
+
+func runApp(ctx context.Context, args []string) error {
+	var cfg config
+	if err := cfg.parse("app", args, "database-url", "temporal-address", "temporal-namespace", "app-addr", "admin-token", "encryption-key", "log-level", "log-format"); err != nil {
+		return err
+	}
+	return runOne(ctx, &cfg, "app")
+}
+
+func runGateway(ctx context.Context, args []string) error {
+	var cfg config
+	if err := cfg.parse("gateway", args, "database-url", "temporal-address", "temporal-namespace", "gateway-addr", "log-level", "log-format"); err != nil {
+		return err
+	}
+	return runOne(ctx, &cfg, "gateway")
+}
+
+func runWorker(ctx context.Context, args []string) error {
+	var cfg config
+	if err := cfg.parse("worker", args, "database-url", "temporal-address", "temporal-namespace", "worker-addr", "log-level", "log-format"); err != nil {
+		return err
+	}
+	return runOne(ctx, &cfg, "worker")
+}
+
+// runOne runs a single service against external Postgres and Temporal.
+// Migrations are `bud migrate`'s job, so that many replicas never race.
+func runOne(ctx context.Context, cfg *config, service string) error {
+	log, err := cfg.logger(os.Stderr)
+	if err != nil {
+		return err
+	}
+	pool, err := openDB(ctx, log, cfg.DatabaseURL, false)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	tc, err := dialTemporal(log, cfg.TemporalAddress, cfg.TemporalNamespace)
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+
+	var l *listener
+	switch service {
+	case "app":
+		h, err := newApp(log, cfg, pool, tc)
+		if err != nil {
+			return err
+		}
+		if l, err = listen("app", cfg.AppAddr, h); err != nil {
+			return err
+		}
+	case "gateway":
+		h, err := newGateway(log, pool, tc)
+		if err != nil {
+			return err
+		}
+		if l, err = listen("gateway", cfg.GatewayAddr, h); err != nil {
+			return err
+		}
+	case "worker":
+		pw, err := startWorker(tc, pool)
+		if err != nil {
+			return err
+		}
+		defer pw.w.Stop()
+		if l, err = listen("worker", cfg.WorkerAddr, pw.h); err != nil {
+			return err
+		}
+	}
+	log.Info("listening", "service", service, "url", l.URL(), "temporal", cfg.TemporalAddress)
+	return serveAll(ctx, log, l)
+}

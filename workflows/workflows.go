@@ -1,0 +1,59 @@
+// Package workflows holds BudPrompt's Temporal workflows. Workflows only
+// orchestrate; every effect is an activity in package activities.
+package workflows
+
+import (
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/budhq/bud/activities"
+)
+
+// TaskQueue is the task queue BudPrompt workers poll.
+const TaskQueue = "bud-prompt"
+
+// PingInput is the input of Ping.
+type PingInput struct {
+	Message string
+}
+
+// PingOutput is the result of Ping: the echoed message and the worker that
+// ran the activity.
+type PingOutput struct {
+	Message string
+	Worker  string
+}
+
+// Ping runs one activity and returns its result. It is the smallest
+// workflow that exercises the whole path — client, server, worker,
+// activity — and is what health checks and wiring tests run.
+func Ping(ctx workflow.Context, in PingInput) (PingOutput, error) {
+	var a *activities.Activities
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 10 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
+	})
+	var out activities.EchoOutput
+	if err := workflow.ExecuteActivity(ctx, a.Echo, activities.EchoInput{Message: in.Message}).Get(ctx, &out); err != nil {
+		return PingOutput{}, err
+	}
+	return PingOutput{Message: out.Message, Worker: out.Worker}, nil
+}
+
+// Register registers every workflow and activity of BudPrompt on r.
+func Register(r worker.Registry, a *activities.Activities) {
+	r.RegisterWorkflow(Ping)
+	r.RegisterActivity(a)
+}
+
+// NewWorker returns a worker on TaskQueue with everything registered. The
+// caller starts and stops it.
+func NewWorker(c client.Client, a *activities.Activities) worker.Worker {
+	w := worker.New(c, TaskQueue, worker.Options{})
+	Register(w, a)
+	return w
+}
