@@ -1,93 +1,299 @@
 // Package gateway is BudGateway: the public OpenAI-compatible API. It
 // authenticates callers by project API key and routes each request by its
 // `model` to a deployment of that project.
+//
+// The hot path touches no database: keys and deployments are cached in
+// memory, dropped within milliseconds by Postgres notifications when they
+// change (with a TTL as a safety net), and a key's last use is written in
+// batches.
 package gateway
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/budhq/bud/db/dbsqlc"
 	"github.com/budhq/bud/metrics"
+	"github.com/budhq/bud/secrets"
+)
+
+// Defaults for Config's zero values.
+const (
+	DefaultMaxBodyBytes    = 32 << 20
+	DefaultCacheTTL        = 5 * time.Second
+	DefaultUpstreamTimeout = 10 * time.Minute
+	DefaultLastUsedFlush   = time.Second
+	maxUpstreamBody        = 64 << 20
 )
 
 // Config configures the gateway.
 type Config struct {
-	Pool     *pgxpool.Pool
-	Logger   *slog.Logger
-	Ready    func(ctx context.Context) error // extra readiness check (Temporal); nil means none
-	Registry *prometheus.Registry            // nil: a fresh one
+	Pool   *pgxpool.Pool
+	Box    *secrets.Box // opens deployments' provider keys
+	Logger *slog.Logger
+	// Ready is an extra readiness check (Temporal); nil means none.
+	Ready func(ctx context.Context) error
+	// Registry receives the gateway's metrics; nil makes a fresh one.
+	Registry *prometheus.Registry
+	// MaxBodyBytes bounds a request body (413 beyond it).
+	MaxBodyBytes int64
+	// CacheTTL bounds how long a cached key or deployment is trusted
+	// without a notification; notifications usually act within milliseconds.
+	CacheTTL time.Duration
+	// UpstreamTimeout bounds the wait for an upstream's response headers
+	// (504 beyond it). A stream, once started, may run longer.
+	UpstreamTimeout time.Duration
+	// LastUsedFlush is how often keys' last use is written.
+	LastUsedFlush time.Duration
+	// Transport overrides the upstream transport (tests).
+	Transport http.RoundTripper
 }
 
-// New returns the gateway's HTTP handler.
-func New(cfg Config) (http.Handler, error) {
+// Gateway serves the OpenAI-compatible API. Run must be running for
+// notifications and last-use writes to happen.
+type Gateway struct {
+	cfg      Config
+	log      *slog.Logger
+	q        *dbsqlc.Queries
+	cache    *cache
+	client   *http.Client
+	metrics  *gatewayMetrics
+	lastUsed *lastUsed
+	router   chi.Router
+	// listening is closed once the change listener is subscribed.
+	listening     chan struct{}
+	listeningOnce sync.Once
+}
+
+// New returns a gateway. Call Run to start its background work.
+func New(cfg Config) (*Gateway, error) {
+	if cfg.Pool == nil {
+		return nil, errors.New("gateway: Pool is required")
+	}
 	if cfg.Registry == nil {
 		cfg.Registry = metrics.NewRegistry()
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.CacheTTL <= 0 {
+		cfg.CacheTTL = DefaultCacheTTL
+	}
+	if cfg.UpstreamTimeout <= 0 {
+		cfg.UpstreamTimeout = DefaultUpstreamTimeout
+	}
+	if cfg.LastUsedFlush <= 0 {
+		cfg.LastUsedFlush = DefaultLastUsedFlush
+	}
+	transport := cfg.Transport
+	if transport == nil {
+		transport = &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConns:          4096,
+			MaxIdleConnsPerHost:   1024,
+			IdleConnTimeout:       90 * time.Second,
+			ResponseHeaderTimeout: cfg.UpstreamTimeout,
+			// Bodies are relayed as they are; decompressing would cost CPU
+			// and break streaming.
+			DisableCompression: true,
+			ForceAttemptHTTP2:  true,
+		}
+	}
+	q := dbsqlc.New(cfg.Pool)
+	open := func(sealed []byte, id uuid.UUID) (string, error) {
+		if cfg.Box == nil {
+			return "", errors.New("no encryption key configured")
+		}
+		b, err := cfg.Box.Open(sealed, id[:])
+		return string(b), err
+	}
+	g := &Gateway{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		q:         q,
+		cache:     newCache(q, cfg.CacheTTL, open),
+		client:    &http.Client{Transport: transport},
+		metrics:   newGatewayMetrics(cfg.Registry),
+		lastUsed:  newLastUsed(),
+		listening: make(chan struct{}),
+	}
+	g.router = g.routes()
+	return g, nil
+}
+
+func (g *Gateway) routes() chi.Router {
 	r := chi.NewRouter()
-	r.Use(metrics.NewHTTP(cfg.Registry, "bud_gateway").Middleware)
+	r.Use(metrics.NewHTTP(g.cfg.Registry, "bud_gateway").Middleware)
 	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	r.Get("/readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		if err := cfg.Pool.Ping(ctx); err != nil {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "failing": "postgres"})
-			return
-		}
-		if cfg.Ready != nil {
-			if err := cfg.Ready(ctx); err != nil {
-				writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "failing": "temporal"})
-				return
-			}
-		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	r.Handle("/metrics", metrics.Handler(cfg.Registry))
+	r.Get("/readyz", g.readyz)
+	r.Handle("/metrics", metrics.Handler(g.cfg.Registry))
+	r.Post("/v1/chat/completions", g.chatCompletions)
+	r.Get("/v1/models", g.listModels)
+	r.Get("/v1/models/*", g.getModel)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		writeOpenAIError(w, http.StatusNotFound, "invalid_request_error", "", "unknown_url", "Unknown request URL: "+r.Method+" "+r.URL.Path)
+		writeAPIError(w, &apiError{Status: http.StatusNotFound, Type: "invalid_request_error", Code: "unknown_url",
+			Message: "Unknown request URL: " + r.Method + " " + r.URL.Path + "."})
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
-		writeOpenAIError(w, http.StatusMethodNotAllowed, "invalid_request_error", "", "method_not_allowed", "Method "+r.Method+" is not allowed on "+r.URL.Path)
+		writeAPIError(w, &apiError{Status: http.StatusMethodNotAllowed, Type: "invalid_request_error", Code: "method_not_allowed",
+			Message: "Method " + r.Method + " is not allowed on " + r.URL.Path + "."})
 	})
-	return r, nil
+	return r
+}
+
+// ServeHTTP implements http.Handler.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.router.ServeHTTP(w, r) }
+
+// Listening is closed once the gateway is subscribed to change
+// notifications, from which point a change reaches its cache at once.
+func (g *Gateway) Listening() <-chan struct{} { return g.listening }
+
+// Run listens for changes and writes keys' last use until ctx ends, then
+// writes what is pending and returns.
+func (g *Gateway) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		g.listen(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(g.cfg.LastUsedFlush)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				g.flushLastUsed(fctx)
+				cancel()
+				return
+			case <-t.C:
+				g.flushLastUsed(ctx)
+			}
+		}
+	}()
+	wg.Wait()
+	return nil
+}
+
+// listen holds a connection subscribed to the change channel, reconnecting
+// with backoff. While it is down, entries expire by TTL; after a reconnect
+// everything is dropped, since notifications may have been missed.
+func (g *Gateway) listen(ctx context.Context) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := g.listenOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		g.cache.clear()
+		g.log.Warn("change listener lost; reconnecting", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func (g *Gateway) listenOnce(ctx context.Context) error {
+	conn, err := g.cfg.Pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("acquire: %w", err)
+	}
+	// The connection has carried LISTEN; it must not go back to the pool.
+	defer conn.Hijack().Close(context.Background())
+	if _, err := conn.Exec(ctx, "LISTEN "+changesChannel); err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	g.cache.clear()
+	g.listeningOnce.Do(func() { close(g.listening) })
+	for {
+		n, err := conn.Conn().WaitForNotification(ctx)
+		if err != nil {
+			return fmt.Errorf("wait: %w", err)
+		}
+		g.cache.apply(n.Payload)
+	}
+}
+
+func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := g.cfg.Pool.Ping(ctx); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "failing": "postgres"})
+		return
+	}
+	if g.cfg.Ready != nil {
+		if err := g.cfg.Ready(ctx); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "failing": "temporal"})
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// caller is an authenticated request's project and key.
+type caller struct {
+	keyID     uuid.UUID
+	projectID uuid.UUID
+}
+
+// authenticate resolves the request's key. OpenAI clients send
+// `Authorization: Bearer`; Azure clients send `api-key`.
+func (g *Gateway) authenticate(r *http.Request) (caller, *apiError) {
+	secret := ""
+	if h := r.Header.Get("Authorization"); h != "" {
+		if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+			secret = strings.TrimSpace(h[7:])
+		}
+	} else {
+		secret = strings.TrimSpace(r.Header.Get("api-key"))
+	}
+	if secret == "" {
+		return caller{}, errNoKey
+	}
+	e, err := g.cache.key(r.Context(), sha256.Sum256([]byte(secret)))
+	if err != nil {
+		g.log.Error("authenticate", "err", err)
+		return caller{}, errInternal
+	}
+	switch {
+	case !e.found:
+		return caller{}, errBadKey
+	case e.revoked:
+		return caller{}, errRevokedKey
+	case e.expiresAt != nil && !time.Now().Before(*e.expiresAt):
+		return caller{}, errExpiredKey
+	}
+	g.lastUsed.mark(e.id)
+	return caller{keyID: e.id, projectID: e.projectID}, nil
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
-}
-
-// openAIError is OpenAI's error envelope.
-type openAIError struct {
-	Error openAIErrorBody `json:"error"`
-}
-
-type openAIErrorBody struct {
-	Message string  `json:"message"`
-	Type    string  `json:"type"`
-	Param   *string `json:"param"`
-	Code    *string `json:"code"`
-}
-
-func writeOpenAIError(w http.ResponseWriter, status int, typ, param, code, msg string) {
-	body := openAIErrorBody{Message: msg, Type: typ}
-	if param != "" {
-		body.Param = &param
-	}
-	if code != "" {
-		body.Code = &code
-	}
-	writeJSON(w, status, openAIError{Error: body})
 }

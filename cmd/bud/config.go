@@ -14,7 +14,7 @@ import (
 // this list.
 type setting struct {
 	env, flag, def, help string
-	value            *string
+	value                *string
 }
 
 // config is every setting of every subcommand; each subcommand registers
@@ -32,6 +32,7 @@ type config struct {
 	DataDir           string
 	LogLevel          string
 	LogFormat         string
+	UpstreamTimeout   string
 }
 
 func (c *config) settings() []setting {
@@ -46,6 +47,7 @@ func (c *config) settings() []setting {
 		{"BUD_ADMIN_TOKEN", "admin-token", "", "bearer token for BudApp's /api (`bud dev` generates one in the data directory)", &c.AdminToken},
 		{"BUD_ENCRYPTION_KEY", "encryption-key", "", "base64 32-byte key sealing provider credentials (`bud dev` generates one in the data directory)", &c.EncryptionKey},
 		{"BUD_DATA_DIR", "data-dir", ".bud", "`bud dev` data directory: Temporal's SQLite file, generated token and key", &c.DataDir},
+		{"BUD_UPSTREAM_TIMEOUT", "upstream-timeout", "10m", "how long the gateway waits for an upstream's response headers (504 after)", &c.UpstreamTimeout},
 		{"BUD_LOG_LEVEL", "log-level", "info", "debug, info, warn or error", &c.LogLevel},
 		{"BUD_LOG_FORMAT", "log-format", "text", "text or json", &c.LogFormat},
 	}

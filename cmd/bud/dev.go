@@ -102,17 +102,18 @@ func runDev(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	gwHandler, err := newGateway(log, pool, tc)
+	gw, err := newGateway(log, &cfg, pool, tc)
 	if err != nil {
 		return err
 	}
+	defer runInBackground(context.WithoutCancel(ctx), gw.Run)()
 	pw, err := startWorker(tc, pool)
 	if err != nil {
 		return err
 	}
 	defer pw.w.Stop()
 
-	gwL, err := listen("gateway", cfg.GatewayAddr, gwHandler)
+	gwL, err := listen("gateway", cfg.GatewayAddr, gw)
 	if err != nil {
 		return err
 	}
@@ -147,7 +148,7 @@ func runDev(ctx context.Context, args []string) error {
 
 type banner struct {
 	Gateway, App, Worker, Temporal, Namespace, TemporalUI, Database, DataDir, AdminToken string
-	Took                                                                                  time.Duration
+	Took                                                                                 time.Duration
 }
 
 func printBanner(w io.Writer, b banner) {

@@ -152,13 +152,37 @@ func newApp(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Client)
 	})
 }
 
-func newGateway(log *slog.Logger, pool *pgxpool.Pool, tc client.Client) (http.Handler, error) {
+func newGateway(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Client) (*gateway.Gateway, error) {
+	box, err := sealBox(cfg.EncryptionKey)
+	if err != nil {
+		return nil, err
+	}
+	timeout, err := time.ParseDuration(cfg.UpstreamTimeout)
+	if err != nil || timeout <= 0 {
+		return nil, fmt.Errorf("BUD_UPSTREAM_TIMEOUT: %q is not a positive duration such as 5m", cfg.UpstreamTimeout)
+	}
 	return gateway.New(gateway.Config{
-		Pool:     pool,
-		Logger:   log.With("service", "gateway"),
-		Ready:    temporalReady(tc),
-		Registry: metrics.NewRegistry(),
+		Pool:            pool,
+		Box:             box,
+		Logger:          log.With("service", "gateway"),
+		Ready:           temporalReady(tc),
+		Registry:        metrics.NewRegistry(),
+		UpstreamTimeout: timeout,
 	})
+}
+
+// runInBackground runs f until the returned stop is called, and waits for it.
+func runInBackground(ctx context.Context, f func(context.Context) error) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = f(ctx)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }
 
 // promptWorker is a started BudPrompt worker and the HTTP handler that
@@ -230,7 +254,7 @@ func runApp(ctx context.Context, args []string) error {
 
 func runGateway(ctx context.Context, args []string) error {
 	var cfg config
-	if err := cfg.parse("gateway", args, "database-url", "temporal-address", "temporal-namespace", "gateway-addr", "log-level", "log-format"); err != nil {
+	if err := cfg.parse("gateway", args, "database-url", "temporal-address", "temporal-namespace", "gateway-addr", "encryption-key", "upstream-timeout", "log-level", "log-format"); err != nil {
 		return err
 	}
 	return runOne(ctx, &cfg, "gateway")
@@ -273,13 +297,16 @@ func runOne(ctx context.Context, cfg *config, service string) error {
 			return err
 		}
 	case "gateway":
-		h, err := newGateway(log, pool, tc)
+		g, err := newGateway(log, cfg, pool, tc)
 		if err != nil {
 			return err
 		}
-		if l, err = listen("gateway", cfg.GatewayAddr, h); err != nil {
+		if l, err = listen("gateway", cfg.GatewayAddr, g); err != nil {
 			return err
 		}
+		// Deferred, so it runs after the server has drained: the last
+		// requests' key use is written too.
+		defer runInBackground(context.WithoutCancel(ctx), g.Run)()
 	case "worker":
 		pw, err := startWorker(tc, pool)
 		if err != nil {

@@ -185,6 +185,49 @@ func (q *Queries) ListDeployments(ctx context.Context, arg ListDeploymentsParams
 	return items, nil
 }
 
+const listDeploymentsByKind = `-- name: ListDeploymentsByKind :many
+SELECT id, project_id, name, kind, base_url, upstream_model, api_key_sealed, default_params, settings, created_at, updated_at FROM deployments
+WHERE project_id = $1 AND kind = $2
+ORDER BY name
+`
+
+type ListDeploymentsByKindParams struct {
+	ProjectID uuid.UUID
+	Kind      string
+}
+
+func (q *Queries) ListDeploymentsByKind(ctx context.Context, arg ListDeploymentsByKindParams) ([]Deployment, error) {
+	rows, err := q.db.Query(ctx, listDeploymentsByKind, arg.ProjectID, arg.Kind)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []Deployment
+	for rows.Next() {
+		var i Deployment
+		if err := rows.Scan(
+			&i.ID,
+			&i.ProjectID,
+			&i.Name,
+			&i.Kind,
+			&i.BaseURL,
+			&i.UpstreamModel,
+			&i.APIKeySealed,
+			&i.DefaultParams,
+			&i.Settings,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const updateDeployment = `-- name: UpdateDeployment :one
 UPDATE deployments
 SET name = $1,

@@ -32,3 +32,8 @@ RETURNING *;
 
 -- name: DeleteDeployment :execrows
 DELETE FROM deployments WHERE project_id = @project_id AND id = @id;
+
+-- name: ListDeploymentsByKind :many
+SELECT * FROM deployments
+WHERE project_id = @project_id AND kind = @kind
+ORDER BY name;

@@ -1,0 +1,296 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/budhq/bud"
+)
+
+// chatRequest is a chat completion request as the gateway needs it: the
+// top-level fields kept as raw JSON so every field, known or not, reaches
+// the upstream untouched.
+type chatRequest struct {
+	fields map[string]json.RawMessage
+	model  string
+	stream bool
+}
+
+// parseChatRequest reads what routing needs and checks only that: the body
+// is a JSON object, `model` a non-empty string and `stream` a boolean. The
+// upstream validates the rest, as it would for a direct call.
+func parseChatRequest(body []byte) (*chatRequest, *apiError) {
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 {
+		return nil, errInvalid("", "invalid_json", "The request body is empty; send a JSON object.")
+	}
+	if body[0] != '{' {
+		return nil, errInvalid("", "invalid_json", "The request body must be a JSON object.")
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(body, &fields); err != nil {
+		msg := "We could not parse the JSON body of your request."
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			msg += " Invalid JSON at offset " + strconv.FormatInt(se.Offset, 10) + "."
+		}
+		return nil, errInvalid("", "invalid_json", msg)
+	}
+	req := &chatRequest{fields: fields}
+	raw, ok := fields["model"]
+	if !ok || bytes.Equal(raw, []byte("null")) {
+		return nil, errInvalid("model", "missing_required_parameter", "You must provide a model parameter.")
+	}
+	if err := json.Unmarshal(raw, &req.model); err != nil {
+		return nil, errInvalid("model", "invalid_type", "Invalid type for 'model': expected a string.")
+	}
+	if req.model == "" {
+		return nil, errInvalid("model", "missing_required_parameter", "You must provide a model parameter.")
+	}
+	if raw, ok := fields["stream"]; ok && !bytes.Equal(raw, []byte("null")) {
+		if err := json.Unmarshal(raw, &req.stream); err != nil {
+			return nil, errInvalid("stream", "invalid_type", "Invalid type for 'stream': expected a boolean.")
+		}
+	}
+	return req, nil
+}
+
+// upstreamBody is the request as the upstream gets it: the upstream's model
+// name, and the deployment's defaults for the fields the caller left out.
+func (req *chatRequest) upstreamBody(d *deployment) ([]byte, error) {
+	out := make(map[string]json.RawMessage, len(req.fields)+len(d.defaults))
+	for k, v := range d.defaults {
+		out[k] = v
+	}
+	for k, v := range req.fields {
+		out[k] = v
+	}
+	out["model"] = d.upstreamModel
+	return json.Marshal(out)
+}
+
+// usage is the token count an upstream reports.
+type usage struct {
+	Usage *struct {
+		PromptTokens     int64 `json:"prompt_tokens"`
+		CompletionTokens int64 `json:"completion_tokens"`
+	} `json:"usage"`
+}
+
+func (g *Gateway) chatCompletions(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	const endpoint = "chat.completions"
+	project, depName := "", ""
+	status := 0
+	defer func() {
+		g.metrics.requests.WithLabelValues(project, depName, endpoint, strconv.Itoa(status)).Inc()
+		g.metrics.latency.WithLabelValues(project, depName, endpoint).Observe(time.Since(start).Seconds())
+	}()
+	fail := func(e *apiError, typ string) {
+		status = e.Status
+		g.metrics.errors.WithLabelValues(project, depName, typ).Inc()
+		writeAPIError(w, e)
+	}
+
+	c, aerr := g.authenticate(r)
+	if aerr != nil {
+		fail(aerr, "auth")
+		return
+	}
+	project = c.projectID.String()
+
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, g.cfg.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			fail(errTooLarge, "request_too_large")
+			return
+		}
+		fail(errInvalid("", "invalid_body", "Could not read the request body."), "invalid_request")
+		return
+	}
+	req, aerr := parseChatRequest(body)
+	if aerr != nil {
+		fail(aerr, "invalid_request")
+		return
+	}
+	d, err := g.cache.deployment(r.Context(), c.projectID, req.model)
+	if err != nil {
+		g.log.Error("load deployment", "err", err, "project", project, "model", req.model)
+		fail(errInternal, "internal")
+		return
+	}
+	if !d.found || d.kind != bud.KindModel {
+		fail(errModelNotFound(req.model), "model_not_found")
+		return
+	}
+	depName = d.name
+
+	upBody, err := req.upstreamBody(d)
+	if err != nil {
+		g.log.Error("encode upstream body", "err", err)
+		fail(errInternal, "internal")
+		return
+	}
+	// The caller's context: a client that goes away cancels the upstream
+	// request at once.
+	ureq, err := http.NewRequestWithContext(r.Context(), http.MethodPost, d.chatURL, bytes.NewReader(upBody))
+	if err != nil {
+		g.log.Error("build upstream request", "err", err, "url", d.chatURL)
+		fail(errInternal, "internal")
+		return
+	}
+	ureq.Header.Set("Content-Type", "application/json")
+	if req.stream {
+		ureq.Header.Set("Accept", "text/event-stream")
+	} else {
+		ureq.Header.Set("Accept", "application/json")
+	}
+	if d.apiKey != "" {
+		ureq.Header.Set("Authorization", "Bearer "+d.apiKey)
+	}
+	upStart := time.Now()
+	resp, err := g.client.Do(ureq)
+	if err != nil {
+		if r.Context().Err() != nil {
+			status = 499 // the client closed the request
+			g.metrics.errors.WithLabelValues(project, depName, "client_closed").Inc()
+			return
+		}
+		if isTimeout(err) {
+			fail(&apiError{Status: http.StatusGatewayTimeout, Type: "upstream_error", Code: "upstream_timeout",
+				Message: "The upstream of model '" + req.model + "' did not answer in time."}, "upstream_timeout")
+			return
+		}
+		g.log.Warn("upstream unreachable", "err", err, "project", project, "deployment", depName)
+		fail(&apiError{Status: http.StatusBadGateway, Type: "upstream_error", Code: "upstream_unreachable",
+			Message: "The upstream of model '" + req.model + "' could not be reached."}, "upstream_unreachable")
+		return
+	}
+	defer resp.Body.Close()
+	g.metrics.upstream.WithLabelValues(project, depName).Observe(time.Since(upStart).Seconds())
+	status = resp.StatusCode
+	if resp.StatusCode >= 400 {
+		g.metrics.errors.WithLabelValues(project, depName, "upstream_"+strconv.Itoa(resp.StatusCode/100)+"xx").Inc()
+	}
+
+	if req.stream && resp.StatusCode < 300 && isEventStream(resp.Header.Get("Content-Type")) {
+		g.relayStream(w, resp, project, depName)
+		return
+	}
+	g.relayBody(w, resp, project, depName)
+}
+
+// relayBody passes a whole response back with its status, counting tokens.
+func (g *Gateway) relayBody(w http.ResponseWriter, resp *http.Response, project, dep string) {
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxUpstreamBody))
+	if err != nil {
+		g.metrics.errors.WithLabelValues(project, dep, "upstream_read").Inc()
+		writeAPIError(w, &apiError{Status: http.StatusBadGateway, Type: "upstream_error", Code: "upstream_unreachable",
+			Message: "The upstream closed the connection before its reply was complete."})
+		return
+	}
+	if resp.StatusCode < 300 {
+		g.countUsage(b, project, dep)
+	}
+	h := w.Header()
+	ct := resp.Header.Get("Content-Type")
+	if ct == "" {
+		ct = "application/json"
+	}
+	h.Set("Content-Type", ct)
+	h.Set("Content-Length", strconv.Itoa(len(b)))
+	copyHeader(h, resp.Header, "X-Request-Id", "Openai-Processing-Ms", "Retry-After")
+	w.WriteHeader(resp.StatusCode)
+	_, _ = w.Write(b)
+}
+
+// relayStream passes server-sent events through one event at a time,
+// flushing after each, and counts the usage chunk if the upstream sends one.
+func (g *Gateway) relayStream(w http.ResponseWriter, resp *http.Response, project, dep string) {
+	h := w.Header()
+	h.Set("Content-Type", resp.Header.Get("Content-Type"))
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	copyHeader(h, resp.Header, "X-Request-Id")
+	w.WriteHeader(resp.StatusCode)
+	rc := http.NewResponseController(w)
+	_ = rc.Flush()
+
+	br := bufio.NewReaderSize(resp.Body, 32<<10)
+	dataPrefix := []byte("data:")
+	for {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			// An event line longer than the buffer: pass the piece on and
+			// keep reading the rest of the line.
+			if _, werr := w.Write(line); werr != nil {
+				return
+			}
+			continue
+		}
+		if len(line) > 0 {
+			if bytes.HasPrefix(line, dataPrefix) && bytes.Contains(line, []byte(`"usage"`)) {
+				g.countUsage(bytes.TrimSpace(line[len(dataPrefix):]), project, dep)
+			}
+			if _, werr := w.Write(line); werr != nil {
+				return // the client went away; returning closes the upstream
+			}
+			// A blank line ends an event.
+			if len(bytes.TrimSpace(line)) == 0 {
+				if rc.Flush() != nil {
+					return
+				}
+			}
+		}
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				g.metrics.errors.WithLabelValues(project, dep, "upstream_stream").Inc()
+			}
+			_ = rc.Flush()
+			return
+		}
+	}
+}
+
+func (g *Gateway) countUsage(b []byte, project, dep string) {
+	var u usage
+	if json.Unmarshal(b, &u) != nil || u.Usage == nil {
+		return
+	}
+	if u.Usage.PromptTokens > 0 {
+		g.metrics.tokens.WithLabelValues(project, dep, "in").Add(float64(u.Usage.PromptTokens))
+	}
+	if u.Usage.CompletionTokens > 0 {
+		g.metrics.tokens.WithLabelValues(project, dep, "out").Add(float64(u.Usage.CompletionTokens))
+	}
+}
+
+func copyHeader(dst, src http.Header, names ...string) {
+	for _, n := range names {
+		if v := src.Get(n); v != "" {
+			dst.Set(n, v)
+		}
+	}
+}
+
+func isEventStream(ct string) bool {
+	return len(ct) >= 17 && ct[:17] == "text/event-stream"
+}
+
+func isTimeout(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
