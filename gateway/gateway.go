@@ -219,19 +219,20 @@ func (g *Gateway) listen(ctx context.Context) {
 }
 
 func (g *Gateway) listenOnce(ctx context.Context) error {
-	conn, err := g.cfg.Pool.Acquire(ctx)
+	pooled, err := g.cfg.Pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("acquire: %w", err)
 	}
-	// The connection has carried LISTEN; it must not go back to the pool.
-	defer conn.Hijack().Close(context.Background())
+	// The connection will carry LISTEN, so it leaves the pool for good.
+	conn := pooled.Hijack()
+	defer conn.Close(context.Background())
 	if _, err := conn.Exec(ctx, "LISTEN "+changesChannel); err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
 	g.cache.clear()
 	g.listeningOnce.Do(func() { close(g.listening) })
 	for {
-		n, err := conn.Conn().WaitForNotification(ctx)
+		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
 			return fmt.Errorf("wait: %w", err)
 		}

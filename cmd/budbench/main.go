@@ -1,0 +1,432 @@
+// Command budbench measures what BudGateway adds to a request. It starts
+// the upstream stand-in with a fixed small reply and a real `bud gateway`
+// process on a fresh database, then drives the stand-in directly and
+// through the gateway at the same fixed arrival rates (open loop: requests
+// are sent on schedule whether or not earlier ones have returned, and
+// latency counts from the scheduled time, so a slow response cannot hide
+// behind a closed loop), and prints latency percentiles, the gateway's
+// added latency, throughput, errors and the gateway's memory.
+//
+//	go run ./cmd/budbench -bud bin/bud -rates 500,1000,2000 -duration 10s
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/budhq/bud"
+	"github.com/budhq/bud/db"
+	"github.com/budhq/bud/db/dbsqlc"
+	"github.com/budhq/bud/secrets"
+	"github.com/budhq/bud/upstreamtest"
+)
+
+func main() {
+	budPath := flag.String("bud", "bin/bud", "path of the bud binary to benchmark")
+	dbURL := flag.String("database-url", envOr("BUD_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"), "server to create the benchmark database on")
+	ratesFlag := flag.String("rates", "500,1000,2000", "fixed arrival rates to measure, requests/s")
+	duration := flag.Duration("duration", 10*time.Second, "how long each rate runs, per target")
+	warmup := flag.Duration("warmup", 2*time.Second, "unmeasured load before each measurement")
+	maxSearch := flag.Bool("max", true, "also search for the highest rate the gateway sustains")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *budPath, *dbURL, *ratesFlag, *duration, *warmup, *maxSearch); err != nil {
+		fmt.Fprintln(os.Stderr, "budbench:", err)
+		os.Exit(1)
+	}
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func run(ctx context.Context, budPath, serverURL, ratesFlag string, duration, warmup time.Duration, maxSearch bool) error {
+	var rates []int
+	for _, s := range strings.Split(ratesFlag, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n <= 0 {
+			return fmt.Errorf("-rates: %q is not a positive integer", s)
+		}
+		rates = append(rates, n)
+	}
+
+	// The stand-in: a fixed small reply, no recording.
+	up, err := upstreamtest.Listen("127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer up.Close()
+	up.SetRecording(false)
+	up.SetDefault(upstreamtest.Text("Hello! This is a short fixed reply from the stand-in.").WithUsage(upstreamtest.Usage{PromptTokens: 12, CompletionTokens: 11, TotalTokens: 23}))
+
+	// A fresh database with one project, deployment and key.
+	dbURL, dropDB, err := createDatabase(ctx, serverURL)
+	if err != nil {
+		return err
+	}
+	defer dropDB()
+	secret, err := seed(ctx, dbURL, up.URL())
+	if err != nil {
+		return err
+	}
+
+	// The gateway, as its own process so its memory is its own.
+	gwAddr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	gw, err := startGateway(ctx, budPath, dbURL, gwAddr)
+	if err != nil {
+		return err
+	}
+	defer gw.stop()
+
+	body := []byte(`{"model":"bench","messages":[{"role":"user","content":"Say hello."}],"max_tokens":16}`)
+	direct := target{name: "direct", url: up.URL() + "/chat/completions", body: body}
+	via := target{name: "gateway", url: "http://" + gwAddr + "/v1/chat/completions", body: body, key: secret}
+	client := newClient()
+
+	// Check both answer before measuring.
+	for _, t := range []target{direct, via} {
+		if err := t.once(ctx, client); err != nil {
+			return fmt.Errorf("%s: %w", t.name, err)
+		}
+	}
+
+	fmt.Printf("budbench: %d cores, duration %s per rate and target, warm-up %s, open loop\n", runtimeCPUs(), duration, warmup)
+	fmt.Printf("%-8s | %-28s | %-28s | %-26s | %-16s | %s\n", "rate", "direct p50 / p99 / p99.9", "gateway p50 / p99 / p99.9", "added p50 / p99 / p99.9", "rps direct/gw", "errors d/gw  gw RSS (peak)")
+	for _, rate := range rates {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		row, err := measure(ctx, client, direct, via, rate, duration, warmup, gw)
+		if err != nil {
+			return err
+		}
+		row.print()
+	}
+	if maxSearch {
+		best := 0
+		for rate := max(slices.Max(rates)*3/2, 3000); ctx.Err() == nil; rate = rate * 3 / 2 {
+			row, err := measure(ctx, client, direct, via, rate, duration/2, warmup/2, gw)
+			if err != nil {
+				return err
+			}
+			row.print()
+			if row.gw.errors > 0 || row.gw.achieved < 0.97*float64(rate) || row.gw.p99 > 50*time.Millisecond {
+				break
+			}
+			best = rate
+		}
+		fmt.Printf("open-loop maximum: the gateway sustained %d requests/s (no errors, >= 97%% of the rate, p99 <= 50 ms)\n", best)
+	}
+	return nil
+}
+
+func runtimeCPUs() int {
+	n := 0
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err == nil {
+		n = bytes.Count(b, []byte("processor\t:"))
+	}
+	return n
+}
+
+type target struct {
+	name, url string
+	body      []byte
+	key       string
+}
+
+func (t target) request(ctx context.Context) *http.Request {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, t.url, bytes.NewReader(t.body))
+	req.Header.Set("Content-Type", "application/json")
+	if t.key != "" {
+		req.Header.Set("Authorization", "Bearer "+t.key)
+	}
+	return req
+}
+
+func (t target) once(ctx context.Context, c *http.Client) error {
+	resp, err := c.Do(t.request(ctx))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("status %d: %s", resp.StatusCode, b)
+	}
+	return nil
+}
+
+func newClient() *http.Client {
+	return &http.Client{
+		Timeout: 30 * time.Second,
+		Transport: &http.Transport{
+			MaxIdleConns:        8192,
+			MaxIdleConnsPerHost: 4096,
+			IdleConnTimeout:     90 * time.Second,
+			DisableCompression:  true,
+		},
+	}
+}
+
+type stats struct {
+	achieved           float64
+	p50, p99, p999     time.Duration
+	errors, sent, okay int
+}
+
+// load sends requests at a fixed rate for d and returns latency statistics
+// counted from each request's scheduled time.
+func load(ctx context.Context, c *http.Client, t target, rate int, d time.Duration) stats {
+	n := int(float64(rate) * d.Seconds())
+	interval := time.Second / time.Duration(rate)
+	lat := make([]time.Duration, n)
+	var errs atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := 0; i < n; {
+		if ctx.Err() != nil {
+			break
+		}
+		now := time.Now()
+		// Send everything that is due; sleeping per request would drift.
+		for ; i < n && !start.Add(time.Duration(i)*interval).After(now); i++ {
+			sched := start.Add(time.Duration(i) * interval)
+			wg.Add(1)
+			go func(i int, sched time.Time) {
+				defer wg.Done()
+				resp, err := c.Do(t.request(ctx))
+				if err == nil {
+					_, err = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if err == nil && resp.StatusCode != http.StatusOK {
+						err = errors.New(resp.Status)
+					}
+				}
+				if err != nil {
+					errs.Add(1)
+					lat[i] = -1
+					return
+				}
+				lat[i] = time.Since(sched)
+			}(i, sched)
+		}
+		if i < n {
+			time.Sleep(time.Until(start.Add(time.Duration(i) * interval)))
+		}
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	ok := lat[:0:0]
+	for _, l := range lat {
+		if l > 0 {
+			ok = append(ok, l)
+		}
+	}
+	slices.Sort(ok)
+	s := stats{errors: int(errs.Load()), sent: n, okay: len(ok), achieved: float64(len(ok)) / elapsed.Seconds()}
+	if len(ok) > 0 {
+		s.p50, s.p99, s.p999 = pct(ok, 0.50), pct(ok, 0.99), pct(ok, 0.999)
+	}
+	return s
+}
+
+func pct(sorted []time.Duration, p float64) time.Duration {
+	i := int(float64(len(sorted))*p+0.5) - 1
+	return sorted[max(0, min(i, len(sorted)-1))]
+}
+
+type row struct {
+	rate      int
+	direct    stats
+	gw        stats
+	rss, peak int64
+}
+
+func measure(ctx context.Context, c *http.Client, direct, via target, rate int, d, warmup time.Duration, gw *gatewayProcess) (row, error) {
+	r := row{rate: rate}
+	if warmup > 0 {
+		load(ctx, c, direct, rate, warmup)
+	}
+	r.direct = load(ctx, c, direct, rate, d)
+	if warmup > 0 {
+		load(ctx, c, via, rate, warmup)
+	}
+	r.gw = load(ctx, c, via, rate, d)
+	r.rss, r.peak = gw.memory()
+	return r, ctx.Err()
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f", float64(d)/float64(time.Millisecond)) }
+
+func (r row) print() {
+	fmt.Printf("%-8d | %-28s | %-28s | %-26s | %-16s | %d/%d  %d MiB (%d MiB)\n",
+		r.rate,
+		ms(r.direct.p50)+" / "+ms(r.direct.p99)+" / "+ms(r.direct.p999)+" ms",
+		ms(r.gw.p50)+" / "+ms(r.gw.p99)+" / "+ms(r.gw.p999)+" ms",
+		ms(r.gw.p50-r.direct.p50)+" / "+ms(r.gw.p99-r.direct.p99)+" / "+ms(r.gw.p999-r.direct.p999)+" ms",
+		fmt.Sprintf("%.0f/%.0f", r.direct.achieved, r.gw.achieved),
+		r.direct.errors, r.gw.errors, r.rss>>20, r.peak>>20)
+}
+
+func createDatabase(ctx context.Context, serverURL string) (string, func(), error) {
+	cfg, err := pgx.ParseConfig(serverURL)
+	if err != nil {
+		return "", nil, err
+	}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	name := "bud_bench_" + hex.EncodeToString(b[:])
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return "", nil, fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		return "", nil, fmt.Errorf("create database: %w", err)
+	}
+	drop := func() {
+		c, err := pgx.ConnectConfig(context.Background(), cfg)
+		if err != nil {
+			return
+		}
+		defer c.Close(context.Background())
+		_, _ = c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+	}
+	return fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", cfg.User, net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))), name), drop, nil
+}
+
+// seed migrates the database and creates a project, a model deployment on
+// the stand-in and a key; it returns the key's secret.
+func seed(ctx context.Context, dbURL, upstreamURL string) (string, error) {
+	pool, err := db.Open(ctx, dbURL)
+	if err != nil {
+		return "", err
+	}
+	defer pool.Close()
+	if err := db.Migrate(ctx, pool, nil); err != nil {
+		return "", err
+	}
+	q := dbsqlc.New(pool)
+	p, err := q.CreateProject(ctx, dbsqlc.CreateProjectParams{Name: "bench"})
+	if err != nil {
+		return "", err
+	}
+	if _, err := q.CreateDeployment(ctx, dbsqlc.CreateDeploymentParams{
+		ProjectID: p.ID, Name: "bench", Kind: bud.KindModel, BaseURL: upstreamURL, UpstreamModel: "stand-in",
+		DefaultParams: []byte(`{"temperature":0.2}`), Settings: []byte(`{}`),
+	}); err != nil {
+		return "", err
+	}
+	secret, prefix, hash := bud.NewAPIKeySecret()
+	if _, err := q.CreateAPIKey(ctx, dbsqlc.CreateAPIKeyParams{ProjectID: p.ID, Name: "bench", Prefix: prefix, SecretHash: hash}); err != nil {
+		return "", err
+	}
+	return secret, nil
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+type gatewayProcess struct {
+	cmd *exec.Cmd
+}
+
+func startGateway(ctx context.Context, budPath, dbURL, addr string) (*gatewayProcess, error) {
+	cmd := exec.Command(budPath, "gateway")
+	cmd.Env = append(os.Environ(),
+		"DATABASE_URL="+dbURL,
+		"BUD_GATEWAY_ADDR="+addr,
+		"BUD_ENCRYPTION_KEY="+secrets.NewKey(),
+		"TEMPORAL_ADDRESS=127.0.0.1:1", // not used by chat completions
+		"BUD_LOG_LEVEL=error",
+	)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w (run `make build` first)", budPath, err)
+	}
+	g := &gatewayProcess{cmd: cmd}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			return g, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			g.stop()
+			return nil, fmt.Errorf("gateway did not come up on %s: %w", addr, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (g *gatewayProcess) stop() {
+	_ = g.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = g.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = g.cmd.Process.Kill()
+	}
+}
+
+// memory reads the gateway's resident set size and its peak.
+func (g *gatewayProcess) memory() (rss, peak int64) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", g.cmd.Process.Pid))
+	if err != nil {
+		return 0, 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseInt(fields[1], 10, 64)
+		switch fields[0] {
+		case "VmRSS:":
+			rss = kb << 10
+		case "VmHWM:":
+			peak = kb << 10
+		}
+	}
+	return rss, peak
+}
