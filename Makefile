@@ -7,7 +7,7 @@ SQLC      := $(BIN)/sqlc
 SQLC_VERSION := v1.31.1
 GOTEST_FLAGS ?= -count=1 -timeout 30m
 
-.PHONY: all build run test verify generate vet fmt bench clean
+.PHONY: all build run test verify generate vet fmt bench bench-gateway clean
 
 all: build
 
@@ -41,8 +41,13 @@ vet:
 fmt:
 	gofmt -w $$(find . -name '*.go' -not -path './bin/*')
 
-bench:
+bench: bench-gateway
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# The gateway's added latency against the upstream stand-in, open loop.
+# BENCH_FLAGS e.g. -rates 500,1000,2000 -duration 10s
+bench-gateway: build
+	$(GO) run ./cmd/budbench -bud $(BIN)/bud $(BENCH_FLAGS)
 
 clean:
 	rm -rf $(BIN) .bud

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/budhq/bud"
@@ -66,24 +67,101 @@ func parseChatRequest(body []byte) (*chatRequest, *apiError) {
 
 // upstreamBody is the request as the upstream gets it: the upstream's model
 // name, and the deployment's defaults for the fields the caller left out.
-func (req *chatRequest) upstreamBody(d *deployment) ([]byte, error) {
-	out := make(map[string]json.RawMessage, len(req.fields)+len(d.defaults))
-	for k, v := range d.defaults {
-		out[k] = v
-	}
+// It is written by hand: every value is already valid JSON, so there is
+// nothing to re-encode, only to join.
+func (req *chatRequest) appendUpstreamBody(buf []byte, d *deployment) []byte {
+	buf = append(buf, `{"model":`...)
+	buf = append(buf, d.upstreamModel...)
 	for k, v := range req.fields {
-		out[k] = v
+		if k == "model" {
+			continue
+		}
+		buf = appendMember(buf, k, v)
 	}
-	out["model"] = d.upstreamModel
-	return json.Marshal(out)
+	for k, v := range d.defaults {
+		if _, ok := req.fields[k]; !ok {
+			buf = appendMember(buf, k, v)
+		}
+	}
+	return append(buf, '}')
+}
+
+// buffers recycles request and response buffers: most of what the gateway
+// would otherwise allocate per request, and so most of its collections.
+type buffers struct{ pool sync.Pool }
+
+// maxPooled keeps one huge request from pinning its buffer forever.
+const maxPooled = 1 << 20
+
+func (b *buffers) get() *bytes.Buffer {
+	if v, ok := b.pool.Get().(*bytes.Buffer); ok {
+		return v
+	}
+	return new(bytes.Buffer)
+}
+
+func (b *buffers) put(buf *bytes.Buffer) {
+	if buf.Cap() > maxPooled {
+		return
+	}
+	buf.Reset()
+	b.pool.Put(buf)
+}
+
+func appendMember(buf []byte, k string, v json.RawMessage) []byte {
+	buf = append(buf, ',')
+	buf = appendJSONString(buf, k)
+	buf = append(buf, ':')
+	return append(buf, v...)
+}
+
+// appendJSONString quotes s as a JSON string. Keys come out of
+// encoding/json, so they are valid UTF-8; only quotes, backslashes and
+// control characters need escaping.
+func appendJSONString(buf []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	buf = append(buf, '"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			buf = append(buf, '\\', c)
+		case c < 0x20:
+			buf = append(buf, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		default:
+			buf = append(buf, c)
+		}
+	}
+	return append(buf, '"')
 }
 
 // usage is the token count an upstream reports.
 type usage struct {
-	Usage *struct {
-		PromptTokens     int64 `json:"prompt_tokens"`
-		CompletionTokens int64 `json:"completion_tokens"`
-	} `json:"usage"`
+	PromptTokens     int64 `json:"prompt_tokens"`
+	CompletionTokens int64 `json:"completion_tokens"`
+}
+
+// findUsage decodes the last "usage" object of a reply or stream chunk
+// without decoding the rest: upstreams put it last, and a full decode of
+// every reply would cost more than the rest of the request's handling.
+func findUsage(b []byte) (usage, bool) {
+	var u usage
+	i := bytes.LastIndex(b, []byte(`"usage"`))
+	if i < 0 {
+		return u, false
+	}
+	rest := bytes.TrimLeft(b[i+len(`"usage"`):], " \t\r\n")
+	if len(rest) == 0 || rest[0] != ':' {
+		return u, false
+	}
+	rest = bytes.TrimLeft(rest[1:], " \t\r\n")
+	if len(rest) == 0 || rest[0] != '{' {
+		return u, false
+	}
+	if json.NewDecoder(bytes.NewReader(rest)).Decode(&u) != nil {
+		return u, false
+	}
+	return u, true
 }
 
 func (g *Gateway) chatCompletions(w http.ResponseWriter, r *http.Request) {
@@ -108,7 +186,13 @@ func (g *Gateway) chatCompletions(w http.ResponseWriter, r *http.Request) {
 	}
 	project = c.projectID.String()
 
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, g.cfg.MaxBodyBytes))
+	reqBuf := g.buffers.get()
+	defer g.buffers.put(reqBuf)
+	if r.ContentLength > 0 && r.ContentLength <= g.cfg.MaxBodyBytes {
+		reqBuf.Grow(int(r.ContentLength) + 1)
+	}
+	_, err := reqBuf.ReadFrom(http.MaxBytesReader(w, r.Body, g.cfg.MaxBodyBytes))
+	body := reqBuf.Bytes()
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -135,12 +219,9 @@ func (g *Gateway) chatCompletions(w http.ResponseWriter, r *http.Request) {
 	}
 	depName = d.name
 
-	upBody, err := req.upstreamBody(d)
-	if err != nil {
-		g.log.Error("encode upstream body", "err", err)
-		fail(errInternal, "internal")
-		return
-	}
+	// Not pooled: the transport may still be writing it after the reply
+	// is in, when an upstream answers before reading the whole request.
+	upBody := req.appendUpstreamBody(make([]byte, 0, len(body)+len(d.upstreamModel)+64*len(d.defaults)+16), d)
 	// The caller's context: a client that goes away cancels the upstream
 	// request at once.
 	ureq, err := http.NewRequestWithContext(r.Context(), http.MethodPost, d.chatURL, bytes.NewReader(upBody))
@@ -192,7 +273,13 @@ func (g *Gateway) chatCompletions(w http.ResponseWriter, r *http.Request) {
 
 // relayBody passes a whole response back with its status, counting tokens.
 func (g *Gateway) relayBody(w http.ResponseWriter, resp *http.Response, project, dep string) {
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxUpstreamBody))
+	buf := g.buffers.get()
+	defer g.buffers.put(buf)
+	if resp.ContentLength > 0 && resp.ContentLength <= maxUpstreamBody {
+		buf.Grow(int(resp.ContentLength) + 1)
+	}
+	_, err := buf.ReadFrom(io.LimitReader(resp.Body, maxUpstreamBody))
+	b := buf.Bytes()
 	if err != nil {
 		g.metrics.errors.WithLabelValues(project, dep, "upstream_read").Inc()
 		writeAPIError(w, &apiError{Status: http.StatusBadGateway, Type: "upstream_error", Code: "upstream_unreachable",
@@ -239,8 +326,8 @@ func (g *Gateway) relayStream(w http.ResponseWriter, resp *http.Response, projec
 			continue
 		}
 		if len(line) > 0 {
-			if bytes.HasPrefix(line, dataPrefix) && bytes.Contains(line, []byte(`"usage"`)) {
-				g.countUsage(bytes.TrimSpace(line[len(dataPrefix):]), project, dep)
+			if bytes.HasPrefix(line, dataPrefix) {
+				g.countUsage(line, project, dep)
 			}
 			if _, werr := w.Write(line); werr != nil {
 				return // the client went away; returning closes the upstream
@@ -263,15 +350,15 @@ func (g *Gateway) relayStream(w http.ResponseWriter, resp *http.Response, projec
 }
 
 func (g *Gateway) countUsage(b []byte, project, dep string) {
-	var u usage
-	if json.Unmarshal(b, &u) != nil || u.Usage == nil {
+	u, ok := findUsage(b)
+	if !ok {
 		return
 	}
-	if u.Usage.PromptTokens > 0 {
-		g.metrics.tokens.WithLabelValues(project, dep, "in").Add(float64(u.Usage.PromptTokens))
+	if u.PromptTokens > 0 {
+		g.metrics.tokens.WithLabelValues(project, dep, "in").Add(float64(u.PromptTokens))
 	}
-	if u.Usage.CompletionTokens > 0 {
-		g.metrics.tokens.WithLabelValues(project, dep, "out").Add(float64(u.Usage.CompletionTokens))
+	if u.CompletionTokens > 0 {
+		g.metrics.tokens.WithLabelValues(project, dep, "out").Add(float64(u.CompletionTokens))
 	}
 }
 

@@ -33,12 +33,7 @@ func FuzzParseChatRequest(f *testing.F) {
 		if req.model == "" {
 			t.Fatal("accepted a request without a model")
 		}
-		out, err := req.upstreamBody(d)
-		if err != nil {
-			// Only raw values that are not valid JSON fail to re-encode, and
-			// the parser has already proved them valid.
-			t.Fatalf("upstream body: %v", err)
-		}
+		out := req.appendUpstreamBody(nil, d)
 		var got map[string]json.RawMessage
 		if err := json.Unmarshal(out, &got); err != nil {
 			t.Fatalf("upstream body is not a JSON object: %v: %s", err, out)
@@ -46,9 +41,17 @@ func FuzzParseChatRequest(f *testing.F) {
 		if string(got["model"]) != `"upstream/model"` {
 			t.Fatalf("model not replaced: %s", got["model"])
 		}
-		for k := range req.fields {
-			if _, ok := got[k]; !ok {
-				t.Fatalf("field %q lost", k)
+		for k, v := range req.fields {
+			if k == "model" {
+				continue
+			}
+			if g, ok := got[k]; !ok || string(g) != string(v) {
+				t.Fatalf("field %q changed: %s -> %s", k, v, g)
+			}
+		}
+		for k, v := range d.defaults {
+			if _, set := req.fields[k]; !set && string(got[k]) != string(v) {
+				t.Fatalf("default %q not applied: %s", k, got[k])
 			}
 		}
 	})

@@ -74,6 +74,7 @@ type Gateway struct {
 	metrics  *gatewayMetrics
 	lastUsed *lastUsed
 	router   chi.Router
+	buffers  buffers
 	// listening is closed once the change listener is subscribed.
 	listening     chan struct{}
 	listeningOnce sync.Once

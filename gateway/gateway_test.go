@@ -33,7 +33,7 @@ const adminToken = "test-admin-token"
 // bundle is a gateway wired to a real schema, BudApp for set-up, and the
 // upstream stand-in.
 type bundle struct {
-	t        *testing.T
+	t        testing.TB
 	gw       *httptest.Server
 	appURL   string
 	up       *upstreamtest.Server
@@ -48,7 +48,7 @@ type setupOpts struct {
 	upstreamTimeout time.Duration
 }
 
-func setup(t *testing.T, opts ...setupOpts) *bundle {
+func setup(t testing.TB, opts ...setupOpts) *bundle {
 	t.Helper()
 	var o setupOpts
 	if len(opts) > 0 {
@@ -156,7 +156,7 @@ func ctx(t *testing.T) context.Context {
 	return c
 }
 
-func requireAPIError(t *testing.T, err error, status int, code string) *openai.Error {
+func requireAPIError(t testing.TB, err error, status int, code string) *openai.Error {
 	t.Helper()
 	var apiErr *openai.Error
 	require.True(t, errors.As(err, &apiErr), "want an API error, got %v", err)
