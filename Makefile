@@ -47,7 +47,7 @@ bench: bench-gateway
 # The gateway's added latency against the upstream stand-in, open loop.
 # BENCH_FLAGS e.g. -rates 500,1000,2000 -duration 10s
 bench-gateway: build
-	$(GO) run ./cmd/budbench -bud $(BIN)/bud $(BENCH_FLAGS)
+	$(GO) run ./cmd/budbench -bud $(BIN)/bud -duration 20s $(BENCH_FLAGS)
 
 clean:
 	rm -rf $(BIN) .bud

@@ -33,6 +33,7 @@ type config struct {
 	LogLevel          string
 	LogFormat         string
 	UpstreamTimeout   string
+	StandInAddr       string
 }
 
 func (c *config) settings() []setting {
@@ -48,6 +49,7 @@ func (c *config) settings() []setting {
 		{"BUD_ENCRYPTION_KEY", "encryption-key", "", "base64 32-byte key sealing provider credentials (`bud dev` generates one in the data directory)", &c.EncryptionKey},
 		{"BUD_DATA_DIR", "data-dir", ".bud", "`bud dev` data directory: Temporal's SQLite file, generated token and key", &c.DataDir},
 		{"BUD_UPSTREAM_TIMEOUT", "upstream-timeout", "10m", "how long the gateway waits for an upstream's response headers (504 after)", &c.UpstreamTimeout},
+		{"BUD_STAND_IN_ADDR", "stand-in", "", "`bud dev` only: also serve an OpenAI-compatible stand-in model at this address (e.g. 127.0.0.1:8090), to try Bud without a model", &c.StandInAddr},
 		{"BUD_LOG_LEVEL", "log-level", "info", "debug, info, warn or error", &c.LogLevel},
 		{"BUD_LOG_FORMAT", "log-format", "text", "text or json", &c.LogFormat},
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/budhq/bud/db"
 	"github.com/budhq/bud/secrets"
 	"github.com/budhq/bud/temporalserver"
+	"github.com/budhq/bud/upstreamtest"
 )
 
 // runDev runs the whole stack in one process on embedded defaults.
@@ -129,7 +130,23 @@ func runDev(ctx context.Context, args []string) error {
 		return err
 	}
 
+	standIn := ""
+	if cfg.StandInAddr != "" {
+		up, err := upstreamtest.Listen(cfg.StandInAddr)
+		if err != nil {
+			gwL.ln.Close()
+			appL.ln.Close()
+			wkL.ln.Close()
+			return fmt.Errorf("stand-in: %w", err)
+		}
+		defer up.Close()
+		up.SetRecording(false)
+		up.SetDefault(upstreamtest.Echo())
+		standIn = up.URL()
+	}
+
 	printBanner(os.Stdout, banner{
+		StandIn:    standIn,
 		Gateway:    gwL.URL(),
 		App:        appL.URL(),
 		Worker:     wkL.URL(),
@@ -147,14 +164,18 @@ func runDev(ctx context.Context, args []string) error {
 }
 
 type banner struct {
-	Gateway, App, Worker, Temporal, Namespace, TemporalUI, Database, DataDir, AdminToken string
-	Took                                                                                 time.Duration
+	Gateway, App, Worker, Temporal, Namespace, TemporalUI, Database, DataDir, AdminToken, StandIn string
+	Took                                                                                          time.Duration
 }
 
 func printBanner(w io.Writer, b banner) {
 	ui := "disabled"
 	if b.TemporalUI != "" {
 		ui = "http://" + b.TemporalUI
+	}
+	standIn := ""
+	if b.StandIn != "" {
+		standIn = fmt.Sprintf("  Stand-in     %s    OpenAI-compatible model that echoes (base_url for a deployment)\n", b.StandIn)
 	}
 	fmt.Fprintf(w, `
 Bud is running (started in %s).
@@ -166,12 +187,12 @@ Bud is running (started in %s).
   Temporal UI  %s
   Postgres     %s
   Data dir     %s
-
+%s
   Admin token  %s
                (send as "Authorization: Bearer <token>" to BudApp's /api)
 
 Press Ctrl-C to stop.
-`, b.Took.Round(time.Millisecond), b.Gateway, b.App, b.Worker, b.Temporal, b.Namespace, ui, b.Database, b.DataDir, b.AdminToken)
+`, b.Took.Round(time.Millisecond), b.Gateway, b.App, b.Worker, b.Temporal, b.Namespace, ui, b.Database, b.DataDir, standIn, b.AdminToken)
 }
 
 // loadOrCreate returns the trimmed content of path, creating it with gen()

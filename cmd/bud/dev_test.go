@@ -82,6 +82,7 @@ func (l *lockedBuffer) String() string {
 type devEnv struct {
 	dbURL, dataDir                         string
 	gateway, app, worker, temporal, uiAddr string
+	standIn                                string
 }
 
 func newDevEnv(t *testing.T) devEnv {
@@ -93,6 +94,7 @@ func newDevEnv(t *testing.T) devEnv {
 		worker:   freePort(t),
 		temporal: freePort(t),
 		uiAddr:   freePort(t),
+		standIn:  freePort(t),
 	}
 }
 
@@ -108,6 +110,7 @@ func (e devEnv) start(t *testing.T) *devProcess {
 		"BUD_WORKER_ADDR="+e.worker,
 		"TEMPORAL_ADDRESS="+e.temporal,
 		"TEMPORAL_UI_ADDRESS="+e.uiAddr,
+		"BUD_STAND_IN_ADDR="+e.standIn,
 		"BUD_ADMIN_TOKEN=", "BUD_ENCRYPTION_KEY=",
 	)
 	p := &devProcess{cmd: cmd, stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, done: make(chan error, 1)}
@@ -241,6 +244,21 @@ func TestDevEndToEnd(t *testing.T) {
 	var key struct{ ID, Secret string }
 	api.do("POST", "/api/projects/"+project.ID+"/api-keys", map[string]any{"name": "ci"}, http.StatusCreated, &key)
 	require.True(t, strings.HasPrefix(key.Secret, "bud-"), key.Secret)
+
+	// The README's offline quickstart: a deployment on the stand-in, called
+	// through the gateway with the project's key.
+	api.do("POST", "/api/projects/"+project.ID+"/deployments", map[string]any{
+		"name": "echo", "kind": "model", "upstream": map[string]any{"base_url": "http://" + env.standIn + "/v1", "model": "stand-in"},
+	}, http.StatusCreated, nil)
+	chat := apiClient{t: t, base: "http://" + env.gateway, token: key.Secret}
+	var completion struct {
+		Model   string
+		Choices []struct{ Message struct{ Content string } }
+	}
+	chat.do("POST", "/v1/chat/completions", map[string]any{
+		"model": "echo", "messages": []map[string]string{{"role": "user", "content": "hello bud"}},
+	}, http.StatusOK, &completion)
+	require.Equal(t, "hello bud", completion.Choices[0].Message.Content)
 
 	took := p.stop(t)
 	t.Logf("bud dev stopped %s after Ctrl-C", took)
