@@ -12,12 +12,14 @@ import (
 
 // Error codes. Each maps to exactly one HTTP status in the services.
 const (
-	EINVALID      = "invalid"           // the request is malformed or breaks a rule
-	EUNAUTHORIZED = "unauthorized"      // credentials missing or wrong
-	ENOTFOUND     = "not_found"         // absent, or not the caller's
-	ECONFLICT     = "conflict"          // clashes with existing state (a unique name)
-	ETOOLARGE     = "payload_too_large" // the body is over the limit
-	EINTERNAL     = "internal"          // our fault; never shown in detail
+	EINVALID       = "invalid"           // the request is malformed or breaks a rule
+	EUNAUTHORIZED  = "unauthorized"      // credentials missing or wrong
+	ENOTFOUND      = "not_found"         // absent, or not the caller's
+	ECONFLICT      = "conflict"          // clashes with existing state (a unique name)
+	EUNPROCESSABLE = "unprocessable"     // well-formed but refused on its meaning (a prompt that fails validation)
+	EUNAVAILABLE   = "unavailable"       // a dependency (the state store) is down; retry later
+	ETOOLARGE      = "payload_too_large" // the body is over the limit
+	EINTERNAL      = "internal"          // our fault; never shown in detail
 )
 
 // Error is an error meant for the caller: a code, a public message and, for

@@ -39,6 +39,10 @@ func statusOf(code string) int {
 		return http.StatusConflict
 	case bud.ETOOLARGE:
 		return http.StatusRequestEntityTooLarge
+	case bud.EUNPROCESSABLE:
+		return http.StatusUnprocessableEntity
+	case bud.EUNAVAILABLE:
+		return http.StatusServiceUnavailable
 	case codeMethodNotAllowed:
 		return http.StatusMethodNotAllowed
 	default:
