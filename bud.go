@@ -65,6 +65,7 @@ type Deployment struct {
 	Name          string          `json:"name"`
 	Kind          string          `json:"kind"`
 	Upstream      *Upstream       `json:"upstream,omitempty"`
+	Prompt        *PromptRef      `json:"prompt,omitempty"`
 	DefaultParams json.RawMessage `json:"default_params"`
 	Settings      Settings        `json:"settings"`
 	CreatedAt     time.Time       `json:"created_at"`
@@ -77,6 +78,13 @@ type Upstream struct {
 	BaseURL   string `json:"base_url"`
 	Model     string `json:"model"`
 	APIKeySet bool   `json:"api_key_set"`
+}
+
+// PromptRef is what a prompt deployment serves: a prompt, and the version
+// it is pinned to (nil follows the prompt's default version).
+type PromptRef struct {
+	ID      uuid.UUID `json:"id"`
+	Version *int32    `json:"version"`
 }
 
 // CheckBaseURL records a problem when raw is not an absolute http(s) URL.

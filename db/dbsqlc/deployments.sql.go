@@ -25,7 +25,7 @@ func (q *Queries) CountDeployments(ctx context.Context, projectID uuid.UUID) (in
 const createDeployment = `-- name: CreateDeployment :one
 INSERT INTO deployments (project_id, name, kind, base_url, upstream_model, api_key_sealed, default_params, settings)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-RETURNING id, project_id, name, kind, base_url, upstream_model, api_key_sealed, default_params, settings, created_at, updated_at
+RETURNING id, project_id, name, kind, base_url, upstream_model, api_key_sealed, default_params, settings, created_at, updated_at, prompt_id, prompt_version
 `
 
 type CreateDeploymentParams struct {
@@ -63,6 +63,49 @@ func (q *Queries) CreateDeployment(ctx context.Context, arg CreateDeploymentPara
 		&i.Settings,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.PromptID,
+		&i.PromptVersion,
+	)
+	return i, err
+}
+
+const createPromptDeployment = `-- name: CreatePromptDeployment :one
+INSERT INTO deployments (project_id, name, kind, prompt_id, prompt_version, settings)
+VALUES ($1, $2, 'prompt', $3, $4, $5)
+RETURNING id, project_id, name, kind, base_url, upstream_model, api_key_sealed, default_params, settings, created_at, updated_at, prompt_id, prompt_version
+`
+
+type CreatePromptDeploymentParams struct {
+	ProjectID     uuid.UUID
+	Name          string
+	PromptID      *uuid.UUID
+	PromptVersion *int32
+	Settings      []byte
+}
+
+func (q *Queries) CreatePromptDeployment(ctx context.Context, arg CreatePromptDeploymentParams) (Deployment, error) {
+	row := q.db.QueryRow(ctx, createPromptDeployment,
+		arg.ProjectID,
+		arg.Name,
+		arg.PromptID,
+		arg.PromptVersion,
+		arg.Settings,
+	)
+	var i Deployment
+	err := row.Scan(
+		&i.ID,
+		&i.ProjectID,
+		&i.Name,
+		&i.Kind,
+		&i.BaseURL,
+		&i.UpstreamModel,
+		&i.APIKeySealed,
+		&i.DefaultParams,
+		&i.Settings,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.PromptID,
+		&i.PromptVersion,
 	)
 	return i, err
 }
@@ -85,7 +128,7 @@ func (q *Queries) DeleteDeployment(ctx context.Context, arg DeleteDeploymentPara
 }
 
 const getDeployment = `-- name: GetDeployment :one
-SELECT id, project_id, name, kind, base_url, upstream_model, api_key_sealed, default_params, settings, created_at, updated_at FROM deployments WHERE project_id = $1 AND id = $2
+SELECT id, project_id, name, kind, base_url, upstream_model, api_key_sealed, default_params, settings, created_at, updated_at, prompt_id, prompt_version FROM deployments WHERE project_id = $1 AND id = $2
 `
 
 type GetDeploymentParams struct {
@@ -108,12 +151,14 @@ func (q *Queries) GetDeployment(ctx context.Context, arg GetDeploymentParams) (D
 		&i.Settings,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.PromptID,
+		&i.PromptVersion,
 	)
 	return i, err
 }
 
 const getDeploymentByName = `-- name: GetDeploymentByName :one
-SELECT id, project_id, name, kind, base_url, upstream_model, api_key_sealed, default_params, settings, created_at, updated_at FROM deployments WHERE project_id = $1 AND name = $2
+SELECT id, project_id, name, kind, base_url, upstream_model, api_key_sealed, default_params, settings, created_at, updated_at, prompt_id, prompt_version FROM deployments WHERE project_id = $1 AND name = $2
 `
 
 type GetDeploymentByNameParams struct {
@@ -136,12 +181,14 @@ func (q *Queries) GetDeploymentByName(ctx context.Context, arg GetDeploymentByNa
 		&i.Settings,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.PromptID,
+		&i.PromptVersion,
 	)
 	return i, err
 }
 
 const listDeployments = `-- name: ListDeployments :many
-SELECT id, project_id, name, kind, base_url, upstream_model, api_key_sealed, default_params, settings, created_at, updated_at FROM deployments
+SELECT id, project_id, name, kind, base_url, upstream_model, api_key_sealed, default_params, settings, created_at, updated_at, prompt_id, prompt_version FROM deployments
 WHERE project_id = $1
 ORDER BY created_at, id
 LIMIT $3 OFFSET $2
@@ -174,6 +221,8 @@ func (q *Queries) ListDeployments(ctx context.Context, arg ListDeploymentsParams
 			&i.Settings,
 			&i.CreatedAt,
 			&i.UpdatedAt,
+			&i.PromptID,
+			&i.PromptVersion,
 		); err != nil {
 			return nil, err
 		}
@@ -186,7 +235,7 @@ func (q *Queries) ListDeployments(ctx context.Context, arg ListDeploymentsParams
 }
 
 const listDeploymentsByKind = `-- name: ListDeploymentsByKind :many
-SELECT id, project_id, name, kind, base_url, upstream_model, api_key_sealed, default_params, settings, created_at, updated_at FROM deployments
+SELECT id, project_id, name, kind, base_url, upstream_model, api_key_sealed, default_params, settings, created_at, updated_at, prompt_id, prompt_version FROM deployments
 WHERE project_id = $1 AND kind = $2
 ORDER BY name
 `
@@ -217,6 +266,8 @@ func (q *Queries) ListDeploymentsByKind(ctx context.Context, arg ListDeployments
 			&i.Settings,
 			&i.CreatedAt,
 			&i.UpdatedAt,
+			&i.PromptID,
+			&i.PromptVersion,
 		); err != nil {
 			return nil, err
 		}
@@ -238,7 +289,7 @@ SET name = $1,
     settings = $6,
     updated_at = now()
 WHERE project_id = $7 AND id = $8
-RETURNING id, project_id, name, kind, base_url, upstream_model, api_key_sealed, default_params, settings, created_at, updated_at
+RETURNING id, project_id, name, kind, base_url, upstream_model, api_key_sealed, default_params, settings, created_at, updated_at, prompt_id, prompt_version
 `
 
 type UpdateDeploymentParams struct {
@@ -276,6 +327,50 @@ func (q *Queries) UpdateDeployment(ctx context.Context, arg UpdateDeploymentPara
 		&i.Settings,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.PromptID,
+		&i.PromptVersion,
+	)
+	return i, err
+}
+
+const updatePromptDeployment = `-- name: UpdatePromptDeployment :one
+UPDATE deployments
+SET name = $1, prompt_version = $2, settings = $3, updated_at = now()
+WHERE project_id = $4 AND id = $5 AND kind = 'prompt'
+RETURNING id, project_id, name, kind, base_url, upstream_model, api_key_sealed, default_params, settings, created_at, updated_at, prompt_id, prompt_version
+`
+
+type UpdatePromptDeploymentParams struct {
+	Name          string
+	PromptVersion *int32
+	Settings      []byte
+	ProjectID     uuid.UUID
+	ID            uuid.UUID
+}
+
+func (q *Queries) UpdatePromptDeployment(ctx context.Context, arg UpdatePromptDeploymentParams) (Deployment, error) {
+	row := q.db.QueryRow(ctx, updatePromptDeployment,
+		arg.Name,
+		arg.PromptVersion,
+		arg.Settings,
+		arg.ProjectID,
+		arg.ID,
+	)
+	var i Deployment
+	err := row.Scan(
+		&i.ID,
+		&i.ProjectID,
+		&i.Name,
+		&i.Kind,
+		&i.BaseURL,
+		&i.UpstreamModel,
+		&i.APIKeySealed,
+		&i.DefaultParams,
+		&i.Settings,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.PromptID,
+		&i.PromptVersion,
 	)
 	return i, err
 }

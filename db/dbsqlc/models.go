@@ -34,6 +34,8 @@ type Deployment struct {
 	Settings      []byte
 	CreatedAt     time.Time
 	UpdatedAt     time.Time
+	PromptID      *uuid.UUID
+	PromptVersion *int32
 }
 
 type Project struct {
@@ -42,4 +44,24 @@ type Project struct {
 	Description string
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
+}
+
+type Prompt struct {
+	ID             uuid.UUID
+	ProjectID      uuid.UUID
+	Name           string
+	Description    string
+	Tags           []string
+	DefaultVersion int32
+	LatestVersion  int32
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
+}
+
+type PromptVersion struct {
+	PromptID  uuid.UUID
+	Version   int32
+	Note      string
+	StateKey  string
+	CreatedAt time.Time
 }

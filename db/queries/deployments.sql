@@ -37,3 +37,14 @@ DELETE FROM deployments WHERE project_id = @project_id AND id = @id;
 SELECT * FROM deployments
 WHERE project_id = @project_id AND kind = @kind
 ORDER BY name;
+
+-- name: CreatePromptDeployment :one
+INSERT INTO deployments (project_id, name, kind, prompt_id, prompt_version, settings)
+VALUES (@project_id, @name, 'prompt', @prompt_id, @prompt_version, @settings)
+RETURNING *;
+
+-- name: UpdatePromptDeployment :one
+UPDATE deployments
+SET name = @name, prompt_version = @prompt_version, settings = @settings, updated_at = now()
+WHERE project_id = @project_id AND id = @id AND kind = 'prompt'
+RETURNING *;

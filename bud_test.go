@@ -1,0 +1,53 @@
+package bud_test
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/budhq/bud"
+)
+
+func TestProblemsCollectsEveryField(t *testing.T) {
+	t.Parallel()
+	var p bud.Problems
+	require.NoError(t, p.Err())
+	bud.CheckName(&p, "name", "")
+	bud.CheckBaseURL(&p, "upstream.base_url", "ftp://x")
+	bud.Settings{MinConcurrency: 5, MaxConcurrency: 2, Cache: bud.CacheSettings{Enabled: true}}.Check(&p, "settings")
+	bud.CheckDefaultParams(&p, "default_params", json.RawMessage(`{"temperature": 3, "model": "x", "stop": [1]}`))
+	err := p.Err()
+	require.Equal(t, bud.EINVALID, bud.ErrorCode(err))
+	fields := bud.ErrorFields(err)
+	for _, f := range []string{"name", "upstream.base_url", "settings.min_concurrency", "settings.cache.ttl_seconds",
+		"default_params.temperature", "default_params.model", "default_params.stop"} {
+		require.Contains(t, fields, f)
+	}
+	require.True(t, strings.Contains(bud.ErrorMessage(err), "settings.min_concurrency"))
+}
+
+func TestInternalErrorsKeepTheirCause(t *testing.T) {
+	t.Parallel()
+	err := bud.Internal("load thing", json.Unmarshal([]byte("{"), &struct{}{}))
+	require.Equal(t, bud.EINTERNAL, bud.ErrorCode(err))
+	require.Equal(t, "internal error", bud.ErrorMessage(err), "the cause never reaches a caller")
+	require.Contains(t, err.Error(), "load thing", "but it is in the log line")
+}
+
+func TestAPIKeySecret(t *testing.T) {
+	t.Parallel()
+	secret, display, hash := bud.NewAPIKeySecret()
+	require.True(t, bud.LooksLikeAPIKey(secret))
+	require.True(t, strings.HasPrefix(secret, display))
+	require.Len(t, display, len("bud-")+8)
+	require.Equal(t, hash, bud.HashAPIKey(secret))
+	other, _, _ := bud.NewAPIKeySecret()
+	require.NotEqual(t, secret, other)
+
+	past := time.Now().Add(-time.Minute)
+	require.False(t, bud.APIKey{ExpiresAt: &past}.Usable(time.Now()))
+	require.True(t, bud.APIKey{}.Usable(time.Now()))
+}
