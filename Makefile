@@ -5,6 +5,10 @@ BIN       := $(CURDIR)/bin
 SQLC      := $(BIN)/sqlc
 # sqlc is pinned; it is built from the Go module proxy on first use.
 SQLC_VERSION := v1.31.1
+# daprd, the Dapr sidecar, is built from the Go module proxy on first use; its
+# version is pinned by tools/daprd/go.mod. The first build takes minutes.
+DAPRD     := $(BIN)/daprd
+DAPR_VERSION := $(shell awk '$$1 == "require" && $$2 == "github.com/dapr/dapr" { print substr($$3, 2) }' tools/daprd/go.mod)
 GOTEST_FLAGS ?= -count=1 -timeout 30m
 
 .PHONY: all build run test verify generate vet fmt bench bench-gateway clean
@@ -14,14 +18,24 @@ all: build
 build:
 	$(GO) build -o $(BIN)/bud ./cmd/bud
 
-run: build
+run: build $(DAPRD)
 	$(BIN)/bud dev $(ARGS)
 
-test: verify
+test: verify $(DAPRD)
 	$(GO) test $(GOTEST_FLAGS) ./...
 
 $(SQLC):
 	GOBIN=$(BIN) $(GO) install github.com/sqlc-dev/sqlc/cmd/sqlc@$(SQLC_VERSION)
+
+.PHONY: daprd
+daprd: $(DAPRD)
+
+# CGO off and -s -w as dapr's release builds; stablecomponents registers the
+# stable components (daprd panics at start without a components tag).
+$(DAPRD): tools/daprd/go.mod tools/daprd/go.sum tools/daprd/main.go
+	cd tools/daprd && CGO_ENABLED=0 $(GO) build -trimpath -tags stablecomponents \
+		-ldflags '-s -w -X github.com/dapr/dapr/pkg/buildinfo.version=$(DAPR_VERSION) -X github.com/dapr/kit/logger.DaprVersion=$(DAPR_VERSION)' \
+		-o $(DAPRD) .
 
 generate: $(SQLC)
 	$(SQLC) generate

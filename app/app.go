@@ -68,6 +68,8 @@ type Config struct {
 	Registry *prometheus.Registry
 	// MaxBodyBytes bounds a request body; 0 means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// Documents keeps prompt documents (the Dapr state store). Required.
+	Documents Documents
 }
 
 // server holds the dependencies every handler shares.
@@ -75,6 +77,7 @@ type server struct {
 	pool  *pgxpool.Pool
 	q     *dbsqlc.Queries
 	box   *secrets.Box
+	docs  Documents
 	log   *slog.Logger
 	ready func(context.Context) error
 	reg   *prometheus.Registry
@@ -92,6 +95,8 @@ func New(cfg Config) (http.Handler, error) {
 		return nil, errors.New("app: Config.Pool is required")
 	case cfg.Box == nil:
 		return nil, errors.New("app: Config.Box is required")
+	case cfg.Documents == nil:
+		return nil, errors.New("app: Config.Documents is required")
 	case cfg.AdminToken == "":
 		return nil, errors.New("app: Config.AdminToken is required")
 	case cfg.MaxBodyBytes < 0:
@@ -101,6 +106,7 @@ func New(cfg Config) (http.Handler, error) {
 		pool:       cfg.Pool,
 		q:          dbsqlc.New(cfg.Pool),
 		box:        cfg.Box,
+		docs:       cfg.Documents,
 		log:        cfg.Logger,
 		ready:      cfg.Ready,
 		reg:        cfg.Registry,
@@ -134,6 +140,18 @@ func (s *server) routes(m *metrics.HTTP) http.Handler {
 
 	r.Route("/api", func(r chi.Router) {
 		r.Use(s.requireAdmin)
+		r.Get("/prompts/schema", s.promptSchema)
+		r.Get("/prompts", s.listPrompts)
+		r.Route("/prompts/{prompt_id}", func(r chi.Router) {
+			r.Use(s.loadPrompt)
+			r.Get("/", s.getPrompt)
+			r.Patch("/", s.patchPrompt)
+			r.Delete("/", s.deletePrompt)
+			r.Get("/versions", s.listVersions)
+			r.Post("/versions", s.createVersion)
+			r.Get("/versions/{version}", s.getVersion)
+			r.Get("/versions/{version}/form", s.versionForm)
+		})
 		r.Route("/projects", func(r chi.Router) {
 			r.Get("/", s.listProjects)
 			r.Post("/", s.createProject)
@@ -149,6 +167,8 @@ func (s *server) routes(m *metrics.HTTP) http.Handler {
 					r.Patch("/{deployment_id}", s.patchDeployment)
 					r.Delete("/{deployment_id}", s.deleteDeployment)
 				})
+				r.Get("/prompts", s.listPrompts)
+				r.Post("/prompts", s.createPrompt)
 				r.Route("/api-keys", func(r chi.Router) {
 					r.Get("/", s.listAPIKeys)
 					r.Post("/", s.createAPIKey)

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 
@@ -23,6 +24,8 @@ import (
 	"github.com/budhq/bud/app"
 	"github.com/budhq/bud/db/dbtest"
 	"github.com/budhq/bud/secrets"
+	"github.com/budhq/bud/statestore"
+	"github.com/budhq/bud/statestore/statestoretest"
 )
 
 // bundle is one API over its own freshly migrated schema.
@@ -35,6 +38,8 @@ type bundle struct {
 }
 
 // setup builds an API for one test; opts adjust its configuration.
+func TestMain(m *testing.M) { os.Exit(statestoretest.Main(m)) }
+
 func setup(t *testing.T, opts ...func(*app.Config)) *bundle {
 	t.Helper()
 	pool, _ := dbtest.NewSchema(t)
@@ -58,6 +63,7 @@ func setup(t *testing.T, opts ...func(*app.Config)) *bundle {
 		Box:        box,
 		AdminToken: "admin-" + hex.EncodeToString(tok[:]),
 		Logger:     slog.New(slog.NewTextHandler(logs, nil)),
+		Documents:  statestoretest.Store(t),
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -180,17 +186,19 @@ func TestNewRequiresConfig(t *testing.T) {
 	box, err := secrets.NewBox(key)
 	require.NoError(t, err)
 	pool := new(pgxpool.Pool) // never used: New fails first or only stores it
+	docs := new(statestore.Store)
 
 	for name, cfg := range map[string]app.Config{
-		"no pool":       {Box: box, AdminToken: "t"},
-		"no box":        {Pool: pool, AdminToken: "t"},
-		"no token":      {Pool: pool, Box: box},
-		"negative body": {Pool: pool, Box: box, AdminToken: "t", MaxBodyBytes: -1},
+		"no pool":       {Box: box, AdminToken: "t", Documents: docs},
+		"no box":        {Pool: pool, AdminToken: "t", Documents: docs},
+		"no token":      {Pool: pool, Box: box, Documents: docs},
+		"no documents":  {Pool: pool, Box: box, AdminToken: "t"},
+		"negative body": {Pool: pool, Box: box, AdminToken: "t", Documents: docs, MaxBodyBytes: -1},
 	} {
 		_, err := app.New(cfg)
 		require.Error(t, err, name)
 	}
-	_, err = app.New(app.Config{Pool: pool, Box: box, AdminToken: "t", Registry: prometheus.NewRegistry()})
+	_, err = app.New(app.Config{Pool: pool, Box: box, AdminToken: "t", Documents: docs, Registry: prometheus.NewRegistry()})
 	require.NoError(t, err)
 }
 

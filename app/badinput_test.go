@@ -178,7 +178,9 @@ func TestBadInputCreateDeployment(t *testing.T) {
 		{name: "missing upstream model", body: `{"name":"ok","upstream":{"base_url":"https://a.example"}}`, field: "upstream.model"},
 		{name: "missing upstream base_url", body: `{"name":"ok","upstream":{"model":"m"}}`, field: "upstream.base_url"},
 		{name: "over-long upstream model", body: fmt.Sprintf(`{"name":"ok","upstream":{"base_url":"https://a.example","model":%q}}`, strings.Repeat("m", 257)), field: "upstream.model"},
-		{name: "prompt kind", body: `{"name":"ok","kind":"prompt","upstream":{"base_url":"https://a.example","model":"m"}}`, field: "kind", message: "prompt"},
+		{name: "prompt kind with an upstream", body: `{"name":"ok","kind":"prompt","upstream":{"base_url":"https://a.example","model":"m"}}`, field: "upstream", message: "upstream"},
+		{name: "prompt kind without a prompt", body: `{"name":"ok","kind":"prompt"}`, field: "prompt_id"},
+		{name: "model kind with a prompt", body: `{"name":"ok","kind":"model","prompt_id":"7f1c4a5e-0000-4000-8000-000000000000","upstream":{"base_url":"https://a.example","model":"m"}}`, field: "kind"},
 		{name: "unknown kind", body: `{"name":"ok","kind":"agent","upstream":{"base_url":"https://a.example","model":"m"}}`, field: "kind"},
 	}...)
 	cases = append(cases, bodyProblems()...)

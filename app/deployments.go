@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/budhq/bud"
@@ -39,6 +40,11 @@ type deploymentInput struct {
 	DefaultParams json.RawMessage `json:"default_params"`
 	// Settings stays raw so that it can be decoded over the defaults.
 	Settings json.RawMessage `json:"settings"`
+	// A prompt deployment names an existing prompt of the project and may
+	// pin a version, or brings a whole new prompt inline.
+	PromptID *uuid.UUID   `json:"prompt_id"`
+	Version  *int32       `json:"version"`
+	Prompt   *promptInput `json:"prompt"`
 }
 
 // deploymentPatch is the body of PATCH .../deployments/{id}. Absent fields
@@ -49,6 +55,9 @@ type deploymentPatch struct {
 	Upstream      *upstreamInput  `json:"upstream"`
 	DefaultParams json.RawMessage `json:"default_params"`
 	Settings      json.RawMessage `json:"settings"`
+	// Version pins a prompt deployment to a version; null unpins it, so it
+	// follows the prompt's default.
+	Version json.RawMessage `json:"version"`
 }
 
 // decodeSettings decodes raw over bud.DefaultSettings(), so a caller may
@@ -117,6 +126,9 @@ func deploymentFromRow(row dbsqlc.Deployment) (bud.Deployment, error) {
 	if row.Kind == bud.KindModel {
 		d.Upstream = &bud.Upstream{BaseURL: row.BaseURL, Model: row.UpstreamModel, APIKeySet: len(row.APIKeySealed) > 0}
 	}
+	if row.Kind == bud.KindPrompt && row.PromptID != nil {
+		d.Prompt = &bud.PromptRef{ID: *row.PromptID, Version: row.PromptVersion}
+	}
 	return d, nil
 }
 
@@ -150,10 +162,14 @@ func (s *server) createDeployment(w http.ResponseWriter, r *http.Request) {
 	var p bud.Problems
 	switch in.Kind {
 	case "", bud.KindModel:
+		if in.PromptID != nil || in.Version != nil || in.Prompt != nil {
+			p.Add("kind", "must be %q for a deployment of a prompt", bud.KindPrompt)
+		}
 	case bud.KindPrompt:
-		p.Add("kind", "prompt deployments are made by deploying a prompt, not here")
+		s.createPromptDeployment(w, r, in, settings)
+		return
 	default:
-		p.Add("kind", "must be %q", bud.KindModel)
+		p.Add("kind", "must be %q or %q", bud.KindModel, bud.KindPrompt)
 	}
 	d.check(&p, bud.KindModel)
 	bud.CheckText(&p, "upstream.api_key", apiKey, bud.MaxSecretLen)
@@ -281,6 +297,13 @@ func (s *server) patchDeployment(w http.ResponseWriter, r *http.Request) {
 		cur, err := q.GetDeployment(r.Context(), dbsqlc.GetDeploymentParams{ProjectID: projectFrom(r).ID, ID: id})
 		if err != nil {
 			return lookupError(err, "deployment", "get deployment")
+		}
+		if cur.Kind == bud.KindPrompt {
+			row, err = s.patchPromptDeployment(r.Context(), q, in, cur)
+			return err
+		}
+		if !isAbsent(in.Version) {
+			return fieldError("version", "only prompt deployments have a version")
 		}
 		upd, err := s.applyPatch(in, cur)
 		if err != nil {

@@ -2,7 +2,6 @@ package app_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"testing"
@@ -265,25 +264,3 @@ func TestDeploymentPagination(t *testing.T) {
 
 // A prompt deployment is made by deploying a prompt; this API shows it but
 // gives it no upstream.
-func TestPromptDeploymentHasNoUpstream(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
-	p := b.createProject(t, "proj")
-	settings, err := json.Marshal(bud.DefaultSettings())
-	require.NoError(t, err)
-	row, err := dbsqlc.New(b.pool).CreateDeployment(context.Background(), dbsqlc.CreateDeploymentParams{
-		ProjectID: p.ID, Name: "summarize", Kind: bud.KindPrompt, DefaultParams: []byte(`{}`), Settings: settings,
-	})
-	require.NoError(t, err)
-	path := deploymentsPath(p.ID) + "/" + row.ID.String()
-
-	d := decodeAs[bud.Deployment](t, b.do(t, "GET", path, nil), http.StatusOK)
-	require.Equal(t, bud.KindPrompt, d.Kind)
-	require.Nil(t, d.Upstream)
-
-	got := decodeAs[bud.Deployment](t, b.do(t, "PATCH", path, map[string]any{"settings": map[string]any{"autoscale": true}}), http.StatusOK)
-	require.True(t, got.Settings.Autoscale)
-
-	e := errorOf(t, b.do(t, "PATCH", path, map[string]any{"upstream": map[string]any{"model": "x"}}), http.StatusBadRequest)
-	require.Contains(t, e.Error.Fields, "upstream")
-}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -25,10 +26,13 @@ import (
 	"github.com/budhq/bud/gateway"
 	"github.com/budhq/bud/metrics"
 	"github.com/budhq/bud/secrets"
+	"github.com/budhq/bud/statestore/statestoretest"
 	"github.com/budhq/bud/upstreamtest"
 )
 
 const adminToken = "test-admin-token"
+
+func TestMain(m *testing.M) { os.Exit(statestoretest.Main(m)) }
 
 // bundle is a gateway wired to a real schema, BudApp for set-up, and the
 // upstream stand-in.
@@ -60,7 +64,7 @@ func setup(t testing.TB, opts ...setupOpts) *bundle {
 	box, err := secrets.NewBox(key)
 	require.NoError(t, err)
 
-	appH, err := app.New(app.Config{Pool: pool, Box: box, AdminToken: adminToken})
+	appH, err := app.New(app.Config{Pool: pool, Box: box, AdminToken: adminToken, Documents: statestoretest.Store(t)})
 	require.NoError(t, err)
 	appSrv := httptest.NewServer(appH)
 	t.Cleanup(appSrv.Close)

@@ -34,6 +34,8 @@ type config struct {
 	LogFormat         string
 	UpstreamTimeout   string
 	StandInAddr       string
+	DaprGRPCAddress   string
+	DaprStore         string
 }
 
 func (c *config) settings() []setting {
@@ -50,6 +52,8 @@ func (c *config) settings() []setting {
 		{"BUD_DATA_DIR", "data-dir", ".bud", "`bud dev` data directory: Temporal's SQLite file, generated token and key", &c.DataDir},
 		{"BUD_UPSTREAM_TIMEOUT", "upstream-timeout", "10m", "how long the gateway waits for an upstream's response headers (504 after)", &c.UpstreamTimeout},
 		{"BUD_STAND_IN_ADDR", "stand-in", "", "`bud dev` only: also serve an OpenAI-compatible stand-in model at this address (e.g. 127.0.0.1:8090), to try Bud without a model", &c.StandInAddr},
+		{"BUD_DAPR_GRPC_ADDRESS", "dapr-grpc-address", "", "daprd's gRPC API (host:port) for prompt documents; `bud app` falls back to 127.0.0.1:$DAPR_GRPC_PORT, then 127.0.0.1:50001; `bud dev` starts its own daprd when unset", &c.DaprGRPCAddress},
+		{"BUD_DAPR_STORE", "dapr-store", "bud-prompts", "name of the Dapr state store component that keeps prompt documents", &c.DaprStore},
 		{"BUD_LOG_LEVEL", "log-level", "info", "debug, info, warn or error", &c.LogLevel},
 		{"BUD_LOG_FORMAT", "log-format", "text", "text or json", &c.LogFormat},
 	}

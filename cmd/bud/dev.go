@@ -18,6 +18,7 @@ import (
 
 	"github.com/budhq/bud/db"
 	"github.com/budhq/bud/secrets"
+	"github.com/budhq/bud/statestore"
 	"github.com/budhq/bud/temporalserver"
 	"github.com/budhq/bud/upstreamtest"
 )
@@ -99,7 +100,29 @@ func runDev(ctx context.Context, args []string) error {
 	}
 	defer tc.Close()
 
-	appHandler, err := newApp(log, &cfg, pool, tc)
+	daprAddr, daprLabel := cfg.DaprGRPCAddress, "external"
+	if daprAddr == "" {
+		sidecar, err := statestore.StartSidecar(ctx, statestore.SidecarOptions{
+			DatabaseURL: cfg.DatabaseURL,
+			Logger:      log.With("component", "daprd"),
+		})
+		if err != nil {
+			return fmt.Errorf("dapr sidecar: %w", err)
+		}
+		defer func() {
+			if err := sidecar.Stop(); err != nil {
+				log.Warn("daprd stop", "err", err)
+			}
+		}()
+		daprAddr, daprLabel = sidecar.GRPCAddr(), "daprd child process, state.postgresql v2, HTTP "+sidecar.HTTPAddr()
+	}
+	docs, err := statestore.NewStore(daprAddr, cfg.DaprStore)
+	if err != nil {
+		return err
+	}
+	defer docs.Close()
+
+	appHandler, err := newApp(log, &cfg, pool, tc, docs)
 	if err != nil {
 		return err
 	}
@@ -147,6 +170,7 @@ func runDev(ctx context.Context, args []string) error {
 
 	printBanner(os.Stdout, banner{
 		StandIn:    standIn,
+		Dapr:       daprAddr + "  (" + daprLabel + ")",
 		Gateway:    gwL.URL(),
 		App:        appL.URL(),
 		Worker:     wkL.URL(),
@@ -164,8 +188,8 @@ func runDev(ctx context.Context, args []string) error {
 }
 
 type banner struct {
-	Gateway, App, Worker, Temporal, Namespace, TemporalUI, Database, DataDir, AdminToken, StandIn string
-	Took                                                                                          time.Duration
+	Gateway, App, Worker, Temporal, Namespace, TemporalUI, Database, DataDir, AdminToken, StandIn, Dapr string
+	Took                                                                                                time.Duration
 }
 
 func printBanner(w io.Writer, b banner) {
@@ -185,6 +209,7 @@ Bud is running (started in %s).
   BudPrompt    %s    worker health and metrics
   Temporal     %s          namespace %q
   Temporal UI  %s
+  Dapr         %s
   Postgres     %s
   Data dir     %s
 %s
@@ -192,7 +217,7 @@ Bud is running (started in %s).
                (send as "Authorization: Bearer <token>" to BudApp's /api)
 
 Press Ctrl-C to stop.
-`, b.Took.Round(time.Millisecond), b.Gateway, b.App, b.Worker, b.Temporal, b.Namespace, ui, b.Database, b.DataDir, standIn, b.AdminToken)
+`, b.Took.Round(time.Millisecond), b.Gateway, b.App, b.Worker, b.Temporal, b.Namespace, ui, b.Dapr, b.Database, b.DataDir, standIn, b.AdminToken)
 }
 
 // loadOrCreate returns the trimmed content of path, creating it with gen()

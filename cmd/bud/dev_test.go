@@ -208,7 +208,7 @@ func TestDevEndToEnd(t *testing.T) {
 	p := env.start(t)
 
 	out := p.stdout.String()
-	for _, want := range []string{"BudGateway", "http://" + env.gateway, "http://" + env.app, env.temporal, "http://" + env.uiAddr, "Admin token"} {
+	for _, want := range []string{"BudGateway", "Dapr", "http://" + env.gateway, "http://" + env.app, env.temporal, "http://" + env.uiAddr, "Admin token"} {
 		require.Contains(t, out, want)
 	}
 	token, err := os.ReadFile(filepath.Join(env.dataDir, "admin-token"))
@@ -260,6 +260,20 @@ func TestDevEndToEnd(t *testing.T) {
 	}, http.StatusOK, &completion)
 	require.Equal(t, "hello bud", completion.Choices[0].Message.Content)
 
+	// A prompt: metadata in Postgres, its document in the Dapr state store.
+	var pr struct {
+		ID       string
+		Document map[string]any
+	}
+	api.do("POST", "/api/projects/"+project.ID+"/prompts", map[string]any{
+		"name": "greeter",
+		"document": map[string]any{
+			"deployment": "echo",
+			"messages":   []any{map[string]any{"role": "user", "content": "Say hello to {{ input }}"}},
+		},
+	}, http.StatusCreated, &pr)
+	require.Equal(t, "echo", pr.Document["deployment"])
+
 	took := p.stop(t)
 	t.Logf("bud dev stopped %s after Ctrl-C", took)
 
@@ -287,6 +301,9 @@ func TestDevEndToEnd(t *testing.T) {
 	api.do("GET", "/api/projects/"+project.ID+"/api-keys", nil, http.StatusOK, &keys)
 	require.Len(t, keys.Data, 1)
 	require.Equal(t, key.ID, keys.Data[0].ID)
+	var gotPrompt struct{ Document map[string]any }
+	api.do("GET", "/api/prompts/"+pr.ID, nil, http.StatusOK, &gotPrompt)
+	require.Equal(t, pr.Document, gotPrompt.Document)
 }
 
 // TestDevPortTaken checks that a busy port stops `bud dev` at once with a

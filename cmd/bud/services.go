@@ -23,6 +23,7 @@ import (
 	"github.com/budhq/bud/gateway"
 	"github.com/budhq/bud/metrics"
 	"github.com/budhq/bud/secrets"
+	"github.com/budhq/bud/statestore"
 	"github.com/budhq/bud/workflows"
 )
 
@@ -134,7 +135,7 @@ func sealBox(key string) (*secrets.Box, error) {
 	return secrets.NewBox(k)
 }
 
-func newApp(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Client) (http.Handler, error) {
+func newApp(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Client, docs *statestore.Store) (http.Handler, error) {
 	if cfg.AdminToken == "" {
 		return nil, errors.New("BUD_ADMIN_TOKEN is required")
 	}
@@ -147,9 +148,30 @@ func newApp(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Client)
 		Box:        box,
 		AdminToken: cfg.AdminToken,
 		Logger:     log.With("service", "app"),
-		Ready:      temporalReady(tc),
-		Registry:   metrics.NewRegistry(),
+		Ready: func(ctx context.Context) error {
+			if err := temporalReady(tc)(ctx); err != nil {
+				return fmt.Errorf("temporal: %w", err)
+			}
+			if err := docs.Healthy(ctx); err != nil {
+				return fmt.Errorf("dapr: %w", err)
+			}
+			return nil
+		},
+		Registry:  metrics.NewRegistry(),
+		Documents: docs,
 	})
+}
+
+// daprAddress is where `bud app` finds daprd: as configured, else where a
+// Dapr sidecar injector says, else Dapr's default port.
+func daprAddress(cfg *config) string {
+	if cfg.DaprGRPCAddress != "" {
+		return cfg.DaprGRPCAddress
+	}
+	if p := os.Getenv("DAPR_GRPC_PORT"); p != "" {
+		return "127.0.0.1:" + p
+	}
+	return "127.0.0.1:50001"
 }
 
 func newGateway(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Client) (*gateway.Gateway, error) {
@@ -246,7 +268,7 @@ func runMigrate(ctx context.Context, args []string) error {
 
 func runApp(ctx context.Context, args []string) error {
 	var cfg config
-	if err := cfg.parse("app", args, "database-url", "temporal-address", "temporal-namespace", "app-addr", "admin-token", "encryption-key", "log-level", "log-format"); err != nil {
+	if err := cfg.parse("app", args, "database-url", "temporal-address", "temporal-namespace", "app-addr", "admin-token", "encryption-key", "dapr-grpc-address", "dapr-store", "log-level", "log-format"); err != nil {
 		return err
 	}
 	return runOne(ctx, &cfg, "app")
@@ -289,7 +311,12 @@ func runOne(ctx context.Context, cfg *config, service string) error {
 	var l *listener
 	switch service {
 	case "app":
-		h, err := newApp(log, cfg, pool, tc)
+		docs, err := statestore.NewStore(daprAddress(cfg), cfg.DaprStore)
+		if err != nil {
+			return err
+		}
+		defer docs.Close()
+		h, err := newApp(log, cfg, pool, tc, docs)
 		if err != nil {
 			return err
 		}

@@ -1,0 +1,198 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/budhq/bud"
+	"github.com/budhq/bud/db"
+	"github.com/budhq/bud/db/dbsqlc"
+)
+
+// createPromptDeployment deploys a prompt into the project: an existing
+// prompt named by prompt_id (optionally pinned to a version), or a new one
+// given inline, created in the same call. The deployment's name, which
+// callers send as prompt.id, defaults to the prompt's name.
+func (s *server) createPromptDeployment(w http.ResponseWriter, r *http.Request, in deploymentInput, settings bud.Settings) {
+	project := projectFrom(r)
+	var p bud.Problems
+	switch {
+	case in.Upstream != nil:
+		p.Add("upstream", "a prompt deployment has no upstream; its prompt names the model deployment")
+	case !isAbsent(in.DefaultParams):
+		p.Add("default_params", "a prompt deployment takes its model parameters from the prompt")
+	case in.PromptID == nil && in.Prompt == nil:
+		p.Add("prompt_id", "is required (or give a new prompt inline as \"prompt\")")
+	case in.PromptID != nil && in.Prompt != nil:
+		p.Add("prompt", "give either prompt_id or an inline prompt, not both")
+	case in.Prompt != nil && in.Version != nil:
+		p.Add("version", "a new prompt has only version 1")
+	}
+	if in.Version != nil && *in.Version < 1 {
+		p.Add("version", "must be a positive integer")
+	}
+	if in.Prompt != nil {
+		checkPromptMeta(&p, "prompt.", in.Prompt.Name, in.Prompt.Description, in.Prompt.Tags)
+	}
+	name := in.Name
+	if name == "" && in.Prompt != nil {
+		name = in.Prompt.Name
+	}
+	if name != "" || in.Prompt != nil {
+		bud.CheckName(&p, "name", name)
+	}
+	settings.Check(&p, "settings")
+	if err := p.Err(); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	var canonical []byte
+	if in.Prompt != nil {
+		var err error
+		if _, canonical, err = s.parseDocument(r.Context(), project.ID, in.Prompt.Document, "prompt.document."); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	}
+	settingsJSON, err := json.Marshal(settings)
+	if err != nil {
+		s.writeError(w, r, bud.Internal("encode settings", err))
+		return
+	}
+
+	var row dbsqlc.Deployment
+	err = pgx.BeginFunc(r.Context(), s.pool, func(tx pgx.Tx) error {
+		q := dbsqlc.New(tx)
+		var pr dbsqlc.Prompt
+		if in.Prompt != nil {
+			var err error
+			if pr, err = s.createPromptTx(r.Context(), tx, project.ID, *in.Prompt, canonical); err != nil {
+				var e *bud.Error
+				if errors.As(err, &e) && e.Code == bud.ECONFLICT {
+					e.Fields = map[string]string{"prompt.name": "is already taken"}
+				}
+				return err
+			}
+		} else {
+			var err error
+			pr, err = q.GetPrompt(r.Context(), *in.PromptID)
+			// A prompt of another project is as absent as one of none.
+			if db.IsNoRows(err) || (err == nil && pr.ProjectID != project.ID) {
+				return &bud.Error{Code: bud.ENOTFOUND, Message: "prompt not found in this project", Fields: map[string]string{"prompt_id": "no such prompt in this project"}}
+			}
+			if err != nil {
+				return bud.Internal("get prompt", err)
+			}
+			if in.Version != nil {
+				if _, err := q.GetPromptVersion(r.Context(), dbsqlc.GetPromptVersionParams{PromptID: pr.ID, Version: *in.Version}); err != nil {
+					if db.IsNoRows(err) {
+						return fieldError("version", "is not a saved version of the prompt")
+					}
+					return bud.Internal("get prompt version", err)
+				}
+			}
+		}
+		if name == "" {
+			name = pr.Name
+			var p bud.Problems
+			bud.CheckName(&p, "name", name)
+			if err := p.Err(); err != nil {
+				return err
+			}
+		}
+		var err error
+		row, err = q.CreatePromptDeployment(r.Context(), dbsqlc.CreatePromptDeploymentParams{
+			ProjectID: project.ID, Name: name, PromptID: &pr.ID, PromptVersion: in.Version, Settings: settingsJSON,
+		})
+		if err != nil {
+			if isForeignKeyViolation(err) {
+				return notFound("project")
+			}
+			return saveError(err, "create prompt deployment", deploymentNameConstraint, "deployment", name)
+		}
+		return nil
+	})
+	if err != nil {
+		s.writeError(w, r, asAppError(err, "create prompt deployment"))
+		return
+	}
+	out, err := deploymentFromRow(row)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/api/projects/"+project.ID.String()+"/deployments/"+row.ID.String())
+	writeJSON(w, http.StatusCreated, out)
+}
+
+// patchPromptDeployment changes a prompt deployment's name, settings or
+// pinned version, in the caller's transaction.
+func (s *server) patchPromptDeployment(ctx context.Context, q *dbsqlc.Queries, in deploymentPatch, cur dbsqlc.Deployment) (dbsqlc.Deployment, error) {
+	settings, err := storedSettings(cur.Settings)
+	if err != nil {
+		return cur, err
+	}
+	if !isAbsent(in.Settings) {
+		if settings, err = decodeSettings(in.Settings); err != nil {
+			return cur, err
+		}
+	}
+	var p bud.Problems
+	name := cur.Name
+	if in.Name != nil {
+		name = *in.Name
+	}
+	bud.CheckName(&p, "name", name)
+	if in.Upstream != nil {
+		p.Add("upstream", "only model deployments have an upstream")
+	}
+	if !isAbsent(in.DefaultParams) {
+		p.Add("default_params", "a prompt deployment takes its model parameters from the prompt")
+	}
+	settings.Check(&p, "settings")
+	version := cur.PromptVersion
+	if len(in.Version) > 0 {
+		if string(in.Version) == "null" {
+			version = nil
+		} else {
+			var n int32
+			if json.Unmarshal(in.Version, &n) != nil || n < 1 {
+				p.Add("version", "must be a positive integer, or null to follow the prompt's default")
+			} else {
+				version = &n
+			}
+		}
+	}
+	if err := p.Err(); err != nil {
+		return cur, err
+	}
+	if version != nil && cur.PromptID != nil {
+		if _, err := q.GetPromptVersion(ctx, dbsqlc.GetPromptVersionParams{PromptID: *cur.PromptID, Version: *version}); err != nil {
+			if db.IsNoRows(err) {
+				return cur, fieldError("version", "is not a saved version of the prompt")
+			}
+			return cur, bud.Internal("get prompt version", err)
+		}
+	}
+	settingsJSON, err := json.Marshal(settings)
+	if err != nil {
+		return cur, bud.Internal("encode settings", err)
+	}
+	row, err := q.UpdatePromptDeployment(ctx, dbsqlc.UpdatePromptDeploymentParams{
+		ProjectID: cur.ProjectID, ID: cur.ID, Name: name, PromptVersion: version, Settings: settingsJSON,
+	})
+	switch {
+	case db.IsNoRows(err):
+		return cur, notFound("deployment")
+	case err != nil:
+		return cur, saveError(err, "update deployment", deploymentNameConstraint, "deployment", name)
+	}
+	return row, nil
+}
+
+func chiParam(r *http.Request, name string) string { return chi.URLParam(r, name) }

@@ -1,0 +1,621 @@
+package prompt
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/google/uuid"
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/budhq/bud"
+)
+
+// Limits on a document; beyond them a prompt is surely a mistake, and each
+// costs the worker on every run.
+const (
+	MaxMessages     = 200
+	MaxVariables    = 200 // per input or output, nested ones included
+	MaxNestingDepth = 5   // levels of variables: a top-level variable is level 1
+	MaxTools        = 128
+	MaxOptions      = 500
+	MaxPatternLen   = 1000
+)
+
+// Checker answers what validation needs to know about the project a
+// document is saved in. A nil function skips its check.
+type Checker struct {
+	// DeploymentKind looks a deployment of the project up by name.
+	DeploymentKind func(name string) (kind string, found bool)
+	// ConnectionExists reports whether the project has a tool connection
+	// with this id.
+	ConnectionExists func(id string) bool
+}
+
+// Validate reports whether d can be saved: nil, or a *bud.Error with code
+// EUNPROCESSABLE whose Fields hold every problem found, keyed by JSON path
+// ("messages[2].content", "input.variables[0].default", …). Templates must
+// parse in the sandbox and read only the input's variables ({{ input }} for
+// text input); defaults must satisfy their own variable; constraints must
+// suit their variable's type and be satisfiable; tools, model parameters,
+// settings and the retry limit must be in range. c supplies the checks
+// against the project.
+func (d *Document) Validate(c Checker) error {
+	v := &validator{sb: newSandbox()}
+	v.deployment(d.Deployment, c)
+	bud.CheckDefaultParams(&v.p, "model_params", d.ModelParams)
+	v.modelParams(d)
+	v.shape("input", d.Input)
+	v.shape("output", d.Output)
+	v.templates(d)
+	v.tools(d.Tools, c)
+	if d.LLMRetryLimit < 0 || d.LLMRetryLimit > MaxLLMRetryLimit {
+		v.p.Add("llm_retry_limit", "must be between 0 and %d", MaxLLMRetryLimit)
+	}
+	d.Settings.Check(&v.p, "settings")
+	if len(v.p) == 0 {
+		return nil
+	}
+	return problemsError(bud.EUNPROCESSABLE, "invalid prompt", v.p)
+}
+
+type validator struct {
+	p  bud.Problems
+	sb *sandbox
+}
+
+func (v *validator) deployment(name string, c Checker) {
+	if name == "" {
+		v.p.Add("deployment", "is required")
+		return
+	}
+	before := len(v.p)
+	bud.CheckName(&v.p, "deployment", name)
+	if len(v.p) > before || c.DeploymentKind == nil {
+		return
+	}
+	kind, found := c.DeploymentKind(name)
+	switch {
+	case !found:
+		v.p.Add("deployment", "no deployment named %q in this project", name)
+	case kind != bud.KindModel:
+		v.p.Add("deployment", "must be a model deployment, not a %s deployment", kind)
+	}
+}
+
+// modelParams refuses parameters that other fields of the document set.
+func (v *validator) modelParams(d *Document) {
+	var params map[string]any
+	if json.Unmarshal(d.ModelParams, &params) != nil {
+		return // CheckDefaultParams has said so
+	}
+	if _, ok := params["response_format"]; ok && d.Output.Structured() {
+		v.p.Add("model_params.response_format", "is set from the structured output; remove it")
+	}
+	for _, k := range []string{"tools", "tool_choice"} {
+		if _, ok := params[k]; ok {
+			v.p.Add("model_params."+k, "is set from the prompt's tools; remove it")
+		}
+	}
+}
+
+func (v *validator) shape(path string, s Shape) {
+	switch s.Type {
+	case "":
+		v.p.Add(path+".type", "is required")
+		return
+	case ShapeText:
+		if len(s.Variables) > 0 {
+			v.p.Add(path+".variables", "must be empty for %s %s", ShapeText, path)
+		}
+		return
+	case ShapeStructured:
+	default:
+		v.p.Add(path+".type", "must be %q or %q", ShapeText, ShapeStructured)
+		return
+	}
+	if len(s.Variables) == 0 {
+		v.p.Add(path+".variables", "a structured %s needs at least one variable", path)
+		return
+	}
+	before := len(v.p)
+	count := 0
+	v.variables(path+".variables", s.Variables, 1, &count, path == "input")
+	if count > MaxVariables {
+		v.p.Add(path+".variables", "must have at most %d variables, nested ones included", MaxVariables)
+	}
+	if len(v.p) > before {
+		return
+	}
+	// Every variable checks out, so the schema should compile; if it does
+	// not, say so rather than fail at the first run.
+	if _, err := compileSchema(objectSchema(s.Variables)); err != nil {
+		v.p.Add(path, "schema error: %s", schemaErrorText(err))
+	}
+}
+
+var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// reservedName reports whether a variable name would be read by a template
+// as something else: a Jinja keyword or literal, or a name the template
+// language itself provides.
+func reservedName(name string) bool {
+	switch name {
+	case "and", "or", "not", "in", "is", "if", "else", "elif", "endif", "for", "endfor",
+		"set", "endset", "with", "endwith", "block", "endblock", "macro", "endmacro",
+		"call", "endcall", "filter", "endfilter", "raw", "endraw", "include", "import",
+		"from", "extends", "as", "recursive", "ignore", "missing", "context", "without",
+		"do", "break", "continue", "autoescape", "endautoescape",
+		"true", "false", "none", "True", "False", "None",
+		"loop", "self", "super", "caller", "varargs", "kwargs", "range", "dict", "cycler",
+		"joiner", "namespace":
+		return true
+	}
+	return false
+}
+
+// variables checks sibling variables; input is set for the input's, whose
+// names templates read and so must not be reserved words.
+func (v *validator) variables(path string, vars []Variable, depth int, count *int, input bool) {
+	seen := map[string]int{}
+	for i, vr := range vars {
+		vp := fmt.Sprintf("%s[%d]", path, i)
+		v.variable(vp, vr, depth, count, false, input)
+		if vr.Name == "" {
+			continue
+		}
+		if j, dup := seen[vr.Name]; dup {
+			v.p.Add(vp+".name", "duplicates %s[%d].name %q", path, j, vr.Name)
+		} else {
+			seen[vr.Name] = i
+		}
+	}
+}
+
+func (v *validator) variable(path string, vr Variable, depth int, count *int, item, input bool) {
+	*count++
+	if depth > MaxNestingDepth {
+		v.p.Add(path, "is nested more than %d levels deep", MaxNestingDepth)
+		return
+	}
+	before := len(v.p)
+	switch {
+	case item && vr.Name != "":
+		v.p.Add(path+".name", "must be empty: array items take their array's name")
+	case item:
+	case vr.Name == "":
+		v.p.Add(path+".name", "is required")
+	case len(vr.Name) > bud.MaxNameLen:
+		v.p.Add(path+".name", "must be at most %d characters", bud.MaxNameLen)
+	case !identifier.MatchString(vr.Name):
+		v.p.Add(path+".name", "must start with a letter or underscore and contain only letters, digits and underscores")
+	case input && reservedName(vr.Name):
+		v.p.Add(path+".name", "%q is reserved in templates", vr.Name)
+	}
+	switch vr.Type {
+	case TypeString, TypeInteger, TypeNumber, TypeBoolean, TypeEnum, TypeArray, TypeObject:
+	case "":
+		v.p.Add(path+".type", "is required")
+	default:
+		v.p.Add(path+".type", "must be one of %q, %q, %q, %q, %q, %q, %q",
+			TypeString, TypeInteger, TypeNumber, TypeBoolean, TypeEnum, TypeArray, TypeObject)
+	}
+	bud.CheckText(&v.p, path+".description", vr.Description, bud.MaxDescriptionLen)
+	v.options(path, vr)
+
+	switch {
+	case vr.Type != TypeArray && vr.Items != nil:
+		v.p.Add(path+".items", "is only for array variables")
+	case vr.Type == TypeArray && vr.Items == nil:
+		v.p.Add(path+".items", "is required for an array")
+	case vr.Type == TypeArray:
+		v.variable(path+".items", *vr.Items, depth+1, count, true, input)
+	}
+	switch {
+	case vr.Type != TypeObject && len(vr.Variables) > 0:
+		v.p.Add(path+".variables", "is only for object variables")
+	case vr.Type == TypeObject && len(vr.Variables) == 0:
+		v.p.Add(path+".variables", "an object needs at least one variable")
+	case vr.Type == TypeObject:
+		v.variables(path+".variables", vr.Variables, depth+1, count, input)
+	}
+	if vr.Validation != nil {
+		if vr.Validation.Basic != nil {
+			v.basic(path+".validation.basic", vr.Type, *vr.Validation.Basic)
+		}
+		for i, rule := range vr.Validation.Custom {
+			rp := fmt.Sprintf("%s.validation.custom[%d]", path, i)
+			if strings.TrimSpace(rule) == "" {
+				v.p.Add(rp, "must not be empty")
+			}
+			bud.CheckText(&v.p, rp, rule, bud.MaxDescriptionLen)
+		}
+	}
+	if !vr.hasDefault() {
+		return
+	}
+	if item {
+		v.p.Add(path+".default", "must be empty: array items take no default")
+		return
+	}
+	if len(v.p) == before {
+		v.defaultValue(path, vr)
+	}
+}
+
+func (v *validator) options(path string, vr Variable) {
+	if vr.Type != TypeEnum {
+		if len(vr.Options) > 0 {
+			v.p.Add(path+".options", "is only for enum variables")
+		}
+		return
+	}
+	if len(vr.Options) == 0 {
+		v.p.Add(path+".options", "an enum needs at least one option")
+		return
+	}
+	if len(vr.Options) > MaxOptions {
+		v.p.Add(path+".options", "must have at most %d options", MaxOptions)
+	}
+	seen := map[string]int{}
+	for i, o := range vr.Options {
+		op := fmt.Sprintf("%s.options[%d]", path, i)
+		if o == "" {
+			v.p.Add(op, "must not be empty")
+			continue
+		}
+		if j, dup := seen[o]; dup {
+			v.p.Add(op, "duplicates options[%d]", j)
+			continue
+		}
+		seen[o] = i
+	}
+}
+
+// defaultValue checks a default against the variable it belongs to, as an
+// input value would be checked.
+func (v *validator) defaultValue(path string, vr Variable) {
+	dp := path + ".default"
+	val, err := jsonschema.UnmarshalJSON(bytes.NewReader(vr.Default))
+	if err != nil {
+		v.p.Add(dp, "must be valid JSON")
+		return
+	}
+	sch, err := compileSchema(variableSchema(vr))
+	if err != nil {
+		v.p.Add(path, "schema error: %s", schemaErrorText(err))
+		return
+	}
+	if err := sch.Validate(val); err != nil {
+		probs := fieldProblems(err, val, "", "is not a field of this variable")
+		keys := make([]string, 0, len(probs))
+		for k := range probs {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		parts := make([]string, 0, len(keys))
+		for _, k := range keys {
+			if k == "" {
+				parts = append(parts, probs[k])
+			} else {
+				parts = append(parts, k+": "+probs[k])
+			}
+		}
+		v.p.Add(dp, "%s", strings.Join(parts, "; "))
+	}
+}
+
+// knownFormat reports whether a string variable may require format f.
+func knownFormat(f string) bool {
+	switch f {
+	case "email", "uri", "date", "date-time", "uuid":
+		return true
+	}
+	return false
+}
+
+func (v *validator) basic(path, typ string, b Basic) {
+	isString := typ == TypeString
+	isNumber := typ == TypeInteger || typ == TypeNumber
+	isArray := typ == TypeArray
+	only := func(field string, set, ok bool, kinds string) bool {
+		if set && !ok {
+			v.p.Add(path+"."+field, "applies only to %s", kinds)
+			return false
+		}
+		return set
+	}
+	nonNegative := func(field string, n *int) {
+		if n != nil && *n < 0 {
+			v.p.Add(path+"."+field, "must be >= 0")
+		}
+	}
+	if only("min_length", b.MinLength != nil, isString, "strings") {
+		nonNegative("min_length", b.MinLength)
+	}
+	if only("max_length", b.MaxLength != nil, isString, "strings") {
+		nonNegative("max_length", b.MaxLength)
+	}
+	if only("pattern", b.Pattern != "", isString, "strings") {
+		if msg := patternProblem(b.Pattern); msg != "" {
+			v.p.Add(path+".pattern", "%s", msg)
+		}
+	}
+	if only("format", b.Format != "", isString, "strings") {
+		if !knownFormat(b.Format) {
+			v.p.Add(path+".format", `must be one of "email", "uri", "date", "date-time", "uuid"`)
+		}
+	}
+	only("gt", b.Gt != nil, isNumber, "integers and numbers")
+	only("ge", b.Ge != nil, isNumber, "integers and numbers")
+	only("lt", b.Lt != nil, isNumber, "integers and numbers")
+	only("le", b.Le != nil, isNumber, "integers and numbers")
+	if only("multiple_of", b.MultipleOf != nil, isNumber, "integers and numbers") && *b.MultipleOf <= 0 {
+		v.p.Add(path+".multiple_of", "must be > 0")
+	}
+	if only("min_items", b.MinItems != nil, isArray, "arrays") {
+		nonNegative("min_items", b.MinItems)
+	}
+	if only("max_items", b.MaxItems != nil, isArray, "arrays") {
+		nonNegative("max_items", b.MaxItems)
+	}
+
+	// Bounds no value can meet. Each is reported on the lower bound.
+	if isString && b.MinLength != nil && b.MaxLength != nil && *b.MinLength > *b.MaxLength && *b.MaxLength >= 0 {
+		v.p.Add(path+".min_length", "must not exceed max_length (%d)", *b.MaxLength)
+	}
+	if isArray && b.MinItems != nil && b.MaxItems != nil && *b.MinItems > *b.MaxItems && *b.MaxItems >= 0 {
+		v.p.Add(path+".min_items", "must not exceed max_items (%d)", *b.MaxItems)
+	}
+	if isNumber {
+		bound := func(lowName string, low *float64, highName string, high *float64, strict bool) {
+			if low == nil || high == nil {
+				return
+			}
+			if *low > *high || (strict && *low == *high) {
+				if strict {
+					v.p.Add(path+"."+lowName, "must be less than %s (%s)", highName, num(*high))
+				} else {
+					v.p.Add(path+"."+lowName, "must not exceed %s (%s)", highName, num(*high))
+				}
+			}
+		}
+		bound("ge", b.Ge, "le", b.Le, false)
+		bound("ge", b.Ge, "lt", b.Lt, true)
+		bound("gt", b.Gt, "le", b.Le, true)
+		bound("gt", b.Gt, "lt", b.Lt, true)
+	}
+}
+
+func num(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
+
+// patternProblem says what is wrong with a pattern, or "". A pattern is
+// checked by Go here and by browsers in the run form, so it must mean the
+// same to both: Go's syntax without what ECMAScript lacks.
+func patternProblem(p string) string {
+	if len(p) > MaxPatternLen {
+		return fmt.Sprintf("must be at most %d characters", MaxPatternLen)
+	}
+	if _, err := regexp.Compile(p); err != nil {
+		return "is not a valid regular expression: " + strings.TrimPrefix(err.Error(), "error parsing regexp: ")
+	}
+	if bad := notECMA(p); bad != "" {
+		return "uses " + bad + ", which JavaScript regular expressions do not support"
+	}
+	return ""
+}
+
+func notECMA(p string) string {
+	for i := 0; i < len(p); i++ {
+		switch p[i] {
+		case '\\':
+			if i+1 >= len(p) {
+				return ""
+			}
+			switch c := p[i+1]; c {
+			case 'A', 'z', 'Q', 'E', 'C':
+				return `\` + string(c)
+			case 'p', 'P':
+				if i+2 >= len(p) || p[i+2] != '{' {
+					return `\` + string(c) + " without braces"
+				}
+			}
+			i++
+		case '(':
+			rest := p[i+1:]
+			if strings.HasPrefix(rest, "?P<") {
+				return "(?P<name>…) groups (write (?<name>…))"
+			}
+			if strings.HasPrefix(rest, "?") && !strings.HasPrefix(rest, "?:") && !strings.HasPrefix(rest, "?<") {
+				return "inline flags such as (?i)"
+			}
+		case '[':
+			if strings.HasPrefix(p[i:], "[[:") {
+				return "POSIX classes such as [[:alpha:]]"
+			}
+		}
+	}
+	return ""
+}
+
+// templates checks every template: it must parse, and read only the input.
+func (v *validator) templates(d *Document) {
+	if d.SystemPrompt == "" && len(d.Messages) == 0 {
+		v.p.Add("messages", "a prompt needs a system prompt or at least one message")
+	}
+	if len(d.Messages) > MaxMessages {
+		v.p.Add("messages", "must have at most %d messages", MaxMessages)
+	}
+	// With an input of unknown type there is no telling which names are
+	// defined; the type's own problem is reported.
+	var known map[string]bool
+	switch d.Input.Type {
+	case ShapeStructured:
+		known = map[string]bool{}
+		for _, vr := range d.Input.Variables {
+			known[vr.Name] = true
+		}
+	case ShapeText:
+		known = map[string]bool{"input": true}
+	}
+	if d.SystemPrompt != "" {
+		v.template("system_prompt", d.SystemPrompt, known, d.Input.Structured())
+	}
+	for i, m := range d.Messages {
+		mp := fmt.Sprintf("messages[%d]", i)
+		switch m.Role {
+		case RoleUser, RoleAssistant, RoleDeveloper, RoleTool:
+		case "":
+			v.p.Add(mp+".role", "is required")
+		default:
+			v.p.Add(mp+".role", "must be one of %q, %q, %q, %q", RoleUser, RoleAssistant, RoleDeveloper, RoleTool)
+		}
+		v.template(mp+".content", m.Content, known, d.Input.Structured())
+	}
+}
+
+func (v *validator) template(field, source string, known map[string]bool, structured bool) {
+	t, err := v.sb.parse(field, source)
+	if err != nil {
+		v.p.Add(field, "%s", err)
+		return
+	}
+	if known == nil {
+		return
+	}
+	var unknown []string
+	for _, n := range t.reads {
+		if !known[n] {
+			unknown = append(unknown, strconv.Quote(n))
+		}
+	}
+	if len(unknown) == 0 {
+		return
+	}
+	sort.Strings(unknown)
+	msg := "uses undefined variable " + unknown[0]
+	if len(unknown) > 1 {
+		msg = "uses undefined variables " + strings.Join(unknown, ", ")
+	}
+	if !structured {
+		msg += " (a text-input prompt has only {{ input }})"
+	}
+	v.p.Add(field, "%s", msg)
+}
+
+var functionName = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,64}$`)
+
+func (v *validator) tools(tools []Tool, c Checker) {
+	if len(tools) > MaxTools {
+		v.p.Add("tools", "must have at most %d tools", MaxTools)
+	}
+	names := map[string]int{}
+	for i, t := range tools {
+		tp := fmt.Sprintf("tools[%d]", i)
+		switch t.Type {
+		case ToolConnection:
+			v.connectionTool(tp, t, c)
+		case ToolFunction:
+			v.functionTool(tp, t)
+			if t.Name == "" {
+				continue
+			}
+			if j, dup := names[t.Name]; dup {
+				v.p.Add(tp+".name", "duplicates tools[%d].name %q", j, t.Name)
+			} else {
+				names[t.Name] = i
+			}
+		case "":
+			v.p.Add(tp+".type", "is required")
+		default:
+			v.p.Add(tp+".type", "must be %q or %q", ToolConnection, ToolFunction)
+		}
+	}
+}
+
+func (v *validator) connectionTool(tp string, t Tool, c Checker) {
+	for field, set := range map[string]bool{"name": t.Name != "", "description": t.Description != "", "parameters": len(t.Parameters) > 0} {
+		if set {
+			v.p.Add(tp+"."+field, "is only for function tools")
+		}
+	}
+	switch _, err := uuid.Parse(t.ConnectionID); {
+	case t.ConnectionID == "":
+		v.p.Add(tp+".connection_id", "is required")
+	case err != nil:
+		v.p.Add(tp+".connection_id", "must be a UUID")
+	case c.ConnectionExists != nil && !c.ConnectionExists(t.ConnectionID):
+		v.p.Add(tp+".connection_id", "no connection with this id in this project")
+	}
+	allowed := map[string]bool{}
+	for j, name := range t.AllowedTools {
+		ap := fmt.Sprintf("%s.allowed_tools[%d]", tp, j)
+		switch {
+		case name == "":
+			v.p.Add(ap, "must not be empty")
+		case allowed[name]:
+			v.p.Add(ap, "duplicates %q", name)
+		}
+		allowed[name] = true
+	}
+	rp := tp + ".require_approval"
+	switch t.RequireApproval.Policy {
+	case ApprovalNever, ApprovalAlways:
+	case ApprovalListed:
+		if len(t.RequireApproval.Tools) == 0 {
+			v.p.Add(rp, "must list at least one tool, or be %q", ApprovalNever)
+		}
+		for j, name := range t.RequireApproval.Tools {
+			jp := fmt.Sprintf("%s[%d]", rp, j)
+			switch {
+			case name == "":
+				v.p.Add(jp, "must not be empty")
+			case len(t.AllowedTools) > 0 && !allowed[name]:
+				v.p.Add(jp, "%q is not in allowed_tools", name)
+			}
+		}
+	case "":
+		v.p.Add(rp, "is required")
+	default:
+		v.p.Add(rp, "%s", errApprovalShape)
+	}
+}
+
+func (v *validator) functionTool(tp string, t Tool) {
+	for field, set := range map[string]bool{
+		"connection_id": t.ConnectionID != "", "allowed_tools": len(t.AllowedTools) > 0,
+		"require_approval": t.RequireApproval.Policy != "",
+	} {
+		if set {
+			v.p.Add(tp+"."+field, "is only for connection tools")
+		}
+	}
+	switch {
+	case t.Name == "":
+		v.p.Add(tp+".name", "is required")
+	case !functionName.MatchString(t.Name):
+		v.p.Add(tp+".name", "must be 1 to 64 letters, digits, underscores or dashes")
+	}
+	bud.CheckText(&v.p, tp+".description", t.Description, bud.MaxDescriptionLen)
+	if len(t.Parameters) == 0 {
+		return
+	}
+	pp := tp + ".parameters"
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(t.Parameters))
+	obj, isObj := doc.(map[string]any)
+	switch {
+	case err != nil || !isObj:
+		v.p.Add(pp, "must be a JSON Schema object")
+		return
+	case obj["type"] != "object":
+		v.p.Add(pp, `must describe an object ("type": "object")`)
+		return
+	}
+	if _, err := compileSchemaJSON(t.Parameters); err != nil {
+		v.p.Add(pp, "is not a valid JSON Schema: %s", schemaErrorText(err))
+	}
+}
