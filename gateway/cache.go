@@ -43,6 +43,10 @@ type deployment struct {
 	upstreamModel []byte // JSON string
 	apiKey        string
 	defaults      map[string]json.RawMessage
+	// promptID and promptVersion are what a prompt deployment serves; a nil
+	// version follows the prompt's default.
+	promptID      uuid.UUID
+	promptVersion *int32
 	loadedAt      time.Time
 }
 
@@ -147,6 +151,9 @@ func (c *cache) compile(row dbsqlc.Deployment) (*deployment, error) {
 	d := &deployment{
 		found: true, id: row.ID, projectID: row.ProjectID, name: row.Name, kind: row.Kind,
 		created: row.CreatedAt, loadedAt: c.now(),
+	}
+	if row.Kind == bud.KindPrompt && row.PromptID != nil {
+		d.promptID, d.promptVersion = *row.PromptID, row.PromptVersion
 	}
 	if row.Kind != bud.KindModel {
 		return d, nil

@@ -25,6 +25,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.temporal.io/sdk/client"
 
 	"github.com/budhq/bud/db/dbsqlc"
 	"github.com/budhq/bud/metrics"
@@ -61,6 +62,13 @@ type Config struct {
 	LastUsedFlush time.Duration
 	// Transport overrides the upstream transport (tests).
 	Transport http.RoundTripper
+	// Temporal starts and awaits prompt runs; nil disables /v1/responses.
+	Temporal client.Client
+	// Documents reads prompt documents (the Dapr state store); nil disables
+	// /v1/responses.
+	Documents interface {
+		Get(ctx context.Context, key string) ([]byte, error)
+	}
 }
 
 // Gateway serves the OpenAI-compatible API. Run must be running for
@@ -75,6 +83,7 @@ type Gateway struct {
 	lastUsed *lastUsed
 	router   chi.Router
 	buffers  buffers
+	versions versions
 	// listening is closed once the change listener is subscribed.
 	listening     chan struct{}
 	listeningOnce sync.Once
@@ -149,6 +158,8 @@ func (g *Gateway) routes() chi.Router {
 	r.Get("/readyz", g.readyz)
 	r.Handle("/metrics", metrics.Handler(g.cfg.Registry))
 	r.Post("/v1/chat/completions", g.chatCompletions)
+	r.Post("/v1/responses", g.responses)
+	r.Get("/v1/responses/{id}", g.getResponse)
 	r.Get("/v1/models", g.listModels)
 	r.Get("/v1/models/*", g.getModel)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {

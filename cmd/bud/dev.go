@@ -126,7 +126,7 @@ func runDev(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	gw, err := newGateway(log, &cfg, pool, tc)
+	gw, err := newGateway(log, &cfg, pool, tc, docs)
 	if err != nil {
 		return err
 	}

@@ -174,7 +174,7 @@ func daprAddress(cfg *config) string {
 	return "127.0.0.1:50001"
 }
 
-func newGateway(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Client) (*gateway.Gateway, error) {
+func newGateway(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Client, docs *statestore.Store) (*gateway.Gateway, error) {
 	box, err := sealBox(cfg.EncryptionKey)
 	if err != nil {
 		return nil, err
@@ -190,6 +190,8 @@ func newGateway(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Cli
 		Ready:           temporalReady(tc),
 		Registry:        metrics.NewRegistry(),
 		UpstreamTimeout: timeout,
+		Temporal:        tc,
+		Documents:       docs,
 	})
 }
 
@@ -276,7 +278,7 @@ func runApp(ctx context.Context, args []string) error {
 
 func runGateway(ctx context.Context, args []string) error {
 	var cfg config
-	if err := cfg.parse("gateway", args, "database-url", "temporal-address", "temporal-namespace", "gateway-addr", "encryption-key", "upstream-timeout", "log-level", "log-format"); err != nil {
+	if err := cfg.parse("gateway", args, "database-url", "temporal-address", "temporal-namespace", "gateway-addr", "encryption-key", "upstream-timeout", "dapr-grpc-address", "dapr-store", "log-level", "log-format"); err != nil {
 		return err
 	}
 	return runOne(ctx, &cfg, "gateway")
@@ -324,7 +326,12 @@ func runOne(ctx context.Context, cfg *config, service string) error {
 			return err
 		}
 	case "gateway":
-		g, err := newGateway(log, cfg, pool, tc)
+		docs, err := statestore.NewStore(daprAddress(cfg), cfg.DaprStore)
+		if err != nil {
+			return err
+		}
+		defer docs.Close()
+		g, err := newGateway(log, cfg, pool, tc, docs)
 		if err != nil {
 			return err
 		}

@@ -1,0 +1,482 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/budhq/bud"
+	"github.com/budhq/bud/db"
+	"github.com/budhq/bud/db/dbsqlc"
+	"github.com/budhq/bud/prompt"
+	"github.com/budhq/bud/workflows"
+)
+
+// responsesRequest is the part of OpenAI's Responses request a prompt run
+// uses. Unknown fields are ignored, as OpenAI's own server ignores fields
+// it does not use for a prompt.
+type responsesRequest struct {
+	Model  string `json:"model"`
+	Prompt *struct {
+		ID        string          `json:"id"`
+		Version   json.RawMessage `json:"version"`
+		Variables map[string]any  `json:"variables"`
+	} `json:"prompt"`
+	Input        json.RawMessage   `json:"input"`
+	Instructions *string           `json:"instructions"`
+	Stream       bool              `json:"stream"`
+	Metadata     map[string]string `json:"metadata"`
+	Store        *bool             `json:"store"`
+}
+
+// version is a cached, compiled prompt version. Versions are immutable, so
+// an entry never goes stale.
+type version struct {
+	raw      json.RawMessage
+	doc      *prompt.Document
+	compiled *prompt.Compiled
+}
+
+// versions caches compiled prompt versions, bounded so a long-lived gateway
+// cannot grow without limit.
+type versions struct {
+	mu sync.Mutex
+	m  map[string]*version
+}
+
+const maxCachedVersions = 4096
+
+func (v *versions) get(key string) *version {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.m[key]
+}
+
+func (v *versions) put(key string, e *version) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.m == nil || len(v.m) >= maxCachedVersions {
+		v.m = map[string]*version{}
+	}
+	v.m[key] = e
+}
+
+// loadVersion returns a compiled prompt version, from the cache or the
+// state store.
+func (g *Gateway) loadVersion(ctx context.Context, promptID uuid.UUID, n int32) (*version, error) {
+	key := promptID.String() + ":" + strconv.Itoa(int(n))
+	if v := g.versions.get(key); v != nil {
+		return v, nil
+	}
+	row, err := g.q.GetPromptVersion(ctx, dbsqlc.GetPromptVersionParams{PromptID: promptID, Version: n})
+	if err != nil {
+		return nil, err
+	}
+	raw, err := g.cfg.Documents.Get(ctx, row.StateKey)
+	if err != nil {
+		return nil, fmt.Errorf("get prompt document: %w", err)
+	}
+	doc, err := prompt.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("parse stored prompt document: %w", err)
+	}
+	compiled, err := prompt.Compile(doc)
+	if err != nil {
+		return nil, fmt.Errorf("compile stored prompt document: %w", err)
+	}
+	v := &version{raw: raw, doc: doc, compiled: compiled}
+	g.versions.put(key, v)
+	return v, nil
+}
+
+// runSearchAttributes make runs filterable in the Temporal UI by project,
+// prompt, version and deployment.
+func runSearchAttributes(in workflows.PromptRunInput) temporal.SearchAttributes {
+	return temporal.NewSearchAttributes(
+		temporal.NewSearchAttributeKeyKeyword("BudProjectId").ValueSet(in.ProjectID.String()),
+		temporal.NewSearchAttributeKeyKeyword("BudPromptId").ValueSet(in.PromptID.String()),
+		temporal.NewSearchAttributeKeyInt64("BudPromptVersion").ValueSet(int64(in.PromptVersion)),
+		temporal.NewSearchAttributeKeyKeyword("BudDeployment").ValueSet(in.Deployment),
+	)
+}
+
+func newResponseID() string {
+	var b [24]byte
+	_, _ = rand.Read(b[:])
+	return "resp_" + hex.EncodeToString(b[:])
+}
+
+// responses runs a deployed prompt as a durable workflow and answers with
+// OpenAI's Response object.
+func (g *Gateway) responses(w http.ResponseWriter, r *http.Request) {
+	c, aerr := g.authenticate(r)
+	if aerr != nil {
+		writeAPIError(w, aerr)
+		return
+	}
+	if g.cfg.Temporal == nil || g.cfg.Documents == nil {
+		writeAPIError(w, &apiError{Status: http.StatusServiceUnavailable, Type: "server_error", Code: "unavailable", Message: "Prompt runs are not configured on this gateway."})
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, g.cfg.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeAPIError(w, errTooLarge)
+			return
+		}
+		writeAPIError(w, errInvalid("", "invalid_body", "Could not read the request body."))
+		return
+	}
+	var req responsesRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		writeAPIError(w, errInvalid("", "invalid_json", "We could not parse the JSON body of your request."))
+		return
+	}
+	if req.Prompt == nil || req.Prompt.ID == "" {
+		writeAPIError(w, errInvalid("prompt.id", "missing_required_parameter", "Bud runs deployed prompts: send prompt.id, the name of a prompt deployment of your project."))
+		return
+	}
+	if req.Stream {
+		writeAPIError(w, errInvalid("stream", "unsupported_value", "Streaming prompt runs are not available yet; send stream: false."))
+		return
+	}
+
+	d, err := g.cache.deployment(r.Context(), c.projectID, req.Prompt.ID)
+	if err != nil {
+		g.log.Error("load deployment", "err", err)
+		writeAPIError(w, errInternal)
+		return
+	}
+	if !d.found || d.kind != bud.KindPrompt {
+		writeAPIError(w, &apiError{Status: http.StatusNotFound, Type: "invalid_request_error", Param: "prompt.id", Code: "prompt_not_found",
+			Message: "The prompt '" + req.Prompt.ID + "' does not exist or you do not have access to it."})
+		return
+	}
+	n, aerr := g.pickVersion(r.Context(), d, req.Prompt.Version)
+	if aerr != nil {
+		writeAPIError(w, aerr)
+		return
+	}
+	v, err := g.loadVersion(r.Context(), d.promptID, n)
+	if err != nil {
+		if db.IsNoRows(err) {
+			writeAPIError(w, errInvalid("prompt.version", "version_not_found", fmt.Sprintf("Version %d of prompt '%s' does not exist.", n, req.Prompt.ID)))
+			return
+		}
+		g.log.Error("load prompt version", "err", err)
+		writeAPIError(w, errInternal)
+		return
+	}
+
+	// Validate the input here too, so a bad call is a 400 without a run;
+	// the workflow validates again as the durable record of what ran.
+	text, items, aerr := splitInput(req.Input)
+	if aerr != nil {
+		writeAPIError(w, aerr)
+		return
+	}
+	vars := coerceVariables(v.doc, req.Prompt.Variables)
+	if _, err := v.compiled.ValidateInput(text, vars); err != nil {
+		writeAPIError(w, inputError(err))
+		return
+	}
+
+	in := workflows.PromptRunInput{
+		ResponseID:    newResponseID(),
+		ProjectID:     c.projectID,
+		PromptID:      d.promptID,
+		PromptVersion: n,
+		Deployment:    d.name,
+		Document:      v.raw,
+		Text:          text,
+		Variables:     vars,
+		InputItems:    items,
+		Metadata:      req.Metadata,
+		Source:        workflows.SourceAPI,
+	}
+	if req.Instructions != nil {
+		in.Instructions = *req.Instructions
+	}
+	run, err := g.cfg.Temporal.ExecuteWorkflow(r.Context(), client.StartWorkflowOptions{
+		ID:                    in.ResponseID,
+		TaskQueue:             workflows.TaskQueue,
+		TypedSearchAttributes: runSearchAttributes(in),
+	}, workflows.PromptRunWorkflow, in)
+	if err != nil {
+		g.log.Error("start prompt run", "err", err)
+		writeAPIError(w, &apiError{Status: http.StatusServiceUnavailable, Type: "server_error", Code: "run_not_started", Message: "The prompt run could not be started; try again."})
+		return
+	}
+	var out workflows.PromptRunOutput
+	if err := run.Get(r.Context(), &out); err != nil {
+		if r.Context().Err() != nil {
+			return
+		}
+		g.log.Error("prompt run failed", "err", err, "response_id", in.ResponseID)
+		out = workflows.PromptRunOutput{Status: workflows.StatusFailed, Error: &workflows.RunError{Code: "server_error", Message: "The run failed; see the run " + in.ResponseID + "."}}
+	}
+	if out.Status == workflows.StatusFailed && out.Error != nil {
+		if e := runErrorStatus(out.Error); e != nil {
+			writeAPIError(w, e)
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, buildResponse(in, v, out, time.Now()))
+}
+
+// pickVersion chooses the version to run: the caller's, else the
+// deployment's pinned one, else the prompt's default.
+func (g *Gateway) pickVersion(ctx context.Context, d *deployment, raw json.RawMessage) (int32, *apiError) {
+	if len(raw) > 0 && string(raw) != "null" {
+		var n int64
+		var s string
+		switch {
+		case json.Unmarshal(raw, &n) == nil:
+		case json.Unmarshal(raw, &s) == nil:
+			var err error
+			if n, err = strconv.ParseInt(strings.TrimPrefix(s, "v"), 10, 32); err != nil {
+				return 0, errInvalid("prompt.version", "invalid_value", "prompt.version must be a version number.")
+			}
+		default:
+			return 0, errInvalid("prompt.version", "invalid_type", "prompt.version must be a version number.")
+		}
+		if n < 1 || n > 1<<31-1 {
+			return 0, errInvalid("prompt.version", "invalid_value", "prompt.version must be a positive version number.")
+		}
+		return int32(n), nil
+	}
+	if d.promptVersion != nil {
+		return *d.promptVersion, nil
+	}
+	p, err := g.q.GetPrompt(ctx, d.promptID)
+	if err != nil {
+		g.log.Error("get prompt", "err", err)
+		return 0, errInternal
+	}
+	return p.DefaultVersion, nil
+}
+
+// splitInput reads `input`: a string is the text input; a list holds input
+// items appended after the rendered messages.
+func splitInput(raw json.RawMessage) (string, json.RawMessage, *apiError) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return "", nil, nil
+	}
+	switch raw[0] {
+	case '"':
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return "", nil, errInvalid("input", "invalid_type", "input must be a string or a list of input items.")
+		}
+		return s, nil, nil
+	case '[':
+		var items []map[string]any
+		if err := json.Unmarshal(raw, &items); err != nil {
+			return "", nil, errInvalid("input", "invalid_type", "input must be a string or a list of input items.")
+		}
+		return "", raw, nil
+	}
+	return "", nil, errInvalid("input", "invalid_type", "input must be a string or a list of input items.")
+}
+
+// coerceVariables accepts variables as OpenAI's SDKs send them — strings, or
+// {type: input_text, text} objects — and turns a string into the typed value
+// the prompt declares (a number, a boolean, a list or an object written as
+// JSON), so typed prompts can be called from any OpenAI client.
+func coerceVariables(doc *prompt.Document, vars map[string]any) map[string]any {
+	if len(vars) == 0 {
+		return vars
+	}
+	types := map[string]string{}
+	for _, v := range doc.Input.Variables {
+		types[v.Name] = v.Type
+	}
+	out := make(map[string]any, len(vars))
+	for k, v := range vars {
+		if m, ok := v.(map[string]any); ok && m["type"] == "input_text" {
+			if t, ok := m["text"].(string); ok {
+				v = t
+			}
+		}
+		if s, ok := v.(string); ok {
+			switch types[k] {
+			case prompt.TypeInteger, prompt.TypeNumber, prompt.TypeBoolean, prompt.TypeArray, prompt.TypeObject:
+				var parsed any
+				if json.Unmarshal([]byte(s), &parsed) == nil {
+					v = parsed
+				}
+			}
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// inputError maps invalid input to a 400 naming the first variable at fault
+// and every problem in the message.
+func inputError(err error) *apiError {
+	fields := bud.ErrorFields(err)
+	param := ""
+	for f := range fields {
+		if param == "" || f < param {
+			param = f
+		}
+	}
+	return &apiError{Status: http.StatusBadRequest, Type: "invalid_request_error", Param: param, Code: "invalid_prompt_input", Message: bud.ErrorMessage(err)}
+}
+
+// runErrorStatus maps a failed run to an HTTP error when the failure is the
+// caller's (bad input) or the upstream's refusal; other failures are
+// reported in the Response object with status "failed".
+func runErrorStatus(e *workflows.RunError) *apiError {
+	switch e.Code {
+	case workflows.ErrInvalidInput, workflows.ErrRender:
+		return &apiError{Status: http.StatusBadRequest, Type: "invalid_request_error", Param: e.Param, Code: "invalid_prompt_input", Message: e.Message}
+	case workflows.ErrModelNotFound:
+		return &apiError{Status: http.StatusNotFound, Type: "invalid_request_error", Code: "model_not_found", Message: e.Message}
+	}
+	return nil
+}
+
+// getResponse returns a finished or running response of the caller's project.
+func (g *Gateway) getResponse(w http.ResponseWriter, r *http.Request) {
+	c, aerr := g.authenticate(r)
+	if aerr != nil {
+		writeAPIError(w, aerr)
+		return
+	}
+	id := chi.URLParam(r, "id")
+	notFound := &apiError{Status: http.StatusNotFound, Type: "invalid_request_error", Code: "response_not_found", Message: "No response found with id '" + id + "'."}
+	if g.cfg.Temporal == nil || !strings.HasPrefix(id, "resp_") {
+		writeAPIError(w, notFound)
+		return
+	}
+	desc, err := g.cfg.Temporal.DescribeWorkflowExecution(r.Context(), id, "")
+	if err != nil {
+		writeAPIError(w, notFound)
+		return
+	}
+	var in workflows.PromptRunInput
+	hist := g.cfg.Temporal.GetWorkflowHistory(r.Context(), id, "", false, 0)
+	if hist.HasNext() {
+		ev, err := hist.Next()
+		if err == nil && ev.GetWorkflowExecutionStartedEventAttributes() != nil {
+			payloads := ev.GetWorkflowExecutionStartedEventAttributes().GetInput().GetPayloads()
+			if len(payloads) > 0 {
+				_ = json.Unmarshal(payloads[0].GetData(), &in)
+			}
+		}
+	}
+	// A run of another project is as absent as one of none.
+	if in.ProjectID != c.projectID {
+		writeAPIError(w, notFound)
+		return
+	}
+	created := desc.GetWorkflowExecutionInfo().GetStartTime().AsTime()
+	v := &version{raw: in.Document}
+	if doc, err := prompt.Parse(in.Document); err == nil {
+		v.doc = doc
+		v.compiled, _ = prompt.Compile(doc)
+	}
+	if desc.GetWorkflowExecutionInfo().GetCloseTime() == nil {
+		resp := buildResponse(in, v, workflows.PromptRunOutput{Status: "in_progress"}, created)
+		writeJSON(w, http.StatusOK, resp)
+		return
+	}
+	var out workflows.PromptRunOutput
+	if err := g.cfg.Temporal.GetWorkflow(r.Context(), id, "").Get(r.Context(), &out); err != nil {
+		var appErr *temporal.ApplicationError
+		errors.As(err, &appErr)
+		out = workflows.PromptRunOutput{Status: workflows.StatusFailed, Error: &workflows.RunError{Code: "server_error", Message: "The run failed."}}
+	}
+	writeJSON(w, http.StatusOK, buildResponse(in, v, out, created))
+}
+
+// buildResponse renders a run as OpenAI's Response object.
+func buildResponse(in workflows.PromptRunInput, v *version, out workflows.PromptRunOutput, now time.Time) map[string]any {
+	created := out.StartedAt
+	if created.IsZero() {
+		created = now
+	}
+	output := []any{}
+	if out.Status == workflows.StatusCompleted || out.Text != "" {
+		if out.Text != "" || len(out.FunctionCalls) == 0 {
+			output = append(output, map[string]any{
+				"type": "message", "id": "msg_" + strings.TrimPrefix(in.ResponseID, "resp_"), "status": "completed", "role": "assistant",
+				"content": []any{map[string]any{"type": "output_text", "text": out.Text, "annotations": []any{}}},
+			})
+		}
+	}
+	for _, fc := range out.FunctionCalls {
+		output = append(output, map[string]any{"type": "function_call", "id": "fc_" + fc.CallID, "call_id": fc.CallID, "name": fc.Name, "arguments": fc.Arguments, "status": "completed"})
+	}
+	format := map[string]any{"type": "text"}
+	if v.compiled != nil {
+		if schema := v.compiled.OutputSchema(); len(schema) > 0 {
+			format = map[string]any{"type": "json_schema", "name": "output", "schema": json.RawMessage(schema), "strict": true}
+		}
+	}
+	var runErr any
+	if out.Error != nil {
+		runErr = map[string]any{"code": out.Error.Code, "message": out.Error.Message}
+	}
+	var incomplete any
+	if out.Status == workflows.StatusIncomplete {
+		incomplete = map[string]any{"reason": "max_output_tokens"}
+	}
+	metadata := in.Metadata
+	if metadata == nil {
+		metadata = map[string]string{}
+	}
+	vars := in.Variables
+	if vars == nil {
+		vars = map[string]any{}
+	}
+	model := out.Model
+	if model == "" && v.doc != nil {
+		model = v.doc.Deployment
+	}
+	return map[string]any{
+		"id":                  in.ResponseID,
+		"object":              "response",
+		"created_at":          created.Unix(),
+		"model":               model,
+		"status":              out.Status,
+		"output":              output,
+		"output_text":         out.Text,
+		"usage":               map[string]any{"input_tokens": out.Usage.InputTokens, "output_tokens": out.Usage.OutputTokens, "total_tokens": out.Usage.TotalTokens, "input_tokens_details": map[string]any{"cached_tokens": 0}, "output_tokens_details": map[string]any{"reasoning_tokens": 0}},
+		"prompt":              map[string]any{"id": in.Deployment, "version": strconv.Itoa(int(in.PromptVersion)), "variables": vars},
+		"text":                map[string]any{"format": format},
+		"error":               runErr,
+		"incomplete_details":  incomplete,
+		"metadata":            metadata,
+		"instructions":        nilIfEmpty(in.Instructions),
+		"parallel_tool_calls": true,
+		"tool_choice":         "auto",
+		"tools":               []any{},
+	}
+}
+
+func nilIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
