@@ -52,7 +52,8 @@ type SidecarOptions struct {
 	HTTPPort, GRPCPort int
 	// ComponentsDir is the resources directory daprd loads. Empty means the
 	// components embedded from deploy/dapr, written to a temporary directory
-	// that Stop removes.
+	// that Stop removes. With a directory of your own, start-up waits for
+	// daprd's health endpoint only, not for each component.
 	ComponentsDir string
 	// DatabaseURL is the state store's Postgres connection string, given to
 	// daprd as BUD_STATESTORE_DATABASE_URL. Required with the embedded
@@ -63,8 +64,8 @@ type SidecarOptions struct {
 	TablePrefix string
 	// StartTimeout bounds the wait for daprd to become healthy (default 60s).
 	StartTimeout time.Duration
-	// Logger receives daprd's log lines (warnings and worse) at their level;
-	// nil discards them.
+	// Logger receives daprd's log lines: warnings and errors at their
+	// level, its start-up narration at debug. Nil discards them.
 	Logger *slog.Logger
 	// Stdout and Stderr, when set, receive daprd's raw output.
 	Stdout, Stderr io.Writer
@@ -77,7 +78,7 @@ type Sidecar struct {
 	httpAddr string
 	grpcAddr string
 	tempDir  string
-	tail     *lineTail
+	out      *daprdOutput
 
 	done    chan struct{} // closed when daprd has exited
 	waitErr error         // how daprd exited; set before done is closed
@@ -87,7 +88,7 @@ type Sidecar struct {
 }
 
 // StartSidecar starts daprd and waits until GET /v1.0/healthz/outbound
-// answers 204, that is until its components are loaded and its APIs serve.
+// answers 204 and, with the embedded components, the state store is loaded.
 // If daprd exits first, or does not get healthy within StartTimeout, the
 // error quotes daprd's last log lines. Cancelling ctx aborts the start; once
 // started, the process lives until Stop.
@@ -161,7 +162,7 @@ func launch(ctx context.Context, o SidecarOptions, binary, resources string) (*S
 	s := &Sidecar{
 		httpAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(o.HTTPPort)),
 		grpcAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(o.GRPCPort)),
-		tail:     &lineTail{max: tailLines},
+		out:      &daprdOutput{listening: map[string]bool{}},
 		done:     make(chan struct{}),
 	}
 	s.cmd = exec.Command(binary,
@@ -174,15 +175,17 @@ func launch(ctx context.Context, o SidecarOptions, binary, resources string) (*S
 		"--resources-path", resources,
 		"--placement-host-address", "",
 		"--enable-metrics=false",
-		"--log-level", "warn",
+		// Info, not warn: the lines saying which addresses this daprd
+		// listens on tell it apart from another daprd that took the port.
+		"--log-level", "info",
 		"--log-as-json",
 	)
 	s.cmd.Env = append(os.Environ(),
 		daprdeploy.EnvDatabaseURL+"="+o.DatabaseURL,
 		daprdeploy.EnvTablePrefix+"="+o.TablePrefix,
 	)
-	s.cmd.Stdout = &lineSink{tail: s.tail, raw: o.Stdout, logger: o.Logger}
-	s.cmd.Stderr = &lineSink{tail: s.tail, raw: o.Stderr, logger: o.Logger}
+	s.cmd.Stdout = &lineSink{out: s.out, raw: o.Stdout, logger: o.Logger}
+	s.cmd.Stderr = &lineSink{out: s.out, raw: o.Stderr, logger: o.Logger}
 	s.cmd.SysProcAttr = sysProcAttr()
 	started := make(chan error, 1)
 	go func() {
@@ -201,9 +204,13 @@ func launch(ctx context.Context, o SidecarOptions, binary, resources string) (*S
 	if err := <-started; err != nil {
 		return nil, fmt.Errorf("statestore: start daprd: %w", err)
 	}
-	if err := s.waitHealthy(ctx, o.StartTimeout); err != nil {
+	var want []string
+	if o.ComponentsDir == "" {
+		want = []string{daprdeploy.StateStoreName}
+	}
+	if err := s.waitHealthy(ctx, o.StartTimeout, want); err != nil {
 		_ = s.Stop()
-		if s.tail.contains("address already in use") {
+		if s.out.contains("address already in use") {
 			return nil, fmt.Errorf("%w (%w)", err, errPortTaken)
 		}
 		return nil, err
@@ -211,37 +218,82 @@ func launch(ctx context.Context, o SidecarOptions, binary, resources string) (*S
 	return s, nil
 }
 
-// waitHealthy polls daprd's outbound health endpoint until it answers 204.
-func (s *Sidecar) waitHealthy(ctx context.Context, timeout time.Duration) error {
+// waitHealthy polls daprd until it has said it listens on its HTTP and gRPC
+// addresses, its outbound health endpoint answers 204 and its metadata
+// lists every component in want. The last is needed because daprd reports
+// healthy even when a component failed to initialise, and exits only a
+// moment later.
+func (s *Sidecar) waitHealthy(ctx context.Context, timeout time.Duration, want []string) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	url := "http://" + s.httpAddr + "/v1.0/healthz/outbound"
 	client := &http.Client{Timeout: time.Second}
-	last := errors.New("no answer yet")
+	var last error
 	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return fmt.Errorf("statestore: health request: %w", err)
-		}
-		resp, err := client.Do(req)
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusNoContent {
-				return nil
-			}
-			last = fmt.Errorf("healthz/outbound answered %d", resp.StatusCode)
-		} else {
-			last = err
+		last = s.ready(ctx, client, want)
+		if last == nil {
+			return nil
 		}
 		select {
 		case <-s.done:
-			return fmt.Errorf("statestore: daprd exited during start-up (%v); its last lines:\n%s", s.waitErr, s.tail.String())
+			return fmt.Errorf("statestore: daprd exited during start-up (%v); its last lines:\n%s", s.waitErr, s.out.String())
 		case <-ctx.Done():
-			return fmt.Errorf("statestore: daprd not healthy after %s (%v); its last lines:\n%s", timeout, last, s.tail.String())
+			return fmt.Errorf("statestore: daprd not healthy after %s (%v); its last lines:\n%s", timeout, last, s.out.String())
 		case <-time.After(25 * time.Millisecond):
 		}
 	}
+}
+
+func (s *Sidecar) ready(ctx context.Context, client *http.Client, want []string) error {
+	// A port picked free may have been taken by another daprd starting at
+	// the same time, which would answer in this one's place; only this
+	// process's own output says it listens there.
+	for _, addr := range []string{s.httpAddr, s.grpcAddr} {
+		if !s.out.isListening(addr) {
+			return fmt.Errorf("not yet listening on %s", addr)
+		}
+	}
+	resp, err := s.get(ctx, client, "/v1.0/healthz/outbound")
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		return fmt.Errorf("healthz/outbound answered %d", resp.StatusCode)
+	}
+	if len(want) == 0 {
+		return nil
+	}
+	resp, err = s.get(ctx, client, "/v1.0/metadata")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var md struct {
+		Components []struct {
+			Name string `json:"name"`
+		} `json:"components"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&md); err != nil {
+		return fmt.Errorf("metadata: %w", err)
+	}
+	loaded := map[string]bool{}
+	for _, c := range md.Components {
+		loaded[c.Name] = true
+	}
+	for _, name := range want {
+		if !loaded[name] {
+			return fmt.Errorf("component %s not loaded", name)
+		}
+	}
+	return nil
+}
+
+func (s *Sidecar) get(ctx context.Context, client *http.Client, path string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.httpAddr+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	return client.Do(req)
 }
 
 // GRPCAddr is the address of daprd's gRPC API, for NewStore.
@@ -268,7 +320,7 @@ func (s *Sidecar) stop() error {
 	select {
 	case <-s.done:
 		if s.waitErr != nil {
-			return fmt.Errorf("statestore: daprd had exited: %w; its last lines:\n%s", s.waitErr, s.tail.String())
+			return fmt.Errorf("statestore: daprd had exited: %w; its last lines:\n%s", s.waitErr, s.out.String())
 		}
 		return nil
 	default:
@@ -405,26 +457,39 @@ func freePorts(n int) ([]int, error) {
 	return ports, nil
 }
 
-// lineTail keeps daprd's last lines for error messages.
-type lineTail struct {
-	mu    sync.Mutex
-	max   int
-	lines []string
+// daprdOutput is what Sidecar keeps of daprd's output: the last warnings
+// and errors, for error messages, and the addresses it said it listens on.
+type daprdOutput struct {
+	mu        sync.Mutex
+	tail      []string
+	listening map[string]bool
 }
 
-func (t *lineTail) add(line string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if len(t.lines) == t.max {
-		t.lines = append(t.lines[:0], t.lines[1:]...)
+func (o *daprdOutput) add(line string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.tail) == tailLines {
+		o.tail = append(o.tail[:0], o.tail[1:]...)
 	}
-	t.lines = append(t.lines, line)
+	o.tail = append(o.tail, line)
 }
 
-func (t *lineTail) contains(sub string) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for _, l := range t.lines {
+func (o *daprdOutput) listen(addr string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.listening[addr] = true
+}
+
+func (o *daprdOutput) isListening(addr string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.listening[addr]
+}
+
+func (o *daprdOutput) contains(sub string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, l := range o.tail {
 		if strings.Contains(l, sub) {
 			return true
 		}
@@ -432,19 +497,19 @@ func (t *lineTail) contains(sub string) bool {
 	return false
 }
 
-func (t *lineTail) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if len(t.lines) == 0 {
-		return "  (no output)"
+func (o *daprdOutput) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.tail) == 0 {
+		return "  (no warnings or errors)"
 	}
-	return "  " + strings.Join(t.lines, "\n  ")
+	return "  " + strings.Join(o.tail, "\n  ")
 }
 
 // lineSink receives one of daprd's output streams. exec copies the stream
 // into it from a single goroutine, so a sink needs no lock of its own.
 type lineSink struct {
-	tail    *lineTail
+	out     *daprdOutput
 	raw     io.Writer
 	logger  *slog.Logger
 	partial []byte
@@ -486,6 +551,10 @@ func benign(msg string) bool {
 		strings.Contains(msg, "App channel is not initialized")
 }
 
+// listeningPrefix starts daprd's line for each server it has bound
+// ("HTTP server listening on TCP address: 127.0.0.1:3500", likewise gRPC).
+const listeningPrefix = "server listening on TCP address: "
+
 func (w *lineSink) line(b []byte) {
 	b = bytes.TrimRight(b, "\r")
 	if len(bytes.TrimSpace(b)) == 0 {
@@ -494,27 +563,31 @@ func (w *lineSink) line(b []byte) {
 	var l daprdLine
 	if err := json.Unmarshal(b, &l); err != nil || l.Msg == "" {
 		// Not a log line: a panic, or output before the logger is set up.
-		w.tail.add(string(b))
+		w.out.add(string(b))
 		if w.logger != nil {
 			w.logger.Warn(string(b), "from", "daprd")
 		}
 		return
 	}
-	w.tail.add(l.Level + ": " + l.Msg)
-	if w.logger == nil {
-		return
+	if _, addr, ok := strings.Cut(l.Msg, listeningPrefix); ok {
+		w.out.listen(strings.TrimSpace(addr))
 	}
-	level := slog.LevelWarn
+	// daprd's info lines narrate its start-up (some forty lines); they go
+	// to the logger at debug and stay out of error messages.
+	level := slog.LevelDebug
 	switch l.Level {
-	case "debug":
-		level = slog.LevelDebug
-	case "info":
-		level = slog.LevelInfo
+	case "warning":
+		level = slog.LevelWarn
+		if benign(l.Msg) {
+			level = slog.LevelDebug
+		}
 	case "error", "fatal":
 		level = slog.LevelError
 	}
-	if benign(l.Msg) {
-		level = slog.LevelDebug
+	if level > slog.LevelDebug {
+		w.out.add(l.Level + ": " + l.Msg)
 	}
-	w.logger.Log(context.Background(), level, l.Msg, "from", "daprd", "scope", l.Scope)
+	if w.logger != nil {
+		w.logger.Log(context.Background(), level, l.Msg, "from", "daprd", "scope", l.Scope)
+	}
 }
