@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	uiserver "github.com/temporalio/ui-server/v2/server"
@@ -106,6 +107,51 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		}
 	}
 
+	// The internal services' ports are picked free just before use; another
+	// process can take one in between, so a clash is retried on new ports.
+	var srv temporal.Server
+	var err error
+	for attempt := 1; ; attempt++ {
+		srv, err = newServer(o)
+		if err == nil || attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+			break
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		server:    srv,
+		hostPort:  net.JoinHostPort(o.IP, strconv.Itoa(o.FrontendPort)),
+		namespace: o.Namespace,
+	}
+	if err := s.waitReady(ctx); err != nil {
+		_ = srv.Stop()
+		return nil, err
+	}
+	if o.UIPort > 0 {
+		s.uiAddr = net.JoinHostPort(o.IP, strconv.Itoa(o.UIPort))
+		s.ui = uiserver.NewServer(uiserveroptions.WithConfigProvider(&uiconfig.Config{
+			Host:                o.IP,
+			Port:                o.UIPort,
+			TemporalGRPCAddress: s.hostPort,
+			EnableUI:            true,
+			DefaultNamespace:    o.Namespace,
+			CORS:                uiconfig.CORS{CookieInsecure: true},
+			HideLogs:            true,
+			DisableNewsFetch:    true,
+		}))
+		s.uiDone = make(chan struct{})
+		go func() {
+			defer close(s.uiDone)
+			_ = s.ui.Start()
+		}()
+	}
+	return s, nil
+}
+
+// newServer builds and starts a server on fresh internal ports.
+func newServer(o Options) (temporal.Server, error) {
 	conf, err := buildConfig(o)
 	if err != nil {
 		return nil, err
@@ -139,36 +185,10 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		return nil, fmt.Errorf("temporalserver: new server: %w", err)
 	}
 	if err := srv.Start(); err != nil {
+		_ = srv.Stop()
 		return nil, fmt.Errorf("temporalserver: start: %w", err)
 	}
-	s := &Server{
-		server:    srv,
-		hostPort:  net.JoinHostPort(o.IP, strconv.Itoa(o.FrontendPort)),
-		namespace: o.Namespace,
-	}
-	if err := s.waitReady(ctx); err != nil {
-		_ = srv.Stop()
-		return nil, err
-	}
-	if o.UIPort > 0 {
-		s.uiAddr = net.JoinHostPort(o.IP, strconv.Itoa(o.UIPort))
-		s.ui = uiserver.NewServer(uiserveroptions.WithConfigProvider(&uiconfig.Config{
-			Host:                o.IP,
-			Port:                o.UIPort,
-			TemporalGRPCAddress: s.hostPort,
-			EnableUI:            true,
-			DefaultNamespace:    o.Namespace,
-			CORS:                uiconfig.CORS{CookieInsecure: true},
-			HideLogs:            true,
-			DisableNewsFetch:    true,
-		}))
-		s.uiDone = make(chan struct{})
-		go func() {
-			defer close(s.uiDone)
-			_ = s.ui.Start()
-		}()
-	}
-	return s, nil
+	return srv, nil
 }
 
 // waitReady polls the frontend until the namespace is served.
