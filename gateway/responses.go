@@ -17,7 +17,6 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
-	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/budhq/bud"
@@ -102,17 +101,6 @@ func (g *Gateway) loadVersion(ctx context.Context, promptID uuid.UUID, n int32) 
 	v := &version{raw: raw, doc: doc, compiled: compiled}
 	g.versions.put(key, v)
 	return v, nil
-}
-
-// runSearchAttributes make runs filterable in the Temporal UI by project,
-// prompt, version and deployment.
-func runSearchAttributes(in workflows.PromptRunInput) temporal.SearchAttributes {
-	return temporal.NewSearchAttributes(
-		temporal.NewSearchAttributeKeyKeyword("BudProjectId").ValueSet(in.ProjectID.String()),
-		temporal.NewSearchAttributeKeyKeyword("BudPromptId").ValueSet(in.PromptID.String()),
-		temporal.NewSearchAttributeKeyInt64("BudPromptVersion").ValueSet(int64(in.PromptVersion)),
-		temporal.NewSearchAttributeKeyKeyword("BudDeployment").ValueSet(in.Deployment),
-	)
 }
 
 func newResponseID() string {
@@ -213,11 +201,7 @@ func (g *Gateway) responses(w http.ResponseWriter, r *http.Request) {
 	if req.Instructions != nil {
 		in.Instructions = *req.Instructions
 	}
-	run, err := g.cfg.Temporal.ExecuteWorkflow(r.Context(), client.StartWorkflowOptions{
-		ID:                    in.ResponseID,
-		TaskQueue:             workflows.TaskQueue,
-		TypedSearchAttributes: runSearchAttributes(in),
-	}, workflows.PromptRunWorkflow, in)
+	run, err := g.cfg.Temporal.ExecuteWorkflow(r.Context(), workflows.StartOptions(in), workflows.PromptRunWorkflow, in)
 	if err != nil {
 		g.log.Error("start prompt run", "err", err)
 		writeAPIError(w, &apiError{Status: http.StatusServiceUnavailable, Type: "server_error", Code: "run_not_started", Message: "The prompt run could not be started; try again."})
@@ -351,6 +335,10 @@ func runErrorStatus(e *workflows.RunError) *apiError {
 		return &apiError{Status: http.StatusBadRequest, Type: "invalid_request_error", Param: e.Param, Code: "invalid_prompt_input", Message: e.Message}
 	case workflows.ErrModelNotFound:
 		return &apiError{Status: http.StatusNotFound, Type: "invalid_request_error", Code: "model_not_found", Message: e.Message}
+	case workflows.ErrUpstreamRejected:
+		return &apiError{Status: http.StatusBadGateway, Type: "upstream_error", Code: "upstream_rejected", Message: e.Message}
+	case workflows.ErrUpstreamUnavailable:
+		return &apiError{Status: http.StatusBadGateway, Type: "upstream_error", Code: "upstream_unavailable", Message: e.Message}
 	}
 	return nil
 }

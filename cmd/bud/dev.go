@@ -21,6 +21,7 @@ import (
 	"github.com/budhq/bud/statestore"
 	"github.com/budhq/bud/temporalserver"
 	"github.com/budhq/bud/upstreamtest"
+	"github.com/budhq/bud/workflows"
 )
 
 // runDev runs the whole stack in one process on embedded defaults.
@@ -78,12 +79,13 @@ func runDev(ctx context.Context, args []string) error {
 		uiPort = p
 	}
 	ts, err := temporalserver.Start(ctx, temporalserver.Options{
-		IP:           ip,
-		FrontendPort: port,
-		UIPort:       uiPort,
-		DatabaseFile: filepath.Join(dataDir, "temporal.db"),
-		Namespace:    cfg.TemporalNamespace,
-		Logger:       log,
+		IP:               ip,
+		FrontendPort:     port,
+		UIPort:           uiPort,
+		DatabaseFile:     filepath.Join(dataDir, "temporal.db"),
+		Namespace:        cfg.TemporalNamespace,
+		SearchAttributes: workflows.SearchAttributes,
+		Logger:           log,
 	})
 	if err != nil {
 		return err
@@ -131,7 +133,7 @@ func runDev(ctx context.Context, args []string) error {
 		return err
 	}
 	defer runInBackground(context.WithoutCancel(ctx), gw.Run)()
-	pw, err := startWorker(tc, pool)
+	pw, err := startWorker(ctx, log, &cfg, tc, pool)
 	if err != nil {
 		return err
 	}

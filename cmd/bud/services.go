@@ -216,9 +216,20 @@ type promptWorker struct {
 	h http.Handler
 }
 
-func startWorker(tc client.Client, pool *pgxpool.Pool) (*promptWorker, error) {
+func startWorker(ctx context.Context, log *slog.Logger, cfg *config, tc client.Client, pool *pgxpool.Pool) (*promptWorker, error) {
+	box, err := sealBox(cfg.EncryptionKey)
+	if err != nil {
+		return nil, err
+	}
+	// Runs carry search attributes; a cluster that lacks them would refuse
+	// every start. Registering is idempotent.
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := workflows.RegisterSearchAttributes(rctx, tc, cfg.TemporalNamespace); err != nil {
+		log.Warn("register search attributes", "err", err)
+	}
 	host, _ := os.Hostname()
-	w := workflows.NewWorker(tc, &activities.Activities{Identity: fmt.Sprintf("%s@%d", host, os.Getpid())})
+	w := workflows.NewWorker(tc, activities.New(activities.Config{Identity: fmt.Sprintf("%s@%d", host, os.Getpid()), Pool: pool, Box: box}))
 	if err := w.Start(); err != nil {
 		return nil, fmt.Errorf("worker: start: %w", err)
 	}
@@ -286,7 +297,7 @@ func runGateway(ctx context.Context, args []string) error {
 
 func runWorker(ctx context.Context, args []string) error {
 	var cfg config
-	if err := cfg.parse("worker", args, "database-url", "temporal-address", "temporal-namespace", "worker-addr", "log-level", "log-format"); err != nil {
+	if err := cfg.parse("worker", args, "database-url", "temporal-address", "temporal-namespace", "worker-addr", "encryption-key", "log-level", "log-format"); err != nil {
 		return err
 	}
 	return runOne(ctx, &cfg, "worker")
@@ -342,7 +353,7 @@ func runOne(ctx context.Context, cfg *config, service string) error {
 		// requests' key use is written too.
 		defer runInBackground(context.WithoutCancel(ctx), g.Run)()
 	case "worker":
-		pw, err := startWorker(tc, pool)
+		pw, err := startWorker(ctx, log, cfg, tc, pool)
 		if err != nil {
 			return err
 		}

@@ -65,3 +65,25 @@ type PromptVersion struct {
 	StateKey  string
 	CreatedAt time.Time
 }
+
+type Run struct {
+	ID               string
+	ProjectID        uuid.UUID
+	PromptID         *uuid.UUID
+	PromptVersion    *int32
+	Deployment       string
+	Model            string
+	Source           string
+	Status           string
+	Input            []byte
+	RenderedMessages []byte
+	Output           []byte
+	ModelCalls       []byte
+	InputTokens      int64
+	OutputTokens     int64
+	LatencyMs        int64
+	Error            []byte
+	Metadata         []byte
+	CreatedAt        time.Time
+	FinishedAt       time.Time
+}

@@ -1,0 +1,378 @@
+package activities
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/budhq/bud"
+	"github.com/budhq/bud/prompt"
+)
+
+// PrepareRunInput is what PrepareRun turns into a chat request: the pinned
+// document and the caller's input.
+type PrepareRunInput struct {
+	// Document is the prompt document as JSON.
+	Document json.RawMessage `json:"document"`
+	// Text is the input of a text prompt.
+	Text string `json:"text,omitempty"`
+	// Variables is the input of a structured prompt.
+	Variables map[string]any `json:"variables,omitempty"`
+	// InputItems are OpenAI Responses input items appended after the
+	// rendered messages, as a JSON list (a JSON string stands for one user
+	// message).
+	InputItems json.RawMessage `json:"input_items,omitempty"`
+	// Instructions, when set, becomes a leading system message.
+	Instructions string `json:"instructions,omitempty"`
+}
+
+// PrepareRunResult is a run ready for its first model call, and what the
+// workflow needs to know of the document to drive the rest.
+type PrepareRunResult struct {
+	// Deployment is the model deployment the document names.
+	Deployment string `json:"deployment"`
+	// Messages are the instructions, the rendered messages and the input
+	// items, in that order.
+	Messages []ChatMessage `json:"messages"`
+	// ModelParams are the document's model parameters (a JSON object).
+	ModelParams json.RawMessage `json:"model_params,omitempty"`
+	// ResponseFormat is the json_schema response format of a structured
+	// output, nil for a text output.
+	ResponseFormat json.RawMessage `json:"response_format,omitempty"`
+	// Tools are the document's function tools in OpenAI's format.
+	Tools []ChatTool `json:"tools,omitempty"`
+	// Variables are the validated input with defaults applied ({"input":
+	// text} for a text prompt).
+	Variables map[string]any `json:"variables"`
+	// StructuredOutput says that replies must pass CheckOutput.
+	StructuredOutput   bool `json:"structured_output"`
+	AllowMultipleCalls bool `json:"allow_multiple_calls"`
+	LLMRetryLimit      int  `json:"llm_retry_limit"`
+}
+
+// OutputSchemaName is the name the output schema is sent under in
+// response_format.
+const OutputSchemaName = "output"
+
+// PrepareRun parses and compiles the document, validates the input and
+// renders the messages. It is cheap and touches nothing outside the process,
+// so workflows run it as a local activity. Failures are non-retryable, typed
+// ErrInvalidPrompt, ErrInvalidInput (Failure.Param set) or ErrRender.
+func (a *Activities) PrepareRun(ctx context.Context, in PrepareRunInput) (PrepareRunResult, error) {
+	doc, c, err := a.documents.compile(in.Document)
+	if err != nil {
+		return PrepareRunResult{}, invalidPrompt(err)
+	}
+	vars, err := c.ValidateInput(in.Text, in.Variables)
+	if err != nil {
+		return PrepareRunResult{}, invalidInput(err)
+	}
+	rendered, err := c.Render(vars)
+	if err != nil {
+		var re *prompt.RenderError
+		msg := "a template of the prompt failed to render"
+		if errors.As(err, &re) {
+			msg = re.Error()
+		}
+		return PrepareRunResult{}, temporal.NewNonRetryableApplicationError("prepare run: "+err.Error(), ErrRender, nil, Failure{Message: msg})
+	}
+	items, err := inputItemMessages(in.InputItems)
+	if err != nil {
+		return PrepareRunResult{}, invalidInput(err)
+	}
+
+	msgs := make([]ChatMessage, 0, 1+len(rendered)+len(items))
+	if in.Instructions != "" {
+		msgs = append(msgs, ChatMessage{Role: prompt.RoleSystem, Content: in.Instructions})
+	}
+	for _, m := range rendered {
+		msgs = append(msgs, ChatMessage{Role: m.Role, Content: m.Content})
+	}
+	msgs = append(msgs, items...)
+
+	out := PrepareRunResult{
+		Deployment:         doc.Deployment,
+		Messages:           msgs,
+		ModelParams:        doc.ModelParams,
+		Variables:          vars,
+		StructuredOutput:   doc.Output.Structured(),
+		AllowMultipleCalls: doc.AllowMultipleCalls,
+		LLMRetryLimit:      doc.LLMRetryLimit,
+	}
+	if schema := c.OutputSchema(); schema != nil {
+		rf, err := json.Marshal(map[string]any{
+			"type": "json_schema",
+			"json_schema": map[string]any{
+				"name":   OutputSchemaName,
+				"strict": true,
+				"schema": schema,
+			},
+		})
+		if err != nil {
+			return PrepareRunResult{}, fmt.Errorf("prepare run: encode response format: %w", err)
+		}
+		out.ResponseFormat = rf
+	}
+	for _, t := range doc.Tools {
+		// Connection tools wait for tool execution (ToolExecutor); until
+		// then only the caller's functions are offered.
+		if t.Type != prompt.ToolFunction {
+			continue
+		}
+		out.Tools = append(out.Tools, ChatTool{Type: "function", Function: ChatFunction{
+			Name: t.Name, Description: t.Description, Parameters: t.Parameters,
+		}})
+	}
+	return out, nil
+}
+
+// CheckOutputInput is a reply to validate against the document's output.
+type CheckOutputInput struct {
+	Document json.RawMessage `json:"document"`
+	Content  string          `json:"content"`
+}
+
+// CheckOutputResult says whether a reply is valid: its parsed value, or the
+// problems to quote back to the model in a repair.
+type CheckOutputResult struct {
+	Valid bool `json:"valid"`
+	// Parsed is the validated output as JSON.
+	Parsed json.RawMessage `json:"parsed,omitempty"`
+	// Message sums the problems up in one line.
+	Message string `json:"message,omitempty"`
+	// Problems are "field: problem" lines, sorted by field.
+	Problems []string `json:"problems,omitempty"`
+}
+
+// CheckOutput validates a reply against the document's output: for a
+// structured output, JSON that matches the output schema. An invalid reply
+// is a result, not an error; errors mean the document itself is unusable
+// (non-retryable ErrInvalidPrompt).
+func (a *Activities) CheckOutput(ctx context.Context, in CheckOutputInput) (CheckOutputResult, error) {
+	_, c, err := a.documents.compile(in.Document)
+	if err != nil {
+		return CheckOutputResult{}, invalidPrompt(err)
+	}
+	v, err := c.ValidateOutput(in.Content)
+	if err != nil {
+		var e *bud.Error
+		if !errors.As(err, &e) {
+			return CheckOutputResult{}, fmt.Errorf("check output: %w", err)
+		}
+		res := CheckOutputResult{Message: e.Message}
+		for _, f := range sortedKeys(e.Fields) {
+			res.Problems = append(res.Problems, f+": "+e.Fields[f])
+		}
+		return res, nil
+	}
+	parsed, err := json.Marshal(v)
+	if err != nil {
+		return CheckOutputResult{}, fmt.Errorf("check output: encode: %w", err)
+	}
+	return CheckOutputResult{Valid: true, Parsed: parsed}, nil
+}
+
+func invalidPrompt(err error) error {
+	msg := "the prompt's document is invalid"
+	var e *bud.Error
+	if errors.As(err, &e) && e.Code != bud.EINTERNAL {
+		msg = e.Message
+	}
+	return temporal.NewNonRetryableApplicationError("prepare run: "+err.Error(), ErrInvalidPrompt, nil, Failure{Message: msg})
+}
+
+// invalidInput reports a *bud.Error of the input; Param is its first field
+// in order, the message names them all.
+func invalidInput(err error) error {
+	f := Failure{Message: "invalid input"}
+	var e *bud.Error
+	if errors.As(err, &e) {
+		f.Message = e.Message
+		if keys := sortedKeys(e.Fields); len(keys) > 0 {
+			f.Param = keys[0]
+		}
+	}
+	return temporal.NewNonRetryableApplicationError(f.Message, ErrInvalidInput, nil, f)
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// inputItem is an OpenAI Responses input item, as far as runs use them.
+type inputItem struct {
+	Type      string          `json:"type"`
+	Role      string          `json:"role"`
+	Content   json.RawMessage `json:"content"`
+	CallID    string          `json:"call_id"`
+	Name      string          `json:"name"`
+	Arguments string          `json:"arguments"`
+	Output    json.RawMessage `json:"output"`
+}
+
+// inputItemMessages converts Responses input items into chat messages:
+// messages keep their role and text; a function_call joins the assistant
+// message before it (or starts one) as a tool call; a function_call_output
+// becomes a "tool" message. Problems are *bud.Error with fields named as in
+// the request ("input[2].content[0].type").
+func inputItemMessages(raw json.RawMessage) ([]ChatMessage, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+		return nil, nil
+	}
+	if raw[0] == '"' {
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return nil, problem("input", "must be a string or a list of input items")
+		}
+		return []ChatMessage{{Role: prompt.RoleUser, Content: s}}, nil
+	}
+	var items []json.RawMessage
+	if err := json.Unmarshal(raw, &items); err != nil {
+		return nil, problem("input", "must be a string or a list of input items")
+	}
+	var msgs []ChatMessage
+	for i, rawItem := range items {
+		path := fmt.Sprintf("input[%d]", i)
+		var it inputItem
+		if err := json.Unmarshal(rawItem, &it); err != nil {
+			return nil, problem(path, "must be an input item object")
+		}
+		switch it.Type {
+		case "", "message":
+			switch it.Role {
+			case prompt.RoleUser, prompt.RoleAssistant, prompt.RoleSystem, prompt.RoleDeveloper:
+			case "":
+				return nil, problem(path+".role", "is required")
+			default:
+				return nil, problem(path+".role", "must be one of user, assistant, system, developer")
+			}
+			text, err := contentText(path+".content", it.Content)
+			if err != nil {
+				return nil, err
+			}
+			msgs = append(msgs, ChatMessage{Role: it.Role, Content: text})
+		case "function_call":
+			if it.CallID == "" {
+				return nil, problem(path+".call_id", "is required")
+			}
+			if it.Name == "" {
+				return nil, problem(path+".name", "is required")
+			}
+			call := ToolCall{ID: it.CallID, Type: "function", Function: ToolCallFunction{Name: it.Name, Arguments: it.Arguments}}
+			// Parallel calls travel in one assistant message in chat.
+			if n := len(msgs); n > 0 && msgs[n-1].Role == prompt.RoleAssistant {
+				msgs[n-1].ToolCalls = append(msgs[n-1].ToolCalls, call)
+			} else {
+				msgs = append(msgs, ChatMessage{Role: prompt.RoleAssistant, ToolCalls: []ToolCall{call}})
+			}
+		case "function_call_output":
+			if it.CallID == "" {
+				return nil, problem(path+".call_id", "is required")
+			}
+			text, err := contentText(path+".output", it.Output)
+			if err != nil {
+				return nil, err
+			}
+			msgs = append(msgs, ChatMessage{Role: prompt.RoleTool, ToolCallID: it.CallID, Content: text})
+		default:
+			return nil, problem(path+".type", fmt.Sprintf("%q items are not supported; use message, function_call or function_call_output", it.Type))
+		}
+	}
+	return msgs, nil
+}
+
+// contentText reads a string, or a list of text parts joined by newlines.
+func contentText(path string, raw json.RawMessage) (string, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+		return "", problem(path, "is required")
+	}
+	if raw[0] == '"' {
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return "", problem(path, "must be a string or a list of text parts")
+		}
+		return s, nil
+	}
+	var parts []struct {
+		Type string  `json:"type"`
+		Text *string `json:"text"`
+	}
+	if err := json.Unmarshal(raw, &parts); err != nil {
+		return "", problem(path, "must be a string or a list of text parts")
+	}
+	texts := make([]string, 0, len(parts))
+	for j, p := range parts {
+		pp := fmt.Sprintf("%s[%d]", path, j)
+		switch p.Type {
+		case "input_text", "output_text", "text":
+		default:
+			return "", problem(pp+".type", fmt.Sprintf("%q parts are not supported; use input_text", p.Type))
+		}
+		if p.Text == nil {
+			return "", problem(pp+".text", "is required")
+		}
+		texts = append(texts, *p.Text)
+	}
+	return strings.Join(texts, "\n"), nil
+}
+
+func problem(field, msg string) error {
+	return &bud.Error{Code: bud.EINVALID, Message: "invalid input: " + field + ": " + msg, Fields: map[string]string{field: msg}}
+}
+
+// documentCache keeps compiled documents by content, since every model
+// call of a structured run checks its reply against the same document.
+// The zero value is ready to use.
+type documentCache struct {
+	mu   sync.Mutex
+	docs map[[sha256.Size]byte]compiledDocument
+}
+
+type compiledDocument struct {
+	doc *prompt.Document
+	c   *prompt.Compiled
+}
+
+// maxCachedDocuments bounds the cache; when full it starts over, which
+// costs a compile per document, not a failure.
+const maxCachedDocuments = 256
+
+func (dc *documentCache) compile(raw json.RawMessage) (*prompt.Document, *prompt.Compiled, error) {
+	key := sha256.Sum256(raw)
+	dc.mu.Lock()
+	cd, ok := dc.docs[key]
+	dc.mu.Unlock()
+	if ok {
+		return cd.doc, cd.c, nil
+	}
+	doc, err := prompt.Parse(raw)
+	if err != nil {
+		return nil, nil, fmt.Errorf("parse document: %w", err)
+	}
+	c, err := prompt.Compile(doc)
+	if err != nil {
+		return nil, nil, fmt.Errorf("compile document: %w", err)
+	}
+	dc.mu.Lock()
+	if dc.docs == nil || len(dc.docs) >= maxCachedDocuments {
+		dc.docs = map[[sha256.Size]byte]compiledDocument{}
+	}
+	dc.docs[key] = compiledDocument{doc: doc, c: c}
+	dc.mu.Unlock()
+	return doc, c, nil
+}

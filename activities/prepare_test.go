@@ -1,0 +1,162 @@
+package activities_test
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/budhq/bud/activities"
+)
+
+const greeterDoc = `{
+  "deployment": "qwen",
+  "model_params": {"temperature": 0.3, "max_tokens": 64},
+  "system_prompt": "You are {{ persona }}.",
+  "messages": [{"role": "user", "content": "Greet {{ name }}{% if age %}, aged {{ age }}{% endif %}."}],
+  "input": {"type": "structured", "variables": [
+    {"name": "persona", "type": "string", "default": "a butler"},
+    {"name": "name", "type": "string", "required": true, "validation": {"basic": {"min_length": 1}}},
+    {"name": "age", "type": "integer", "validation": {"basic": {"ge": 0}}}
+  ]},
+  "output": {"type": "structured", "variables": [
+    {"name": "greeting", "type": "string", "required": true},
+    {"name": "formal", "type": "boolean", "required": true}
+  ]},
+  "tools": [
+    {"type": "function", "name": "lookup_title", "description": "A person's title", "parameters": {"type": "object", "properties": {"name": {"type": "string"}}}},
+    {"type": "connection", "connection_id": "7f9c2d1e-2a4b-4c3d-9e8f-1a2b3c4d5e6f"}
+  ],
+  "allow_multiple_calls": true,
+  "llm_retry_limit": 2
+}`
+
+func prepare(t *testing.T, in activities.PrepareRunInput) (activities.PrepareRunResult, error) {
+	t.Helper()
+	acts := &activities.Activities{}
+	v, err := newActivityEnv(acts).ExecuteLocalActivity(acts.PrepareRun, in)
+	if err != nil {
+		return activities.PrepareRunResult{}, err
+	}
+	var res activities.PrepareRunResult
+	require.NoError(t, v.Get(&res))
+	return res, nil
+}
+
+func TestPrepareRunRenders(t *testing.T) {
+	t.Parallel()
+	res, err := prepare(t, activities.PrepareRunInput{
+		Document:     json.RawMessage(greeterDoc),
+		Variables:    map[string]any{"name": "Ada", "age": 36},
+		Instructions: "Be brief.",
+		InputItems:   json.RawMessage(`[{"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Shall I?"}]}, {"role": "user", "content": "Yes."}]`),
+	})
+
+	require.NoError(t, err)
+	require.Equal(t, "qwen", res.Deployment)
+	require.Equal(t, []activities.ChatMessage{
+		{Role: "system", Content: "Be brief."},
+		{Role: "system", Content: "You are a butler."},
+		{Role: "user", Content: "Greet Ada, aged 36."},
+		{Role: "assistant", Content: "Shall I?"},
+		{Role: "user", Content: "Yes."},
+	}, res.Messages)
+	require.Equal(t, map[string]any{"persona": "a butler", "name": "Ada", "age": float64(36)}, res.Variables, "defaults applied")
+	require.JSONEq(t, `{"temperature": 0.3, "max_tokens": 64}`, string(res.ModelParams))
+	require.JSONEq(t, `{"type": "json_schema", "json_schema": {"name": "output", "strict": true, "schema": {
+	  "type": "object", "additionalProperties": false, "required": ["greeting", "formal"],
+	  "properties": {"greeting": {"type": "string"}, "formal": {"type": "boolean"}}}}}`, string(res.ResponseFormat))
+	require.Len(t, res.Tools, 1, "connection tools are not offered yet")
+	require.Equal(t, "function", res.Tools[0].Type)
+	require.Equal(t, "lookup_title", res.Tools[0].Function.Name)
+	require.Equal(t, "A person's title", res.Tools[0].Function.Description)
+	require.JSONEq(t, `{"type": "object", "properties": {"name": {"type": "string"}}}`, string(res.Tools[0].Function.Parameters))
+	require.True(t, res.StructuredOutput)
+	require.True(t, res.AllowMultipleCalls)
+	require.Equal(t, 2, res.LLMRetryLimit)
+}
+
+func TestPrepareRunTextPrompt(t *testing.T) {
+	t.Parallel()
+	res, err := prepare(t, activities.PrepareRunInput{
+		Document: json.RawMessage(`{"deployment": "qwen", "messages": [{"role": "user", "content": "Echo: {{ input }}"}]}`),
+		Text:     "ping",
+	})
+
+	require.NoError(t, err)
+	require.Equal(t, []activities.ChatMessage{{Role: "user", Content: "Echo: ping"}}, res.Messages)
+	require.Empty(t, res.ResponseFormat)
+	require.Empty(t, res.Tools)
+	require.False(t, res.StructuredOutput)
+	require.Equal(t, 3, res.LLMRetryLimit, "the document's default")
+}
+
+func TestPrepareRunFailures(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		in       activities.PrepareRunInput
+		errType  string
+		param    string
+		contains string
+	}{
+		{"variable breaks a constraint", activities.PrepareRunInput{Document: json.RawMessage(greeterDoc), Variables: map[string]any{"name": "Ada", "age": -3}},
+			activities.ErrInvalidInput, "prompt.variables.age", "must be >= 0"},
+		{"required variable missing", activities.PrepareRunInput{Document: json.RawMessage(greeterDoc), Variables: map[string]any{}},
+			activities.ErrInvalidInput, "prompt.variables.name", "name"},
+		{"unknown variable", activities.PrepareRunInput{Document: json.RawMessage(greeterDoc), Variables: map[string]any{"name": "Ada", "nick": "A"}},
+			activities.ErrInvalidInput, "prompt.variables.nick", "not a variable"},
+		{"text to a structured prompt", activities.PrepareRunInput{Document: json.RawMessage(greeterDoc), Text: "hi", Variables: map[string]any{"name": "Ada"}},
+			activities.ErrInvalidInput, "input", "prompt.variables"},
+		{"unsupported input item", activities.PrepareRunInput{Document: json.RawMessage(greeterDoc), Variables: map[string]any{"name": "Ada"}, InputItems: json.RawMessage(`[{"type": "reasoning"}]`)},
+			activities.ErrInvalidInput, "input[0].type", "not supported"},
+		{"image content", activities.PrepareRunInput{Document: json.RawMessage(greeterDoc), Variables: map[string]any{"name": "Ada"}, InputItems: json.RawMessage(`[{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]`)},
+			activities.ErrInvalidInput, "input[0].content[0].type", "not supported"},
+		{"function output without call id", activities.PrepareRunInput{Document: json.RawMessage(greeterDoc), Variables: map[string]any{"name": "Ada"}, InputItems: json.RawMessage(`[{"type": "function_call_output", "output": "x"}]`)},
+			activities.ErrInvalidInput, "input[0].call_id", "required"},
+		{"template fails on this input", activities.PrepareRunInput{Document: json.RawMessage(`{"deployment": "qwen", "messages": [{"role": "user", "content": "{{ input.nothing.deeper }}"}]}`), Text: "7"},
+			activities.ErrRender, "", "messages[0].content"},
+		{"document does not parse", activities.PrepareRunInput{Document: json.RawMessage(`{"deployment": "qwen", "mesages": []}`), Text: "x"},
+			activities.ErrInvalidPrompt, "", "mesages"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := prepare(t, tc.in)
+			appErr, f := appError(t, err)
+			require.Equal(t, tc.errType, appErr.Type(), "%v", err)
+			require.True(t, appErr.NonRetryable())
+			require.Equal(t, tc.param, f.Param)
+			require.Contains(t, f.Message, tc.contains)
+		})
+	}
+}
+
+func TestCheckOutput(t *testing.T) {
+	t.Parallel()
+	acts := &activities.Activities{}
+	env := newActivityEnv(acts)
+	check := func(content string) activities.CheckOutputResult {
+		v, err := env.ExecuteLocalActivity(acts.CheckOutput, activities.CheckOutputInput{Document: json.RawMessage(greeterDoc), Content: content})
+		require.NoError(t, err)
+		var res activities.CheckOutputResult
+		require.NoError(t, v.Get(&res))
+		return res
+	}
+
+	valid := check("```json\n{\"greeting\": \"Good day, Ada.\", \"formal\": true}\n```")
+	require.True(t, valid.Valid)
+	require.JSONEq(t, `{"greeting": "Good day, Ada.", "formal": true}`, string(valid.Parsed))
+
+	wrong := check(`{"greeting": 3, "extra": 1}`)
+	require.False(t, wrong.Valid)
+	require.Empty(t, wrong.Parsed)
+	require.Contains(t, wrong.Message, "does not match the output schema")
+	require.Len(t, wrong.Problems, 3)
+	require.Contains(t, wrong.Problems[0], "output.extra")
+	require.Contains(t, wrong.Problems[1], "output.formal")
+	require.Contains(t, wrong.Problems[2], "output.greeting")
+
+	notJSON := check("Hello Ada!")
+	require.False(t, notJSON.Valid)
+	require.Contains(t, notJSON.Message, "not valid JSON")
+}

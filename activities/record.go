@@ -1,0 +1,151 @@
+package activities
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
+	"go.temporal.io/sdk/activity"
+
+	"github.com/budhq/bud/db/dbsqlc"
+)
+
+// RunRecord is one finished run, as the runs table keeps it.
+type RunRecord struct {
+	// ID is the response id, also the workflow id.
+	ID        string    `json:"id"`
+	ProjectID uuid.UUID `json:"project_id"`
+	// PromptID and PromptVersion are zero for an unsaved document; they are
+	// stored as NULL then.
+	PromptID      uuid.UUID `json:"prompt_id"`
+	PromptVersion int32     `json:"prompt_version"`
+	// Deployment is the prompt deployment the caller named, if any.
+	Deployment string `json:"deployment"`
+	// Model is the model deployment that served the run.
+	Model  string   `json:"model"`
+	Source string   `json:"source"`
+	Status string   `json:"status"`
+	Input  RunInput `json:"input"`
+	// RenderedMessages are the messages of the first model call; nil when
+	// the run failed before rendering.
+	RenderedMessages []ChatMessage `json:"rendered_messages,omitempty"`
+	// Output is the run's output as JSON, nil when there is none.
+	Output     json.RawMessage `json:"output,omitempty"`
+	ModelCalls []ModelCall     `json:"model_calls"`
+	// InputTokens and OutputTokens are summed over the model calls.
+	InputTokens  int64 `json:"input_tokens"`
+	OutputTokens int64 `json:"output_tokens"`
+	// LatencyMS is the run's wall time.
+	LatencyMS int64 `json:"latency_ms"`
+	// Error is the run's error as JSON, nil when it did not fail.
+	Error      json.RawMessage   `json:"error,omitempty"`
+	Metadata   map[string]string `json:"metadata,omitempty"`
+	CreatedAt  time.Time         `json:"created_at"`
+	FinishedAt time.Time         `json:"finished_at"`
+}
+
+// RunInput is what the caller gave a run.
+type RunInput struct {
+	Text string `json:"text,omitempty"`
+	// Variables are the structured input, with defaults applied when the
+	// input validated.
+	Variables    map[string]any  `json:"variables,omitempty"`
+	InputItems   json.RawMessage `json:"input_items,omitempty"`
+	Instructions string          `json:"instructions,omitempty"`
+}
+
+// ModelCall is one model call of a run.
+type ModelCall struct {
+	// Call numbers the run's calls from 1; repairs count.
+	Call int `json:"call"`
+	// Attempt is the activity attempt that answered; 0 when none did.
+	Attempt      int32      `json:"attempt,omitempty"`
+	LatencyMS    int64      `json:"latency_ms"`
+	Usage        ModelUsage `json:"usage"`
+	FinishReason string     `json:"finish_reason,omitempty"`
+	// Model is the model the upstream says answered.
+	Model string `json:"model,omitempty"`
+	// Error is why the call failed, in the run error's words.
+	Error string `json:"error,omitempty"`
+}
+
+// RecordRun writes the run's row. Writing the same run again replaces the
+// row, so a retried attempt is harmless.
+func (a *Activities) RecordRun(ctx context.Context, r RunRecord) error {
+	if a.Pool == nil {
+		return errors.New("record run: no database configured")
+	}
+	input, err := json.Marshal(r.Input)
+	if err != nil {
+		return fmt.Errorf("record run: encode input: %w", err)
+	}
+	calls := r.ModelCalls
+	if calls == nil {
+		calls = []ModelCall{}
+	}
+	modelCalls, err := json.Marshal(calls)
+	if err != nil {
+		return fmt.Errorf("record run: encode model calls: %w", err)
+	}
+	meta := r.Metadata
+	if meta == nil {
+		meta = map[string]string{}
+	}
+	metadata, err := json.Marshal(meta)
+	if err != nil {
+		return fmt.Errorf("record run: encode metadata: %w", err)
+	}
+	var rendered []byte
+	if r.RenderedMessages != nil {
+		if rendered, err = json.Marshal(r.RenderedMessages); err != nil {
+			return fmt.Errorf("record run: encode messages: %w", err)
+		}
+	}
+	p := dbsqlc.CreateRunParams{
+		ID:               r.ID,
+		ProjectID:        r.ProjectID,
+		Deployment:       r.Deployment,
+		Model:            r.Model,
+		Source:           r.Source,
+		Status:           r.Status,
+		Input:            input,
+		RenderedMessages: rendered,
+		Output:           nullJSON(r.Output),
+		ModelCalls:       modelCalls,
+		InputTokens:      r.InputTokens,
+		OutputTokens:     r.OutputTokens,
+		LatencyMs:        r.LatencyMS,
+		Error:            nullJSON(r.Error),
+		Metadata:         metadata,
+		CreatedAt:        r.CreatedAt,
+		FinishedAt:       r.FinishedAt,
+	}
+	if r.PromptID != uuid.Nil {
+		p.PromptID = &r.PromptID
+		p.PromptVersion = &r.PromptVersion
+	}
+	err = dbsqlc.New(a.Pool).CreateRun(ctx, p)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23503" { // foreign_key_violation
+		// The project was deleted during the run; its runs went with it,
+		// and so does this one.
+		activity.GetLogger(ctx).Warn("run of a deleted project not recorded", "run", r.ID, "project", r.ProjectID)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("record run %s: %w", r.ID, err)
+	}
+	return nil
+}
+
+// nullJSON is nil (SQL NULL) for absent or null JSON.
+func nullJSON(raw json.RawMessage) []byte {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil
+	}
+	return raw
+}

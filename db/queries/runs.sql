@@ -1,0 +1,58 @@
+-- name: CreateRun :exec
+-- Records a finished run. A run is recorded by an activity that may be
+-- retried, so a second write of the same id replaces the first.
+INSERT INTO runs (
+    id, project_id, prompt_id, prompt_version, deployment, model, source, status,
+    input, rendered_messages, output, model_calls, input_tokens, output_tokens,
+    latency_ms, error, metadata, created_at, finished_at
+) VALUES (
+    @id, @project_id, sqlc.narg(prompt_id), sqlc.narg(prompt_version), @deployment, @model, @source, @status,
+    @input, sqlc.narg(rendered_messages), sqlc.narg(output), @model_calls, @input_tokens, @output_tokens,
+    @latency_ms, sqlc.narg(error), @metadata, @created_at, @finished_at
+)
+ON CONFLICT (id) DO UPDATE SET
+    project_id = EXCLUDED.project_id,
+    prompt_id = EXCLUDED.prompt_id,
+    prompt_version = EXCLUDED.prompt_version,
+    deployment = EXCLUDED.deployment,
+    model = EXCLUDED.model,
+    source = EXCLUDED.source,
+    status = EXCLUDED.status,
+    input = EXCLUDED.input,
+    rendered_messages = EXCLUDED.rendered_messages,
+    output = EXCLUDED.output,
+    model_calls = EXCLUDED.model_calls,
+    input_tokens = EXCLUDED.input_tokens,
+    output_tokens = EXCLUDED.output_tokens,
+    latency_ms = EXCLUDED.latency_ms,
+    error = EXCLUDED.error,
+    metadata = EXCLUDED.metadata,
+    created_at = EXCLUDED.created_at,
+    finished_at = EXCLUDED.finished_at;
+
+-- name: GetRun :one
+SELECT * FROM runs WHERE project_id = @project_id AND id = @id;
+
+-- name: GetRunByID :one
+-- Not scoped to a project: for the worker and administrative tools only.
+SELECT * FROM runs WHERE id = @id;
+
+-- name: ListRuns :many
+SELECT * FROM runs
+WHERE (sqlc.narg(project_id)::uuid IS NULL OR project_id = sqlc.narg(project_id))
+  AND (sqlc.narg(prompt_id)::uuid IS NULL OR prompt_id = sqlc.narg(prompt_id))
+  AND (sqlc.narg(prompt_version)::integer IS NULL OR prompt_version = sqlc.narg(prompt_version))
+  AND (sqlc.narg(status)::text IS NULL OR status = sqlc.narg(status))
+  AND (sqlc.narg(created_after)::timestamptz IS NULL OR created_at >= sqlc.narg(created_after))
+  AND (sqlc.narg(created_before)::timestamptz IS NULL OR created_at < sqlc.narg(created_before))
+ORDER BY created_at DESC, id
+LIMIT @max_rows OFFSET @skip_rows;
+
+-- name: CountRuns :one
+SELECT count(*) FROM runs
+WHERE (sqlc.narg(project_id)::uuid IS NULL OR project_id = sqlc.narg(project_id))
+  AND (sqlc.narg(prompt_id)::uuid IS NULL OR prompt_id = sqlc.narg(prompt_id))
+  AND (sqlc.narg(prompt_version)::integer IS NULL OR prompt_version = sqlc.narg(prompt_version))
+  AND (sqlc.narg(status)::text IS NULL OR status = sqlc.narg(status))
+  AND (sqlc.narg(created_after)::timestamptz IS NULL OR created_at >= sqlc.narg(created_after))
+  AND (sqlc.narg(created_before)::timestamptz IS NULL OR created_at < sqlc.narg(created_before));
