@@ -74,6 +74,7 @@ const maxReplyBytes = 32 << 20
 //   - ErrProviderKey (non-retryable), or a plain error when the database is
 //     unreachable (retryable).
 func (a *Activities) CallModel(ctx context.Context, in CallModelInput) (CallModelResult, error) {
+	defer keepAlive(ctx)()
 	d, err := a.deployment(ctx, in.ProjectID, in.Deployment)
 	if err != nil {
 		return CallModelResult{}, err

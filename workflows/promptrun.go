@@ -31,6 +31,9 @@ const MaxModelCalls = 16
 const (
 	// CallModelTimeout bounds one attempt of a model call.
 	CallModelTimeout = 5 * time.Minute
+	// CallModelHeartbeatTimeout is how soon a model call whose worker died
+	// is retried; CallModel heartbeats several times within it.
+	CallModelHeartbeatTimeout = 10 * time.Second
 	// CallModelAttempts is how many times a model call is tried when the
 	// deployment times out or answers 408, 429 or 5xx.
 	CallModelAttempts = 5
@@ -117,6 +120,9 @@ func (r *promptRun) callLoop(ctx workflow.Context) error {
 	}
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: CallModelTimeout,
+		// A model call can take minutes; the heartbeat lets the server see
+		// within seconds that its worker died, and retry it elsewhere.
+		HeartbeatTimeout: CallModelHeartbeatTimeout,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:        time.Second,
 			BackoffCoefficient:     2,
