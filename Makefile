@@ -11,7 +11,7 @@ DAPRD     := $(BIN)/daprd
 DAPR_VERSION := $(shell awk '$$1 == "require" && $$2 == "github.com/dapr/dapr" { print substr($$3, 2) }' tools/daprd/go.mod)
 GOTEST_FLAGS ?= -count=1 -timeout 30m
 
-.PHONY: all build run test verify generate vet fmt bench bench-gateway clean
+.PHONY: all build run test verify generate vet fmt bench bench-gateway bench-responses clean
 
 all: build
 
@@ -55,13 +55,18 @@ vet:
 fmt:
 	gofmt -w $$(find . -name '*.go' -not -path './bin/*')
 
-bench: bench-gateway
+bench: bench-gateway bench-responses
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 # The gateway's added latency against the upstream stand-in, open loop.
 # BENCH_FLAGS e.g. -rates 500,1000,2000 -duration 10s
 bench-gateway: build
 	$(GO) run ./cmd/budbench -bud $(BIN)/bud -duration 20s $(BENCH_FLAGS)
+
+# What a single-call prompt run through /v1/responses adds over the model,
+# on bud dev's embedded defaults, sequentially and with 50 concurrent callers.
+bench-responses: build $(DAPRD)
+	$(GO) run ./cmd/budbench responses -bud $(BIN)/bud -duration 20s $(BENCH_FLAGS)
 
 clean:
 	rm -rf $(BIN) .bud

@@ -8,6 +8,9 @@
 // added latency, throughput, errors and the gateway's memory.
 //
 //	go run ./cmd/budbench -bud bin/bud -rates 500,1000,2000 -duration 10s
+//
+// `budbench responses` measures prompt runs through /v1/responses instead
+// (see runResponses).
 package main
 
 import (
@@ -45,6 +48,13 @@ import (
 )
 
 func main() {
+	mode := "gateway"
+	if len(os.Args) > 1 && os.Args[1] == "responses" {
+		mode = "responses"
+		os.Args = append(os.Args[:1], os.Args[2:]...)
+	}
+	sequential := flag.Int("sequential", 300, "responses: runs sent one after another")
+	concurrency := flag.Int("concurrency", 50, "responses: concurrent callers")
 	budPath := flag.String("bud", "bin/bud", "path of the bud binary to benchmark")
 	dbURL := flag.String("database-url", envOr("BUD_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"), "server to create the benchmark database on")
 	ratesFlag := flag.String("rates", "500,1000,2000", "fixed arrival rates to measure, requests/s")
@@ -67,7 +77,13 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *budPath, *dbURL, *ratesFlag, *duration, *warmup, *maxSearch); err != nil {
+	var err error
+	if mode == "responses" {
+		err = runResponses(ctx, *budPath, *dbURL, *sequential, *concurrency, *duration)
+	} else {
+		err = run(ctx, *budPath, *dbURL, *ratesFlag, *duration, *warmup, *maxSearch)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "budbench:", err)
 		os.Exit(1)
 	}

@@ -1,0 +1,248 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/budhq/bud/upstreamtest"
+)
+
+// runResponses measures what a prompt run adds over the model it calls: a
+// non-streaming, single-call run through /v1/responses on `bud dev`'s
+// embedded defaults (Temporal, daprd, worker), against the stand-in's own
+// latency for the same chat call, sequentially and with concurrent callers.
+func runResponses(ctx context.Context, budPath, serverURL string, sequential, concurrency int, duration time.Duration) error {
+	up, err := upstreamtest.Listen("127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer up.Close()
+	up.SetRecording(false)
+	up.SetDefault(upstreamtest.Text("Hello! This is a short fixed reply from the stand-in."))
+
+	dbURL, dropDB, err := createDatabase(ctx, serverURL)
+	if err != nil {
+		return err
+	}
+	defer dropDB()
+	dev, err := startDev(ctx, budPath, dbURL)
+	if err != nil {
+		return err
+	}
+	defer dev.stop()
+
+	secret, err := dev.seedPrompt(up.URL())
+	if err != nil {
+		return err
+	}
+	c := newClient()
+	direct := target{name: "stand-in", url: up.URL() + "/chat/completions",
+		body: []byte(`{"model":"bench","messages":[{"role":"system","content":"You greet people."},{"role":"user","content":"Greet Ada."}]}`)}
+	run := target{name: "responses", url: "http://" + dev.gateway + "/v1/responses", key: secret,
+		body: []byte(`{"prompt":{"id":"greeter","variables":{"name":"Ada"}}}`)}
+	for _, t := range []target{direct, run} {
+		if err := t.once(ctx, c); err != nil {
+			return fmt.Errorf("%s: %w", t.name, err)
+		}
+	}
+	// Warm up: the first runs compile the prompt and fill caches.
+	sequentialRuns(ctx, c, run, 20)
+
+	fmt.Printf("budbench responses: single-call prompt runs on bud dev's embedded defaults, %d cores\n", runtimeCPUs())
+	d := sequentialRuns(ctx, c, direct, sequential)
+	r := sequentialRuns(ctx, c, run, sequential)
+	fmt.Printf("sequential (%d each):   stand-in p50 %s p99 %s | run p50 %s p99 %s | added p50 %s p99 %s ms | %.0f runs/s\n",
+		sequential, ms(d.p50), ms(d.p99), ms(r.p50), ms(r.p99), ms(r.p50-d.p50), ms(r.p99-d.p99), r.achieved)
+	dc := concurrentRuns(ctx, c, direct, concurrency, duration)
+	rc := concurrentRuns(ctx, c, run, concurrency, duration)
+	fmt.Printf("%d concurrent (%s): stand-in p50 %s p99 %s | run p50 %s p99 %s ms | %.0f runs/s, %d errors\n",
+		concurrency, duration, ms(dc.p50), ms(dc.p99), ms(rc.p50), ms(rc.p99), rc.achieved, rc.errors)
+	return nil
+}
+
+// sequentialRuns sends n requests one after another.
+func sequentialRuns(ctx context.Context, c *http.Client, t target, n int) stats {
+	lat := make([]time.Duration, 0, n)
+	errs := 0
+	start := time.Now()
+	for range n {
+		s := time.Now()
+		if err := t.once(ctx, c); err != nil {
+			errs++
+			continue
+		}
+		lat = append(lat, time.Since(s))
+	}
+	return summarize(lat, errs, n, time.Since(start))
+}
+
+// concurrentRuns keeps `workers` requests in flight for d (a closed loop:
+// this measures capacity, runs per second, not latency under a fixed rate).
+func concurrentRuns(ctx context.Context, c *http.Client, t target, workers int, d time.Duration) stats {
+	var mu sync.Mutex
+	var lat []time.Duration
+	var errs, sent atomic.Int64
+	deadline := time.Now().Add(d)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(deadline) && ctx.Err() == nil {
+				sent.Add(1)
+				s := time.Now()
+				if err := t.once(ctx, c); err != nil {
+					errs.Add(1)
+					continue
+				}
+				l := time.Since(s)
+				mu.Lock()
+				lat = append(lat, l)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return summarize(lat, int(errs.Load()), int(sent.Load()), time.Since(start))
+}
+
+func summarize(lat []time.Duration, errs, sent int, elapsed time.Duration) stats {
+	slices.Sort(lat)
+	s := stats{errors: errs, sent: sent, okay: len(lat), achieved: float64(len(lat)) / elapsed.Seconds()}
+	if len(lat) > 0 {
+		s.p50, s.p99, s.p999 = pct(lat, 0.50), pct(lat, 0.99), pct(lat, 0.999)
+	}
+	return s
+}
+
+// devProcess is a `bud dev` started for a benchmark.
+type devProcess struct {
+	cmd          *exec.Cmd
+	gateway, app string
+	token        string
+	dir          string
+}
+
+func startDev(ctx context.Context, budPath, dbURL string) (*devProcess, error) {
+	dir, err := os.MkdirTemp("", "budbench-")
+	if err != nil {
+		return nil, err
+	}
+	addrs := make([]string, 5)
+	for i := range addrs {
+		if addrs[i], err = freeAddr(); err != nil {
+			return nil, err
+		}
+	}
+	d := &devProcess{gateway: addrs[0], app: addrs[1], dir: dir}
+	d.cmd = exec.Command(budPath, "dev")
+	d.cmd.Env = append(os.Environ(),
+		"DATABASE_URL="+dbURL, "BUD_DATA_DIR="+dir,
+		"BUD_GATEWAY_ADDR="+addrs[0], "BUD_APP_ADDR="+addrs[1], "BUD_WORKER_ADDR="+addrs[2],
+		"TEMPORAL_ADDRESS="+addrs[3], "TEMPORAL_UI_ADDRESS=", "BUD_LOG_LEVEL=error",
+	)
+	out, err := d.cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	d.cmd.Stderr = os.Stderr
+	if err := d.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w (run `make build` first)", budPath, err)
+	}
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "Press Ctrl-C to stop.") {
+				close(ready)
+			}
+		}
+	}()
+	select {
+	case <-ready:
+	case <-time.After(2 * time.Minute):
+		d.stop()
+		return nil, fmt.Errorf("bud dev did not start")
+	case <-ctx.Done():
+		d.stop()
+		return nil, ctx.Err()
+	}
+	tok, err := os.ReadFile(filepath.Join(dir, "admin-token"))
+	if err != nil {
+		d.stop()
+		return nil, err
+	}
+	d.token = strings.TrimSpace(string(tok))
+	return d, nil
+}
+
+func (d *devProcess) stop() {
+	_ = d.cmd.Process.Signal(syscall.SIGINT)
+	done := make(chan struct{})
+	go func() { _ = d.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		_ = d.cmd.Process.Kill()
+	}
+	_ = os.RemoveAll(d.dir)
+}
+
+func (d *devProcess) api(method, path string, body any) (map[string]any, error) {
+	b, _ := json.Marshal(body)
+	req, _ := http.NewRequest(method, "http://"+d.app+path, bytes.NewReader(b))
+	req.Header.Set("Authorization", "Bearer "+d.token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 300 {
+		return nil, fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, raw)
+	}
+	out := map[string]any{}
+	return out, json.Unmarshal(raw, &out)
+}
+
+// seedPrompt creates a project, a model deployment on the stand-in, a
+// deployed prompt and a key, and returns the key's secret.
+func (d *devProcess) seedPrompt(upstreamURL string) (string, error) {
+	p, err := d.api("POST", "/api/projects", map[string]any{"name": "bench"})
+	if err != nil {
+		return "", err
+	}
+	base := "/api/projects/" + p["id"].(string)
+	if _, err := d.api("POST", base+"/deployments", map[string]any{"name": "bench", "upstream": map[string]any{"base_url": upstreamURL, "model": "stand-in"}}); err != nil {
+		return "", err
+	}
+	if _, err := d.api("POST", base+"/deployments", map[string]any{"kind": "prompt", "prompt": map[string]any{"name": "greeter", "document": map[string]any{
+		"deployment":    "bench",
+		"system_prompt": "You greet people.",
+		"messages":      []any{map[string]any{"role": "user", "content": "Greet {{ name }}."}},
+		"input":         map[string]any{"type": "structured", "variables": []any{map[string]any{"name": "name", "type": "string", "required": true}}},
+	}}}); err != nil {
+		return "", err
+	}
+	k, err := d.api("POST", base+"/api-keys", map[string]any{"name": "bench"})
+	if err != nil {
+		return "", err
+	}
+	return k["secret"].(string), nil
+}
