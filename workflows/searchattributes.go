@@ -100,5 +100,9 @@ func StartOptions(in PromptRunInput) client.StartWorkflowOptions {
 		TaskQueue:             TaskQueue,
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		TypedSearchAttributes: RunSearchAttributes(in),
+		// When a worker shares the starter's client (bud dev), the first
+		// workflow task runs on it at once instead of going through a poll;
+		// elsewhere the server ignores the request.
+		EnableEagerStart: true,
 	}
 }
