@@ -1,5 +1,6 @@
 // Package app is BudApp's management HTTP API: projects, the model
-// deployments in them and their API keys.
+// deployments in them and their API keys, prompts, the playground that runs
+// and compares them, and the history of runs.
 //
 // Every route under /api needs the admin token as a bearer token;
 // /healthz, /readyz and /metrics are open so that probes and scrapers need no
@@ -33,6 +34,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.temporal.io/sdk/client"
 
 	"github.com/budhq/bud/db/dbsqlc"
 	"github.com/budhq/bud/metrics"
@@ -70,17 +72,22 @@ type Config struct {
 	MaxBodyBytes int64
 	// Documents keeps prompt documents (the Dapr state store). Required.
 	Documents Documents
+	// Temporal starts playground runs (PromptRun workflows) and finds runs
+	// still in progress; nil means the playground endpoints answer 503. The
+	// run history reads the database and works without it.
+	Temporal client.Client
 }
 
 // server holds the dependencies every handler shares.
 type server struct {
-	pool  *pgxpool.Pool
-	q     *dbsqlc.Queries
-	box   *secrets.Box
-	docs  Documents
-	log   *slog.Logger
-	ready func(context.Context) error
-	reg   *prometheus.Registry
+	pool     *pgxpool.Pool
+	q        *dbsqlc.Queries
+	box      *secrets.Box
+	docs     Documents
+	temporal client.Client
+	log      *slog.Logger
+	ready    func(context.Context) error
+	reg      *prometheus.Registry
 	// adminToken is the SHA-256 of the token: comparing fixed-length digests
 	// keeps even the token's length out of the timing.
 	adminToken [sha256.Size]byte
@@ -107,6 +114,7 @@ func New(cfg Config) (http.Handler, error) {
 		q:          dbsqlc.New(cfg.Pool),
 		box:        cfg.Box,
 		docs:       cfg.Documents,
+		temporal:   cfg.Temporal,
 		log:        cfg.Logger,
 		ready:      cfg.Ready,
 		reg:        cfg.Registry,
@@ -152,6 +160,10 @@ func (s *server) routes(m *metrics.HTTP) http.Handler {
 			r.Get("/versions/{version}", s.getVersion)
 			r.Get("/versions/{version}/form", s.versionForm)
 		})
+		r.Post("/playground/run", s.playgroundRun)
+		r.Post("/playground/compare", s.playgroundCompare)
+		r.Get("/runs", s.listRuns)
+		r.Get("/runs/{run_id}", s.getRun)
 		r.Route("/projects", func(r chi.Router) {
 			r.Get("/", s.listProjects)
 			r.Post("/", s.createProject)

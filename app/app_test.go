@@ -38,7 +38,7 @@ type bundle struct {
 }
 
 // setup builds an API for one test; opts adjust its configuration.
-func TestMain(m *testing.M) { os.Exit(statestoretest.Main(m)) }
+func TestMain(m *testing.M) { os.Exit(stopRunEnv(statestoretest.Main(m))) }
 
 func setup(t *testing.T, opts ...func(*app.Config)) *bundle {
 	t.Helper()

@@ -1,0 +1,559 @@
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/budhq/bud"
+	"github.com/budhq/bud/prompt"
+	"github.com/budhq/bud/workflows"
+)
+
+// Bounds on the candidates of one compare.
+const (
+	minCandidates = 2
+	maxCandidates = 8
+)
+
+// Validation outcomes of a compare result.
+const (
+	validationPassed        = "passed"
+	validationFailed        = "failed"
+	validationNotApplicable = "not_applicable"
+)
+
+// playgroundRunRequest is the body of POST /api/playground/run: a prompt —
+// an unsaved document, or a saved prompt at a version — and one input.
+// Ids are strings so that a malformed one is a 400 naming its field.
+type playgroundRunRequest struct {
+	ProjectID string          `json:"project_id"`
+	Document  json.RawMessage `json:"document"`
+	PromptID  string          `json:"prompt_id"`
+	// Version defaults to the prompt's default version.
+	Version *int32 `json:"version"`
+	// Input is the text of a text prompt; Variables the input of a
+	// structured one.
+	Input        string         `json:"input"`
+	Variables    map[string]any `json:"variables"`
+	Instructions string         `json:"instructions"`
+	Stream       bool           `json:"stream"`
+}
+
+// compareCandidate is one prompt of a compare: an unsaved document or a
+// saved prompt at a version.
+type compareCandidate struct {
+	Document json.RawMessage `json:"document"`
+	PromptID string          `json:"prompt_id"`
+	Version  *int32          `json:"version"`
+}
+
+// playgroundCompareRequest is the body of POST /api/playground/compare:
+// candidates run side by side on the same input.
+type playgroundCompareRequest struct {
+	ProjectID    string             `json:"project_id"`
+	Candidates   []compareCandidate `json:"candidates"`
+	Input        string             `json:"input"`
+	Variables    map[string]any     `json:"variables"`
+	Instructions string             `json:"instructions"`
+}
+
+// compareResult is one candidate's run, in the candidate's place.
+type compareResult struct {
+	Index int `json:"index"`
+	// RunID names the run in the run history; null when the run could not
+	// be started.
+	RunID         *string                  `json:"run_id"`
+	Status        string                   `json:"status"`
+	Model         string                   `json:"model"`
+	OutputText    string                   `json:"output_text"`
+	Parsed        json.RawMessage          `json:"parsed"`
+	FunctionCalls []workflows.FunctionCall `json:"function_calls"`
+	Error         *workflows.RunError      `json:"error"`
+	Usage         workflows.Usage          `json:"usage"`
+	// LatencyMS is the wall time from starting the run to its result.
+	LatencyMS  int64 `json:"latency_ms"`
+	ModelCalls int   `json:"model_calls"`
+	// Validation says how a structured output fared: passed, failed (the
+	// reply stayed invalid), or not_applicable (a text output, or no reply
+	// was checked because the run ended before one).
+	Validation string `json:"validation"`
+}
+
+// compareResponse is the body of a compare's answer.
+type compareResponse struct {
+	Results []compareResult `json:"results"`
+}
+
+// runTarget is a prompt ready to run: the version it is, if saved, and its
+// document parsed and compiled.
+type runTarget struct {
+	// promptID is uuid.Nil and version 0 for an unsaved document.
+	promptID uuid.UUID
+	version  int32
+	doc      *prompt.Document
+	// raw is the document the run carries.
+	raw      json.RawMessage
+	compiled *prompt.Compiled
+}
+
+// errRunsUnconfigured answers the playground when no Temporal client is
+// configured.
+func errRunsUnconfigured() error {
+	return bud.Errorf(bud.EUNAVAILABLE, "prompt runs are not configured")
+}
+
+// errNotStarted answers a run Temporal refused or could not be reached for.
+func errNotStarted() error {
+	return bud.Errorf(bud.EUNAVAILABLE, "the prompt run could not be started; try again")
+}
+
+// codeNotStarted is the run error code of a compare candidate whose run
+// could not be started, as the gateway names that failure.
+const codeNotStarted = "run_not_started"
+
+// playgroundRun runs one prompt on one input and answers when it has
+// finished, with OpenAI's Response object as the gateway answers it, plus
+// run_id and latency_ms. A run that fails — the model deployment refuses,
+// the output stays invalid — is still a 200 with status "failed" and the
+// error: it ran and is in the run history. Only what is refused before a
+// run starts is an error status.
+func (s *server) playgroundRun(w http.ResponseWriter, r *http.Request) {
+	if s.temporal == nil {
+		s.writeError(w, r, errRunsUnconfigured())
+		return
+	}
+	var in playgroundRunRequest
+	if !s.decode(w, r, &in) {
+		return
+	}
+	if in.Stream {
+		s.writeError(w, r, fieldError("stream", "streaming playground runs come later; leave stream out or set it to false"))
+		return
+	}
+	ctx := r.Context()
+	projectID, err := s.requestProject(ctx, in.ProjectID)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	t, err := s.resolveTarget(ctx, projectID, in.Document, in.PromptID, in.Version, "")
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := checkInput(t, in.Input, in.Variables, ""); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	run := playgroundInput(projectID, t, in.Input, in.Variables, in.Instructions)
+	out, latency, err := s.execute(ctx, run)
+	switch {
+	case ctx.Err() != nil:
+		return // the caller has gone; the run goes on and is recorded
+	case err != nil:
+		s.writeError(w, r, err)
+		return
+	}
+	resp := responseObject(run, t, out, time.Now())
+	resp["run_id"] = run.ResponseID
+	resp["latency_ms"] = latency.Milliseconds()
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// playgroundCompare runs 2 to 8 candidates on one input at once. Every
+// candidate is checked before any run starts, so a bad candidate costs no
+// model call; then all runs start together and the answer holds each
+// candidate's result in the candidates' order.
+func (s *server) playgroundCompare(w http.ResponseWriter, r *http.Request) {
+	if s.temporal == nil {
+		s.writeError(w, r, errRunsUnconfigured())
+		return
+	}
+	var in playgroundCompareRequest
+	if !s.decode(w, r, &in) {
+		return
+	}
+	ctx := r.Context()
+	projectID, err := s.requestProject(ctx, in.ProjectID)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if n := len(in.Candidates); n < minCandidates || n > maxCandidates {
+		s.writeError(w, r, fieldError("candidates", fmt.Sprintf("must hold %d to %d candidates", minCandidates, maxCandidates)))
+		return
+	}
+	targets := make([]*runTarget, len(in.Candidates))
+	var refused []error
+	for i, c := range in.Candidates {
+		prefix := "candidates[" + strconv.Itoa(i) + "]."
+		t, err := s.resolveTarget(ctx, projectID, c.Document, c.PromptID, c.Version, prefix)
+		if err == nil {
+			err = checkInput(t, in.Input, in.Variables, prefix)
+		}
+		if err != nil {
+			if code := bud.ErrorCode(err); code == bud.EINTERNAL || code == bud.EUNAVAILABLE {
+				s.writeError(w, r, err)
+				return
+			}
+			refused = append(refused, err)
+			continue
+		}
+		targets[i] = t
+	}
+	if len(refused) > 0 {
+		s.writeError(w, r, mergeRefusals(refused))
+		return
+	}
+
+	results := make([]compareResult, len(targets))
+	var wg sync.WaitGroup
+	for i, t := range targets {
+		wg.Go(func() {
+			run := playgroundInput(projectID, t, in.Input, in.Variables, in.Instructions)
+			out, latency, err := s.execute(ctx, run)
+			results[i] = compareResultOf(i, run.ResponseID, t, out, latency, err)
+		})
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return // the caller has gone; the runs go on and are recorded
+	}
+	writeJSON(w, http.StatusOK, compareResponse{Results: results})
+}
+
+// compareResultOf is candidate i's result: its run's output, or err when
+// the run could not be started.
+func compareResultOf(i int, runID string, t *runTarget, out workflows.PromptRunOutput, latency time.Duration, err error) compareResult {
+	res := compareResult{Index: i, Model: t.doc.Deployment, FunctionCalls: []workflows.FunctionCall{}, Validation: validationNotApplicable}
+	if err != nil {
+		res.Status = workflows.StatusFailed
+		res.Error = &workflows.RunError{Code: codeNotStarted, Message: bud.ErrorMessage(err)}
+		return res
+	}
+	res.RunID = &runID
+	res.Status = out.Status
+	if out.Model != "" {
+		res.Model = out.Model
+	}
+	res.OutputText = out.Text
+	res.Parsed = out.Parsed
+	if len(out.FunctionCalls) > 0 {
+		res.FunctionCalls = out.FunctionCalls
+	}
+	res.Error = out.Error
+	res.Usage = out.Usage
+	res.LatencyMS = latency.Milliseconds()
+	res.ModelCalls = out.ModelCalls
+	res.Validation = validationOf(t, out)
+	return res
+}
+
+// validationOf says how a run's output fared against a structured output.
+func validationOf(t *runTarget, out workflows.PromptRunOutput) string {
+	if !t.doc.Output.Structured() {
+		return validationNotApplicable
+	}
+	if len(out.Parsed) > 0 && string(out.Parsed) != "null" {
+		return validationPassed
+	}
+	if out.Error != nil && (out.Error.Code == workflows.ErrInvalidOutput || out.Error.Code == workflows.ErrStepLimit) {
+		return validationFailed
+	}
+	return validationNotApplicable
+}
+
+// mergeRefusals folds the refusals of candidates into one error holding
+// every field problem, with a message that names them by their path in the
+// request. Its code is the one a caller must act on first: bad request
+// (400), then a prompt that is not there (404), then a document refused on
+// its meaning (422).
+func mergeRefusals(errs []error) error {
+	rank := map[string]int{bud.EINVALID: 3, bud.ENOTFOUND: 2, bud.EUNPROCESSABLE: 1}
+	code := bud.EUNPROCESSABLE
+	fields := map[string]string{}
+	for _, err := range errs {
+		c := bud.ErrorCode(err)
+		if rank[c] > rank[code] {
+			code = c
+		}
+		for k, v := range bud.ErrorFields(err) {
+			fields[k] = v
+		}
+	}
+	if len(fields) == 0 {
+		return &bud.Error{Code: code, Message: bud.ErrorMessage(errs[0])}
+	}
+	names := make([]string, 0, len(fields))
+	for f := range fields {
+		names = append(names, f)
+	}
+	sort.Strings(names)
+	parts := make([]string, 0, len(names))
+	for _, f := range names {
+		parts = append(parts, f+": "+fields[f])
+	}
+	return &bud.Error{Code: code, Message: "invalid candidates: " + strings.Join(parts, "; "), Fields: fields}
+}
+
+// requestProject reads the project_id of a request body and checks that the
+// project exists.
+func (s *server) requestProject(ctx context.Context, raw string) (uuid.UUID, error) {
+	if raw == "" {
+		return uuid.Nil, fieldError("project_id", "is required")
+	}
+	id, err := uuid.Parse(raw)
+	if err != nil {
+		return uuid.Nil, fieldError("project_id", "must be a UUID")
+	}
+	if _, err := s.q.GetProject(ctx, id); err != nil {
+		return uuid.Nil, notFoundField(lookupError(err, "project", "get project"), "project_id")
+	}
+	return id, nil
+}
+
+// resolveTarget reads the prompt a request names — an unsaved document,
+// checked as a save would check it, or a saved prompt of the project at a
+// version — and compiles it. prefix is where the fields are in the request
+// ("" or "candidates[1]."): document problems are keyed prefix+"document.…"
+// (422), and a prompt of another project is as absent as one of none (404).
+func (s *server) resolveTarget(ctx context.Context, projectID uuid.UUID, document json.RawMessage, promptID string, version *int32, prefix string) (*runTarget, error) {
+	var p bud.Problems
+	hasDoc := !isAbsent(document)
+	switch {
+	case hasDoc && promptID != "":
+		p.Add(prefix+"prompt_id", "give either document or prompt_id, not both")
+	case !hasDoc && promptID == "":
+		p.Add(prefix+"document", "is required (or name a saved prompt with prompt_id)")
+	case hasDoc && version != nil:
+		p.Add(prefix+"version", "only a saved prompt (prompt_id) has versions")
+	}
+	var id uuid.UUID
+	if promptID != "" {
+		var err error
+		if id, err = uuid.Parse(promptID); err != nil {
+			p.Add(prefix+"prompt_id", "must be a UUID")
+		}
+	}
+	if version != nil && *version < 1 {
+		p.Add(prefix+"version", "must be a positive integer")
+	}
+	if err := p.Err(); err != nil {
+		return nil, err
+	}
+
+	if hasDoc {
+		doc, canonical, err := s.parseDocument(ctx, projectID, document, prefix+"document.")
+		if err != nil {
+			return nil, err
+		}
+		compiled, err := prompt.Compile(doc)
+		if err != nil {
+			return nil, compileError(err, prefix+"document.")
+		}
+		return &runTarget{doc: doc, raw: canonical, compiled: compiled}, nil
+	}
+
+	row, err := s.q.GetPrompt(ctx, id)
+	if err != nil {
+		return nil, notFoundField(lookupError(err, "prompt", "get prompt"), prefix+"prompt_id")
+	}
+	if row.ProjectID != projectID {
+		return nil, notFoundField(notFound("prompt"), prefix+"prompt_id")
+	}
+	n := row.DefaultVersion
+	if version != nil {
+		n = *version
+	}
+	_, raw, err := s.document(ctx, id, n)
+	if err != nil {
+		return nil, notFoundField(err, prefix+"version")
+	}
+	doc, err := prompt.Parse(raw)
+	if err != nil {
+		return nil, bud.Internal("parse stored prompt document", err)
+	}
+	compiled, err := prompt.Compile(doc)
+	if err != nil {
+		return nil, bud.Internal("compile stored prompt document", err)
+	}
+	return &runTarget{promptID: id, version: n, doc: doc, raw: raw, compiled: compiled}, nil
+}
+
+// notFoundField names field in a 404, so that a caller sending several
+// prompts (a compare) sees which one is missing; other errors pass as they
+// are.
+func notFoundField(err error, field string) error {
+	var e *bud.Error
+	if !errors.As(err, &e) || e.Code != bud.ENOTFOUND {
+		return err
+	}
+	return &bud.Error{Code: bud.ENOTFOUND, Message: e.Message, Fields: map[string]string{field: "not found"}}
+}
+
+// compileError maps a document that validated but does not compile: its
+// problems are the caller's (422, under prefix); anything else is ours.
+func compileError(err error, prefix string) error {
+	var e *bud.Error
+	if errors.As(err, &e) && e.Code != bud.EINTERNAL {
+		return prefixed(err, prefix)
+	}
+	return bud.Internal("compile prompt document", err)
+}
+
+// checkInput validates the input as the run will, so that bad input is a
+// 400 before anything starts. Fields are keyed as in the request, below
+// prefix: "input", "variables", "variables.age".
+func checkInput(t *runTarget, text string, vars map[string]any, prefix string) error {
+	_, err := t.compiled.ValidateInput(text, vars)
+	if err == nil {
+		return nil
+	}
+	var e *bud.Error
+	if !errors.As(err, &e) || e.Code == bud.EINTERNAL {
+		return bud.Internal("validate input", err)
+	}
+	if len(e.Fields) == 0 {
+		return &bud.Error{Code: e.Code, Message: e.Message}
+	}
+	var p bud.Problems
+	for k, v := range e.Fields {
+		// The prompt package names variables as the gateway's request
+		// does (prompt.variables.…); here they sit at the top level.
+		k = strings.TrimPrefix(k, "prompt.")
+		p.Add(prefix+k, "%s", strings.ReplaceAll(v, "prompt.variables", "variables"))
+	}
+	return p.Err()
+}
+
+// playgroundInput is the run of t on the given input.
+func playgroundInput(projectID uuid.UUID, t *runTarget, text string, vars map[string]any, instructions string) workflows.PromptRunInput {
+	return workflows.PromptRunInput{
+		ResponseID:    newResponseID(),
+		ProjectID:     projectID,
+		PromptID:      t.promptID,
+		PromptVersion: t.version,
+		Document:      t.raw,
+		Text:          text,
+		Variables:     vars,
+		Instructions:  instructions,
+		Source:        workflows.SourcePlayground,
+	}
+}
+
+// newResponseID makes a run's id, which is its workflow id and its OpenAI
+// response id.
+func newResponseID() string {
+	var b [24]byte
+	_, _ = rand.Read(b[:]) // never fails, see crypto/rand.Read
+	return "resp_" + hex.EncodeToString(b[:])
+}
+
+// execute starts the run and waits for its output, returning the wall time
+// from start to result. The error is errNotStarted, or ctx's error when the
+// caller stopped waiting; a run that fails is an output with status failed.
+func (s *server) execute(ctx context.Context, in workflows.PromptRunInput) (workflows.PromptRunOutput, time.Duration, error) {
+	start := time.Now()
+	run, err := s.temporal.ExecuteWorkflow(ctx, workflows.StartOptions(in), workflows.PromptRunWorkflow, in)
+	if err != nil {
+		if ctx.Err() != nil {
+			return workflows.PromptRunOutput{}, 0, ctx.Err()
+		}
+		s.log.ErrorContext(ctx, "start prompt run", "request_id", requestIDFrom(ctx), "run_id", in.ResponseID, "err", err)
+		return workflows.PromptRunOutput{}, 0, errNotStarted()
+	}
+	var out workflows.PromptRunOutput
+	if err := run.Get(ctx, &out); err != nil {
+		if ctx.Err() != nil {
+			return out, 0, ctx.Err()
+		}
+		// The workflow itself failed: the worker's own infrastructure (its
+		// database, say) gave out after every retry. The run has no record;
+		// its history in Temporal says why.
+		s.log.ErrorContext(ctx, "prompt run failed", "request_id", requestIDFrom(ctx), "run_id", in.ResponseID, "err", err)
+		out = workflows.PromptRunOutput{
+			Status: workflows.StatusFailed,
+			Error:  &workflows.RunError{Code: "server_error", Message: "the run failed; its history in Temporal (workflow " + in.ResponseID + ") says why"},
+		}
+	}
+	return out, time.Since(start), nil
+}
+
+// responseObject renders a run as OpenAI's Response object, in the shape
+// the gateway answers /v1/responses with. prompt names the saved prompt and
+// version that ran, both null for an unsaved document.
+func responseObject(in workflows.PromptRunInput, t *runTarget, out workflows.PromptRunOutput, now time.Time) map[string]any {
+	created := out.StartedAt
+	if created.IsZero() {
+		created = now
+	}
+	output := []any{}
+	if (out.Status == workflows.StatusCompleted || out.Text != "") && (out.Text != "" || len(out.FunctionCalls) == 0) {
+		output = append(output, map[string]any{
+			"type": "message", "id": "msg_" + strings.TrimPrefix(in.ResponseID, "resp_"), "status": "completed", "role": "assistant",
+			"content": []any{map[string]any{"type": "output_text", "text": out.Text, "annotations": []any{}}},
+		})
+	}
+	for _, fc := range out.FunctionCalls {
+		output = append(output, map[string]any{"type": "function_call", "id": "fc_" + fc.CallID, "call_id": fc.CallID, "name": fc.Name, "arguments": fc.Arguments, "status": "completed"})
+	}
+	format := map[string]any{"type": "text"}
+	if schema := t.compiled.OutputSchema(); len(schema) > 0 {
+		format = map[string]any{"type": "json_schema", "name": "output", "schema": json.RawMessage(schema), "strict": true}
+	}
+	var runErr any
+	if out.Error != nil {
+		runErr = map[string]any{"code": out.Error.Code, "message": out.Error.Message}
+	}
+	var incomplete any
+	if out.Status == workflows.StatusIncomplete {
+		incomplete = map[string]any{"reason": "max_output_tokens"}
+	}
+	vars := in.Variables
+	if vars == nil {
+		vars = map[string]any{}
+	}
+	var promptID, version any
+	if in.PromptID != uuid.Nil {
+		promptID, version = in.PromptID.String(), strconv.Itoa(int(in.PromptVersion))
+	}
+	model := out.Model
+	if model == "" {
+		model = t.doc.Deployment
+	}
+	var instructions any
+	if in.Instructions != "" {
+		instructions = in.Instructions
+	}
+	return map[string]any{
+		"id":                  in.ResponseID,
+		"object":              "response",
+		"created_at":          created.Unix(),
+		"model":               model,
+		"status":              out.Status,
+		"output":              output,
+		"output_text":         out.Text,
+		"usage":               map[string]any{"input_tokens": out.Usage.InputTokens, "output_tokens": out.Usage.OutputTokens, "total_tokens": out.Usage.TotalTokens, "input_tokens_details": map[string]any{"cached_tokens": 0}, "output_tokens_details": map[string]any{"reasoning_tokens": 0}},
+		"prompt":              map[string]any{"id": promptID, "version": version, "variables": vars},
+		"text":                map[string]any{"format": format},
+		"error":               runErr,
+		"incomplete_details":  incomplete,
+		"metadata":            map[string]string{},
+		"instructions":        instructions,
+		"parallel_tool_calls": true,
+		"tool_choice":         "auto",
+		"tools":               []any{},
+	}
+}

@@ -1,0 +1,239 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+
+	"github.com/budhq/bud"
+	"github.com/budhq/bud/db"
+	"github.com/budhq/bud/db/dbsqlc"
+	"github.com/budhq/bud/workflows"
+)
+
+// statusInProgress is the status of a run that has not finished, as OpenAI's
+// Response reports it.
+const statusInProgress = "in_progress"
+
+// RunUsage counts a run's tokens over all its model calls.
+type RunUsage struct {
+	InputTokens  int64 `json:"input_tokens"`
+	OutputTokens int64 `json:"output_tokens"`
+	TotalTokens  int64 `json:"total_tokens"`
+}
+
+// RunSummary is a recorded run as the run history lists it.
+type RunSummary struct {
+	// ID is the response id ("resp_…"), also the run's Temporal workflow id.
+	ID        string    `json:"id"`
+	ProjectID uuid.UUID `json:"project_id"`
+	// PromptID and PromptVersion are null for an unsaved playground
+	// document.
+	PromptID      *uuid.UUID `json:"prompt_id"`
+	PromptVersion *int32     `json:"prompt_version"`
+	// Deployment is the prompt deployment the caller named; "" in the
+	// playground.
+	Deployment string `json:"deployment"`
+	// Model is the model deployment that served the run.
+	Model string `json:"model"`
+	// Source is "api" (the gateway) or "playground".
+	Source string `json:"source"`
+	// Status is completed, failed or incomplete.
+	Status string   `json:"status"`
+	Usage  RunUsage `json:"usage"`
+	// LatencyMS is the run's wall time, start to finish.
+	LatencyMS int64 `json:"latency_ms"`
+	// Error is {"code", "message", "param"} of a failed run, else null.
+	Error      json.RawMessage `json:"error"`
+	CreatedAt  time.Time       `json:"created_at"`
+	FinishedAt time.Time       `json:"finished_at"`
+}
+
+// Run is a recorded run in full: what went in, what was sent to the model,
+// each model call and what came out.
+type Run struct {
+	RunSummary
+	// Input is what the caller gave: text, variables (defaults applied when
+	// they validated), input items, instructions.
+	Input json.RawMessage `json:"input"`
+	// RenderedMessages are the messages of the first model call; null when
+	// the run failed before rendering.
+	RenderedMessages json.RawMessage `json:"rendered_messages"`
+	// ModelCalls lists each call: call number, attempt, latency_ms, usage,
+	// finish_reason, the upstream's model, error.
+	ModelCalls json.RawMessage `json:"model_calls"`
+	// Output is the final text, the parsed structured output and the
+	// function calls; null when there is none.
+	Output   json.RawMessage `json:"output"`
+	Metadata json.RawMessage `json:"metadata"`
+}
+
+// runInProgress is the answer for a run that is still running: it has no
+// record until it ends.
+type runInProgress struct {
+	ID        string    `json:"id"`
+	Status    string    `json:"status"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+func runSummaryFromRow(row dbsqlc.Run) RunSummary {
+	return RunSummary{
+		ID: row.ID, ProjectID: row.ProjectID, PromptID: row.PromptID, PromptVersion: row.PromptVersion,
+		Deployment: row.Deployment, Model: row.Model, Source: row.Source, Status: row.Status,
+		Usage:     RunUsage{InputTokens: row.InputTokens, OutputTokens: row.OutputTokens, TotalTokens: row.InputTokens + row.OutputTokens},
+		LatencyMS: row.LatencyMs, Error: row.Error, CreatedAt: row.CreatedAt, FinishedAt: row.FinishedAt,
+	}
+}
+
+func runFromRow(row dbsqlc.Run) Run {
+	return Run{
+		RunSummary: runSummaryFromRow(row), Input: row.Input, RenderedMessages: row.RenderedMessages,
+		ModelCalls: row.ModelCalls, Output: row.Output, Metadata: row.Metadata,
+	}
+}
+
+// runFilters reads the run history's filters: ?project_id=, ?prompt_id=,
+// ?version= (with prompt_id), ?status=, and ?since= (inclusive) and ?until=
+// (exclusive) as RFC 3339 times.
+func runFilters(r *http.Request) (dbsqlc.CountRunsParams, error) {
+	var f dbsqlc.CountRunsParams
+	var p bud.Problems
+	q := r.URL.Query()
+	parseID := func(name string) *uuid.UUID {
+		raw := q.Get(name)
+		if raw == "" {
+			return nil
+		}
+		id, err := uuid.Parse(raw)
+		if err != nil {
+			p.Add(name, "must be a UUID")
+			return nil
+		}
+		return &id
+	}
+	parseTime := func(name string) *time.Time {
+		raw := q.Get(name)
+		if raw == "" {
+			return nil
+		}
+		t, err := time.Parse(time.RFC3339, raw)
+		if err != nil {
+			p.Add(name, "must be an RFC 3339 time, such as 2026-01-02T15:04:05Z")
+			return nil
+		}
+		return &t
+	}
+	f.ProjectID = parseID("project_id")
+	f.PromptID = parseID("prompt_id")
+	if raw := q.Get("version"); raw != "" {
+		n, err := versionParam(raw, "version")
+		switch {
+		case err != nil:
+			p.Add("version", "must be a positive integer")
+		case q.Get("prompt_id") == "":
+			p.Add("version", "needs prompt_id: a version number belongs to one prompt")
+		default:
+			f.PromptVersion = &n
+		}
+	}
+	if raw := q.Get("status"); raw != "" {
+		switch raw {
+		case workflows.StatusCompleted, workflows.StatusFailed, workflows.StatusIncomplete:
+			f.Status = &raw
+		default:
+			p.Add("status", "must be one of completed, failed, incomplete")
+		}
+	}
+	f.CreatedAfter = parseTime("since")
+	f.CreatedBefore = parseTime("until")
+	if f.CreatedAfter != nil && f.CreatedBefore != nil && !f.CreatedBefore.After(*f.CreatedAfter) {
+		p.Add("until", "must be after since")
+	}
+	return f, p.Err()
+}
+
+// listRuns answers the run history, newest first, filtered and paginated.
+func (s *server) listRuns(w http.ResponseWriter, r *http.Request) {
+	f, err := runFilters(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	limit, offset, err := pageParams(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	rows, err := s.q.ListRuns(r.Context(), dbsqlc.ListRunsParams{
+		ProjectID: f.ProjectID, PromptID: f.PromptID, PromptVersion: f.PromptVersion, Status: f.Status,
+		CreatedAfter: f.CreatedAfter, CreatedBefore: f.CreatedBefore, MaxRows: limit, SkipRows: offset,
+	})
+	if err != nil {
+		s.writeError(w, r, bud.Internal("list runs", err))
+		return
+	}
+	total, err := s.q.CountRuns(r.Context(), f)
+	if err != nil {
+		s.writeError(w, r, bud.Internal("count runs", err))
+		return
+	}
+	out := page[RunSummary]{Data: make([]RunSummary, 0, len(rows)), Total: total, Limit: limit, Offset: offset}
+	for _, row := range rows {
+		out.Data = append(out.Data, runSummaryFromRow(row))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// getRun answers one run: its record, or, for a run still running (it is
+// recorded when it ends), its id and status in_progress.
+func (s *server) getRun(w http.ResponseWriter, r *http.Request) {
+	id := chi.URLParam(r, "run_id")
+	row, err := s.q.GetRunByID(r.Context(), id)
+	if err == nil {
+		writeJSON(w, http.StatusOK, runFromRow(row))
+		return
+	}
+	if !db.IsNoRows(err) {
+		s.writeError(w, r, bud.Internal("get run", err))
+		return
+	}
+	running, err := s.runningRun(r.Context(), id)
+	switch {
+	case err != nil:
+		s.writeError(w, r, err)
+	case running == nil:
+		s.writeError(w, r, notFound("run"))
+	default:
+		writeJSON(w, http.StatusOK, running)
+	}
+}
+
+// runningRun asks Temporal whether the run id is a PromptRun still
+// running; nil means it is not (or there is no Temporal to ask).
+func (s *server) runningRun(ctx context.Context, id string) (*runInProgress, error) {
+	if s.temporal == nil || !strings.HasPrefix(id, "resp_") {
+		return nil, nil
+	}
+	desc, err := s.temporal.DescribeWorkflowExecution(ctx, id, "")
+	var missing *serviceerror.NotFound
+	switch {
+	case errors.As(err, &missing):
+		return nil, nil
+	case err != nil:
+		s.log.WarnContext(ctx, "describe run", "request_id", requestIDFrom(ctx), "run_id", id, "err", err)
+		return nil, bud.Errorf(bud.EUNAVAILABLE, "the run has no record yet, and Temporal, which knows whether it is running, is unavailable; try again")
+	}
+	info := desc.GetWorkflowExecutionInfo()
+	if info.GetType().GetName() != workflows.PromptRunWorkflow || info.GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		return nil, nil
+	}
+	return &runInProgress{ID: id, Status: statusInProgress, CreatedAt: info.GetStartTime().AsTime()}, nil
+}
