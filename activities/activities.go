@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
 	"go.temporal.io/sdk/activity"
 
 	"github.com/budhq/bud/secrets"
@@ -76,6 +77,9 @@ type Config struct {
 	DeploymentTTL time.Duration
 	// Tools runs connection tools; nil until tool execution exists.
 	Tools ToolExecutor
+	// NATS carries a streaming run's deltas to the gateway; nil means a
+	// streaming call still streams from the model but publishes nothing.
+	NATS *nats.Conn
 }
 
 // Activities holds what activities need. Construct one per worker with New;
@@ -88,6 +92,7 @@ type Activities struct {
 	Box        *secrets.Box
 	HTTPClient *http.Client
 	Tools      ToolExecutor
+	NATS       *nats.Conn
 
 	deployments deploymentCache
 	documents   documentCache
@@ -99,7 +104,7 @@ func New(c Config) *Activities {
 	if hc == nil {
 		hc = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
 	}
-	a := &Activities{Identity: c.Identity, Pool: c.Pool, Box: c.Box, HTTPClient: hc, Tools: c.Tools}
+	a := &Activities{Identity: c.Identity, Pool: c.Pool, Box: c.Box, HTTPClient: hc, Tools: c.Tools, NATS: c.NATS}
 	a.deployments.ttl = c.DeploymentTTL
 	return a
 }

@@ -1,6 +1,7 @@
 package activities
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -20,6 +21,7 @@ import (
 	"github.com/budhq/bud"
 	"github.com/budhq/bud/db"
 	"github.com/budhq/bud/db/dbsqlc"
+	"github.com/budhq/bud/runstream"
 )
 
 // CallModelInput is one chat completion request of a run, before the
@@ -36,11 +38,14 @@ type CallModelInput struct {
 	// parameters.
 	ResponseFormat json.RawMessage `json:"response_format,omitempty"`
 	Tools          []ChatTool      `json:"tools,omitempty"`
-	// Stream and StreamSubject are for streaming a call's deltas to the
-	// gateway. Calls are made whole for now; both are carried so that the
-	// run's history already says what was asked for.
+	// Stream asks the model for a stream, whose content is published to
+	// StreamSubject (see package runstream) as it arrives, tagged with Call
+	// and the activity attempt. The result is the same as without.
 	Stream        bool   `json:"stream,omitempty"`
 	StreamSubject string `json:"stream_subject,omitempty"`
+	// Call is the call's number in its run, 1 for the first; set for
+	// streaming calls, whose deltas it tells apart.
+	Call int `json:"call,omitempty"`
 }
 
 // CallModelResult is the model's reply.
@@ -65,12 +70,15 @@ const maxReplyBytes = 32 << 20
 // the deployment's upstream model replaces the model name, its default
 // parameters fill what the document leaves out, and its provider key goes
 // as a Bearer token. It makes exactly one HTTP request; retries are the
-// workflow's retry policy. Failures:
+// workflow's retry policy. With in.Stream the request streams, and each
+// piece of content is published as it arrives (see CallModelInput.Stream);
+// a failed publish is logged, never fatal. Failures:
 //   - ErrModelNotFound (non-retryable): no model deployment of that name;
 //   - ErrUpstreamRejected (non-retryable): a 4xx other than 408 and 429,
 //     Failure carrying the status and the upstream's message;
-//   - ErrUpstreamUnavailable (retryable): unreachable, 408, 429, 5xx or an
-//     unreadable reply; a Retry-After header sets the next retry's delay;
+//   - ErrUpstreamUnavailable (retryable): unreachable, 408, 429, 5xx, an
+//     unreadable reply or a stream that broke off; a Retry-After header
+//     sets the next retry's delay;
 //   - ErrProviderKey (non-retryable), or a plain error when the database is
 //     unreachable (retryable).
 func (a *Activities) CallModel(ctx context.Context, in CallModelInput) (CallModelResult, error) {
@@ -89,7 +97,11 @@ func (a *Activities) CallModel(ctx context.Context, in CallModelInput) (CallMode
 			Failure{Message: fmt.Sprintf("model deployment %q has an unusable base URL", in.Deployment)})
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
+	if in.Stream {
+		req.Header.Set("Accept", "text/event-stream")
+	} else {
+		req.Header.Set("Accept", "application/json")
+	}
 	if d.apiKey != "" {
 		req.Header.Set("Authorization", "Bearer "+d.apiKey)
 	}
@@ -98,6 +110,7 @@ func (a *Activities) CallModel(ctx context.Context, in CallModelInput) (CallMode
 	if hc == nil {
 		hc = http.DefaultClient
 	}
+	attempt := activity.GetInfo(ctx).Attempt
 	start := time.Now()
 	resp, err := hc.Do(req)
 	if err != nil {
@@ -105,26 +118,66 @@ func (a *Activities) CallModel(ctx context.Context, in CallModelInput) (CallMode
 			Failure{Message: "the model deployment could not be reached"})
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxReplyBytes))
-	latency := time.Since(start).Milliseconds()
-	if err != nil {
-		return CallModelResult{}, temporal.NewApplicationError("call model: read reply: "+err.Error(), ErrUpstreamUnavailable,
-			Failure{Message: "the model deployment's reply broke off", Status: resp.StatusCode})
-	}
 
-	if resp.StatusCode >= 300 {
-		f := Failure{Status: resp.StatusCode, Message: upstreamMessage(resp.StatusCode, raw)}
-		msg := fmt.Sprintf("call model: deployment %q answered %d: %s", in.Deployment, resp.StatusCode, f.Message)
-		if retryableStatus(resp.StatusCode) {
-			activity.GetLogger(ctx).Warn("model deployment failed", "deployment", in.Deployment, "status", resp.StatusCode, "latency_ms", latency)
-			return CallModelResult{}, temporal.NewApplicationErrorWithOptions(msg, ErrUpstreamUnavailable, temporal.ApplicationErrorOptions{
-				Details:        []any{f},
-				NextRetryDelay: retryAfter(resp.Header.Get("Retry-After")),
-			})
+	var pub *runstream.Publisher
+	if in.Stream {
+		pub = runstream.NewPublisher(a.NATS, in.StreamSubject, in.Call, attempt)
+	}
+	var out CallModelResult
+	if in.Stream && resp.StatusCode < 300 && strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		out, err = readChatStream(resp.Body, pub)
+		if err != nil {
+			_ = pub.Flush(ctx)
+			return CallModelResult{}, err
 		}
-		return CallModelResult{}, temporal.NewNonRetryableApplicationError(msg, ErrUpstreamRejected, nil, f)
+	} else {
+		raw, err := io.ReadAll(io.LimitReader(resp.Body, maxReplyBytes))
+		if err != nil {
+			return CallModelResult{}, temporal.NewApplicationError("call model: read reply: "+err.Error(), ErrUpstreamUnavailable,
+				Failure{Message: "the model deployment's reply broke off", Status: resp.StatusCode})
+		}
+		if resp.StatusCode >= 300 {
+			return CallModelResult{}, upstreamFailure(ctx, in.Deployment, resp, raw, time.Since(start))
+		}
+		if out, err = decodeChatCompletion(raw, resp.StatusCode); err != nil {
+			return CallModelResult{}, err
+		}
+		// An upstream that ignored `stream` answered whole: the stream is
+		// that one piece.
+		pub.Delta(out.Content)
 	}
+	out.LatencyMS = time.Since(start).Milliseconds()
+	out.Attempt = attempt
+	if err := pub.Done(ctx, out.FinishReason); err != nil {
+		activity.GetLogger(ctx).Warn("stream deltas not published", "subject", in.StreamSubject, "err", err)
+	}
+	if out.Usage.TotalTokens == 0 {
+		out.Usage.TotalTokens = out.Usage.PromptTokens + out.Usage.CompletionTokens
+	}
+	for i := range out.ToolCalls {
+		if out.ToolCalls[i].Type == "" {
+			out.ToolCalls[i].Type = "function"
+		}
+	}
+	return out, nil
+}
 
+// upstreamFailure is the error of an upstream's answer with status >= 300.
+func upstreamFailure(ctx context.Context, deployment string, resp *http.Response, raw []byte, latency time.Duration) error {
+	f := Failure{Status: resp.StatusCode, Message: upstreamMessage(resp.StatusCode, raw)}
+	msg := fmt.Sprintf("call model: deployment %q answered %d: %s", deployment, resp.StatusCode, f.Message)
+	if retryableStatus(resp.StatusCode) {
+		activity.GetLogger(ctx).Warn("model deployment failed", "deployment", deployment, "status", resp.StatusCode, "latency_ms", latency.Milliseconds())
+		return temporal.NewApplicationErrorWithOptions(msg, ErrUpstreamUnavailable, temporal.ApplicationErrorOptions{
+			Details:        []any{f},
+			NextRetryDelay: retryAfter(resp.Header.Get("Retry-After")),
+		})
+	}
+	return temporal.NewNonRetryableApplicationError(msg, ErrUpstreamRejected, nil, f)
+}
+
+// decodeChatCompletion reads a whole chat.completion.
+func decodeChatCompletion(raw []byte, status int) (CallModelResult, error) {
 	var cc chatCompletion
 	if err := json.Unmarshal(raw, &cc); err != nil || len(cc.Choices) == 0 {
 		why := "no choices"
@@ -132,29 +185,19 @@ func (a *Activities) CallModel(ctx context.Context, in CallModelInput) (CallMode
 			why = err.Error()
 		}
 		return CallModelResult{}, temporal.NewApplicationError("call model: unreadable reply: "+why, ErrUpstreamUnavailable,
-			Failure{Message: "the model deployment sent a reply that is not a chat completion", Status: resp.StatusCode})
+			Failure{Message: "the model deployment sent a reply that is not a chat completion", Status: status})
 	}
 	choice := cc.Choices[0]
 	out := CallModelResult{
 		ToolCalls:    choice.Message.ToolCalls,
 		FinishReason: choice.FinishReason,
-		LatencyMS:    latency,
 		Model:        cc.Model,
-		Attempt:      activity.GetInfo(ctx).Attempt,
 	}
 	if choice.Message.Content != nil {
 		out.Content = *choice.Message.Content
 	}
 	if cc.Usage != nil {
 		out.Usage = *cc.Usage
-		if out.Usage.TotalTokens == 0 {
-			out.Usage.TotalTokens = out.Usage.PromptTokens + out.Usage.CompletionTokens
-		}
-	}
-	for i := range out.ToolCalls {
-		if out.ToolCalls[i].Type == "" {
-			out.ToolCalls[i].Type = "function"
-		}
 	}
 	return out, nil
 }
@@ -170,6 +213,114 @@ type chatCompletion struct {
 		FinishReason string `json:"finish_reason"`
 	} `json:"choices"`
 	Usage *ModelUsage `json:"usage"`
+}
+
+// chatChunk is the part of a chat.completion.chunk a run uses.
+type chatChunk struct {
+	Model   string `json:"model"`
+	Choices []struct {
+		Index int `json:"index"`
+		Delta struct {
+			Content   *string `json:"content"`
+			ToolCalls []struct {
+				Index    int              `json:"index"`
+				ID       string           `json:"id"`
+				Type     string           `json:"type"`
+				Function ToolCallFunction `json:"function"`
+			} `json:"tool_calls"`
+		} `json:"delta"`
+		FinishReason *string `json:"finish_reason"`
+	} `json:"choices"`
+	Usage *ModelUsage `json:"usage"`
+	// Error is set by servers that report a failure inside the stream.
+	Error json.RawMessage `json:"error"`
+}
+
+// readChatStream reads a stream of chat.completion.chunk events, publishing
+// each piece of content as soon as it is read, and returns the whole reply
+// as a non-streaming call would. A stream that ends before the model
+// finished (no finish reason) broke off, and is retryable.
+func readChatStream(body io.Reader, pub *runstream.Publisher) (CallModelResult, error) {
+	broke := func(why string) error {
+		return temporal.NewApplicationError("call model: stream: "+why, ErrUpstreamUnavailable,
+			Failure{Message: "the model deployment's stream broke off", Status: http.StatusOK})
+	}
+	var (
+		out     CallModelResult
+		content strings.Builder
+		calls   []ToolCall
+		done    bool
+	)
+	sc := bufio.NewScanner(io.LimitReader(body, maxReplyBytes))
+	sc.Buffer(make([]byte, 0, 64<<10), maxReplyBytes)
+	for !done && sc.Scan() {
+		line := sc.Bytes()
+		data, ok := bytes.CutPrefix(line, []byte("data:"))
+		if !ok {
+			continue // blank lines, comments, event names
+		}
+		data = bytes.TrimSpace(data)
+		if bytes.Equal(data, []byte("[DONE]")) {
+			done = true
+			break
+		}
+		var ch chatChunk
+		if err := json.Unmarshal(data, &ch); err != nil {
+			return CallModelResult{}, temporal.NewApplicationError("call model: unreadable stream chunk: "+err.Error(), ErrUpstreamUnavailable,
+				Failure{Message: "the model deployment sent a stream that is not a chat completion stream", Status: http.StatusOK})
+		}
+		if len(ch.Error) > 0 && !bytes.Equal(ch.Error, []byte("null")) {
+			msg := upstreamMessage(http.StatusInternalServerError, data)
+			return CallModelResult{}, temporal.NewApplicationError("call model: error in stream: "+msg, ErrUpstreamUnavailable,
+				Failure{Message: msg, Status: http.StatusOK})
+		}
+		if ch.Model != "" {
+			out.Model = ch.Model
+		}
+		if ch.Usage != nil {
+			out.Usage = *ch.Usage
+		}
+		for _, c := range ch.Choices {
+			if c.Index != 0 {
+				continue
+			}
+			if c.Delta.Content != nil && *c.Delta.Content != "" {
+				content.WriteString(*c.Delta.Content)
+				pub.Delta(*c.Delta.Content)
+			}
+			for _, tc := range c.Delta.ToolCalls {
+				if tc.Index < 0 || tc.Index > 1024 {
+					return CallModelResult{}, broke(fmt.Sprintf("tool call index %d", tc.Index))
+				}
+				for len(calls) <= tc.Index {
+					calls = append(calls, ToolCall{})
+				}
+				call := &calls[tc.Index]
+				if tc.ID != "" {
+					call.ID = tc.ID
+				}
+				if tc.Type != "" {
+					call.Type = tc.Type
+				}
+				if tc.Function.Name != "" {
+					call.Function.Name = tc.Function.Name
+				}
+				call.Function.Arguments += tc.Function.Arguments
+			}
+			if c.FinishReason != nil && *c.FinishReason != "" {
+				out.FinishReason = *c.FinishReason
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return CallModelResult{}, broke(err.Error())
+	}
+	if !done && out.FinishReason == "" {
+		return CallModelResult{}, broke("ended before the model finished")
+	}
+	out.Content = content.String()
+	out.ToolCalls = calls
+	return out, nil
 }
 
 // chatBody is the request the upstream gets: the deployment's defaults,
@@ -188,7 +339,7 @@ func chatBody(d *modelDeployment, in CallModelInput) ([]byte, error) {
 			fields[k] = v
 		}
 	}
-	// Whole replies only, for now; see CallModelInput.Stream.
+	// Whether the call streams is the run's choice, not the document's.
 	delete(fields, "stream")
 	delete(fields, "stream_options")
 
@@ -206,6 +357,10 @@ func chatBody(d *modelDeployment, in CallModelInput) ([]byte, error) {
 	}
 	if len(in.Tools) > 0 {
 		set("tools", in.Tools)
+	}
+	if in.Stream {
+		set("stream", true)
+		set("stream_options", map[string]bool{"include_usage": true})
 	}
 	if err != nil {
 		return nil, err

@@ -24,6 +24,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.temporal.io/sdk/client"
 
@@ -69,6 +70,9 @@ type Config struct {
 	Documents interface {
 		Get(ctx context.Context, key string) ([]byte, error)
 	}
+	// NATS carries the deltas of streaming runs from the workers; nil
+	// makes /v1/responses with stream: true answer 503.
+	NATS *nats.Conn
 }
 
 // Gateway serves the OpenAI-compatible API. Run must be running for

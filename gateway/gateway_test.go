@@ -18,8 +18,10 @@ import (
 	"github.com/google/uuid"
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
+	"github.com/openai/openai-go/v3/responses"
 	"github.com/openai/openai-go/v3/shared"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
 
 	"github.com/budhq/bud/app"
 	"github.com/budhq/bud/db/dbtest"
@@ -50,6 +52,10 @@ type bundle struct {
 
 type setupOpts struct {
 	upstreamTimeout time.Duration
+	temporal        client.Client
+	documents       interface {
+		Get(ctx context.Context, key string) ([]byte, error)
+	}
 }
 
 func setup(t testing.TB, opts ...setupOpts) *bundle {
@@ -76,6 +82,8 @@ func setup(t testing.TB, opts ...setupOpts) *bundle {
 		CacheTTL:        time.Hour,
 		LastUsedFlush:   20 * time.Millisecond,
 		UpstreamTimeout: o.upstreamTimeout,
+		Temporal:        o.temporal,
+		Documents:       o.documents,
 	})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -532,4 +540,27 @@ func TestUnknownRoute(t *testing.T) {
 	var out struct{ Error struct{ Code string } }
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
 	require.Equal(t, "unknown_url", out.Error.Code)
+}
+
+// noDocuments is a document store that is never reached.
+type noDocuments struct{}
+
+func (noDocuments) Get(context.Context, string) ([]byte, error) {
+	return nil, errors.New("no documents")
+}
+
+// TestStreamingWithoutNATSIs503: a gateway that runs prompts but has no
+// NATS refuses stream: true with a 503 that says why, before any run.
+func TestStreamingWithoutNATSIs503(t *testing.T) {
+	t.Parallel()
+	tc, err := client.NewLazyClient(client.Options{HostPort: "127.0.0.1:1"}) // never dialled
+	require.NoError(t, err)
+	defer tc.Close()
+	b := setup(t, setupOpts{temporal: tc, documents: noDocuments{}})
+	_, secret := b.key(b.project("acme"))
+
+	st := b.client(secret).Responses.NewStreaming(ctx(t), responses.ResponseNewParams{Prompt: responses.ResponsePromptParam{ID: "any"}})
+	require.False(t, st.Next())
+	apiErr := requireAPIError(t, st.Err(), http.StatusServiceUnavailable, "streaming_unavailable")
+	require.Contains(t, apiErr.Message, "BUD_NATS_URL")
 }

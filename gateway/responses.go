@@ -140,8 +140,9 @@ func (g *Gateway) responses(w http.ResponseWriter, r *http.Request) {
 		writeAPIError(w, errInvalid("prompt.id", "missing_required_parameter", "Bud runs deployed prompts: send prompt.id, the name of a prompt deployment of your project."))
 		return
 	}
-	if req.Stream {
-		writeAPIError(w, errInvalid("stream", "unsupported_value", "Streaming prompt runs are not available yet; send stream: false."))
+	if req.Stream && g.cfg.NATS == nil {
+		writeAPIError(w, &apiError{Status: http.StatusServiceUnavailable, Type: "server_error", Code: "streaming_unavailable",
+			Message: "Streaming is not configured on this gateway (it needs NATS: BUD_NATS_URL); send stream: false."})
 		return
 	}
 
@@ -201,10 +202,14 @@ func (g *Gateway) responses(w http.ResponseWriter, r *http.Request) {
 	if req.Instructions != nil {
 		in.Instructions = *req.Instructions
 	}
+	if req.Stream {
+		g.streamResponses(w, r, in, v)
+		return
+	}
 	run, err := g.cfg.Temporal.ExecuteWorkflow(r.Context(), workflows.StartOptions(in), workflows.PromptRunWorkflow, in)
 	if err != nil {
 		g.log.Error("start prompt run", "err", err)
-		writeAPIError(w, &apiError{Status: http.StatusServiceUnavailable, Type: "server_error", Code: "run_not_started", Message: "The prompt run could not be started; try again."})
+		writeAPIError(w, errRunNotStarted)
 		return
 	}
 	var out workflows.PromptRunOutput

@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/budhq/bud/activities"
+	"github.com/budhq/bud/runstream"
 )
 
 // ErrUpstreamUnavailable is the failure type of a run whose model
@@ -133,16 +134,19 @@ func (r *promptRun) callLoop(ctx workflow.Context) error {
 	})
 	messages := p.Messages
 	for n := 1; ; n++ {
-		var res activities.CallModelResult
-		err := workflow.ExecuteActivity(ctx, a.CallModel, activities.CallModelInput{
+		call := activities.CallModelInput{
 			ProjectID:      r.in.ProjectID,
 			Deployment:     p.Deployment,
 			Messages:       messages,
 			ModelParams:    p.ModelParams,
 			ResponseFormat: p.ResponseFormat,
 			Tools:          p.Tools,
-			StreamSubject:  r.in.StreamSubject,
-		}).Get(ctx, &res)
+		}
+		if r.streaming() {
+			call.Stream, call.StreamSubject, call.Call = true, r.in.StreamSubject, n
+		}
+		var res activities.CallModelResult
+		err := workflow.ExecuteActivity(ctx, a.CallModel, call).Get(ctx, &res)
 		if err != nil {
 			runErr, ok := callError(err, p.Deployment)
 			if !ok {
@@ -181,6 +185,11 @@ func (r *promptRun) callLoop(ctx workflow.Context) error {
 		}).Get(lctx, &check); err != nil {
 			return fmt.Errorf("prompt run: check output: %w", err)
 		}
+		verdict := runstream.TypeOutputRejected
+		if check.Valid {
+			verdict = runstream.TypeOutputAccepted
+		}
+		r.publish(ctx, runstream.Event{Type: verdict, Call: n})
 		if check.Valid {
 			r.out.Status = StatusCompleted
 			r.out.Parsed = check.Parsed
@@ -223,6 +232,27 @@ func RepairMessage(check activities.CheckOutputResult) string {
 	}
 	b.WriteString("Reply again with only the corrected JSON object, matching the required schema.")
 	return b.String()
+}
+
+// streaming reports whether the caller watches the run's stream.
+func (r *promptRun) streaming() bool { return r.in.StreamSubject != "" }
+
+// publish sends one of the run's own events to a streaming caller (see
+// package runstream): the verdict on a structured reply, which tells the
+// gateway whether the text it holds is the output or will be repaired. A
+// run that does not stream publishes nothing: its history is the one it
+// had before streaming existed, which the replay test holds it to.
+// Streaming is best effort: a failure to publish does not fail the run.
+func (r *promptRun) publish(ctx workflow.Context, ev runstream.Event) {
+	if !r.streaming() {
+		return
+	}
+	var a *activities.Activities
+	lctx := localOptions(ctx)
+	err := workflow.ExecuteLocalActivity(lctx, a.PublishRunEvent, activities.PublishRunEventInput{Subject: r.in.StreamSubject, Event: ev}).Get(lctx, nil)
+	if err != nil {
+		workflow.GetLogger(ctx).Warn("run event not published", "type", ev.Type, "err", err)
+	}
 }
 
 func (r *promptRun) addCall(n int, res activities.CallModelResult) {

@@ -18,6 +18,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/budhq/bud/activities"
+	"github.com/budhq/bud/runstream"
 	"github.com/budhq/bud/workflows"
 )
 
@@ -85,6 +86,7 @@ type harness struct {
 	mu      sync.Mutex
 	calls   []activities.CallModelInput
 	records []activities.RunRecord
+	events  []activities.PublishRunEventInput
 }
 
 func newHarness(t *testing.T) *harness {
@@ -97,6 +99,12 @@ func newHarness(t *testing.T) *harness {
 		h.records = append(h.records, r)
 		return nil
 	})
+	h.env.OnActivity("PublishRunEvent", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PublishRunEventInput) error {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.events = append(h.events, in)
+		return nil
+	}).Maybe()
 	return h
 }
 
@@ -290,6 +298,48 @@ func TestRepairSucceedsOnSecondCall(t *testing.T) {
 	require.Contains(t, second[2].Content, "corrected JSON")
 	require.Equal(t, h.calls[0].ResponseFormat, h.calls[1].ResponseFormat, "the repair call asks for the same schema")
 	require.Equal(t, []int{1, 2}, []int{h.record().ModelCalls[0].Call, h.record().ModelCalls[1].Call})
+}
+
+// TestStreamingRunTagsCallsAndPublishesVerdicts checks what a streaming
+// run adds: each model call streams to the run's subject under its number,
+// and each structured reply's verdict is published, so the gateway knows
+// whether the text it holds is the output or is about to be repaired.
+func TestStreamingRunTagsCallsAndPublishesVerdicts(t *testing.T) {
+	h := newHarness(t)
+	h.replies(t, `{"summary": "Ada", "score": 42}`, `{"summary": "Ada", "score": 8}`)
+	in := structuredInput(structuredDoc(true, 2), map[string]any{"name": "Ada", "age": 36})
+	in.StreamSubject = "bud.runs.resp_structured"
+
+	out := h.run(t, in)
+
+	require.Equal(t, workflows.StatusCompleted, out.Status)
+	require.Len(t, h.calls, 2)
+	for i, c := range h.calls {
+		require.True(t, c.Stream)
+		require.Equal(t, in.StreamSubject, c.StreamSubject)
+		require.Equal(t, i+1, c.Call)
+	}
+	require.Equal(t, []activities.PublishRunEventInput{
+		{Subject: in.StreamSubject, Event: runstream.Event{Type: runstream.TypeOutputRejected, Call: 1}},
+		{Subject: in.StreamSubject, Event: runstream.Event{Type: runstream.TypeOutputAccepted, Call: 2}},
+	}, h.events)
+}
+
+// TestRunWithoutStreamPublishesNothing: a run nobody watches makes the
+// same steps as before streaming existed.
+func TestRunWithoutStreamPublishesNothing(t *testing.T) {
+	h := newHarness(t)
+	h.replies(t, `{"summary": "Ada", "score": 42}`, `{"summary": "Ada", "score": 8}`)
+
+	out := h.run(t, structuredInput(structuredDoc(true, 2), map[string]any{"name": "Ada", "age": 36}))
+
+	require.Equal(t, workflows.StatusCompleted, out.Status)
+	for _, c := range h.calls {
+		require.False(t, c.Stream)
+		require.Empty(t, c.StreamSubject)
+		require.Zero(t, c.Call)
+	}
+	require.Empty(t, h.events)
 }
 
 func TestRepairsExhaustLLMRetryLimit(t *testing.T) {

@@ -52,7 +52,10 @@ type PromptRunInput struct {
 	Metadata     map[string]string `json:"metadata,omitempty"`
 	Source       string            `json:"source"`
 	// StreamSubject, when set, is the NATS subject the run publishes its
-	// deltas to as the model produces them.
+	// deltas to as the model produces them, with the verdict on each
+	// structured reply (see package runstream). The gateway sets it for
+	// stream: true only; a run without it makes the same steps as before
+	// streaming existed.
 	StreamSubject string `json:"stream_subject,omitempty"`
 }
 

@@ -36,6 +36,8 @@ type config struct {
 	StandInAddr       string
 	DaprGRPCAddress   string
 	DaprStore         string
+	NATSURL           string
+	NATSAddr          string
 }
 
 func (c *config) settings() []setting {
@@ -54,6 +56,8 @@ func (c *config) settings() []setting {
 		{"BUD_STAND_IN_ADDR", "stand-in", "", "`bud dev` only: also serve an OpenAI-compatible stand-in model at this address (e.g. 127.0.0.1:8090), to try Bud without a model", &c.StandInAddr},
 		{"BUD_DAPR_GRPC_ADDRESS", "dapr-grpc-address", "", "daprd's gRPC API (host:port) for prompt documents; `bud app` falls back to 127.0.0.1:$DAPR_GRPC_PORT, then 127.0.0.1:50001; `bud dev` starts its own daprd when unset", &c.DaprGRPCAddress},
 		{"BUD_DAPR_STORE", "dapr-store", "bud-prompts", "name of the Dapr state store component that keeps prompt documents", &c.DaprStore},
+		{"BUD_NATS_URL", "nats-url", "", "NATS server(s) that carry streaming runs' deltas from workers to gateways (nats://host:port); without it `bud gateway` answers stream: true with 503, and `bud dev` starts an embedded server", &c.NATSURL},
+		{"BUD_NATS_ADDR", "nats-addr", "127.0.0.1:4223", "`bud dev` only: listen address of the embedded NATS server (loopback; used when BUD_NATS_URL is empty)", &c.NATSAddr},
 		{"BUD_LOG_LEVEL", "log-level", "info", "debug, info, warn or error", &c.LogLevel},
 		{"BUD_LOG_FORMAT", "log-format", "text", "text or json", &c.LogFormat},
 	}

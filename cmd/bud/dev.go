@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -17,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/budhq/bud/db"
+	"github.com/budhq/bud/runstream"
 	"github.com/budhq/bud/secrets"
 	"github.com/budhq/bud/statestore"
 	"github.com/budhq/bud/temporalserver"
@@ -124,16 +126,31 @@ func runDev(ctx context.Context, args []string) error {
 	}
 	defer docs.Close()
 
+	natsLabel := "external"
+	if cfg.NATSURL == "" {
+		ns, err := runstream.StartServer(cfg.NATSAddr)
+		if err != nil {
+			return fmt.Errorf("BUD_NATS_ADDR: %w", err)
+		}
+		defer ns.Shutdown()
+		cfg.NATSURL, natsLabel = ns.URL(), "embedded"
+	}
+	nc, err := connectNATS(log, &cfg, "dev")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+
 	appHandler, err := newApp(log, &cfg, pool, tc, docs)
 	if err != nil {
 		return err
 	}
-	gw, err := newGateway(log, &cfg, pool, tc, docs)
+	gw, err := newGateway(log, &cfg, pool, tc, docs, nc)
 	if err != nil {
 		return err
 	}
 	defer runInBackground(context.WithoutCancel(ctx), gw.Run)()
-	pw, err := startWorker(ctx, log, &cfg, tc, pool)
+	pw, err := startWorker(ctx, log, &cfg, tc, pool, nc)
 	if err != nil {
 		return err
 	}
@@ -173,6 +190,7 @@ func runDev(ctx context.Context, args []string) error {
 	printBanner(os.Stdout, banner{
 		StandIn:    standIn,
 		Dapr:       daprAddr + "  (" + daprLabel + ")",
+		NATS:       redactNATSURL(cfg.NATSURL) + "  (" + natsLabel + ", streams run deltas)",
 		Gateway:    gwL.URL(),
 		App:        appL.URL(),
 		Worker:     wkL.URL(),
@@ -190,8 +208,8 @@ func runDev(ctx context.Context, args []string) error {
 }
 
 type banner struct {
-	Gateway, App, Worker, Temporal, Namespace, TemporalUI, Database, DataDir, AdminToken, StandIn, Dapr string
-	Took                                                                                                time.Duration
+	Gateway, App, Worker, Temporal, Namespace, TemporalUI, Database, DataDir, AdminToken, StandIn, Dapr, NATS string
+	Took                                                                                                      time.Duration
 }
 
 func printBanner(w io.Writer, b banner) {
@@ -212,6 +230,7 @@ Bud is running (started in %s).
   Temporal     %s          namespace %q
   Temporal UI  %s
   Dapr         %s
+  NATS         %s
   Postgres     %s
   Data dir     %s
 %s
@@ -219,7 +238,7 @@ Bud is running (started in %s).
                (send as "Authorization: Bearer <token>" to BudApp's /api)
 
 Press Ctrl-C to stop.
-`, b.Took.Round(time.Millisecond), b.Gateway, b.App, b.Worker, b.Temporal, b.Namespace, ui, b.Dapr, b.Database, b.DataDir, standIn, b.AdminToken)
+`, b.Took.Round(time.Millisecond), b.Gateway, b.App, b.Worker, b.Temporal, b.Namespace, ui, b.Dapr, b.NATS, b.Database, b.DataDir, standIn, b.AdminToken)
 }
 
 // loadOrCreate returns the trimmed content of path, creating it with gen()
@@ -262,6 +281,20 @@ func splitHostPort(addr, name string) (string, int, error) {
 		host = "127.0.0.1"
 	}
 	return host, port, nil
+}
+
+// redactNATSURL hides the passwords of NATS URLs before they are printed.
+func redactNATSURL(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		u, err := url.Parse(strings.TrimSpace(p))
+		if err != nil {
+			parts[i] = "(unparsable URL)"
+			continue
+		}
+		parts[i] = u.Redacted()
+	}
+	return strings.Join(parts, ",")
 }
 
 // redactURL hides a password in a connection string before it is printed.

@@ -82,7 +82,7 @@ func (l *lockedBuffer) String() string {
 type devEnv struct {
 	dbURL, dataDir                         string
 	gateway, app, worker, temporal, uiAddr string
-	standIn                                string
+	standIn, nats                          string
 }
 
 func newDevEnv(t *testing.T) devEnv {
@@ -95,6 +95,7 @@ func newDevEnv(t *testing.T) devEnv {
 		temporal: freePort(t),
 		uiAddr:   freePort(t),
 		standIn:  freePort(t),
+		nats:     freePort(t),
 	}
 }
 
@@ -111,6 +112,7 @@ func (e devEnv) start(t *testing.T) *devProcess {
 		"TEMPORAL_ADDRESS="+e.temporal,
 		"TEMPORAL_UI_ADDRESS="+e.uiAddr,
 		"BUD_STAND_IN_ADDR="+e.standIn,
+		"BUD_NATS_ADDR="+e.nats, "BUD_NATS_URL=",
 		"BUD_ADMIN_TOKEN=", "BUD_ENCRYPTION_KEY=",
 	)
 	p := &devProcess{cmd: cmd, stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, done: make(chan error, 1)}
@@ -208,7 +210,7 @@ func TestDevEndToEnd(t *testing.T) {
 	p := env.start(t)
 
 	out := p.stdout.String()
-	for _, want := range []string{"BudGateway", "Dapr", "http://" + env.gateway, "http://" + env.app, env.temporal, "http://" + env.uiAddr, "Admin token"} {
+	for _, want := range []string{"BudGateway", "Dapr", "nats://" + env.nats, "http://" + env.gateway, "http://" + env.app, env.temporal, "http://" + env.uiAddr, "Admin token"} {
 		require.Contains(t, out, want)
 	}
 	token, err := os.ReadFile(filepath.Join(env.dataDir, "admin-token"))
@@ -321,6 +323,7 @@ func TestDevPortTaken(t *testing.T) {
 		"DATABASE_URL="+env.dbURL, "BUD_DATA_DIR="+env.dataDir,
 		"BUD_GATEWAY_ADDR="+env.gateway, "BUD_APP_ADDR="+env.app, "BUD_WORKER_ADDR="+env.worker,
 		"TEMPORAL_ADDRESS="+env.temporal, "TEMPORAL_UI_ADDRESS="+env.uiAddr,
+		"BUD_NATS_ADDR="+env.nats, "BUD_NATS_URL=",
 	)
 	out, err := cmd.CombinedOutput()
 	require.Error(t, err)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
@@ -22,6 +23,7 @@ import (
 	"github.com/budhq/bud/db"
 	"github.com/budhq/bud/gateway"
 	"github.com/budhq/bud/metrics"
+	"github.com/budhq/bud/runstream"
 	"github.com/budhq/bud/secrets"
 	"github.com/budhq/bud/statestore"
 	"github.com/budhq/bud/workflows"
@@ -159,6 +161,7 @@ func newApp(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Client,
 		},
 		Registry:  metrics.NewRegistry(),
 		Documents: docs,
+		Temporal:  tc,
 	})
 }
 
@@ -174,7 +177,7 @@ func daprAddress(cfg *config) string {
 	return "127.0.0.1:50001"
 }
 
-func newGateway(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Client, docs *statestore.Store) (*gateway.Gateway, error) {
+func newGateway(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Client, docs *statestore.Store, nc *nats.Conn) (*gateway.Gateway, error) {
 	box, err := sealBox(cfg.EncryptionKey)
 	if err != nil {
 		return nil, err
@@ -192,7 +195,26 @@ func newGateway(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Cli
 		UpstreamTimeout: timeout,
 		Temporal:        tc,
 		Documents:       docs,
+		NATS:            nc,
 	})
+}
+
+// connectNATS connects to BUD_NATS_URL, or returns nil when it is empty:
+// the service then runs without streaming.
+func connectNATS(log *slog.Logger, cfg *config, service string) (*nats.Conn, error) {
+	if cfg.NATSURL == "" {
+		log.Warn("BUD_NATS_URL is not set: streaming prompt runs are off", "service", service)
+		return nil, nil
+	}
+	return runstream.Connect(cfg.NATSURL,
+		nats.Name("bud-"+service),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("nats disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted()) }),
+	)
 }
 
 // runInBackground runs f until the returned stop is called, and waits for it.
@@ -216,7 +238,7 @@ type promptWorker struct {
 	h http.Handler
 }
 
-func startWorker(ctx context.Context, log *slog.Logger, cfg *config, tc client.Client, pool *pgxpool.Pool) (*promptWorker, error) {
+func startWorker(ctx context.Context, log *slog.Logger, cfg *config, tc client.Client, pool *pgxpool.Pool, nc *nats.Conn) (*promptWorker, error) {
 	box, err := sealBox(cfg.EncryptionKey)
 	if err != nil {
 		return nil, err
@@ -229,7 +251,7 @@ func startWorker(ctx context.Context, log *slog.Logger, cfg *config, tc client.C
 		log.Warn("register search attributes", "err", err)
 	}
 	host, _ := os.Hostname()
-	w := workflows.NewWorker(tc, activities.New(activities.Config{Identity: fmt.Sprintf("%s@%d", host, os.Getpid()), Pool: pool, Box: box}))
+	w := workflows.NewWorker(tc, activities.New(activities.Config{Identity: fmt.Sprintf("%s@%d", host, os.Getpid()), Pool: pool, Box: box, NATS: nc}))
 	if err := w.Start(); err != nil {
 		return nil, fmt.Errorf("worker: start: %w", err)
 	}
@@ -289,7 +311,7 @@ func runApp(ctx context.Context, args []string) error {
 
 func runGateway(ctx context.Context, args []string) error {
 	var cfg config
-	if err := cfg.parse("gateway", args, "database-url", "temporal-address", "temporal-namespace", "gateway-addr", "encryption-key", "upstream-timeout", "dapr-grpc-address", "dapr-store", "log-level", "log-format"); err != nil {
+	if err := cfg.parse("gateway", args, "database-url", "temporal-address", "temporal-namespace", "gateway-addr", "encryption-key", "upstream-timeout", "dapr-grpc-address", "dapr-store", "nats-url", "log-level", "log-format"); err != nil {
 		return err
 	}
 	return runOne(ctx, &cfg, "gateway")
@@ -297,7 +319,7 @@ func runGateway(ctx context.Context, args []string) error {
 
 func runWorker(ctx context.Context, args []string) error {
 	var cfg config
-	if err := cfg.parse("worker", args, "database-url", "temporal-address", "temporal-namespace", "worker-addr", "encryption-key", "log-level", "log-format"); err != nil {
+	if err := cfg.parse("worker", args, "database-url", "temporal-address", "temporal-namespace", "worker-addr", "encryption-key", "nats-url", "log-level", "log-format"); err != nil {
 		return err
 	}
 	return runOne(ctx, &cfg, "worker")
@@ -342,7 +364,14 @@ func runOne(ctx context.Context, cfg *config, service string) error {
 			return err
 		}
 		defer docs.Close()
-		g, err := newGateway(log, cfg, pool, tc, docs)
+		nc, err := connectNATS(log, cfg, service)
+		if err != nil {
+			return err
+		}
+		if nc != nil {
+			defer nc.Close()
+		}
+		g, err := newGateway(log, cfg, pool, tc, docs, nc)
 		if err != nil {
 			return err
 		}
@@ -353,7 +382,14 @@ func runOne(ctx context.Context, cfg *config, service string) error {
 		// requests' key use is written too.
 		defer runInBackground(context.WithoutCancel(ctx), g.Run)()
 	case "worker":
-		pw, err := startWorker(ctx, log, cfg, tc, pool)
+		nc, err := connectNATS(log, cfg, service)
+		if err != nil {
+			return err
+		}
+		if nc != nil {
+			defer nc.Close()
+		}
+		pw, err := startWorker(ctx, log, cfg, tc, pool, nc)
 		if err != nil {
 			return err
 		}

@@ -1,0 +1,169 @@
+package activities_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/budhq/bud/activities"
+	"github.com/budhq/bud/runstream"
+	"github.com/budhq/bud/upstreamtest"
+)
+
+// streaming is a bundle whose activities publish to an embedded NATS
+// server, and a subscription to run "resp_s".
+func streaming(t *testing.T) (*bundle, *runstream.Subscription) {
+	t.Helper()
+	b := setup(t)
+	srv, err := runstream.StartServer("127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(srv.Shutdown)
+	connect := func() *nats.Conn {
+		nc, err := runstream.Connect(srv.URL())
+		require.NoError(t, err)
+		t.Cleanup(nc.Close)
+		return nc
+	}
+	b.acts = activities.New(activities.Config{Identity: "test", Pool: b.pool, Box: b.box, NATS: connect()})
+	b.env = newActivityEnv(b.acts)
+	sub, err := runstream.Subscribe(connect(), "resp_s")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sub.Close() })
+	return b, sub
+}
+
+type received struct {
+	ev runstream.Event
+	at time.Time
+}
+
+// TestCallModelStreamPublishesDeltasAsTheyArrive streams a slow reply and
+// checks that its pieces reach a subscriber while the call is still
+// running, tagged with the call and attempt, and that the result is the
+// one a whole reply would give.
+func TestCallModelStreamPublishesDeltasAsTheyArrive(t *testing.T) {
+	t.Parallel()
+	b, sub := streaming(t)
+	const content = "one two three four five six"
+	const chunkDelay = 40 * time.Millisecond
+	b.upstream.Script(upstreamtest.Text(content).WithChunkDelay(chunkDelay).WithUsage(upstreamtest.Usage{PromptTokens: 9, CompletionTokens: 6}))
+
+	got := make(chan []received, 1)
+	go func() {
+		var evs []received
+		for {
+			select {
+			case ev := <-sub.Events():
+				evs = append(evs, received{ev, time.Now()})
+				if ev.Type == runstream.TypeCallDone {
+					got <- evs
+					return
+				}
+			case <-time.After(10 * time.Second):
+				got <- evs
+				return
+			}
+		}
+	}()
+	res, err := b.callModel(t, activities.CallModelInput{Stream: true, StreamSubject: runstream.Subject("resp_s"), Call: 2})
+	returned := time.Now()
+	require.NoError(t, err)
+
+	require.Equal(t, content, res.Content)
+	require.Equal(t, "stop", res.FinishReason)
+	require.Equal(t, activities.ModelUsage{PromptTokens: 9, CompletionTokens: 6, TotalTokens: 15}, res.Usage, "usage comes from the stream's last chunk")
+	require.Equal(t, upstreamModel, res.Model)
+	require.Equal(t, int32(1), res.Attempt)
+
+	evs := <-got
+	require.NotEmpty(t, evs)
+	var text strings.Builder
+	for i, r := range evs[:len(evs)-1] {
+		require.Equal(t, runstream.TypeDelta, r.ev.Type)
+		require.Equal(t, 2, r.ev.Call)
+		require.Equal(t, int32(1), r.ev.Attempt)
+		require.Equal(t, i+1, r.ev.Seq)
+		text.WriteString(r.ev.Text)
+	}
+	require.Equal(t, content, text.String())
+	require.Len(t, evs, 7, "one delta per word, then call_done")
+	require.Equal(t, runstream.Event{Type: runstream.TypeCallDone, Call: 2, Attempt: 1, Seq: 7, FinishReason: "stop"}, evs[6].ev)
+	// The stand-in pauses before each of the five later words: the first
+	// delta must have arrived well before the call returned.
+	require.Less(t, evs[0].at, returned.Add(-4*chunkDelay), "the first delta arrives while the model is still answering")
+
+	r := b.upstream.Requests()[0]
+	require.Equal(t, true, r.JSON["stream"])
+	require.Equal(t, map[string]any{"include_usage": true}, r.JSON["stream_options"])
+	require.Equal(t, "text/event-stream", r.Header.Get("Accept"))
+}
+
+func TestCallModelStreamReturnsToolCalls(t *testing.T) {
+	t.Parallel()
+	b, _ := streaming(t)
+	b.upstream.Script(upstreamtest.Reply{Content: "Checking.", ToolCalls: []upstreamtest.ToolCall{
+		{ID: "call_1", Name: "get_weather", Arguments: `{"city":"Paris","unit":"celsius"}`},
+		{ID: "call_2", Name: "get_time", Arguments: `{"tz":"Europe/Paris"}`},
+	}})
+
+	res, err := b.callModel(t, activities.CallModelInput{Stream: true, StreamSubject: runstream.Subject("resp_s"), Call: 1})
+
+	require.NoError(t, err)
+	require.Equal(t, "Checking.", res.Content)
+	require.Equal(t, "tool_calls", res.FinishReason)
+	require.Equal(t, []activities.ToolCall{
+		{ID: "call_1", Type: "function", Function: activities.ToolCallFunction{Name: "get_weather", Arguments: `{"city":"Paris","unit":"celsius"}`}},
+		{ID: "call_2", Type: "function", Function: activities.ToolCallFunction{Name: "get_time", Arguments: `{"tz":"Europe/Paris"}`}},
+	}, res.ToolCalls)
+}
+
+// TestCallModelStreamThatBreaksOffIsRetryable: a stream cut before the
+// model finished fails the attempt, retryably; what it published stays
+// tagged with its attempt, for the gateway to supersede.
+func TestCallModelStreamThatBreaksOffIsRetryable(t *testing.T) {
+	t.Parallel()
+	b, sub := streaming(t)
+	b.upstream.Script(upstreamtest.Text("alpha beta gamma delta").WithDropAfter(3))
+
+	_, err := b.callModel(t, activities.CallModelInput{Stream: true, StreamSubject: runstream.Subject("resp_s"), Call: 1})
+
+	appErr, f := appError(t, err)
+	require.Equal(t, activities.ErrUpstreamUnavailable, appErr.Type())
+	require.False(t, appErr.NonRetryable())
+	require.Equal(t, "the model deployment's stream broke off", f.Message)
+	evs, err := sub.Flush(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, []runstream.Event{
+		{Type: runstream.TypeDelta, Call: 1, Attempt: 1, Seq: 1, Text: "alpha"},
+		{Type: runstream.TypeDelta, Call: 1, Attempt: 1, Seq: 2, Text: " beta"},
+	}, evs, "no call_done for an attempt that failed")
+}
+
+func TestCallModelStreamErrorBeforeTheStreamIsTheUsualFailure(t *testing.T) {
+	t.Parallel()
+	b, _ := streaming(t)
+	b.upstream.Script(upstreamtest.Error(400, "invalid_request_error", "Invalid 'temperature'."))
+
+	_, err := b.callModel(t, activities.CallModelInput{Stream: true, StreamSubject: runstream.Subject("resp_s"), Call: 1})
+
+	appErr, f := appError(t, err)
+	require.Equal(t, activities.ErrUpstreamRejected, appErr.Type())
+	require.Equal(t, activities.Failure{Status: 400, Message: "Invalid 'temperature'."}, f)
+}
+
+// TestCallModelStreamWithoutNATS: a worker without NATS still streams
+// from the model and returns the whole reply.
+func TestCallModelStreamWithoutNATS(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.upstream.Script(upstreamtest.Text("no one listens"))
+
+	res, err := b.callModel(t, activities.CallModelInput{Stream: true, StreamSubject: runstream.Subject("resp_s"), Call: 1})
+
+	require.NoError(t, err)
+	require.Equal(t, "no one listens", res.Content)
+	require.Equal(t, true, b.upstream.Requests()[0].JSON["stream"])
+}

@@ -1,0 +1,356 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/budhq/bud/runstream"
+	"github.com/budhq/bud/workflows"
+)
+
+// flushWait bounds how long a finished run's stream waits for the events
+// still on their way from the worker; the run's result covers what misses it.
+const flushWait = time.Second
+
+// streamResponses runs a prompt as responses does, and streams OpenAI's
+// Responses events while it runs. It subscribes to the run's subject before
+// it starts the run, so no delta can be missed for want of a subscriber,
+// then sends response.created and response.in_progress at once, the text as
+// the model writes it, and, when the workflow has finished, the closing
+// events and response.completed (response.incomplete, response.failed)
+// carrying the Response object that GET /v1/responses/{id} returns. A
+// client that goes away ends the stream, not the run: runs are durable.
+func (g *Gateway) streamResponses(w http.ResponseWriter, r *http.Request, in workflows.PromptRunInput, v *version) {
+	sub, err := runstream.Subscribe(g.cfg.NATS, in.ResponseID)
+	if err != nil {
+		g.log.Warn("subscribe to run stream", "err", err, "response_id", in.ResponseID)
+		writeAPIError(w, errStreamUnavailable)
+		return
+	}
+	defer func() { _ = sub.Close() }()
+	in.StreamSubject = runstream.Subject(in.ResponseID)
+	run, err := g.cfg.Temporal.ExecuteWorkflow(r.Context(), workflows.StartOptions(in), workflows.PromptRunWorkflow, in)
+	if err != nil {
+		g.log.Error("start prompt run", "err", err)
+		writeAPIError(w, errRunNotStarted)
+		return
+	}
+
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream; charset=utf-8")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	s := newResponseStream(w, rc.Flush, in, v, time.Now())
+	s.start()
+
+	type result struct {
+		out workflows.PromptRunOutput
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		var res result
+		res.err = run.Get(r.Context(), &res.out)
+		done <- res
+	}()
+	for s.err == nil {
+		select {
+		case ev := <-sub.Events():
+			s.event(ev)
+		case res := <-done:
+			if r.Context().Err() != nil {
+				return
+			}
+			ctx, cancel := context.WithTimeout(r.Context(), flushWait)
+			rest, _ := sub.Flush(ctx)
+			cancel()
+			for _, ev := range rest {
+				s.event(ev)
+			}
+			if res.err != nil {
+				g.log.Error("prompt run failed", "err", res.err, "response_id", in.ResponseID)
+				res.out = workflows.PromptRunOutput{Status: workflows.StatusFailed, Error: &workflows.RunError{Code: "server_error", Message: "The run failed; see the run " + in.ResponseID + "."}}
+			}
+			s.finish(res.out)
+			return
+		case <-r.Context().Done():
+			return
+		}
+	}
+}
+
+var (
+	errStreamUnavailable = &apiError{Status: http.StatusServiceUnavailable, Type: "server_error", Code: "streaming_unavailable",
+		Message: "Streaming is not available on this gateway right now (it has no connection to NATS); send stream: false, or try again."}
+	errRunNotStarted = &apiError{Status: http.StatusServiceUnavailable, Type: "server_error", Code: "run_not_started",
+		Message: "The prompt run could not be started; try again."}
+)
+
+// responseStream turns a run's events (package runstream) into OpenAI's
+// Responses event stream.
+//
+// Text that a client has been sent cannot be taken back, and OpenAI has no
+// event that retracts it, so the stream never sends text the run may yet
+// disown:
+//
+//   - A reply that cannot be repaired (text output, or structured output
+//     without repairs) is streamed live, delta by delta.
+//   - A structured reply that may be repaired is held until the workflow
+//     publishes its verdict: accepted, it is sent then, in one delta;
+//     rejected, it is dropped, and the repair call's reply is held in turn.
+//     The client sees only the reply that became the output.
+//   - Temporal retries a model call that failed, even halfway through its
+//     stream. Deltas carry the call and the attempt; those of an attempt
+//     older than one already seen are dropped. A retry usually writes the
+//     same text again: what the client already has is skipped and the rest
+//     continues the same item. A retry that writes something else cannot
+//     continue it: the item is closed with status "incomplete" and the
+//     retry's text goes to a new message item at the next output_index.
+//     Such an abandoned item is not part of the run's output: the final
+//     Response, like GET /v1/responses/{id}, holds only the output message,
+//     under the id it was streamed with.
+//
+// Core NATS may lose a message; a gap in an attempt's sequence numbers
+// stops its live text. The workflow's result settles the rest: when the run
+// has finished, the message is brought to the output text by the same
+// rule (what is missing is sent as one more delta), so the deltas of the
+// final message always add up to its text.
+type responseStream struct {
+	w       io.Writer
+	flush   func() error
+	err     error // the first write error: the client went away
+	seq     int64
+	in      workflows.PromptRunInput
+	v       *version
+	created time.Time
+	// hold is set when a reply may be repaired.
+	hold bool
+
+	// The newest attempt of the newest call seen, and its text so far.
+	call    int
+	attempt int32
+	nextSeq int
+	gap     bool
+	text    strings.Builder
+
+	// item is the open message item, nil when none is open.
+	item *streamItem
+	// items counts the message items opened; outputs, the output indexes
+	// used.
+	items   int
+	outputs int
+	// msgID is the id of the last message item opened.
+	msgID string
+}
+
+type streamItem struct {
+	id    string
+	index int
+	text  string // what the client has been sent
+}
+
+func newResponseStream(w io.Writer, flush func() error, in workflows.PromptRunInput, v *version, created time.Time) *responseStream {
+	s := &responseStream{w: w, flush: flush, in: in, v: v, created: created}
+	if d := v.doc; d != nil {
+		s.hold = d.Output.Structured() && d.AllowMultipleCalls && d.LLMRetryLimit > 0
+	}
+	return s
+}
+
+// send writes one event and flushes it to the client.
+func (s *responseStream) send(typ string, fields map[string]any) {
+	if s.err != nil {
+		return
+	}
+	fields["type"] = typ
+	fields["sequence_number"] = s.seq
+	s.seq++
+	data, err := json.Marshal(fields)
+	if err != nil {
+		s.err = err
+		return
+	}
+	buf := make([]byte, 0, len(typ)+len(data)+16)
+	buf = append(buf, "event: "...)
+	buf = append(buf, typ...)
+	buf = append(buf, "\ndata: "...)
+	buf = append(buf, data...)
+	buf = append(buf, "\n\n"...)
+	if _, s.err = s.w.Write(buf); s.err == nil {
+		s.err = s.flush()
+	}
+}
+
+func (s *responseStream) start() {
+	resp := buildResponse(s.in, s.v, workflows.PromptRunOutput{Status: "in_progress"}, s.created)
+	s.send("response.created", map[string]any{"response": resp})
+	s.send("response.in_progress", map[string]any{"response": resp})
+}
+
+// event applies one of the run's events.
+func (s *responseStream) event(ev runstream.Event) {
+	switch ev.Type {
+	case runstream.TypeDelta, runstream.TypeCallDone:
+		if !s.current(ev) {
+			return
+		}
+		if ev.Seq != s.nextSeq {
+			s.gap = true
+		}
+		s.nextSeq = ev.Seq + 1
+		s.text.WriteString(ev.Text)
+		if !s.hold && !s.gap {
+			s.show(s.text.String())
+		}
+	case runstream.TypeOutputAccepted:
+		if ev.Call == s.call && s.hold && !s.gap {
+			s.show(s.text.String())
+		}
+	case runstream.TypeOutputRejected:
+		if ev.Call == s.call {
+			s.text.Reset()
+			s.gap = true // nothing more of this call is shown
+		}
+	}
+}
+
+// current reports whether ev belongs to the newest attempt of the newest
+// call, making it the newest when it is newer.
+func (s *responseStream) current(ev runstream.Event) bool {
+	switch {
+	case ev.Call < s.call || (ev.Call == s.call && ev.Attempt < s.attempt):
+		return false
+	case ev.Call > s.call || ev.Attempt > s.attempt:
+		s.call, s.attempt = ev.Call, ev.Attempt
+		s.nextSeq, s.gap = 1, false
+		s.text.Reset()
+	}
+	return true
+}
+
+// show brings the open message's text to text: what goes beyond what the
+// client has is sent as a delta; text the client already has is skipped;
+// text that does not continue it goes to a new item (see responseStream).
+func (s *responseStream) show(text string) {
+	if s.item != nil {
+		switch {
+		case strings.HasPrefix(s.item.text, text):
+			return
+		case !strings.HasPrefix(text, s.item.text):
+			s.closeItem("incomplete")
+		}
+	}
+	if text == "" {
+		return
+	}
+	if s.item == nil {
+		s.openItem()
+	}
+	s.send("response.output_text.delta", map[string]any{
+		"item_id": s.item.id, "output_index": s.item.index, "content_index": 0,
+		"delta": text[len(s.item.text):], "logprobs": []any{},
+	})
+	s.item.text = text
+}
+
+func (s *responseStream) openItem() {
+	s.items++
+	id := "msg_" + strings.TrimPrefix(s.in.ResponseID, "resp_")
+	if s.items > 1 {
+		id += "_" + strconv.Itoa(s.items)
+	}
+	s.item = &streamItem{id: id, index: s.outputs}
+	s.outputs++
+	s.msgID = id
+	s.send("response.output_item.added", map[string]any{
+		"output_index": s.item.index,
+		"item":         map[string]any{"type": "message", "id": id, "status": "in_progress", "role": "assistant", "content": []any{}},
+	})
+	s.send("response.content_part.added", map[string]any{
+		"item_id": id, "output_index": s.item.index, "content_index": 0,
+		"part": map[string]any{"type": "output_text", "text": "", "annotations": []any{}},
+	})
+}
+
+func (s *responseStream) closeItem(status string) {
+	it := s.item
+	s.item = nil
+	part := map[string]any{"type": "output_text", "text": it.text, "annotations": []any{}}
+	s.send("response.output_text.done", map[string]any{
+		"item_id": it.id, "output_index": it.index, "content_index": 0, "text": it.text, "logprobs": []any{},
+	})
+	s.send("response.content_part.done", map[string]any{"item_id": it.id, "output_index": it.index, "content_index": 0, "part": part})
+	s.send("response.output_item.done", map[string]any{
+		"output_index": it.index,
+		"item":         map[string]any{"type": "message", "id": it.id, "status": status, "role": "assistant", "content": []any{part}},
+	})
+}
+
+// finish closes the stream with the run's result.
+func (s *responseStream) finish(out workflows.PromptRunOutput) {
+	resp := buildResponse(s.in, s.v, out, s.created)
+	output, _ := resp["output"].([]any)
+	hasMessage := false
+	for _, o := range output {
+		if m, ok := o.(map[string]any); ok && m["type"] == "message" {
+			hasMessage = true
+		}
+	}
+
+	switch {
+	case out.Status == workflows.StatusFailed:
+		// The output is not streamed: the Response says what there is.
+		if s.item != nil {
+			s.closeItem("incomplete")
+		}
+	case hasMessage:
+		s.show(out.Text)
+		if s.item == nil { // an empty reply
+			s.openItem()
+		}
+		status := "completed"
+		if out.Status == workflows.StatusIncomplete {
+			status = "incomplete"
+		}
+		s.closeItem(status)
+	case s.item != nil:
+		s.closeItem("incomplete")
+	}
+	if s.msgID != "" {
+		for _, o := range output {
+			if m, ok := o.(map[string]any); ok && m["type"] == "message" {
+				m["id"] = s.msgID
+			}
+		}
+	}
+
+	for _, fc := range out.FunctionCalls {
+		if out.Status == workflows.StatusFailed {
+			break
+		}
+		id, index := "fc_"+fc.CallID, s.outputs
+		s.outputs++
+		item := map[string]any{"type": "function_call", "id": id, "call_id": fc.CallID, "name": fc.Name, "arguments": "", "status": "in_progress"}
+		s.send("response.output_item.added", map[string]any{"output_index": index, "item": item})
+		s.send("response.function_call_arguments.delta", map[string]any{"item_id": id, "output_index": index, "delta": fc.Arguments})
+		s.send("response.function_call_arguments.done", map[string]any{"item_id": id, "output_index": index, "name": fc.Name, "arguments": fc.Arguments})
+		done := map[string]any{"type": "function_call", "id": id, "call_id": fc.CallID, "name": fc.Name, "arguments": fc.Arguments, "status": "completed"}
+		s.send("response.output_item.done", map[string]any{"output_index": index, "item": done})
+	}
+
+	typ := "response.completed"
+	switch out.Status {
+	case workflows.StatusFailed:
+		typ = "response.failed"
+	case workflows.StatusIncomplete:
+		typ = "response.incomplete"
+	}
+	s.send(typ, map[string]any{"response": resp})
+}
