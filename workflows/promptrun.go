@@ -321,8 +321,12 @@ func (r *promptRun) finish(ctx workflow.Context) (PromptRunOutput, error) {
 		}
 	}
 
+	// A local activity: one insert does not need its own round trip through
+	// the server, and a sequential run is ~5 ms faster for it. It is retried
+	// by the workflow task like any local activity, so a crash re-runs it on
+	// the next worker; the insert is an upsert on the run id.
 	var a *activities.Activities
-	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+	ctx = workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
 		StartToCloseTimeout: recordRunTimeout,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:    time.Second,
@@ -331,7 +335,7 @@ func (r *promptRun) finish(ctx workflow.Context) (PromptRunOutput, error) {
 			MaximumAttempts:    10,
 		},
 	})
-	if err := workflow.ExecuteActivity(ctx, a.RecordRun, rec).Get(ctx, nil); err != nil {
+	if err := workflow.ExecuteLocalActivity(ctx, a.RecordRun, rec).Get(ctx, nil); err != nil {
 		return PromptRunOutput{}, fmt.Errorf("prompt run: record run: %w", err)
 	}
 	return r.out, nil
