@@ -180,6 +180,7 @@ func TestBadInputCreateDeployment(t *testing.T) {
 		{name: "over-long upstream model", body: fmt.Sprintf(`{"name":"ok","upstream":{"base_url":"https://a.example","model":%q}}`, strings.Repeat("m", 257)), field: "upstream.model"},
 		{name: "prompt kind with an upstream", body: `{"name":"ok","kind":"prompt","upstream":{"base_url":"https://a.example","model":"m"}}`, field: "upstream", message: "upstream"},
 		{name: "prompt kind without a prompt", body: `{"name":"ok","kind":"prompt"}`, field: "prompt_id"},
+		{name: "prompt_id not a UUID", body: `{"name":"ok","kind":"prompt","prompt_id":"nope"}`, field: "prompt_id"},
 		{name: "model kind with a prompt", body: `{"name":"ok","kind":"model","prompt_id":"7f1c4a5e-0000-4000-8000-000000000000","upstream":{"base_url":"https://a.example","model":"m"}}`, field: "kind"},
 		{name: "unknown kind", body: `{"name":"ok","kind":"agent","upstream":{"base_url":"https://a.example","model":"m"}}`, field: "kind"},
 	}...)

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"net/http"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/budhq/bud"
@@ -42,7 +41,9 @@ type deploymentInput struct {
 	Settings json.RawMessage `json:"settings"`
 	// A prompt deployment names an existing prompt of the project and may
 	// pin a version, or brings a whole new prompt inline.
-	PromptID *uuid.UUID   `json:"prompt_id"`
+	// PromptID is a string so that a malformed id is a 400 naming it
+	// rather than a decoding failure without a field.
+	PromptID *string      `json:"prompt_id"`
 	Version  *int32       `json:"version"`
 	Prompt   *promptInput `json:"prompt"`
 }

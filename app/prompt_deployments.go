@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/budhq/bud"
@@ -35,6 +36,14 @@ func (s *server) createPromptDeployment(w http.ResponseWriter, r *http.Request, 
 	}
 	if in.Version != nil && *in.Version < 1 {
 		p.Add("version", "must be a positive integer")
+	}
+	var promptID uuid.UUID
+	if in.PromptID != nil {
+		id, err := uuid.Parse(*in.PromptID)
+		if err != nil {
+			p.Add("prompt_id", "must be a UUID")
+		}
+		promptID = id
 	}
 	if in.Prompt != nil {
 		checkPromptMeta(&p, "prompt.", in.Prompt.Name, in.Prompt.Description, in.Prompt.Tags)
@@ -80,7 +89,7 @@ func (s *server) createPromptDeployment(w http.ResponseWriter, r *http.Request, 
 			}
 		} else {
 			var err error
-			pr, err = q.GetPrompt(r.Context(), *in.PromptID)
+			pr, err = q.GetPrompt(r.Context(), promptID)
 			// A prompt of another project is as absent as one of none.
 			if db.IsNoRows(err) || (err == nil && pr.ProjectID != project.ID) {
 				return &bud.Error{Code: bud.ENOTFOUND, Message: "prompt not found in this project", Fields: map[string]string{"prompt_id": "no such prompt in this project"}}
