@@ -67,6 +67,20 @@ func runResponses(ctx context.Context, budPath, serverURL string, sequential, co
 	r := sequentialRuns(ctx, c, run, sequential)
 	fmt.Printf("sequential (%d each):   stand-in p50 %s p99 %s | run p50 %s p99 %s | added p50 %s p99 %s ms | %.0f runs/s\n",
 		sequential, ms(d.p50), ms(d.p99), ms(r.p50), ms(r.p99), ms(r.p50-d.p50), ms(r.p99-d.p99), r.achieved)
+	// Time to the first delta of a stream, against the stand-in's own time
+	// to its first content chunk for the same chat call.
+	directStream := direct
+	directStream.body = []byte(`{"model":"bench","stream":true,"messages":[{"role":"system","content":"You greet people."},{"role":"user","content":"Greet Ada."}]}`)
+	runStream := run
+	runStream.body = []byte(`{"prompt":{"id":"greeter","variables":{"name":"Ada"}},"stream":true}`)
+	df, derr := firstDeltas(ctx, c, directStream, `"content":"`, sequential/3)
+	rf, rerr := firstDeltas(ctx, c, runStream, "response.output_text.delta", sequential/3)
+	if derr != nil || rerr != nil {
+		fmt.Printf("streaming: not measured (%v %v)\n", derr, rerr)
+	} else {
+		fmt.Printf("first delta (%d each):   stand-in p50 %s p99 %s | run p50 %s p99 %s | added p50 %s p99 %s ms\n",
+			sequential/3, ms(df.p50), ms(df.p99), ms(rf.p50), ms(rf.p99), ms(rf.p50-df.p50), ms(rf.p99-df.p99))
+	}
 	dc := concurrentRuns(ctx, c, direct, concurrency, duration)
 	rc := concurrentRuns(ctx, c, run, concurrency, duration)
 	fmt.Printf("%d concurrent (%s): stand-in p50 %s p99 %s | run p50 %s p99 %s ms | %.0f runs/s, %d errors\n",
@@ -88,6 +102,39 @@ func sequentialRuns(ctx context.Context, c *http.Client, t target, n int) stats 
 		lat = append(lat, time.Since(s))
 	}
 	return summarize(lat, errs, n, time.Since(start))
+}
+
+// firstDeltas sends n streaming requests one after another and measures
+// the time from sending each to the first line that contains marker.
+func firstDeltas(ctx context.Context, c *http.Client, t target, marker string, n int) (stats, error) {
+	lat := make([]time.Duration, 0, n)
+	start := time.Now()
+	for range n {
+		s := time.Now()
+		resp, err := c.Do(t.request(ctx))
+		if err != nil {
+			return stats{}, err
+		}
+		if resp.StatusCode != http.StatusOK {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			return stats{}, fmt.Errorf("%s: status %d: %s", t.name, resp.StatusCode, b)
+		}
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		found := false
+		for sc.Scan() {
+			if !found && strings.Contains(sc.Text(), marker) {
+				lat = append(lat, time.Since(s))
+				found = true
+			}
+		}
+		resp.Body.Close()
+		if !found {
+			return stats{}, fmt.Errorf("%s: no %q in the stream", t.name, marker)
+		}
+	}
+	return summarize(lat, 0, n, time.Since(start)), nil
 }
 
 // concurrentRuns keeps `workers` requests in flight for d (a closed loop:
