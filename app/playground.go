@@ -2,8 +2,6 @@ package app
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/budhq/bud"
 	"github.com/budhq/bud/prompt"
+	"github.com/budhq/bud/response"
 	"github.com/budhq/bud/workflows"
 )
 
@@ -441,7 +440,7 @@ func checkInput(t *runTarget, text string, vars map[string]any, prefix string) e
 // playgroundInput is the run of t on the given input.
 func playgroundInput(projectID uuid.UUID, t *runTarget, text string, vars map[string]any, instructions string) workflows.PromptRunInput {
 	return workflows.PromptRunInput{
-		ResponseID:    newResponseID(),
+		ResponseID:    response.NewID(),
 		ProjectID:     projectID,
 		PromptID:      t.promptID,
 		PromptVersion: t.version,
@@ -451,14 +450,6 @@ func playgroundInput(projectID uuid.UUID, t *runTarget, text string, vars map[st
 		Instructions:  instructions,
 		Source:        workflows.SourcePlayground,
 	}
-}
-
-// newResponseID makes a run's id, which is its workflow id and its OpenAI
-// response id.
-func newResponseID() string {
-	var b [24]byte
-	_, _ = rand.Read(b[:]) // never fails, see crypto/rand.Read
-	return "resp_" + hex.EncodeToString(b[:])
 }
 
 // execute starts the run and waits for its output, returning the wall time
@@ -491,69 +482,12 @@ func (s *server) execute(ctx context.Context, in workflows.PromptRunInput) (work
 	return out, time.Since(start), nil
 }
 
-// responseObject renders a run as OpenAI's Response object, in the shape
-// the gateway answers /v1/responses with. prompt names the saved prompt and
-// version that ran, both null for an unsaved document.
+// responseObject renders a run as the gateway would, naming the saved
+// prompt and version that ran (both null for an unsaved document).
 func responseObject(in workflows.PromptRunInput, t *runTarget, out workflows.PromptRunOutput, now time.Time) map[string]any {
-	created := out.StartedAt
-	if created.IsZero() {
-		created = now
-	}
-	output := []any{}
-	if (out.Status == workflows.StatusCompleted || out.Text != "") && (out.Text != "" || len(out.FunctionCalls) == 0) {
-		output = append(output, map[string]any{
-			"type": "message", "id": "msg_" + strings.TrimPrefix(in.ResponseID, "resp_"), "status": "completed", "role": "assistant",
-			"content": []any{map[string]any{"type": "output_text", "text": out.Text, "annotations": []any{}}},
-		})
-	}
-	for _, fc := range out.FunctionCalls {
-		output = append(output, map[string]any{"type": "function_call", "id": "fc_" + fc.CallID, "call_id": fc.CallID, "name": fc.Name, "arguments": fc.Arguments, "status": "completed"})
-	}
-	format := map[string]any{"type": "text"}
-	if schema := t.compiled.OutputSchema(); len(schema) > 0 {
-		format = map[string]any{"type": "json_schema", "name": "output", "schema": json.RawMessage(schema), "strict": true}
-	}
-	var runErr any
-	if out.Error != nil {
-		runErr = map[string]any{"code": out.Error.Code, "message": out.Error.Message}
-	}
-	var incomplete any
-	if out.Status == workflows.StatusIncomplete {
-		incomplete = map[string]any{"reason": "max_output_tokens"}
-	}
-	vars := in.Variables
-	if vars == nil {
-		vars = map[string]any{}
-	}
-	var promptID, version any
+	o := response.Options{OutputSchema: t.compiled.OutputSchema(), Model: t.doc.Deployment, Now: now}
 	if in.PromptID != uuid.Nil {
-		promptID, version = in.PromptID.String(), strconv.Itoa(int(in.PromptVersion))
+		o.PromptID, o.PromptVersion = in.PromptID.String(), strconv.Itoa(int(in.PromptVersion))
 	}
-	model := out.Model
-	if model == "" {
-		model = t.doc.Deployment
-	}
-	var instructions any
-	if in.Instructions != "" {
-		instructions = in.Instructions
-	}
-	return map[string]any{
-		"id":                  in.ResponseID,
-		"object":              "response",
-		"created_at":          created.Unix(),
-		"model":               model,
-		"status":              out.Status,
-		"output":              output,
-		"output_text":         out.Text,
-		"usage":               map[string]any{"input_tokens": out.Usage.InputTokens, "output_tokens": out.Usage.OutputTokens, "total_tokens": out.Usage.TotalTokens, "input_tokens_details": map[string]any{"cached_tokens": 0}, "output_tokens_details": map[string]any{"reasoning_tokens": 0}},
-		"prompt":              map[string]any{"id": promptID, "version": version, "variables": vars},
-		"text":                map[string]any{"format": format},
-		"error":               runErr,
-		"incomplete_details":  incomplete,
-		"metadata":            map[string]string{},
-		"instructions":        instructions,
-		"parallel_tool_calls": true,
-		"tool_choice":         "auto",
-		"tools":               []any{},
-	}
+	return response.Build(in, out, o)
 }

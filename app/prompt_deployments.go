@@ -6,7 +6,6 @@ import (
 	"errors"
 	"net/http"
 
-	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
@@ -203,5 +202,3 @@ func (s *server) patchPromptDeployment(ctx context.Context, q *dbsqlc.Queries, i
 	}
 	return row, nil
 }
-
-func chiParam(r *http.Request, name string) string { return chi.URLParam(r, name) }

@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
@@ -539,7 +540,7 @@ func (s *server) listVersions(w http.ResponseWriter, r *http.Request) {
 
 func (s *server) versionFromPath(w http.ResponseWriter, r *http.Request) (dbsqlc.PromptVersion, []byte, bool) {
 	cur := promptFrom(r)
-	n, err := strconv.ParseInt(chiParam(r, "version"), 10, 32)
+	n, err := strconv.ParseInt(chi.URLParam(r, "version"), 10, 32)
 	if err != nil || n < 1 {
 		s.writeError(w, r, notFound("prompt version"))
 		return dbsqlc.PromptVersion{}, nil, false

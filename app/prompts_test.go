@@ -128,7 +128,7 @@ func TestPromptListFilters(t *testing.T) {
 	b.createDeployment(t, other.ID, modelBody("llm", nil))
 	b.createPrompt(t, p.ID, "alpha-writer", []string{"writing"})
 	b.createPrompt(t, p.ID, "beta_summarizer", []string{"summaries", "writing"})
-	last := b.createPrompt(t, other.ID, "gamma", nil)
+	b.createPrompt(t, other.ID, "gamma", nil)
 
 	names := func(path string) []string {
 		pg := decodeAs[page[app.Prompt]](t, b.do(t, "GET", path, nil), http.StatusOK)
@@ -151,7 +151,6 @@ func TestPromptListFilters(t *testing.T) {
 	e := errorOf(t, b.do(t, "POST", "/api/projects/"+p.ID.String()+"/prompts", map[string]any{"name": "alpha-writer", "document": promptDoc("llm", nil)}), http.StatusConflict)
 	require.Contains(t, e.Error.Fields, "name")
 	b.createPrompt(t, other.ID, "alpha-writer", nil)
-	_ = last
 }
 
 func TestPromptDocumentRefused(t *testing.T) {

@@ -3,8 +3,6 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,12 +15,12 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
-	"go.temporal.io/sdk/temporal"
 
 	"github.com/budhq/bud"
 	"github.com/budhq/bud/db"
 	"github.com/budhq/bud/db/dbsqlc"
 	"github.com/budhq/bud/prompt"
+	"github.com/budhq/bud/response"
 	"github.com/budhq/bud/workflows"
 )
 
@@ -103,12 +101,6 @@ func (g *Gateway) loadVersion(ctx context.Context, promptID uuid.UUID, n int32) 
 	return v, nil
 }
 
-func newResponseID() string {
-	var b [24]byte
-	_, _ = rand.Read(b[:])
-	return "resp_" + hex.EncodeToString(b[:])
-}
-
 // responses runs a deployed prompt as a durable workflow and answers with
 // OpenAI's Response object.
 func (g *Gateway) responses(w http.ResponseWriter, r *http.Request) {
@@ -187,7 +179,7 @@ func (g *Gateway) responses(w http.ResponseWriter, r *http.Request) {
 	}
 
 	in := workflows.PromptRunInput{
-		ResponseID:    newResponseID(),
+		ResponseID:    response.NewID(),
 		ProjectID:     c.projectID,
 		PromptID:      d.promptID,
 		PromptVersion: n,
@@ -395,81 +387,20 @@ func (g *Gateway) getResponse(w http.ResponseWriter, r *http.Request) {
 	}
 	var out workflows.PromptRunOutput
 	if err := g.cfg.Temporal.GetWorkflow(r.Context(), id, "").Get(r.Context(), &out); err != nil {
-		var appErr *temporal.ApplicationError
-		errors.As(err, &appErr)
 		out = workflows.PromptRunOutput{Status: workflows.StatusFailed, Error: &workflows.RunError{Code: "server_error", Message: "The run failed."}}
 	}
 	writeJSON(w, http.StatusOK, buildResponse(in, v, out, created))
 }
 
-// buildResponse renders a run as OpenAI's Response object.
+// buildResponse renders a run as OpenAI's Response object, naming the
+// deployment the caller sent as the prompt.
 func buildResponse(in workflows.PromptRunInput, v *version, out workflows.PromptRunOutput, now time.Time) map[string]any {
-	created := out.StartedAt
-	if created.IsZero() {
-		created = now
-	}
-	output := []any{}
-	if out.Status == workflows.StatusCompleted || out.Text != "" {
-		if out.Text != "" || len(out.FunctionCalls) == 0 {
-			output = append(output, map[string]any{
-				"type": "message", "id": "msg_" + strings.TrimPrefix(in.ResponseID, "resp_"), "status": "completed", "role": "assistant",
-				"content": []any{map[string]any{"type": "output_text", "text": out.Text, "annotations": []any{}}},
-			})
-		}
-	}
-	for _, fc := range out.FunctionCalls {
-		output = append(output, map[string]any{"type": "function_call", "id": "fc_" + fc.CallID, "call_id": fc.CallID, "name": fc.Name, "arguments": fc.Arguments, "status": "completed"})
-	}
-	format := map[string]any{"type": "text"}
+	o := response.Options{PromptID: in.Deployment, PromptVersion: strconv.Itoa(int(in.PromptVersion)), Now: now}
 	if v.compiled != nil {
-		if schema := v.compiled.OutputSchema(); len(schema) > 0 {
-			format = map[string]any{"type": "json_schema", "name": "output", "schema": json.RawMessage(schema), "strict": true}
-		}
+		o.OutputSchema = v.compiled.OutputSchema()
 	}
-	var runErr any
-	if out.Error != nil {
-		runErr = map[string]any{"code": out.Error.Code, "message": out.Error.Message}
+	if v.doc != nil {
+		o.Model = v.doc.Deployment
 	}
-	var incomplete any
-	if out.Status == workflows.StatusIncomplete {
-		incomplete = map[string]any{"reason": "max_output_tokens"}
-	}
-	metadata := in.Metadata
-	if metadata == nil {
-		metadata = map[string]string{}
-	}
-	vars := in.Variables
-	if vars == nil {
-		vars = map[string]any{}
-	}
-	model := out.Model
-	if model == "" && v.doc != nil {
-		model = v.doc.Deployment
-	}
-	return map[string]any{
-		"id":                  in.ResponseID,
-		"object":              "response",
-		"created_at":          created.Unix(),
-		"model":               model,
-		"status":              out.Status,
-		"output":              output,
-		"output_text":         out.Text,
-		"usage":               map[string]any{"input_tokens": out.Usage.InputTokens, "output_tokens": out.Usage.OutputTokens, "total_tokens": out.Usage.TotalTokens, "input_tokens_details": map[string]any{"cached_tokens": 0}, "output_tokens_details": map[string]any{"reasoning_tokens": 0}},
-		"prompt":              map[string]any{"id": in.Deployment, "version": strconv.Itoa(int(in.PromptVersion)), "variables": vars},
-		"text":                map[string]any{"format": format},
-		"error":               runErr,
-		"incomplete_details":  incomplete,
-		"metadata":            metadata,
-		"instructions":        nilIfEmpty(in.Instructions),
-		"parallel_tool_calls": true,
-		"tool_choice":         "auto",
-		"tools":               []any{},
-	}
-}
-
-func nilIfEmpty(s string) any {
-	if s == "" {
-		return nil
-	}
-	return s
+	return response.Build(in, out, o)
 }
