@@ -21,8 +21,13 @@ build:
 run: build $(DAPRD)
 	$(BIN)/bud dev $(ARGS)
 
-test: verify $(DAPRD)
+test: verify $(DAPRD) node_modules/.bin/mcp-server-everything
 	$(GO) test $(GOTEST_FLAGS) ./...
+
+# A real MCP server for connection's end-to-end test, pinned by package-lock.json.
+node_modules/.bin/mcp-server-everything: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
 
 $(SQLC):
 	GOBIN=$(BIN) $(GO) install github.com/sqlc-dev/sqlc/cmd/sqlc@$(SQLC_VERSION)
