@@ -22,6 +22,17 @@ type APIKey struct {
 	RevokedAt  *time.Time
 }
 
+type Connection struct {
+	ID                uuid.UUID
+	ProjectID         uuid.UUID
+	Name              string
+	Kind              string
+	Config            []byte
+	CredentialsSealed []byte
+	CreatedAt         time.Time
+	UpdatedAt         time.Time
+}
+
 type Deployment struct {
 	ID            uuid.UUID
 	ProjectID     uuid.UUID
