@@ -1,7 +1,8 @@
 // Command bud runs Bud: `bud dev` runs everything in one process on
 // embedded defaults; `bud gateway`, `bud app` and `bud worker` run one
 // service each against an external Postgres and Temporal; `bud migrate`
-// applies the database migrations.
+// applies the database migrations; `bud rotate-key` re-seals the stored
+// credentials under a new encryption key.
 package main
 
 import (
@@ -26,6 +27,9 @@ commands:
   app       run BudApp (the management API)
   worker    run a BudPrompt Temporal worker
   migrate   apply the database migrations and exit
+  rotate-key
+            re-seal every stored credential under a new encryption key
+            (services stopped; prints the new key when it generates one)
 
 Run 'bud <command> -h' for the flags of a command. Every flag can also be
 set through the environment variable named in its help.
@@ -68,6 +72,8 @@ func main() {
 		err = runWorker(ctx, args)
 	case "migrate":
 		err = runMigrate(ctx, args)
+	case "rotate-key":
+		err = runRotateKey(ctx, args, os.Stdout, os.Stderr)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return
