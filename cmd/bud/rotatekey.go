@@ -50,7 +50,10 @@ func runRotateKey(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			*s.value = v
 		}
 		if use[s.flag] {
-			fs.StringVar(s.value, s.flag, *s.value, s.help+" (env "+s.env+")")
+			// A back-quoted word in a usage names the flag's value;
+			// these quote commands.
+			help := strings.ReplaceAll(s.help, "`", "'")
+			fs.StringVar(s.value, s.flag, *s.value, help+" (env "+s.env+")")
 		}
 	}
 	fs.StringVar(&newKey, "new-key", newKey, "base64 32-byte key to re-seal under; empty generates one (env "+newKeyEnv+")")
@@ -59,10 +62,8 @@ func runRotateKey(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fs.SetOutput(stderr)
 		fs.PrintDefaults()
 	}
+	// Parse has already shown the usage on -h.
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.Usage()
-		}
 		return err
 	}
 	if fs.NArg() > 0 {
