@@ -49,6 +49,9 @@ type PrepareRunResult struct {
 	ResponseFormat json.RawMessage `json:"response_format,omitempty"`
 	// Tools are the document's function tools in OpenAI's format.
 	Tools []ChatTool `json:"tools,omitempty"`
+	// ConnectionTools are the document's active connection tools, which
+	// ResolveTools turns into tools to offer.
+	ConnectionTools []prompt.Tool `json:"connection_tools,omitempty"`
 	// Variables are the validated input with defaults applied ({"input":
 	// text} for a text prompt).
 	Variables map[string]any `json:"variables"`
@@ -122,9 +125,10 @@ func (a *Activities) PrepareRun(ctx context.Context, in PrepareRunInput) (Prepar
 		out.ResponseFormat = rf
 	}
 	for _, t := range doc.Tools {
-		// Connection tools wait for tool execution (ToolExecutor); until
-		// then only the caller's functions are offered.
-		if t.Type != prompt.ToolFunction {
+		if t.Type == prompt.ToolConnection {
+			if t.Active {
+				out.ConnectionTools = append(out.ConnectionTools, t)
+			}
 			continue
 		}
 		out.Tools = append(out.Tools, ChatTool{Type: "function", Function: ChatFunction{

@@ -36,6 +36,9 @@ type RunRecord struct {
 	// Output is the run's output as JSON, nil when there is none.
 	Output     json.RawMessage `json:"output,omitempty"`
 	ModelCalls []ModelCall     `json:"model_calls"`
+	// ToolCalls are the connection tool calls (workflows.ToolCall) as a
+	// JSON list; nil when there were none.
+	ToolCalls json.RawMessage `json:"tool_calls,omitempty"`
 	// InputTokens and OutputTokens are summed over the model calls.
 	InputTokens  int64 `json:"input_tokens"`
 	OutputTokens int64 `json:"output_tokens"`
@@ -116,6 +119,7 @@ func (a *Activities) RecordRun(ctx context.Context, r RunRecord) error {
 		RenderedMessages: rendered,
 		Output:           nullJSON(r.Output),
 		ModelCalls:       modelCalls,
+		ToolCalls:        []byte("[]"),
 		InputTokens:      r.InputTokens,
 		OutputTokens:     r.OutputTokens,
 		LatencyMs:        r.LatencyMS,
@@ -123,6 +127,9 @@ func (a *Activities) RecordRun(ctx context.Context, r RunRecord) error {
 		Metadata:         metadata,
 		CreatedAt:        r.CreatedAt,
 		FinishedAt:       r.FinishedAt,
+	}
+	if len(r.ToolCalls) > 0 && string(r.ToolCalls) != "null" {
+		p.ToolCalls = r.ToolCalls
 	}
 	if r.PromptID != uuid.Nil {
 		p.PromptID = &r.PromptID

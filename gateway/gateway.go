@@ -73,6 +73,9 @@ type Config struct {
 	// NATS carries the deltas of streaming runs from the workers; nil
 	// makes /v1/responses with stream: true answer 503.
 	NATS *nats.Conn
+	// RunWait is how a run is started and awaited: WaitUpdate (the
+	// default, also for "") or WaitResult.
+	RunWait string
 }
 
 // Gateway serves the OpenAI-compatible API. Run must be running for

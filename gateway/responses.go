@@ -198,14 +198,14 @@ func (g *Gateway) responses(w http.ResponseWriter, r *http.Request) {
 		g.streamResponses(w, r, in, v)
 		return
 	}
-	run, err := g.cfg.Temporal.ExecuteWorkflow(r.Context(), workflows.StartOptions(in), workflows.PromptRunWorkflow, in)
+	out, err := g.startRun(r.Context(), in)
 	if err != nil {
-		g.log.Error("start prompt run", "err", err)
-		writeAPIError(w, errRunNotStarted)
-		return
-	}
-	var out workflows.PromptRunOutput
-	if err := run.Get(r.Context(), &out); err != nil {
+		var se *startError
+		if errors.As(err, &se) {
+			g.log.Error("start prompt run", "err", err)
+			writeAPIError(w, errRunNotStarted)
+			return
+		}
 		if r.Context().Err() != nil {
 			return
 		}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"go.temporal.io/sdk/client"
+
 	"github.com/budhq/bud/runstream"
 	"github.com/budhq/bud/workflows"
 )
@@ -34,7 +36,7 @@ func (g *Gateway) streamResponses(w http.ResponseWriter, r *http.Request, in wor
 	}
 	defer func() { _ = sub.Close() }()
 	in.StreamSubject = runstream.Subject(in.ResponseID)
-	run, err := g.cfg.Temporal.ExecuteWorkflow(r.Context(), workflows.StartOptions(in), workflows.PromptRunWorkflow, in)
+	wait, err := g.beginRun(r.Context(), in, client.WorkflowUpdateStageAccepted)
 	if err != nil {
 		g.log.Error("start prompt run", "err", err)
 		writeAPIError(w, errRunNotStarted)
@@ -57,7 +59,7 @@ func (g *Gateway) streamResponses(w http.ResponseWriter, r *http.Request, in wor
 	done := make(chan result, 1)
 	go func() {
 		var res result
-		res.err = run.Get(r.Context(), &res.out)
+		res.out, res.err = wait()
 		done <- res
 	}()
 	for s.err == nil {

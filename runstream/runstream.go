@@ -12,6 +12,12 @@
 //	call_done        {call, attempt, seq, finish_reason}  the attempt's reply is complete (activity)
 //	output_accepted  {call}  the call's reply passed validation: it is the run's output (workflow)
 //	output_rejected  {call}  the call's reply failed validation: a repair may follow (workflow)
+//	tool_call        {call, tool}  a connection tool call starts (workflow)
+//	tool_result      {call, tool}  it ended: tool.output, or tool.error (workflow)
+//	function_call    {call, tool}  the model called one of the caller's functions (workflow)
+//	approval_request {call, tool}  a tool call waits for approval, tool.id is the request's (workflow)
+//
+// Call in the tool events is the model call whose reply asked for the tool.
 //
 // Call numbers a run's model calls from 1; attempt is the activity attempt
 // that made the call (Temporal retries a call that failed, even mid-stream),
@@ -41,10 +47,14 @@ func Subject(responseID string) string { return SubjectPrefix + responseID }
 
 // Event types.
 const (
-	TypeDelta          = "delta"
-	TypeCallDone       = "call_done"
-	TypeOutputAccepted = "output_accepted"
-	TypeOutputRejected = "output_rejected"
+	TypeDelta           = "delta"
+	TypeCallDone        = "call_done"
+	TypeOutputAccepted  = "output_accepted"
+	TypeOutputRejected  = "output_rejected"
+	TypeToolCall        = "tool_call"
+	TypeToolResult      = "tool_result"
+	TypeFunctionCall    = "function_call"
+	TypeApprovalRequest = "approval_request"
 	// typeBarrier is what Subscription.Flush publishes to itself.
 	typeBarrier = "barrier"
 )
@@ -62,6 +72,22 @@ type Event struct {
 	Text string `json:"text,omitempty"`
 	// FinishReason is the model's finish reason, in call_done.
 	FinishReason string `json:"finish_reason,omitempty"`
+	// Tool describes the call of a tool event.
+	Tool *Tool `json:"tool,omitempty"`
+}
+
+// Tool is the call a tool event is about.
+type Tool struct {
+	// ID is an approval request's id (mcpr_…), in approval_request.
+	ID string `json:"id,omitempty"`
+	// CallID is the model's id of the call.
+	CallID string `json:"call_id"`
+	Name   string `json:"name"`
+	// ServerLabel is the connection's name; empty for a function.
+	ServerLabel string `json:"server_label,omitempty"`
+	Arguments   string `json:"arguments,omitempty"`
+	Output      string `json:"output,omitempty"`
+	Error       string `json:"error,omitempty"`
 }
 
 // Connect connects to the NATS server at url (nats://host:port; several

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
@@ -46,32 +47,110 @@ const (
 const finishLength = "length"
 
 // PromptRun executes one run of one pinned prompt version: prepare (validate
-// the input, render the messages), call the model, check a structured reply
-// and repair it while the document allows, record the run. A run the caller
-// or the model got wrong still completes, with Status failed and Error set
+// the input, render the messages), list the tools of the prompt's
+// connections, call the model, run the tools it asks for and feed their
+// results back, check a structured reply and repair it while the document
+// allows, record the run. A call of the caller's function tool, or of a
+// connection tool that needs approval, pauses the run durably until it is
+// continued (UpdateContinue) or approved (UpdateApprove); each stretch
+// between pauses is a turn, one OpenAI response. A run the caller or the
+// model got wrong still completes, with Status failed and Error set
 // (invalid input, a template that fails, the upstream's 4xx, an output that
 // stays invalid); the workflow itself fails only when the worker's own
 // infrastructure does, such as the database after every retry.
 func PromptRun(ctx workflow.Context, in PromptRunInput) (PromptRunOutput, error) {
-	r := &promptRun{in: in, out: PromptRunOutput{StartedAt: workflow.Now(ctx)}}
+	r := &promptRun{in: in, subject: in.StreamSubject, startedAt: workflow.Now(ctx)}
+	if err := r.handlers(ctx); err != nil {
+		return PromptRunOutput{}, err
+	}
+	r.beginTurn(ctx, "")
 	if err := r.prepare(ctx); err != nil {
 		return PromptRunOutput{}, err
 	}
 	if r.prepared {
-		if err := r.callLoop(ctx); err != nil {
+		if err := r.resolveTools(ctx); err != nil {
 			return PromptRunOutput{}, err
 		}
 	}
+	for r.prepared && r.cur.Status != StatusFailed {
+		if err := r.callLoop(ctx); err != nil {
+			return PromptRunOutput{}, err
+		}
+		if !r.waiting {
+			break
+		}
+		// Paused: the turn is over for its caller, the run is not.
+		if err := r.record(ctx, StatusWaiting); err != nil {
+			return PromptRunOutput{}, err
+		}
+		r.endTurn(ctx)
+		resumed, err := workflow.AwaitWithTimeout(ctx, PauseTimeout, func() bool { return r.resume != nil })
+		if err != nil {
+			return PromptRunOutput{}, fmt.Errorf("prompt run: wait: %w", err)
+		}
+		if !resumed {
+			r.waiting = false
+			r.runErr = &RunError{Code: ErrPauseTimeout, Message: fmt.Sprintf("nobody answered the paused run within %s", PauseTimeout)}
+			return r.finish(ctx)
+		}
+		prev := r.cur.ResponseID
+		r.beginTurn(ctx, prev)
+		if err := r.applyResume(ctx); err != nil {
+			return PromptRunOutput{}, err
+		}
+	}
+	r.endTurn(ctx)
 	return r.finish(ctx)
 }
 
+// StatusWaiting is the recorded status of a run paused for function
+// outputs or approvals; its turns so far are completed responses.
+const StatusWaiting = "waiting"
+
 // promptRun is the state of one run as the workflow advances it.
 type promptRun struct {
-	in       PromptRunInput
-	out      PromptRunOutput
-	prepared bool
-	prep     activities.PrepareRunResult
-	calls    []activities.ModelCall
+	in        PromptRunInput
+	subject   string // where the current turn streams
+	startedAt time.Time
+	prepared  bool
+	prep      activities.PrepareRunResult
+
+	tools     []activities.ChatTool           // offered to the model
+	routes    map[string]activities.ToolRoute // connection tools by offered name
+	functions map[string]bool                 // the caller's function tools
+	messages  []activities.ChatMessage
+	repairs   int
+
+	calls     []activities.ModelCall // every model call, numbered from 1
+	toolCalls []ToolCall             // every connection tool call
+	usage     Usage
+
+	cur   PromptRunOutput   // the turn in progress, or the last one
+	turns []PromptRunOutput // the turns that ended
+	ended bool              // the run is over
+
+	// A paused run: the reply's calls in order, the outputs known so far by
+	// call id, the function calls and approvals it waits for.
+	waiting   bool
+	pending   []activities.ToolCall
+	results   map[string]string
+	approvals []*approval
+	resume    *resumeInput
+	runErr    *RunError // a failure after the last turn (pause timeout)
+}
+
+type approval struct {
+	req      ApprovalRequest
+	route    activities.ToolRoute
+	decided  bool
+	approved bool
+	reason   string
+}
+
+// resumeInput is what a continue or the last approval brings.
+type resumeInput struct {
+	outputs  map[string]string // function outputs by call id
+	messages []activities.ChatMessage
 }
 
 func localOptions(ctx workflow.Context, nonRetryable ...string) workflow.Context {
@@ -79,6 +158,261 @@ func localOptions(ctx workflow.Context, nonRetryable ...string) workflow.Context
 		StartToCloseTimeout: localStepTimeout,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3, NonRetryableErrorTypes: nonRetryable},
 	})
+}
+
+func (r *promptRun) beginTurn(ctx workflow.Context, prev string) {
+	k := len(r.turns) + 1
+	r.cur = PromptRunOutput{
+		ResponseID: TurnID(r.in.ResponseID, k), Turn: k, PreviousResponseID: prev,
+		Model: r.prep.Deployment, StartedAt: workflow.Now(ctx),
+	}
+}
+
+func (r *promptRun) endTurn(ctx workflow.Context) {
+	r.cur.FinishedAt = workflow.Now(ctx)
+	r.cur.Waiting = r.waiting
+	r.turns = append(r.turns, r.cur)
+	if !r.waiting {
+		r.ended = true
+	}
+}
+
+// handlers registers the run's updates and query.
+func (r *promptRun) handlers(ctx workflow.Context) error {
+	err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateAwaitTurn,
+		func(ctx workflow.Context, n int) (PromptRunOutput, error) {
+			if err := workflow.Await(ctx, func() bool { return len(r.turns) >= n }); err != nil {
+				return PromptRunOutput{}, err
+			}
+			return r.turns[n-1], nil
+		},
+		workflow.UpdateHandlerOptions{Validator: func(n int) error {
+			if n < 1 || n > len(r.turns)+1 {
+				return temporal.NewApplicationError(fmt.Sprintf("the run has no turn %d yet", n), ErrInvalidContinue)
+			}
+			return nil
+		}},
+	)
+	if err != nil {
+		return fmt.Errorf("prompt run: register %s: %w", UpdateAwaitTurn, err)
+	}
+	err = workflow.SetUpdateHandlerWithOptions(ctx, UpdateContinue,
+		func(ctx workflow.Context, c ContinueInput) (PromptRunOutput, error) {
+			res, err := r.continueInput(c)
+			if err != nil {
+				return PromptRunOutput{}, err
+			}
+			k := r.cur.Turn
+			r.decideFromContinue(c.InputItems)
+			r.subject = c.StreamSubject
+			r.resume = res
+			if err := workflow.Await(ctx, func() bool { return len(r.turns) > k }); err != nil {
+				return PromptRunOutput{}, err
+			}
+			return r.turns[k], nil
+		},
+		workflow.UpdateHandlerOptions{Validator: func(c ContinueInput) error {
+			_, err := r.continueInput(c)
+			return err
+		}},
+	)
+	if err != nil {
+		return fmt.Errorf("prompt run: register %s: %w", UpdateContinue, err)
+	}
+	err = workflow.SetUpdateHandlerWithOptions(ctx, UpdateApprove,
+		func(ctx workflow.Context, d ApprovalDecision) error {
+			a := r.findApproval(d.ID)
+			if a == nil || a.decided {
+				return r.checkApproval(d)
+			}
+			a.decided, a.approved, a.reason = true, d.Approve, d.Reason
+			if r.resume == nil && r.ready() {
+				r.resume = &resumeInput{}
+			}
+			return nil
+		},
+		workflow.UpdateHandlerOptions{Validator: r.checkApproval},
+	)
+	if err != nil {
+		return fmt.Errorf("prompt run: register %s: %w", UpdateApprove, err)
+	}
+	err = workflow.SetQueryHandler(ctx, QueryTurn, func(n int) (PromptRunOutput, error) {
+		switch {
+		case n >= 1 && n <= len(r.turns):
+			return r.turns[n-1], nil
+		case n == len(r.turns)+1 && !r.ended && r.cur.Turn == n:
+			out := r.cur
+			out.Status = StatusInProgress
+			return out, nil
+		}
+		return PromptRunOutput{}, fmt.Errorf("the run has no turn %d", n)
+	})
+	if err != nil {
+		return fmt.Errorf("prompt run: register %s: %w", QueryTurn, err)
+	}
+	return nil
+}
+
+// StatusInProgress is the status of a turn that has not ended.
+const StatusInProgress = "in_progress"
+
+// ErrInvalidContinue is the failure type of a refused continue, approval
+// or wait: its message says what is wrong with the request.
+const ErrInvalidContinue = "InvalidContinue"
+
+func refuse(format string, args ...any) error {
+	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), ErrInvalidContinue, nil)
+}
+
+func (r *promptRun) findApproval(id string) *approval {
+	for _, a := range r.approvals {
+		if a.req.ID == id || a.req.CallID == id {
+			return a
+		}
+	}
+	return nil
+}
+
+// checkApproval validates a decision: there must be such a request, still
+// undecided.
+func (r *promptRun) checkApproval(d ApprovalDecision) error {
+	a := r.findApproval(d.ID)
+	switch {
+	case !r.waiting || r.resume != nil:
+		return refuse("the run does not wait for approvals")
+	case a == nil:
+		return refuse("the run has no approval request %q", d.ID)
+	case a.decided:
+		verdict := "rejected"
+		if a.approved {
+			verdict = "approved"
+		}
+		return refuse("approval request %q is already %s", a.req.ID, verdict)
+	}
+	return nil
+}
+
+// ready reports whether a paused run has everything it waits for but the
+// caller's function outputs, and needs none of those.
+func (r *promptRun) ready() bool {
+	for _, a := range r.approvals {
+		if !a.decided {
+			return false
+		}
+	}
+	return len(r.cur.FunctionCalls) == 0
+}
+
+// inputItem is a continue's input item, as much of it as the run reads.
+type inputItem struct {
+	Type              string          `json:"type"`
+	Role              string          `json:"role"`
+	Content           json.RawMessage `json:"content"`
+	CallID            string          `json:"call_id"`
+	Output            json.RawMessage `json:"output"`
+	ApprovalRequestID string          `json:"approval_request_id"`
+	Approve           *bool           `json:"approve"`
+	Reason            string          `json:"reason"`
+}
+
+// continueInput checks a continue against the paused turn and reads it;
+// it changes nothing but the approvals it decides, and only when the whole
+// request is valid.
+func (r *promptRun) continueInput(c ContinueInput) (*resumeInput, error) {
+	if !r.waiting || r.resume != nil {
+		return nil, refuse("response %s does not wait for input: only a response that returned function calls or approval requests can be continued, once", c.PreviousResponseID)
+	}
+	if c.PreviousResponseID != r.cur.ResponseID {
+		return nil, refuse("response %s is not the run's latest; continue from %s", c.PreviousResponseID, r.cur.ResponseID)
+	}
+	var items []inputItem
+	if len(c.InputItems) > 0 {
+		if err := json.Unmarshal(c.InputItems, &items); err != nil {
+			return nil, refuse("input must be a list of input items: %v", err)
+		}
+	}
+	res := &resumeInput{outputs: map[string]string{}}
+	decide := map[*approval]inputItem{}
+	for i, it := range items {
+		switch it.Type {
+		case "function_call_output":
+			if !slices.ContainsFunc(r.cur.FunctionCalls, func(f FunctionCall) bool { return f.CallID == it.CallID }) {
+				return nil, refuse("input[%d].call_id: %q is not a function call of response %s", i, it.CallID, r.cur.ResponseID)
+			}
+			var s string
+			if json.Unmarshal(it.Output, &s) != nil {
+				s = string(it.Output)
+			}
+			res.outputs[it.CallID] = s
+		case "mcp_approval_response":
+			a := r.findApproval(it.ApprovalRequestID)
+			switch {
+			case a == nil:
+				return nil, refuse("input[%d].approval_request_id: %q is not an approval request of response %s", i, it.ApprovalRequestID, r.cur.ResponseID)
+			case it.Approve == nil:
+				return nil, refuse("input[%d].approve is required", i)
+			case a.decided && a.approved != *it.Approve:
+				return nil, refuse("input[%d]: approval request %q was already decided the other way", i, a.req.ID)
+			}
+			decide[a] = it
+		case "message", "":
+			text, err := itemText(it.Content)
+			if err != nil {
+				return nil, refuse("input[%d].content: %v", i, err)
+			}
+			role := it.Role
+			if role == "" {
+				role = "user"
+			}
+			res.messages = append(res.messages, activities.ChatMessage{Role: role, Content: text})
+		default:
+			return nil, refuse("input[%d].type: %q items cannot continue a run; use function_call_output, mcp_approval_response or message", i, it.Type)
+		}
+	}
+	for _, f := range r.cur.FunctionCalls {
+		if _, ok := res.outputs[f.CallID]; !ok {
+			return nil, refuse("input: no function_call_output for call %q (%s)", f.CallID, f.Name)
+		}
+	}
+	for _, a := range r.approvals {
+		if _, ok := decide[a]; !ok && !a.decided {
+			return nil, refuse("input: no mcp_approval_response for approval request %q (%s)", a.req.ID, a.req.Name)
+		}
+	}
+	return res, nil
+}
+
+// decideFromContinue applies a valid continue's approval responses.
+func (r *promptRun) decideFromContinue(items json.RawMessage) {
+	var list []inputItem
+	_ = json.Unmarshal(items, &list)
+	for _, it := range list {
+		if it.Type != "mcp_approval_response" || it.Approve == nil {
+			continue
+		}
+		if a := r.findApproval(it.ApprovalRequestID); a != nil && !a.decided {
+			a.decided, a.approved, a.reason = true, *it.Approve, it.Reason
+		}
+	}
+}
+
+func itemText(raw json.RawMessage) (string, error) {
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s, nil
+	}
+	var parts []struct {
+		Type string `json:"type"`
+		Text string `json:"text"`
+	}
+	if err := json.Unmarshal(raw, &parts); err != nil {
+		return "", errors.New("must be a string or a list of text parts")
+	}
+	var b strings.Builder
+	for _, p := range parts {
+		b.WriteString(p.Text)
+	}
+	return b.String(), nil
 }
 
 // prepare runs PrepareRun. A typed failure fails the run; any other error
@@ -95,7 +429,13 @@ func (r *promptRun) prepare(ctx workflow.Context) error {
 	}).Get(ctx, &r.prep)
 	if err == nil {
 		r.prepared = true
-		r.out.Model = r.prep.Deployment
+		r.cur.Model = r.prep.Deployment
+		r.messages = r.prep.Messages
+		r.tools = r.prep.Tools
+		r.functions = map[string]bool{}
+		for _, t := range r.prep.Tools {
+			r.functions[t.Function.Name] = true
+		}
 		return nil
 	}
 	var appErr *temporal.ApplicationError
@@ -110,15 +450,78 @@ func (r *promptRun) prepare(ctx workflow.Context) error {
 	return fmt.Errorf("prompt run: prepare: %w", err)
 }
 
-// callLoop calls the model until a reply ends the run: tool calls, a reply
-// cut off, a valid reply, or an invalid one once the repairs are used up.
+// Timeouts and retries of the tool steps.
+const (
+	// ResolveToolsTimeout bounds listing the tools of all the prompt's
+	// connections.
+	ResolveToolsTimeout = time.Minute
+	// CallToolTimeout bounds one attempt of one tool call.
+	CallToolTimeout = 2 * time.Minute
+	// CallToolAttempts is how often a tool call is tried when its
+	// connection cannot be reached, times out or answers 429 or 5xx.
+	CallToolAttempts = 3
+)
+
+func toolOptions(ctx workflow.Context, timeout time.Duration) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: timeout,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        time.Second,
+			BackoffCoefficient:     2,
+			MaximumInterval:        10 * time.Second,
+			MaximumAttempts:        CallToolAttempts,
+			NonRetryableErrorTypes: []string{activities.ErrToolRejected, activities.ErrConnectionNotFound, activities.ErrProviderKey},
+		},
+	})
+}
+
+// resolveTools lists the tools of the prompt's active connections; a
+// prompt without any makes no step.
+func (r *promptRun) resolveTools(ctx workflow.Context) error {
+	if len(r.prep.ConnectionTools) == 0 {
+		return nil
+	}
+	var a *activities.Activities
+	taken := make([]string, 0, len(r.tools))
+	for _, t := range r.tools {
+		taken = append(taken, t.Function.Name)
+	}
+	var res activities.ResolveToolsResult
+	err := workflow.ExecuteActivity(toolOptions(ctx, ResolveToolsTimeout), a.ResolveTools, activities.ResolveToolsInput{
+		ProjectID: r.in.ProjectID, Tools: r.prep.ConnectionTools, Taken: taken,
+	}).Get(ctx, &res)
+	if err != nil {
+		r.fail(&RunError{Code: ErrTools, Message: toolErrorText(err)})
+		return nil
+	}
+	r.tools = append(slices.Clip(r.tools), res.Tools...)
+	r.routes = map[string]activities.ToolRoute{}
+	for _, rt := range res.Routes {
+		r.routes[rt.Name] = rt
+	}
+	return nil
+}
+
+// toolErrorText is a failed tool step's error as its caller and the model
+// read it.
+func toolErrorText(err error) string {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		return failureOf(appErr).Message
+	}
+	var timeout *temporal.TimeoutError
+	if errors.As(err, &timeout) {
+		return "the tool did not answer in time"
+	}
+	return "the tool call failed"
+}
+
+// callLoop calls the model until a reply ends the turn: a pause for
+// function outputs or approvals, a reply cut off, a valid reply, or an
+// invalid one once the repairs are used up.
 func (r *promptRun) callLoop(ctx workflow.Context) error {
 	var a *activities.Activities
 	p := r.prep
-	limit := 1
-	if p.AllowMultipleCalls {
-		limit += max(p.LLMRetryLimit, 0)
-	}
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: CallModelTimeout,
 		// A model call can take minutes; the heartbeat lets the server see
@@ -132,18 +535,22 @@ func (r *promptRun) callLoop(ctx workflow.Context) error {
 			NonRetryableErrorTypes: []string{ErrUpstreamRejected, ErrModelNotFound},
 		},
 	})
-	messages := p.Messages
-	for n := 1; ; n++ {
+	for {
+		if len(r.calls) >= MaxModelCalls {
+			r.fail(&RunError{Code: ErrStepLimit, Message: fmt.Sprintf("the run reached its limit of %d model calls", MaxModelCalls)})
+			return nil
+		}
+		n := len(r.calls) + 1
 		call := activities.CallModelInput{
 			ProjectID:      r.in.ProjectID,
 			Deployment:     p.Deployment,
-			Messages:       messages,
+			Messages:       r.messages,
 			ModelParams:    p.ModelParams,
 			ResponseFormat: p.ResponseFormat,
-			Tools:          p.Tools,
+			Tools:          r.tools,
 		}
 		if r.streaming() {
-			call.Stream, call.StreamSubject, call.Call = true, r.in.StreamSubject, n
+			call.Stream, call.StreamSubject, call.Call = true, r.subject, n
 		}
 		var res activities.CallModelResult
 		err := workflow.ExecuteActivity(ctx, a.CallModel, call).Get(ctx, &res)
@@ -153,27 +560,33 @@ func (r *promptRun) callLoop(ctx workflow.Context) error {
 				return fmt.Errorf("prompt run: call model: %w", err)
 			}
 			r.calls = append(r.calls, activities.ModelCall{Call: n, Error: runErr.Message})
+			r.cur.ModelCalls++
 			r.fail(runErr)
 			return nil
 		}
 		r.addCall(n, res)
-		r.out.Text = res.Content
+		r.cur.Text = res.Content
 
 		switch {
 		case len(res.ToolCalls) > 0:
-			// The caller runs its functions and continues with their
-			// outputs as input items; the reply is not final, so it is not
-			// checked.
-			for _, c := range res.ToolCalls {
-				r.out.FunctionCalls = append(r.out.FunctionCalls, FunctionCall{CallID: c.ID, Name: c.Function.Name, Arguments: c.Function.Arguments})
+			// A new slice each time: the calls' inputs must not share one.
+			r.messages = append(slices.Clip(r.messages), activities.ChatMessage{Role: "assistant", Content: res.Content, ToolCalls: res.ToolCalls})
+			if err := r.toolStep(ctx, n, res.ToolCalls); err != nil {
+				return err
 			}
-			r.out.Status = StatusCompleted
-			return nil
+			r.cur.Status = StatusCompleted
+			if r.waiting || !p.AllowMultipleCalls {
+				// Paused, or a turn of one model call: the calls' results
+				// are in the turn's output, not fed back.
+				return nil
+			}
+			r.feedBack(nil)
+			continue
 		case res.FinishReason == finishLength:
-			r.out.Status = StatusIncomplete
+			r.cur.Status = StatusIncomplete
 			return nil
 		case !p.StructuredOutput:
-			r.out.Status = StatusCompleted
+			r.cur.Status = StatusCompleted
 			return nil
 		}
 
@@ -191,27 +604,176 @@ func (r *promptRun) callLoop(ctx workflow.Context) error {
 		}
 		r.publish(ctx, runstream.Event{Type: verdict, Call: n})
 		if check.Valid {
-			r.out.Status = StatusCompleted
-			r.out.Parsed = check.Parsed
+			r.cur.Status = StatusCompleted
+			r.cur.Parsed = check.Parsed
 			return nil
 		}
 		switch {
 		case !p.AllowMultipleCalls:
 			r.fail(&RunError{Code: ErrInvalidOutput, Message: check.Message})
 			return nil
-		case n >= limit:
-			r.fail(&RunError{Code: ErrInvalidOutput, Message: fmt.Sprintf("%s (still invalid after %d repairs)", check.Message, n-1)})
+		case r.repairs >= max(p.LLMRetryLimit, 0):
+			r.fail(&RunError{Code: ErrInvalidOutput, Message: fmt.Sprintf("%s (still invalid after %d repairs)", check.Message, r.repairs)})
 			return nil
 		case n >= MaxModelCalls:
 			r.fail(&RunError{Code: ErrStepLimit, Message: fmt.Sprintf("the run reached its limit of %d model calls", MaxModelCalls)})
 			return nil
 		}
-		// A new slice each time: the calls' inputs must not share one.
-		messages = append(slices.Clip(messages),
+		r.repairs++
+		r.messages = append(slices.Clip(r.messages),
 			activities.ChatMessage{Role: "assistant", Content: res.Content},
 			activities.ChatMessage{Role: "user", Content: RepairMessage(check)},
 		)
 	}
+}
+
+// toolStep sorts the calls of one reply: the caller's functions are
+// returned to it, connection tools that need approval wait for it, the
+// others run now, in parallel. Calls of tools the model was not offered get
+// an error it can read. When anything waits, the run pauses (r.waiting).
+func (r *promptRun) toolStep(ctx workflow.Context, n int, calls []activities.ToolCall) error {
+	r.pending = calls
+	r.results = map[string]string{}
+	r.approvals = nil
+	var now []int // indexes into r.toolCalls of calls to run now
+	for _, c := range calls {
+		name := c.Function.Name
+		if r.functions[name] {
+			fc := FunctionCall{CallID: c.ID, Name: name, Arguments: c.Function.Arguments}
+			r.cur.FunctionCalls = append(r.cur.FunctionCalls, fc)
+			r.out(ctx, n, runstream.TypeFunctionCall, &runstream.Tool{CallID: c.ID, Name: name, Arguments: c.Function.Arguments})
+			continue
+		}
+		route, ok := r.routes[name]
+		if !ok {
+			msg := fmt.Sprintf("there is no tool named %q", name)
+			r.results[c.ID] = "Error: " + msg
+			k := r.addToolCall(ToolCall{ID: c.ID, Name: name, Arguments: c.Function.Arguments, Error: msg, Turn: r.cur.Turn, StartedAt: workflow.Now(ctx)})
+			r.cur.ToolCalls = append(r.cur.ToolCalls, r.toolCalls[k])
+			continue
+		}
+		tc := ToolCall{ID: c.ID, Name: route.Tool, ServerLabel: route.ServerLabel, ConnectionID: route.ConnectionID.String(), Arguments: c.Function.Arguments, Turn: r.cur.Turn}
+		if route.RequireApproval {
+			req := ApprovalRequest{ID: "mcpr_" + c.ID, CallID: c.ID, Name: route.Tool, ServerLabel: route.ServerLabel, Arguments: c.Function.Arguments}
+			r.approvals = append(r.approvals, &approval{req: req, route: route})
+			r.cur.ApprovalRequests = append(r.cur.ApprovalRequests, req)
+			r.out(ctx, n, runstream.TypeApprovalRequest, &runstream.Tool{ID: req.ID, CallID: c.ID, Name: route.Tool, ServerLabel: route.ServerLabel, Arguments: c.Function.Arguments})
+			continue
+		}
+		now = append(now, r.addToolCall(tc))
+	}
+	if err := r.execute(ctx, n, now); err != nil {
+		return err
+	}
+	for _, k := range now {
+		r.cur.ToolCalls = append(r.cur.ToolCalls, r.toolCalls[k])
+	}
+	r.waiting = len(r.cur.FunctionCalls) > 0 || len(r.approvals) > 0
+	return nil
+}
+
+// addToolCall keeps a call in the run's and the turn's lists and returns
+// its index in the run's.
+func (r *promptRun) addToolCall(tc ToolCall) int {
+	r.toolCalls = append(r.toolCalls, tc)
+	return len(r.toolCalls) - 1
+}
+
+// execute runs the tool calls at the given indexes of r.toolCalls in
+// parallel, each an activity, and keeps their results for the model.
+func (r *promptRun) execute(ctx workflow.Context, n int, idx []int) error {
+	var a *activities.Activities
+	actx := toolOptions(ctx, CallToolTimeout)
+	futures := make([]workflow.Future, len(idx))
+	for i, k := range idx {
+		tc := &r.toolCalls[k]
+		tc.StartedAt = workflow.Now(ctx)
+		conn, _ := uuid.Parse(tc.ConnectionID)
+		r.out(ctx, n, runstream.TypeToolCall, &runstream.Tool{CallID: tc.ID, Name: tc.Name, ServerLabel: tc.ServerLabel, Arguments: tc.Arguments})
+		futures[i] = workflow.ExecuteActivity(actx, a.CallTool, activities.CallToolInput{
+			ProjectID: r.in.ProjectID, ConnectionID: conn, Tool: tc.Name, Arguments: tc.Arguments,
+		})
+	}
+	for i, k := range idx {
+		var res activities.CallToolResult
+		err := futures[i].Get(ctx, &res)
+		tc := &r.toolCalls[k]
+		tc.LatencyMS = workflow.Now(ctx).Sub(tc.StartedAt).Milliseconds()
+		ev := &runstream.Tool{CallID: tc.ID, Name: tc.Name, ServerLabel: tc.ServerLabel, Arguments: tc.Arguments}
+		switch {
+		case err != nil:
+			var canceled *temporal.CanceledError
+			if errors.As(err, &canceled) {
+				return fmt.Errorf("prompt run: call tool: %w", err)
+			}
+			tc.Error = toolErrorText(err)
+			r.results[tc.ID] = "Error: " + tc.Error
+			ev.Error = tc.Error
+		case res.IsError:
+			tc.Error = res.Output
+			tc.LatencyMS, tc.Attempts = res.LatencyMS, res.Attempt
+			r.results[tc.ID] = "Error: " + res.Output
+			ev.Error = res.Output
+		default:
+			tc.Output = res.Output
+			tc.LatencyMS, tc.Attempts = res.LatencyMS, res.Attempt
+			r.results[tc.ID] = res.Output
+			ev.Output = res.Output
+		}
+		r.out(ctx, n, runstream.TypeToolResult, ev)
+	}
+	return nil
+}
+
+// applyResume runs what a paused run was waiting for: the approved calls
+// (rejected ones tell the model so), then feeds every result back with the
+// continue's messages after them.
+func (r *promptRun) applyResume(ctx workflow.Context) error {
+	res := r.resume
+	r.resume = nil
+	r.waiting = false
+	n := len(r.calls)
+	var now, all []int
+	for _, a := range r.approvals {
+		approved := a.approved
+		tc := ToolCall{ID: a.req.CallID, Name: a.req.Name, ServerLabel: a.req.ServerLabel, ConnectionID: a.route.ConnectionID.String(), Arguments: a.req.Arguments,
+			ApprovalRequestID: a.req.ID, Approved: &approved, Reason: a.reason, Turn: r.cur.Turn, StartedAt: workflow.Now(ctx)}
+		if !approved {
+			msg := "The user rejected this tool call."
+			if a.reason != "" {
+				msg += " Reason: " + a.reason
+			}
+			tc.Error = msg
+			r.results[tc.ID] = msg
+			all = append(all, r.addToolCall(tc))
+			continue
+		}
+		k := r.addToolCall(tc)
+		now, all = append(now, k), append(all, k)
+	}
+	if err := r.execute(ctx, n, now); err != nil {
+		return err
+	}
+	for _, k := range all {
+		r.cur.ToolCalls = append(r.cur.ToolCalls, r.toolCalls[k])
+	}
+	for id, out := range res.outputs {
+		r.results[id] = out
+	}
+	r.approvals = nil
+	r.feedBack(res.messages)
+	return nil
+}
+
+// feedBack appends one tool message per call of the last reply, in the
+// reply's order, then extra messages.
+func (r *promptRun) feedBack(extra []activities.ChatMessage) {
+	msgs := slices.Clip(r.messages)
+	for _, c := range r.pending {
+		msgs = append(msgs, activities.ChatMessage{Role: "tool", ToolCallID: c.ID, Content: r.results[c.ID]})
+	}
+	r.messages = append(msgs, extra...)
+	r.pending, r.results = nil, nil
 }
 
 // RepairMessage is the user message that sends an invalid reply back to the
@@ -234,25 +796,31 @@ func RepairMessage(check activities.CheckOutputResult) string {
 	return b.String()
 }
 
-// streaming reports whether the caller watches the run's stream.
-func (r *promptRun) streaming() bool { return r.in.StreamSubject != "" }
+// streaming reports whether a caller watches the current turn's stream.
+func (r *promptRun) streaming() bool { return r.subject != "" }
 
 // publish sends one of the run's own events to a streaming caller (see
 // package runstream): the verdict on a structured reply, which tells the
-// gateway whether the text it holds is the output or will be repaired. A
-// run that does not stream publishes nothing: its history is the one it
-// had before streaming existed, which the replay test holds it to.
-// Streaming is best effort: a failure to publish does not fail the run.
+// gateway whether the text it holds is the output or will be repaired, and
+// the tool events. A run that does not stream publishes nothing: its
+// history is the one it had before streaming existed, which the replay test
+// holds it to. Streaming is best effort: a failure to publish does not fail
+// the run.
 func (r *promptRun) publish(ctx workflow.Context, ev runstream.Event) {
 	if !r.streaming() {
 		return
 	}
 	var a *activities.Activities
 	lctx := localOptions(ctx)
-	err := workflow.ExecuteLocalActivity(lctx, a.PublishRunEvent, activities.PublishRunEventInput{Subject: r.in.StreamSubject, Event: ev}).Get(lctx, nil)
+	err := workflow.ExecuteLocalActivity(lctx, a.PublishRunEvent, activities.PublishRunEventInput{Subject: r.subject, Event: ev}).Get(lctx, nil)
 	if err != nil {
 		workflow.GetLogger(ctx).Warn("run event not published", "type", ev.Type, "err", err)
 	}
+}
+
+// out publishes a tool event of model call n.
+func (r *promptRun) out(ctx workflow.Context, n int, typ string, t *runstream.Tool) {
+	r.publish(ctx, runstream.Event{Type: typ, Call: n, Tool: t})
 }
 
 func (r *promptRun) addCall(n int, res activities.CallModelResult) {
@@ -260,30 +828,51 @@ func (r *promptRun) addCall(n int, res activities.CallModelResult) {
 		Call: n, Attempt: res.Attempt, LatencyMS: res.LatencyMS, Usage: res.Usage,
 		FinishReason: res.FinishReason, Model: res.Model,
 	})
-	r.out.Usage.InputTokens += res.Usage.PromptTokens
-	r.out.Usage.OutputTokens += res.Usage.CompletionTokens
-	r.out.Usage.TotalTokens += res.Usage.TotalTokens
+	r.cur.ModelCalls++
+	for _, u := range []*Usage{&r.cur.Usage, &r.usage} {
+		u.InputTokens += res.Usage.PromptTokens
+		u.OutputTokens += res.Usage.CompletionTokens
+		u.TotalTokens += res.Usage.TotalTokens
+	}
 }
 
 func (r *promptRun) fail(e *RunError) {
-	r.out.Status = StatusFailed
-	r.out.Error = e
+	r.cur.Status = StatusFailed
+	r.cur.Error = e
 }
 
-// finish records the run and returns its output.
+// finish records the run, waits for its updates to answer, and returns the
+// last turn's output.
 func (r *promptRun) finish(ctx workflow.Context) (PromptRunOutput, error) {
-	r.out.ModelCalls = len(r.calls)
-	r.out.FinishedAt = workflow.Now(ctx)
+	status := r.cur.Status
+	if r.runErr != nil {
+		status = StatusFailed
+	}
+	if err := r.record(ctx, status); err != nil {
+		return PromptRunOutput{}, err
+	}
+	r.ended = true
+	// An update that waits for a turn must get its answer before the run
+	// closes.
+	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+		return PromptRunOutput{}, fmt.Errorf("prompt run: wait for handlers: %w", err)
+	}
+	return r.cur, nil
+}
 
+// record writes the run's row as it stands: status is the run's, which
+// while paused is StatusWaiting.
+func (r *promptRun) record(ctx workflow.Context, status string) error {
+	now := workflow.Now(ctx)
 	rec := activities.RunRecord{
 		ID:            r.in.ResponseID,
 		ProjectID:     r.in.ProjectID,
 		PromptID:      r.in.PromptID,
 		PromptVersion: r.in.PromptVersion,
 		Deployment:    r.in.Deployment,
-		Model:         r.out.Model,
+		Model:         r.cur.Model,
 		Source:        r.in.Source,
-		Status:        r.out.Status,
+		Status:        status,
 		Input: activities.RunInput{
 			Text:         r.in.Text,
 			Variables:    r.in.Variables,
@@ -291,12 +880,12 @@ func (r *promptRun) finish(ctx workflow.Context) (PromptRunOutput, error) {
 			Instructions: r.in.Instructions,
 		},
 		ModelCalls:   r.calls,
-		InputTokens:  r.out.Usage.InputTokens,
-		OutputTokens: r.out.Usage.OutputTokens,
-		LatencyMS:    r.out.FinishedAt.Sub(r.out.StartedAt).Milliseconds(),
+		InputTokens:  r.usage.InputTokens,
+		OutputTokens: r.usage.OutputTokens,
+		LatencyMS:    now.Sub(r.startedAt).Milliseconds(),
 		Metadata:     r.in.Metadata,
-		CreatedAt:    r.out.StartedAt,
-		FinishedAt:   r.out.FinishedAt,
+		CreatedAt:    r.startedAt,
+		FinishedAt:   now,
 	}
 	if r.prepared {
 		rec.RenderedMessages = r.prep.Messages
@@ -305,19 +894,33 @@ func (r *promptRun) finish(ctx workflow.Context) (PromptRunOutput, error) {
 		}
 	}
 	var err error
-	if r.out.Status != StatusFailed || r.out.Text != "" {
-		out := struct {
-			Text          string          `json:"text"`
-			Parsed        json.RawMessage `json:"parsed,omitempty"`
-			FunctionCalls []FunctionCall  `json:"function_calls,omitempty"`
-		}{r.out.Text, r.out.Parsed, r.out.FunctionCalls}
-		if rec.Output, err = json.Marshal(out); err != nil {
-			return PromptRunOutput{}, fmt.Errorf("prompt run: encode output: %w", err)
+	if len(r.toolCalls) > 0 {
+		if rec.ToolCalls, err = json.Marshal(r.toolCalls); err != nil {
+			return fmt.Errorf("prompt run: encode tool calls: %w", err)
 		}
 	}
-	if r.out.Error != nil {
-		if rec.Error, err = json.Marshal(r.out.Error); err != nil {
-			return PromptRunOutput{}, fmt.Errorf("prompt run: encode error: %w", err)
+	if r.cur.Status != StatusFailed || r.cur.Text != "" {
+		out := struct {
+			Text             string            `json:"text"`
+			Parsed           json.RawMessage   `json:"parsed,omitempty"`
+			FunctionCalls    []FunctionCall    `json:"function_calls,omitempty"`
+			ApprovalRequests []ApprovalRequest `json:"approval_requests,omitempty"`
+			Turns            int               `json:"turns,omitempty"`
+		}{r.cur.Text, r.cur.Parsed, r.cur.FunctionCalls, r.cur.ApprovalRequests, 0}
+		if r.cur.Turn > 1 {
+			out.Turns = r.cur.Turn
+		}
+		if rec.Output, err = json.Marshal(out); err != nil {
+			return fmt.Errorf("prompt run: encode output: %w", err)
+		}
+	}
+	runErr := r.cur.Error
+	if r.runErr != nil {
+		runErr = r.runErr
+	}
+	if runErr != nil {
+		if rec.Error, err = json.Marshal(runErr); err != nil {
+			return fmt.Errorf("prompt run: encode error: %w", err)
 		}
 	}
 
@@ -336,9 +939,9 @@ func (r *promptRun) finish(ctx workflow.Context) (PromptRunOutput, error) {
 		},
 	})
 	if err := workflow.ExecuteLocalActivity(ctx, a.RecordRun, rec).Get(ctx, nil); err != nil {
-		return PromptRunOutput{}, fmt.Errorf("prompt run: record run: %w", err)
+		return fmt.Errorf("prompt run: record run: %w", err)
 	}
-	return r.out, nil
+	return nil
 }
 
 // callError turns a failed model call into the run's error; ok is false for

@@ -506,32 +506,6 @@ func TestModelTimeoutFailsAsUnavailable(t *testing.T) {
 	require.Len(t, h.calls, workflows.CallModelAttempts, "timeouts are retried")
 }
 
-func TestFunctionToolCallsAreReturned(t *testing.T) {
-	h := newHarness(t)
-	h.replies(t, activities.CallModelResult{FinishReason: "tool_calls", ToolCalls: []activities.ToolCall{
-		{ID: "call_a", Type: "function", Function: activities.ToolCallFunction{Name: "get_weather", Arguments: `{"city":"Paris"}`}},
-		{ID: "call_b", Type: "function", Function: activities.ToolCallFunction{Name: "get_weather", Arguments: `{"city":"Oslo"}`}},
-	}})
-	in := textInput("Weather in Paris and Oslo?")
-	in.Document = json.RawMessage(toolDoc)
-
-	out := h.run(t, in)
-
-	require.Equal(t, workflows.StatusCompleted, out.Status)
-	require.Equal(t, []workflows.FunctionCall{
-		{CallID: "call_a", Name: "get_weather", Arguments: `{"city":"Paris"}`},
-		{CallID: "call_b", Name: "get_weather", Arguments: `{"city":"Oslo"}`},
-	}, out.FunctionCalls)
-	require.Len(t, h.calls, 1)
-	require.Equal(t, []activities.ChatTool{{Type: "function", Function: activities.ChatFunction{
-		Name: "get_weather", Description: "Weather for a city",
-		Parameters: json.RawMessage(`{"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}`),
-	}}}, normalizeTools(t, h.calls[0].Tools))
-	require.JSONEq(t, `{"text": "", "function_calls": [
-	  {"call_id": "call_a", "name": "get_weather", "arguments": "{\"city\":\"Paris\"}"},
-	  {"call_id": "call_b", "name": "get_weather", "arguments": "{\"city\":\"Oslo\"}"}]}`, string(h.record().Output))
-}
-
 func TestLengthFinishIsIncomplete(t *testing.T) {
 	h := newHarness(t)
 	h.replies(t, activities.CallModelResult{Content: `{"summary": "Ada, a math`, FinishReason: "length"})

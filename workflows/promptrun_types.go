@@ -2,6 +2,8 @@ package workflows
 
 import (
 	"encoding/json"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -59,6 +61,121 @@ type PromptRunInput struct {
 	StreamSubject string `json:"stream_subject,omitempty"`
 }
 
+// Updates and queries of a PromptRun. A run has turns: the first starts
+// with the run; a turn ends when the run finishes, or when it pauses for
+// the caller's function outputs or for approvals, and the next turn starts
+// when it is resumed. Each turn is one OpenAI response (TurnID).
+const (
+	// UpdateAwaitTurn (an int, the turn from 1) returns that turn's
+	// PromptRunOutput once it has ended. The gateway starts a run with it
+	// (update-with-start) and so waits for the first turn in one request.
+	UpdateAwaitTurn = "await_turn"
+	// UpdateContinue (ContinueInput) resumes a paused run with the
+	// caller's input items and returns the next turn's output once it ends.
+	// The validator refuses, without a trace in the history, a continue of
+	// a turn that is not the paused one or that leaves a call unanswered.
+	UpdateContinue = "continue"
+	// UpdateApprove (ApprovalDecision) decides one pending approval
+	// request; when none is left and no function output is awaited, the
+	// run goes on by itself.
+	UpdateApprove = "approve"
+	// QueryTurn (an int) returns the turn's output as it stands; a turn
+	// not yet started is an error.
+	QueryTurn = "turn"
+)
+
+// PauseTimeout is how long a paused run waits for function outputs or
+// approvals before it ends as it stands.
+const PauseTimeout = 7 * 24 * time.Hour
+
+// TurnID is the response id of turn n (from 1) of the run whose workflow
+// id is runID: the run's id itself for the first, runID_n after.
+func TurnID(runID string, n int) string {
+	if n <= 1 {
+		return runID
+	}
+	return runID + "_" + strconv.Itoa(n)
+}
+
+// ParseTurnID splits a response id into its run's id and turn number.
+func ParseTurnID(id string) (runID string, n int, ok bool) {
+	if !strings.HasPrefix(id, "resp_") {
+		return "", 0, false
+	}
+	rest := id[len("resp_"):]
+	base, num, found := strings.Cut(rest, "_")
+	if base == "" {
+		return "", 0, false
+	}
+	if !found {
+		return id, 1, true
+	}
+	n, err := strconv.Atoi(num)
+	if err != nil || n < 2 || strconv.Itoa(n) != num {
+		return "", 0, false
+	}
+	return "resp_" + base, n, true
+}
+
+// ContinueInput resumes a paused run.
+type ContinueInput struct {
+	// PreviousResponseID is the paused turn's response id.
+	PreviousResponseID string `json:"previous_response_id"`
+	// InputItems are OpenAI Responses input items as a JSON list:
+	// function_call_output for every function call of the paused turn,
+	// mcp_approval_response for approval requests not decided otherwise,
+	// and messages, appended after them.
+	InputItems json.RawMessage `json:"input_items"`
+	// StreamSubject, when set, is where the next turn streams.
+	StreamSubject string `json:"stream_subject,omitempty"`
+}
+
+// ApprovalDecision decides one approval request.
+type ApprovalDecision struct {
+	// ID is the approval request's id (mcpr_…) or the call's id.
+	ID      string `json:"id"`
+	Approve bool   `json:"approve"`
+	Reason  string `json:"reason,omitempty"`
+	// Source says who decided: "api" (an mcp_approval_response item) or
+	// "app" (BudApp's approvals API).
+	Source string `json:"source,omitempty"`
+}
+
+// ToolCall is one call the model made of a connection tool, as OpenAI's
+// mcp_call item shows it.
+type ToolCall struct {
+	// ID is the model's call id.
+	ID          string `json:"id"`
+	Name        string `json:"name"` // the connection's own name of the tool
+	ServerLabel string `json:"server_label"`
+	// ConnectionID is the connection's id; empty for a call of a tool the
+	// model was not offered.
+	ConnectionID string `json:"connection_id,omitempty"`
+	Arguments    string `json:"arguments"`
+	Output       string `json:"output,omitempty"`
+	// Error is why the call failed (the tool's own failure or one of
+	// reaching it), as the model was told.
+	Error string `json:"error,omitempty"`
+	// ApprovalRequestID is set when the call needed approval.
+	ApprovalRequestID string `json:"approval_request_id,omitempty"`
+	Approved          *bool  `json:"approved,omitempty"`
+	Reason            string `json:"reason,omitempty"`
+	// Turn is the turn the call was made in, from 1.
+	Turn      int       `json:"turn"`
+	StartedAt time.Time `json:"started_at,omitempty"`
+	LatencyMS int64     `json:"latency_ms"`
+	Attempts  int32     `json:"attempts,omitempty"`
+}
+
+// ApprovalRequest is a call waiting for someone to approve it.
+type ApprovalRequest struct {
+	ID          string `json:"id"` // mcpr_<call id>
+	CallID      string `json:"call_id"`
+	Name        string `json:"name"`
+	ServerLabel string `json:"server_label"`
+	Arguments   string `json:"arguments"`
+}
+
 // Usage counts tokens over every model call of a run.
 type Usage struct {
 	InputTokens  int64 `json:"input_tokens"`
@@ -83,9 +200,15 @@ type RunError struct {
 	Param string `json:"param,omitempty"`
 }
 
-// PromptRunOutput is a finished run.
+// PromptRunOutput is one turn of a run: the whole run when it did not
+// pause.
 type PromptRunOutput struct {
-	Status string `json:"status"`
+	// ResponseID is the turn's response id (TurnID); Turn its number.
+	ResponseID string `json:"response_id,omitempty"`
+	Turn       int    `json:"turn,omitempty"`
+	// PreviousResponseID is the turn this one resumed.
+	PreviousResponseID string `json:"previous_response_id,omitempty"`
+	Status             string `json:"status"`
 	// Model is the model deployment that served the run.
 	Model string `json:"model"`
 	// Text is the final assistant message; for a structured output, its
@@ -96,7 +219,14 @@ type PromptRunOutput struct {
 	Parsed json.RawMessage `json:"parsed,omitempty"`
 	// FunctionCalls are the caller's function tools the model asked for.
 	FunctionCalls []FunctionCall `json:"function_calls,omitempty"`
-	Usage         Usage          `json:"usage"`
+	// ToolCalls are the connection tool calls made in the turn.
+	ToolCalls []ToolCall `json:"tool_calls,omitempty"`
+	// ApprovalRequests are the calls waiting for approval at the turn's end.
+	ApprovalRequests []ApprovalRequest `json:"approval_requests,omitempty"`
+	// Waiting says the run paused after this turn: for FunctionCalls'
+	// outputs and ApprovalRequests' decisions.
+	Waiting bool  `json:"waiting,omitempty"`
+	Usage   Usage `json:"usage"`
 	Error         *RunError      `json:"error,omitempty"`
 	// ModelCalls is how many model calls the run made (repairs included).
 	ModelCalls int       `json:"model_calls"`
@@ -114,4 +244,6 @@ const (
 	ErrModelNotFound    = "ModelNotFound"    // the document's model deployment is gone
 	ErrInvalidOutput    = "InvalidOutput"    // output failed validation after the allowed repairs
 	ErrStepLimit        = "StepLimit"        // the tool/repair loop hit its hard cap
+	ErrTools            = "ToolsUnavailable" // the prompt's connections could not be listed
+	ErrPauseTimeout     = "PauseTimeout"     // nobody answered a paused run within PauseTimeout
 )

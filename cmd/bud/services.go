@@ -191,6 +191,9 @@ func newGateway(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Cli
 	if err != nil || timeout <= 0 {
 		return nil, fmt.Errorf("BUD_UPSTREAM_TIMEOUT: %q is not a positive duration such as 5m", cfg.UpstreamTimeout)
 	}
+	if cfg.RunWait != gateway.WaitUpdate && cfg.RunWait != gateway.WaitResult {
+		return nil, fmt.Errorf("BUD_RUN_WAIT: %q is neither %q nor %q", cfg.RunWait, gateway.WaitUpdate, gateway.WaitResult)
+	}
 	return gateway.New(gateway.Config{
 		Pool:            pool,
 		Box:             box,
@@ -201,6 +204,7 @@ func newGateway(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Cli
 		Temporal:        tc,
 		Documents:       docs,
 		NATS:            nc,
+		RunWait:         cfg.RunWait,
 	})
 }
 
@@ -256,7 +260,10 @@ func startWorker(ctx context.Context, log *slog.Logger, cfg *config, tc client.C
 		log.Warn("register search attributes", "err", err)
 	}
 	host, _ := os.Hostname()
-	w := workflows.NewWorker(tc, activities.New(activities.Config{Identity: fmt.Sprintf("%s@%d", host, os.Getpid()), Pool: pool, Box: box, NATS: nc}))
+	w := workflows.NewWorker(tc, activities.New(activities.Config{
+		Identity: fmt.Sprintf("%s@%d", host, os.Getpid()), Pool: pool, Box: box, NATS: nc,
+		Tools: &activities.Connections{Pool: pool, Box: box, HTTPClient: &http.Client{Timeout: workflows.CallToolTimeout}},
+	}))
 	if err := w.Start(); err != nil {
 		return nil, fmt.Errorf("worker: start: %w", err)
 	}
@@ -325,7 +332,7 @@ func runGateway(ctx context.Context, args []string) error {
 		debug.SetMemoryLimit(gatewayMemoryLimit)
 	}
 	var cfg config
-	if err := cfg.parse("gateway", args, "database-url", "temporal-address", "temporal-namespace", "gateway-addr", "encryption-key", "upstream-timeout", "dapr-grpc-address", "dapr-store", "nats-url", "log-level", "log-format"); err != nil {
+	if err := cfg.parse("gateway", args, "database-url", "temporal-address", "temporal-namespace", "gateway-addr", "encryption-key", "upstream-timeout", "dapr-grpc-address", "dapr-store", "nats-url", "run-wait", "log-level", "log-format"); err != nil {
 		return err
 	}
 	return runOne(ctx, &cfg, "gateway")

@@ -97,4 +97,5 @@ type Run struct {
 	Metadata         []byte
 	CreatedAt        time.Time
 	FinishedAt       time.Time
+	ToolCalls        []byte
 }

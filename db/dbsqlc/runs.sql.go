@@ -48,12 +48,12 @@ func (q *Queries) CountRuns(ctx context.Context, arg CountRunsParams) (int64, er
 const createRun = `-- name: CreateRun :exec
 INSERT INTO runs (
     id, project_id, prompt_id, prompt_version, deployment, model, source, status,
-    input, rendered_messages, output, model_calls, input_tokens, output_tokens,
+    input, rendered_messages, output, model_calls, tool_calls, input_tokens, output_tokens,
     latency_ms, error, metadata, created_at, finished_at
 ) VALUES (
     $1, $2, $3, $4, $5, $6, $7, $8,
-    $9, $10, $11, $12, $13, $14,
-    $15, $16, $17, $18, $19
+    $9, $10, $11, $12, $13, $14, $15,
+    $16, $17, $18, $19, $20
 )
 ON CONFLICT (id) DO UPDATE SET
     project_id = EXCLUDED.project_id,
@@ -67,6 +67,7 @@ ON CONFLICT (id) DO UPDATE SET
     rendered_messages = EXCLUDED.rendered_messages,
     output = EXCLUDED.output,
     model_calls = EXCLUDED.model_calls,
+    tool_calls = EXCLUDED.tool_calls,
     input_tokens = EXCLUDED.input_tokens,
     output_tokens = EXCLUDED.output_tokens,
     latency_ms = EXCLUDED.latency_ms,
@@ -89,6 +90,7 @@ type CreateRunParams struct {
 	RenderedMessages []byte
 	Output           []byte
 	ModelCalls       []byte
+	ToolCalls        []byte
 	InputTokens      int64
 	OutputTokens     int64
 	LatencyMs        int64
@@ -114,6 +116,7 @@ func (q *Queries) CreateRun(ctx context.Context, arg CreateRunParams) error {
 		arg.RenderedMessages,
 		arg.Output,
 		arg.ModelCalls,
+		arg.ToolCalls,
 		arg.InputTokens,
 		arg.OutputTokens,
 		arg.LatencyMs,
@@ -126,7 +129,7 @@ func (q *Queries) CreateRun(ctx context.Context, arg CreateRunParams) error {
 }
 
 const getRun = `-- name: GetRun :one
-SELECT id, project_id, prompt_id, prompt_version, deployment, model, source, status, input, rendered_messages, output, model_calls, input_tokens, output_tokens, latency_ms, error, metadata, created_at, finished_at FROM runs WHERE project_id = $1 AND id = $2
+SELECT id, project_id, prompt_id, prompt_version, deployment, model, source, status, input, rendered_messages, output, model_calls, input_tokens, output_tokens, latency_ms, error, metadata, created_at, finished_at, tool_calls FROM runs WHERE project_id = $1 AND id = $2
 `
 
 type GetRunParams struct {
@@ -157,12 +160,13 @@ func (q *Queries) GetRun(ctx context.Context, arg GetRunParams) (Run, error) {
 		&i.Metadata,
 		&i.CreatedAt,
 		&i.FinishedAt,
+		&i.ToolCalls,
 	)
 	return i, err
 }
 
 const getRunByID = `-- name: GetRunByID :one
-SELECT id, project_id, prompt_id, prompt_version, deployment, model, source, status, input, rendered_messages, output, model_calls, input_tokens, output_tokens, latency_ms, error, metadata, created_at, finished_at FROM runs WHERE id = $1
+SELECT id, project_id, prompt_id, prompt_version, deployment, model, source, status, input, rendered_messages, output, model_calls, input_tokens, output_tokens, latency_ms, error, metadata, created_at, finished_at, tool_calls FROM runs WHERE id = $1
 `
 
 // Not scoped to a project: for the worker and administrative tools only.
@@ -189,12 +193,13 @@ func (q *Queries) GetRunByID(ctx context.Context, id string) (Run, error) {
 		&i.Metadata,
 		&i.CreatedAt,
 		&i.FinishedAt,
+		&i.ToolCalls,
 	)
 	return i, err
 }
 
 const listRuns = `-- name: ListRuns :many
-SELECT id, project_id, prompt_id, prompt_version, deployment, model, source, status, input, rendered_messages, output, model_calls, input_tokens, output_tokens, latency_ms, error, metadata, created_at, finished_at FROM runs
+SELECT id, project_id, prompt_id, prompt_version, deployment, model, source, status, input, rendered_messages, output, model_calls, input_tokens, output_tokens, latency_ms, error, metadata, created_at, finished_at, tool_calls FROM runs
 WHERE ($1::uuid IS NULL OR project_id = $1)
   AND ($2::uuid IS NULL OR prompt_id = $2)
   AND ($3::integer IS NULL OR prompt_version = $3)
@@ -254,6 +259,7 @@ func (q *Queries) ListRuns(ctx context.Context, arg ListRunsParams) ([]Run, erro
 			&i.Metadata,
 			&i.CreatedAt,
 			&i.FinishedAt,
+			&i.ToolCalls,
 		); err != nil {
 			return nil, err
 		}

@@ -3,11 +3,11 @@
 -- retried, so a second write of the same id replaces the first.
 INSERT INTO runs (
     id, project_id, prompt_id, prompt_version, deployment, model, source, status,
-    input, rendered_messages, output, model_calls, input_tokens, output_tokens,
+    input, rendered_messages, output, model_calls, tool_calls, input_tokens, output_tokens,
     latency_ms, error, metadata, created_at, finished_at
 ) VALUES (
     @id, @project_id, sqlc.narg(prompt_id), sqlc.narg(prompt_version), @deployment, @model, @source, @status,
-    @input, sqlc.narg(rendered_messages), sqlc.narg(output), @model_calls, @input_tokens, @output_tokens,
+    @input, sqlc.narg(rendered_messages), sqlc.narg(output), @model_calls, @tool_calls, @input_tokens, @output_tokens,
     @latency_ms, sqlc.narg(error), @metadata, @created_at, @finished_at
 )
 ON CONFLICT (id) DO UPDATE SET
@@ -22,6 +22,7 @@ ON CONFLICT (id) DO UPDATE SET
     rendered_messages = EXCLUDED.rendered_messages,
     output = EXCLUDED.output,
     model_calls = EXCLUDED.model_calls,
+    tool_calls = EXCLUDED.tool_calls,
     input_tokens = EXCLUDED.input_tokens,
     output_tokens = EXCLUDED.output_tokens,
     latency_ms = EXCLUDED.latency_ms,

@@ -1,0 +1,339 @@
+package workflows_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/budhq/bud/activities"
+	"github.com/budhq/bud/workflows"
+)
+
+var connID = uuid.MustParse("11111111-2222-4333-8444-555555555555")
+
+// connDoc offers the model the tools of connection connID, with the given
+// approval policy, and a function tool of the caller's.
+func connDoc(approval any, allowMultiple bool) json.RawMessage {
+	doc := map[string]any{
+		"deployment": "qwen",
+		"messages":   []any{map[string]any{"role": "user", "content": "{{ input }}"}},
+		"tools": []any{
+			map[string]any{"type": "connection", "connection_id": connID.String(), "require_approval": approval},
+			map[string]any{"type": "function", "name": "get_weather", "parameters": map[string]any{"type": "object"}},
+		},
+		"allow_multiple_calls": allowMultiple,
+	}
+	b, err := json.Marshal(doc)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+func toolCall(id, name, args string) activities.ToolCall {
+	return activities.ToolCall{ID: id, Type: "function", Function: activities.ToolCallFunction{Name: name, Arguments: args}}
+}
+
+func callsReply(calls ...activities.ToolCall) activities.CallModelResult {
+	return activities.CallModelResult{FinishReason: "tool_calls", ToolCalls: calls, Attempt: 1,
+		Usage: activities.ModelUsage{PromptTokens: 3, CompletionTokens: 2, TotalTokens: 5}}
+}
+
+// toolHarness mocks the connection: ResolveTools offers echo and add,
+// CallTool answers from outputs (an error value fails the call).
+type toolHarness struct {
+	*harness
+	tmu     sync.Mutex
+	toolIn  []activities.CallToolInput
+	outputs map[string]any
+}
+
+func newToolHarness(t *testing.T, requireApproval bool) *toolHarness {
+	h := &toolHarness{harness: newHarness(t), outputs: map[string]any{}}
+	h.env.OnActivity("ResolveTools", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.ResolveToolsInput) (activities.ResolveToolsResult, error) {
+		require.Equal(t, []string{"get_weather"}, in.Taken)
+		var res activities.ResolveToolsResult
+		for _, name := range []string{"echo", "add"} {
+			res.Tools = append(res.Tools, activities.ChatTool{Type: "function", Function: activities.ChatFunction{Name: name, Parameters: json.RawMessage(`{"type":"object"}`)}})
+			res.Routes = append(res.Routes, activities.ToolRoute{Name: name, ConnectionID: connID, ServerLabel: "everything", Tool: name, RequireApproval: requireApproval})
+		}
+		return res, nil
+	})
+	h.env.OnActivity("CallTool", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.CallToolInput) (activities.CallToolResult, error) {
+		h.tmu.Lock()
+		defer h.tmu.Unlock()
+		h.toolIn = append(h.toolIn, in)
+		switch o := h.outputs[in.Tool].(type) {
+		case error:
+			return activities.CallToolResult{}, o
+		case string:
+			return activities.CallToolResult{Output: o, Attempt: 1, LatencyMS: 2}, nil
+		}
+		return activities.CallToolResult{}, fmt.Errorf("unscripted tool %s", in.Tool)
+	}).Maybe()
+	return h
+}
+
+// update sends an update at delay and keeps its outcome.
+type updateResult struct {
+	accepted bool
+	err      error
+	out      workflows.PromptRunOutput
+	done     bool
+}
+
+func (h *harness) update(delay time.Duration, name string, arg any) *updateResult {
+	res := &updateResult{}
+	h.env.RegisterDelayedCallback(func() {
+		h.env.UpdateWorkflow(name, fmt.Sprintf("%s-%d", name, delay), &testsuite.TestUpdateCallback{
+			OnAccept: func() { res.accepted = true },
+			OnReject: func(err error) { res.err = err; res.done = true },
+			OnComplete: func(v any, err error) {
+				res.done, res.err = true, err
+				if o, ok := v.(workflows.PromptRunOutput); ok {
+					res.out = o
+				}
+			},
+		}, arg)
+	}, delay)
+	return res
+}
+
+func (h *harness) execute(t *testing.T, in workflows.PromptRunInput) workflows.PromptRunOutput {
+	t.Helper()
+	h.env.ExecuteWorkflow(workflows.PromptRunWorkflow, in)
+	require.True(t, h.env.IsWorkflowCompleted())
+	require.NoError(t, h.env.GetWorkflowError())
+	var out workflows.PromptRunOutput
+	require.NoError(t, h.env.GetWorkflowResult(&out))
+	return out
+}
+
+func TestFunctionCallsPauseAndContinueTheSameRun(t *testing.T) {
+	h := newHarness(t)
+	h.replies(t,
+		callsReply(toolCall("call_a", "get_weather", `{"city":"Paris"}`), toolCall("call_b", "get_weather", `{"city":"Oslo"}`)),
+		"Paris 21°C, Oslo 9°C.",
+	)
+	in := textInput("Weather in Paris and Oslo?")
+	in.Document = json.RawMessage(toolDoc)
+
+	first := h.update(0, workflows.UpdateAwaitTurn, 1)
+	missing := h.update(time.Second, workflows.UpdateContinue, workflows.ContinueInput{
+		PreviousResponseID: "resp_test",
+		InputItems:         json.RawMessage(`[{"type":"function_call_output","call_id":"call_a","output":"21°C"}]`),
+	})
+	wrongTurn := h.update(2*time.Second, workflows.UpdateContinue, workflows.ContinueInput{PreviousResponseID: "resp_other"})
+	cont := h.update(3*time.Second, workflows.UpdateContinue, workflows.ContinueInput{
+		PreviousResponseID: "resp_test",
+		InputItems: json.RawMessage(`[{"type":"function_call_output","call_id":"call_b","output":"9°C"},
+		  {"type":"function_call_output","call_id":"call_a","output":"21°C"}]`),
+	})
+	out := h.execute(t, in)
+
+	require.True(t, first.done)
+	require.NoError(t, first.err)
+	require.Equal(t, "resp_test", first.out.ResponseID)
+	require.True(t, first.out.Waiting)
+	require.Equal(t, workflows.StatusCompleted, first.out.Status)
+	require.Equal(t, []workflows.FunctionCall{
+		{CallID: "call_a", Name: "get_weather", Arguments: `{"city":"Paris"}`},
+		{CallID: "call_b", Name: "get_weather", Arguments: `{"city":"Oslo"}`},
+	}, first.out.FunctionCalls)
+
+	require.ErrorContains(t, missing.err, `no function_call_output for call "call_b"`)
+	require.False(t, missing.accepted)
+	require.ErrorContains(t, wrongTurn.err, "is not the run's latest")
+
+	require.NoError(t, cont.err)
+	require.Equal(t, "resp_test_2", cont.out.ResponseID)
+	require.Equal(t, "resp_test", cont.out.PreviousResponseID)
+	require.Equal(t, "Paris 21°C, Oslo 9°C.", cont.out.Text)
+	require.False(t, cont.out.Waiting)
+	require.Equal(t, cont.out, out)
+
+	require.Len(t, h.calls, 2)
+	msgs := h.calls[1].Messages
+	require.Len(t, msgs, 4)
+	require.Equal(t, "assistant", msgs[1].Role)
+	require.Len(t, msgs[1].ToolCalls, 2)
+	require.Equal(t, activities.ChatMessage{Role: "tool", ToolCallID: "call_a", Content: "21°C"}, msgs[2], "outputs go back in the reply's order")
+	require.Equal(t, activities.ChatMessage{Role: "tool", ToolCallID: "call_b", Content: "9°C"}, msgs[3])
+
+	require.Len(t, h.records, 2, "recorded when paused and when done")
+	require.Equal(t, workflows.StatusWaiting, h.records[0].Status)
+	require.Equal(t, workflows.StatusCompleted, h.records[1].Status)
+	require.Len(t, h.records[1].ModelCalls, 2)
+}
+
+func TestPausedRunEndsAfterPauseTimeout(t *testing.T) {
+	h := newHarness(t)
+	h.replies(t, callsReply(toolCall("call_a", "get_weather", `{}`)))
+	in := textInput("Weather?")
+	in.Document = json.RawMessage(toolDoc)
+	out := h.execute(t, in)
+	require.True(t, out.Waiting)
+	require.Len(t, h.records, 2)
+	require.Equal(t, workflows.StatusFailed, h.records[1].Status)
+	require.Contains(t, string(h.records[1].Error), workflows.ErrPauseTimeout)
+}
+
+func TestConnectionToolsRunInParallelAndFeedBack(t *testing.T) {
+	h := newToolHarness(t, false)
+	h.outputs["echo"] = "Echo: hi"
+	h.outputs["add"] = "The sum of 2 and 3 is 5."
+	h.replies(t,
+		callsReply(toolCall("c1", "echo", `{"message":"hi"}`), toolCall("c2", "add", `{"a":2,"b":3}`)),
+		"hi, and 5",
+	)
+	in := textInput("go")
+	in.Document = connDoc("never", true)
+	out := h.run(t, in)
+
+	require.Equal(t, workflows.StatusCompleted, out.Status)
+	require.Equal(t, "hi, and 5", out.Text)
+	require.Len(t, h.toolIn, 2)
+	require.Equal(t, connID, h.toolIn[0].ConnectionID)
+	names := []string{h.calls[0].Tools[0].Function.Name, h.calls[0].Tools[1].Function.Name, h.calls[0].Tools[2].Function.Name}
+	require.Equal(t, []string{"get_weather", "echo", "add"}, names)
+	msgs := h.calls[1].Messages
+	require.Equal(t, activities.ChatMessage{Role: "tool", ToolCallID: "c1", Content: "Echo: hi"}, msgs[2])
+	require.Equal(t, activities.ChatMessage{Role: "tool", ToolCallID: "c2", Content: "The sum of 2 and 3 is 5."}, msgs[3])
+	require.Len(t, out.ToolCalls, 2)
+	require.Equal(t, "everything", out.ToolCalls[0].ServerLabel)
+	require.Equal(t, "Echo: hi", out.ToolCalls[0].Output)
+
+	var recorded []workflows.ToolCall
+	require.NoError(t, json.Unmarshal(h.record().ToolCalls, &recorded))
+	require.Len(t, recorded, 2)
+	require.Equal(t, `{"a":2,"b":3}`, recorded[1].Arguments)
+}
+
+func TestToolFailureIsToldToTheModel(t *testing.T) {
+	h := newToolHarness(t, false)
+	h.outputs["echo"] = temporal.NewNonRetryableApplicationError("rejected", activities.ErrToolRejected, nil,
+		activities.Failure{Message: `connection "everything": unknown tool`})
+	h.replies(t, callsReply(toolCall("c1", "echo", `{}`), toolCall("c2", "nope", `{}`)), "sorry")
+	in := textInput("go")
+	in.Document = connDoc("never", true)
+	out := h.run(t, in)
+	require.Equal(t, "sorry", out.Text)
+	msgs := h.calls[1].Messages
+	require.Equal(t, `Error: connection "everything": unknown tool`, msgs[2].Content)
+	require.Equal(t, `Error: there is no tool named "nope"`, msgs[3].Content)
+	require.Len(t, h.toolIn, 1, "a rejected call is not retried")
+}
+
+func TestOneModelCallPerTurnWithoutMultipleCalls(t *testing.T) {
+	h := newToolHarness(t, false)
+	h.outputs["echo"] = "Echo: hi"
+	h.replies(t, callsReply(toolCall("c1", "echo", `{"message":"hi"}`)))
+	in := textInput("go")
+	in.Document = connDoc("never", false)
+	out := h.run(t, in)
+	require.Equal(t, workflows.StatusCompleted, out.Status)
+	require.Len(t, h.calls, 1)
+	require.Len(t, out.ToolCalls, 1)
+	require.Equal(t, "Echo: hi", out.ToolCalls[0].Output)
+}
+
+func TestApprovalPausesUntilApproved(t *testing.T) {
+	h := newToolHarness(t, true)
+	h.outputs["add"] = "5"
+	h.replies(t, callsReply(toolCall("c1", "add", `{"a":2,"b":3}`), toolCall("c2", "echo", `{"message":"x"}`)), "done")
+	in := textInput("go")
+	in.Document = connDoc("always", true)
+
+	first := h.update(0, workflows.UpdateAwaitTurn, 1)
+	unknown := h.update(time.Hour, workflows.UpdateApprove, workflows.ApprovalDecision{ID: "mcpr_zzz", Approve: true})
+	approve := h.update(2*time.Hour, workflows.UpdateApprove, workflows.ApprovalDecision{ID: "mcpr_c1", Approve: true})
+	twice := h.update(3*time.Hour, workflows.UpdateApprove, workflows.ApprovalDecision{ID: "c1", Approve: false})
+	reject := h.update(4*time.Hour, workflows.UpdateApprove, workflows.ApprovalDecision{ID: "c2", Approve: false, Reason: "not today"})
+	second := h.update(3*time.Hour+time.Minute, workflows.UpdateAwaitTurn, 2)
+	out := h.execute(t, in)
+
+	require.NoError(t, first.err)
+	require.True(t, first.out.Waiting)
+	require.Equal(t, []workflows.ApprovalRequest{
+		{ID: "mcpr_c1", CallID: "c1", Name: "add", ServerLabel: "everything", Arguments: `{"a":2,"b":3}`},
+		{ID: "mcpr_c2", CallID: "c2", Name: "echo", ServerLabel: "everything", Arguments: `{"message":"x"}`},
+	}, first.out.ApprovalRequests)
+	require.ErrorContains(t, unknown.err, `no approval request "mcpr_zzz"`)
+	require.NoError(t, approve.err)
+	require.ErrorContains(t, twice.err, "already approved")
+	require.NoError(t, reject.err)
+	require.NoError(t, second.err)
+	require.Equal(t, "done", second.out.Text)
+	require.Equal(t, "done", out.Text)
+
+	require.Len(t, h.toolIn, 1, "only the approved call runs")
+	require.Equal(t, "add", h.toolIn[0].Tool)
+	msgs := h.calls[1].Messages
+	require.Equal(t, "5", msgs[2].Content)
+	require.Equal(t, "The user rejected this tool call. Reason: not today", msgs[3].Content)
+	require.Len(t, out.ToolCalls, 2)
+	require.True(t, *out.ToolCalls[0].Approved)
+	require.False(t, *out.ToolCalls[1].Approved)
+}
+
+func TestApprovalResponsesInAContinue(t *testing.T) {
+	h := newToolHarness(t, true)
+	h.outputs["echo"] = "Echo: x"
+	h.replies(t, callsReply(toolCall("c1", "echo", `{"message":"x"}`)), "ok")
+	in := textInput("go")
+	in.Document = connDoc("always", true)
+	cont := h.update(time.Minute, workflows.UpdateContinue, workflows.ContinueInput{
+		PreviousResponseID: "resp_test",
+		InputItems:         json.RawMessage(`[{"type":"mcp_approval_response","approval_request_id":"mcpr_c1","approve":true}]`),
+	})
+	out := h.execute(t, in)
+	require.NoError(t, cont.err)
+	require.Equal(t, "ok", cont.out.Text)
+	require.Equal(t, "ok", out.Text)
+	require.Len(t, h.toolIn, 1)
+}
+
+func TestUnreachableConnectionFailsTheRun(t *testing.T) {
+	h := newHarness(t)
+	h.env.OnActivity("ResolveTools", mock.Anything, mock.Anything).Return(activities.ResolveToolsResult{},
+		temporal.NewNonRetryableApplicationError("x", activities.ErrToolRejected, nil, activities.Failure{Message: `connection "everything": refused the credentials`}))
+	in := textInput("go")
+	in.Document = connDoc("never", true)
+	out := h.run(t, in)
+	require.Equal(t, workflows.StatusFailed, out.Status)
+	require.Equal(t, workflows.ErrTools, out.Error.Code)
+	require.Contains(t, out.Error.Message, "refused the credentials")
+	require.Empty(t, h.calls)
+}
+
+func TestTurnIDs(t *testing.T) {
+	require.Equal(t, "resp_ab", workflows.TurnID("resp_ab", 1))
+	require.Equal(t, "resp_ab_3", workflows.TurnID("resp_ab", 3))
+	for id, want := range map[string]struct {
+		run string
+		n   int
+		ok  bool
+	}{
+		"resp_ab":    {"resp_ab", 1, true},
+		"resp_ab_2":  {"resp_ab", 2, true},
+		"resp_ab_1":  {"", 0, false},
+		"resp_ab_02": {"", 0, false},
+		"resp_":      {"", 0, false},
+		"msg_ab":     {"", 0, false},
+		"resp_ab_x":  {"", 0, false},
+	} {
+		run, n, ok := workflows.ParseTurnID(id)
+		require.Equal(t, want.run, run, id)
+		require.Equal(t, want.n, n, id)
+		require.Equal(t, want.ok, ok, id)
+	}
+}
