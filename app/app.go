@@ -179,6 +179,14 @@ func (s *server) routes(m *metrics.HTTP) http.Handler {
 					r.Patch("/{deployment_id}", s.patchDeployment)
 					r.Delete("/{deployment_id}", s.deleteDeployment)
 				})
+				r.Route("/connections", func(r chi.Router) {
+					r.Get("/", s.listConnections)
+					r.Post("/", s.createConnection)
+					r.Get("/{connection_id}", s.getConnection)
+					r.Patch("/{connection_id}", s.patchConnection)
+					r.Delete("/{connection_id}", s.deleteConnection)
+					r.Get("/{connection_id}/tools", s.listConnectionTools)
+				})
 				r.Get("/prompts", s.listPrompts)
 				r.Post("/prompts", s.createPrompt)
 				r.Route("/api-keys", func(r chi.Router) {

@@ -130,7 +130,7 @@ func (s *server) parseDocument(ctx context.Context, projectID uuid.UUID, raw jso
 	if err != nil {
 		return nil, nil, prefixed(err, prefix)
 	}
-	var lookupErr error
+	var lookupErr, connLookupErr error
 	checker := prompt.Checker{
 		DeploymentKind: func(name string) (string, bool) {
 			row, err := s.q.GetDeploymentByName(ctx, dbsqlc.GetDeploymentByNameParams{ProjectID: projectID, Name: name})
@@ -142,10 +142,14 @@ func (s *server) parseDocument(ctx context.Context, projectID uuid.UUID, raw jso
 			}
 			return row.Kind, true
 		},
+		ConnectionExists: s.connectionExists(ctx, projectID, &connLookupErr),
 	}
 	err = doc.Validate(checker)
 	if lookupErr != nil {
 		return nil, nil, bud.Internal("validate prompt: look up deployment", lookupErr)
+	}
+	if connLookupErr != nil {
+		return nil, nil, bud.Internal("validate prompt: look up connection", connLookupErr)
 	}
 	if err != nil {
 		return nil, nil, prefixed(err, prefix)
