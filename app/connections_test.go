@@ -297,7 +297,7 @@ func TestConnectionNotFoundAcrossProjects(t *testing.T) {
 	want := errorOf(t, b.do(t, "GET", absent, nil), http.StatusNotFound)
 	require.Equal(t, "not_found", want.Error.Code)
 	for _, path := range []string{
-		connectionsPath(p2.ID) + "/" + c.ID.String(), // another project's
+		connectionsPath(p2.ID) + "/" + c.ID.String(),    // another project's
 		connectionsPath(p1.ID) + "/" + uuid.NewString(), // absent
 		connectionsPath(p1.ID) + "/not-a-uuid",          // malformed
 	} {
