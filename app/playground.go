@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"go.temporal.io/sdk/client"
 
 	"github.com/budhq/bud"
 	"github.com/budhq/bud/prompt"
@@ -457,7 +458,7 @@ func playgroundInput(projectID uuid.UUID, t *runTarget, text string, vars map[st
 // caller stopped waiting; a run that fails is an output with status failed.
 func (s *server) execute(ctx context.Context, in workflows.PromptRunInput) (workflows.PromptRunOutput, time.Duration, error) {
 	start := time.Now()
-	run, err := s.temporal.ExecuteWorkflow(ctx, workflows.StartOptions(in), workflows.PromptRunWorkflow, in)
+	wait, err := workflows.Start(ctx, s.temporal, in, client.WorkflowUpdateStageCompleted)
 	if err != nil {
 		if ctx.Err() != nil {
 			return workflows.PromptRunOutput{}, 0, ctx.Err()
@@ -465,8 +466,8 @@ func (s *server) execute(ctx context.Context, in workflows.PromptRunInput) (work
 		s.log.ErrorContext(ctx, "start prompt run", "request_id", requestIDFrom(ctx), "run_id", in.ResponseID, "err", err)
 		return workflows.PromptRunOutput{}, 0, errNotStarted()
 	}
-	var out workflows.PromptRunOutput
-	if err := run.Get(ctx, &out); err != nil {
+	out, err := wait()
+	if err != nil {
 		if ctx.Err() != nil {
 			return out, 0, ctx.Err()
 		}

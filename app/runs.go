@@ -12,6 +12,8 @@ import (
 	"github.com/google/uuid"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/budhq/bud"
 	"github.com/budhq/bud/db"
@@ -46,7 +48,8 @@ type RunSummary struct {
 	Model string `json:"model"`
 	// Source is "api" (the gateway) or "playground".
 	Source string `json:"source"`
-	// Status is completed, failed or incomplete.
+	// Status is completed, failed, incomplete, or waiting: paused for the
+	// caller's function outputs or for approvals.
 	Status string   `json:"status"`
 	Usage  RunUsage `json:"usage"`
 	// LatencyMS is the run's wall time, start to finish.
@@ -70,6 +73,10 @@ type Run struct {
 	// ModelCalls lists each call: call number, attempt, latency_ms, usage,
 	// finish_reason, the upstream's model, error.
 	ModelCalls json.RawMessage `json:"model_calls"`
+	// ToolCalls lists each connection tool call: id, name, server_label,
+	// connection_id, arguments, output or error, approval, turn,
+	// started_at, latency_ms, attempts.
+	ToolCalls json.RawMessage `json:"tool_calls"`
 	// Output is the final text, the parsed structured output and the
 	// function calls; null when there is none.
 	Output   json.RawMessage `json:"output"`
@@ -96,7 +103,7 @@ func runSummaryFromRow(row dbsqlc.Run) RunSummary {
 func runFromRow(row dbsqlc.Run) Run {
 	return Run{
 		RunSummary: runSummaryFromRow(row), Input: row.Input, RenderedMessages: row.RenderedMessages,
-		ModelCalls: row.ModelCalls, Output: row.Output, Metadata: row.Metadata,
+		ModelCalls: row.ModelCalls, ToolCalls: row.ToolCalls, Output: row.Output, Metadata: row.Metadata,
 	}
 }
 
@@ -146,10 +153,10 @@ func runFilters(r *http.Request) (dbsqlc.CountRunsParams, error) {
 	}
 	if raw := q.Get("status"); raw != "" {
 		switch raw {
-		case workflows.StatusCompleted, workflows.StatusFailed, workflows.StatusIncomplete:
+		case workflows.StatusCompleted, workflows.StatusFailed, workflows.StatusIncomplete, workflows.StatusWaiting:
 			f.Status = &raw
 		default:
-			p.Add("status", "must be one of completed, failed, incomplete")
+			p.Add("status", "must be one of completed, failed, incomplete, waiting")
 		}
 	}
 	f.CreatedAfter = parseTime("since")
@@ -236,4 +243,79 @@ func (s *server) runningRun(ctx context.Context, id string) (*runInProgress, err
 		return nil, nil
 	}
 	return &runInProgress{ID: id, Status: statusInProgress, CreatedAt: info.GetStartTime().AsTime()}, nil
+}
+
+// approvalInput is the body of POST /api/runs/{run_id}/approvals/{call_id}.
+type approvalInput struct {
+	Approve *bool  `json:"approve"`
+	Reason  string `json:"reason"`
+}
+
+// maxApprovalReason bounds the reason given to the model.
+const maxApprovalReason = 2000
+
+// approve decides a tool call that waits for approval: the run goes on
+// with the call made, or with the model told it was rejected and why.
+// call_id is the model's call id or the approval request's id (mcpr_…).
+// A run or request that does not exist is a 404; one already decided, or
+// a run no longer waiting, a 409.
+func (s *server) approve(w http.ResponseWriter, r *http.Request) {
+	runID, callID := chi.URLParam(r, "run_id"), chi.URLParam(r, "call_id")
+	var in approvalInput
+	if !s.decode(w, r, &in) {
+		return
+	}
+	var p bud.Problems
+	if in.Approve == nil {
+		p.Add("approve", "is required: true to make the call, false to reject it")
+	}
+	if len(in.Reason) > maxApprovalReason {
+		p.Add("reason", "must be at most %d bytes", maxApprovalReason)
+	}
+	if err := p.Err(); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if s.temporal == nil || !strings.HasPrefix(runID, "resp_") {
+		s.writeError(w, r, notFound("run"))
+		return
+	}
+	h, err := s.temporal.UpdateWorkflow(r.Context(), client.UpdateWorkflowOptions{
+		WorkflowID:   runID,
+		UpdateName:   workflows.UpdateApprove,
+		Args:         []any{workflows.ApprovalDecision{ID: callID, Approve: *in.Approve, Reason: in.Reason, Source: "app"}},
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err == nil {
+		err = h.Get(r.Context(), nil)
+	}
+	var missing *serviceerror.NotFound
+	var appErr *temporal.ApplicationError
+	switch {
+	case err == nil:
+	case errors.As(err, &missing):
+		s.writeError(w, r, s.endedRunError(r.Context(), runID))
+		return
+	case errors.As(err, &appErr) && appErr.Type() == workflows.ErrInvalidContinue:
+		msg := appErr.Message()
+		code := bud.ECONFLICT
+		if strings.Contains(msg, "has no approval request") {
+			code = bud.ENOTFOUND
+		}
+		s.writeError(w, r, bud.Errorf(code, "%s", msg))
+		return
+	default:
+		s.writeError(w, r, bud.Internal("approve tool call", err))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"run_id": runID, "call_id": callID, "approved": *in.Approve})
+}
+
+// endedRunError tells a run that has ended (409) from one that never
+// existed (404).
+func (s *server) endedRunError(ctx context.Context, runID string) error {
+	if _, err := s.q.GetRunByID(ctx, runID); err == nil {
+		return bud.Errorf(bud.ECONFLICT, "the run has ended; it waits for no approval")
+	}
+	return notFound("run")
 }

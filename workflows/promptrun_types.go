@@ -225,9 +225,9 @@ type PromptRunOutput struct {
 	ApprovalRequests []ApprovalRequest `json:"approval_requests,omitempty"`
 	// Waiting says the run paused after this turn: for FunctionCalls'
 	// outputs and ApprovalRequests' decisions.
-	Waiting bool  `json:"waiting,omitempty"`
-	Usage   Usage `json:"usage"`
-	Error         *RunError      `json:"error,omitempty"`
+	Waiting bool      `json:"waiting,omitempty"`
+	Usage   Usage     `json:"usage"`
+	Error   *RunError `json:"error,omitempty"`
 	// ModelCalls is how many model calls the run made (repairs included).
 	ModelCalls int       `json:"model_calls"`
 	StartedAt  time.Time `json:"started_at"`
