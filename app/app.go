@@ -164,6 +164,7 @@ func (s *server) routes(m *metrics.HTTP) http.Handler {
 		r.Post("/playground/compare", s.playgroundCompare)
 		r.Get("/runs", s.listRuns)
 		r.Get("/runs/{run_id}", s.getRun)
+		r.Post("/runs/{run_id}/approvals/{call_id}", s.approve)
 		r.Route("/projects", func(r chi.Router) {
 			r.Get("/", s.listProjects)
 			r.Post("/", s.createProject)
