@@ -30,8 +30,11 @@ func (x *exchange) chatCompletions(cfg settings, decodeErr error) {
 		return
 	}
 	var lastUser string
-	if p.reply.Echo {
+	switch {
+	case p.reply.Echo:
 		lastUser = lastUserText(x.req.Messages)
+	case p.reply.EchoTools:
+		lastUser = toolResults(x.req.Messages)
 	}
 	a := p.answerFor(x.s, lastUser)
 	usage := p.usage(a, promptTokens(x.req.Messages))

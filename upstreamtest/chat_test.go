@@ -412,3 +412,18 @@ func TestPathsWithoutV1Prefix(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Equal(t, upstreamtest.DefaultContent, *decode[completion](t, body).Choices[0].Message.Content)
 }
+
+func TestEchoToolResults(t *testing.T) {
+	t.Parallel()
+	s := upstreamtest.Start(t)
+	s.Script(upstreamtest.EchoToolResults())
+	body := `{"model":"m","messages":[
+	  {"role":"user","content":"go"},
+	  {"role":"assistant","content":null,"tool_calls":[{"id":"a","type":"function","function":{"name":"f","arguments":"{}"}}]},
+	  {"role":"tool","tool_call_id":"a","content":"Echo: hi"},
+	  {"role":"tool","tool_call_id":"b","content":"5"}]}`
+	resp, raw := post(t, s, "/chat/completions", body)
+	require.Equal(t, http.StatusOK, resp.StatusCode, "body: %s", raw)
+	c := decode[completion](t, raw)
+	require.Equal(t, "Echo: hi\n5", *c.Choices[0].Message.Content, "the tool results, one per line")
+}

@@ -27,6 +27,10 @@ type Reply struct {
 	// Echo replaces Content with the text of the last user message of the
 	// request.
 	Echo bool
+	// EchoTools replaces Content with the tool results the request hands
+	// back (the "tool" messages after the last assistant message), one per
+	// line, as a model that reports what its tools returned.
+	EchoTools bool
 	// ToolCalls are function calls the assistant asks for. A call without an
 	// ID gets a fresh `call_…` ID on every request.
 	ToolCalls []ToolCall
@@ -105,6 +109,12 @@ func Text(content string) Reply {
 // Echo returns a reply that repeats the last user message of the request.
 func Echo() Reply {
 	return Reply{Echo: true}
+}
+
+// EchoToolResults returns a reply that repeats the tool results of the
+// request, one per line.
+func EchoToolResults() Reply {
+	return Reply{EchoTools: true}
 }
 
 // JSONContent returns a reply whose assistant message is v encoded as JSON,
@@ -233,7 +243,7 @@ func prepare(r Reply) *prepared {
 	case r.RawBody != nil:
 	case r.Error != nil:
 		p.errorBody = appendErrorEnvelope(nil, *r.Error)
-	case !r.Echo:
+	case !r.Echo && !r.EchoTools:
 		p.answer = newAnswer(r, r.Content)
 		if !slices.ContainsFunc(r.ToolCalls, func(c ToolCall) bool { return c.ID == "" }) {
 			p.choices = appendChatChoices(nil, p.answer)

@@ -2,6 +2,7 @@ package upstreamtest
 
 import (
 	"encoding/json"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -264,4 +265,17 @@ func lastUserText(items []inputItem) string {
 		}
 	}
 	return ""
+}
+
+// toolResults is what an EchoTools reply repeats: the "tool" messages after
+// the last assistant message, one per line.
+func toolResults(items []inputItem) string {
+	var out []string
+	for i := len(items) - 1; i >= 0 && items[i].Role != "assistant"; i-- {
+		if items[i].Role == "tool" {
+			out = append(out, string(items[i].Content))
+		}
+	}
+	slices.Reverse(out)
+	return strings.Join(out, "\n")
 }
