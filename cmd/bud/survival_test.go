@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +16,8 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/budhq/bud"
+	"github.com/budhq/bud/connection"
+	"github.com/budhq/bud/connection/slacktest"
 	"github.com/budhq/bud/db"
 	"github.com/budhq/bud/db/dbsqlc"
 	"github.com/budhq/bud/db/dbtest"
@@ -30,59 +33,14 @@ import (
 // finished first call being made again: the upstream sees call 1 once and
 // the repair call twice (the attempt cut short, then its retry).
 func TestRunSurvivesItsWorker(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-
-	dbURL := dbtest.NewDatabase(t)
-	pool, err := db.Open(ctx, dbURL)
-	require.NoError(t, err)
-	defer pool.Close()
-	require.NoError(t, db.Migrate(ctx, pool, nil))
-
-	up := upstreamtest.Start(t)
+	f := newWorkerFixture(t)
+	ctx, c, up, startWorker := f.ctx, f.c, f.up, f.startWorker
 	up.Script(
 		upstreamtest.Text("not JSON at all"),
 		upstreamtest.JSONContent(map[string]any{"answer": "cut short"}).WithDelay(time.Minute),
 		upstreamtest.JSONContent(map[string]any{"answer": "hello"}),
 	)
-
-	q := dbsqlc.New(pool)
-	project, err := q.CreateProject(ctx, dbsqlc.CreateProjectParams{Name: "survival"})
-	require.NoError(t, err)
-	_, err = q.CreateDeployment(ctx, dbsqlc.CreateDeploymentParams{
-		ProjectID: project.ID, Name: "m", Kind: bud.KindModel, BaseURL: up.URL(), UpstreamModel: "stand-in",
-		DefaultParams: []byte(`{}`), Settings: []byte(`{}`),
-	})
-	require.NoError(t, err)
-
-	srv, err := temporalserver.Start(ctx, temporalserver.Options{SearchAttributes: workflows.SearchAttributes})
-	require.NoError(t, err)
-	defer srv.Stop()
-	c, err := client.Dial(client.Options{HostPort: srv.HostPort(), Namespace: srv.Namespace()})
-	require.NoError(t, err)
-	defer c.Close()
-
-	key := secrets.NewKey()
-	startWorker := func() *exec.Cmd {
-		addr := freePort(t)
-		cmd := exec.Command(budBinary, "worker")
-		cmd.Env = append(os.Environ(),
-			"DATABASE_URL="+dbURL, "TEMPORAL_ADDRESS="+srv.HostPort(), "BUD_ENCRYPTION_KEY="+key,
-			"BUD_WORKER_ADDR="+addr, "BUD_LOG_LEVEL=warn",
-		)
-		cmd.Stderr = os.Stderr
-		require.NoError(t, cmd.Start())
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
-		require.Eventually(t, func() bool {
-			resp, err := http.Get("http://" + addr + "/readyz")
-			if err != nil {
-				return false
-			}
-			resp.Body.Close()
-			return resp.StatusCode == http.StatusOK
-		}, time.Minute, 50*time.Millisecond, "worker ready")
-		return cmd
-	}
+	project := f.project
 
 	first := startWorker()
 	doc := map[string]any{
@@ -124,4 +82,147 @@ func TestRunSurvivesItsWorker(t *testing.T) {
 	require.Equal(t, "Answer hi as JSON.", lastUser(reqs[0]))
 	require.NotEqual(t, lastUser(reqs[0]), lastUser(reqs[1]), "the second request is the repair")
 	require.Equal(t, lastUser(reqs[1]), lastUser(reqs[2]), "the third is the same repair call, retried")
+}
+
+// workerFixture is a database with a project and a model deployment on a
+// stand-in, an embedded Temporal server, and real `bud worker` processes
+// started on demand.
+type workerFixture struct {
+	ctx     context.Context
+	q       *dbsqlc.Queries
+	project dbsqlc.Project
+	up      *upstreamtest.Server
+	c       client.Client
+	key     string
+	dbURL   string
+	// temporal is the server's frontend address.
+	temporal string
+	t        *testing.T
+}
+
+// startWorker starts a `bud worker` process and waits until it is ready;
+// it is killed when the test ends, if it still runs.
+func (f *workerFixture) startWorker() *exec.Cmd {
+	t := f.t
+	addr := freePort(t)
+	cmd := exec.Command(budBinary, "worker")
+	cmd.Env = append(os.Environ(),
+		"DATABASE_URL="+f.dbURL, "TEMPORAL_ADDRESS="+f.temporal, "BUD_ENCRYPTION_KEY="+f.key,
+		"BUD_WORKER_ADDR="+addr, "BUD_LOG_LEVEL=warn",
+	)
+	cmd.Stderr = os.Stderr
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, time.Minute, 50*time.Millisecond, "worker ready")
+	return cmd
+}
+
+func newWorkerFixture(t *testing.T) *workerFixture {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	f := &workerFixture{ctx: ctx, key: secrets.NewKey(), t: t}
+
+	dbURL := dbtest.NewDatabase(t)
+	pool, err := db.Open(ctx, dbURL)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	require.NoError(t, db.Migrate(ctx, pool, nil))
+	f.up = upstreamtest.Start(t)
+	f.q = dbsqlc.New(pool)
+	f.project, err = f.q.CreateProject(ctx, dbsqlc.CreateProjectParams{Name: "survival"})
+	require.NoError(t, err)
+	_, err = f.q.CreateDeployment(ctx, dbsqlc.CreateDeploymentParams{
+		ProjectID: f.project.ID, Name: "m", Kind: bud.KindModel, BaseURL: f.up.URL(), UpstreamModel: "stand-in",
+		DefaultParams: []byte(`{}`), Settings: []byte(`{}`),
+	})
+	require.NoError(t, err)
+
+	srv, err := temporalserver.Start(ctx, temporalserver.Options{SearchAttributes: workflows.SearchAttributes})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = srv.Stop() })
+	f.c, err = client.Dial(client.Options{HostPort: srv.HostPort(), Namespace: srv.Namespace()})
+	require.NoError(t, err)
+	t.Cleanup(f.c.Close)
+	f.dbURL, f.temporal = dbURL, srv.HostPort()
+	return f
+}
+
+// TestApprovalSurvivesItsWorker pauses a run for an approval, kills the
+// worker while it waits, and approves with another worker running: the
+// approved Slack call is made once, and the run completes with its result.
+func TestApprovalSurvivesItsWorker(t *testing.T) {
+	f := newWorkerFixture(t)
+	slack := slacktest.New(t, "xoxb-survival")
+	box, err := secrets.NewBox(mustKey(t, f.key))
+	require.NoError(t, err)
+	connID := uuid.New()
+	creds, err := json.Marshal(connection.Credentials{Token: "xoxb-survival"})
+	require.NoError(t, err)
+	config, err := json.Marshal(connection.Config{BaseURL: slack.URL})
+	require.NoError(t, err)
+	_, err = f.q.CreateConnection(f.ctx, dbsqlc.CreateConnectionParams{
+		ID: connID, ProjectID: f.project.ID, Name: "slack", Kind: connection.KindSlack,
+		Config: config, CredentialsSealed: box.Seal(creds, connID[:]),
+	})
+	require.NoError(t, err)
+	f.up.Script(
+		upstreamtest.ToolCalls(upstreamtest.ToolCall{ID: "call_post", Name: "post_message", Arguments: `{"channel":"general","text":"approved while the worker was away"}`}),
+		upstreamtest.EchoToolResults(),
+	)
+
+	first := f.startWorker()
+	raw, err := json.Marshal(map[string]any{
+		"deployment":           "m",
+		"messages":             []any{map[string]any{"role": "user", "content": "{{ input }}"}},
+		"tools":                []any{map[string]any{"type": "connection", "connection_id": connID.String(), "allowed_tools": []string{"post_message"}}},
+		"allow_multiple_calls": true,
+	})
+	require.NoError(t, err)
+	in := workflows.PromptRunInput{
+		ResponseID: "resp_approval_" + strings.ReplaceAll(uuid.NewString(), "-", ""), ProjectID: f.project.ID, Document: raw,
+		Text: "post it", Source: workflows.SourcePlayground,
+	}
+	wait, err := workflows.Start(f.ctx, f.c, in, client.WorkflowUpdateStageCompleted)
+	require.NoError(t, err)
+	turn, err := wait()
+	require.NoError(t, err)
+	require.True(t, turn.Waiting)
+	require.Len(t, turn.ApprovalRequests, 1, "require_approval defaults to always")
+	require.Len(t, slack.History(slacktest.GeneralID), 1, "nothing posted before approval")
+
+	require.NoError(t, first.Process.Kill())
+	_, _ = first.Process.Wait()
+	f.startWorker()
+
+	h, err := f.c.UpdateWorkflow(f.ctx, client.UpdateWorkflowOptions{
+		WorkflowID: in.ResponseID, UpdateName: workflows.UpdateApprove,
+		Args:         []any{workflows.ApprovalDecision{ID: turn.ApprovalRequests[0].ID, Approve: true}},
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	require.NoError(t, err)
+	require.NoError(t, h.Get(f.ctx, nil))
+
+	var out workflows.PromptRunOutput
+	require.NoError(t, f.c.GetWorkflow(f.ctx, in.ResponseID, "").Get(f.ctx, &out))
+	require.Equal(t, workflows.StatusCompleted, out.Status, "%+v", out.Error)
+	require.Equal(t, 2, out.Turn)
+	require.Contains(t, out.Text, `"ok":true`)
+	history := slack.History(slacktest.GeneralID)
+	require.Len(t, history, 2, "posted exactly once")
+	require.Equal(t, "approved while the worker was away", history[1].Text)
+	require.Len(t, f.up.Requests(), 2)
+}
+
+func mustKey(t *testing.T, s string) []byte {
+	t.Helper()
+	k, err := secrets.ParseKey(s)
+	require.NoError(t, err)
+	return k
 }
