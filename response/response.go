@@ -36,21 +36,39 @@ type Options struct {
 	Now time.Time
 }
 
-// Build renders the run; out.Status may also be "in_progress".
+// Build renders one turn of the run (out; the first when out has no
+// ResponseID, as the output of a run from before turns); out.Status may
+// also be "in_progress". The output items come in this order: the
+// connection tool calls the turn made (mcp_call), the assistant's message,
+// the caller's function calls, the tool calls waiting for approval
+// (mcp_approval_request). A turn that paused for function outputs or
+// approvals is completed, as OpenAI's is. Item ids are derived from the
+// turn's response id and the model's call ids, so a stream and a later
+// GET name every item alike.
 func Build(in workflows.PromptRunInput, out workflows.PromptRunOutput, o Options) map[string]any {
 	created := out.StartedAt
 	if created.IsZero() {
 		created = o.Now
 	}
+	id := out.ResponseID
+	if id == "" {
+		id = in.ResponseID
+	}
 	output := []any{}
-	if (out.Status == workflows.StatusCompleted || out.Text != "") && (out.Text != "" || len(out.FunctionCalls) == 0) {
+	for _, tc := range out.ToolCalls {
+		output = append(output, MCPCallItem(tc))
+	}
+	if out.Text != "" || (out.Status == workflows.StatusCompleted && len(out.FunctionCalls) == 0 && len(out.ApprovalRequests) == 0) {
 		output = append(output, map[string]any{
-			"type": "message", "id": "msg_" + strings.TrimPrefix(in.ResponseID, "resp_"), "status": "completed", "role": "assistant",
+			"type": "message", "id": MessageID(id), "status": "completed", "role": "assistant",
 			"content": []any{map[string]any{"type": "output_text", "text": out.Text, "annotations": []any{}}},
 		})
 	}
 	for _, fc := range out.FunctionCalls {
-		output = append(output, map[string]any{"type": "function_call", "id": "fc_" + fc.CallID, "call_id": fc.CallID, "name": fc.Name, "arguments": fc.Arguments, "status": "completed"})
+		output = append(output, map[string]any{"type": "function_call", "id": FunctionCallID(fc.CallID), "call_id": fc.CallID, "name": fc.Name, "arguments": fc.Arguments, "status": "completed"})
+	}
+	for _, a := range out.ApprovalRequests {
+		output = append(output, ApprovalRequestItem(a))
 	}
 	format := map[string]any{"type": "text"}
 	if len(o.OutputSchema) > 0 {
@@ -79,22 +97,66 @@ func Build(in workflows.PromptRunInput, out workflows.PromptRunOutput, o Options
 		model = o.Model
 	}
 	return map[string]any{
-		"id":                  in.ResponseID,
-		"object":              "response",
-		"created_at":          created.Unix(),
-		"model":               model,
-		"status":              out.Status,
-		"output":              output,
-		"output_text":         out.Text,
-		"usage":               map[string]any{"input_tokens": out.Usage.InputTokens, "output_tokens": out.Usage.OutputTokens, "total_tokens": out.Usage.TotalTokens, "input_tokens_details": map[string]any{"cached_tokens": 0}, "output_tokens_details": map[string]any{"reasoning_tokens": 0}},
-		"prompt":              map[string]any{"id": o.PromptID, "version": o.PromptVersion, "variables": vars},
-		"text":                map[string]any{"format": format},
-		"error":               runErr,
-		"incomplete_details":  incomplete,
-		"metadata":            metadata,
-		"instructions":        instructions,
-		"parallel_tool_calls": true,
-		"tool_choice":         "auto",
-		"tools":               []any{},
+		"id":                   id,
+		"previous_response_id": nullable(out.PreviousResponseID),
+		"object":               "response",
+		"created_at":           created.Unix(),
+		"model":                model,
+		"status":               out.Status,
+		"output":               output,
+		"output_text":          out.Text,
+		"usage":                map[string]any{"input_tokens": out.Usage.InputTokens, "output_tokens": out.Usage.OutputTokens, "total_tokens": out.Usage.TotalTokens, "input_tokens_details": map[string]any{"cached_tokens": 0}, "output_tokens_details": map[string]any{"reasoning_tokens": 0}},
+		"prompt":               map[string]any{"id": o.PromptID, "version": o.PromptVersion, "variables": vars},
+		"text":                 map[string]any{"format": format},
+		"error":                runErr,
+		"incomplete_details":   incomplete,
+		"metadata":             metadata,
+		"instructions":         instructions,
+		"parallel_tool_calls":  true,
+		"tool_choice":          "auto",
+		"tools":                []any{},
 	}
+}
+
+// MessageID is the id of the assistant message of the turn whose response
+// id is responseID.
+func MessageID(responseID string) string {
+	return "msg_" + strings.TrimPrefix(responseID, "resp_")
+}
+
+// FunctionCallID is the item id of the function call the model made with
+// call id callID.
+func FunctionCallID(callID string) string { return "fc_" + callID }
+
+// MCPCallID is the item id of the connection tool call the model made with
+// call id callID.
+func MCPCallID(callID string) string { return "mcp_" + callID }
+
+// MCPCallItem renders a finished connection tool call as OpenAI's mcp_call
+// item: status failed when it has an error (a rejected approval included),
+// completed otherwise.
+func MCPCallItem(tc workflows.ToolCall) map[string]any {
+	status := workflows.StatusCompleted
+	if tc.Error != "" {
+		status = workflows.StatusFailed
+	}
+	return map[string]any{
+		"type": "mcp_call", "id": MCPCallID(tc.ID), "server_label": tc.ServerLabel, "name": tc.Name, "arguments": tc.Arguments,
+		"output": nullable(tc.Output), "error": nullable(tc.Error), "approval_request_id": nullable(tc.ApprovalRequestID),
+		"status": status,
+	}
+}
+
+// ApprovalRequestItem renders a tool call waiting for approval as OpenAI's
+// mcp_approval_request item.
+func ApprovalRequestItem(a workflows.ApprovalRequest) map[string]any {
+	return map[string]any{"type": "mcp_approval_request", "id": a.ID, "server_label": a.ServerLabel, "name": a.Name, "arguments": a.Arguments}
+}
+
+// nullable is s, or JSON null when s is empty.
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
 }
