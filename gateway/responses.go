@@ -12,9 +12,14 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/budhq/bud"
 	"github.com/budhq/bud/db"
@@ -34,11 +39,13 @@ type responsesRequest struct {
 		Version   json.RawMessage `json:"version"`
 		Variables map[string]any  `json:"variables"`
 	} `json:"prompt"`
-	Input        json.RawMessage   `json:"input"`
-	Instructions *string           `json:"instructions"`
-	Stream       bool              `json:"stream"`
-	Metadata     map[string]string `json:"metadata"`
-	Store        *bool             `json:"store"`
+	Input json.RawMessage `json:"input"`
+	// PreviousResponseID continues the paused run whose turn it names.
+	PreviousResponseID string            `json:"previous_response_id"`
+	Instructions       *string           `json:"instructions"`
+	Stream             bool              `json:"stream"`
+	Metadata           map[string]string `json:"metadata"`
+	Store              *bool             `json:"store"`
 }
 
 // version is a cached, compiled prompt version. Versions are immutable, so
@@ -128,13 +135,17 @@ func (g *Gateway) responses(w http.ResponseWriter, r *http.Request) {
 		writeAPIError(w, errInvalid("", "invalid_json", "We could not parse the JSON body of your request."))
 		return
 	}
-	if req.Prompt == nil || req.Prompt.ID == "" {
-		writeAPIError(w, errInvalid("prompt.id", "missing_required_parameter", "Bud runs deployed prompts: send prompt.id, the name of a prompt deployment of your project."))
-		return
-	}
 	if req.Stream && g.cfg.NATS == nil {
 		writeAPIError(w, &apiError{Status: http.StatusServiceUnavailable, Type: "server_error", Code: "streaming_unavailable",
 			Message: "Streaming is not configured on this gateway (it needs NATS: BUD_NATS_URL); send stream: false."})
+		return
+	}
+	if req.PreviousResponseID != "" {
+		g.continueResponse(w, r, c, &req)
+		return
+	}
+	if req.Prompt == nil || req.Prompt.ID == "" {
+		writeAPIError(w, errInvalid("prompt.id", "missing_required_parameter", "Bud runs deployed prompts: send prompt.id, the name of a prompt deployment of your project."))
 		return
 	}
 
@@ -221,26 +232,138 @@ func (g *Gateway) responses(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, buildResponse(in, v, out, time.Now()))
 }
 
+// continueResponse resumes the paused run whose turn req.PreviousResponseID
+// names with req.Input (function outputs, approval decisions, messages)
+// and answers with the next turn's Response, streamed for stream: true. The
+// run keeps its prompt version: prompt may be left out, and when it is
+// sent it must name the run's prompt deployment; its variables are not
+// read again.
+func (g *Gateway) continueResponse(w http.ResponseWriter, r *http.Request, c caller, req *responsesRequest) {
+	prev := req.PreviousResponseID
+	runID, n, ok := workflows.ParseTurnID(prev)
+	if !ok {
+		writeAPIError(w, errInvalid("previous_response_id", "invalid_value", "previous_response_id must be the id of a response of this API ('resp_…')."))
+		return
+	}
+	in, created, found, err := g.runOf(r.Context(), runID, c.projectID)
+	if err != nil {
+		g.log.Error("read prompt run", "err", err, "response_id", prev)
+		writeAPIError(w, errInternal)
+		return
+	}
+	if !found {
+		writeAPIError(w, errResponseNotFound("previous_response_id", prev))
+		return
+	}
+	if req.Prompt != nil {
+		if req.Prompt.ID != "" && req.Prompt.ID != in.Deployment {
+			writeAPIError(w, errInvalid("prompt.id", "invalid_value", fmt.Sprintf("Response '%s' is a run of another prompt: a continued run keeps its prompt, so leave prompt out or send the same prompt.id.", prev)))
+			return
+		}
+		version, aerr := parseVersion(req.Prompt.Version)
+		if aerr != nil {
+			writeAPIError(w, aerr)
+			return
+		}
+		if version != 0 && version != in.PromptVersion {
+			writeAPIError(w, errInvalid("prompt.version", "invalid_value", fmt.Sprintf("Response '%s' is a run of version %d: a continued run keeps its version, so leave prompt.version out or send %d.", prev, in.PromptVersion, in.PromptVersion)))
+			return
+		}
+	}
+	items, aerr := continueItems(req.Input)
+	if aerr != nil {
+		writeAPIError(w, aerr)
+		return
+	}
+	next := workflows.TurnID(runID, n+1)
+	ci := workflows.ContinueInput{PreviousResponseID: prev, InputItems: items}
+	v := versionOf(in)
+	if req.Stream {
+		g.streamContinue(w, r, in, v, ci, workflows.PromptRunOutput{ResponseID: next, Turn: n + 1, PreviousResponseID: prev})
+		return
+	}
+	wait, err := g.continueRun(r.Context(), runID, ci, client.WorkflowUpdateStageCompleted)
+	var out workflows.PromptRunOutput
+	if err == nil {
+		out, err = wait()
+	}
+	if err != nil {
+		if r.Context().Err() != nil {
+			return
+		}
+		writeAPIError(w, g.continueError(r.Context(), runID, prev, err))
+		return
+	}
+	if out.Status == workflows.StatusFailed && out.Error != nil {
+		if e := runErrorStatus(out.Error); e != nil {
+			writeAPIError(w, e)
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, buildResponse(in, v, out, created))
+}
+
+// continueItems reads a continue's input as a list of input items; a
+// string is one user message.
+func continueItems(raw json.RawMessage) (json.RawMessage, *apiError) {
+	text, items, aerr := splitInput(raw)
+	switch {
+	case aerr != nil:
+		return nil, aerr
+	case items != nil:
+		return items, nil
+	case text == "":
+		return json.RawMessage("[]"), nil
+	}
+	b, err := json.Marshal([]any{map[string]any{"type": "message", "role": "user", "content": text}})
+	if err != nil {
+		return nil, errInvalid("input", "invalid_value", "input could not be read.")
+	}
+	return b, nil
+}
+
+// continueError maps a continue that failed: the run refused it (the
+// response is not the paused turn, or the input leaves a call unanswered),
+// or the run has ended, which no continue can change.
+func (g *Gateway) continueError(ctx context.Context, runID, prev string, err error) *apiError {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) && appErr.Type() == workflows.ErrInvalidContinue {
+		msg := appErr.Message()
+		if param := inputParam(msg); param != "" {
+			return errInvalid(param, "invalid_value", msg)
+		}
+		return errInvalid("previous_response_id", "previous_response_not_continuable", msg)
+	}
+	desc, derr := g.cfg.Temporal.DescribeWorkflowExecution(ctx, runID, "")
+	if derr == nil && desc.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		return errInvalid("previous_response_id", "previous_response_not_continuable",
+			fmt.Sprintf("Response '%s' cannot be continued: its run has ended. Only a response that returned function calls or approval requests can be continued, once.", prev))
+	}
+	g.log.Error("continue prompt run", "err", err, "response_id", prev)
+	return errInternal
+}
+
+// inputParam is the part of the input a run's refusal names at its start
+// ("input[1].call_id: …", "input: no function_call_output …"); empty when
+// the refusal is not about the input.
+func inputParam(msg string) string {
+	if !strings.HasPrefix(msg, "input") {
+		return ""
+	}
+	end := strings.IndexFunc(msg, func(r rune) bool {
+		return r != '.' && r != '[' && r != ']' && r != '_' && !unicode.IsLetter(r) && !unicode.IsDigit(r)
+	})
+	if end < 0 {
+		return msg
+	}
+	return msg[:end]
+}
+
 // pickVersion chooses the version to run: the caller's, else the
 // deployment's pinned one, else the prompt's default.
 func (g *Gateway) pickVersion(ctx context.Context, d *deployment, raw json.RawMessage) (int32, *apiError) {
-	if len(raw) > 0 && string(raw) != "null" {
-		var n int64
-		var s string
-		switch {
-		case json.Unmarshal(raw, &n) == nil:
-		case json.Unmarshal(raw, &s) == nil:
-			var err error
-			if n, err = strconv.ParseInt(strings.TrimPrefix(s, "v"), 10, 32); err != nil {
-				return 0, errInvalid("prompt.version", "invalid_value", "prompt.version must be a version number.")
-			}
-		default:
-			return 0, errInvalid("prompt.version", "invalid_type", "prompt.version must be a version number.")
-		}
-		if n < 1 || n > 1<<31-1 {
-			return 0, errInvalid("prompt.version", "invalid_value", "prompt.version must be a positive version number.")
-		}
-		return int32(n), nil
+	if n, aerr := parseVersion(raw); n != 0 || aerr != nil {
+		return n, aerr
 	}
 	if d.promptVersion != nil {
 		return *d.promptVersion, nil
@@ -251,6 +374,30 @@ func (g *Gateway) pickVersion(ctx context.Context, d *deployment, raw json.RawMe
 		return 0, errInternal
 	}
 	return p.DefaultVersion, nil
+}
+
+// parseVersion reads prompt.version: a number, or a string such as "3" or
+// "v3"; 0 when it is absent.
+func parseVersion(raw json.RawMessage) (int32, *apiError) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return 0, nil
+	}
+	var n int64
+	var s string
+	switch {
+	case json.Unmarshal(raw, &n) == nil:
+	case json.Unmarshal(raw, &s) == nil:
+		var err error
+		if n, err = strconv.ParseInt(strings.TrimPrefix(s, "v"), 10, 32); err != nil {
+			return 0, errInvalid("prompt.version", "invalid_value", "prompt.version must be a version number.")
+		}
+	default:
+		return 0, errInvalid("prompt.version", "invalid_type", "prompt.version must be a version number.")
+	}
+	if n < 1 || n > 1<<31-1 {
+		return 0, errInvalid("prompt.version", "invalid_value", "prompt.version must be a positive version number.")
+	}
+	return int32(n), nil
 }
 
 // splitInput reads `input`: a string is the text input; a list holds input
@@ -340,7 +487,8 @@ func runErrorStatus(e *workflows.RunError) *apiError {
 	return nil
 }
 
-// getResponse returns a finished or running response of the caller's project.
+// getResponse returns a turn of a run of the caller's project, ended or
+// in progress, by its response id.
 func (g *Gateway) getResponse(w http.ResponseWriter, r *http.Request) {
 	c, aerr := g.authenticate(r)
 	if aerr != nil {
@@ -348,48 +496,131 @@ func (g *Gateway) getResponse(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := chi.URLParam(r, "id")
-	notFound := &apiError{Status: http.StatusNotFound, Type: "invalid_request_error", Code: "response_not_found", Message: "No response found with id '" + id + "'."}
-	if g.cfg.Temporal == nil || !strings.HasPrefix(id, "resp_") {
+	notFound := errResponseNotFound("", id)
+	runID, n, ok := workflows.ParseTurnID(id)
+	if g.cfg.Temporal == nil || !ok {
 		writeAPIError(w, notFound)
 		return
 	}
-	desc, err := g.cfg.Temporal.DescribeWorkflowExecution(r.Context(), id, "")
+	in, created, found, err := g.runOf(r.Context(), runID, c.projectID)
 	if err != nil {
+		g.log.Error("read prompt run", "err", err, "response_id", id)
+		writeAPIError(w, errInternal)
+		return
+	}
+	if !found {
 		writeAPIError(w, notFound)
 		return
 	}
-	var in workflows.PromptRunInput
-	hist := g.cfg.Temporal.GetWorkflowHistory(r.Context(), id, "", false, 0)
-	if hist.HasNext() {
-		ev, err := hist.Next()
-		if err == nil && ev.GetWorkflowExecutionStartedEventAttributes() != nil {
-			payloads := ev.GetWorkflowExecutionStartedEventAttributes().GetInput().GetPayloads()
-			if len(payloads) > 0 {
-				_ = json.Unmarshal(payloads[0].GetData(), &in)
-			}
+	out, found, err := g.turn(r.Context(), runID, n)
+	if err != nil {
+		g.log.Error("read turn of prompt run", "err", err, "response_id", id)
+		writeAPIError(w, errInternal)
+		return
+	}
+	if !found {
+		writeAPIError(w, notFound)
+		return
+	}
+	writeJSON(w, http.StatusOK, buildResponse(in, versionOf(in), out, created))
+}
+
+func errResponseNotFound(param, id string) *apiError {
+	return &apiError{Status: http.StatusNotFound, Type: "invalid_request_error", Param: param, Code: "response_not_found", Message: "No response found with id '" + id + "'."}
+}
+
+// runOf reads the input of the run runID, and when it started, from the
+// first event of its history. A run of another project is as absent as
+// one of none: found is false for both.
+func (g *Gateway) runOf(ctx context.Context, runID string, project uuid.UUID) (in workflows.PromptRunInput, started time.Time, found bool, err error) {
+	hist := g.cfg.Temporal.GetWorkflowHistory(ctx, runID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	if !hist.HasNext() {
+		return in, started, false, nil
+	}
+	ev, err := hist.Next()
+	if err != nil {
+		var notFound *serviceerror.NotFound
+		var invalid *serviceerror.InvalidArgument
+		if errors.As(err, &notFound) || errors.As(err, &invalid) {
+			return in, started, false, nil
+		}
+		return in, started, false, fmt.Errorf("read run history: %w", err)
+	}
+	attrs := ev.GetWorkflowExecutionStartedEventAttributes()
+	if attrs == nil || attrs.GetWorkflowType().GetName() != workflows.PromptRunWorkflow {
+		return in, started, false, nil
+	}
+	payloads := attrs.GetInput().GetPayloads()
+	if len(payloads) == 0 || json.Unmarshal(payloads[0].GetData(), &in) != nil || in.ProjectID != project {
+		return workflows.PromptRunInput{}, started, false, nil
+	}
+	return in, ev.GetEventTime().AsTime(), true, nil
+}
+
+// turn returns turn n of the run runID as it stands, by query (a worker
+// replays a closed run to answer). When the query fails on a closed run —
+// one from before turns existed has no such query — the run's result
+// stands for its last turn. found is false for a turn the run has not
+// had.
+func (g *Gateway) turn(ctx context.Context, runID string, n int) (out workflows.PromptRunOutput, found bool, err error) {
+	val, qerr := g.cfg.Temporal.QueryWorkflow(ctx, runID, "", workflows.QueryTurn, n)
+	if qerr == nil {
+		if err := val.Get(&out); err != nil {
+			return out, false, fmt.Errorf("decode turn %d: %w", n, err)
+		}
+		if out.Status != workflows.StatusInProgress {
+			return out, true, nil
 		}
 	}
-	// A run of another project is as absent as one of none.
-	if in.ProjectID != c.projectID {
-		writeAPIError(w, notFound)
-		return
+	desc, err := g.cfg.Temporal.DescribeWorkflowExecution(ctx, runID, "")
+	if err != nil {
+		return out, false, fmt.Errorf("describe run: %w", err)
 	}
-	created := desc.GetWorkflowExecutionInfo().GetStartTime().AsTime()
+	closed := desc.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING
+	switch {
+	case qerr == nil && !closed:
+		return out, true, nil
+	case qerr == nil:
+		// The run closed while the turn was under way: its workflow
+		// failed, was terminated or timed out.
+		out.Status, out.Error = workflows.StatusFailed, errRunFailed
+		return out, true, nil
+	case !closed:
+		var notReady *serviceerror.WorkflowNotReady
+		if errors.As(qerr, &notReady) && n == 1 {
+			return workflows.PromptRunOutput{Status: workflows.StatusInProgress}, true, nil
+		}
+		var failed *serviceerror.QueryFailed
+		if errors.As(qerr, &failed) {
+			return out, false, nil
+		}
+		return out, false, fmt.Errorf("query turn %d: %w", n, qerr)
+	}
+	var res workflows.PromptRunOutput
+	if err := g.cfg.Temporal.GetWorkflow(ctx, runID, "").Get(ctx, &res); err != nil {
+		if n != 1 {
+			return out, false, nil
+		}
+		return workflows.PromptRunOutput{Status: workflows.StatusFailed, Error: errRunFailed}, true, nil
+	}
+	if res.Turn != n && (res.Turn != 0 || n != 1) {
+		return out, false, nil
+	}
+	return res, true, nil
+}
+
+// errRunFailed is the error of a turn whose workflow failed: the worker's
+// infrastructure failed, not the caller or the model.
+var errRunFailed = &workflows.RunError{Code: "server_error", Message: "The run failed."}
+
+// versionOf is the version the run ran, from the document in its input.
+func versionOf(in workflows.PromptRunInput) *version {
 	v := &version{raw: in.Document}
 	if doc, err := prompt.Parse(in.Document); err == nil {
 		v.doc = doc
 		v.compiled, _ = prompt.Compile(doc)
 	}
-	if desc.GetWorkflowExecutionInfo().GetCloseTime() == nil {
-		resp := buildResponse(in, v, workflows.PromptRunOutput{Status: "in_progress"}, created)
-		writeJSON(w, http.StatusOK, resp)
-		return
-	}
-	var out workflows.PromptRunOutput
-	if err := g.cfg.Temporal.GetWorkflow(r.Context(), id, "").Get(r.Context(), &out); err != nil {
-		out = workflows.PromptRunOutput{Status: workflows.StatusFailed, Error: &workflows.RunError{Code: "server_error", Message: "The run failed."}}
-	}
-	writeJSON(w, http.StatusOK, buildResponse(in, v, out, created))
+	return v
 }
 
 // buildResponse renders a run as OpenAI's Response object, naming the

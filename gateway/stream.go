@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"strconv"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"go.temporal.io/sdk/client"
 
+	"github.com/budhq/bud/response"
 	"github.com/budhq/bud/runstream"
 	"github.com/budhq/bud/workflows"
 )
@@ -22,11 +24,7 @@ const flushWait = time.Second
 // streamResponses runs a prompt as responses does, and streams OpenAI's
 // Responses events while it runs. It subscribes to the run's subject before
 // it starts the run, so no delta can be missed for want of a subscriber,
-// then sends response.created and response.in_progress at once, the text as
-// the model writes it, and, when the workflow has finished, the closing
-// events and response.completed (response.incomplete, response.failed)
-// carrying the Response object that GET /v1/responses/{id} returns. A
-// client that goes away ends the stream, not the run: runs are durable.
+// then streams the first turn (streamTurn).
 func (g *Gateway) streamResponses(w http.ResponseWriter, r *http.Request, in workflows.PromptRunInput, v *version) {
 	sub, err := runstream.Subscribe(g.cfg.NATS, in.ResponseID)
 	if err != nil {
@@ -42,14 +40,23 @@ func (g *Gateway) streamResponses(w http.ResponseWriter, r *http.Request, in wor
 		writeAPIError(w, errRunNotStarted)
 		return
 	}
+	s := newResponseStream(w, http.NewResponseController(w).Flush, in, v, workflows.PromptRunOutput{ResponseID: in.ResponseID, Turn: 1}, time.Now())
+	g.streamTurn(w, r, sub, s, wait)
+}
 
+// streamTurn streams one turn of a run whose events come on sub, once the
+// turn is under way (wait gives its output when it ends): response.created
+// and response.in_progress at once, the text and the tool calls as the run
+// makes them, and, when the turn has ended, the closing events and
+// response.completed (response.incomplete, response.failed) carrying the
+// Response object that GET /v1/responses/{id} returns. A client that goes
+// away ends the stream, not the run: runs are durable.
+func (g *Gateway) streamTurn(w http.ResponseWriter, r *http.Request, sub *runstream.Subscription, s *responseStream, wait func() (workflows.PromptRunOutput, error)) {
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream; charset=utf-8")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
-	s := newResponseStream(w, rc.Flush, in, v, time.Now())
 	s.start()
 
 	type result struct {
@@ -77,8 +84,8 @@ func (g *Gateway) streamResponses(w http.ResponseWriter, r *http.Request, in wor
 				s.event(ev)
 			}
 			if res.err != nil {
-				g.log.Error("prompt run failed", "err", res.err, "response_id", in.ResponseID)
-				res.out = workflows.PromptRunOutput{Status: workflows.StatusFailed, Error: &workflows.RunError{Code: "server_error", Message: "The run failed; see the run " + in.ResponseID + "."}}
+				g.log.Error("prompt run failed", "err", res.err, "response_id", s.head.ResponseID)
+				res.out = workflows.PromptRunOutput{Status: workflows.StatusFailed, Error: &workflows.RunError{Code: "server_error", Message: "The run failed; see the run " + s.in.ResponseID + "."}}
 			}
 			s.finish(res.out)
 			return
@@ -86,6 +93,43 @@ func (g *Gateway) streamResponses(w http.ResponseWriter, r *http.Request, in wor
 			return
 		}
 	}
+}
+
+// streamContinue continues a run as continueResponse does and streams
+// the next turn (head) as streamResponses streams the first: it
+// subscribes to the turn's subject before it sends the input. A continue
+// the run refuses is answered like an unstreamed one, before any event.
+func (g *Gateway) streamContinue(w http.ResponseWriter, r *http.Request, in workflows.PromptRunInput, v *version, ci workflows.ContinueInput, head workflows.PromptRunOutput) {
+	sub, err := runstream.Subscribe(g.cfg.NATS, head.ResponseID)
+	if err != nil {
+		g.log.Warn("subscribe to run stream", "err", err, "response_id", head.ResponseID)
+		writeAPIError(w, errStreamUnavailable)
+		return
+	}
+	defer func() { _ = sub.Close() }()
+	ci.StreamSubject = runstream.Subject(head.ResponseID)
+	// The calls approved in the paused turn run first in this one; their
+	// items name the request they waited on.
+	approvedBy := map[string]string{}
+	if val, err := g.cfg.Temporal.QueryWorkflow(r.Context(), in.ResponseID, "", workflows.QueryTurn, head.Turn-1); err == nil {
+		var prev workflows.PromptRunOutput
+		if val.Get(&prev) == nil {
+			for _, a := range prev.ApprovalRequests {
+				approvedBy[a.CallID] = a.ID
+			}
+		}
+	}
+	wait, err := g.continueRun(r.Context(), in.ResponseID, ci, client.WorkflowUpdateStageAccepted)
+	if err != nil {
+		if r.Context().Err() != nil {
+			return
+		}
+		writeAPIError(w, g.continueError(r.Context(), in.ResponseID, ci.PreviousResponseID, err))
+		return
+	}
+	s := newResponseStream(w, http.NewResponseController(w).Flush, in, v, head, time.Now())
+	s.approvedBy = approvedBy
+	g.streamTurn(w, r, sub, s, wait)
 }
 
 var (
@@ -119,17 +163,30 @@ var (
 //     Response, like GET /v1/responses/{id}, holds only the output message,
 //     under the id it was streamed with.
 //
+// Tool calls are items of their own, each at the next output_index in the
+// order the run reports them, between and around the message items: a
+// connection tool call (mcp_call) is added when it starts and done when it
+// ends; a call of the caller's function (function_call) and a call waiting
+// for approval (mcp_approval_request) are added and done at once, as the
+// turn pauses for them. Item ids are those of the Response (package
+// response), so the final Response names every item as it was streamed.
+//
 // Core NATS may lose a message; a gap in an attempt's sequence numbers
-// stops its live text. The workflow's result settles the rest: when the run
-// has finished, the message is brought to the output text by the same
+// stops its live text. The workflow's result settles the rest: when the
+// turn has ended, the message is brought to the output text by the same
 // rule (what is missing is sent as one more delta), so the deltas of the
-// final message always add up to its text.
+// final message always add up to its text; the tool calls of the result
+// that no event announced, or whose end no event reported, are streamed
+// then, and none twice.
 type responseStream struct {
-	w       io.Writer
-	flush   func() error
-	err     error // the first write error: the client went away
-	seq     int64
-	in      workflows.PromptRunInput
+	w     io.Writer
+	flush func() error
+	err   error // the first write error: the client went away
+	seq   int64
+	in    workflows.PromptRunInput
+	// head is the turn as it starts: its response id and number, and the
+	// response it continues.
+	head    workflows.PromptRunOutput
 	v       *version
 	created time.Time
 	// hold is set when a reply may be repaired.
@@ -150,6 +207,22 @@ type responseStream struct {
 	outputs int
 	// msgID is the id of the last message item opened.
 	msgID string
+
+	// tools are the tool call items streamed, by item id; toolOrder, in
+	// the order they were added.
+	tools     map[string]*toolItem
+	toolOrder []*toolItem
+	// approvedBy maps a call's id to the approval request it waited on:
+	// the calls a continue approved run at the start of its turn.
+	approvedBy map[string]string
+}
+
+// toolItem is a tool call item of the stream.
+type toolItem struct {
+	id    string
+	index int
+	item  map[string]any // as added
+	done  bool
 }
 
 type streamItem struct {
@@ -158,8 +231,11 @@ type streamItem struct {
 	text  string // what the client has been sent
 }
 
-func newResponseStream(w io.Writer, flush func() error, in workflows.PromptRunInput, v *version, created time.Time) *responseStream {
-	s := &responseStream{w: w, flush: flush, in: in, v: v, created: created}
+// newResponseStream returns the stream of the turn head (ResponseID, Turn,
+// PreviousResponseID) of the run of in.
+func newResponseStream(w io.Writer, flush func() error, in workflows.PromptRunInput, v *version, head workflows.PromptRunOutput, created time.Time) *responseStream {
+	head.Status = workflows.StatusInProgress
+	s := &responseStream{w: w, flush: flush, in: in, head: head, v: v, created: created, tools: map[string]*toolItem{}}
 	if d := v.doc; d != nil {
 		s.hold = d.Output.Structured() && d.AllowMultipleCalls && d.LLMRetryLimit > 0
 	}
@@ -191,7 +267,7 @@ func (s *responseStream) send(typ string, fields map[string]any) {
 }
 
 func (s *responseStream) start() {
-	resp := buildResponse(s.in, s.v, workflows.PromptRunOutput{Status: "in_progress"}, s.created)
+	resp := buildResponse(s.in, s.v, s.head, s.created)
 	s.send("response.created", map[string]any{"response": resp})
 	s.send("response.in_progress", map[string]any{"response": resp})
 }
@@ -220,6 +296,104 @@ func (s *responseStream) event(ev runstream.Event) {
 			s.text.Reset()
 			s.gap = true // nothing more of this call is shown
 		}
+	case runstream.TypeToolCall:
+		if t := ev.Tool; t != nil {
+			s.toolStarted(workflows.ToolCall{ID: t.CallID, Name: t.Name, ServerLabel: t.ServerLabel, Arguments: t.Arguments})
+		}
+	case runstream.TypeToolResult:
+		if t := ev.Tool; t != nil {
+			s.toolEnded(workflows.ToolCall{ID: t.CallID, Name: t.Name, ServerLabel: t.ServerLabel, Arguments: t.Arguments, Output: t.Output, Error: t.Error})
+		}
+	case runstream.TypeFunctionCall:
+		if t := ev.Tool; t != nil {
+			s.functionCall(workflows.FunctionCall{CallID: t.CallID, Name: t.Name, Arguments: t.Arguments})
+		}
+	case runstream.TypeApprovalRequest:
+		if t := ev.Tool; t != nil {
+			id := t.ID
+			if id == "" {
+				id = "mcpr_" + t.CallID
+			}
+			s.approvalRequest(workflows.ApprovalRequest{ID: id, CallID: t.CallID, Name: t.Name, ServerLabel: t.ServerLabel, Arguments: t.Arguments})
+		}
+	}
+}
+
+// addTool opens a tool call item at the next output_index, unless the
+// stream has one of that id; it reports whether it did.
+func (s *responseStream) addTool(item map[string]any) bool {
+	id, _ := item["id"].(string)
+	if s.tools[id] != nil {
+		return false
+	}
+	it := &toolItem{id: id, index: s.outputs, item: item}
+	s.outputs++
+	s.tools[id] = it
+	s.toolOrder = append(s.toolOrder, it)
+	s.send("response.output_item.added", map[string]any{"output_index": it.index, "item": item})
+	return true
+}
+
+// doneTool closes a tool call item with its finished form.
+func (s *responseStream) doneTool(id string, item map[string]any) {
+	it := s.tools[id]
+	it.done = true
+	s.send("response.output_item.done", map[string]any{"output_index": it.index, "item": item})
+}
+
+// mcpCall is tc's mcp_call item, with the approval request it waited on.
+func (s *responseStream) mcpCall(tc workflows.ToolCall) map[string]any {
+	if tc.ApprovalRequestID == "" {
+		tc.ApprovalRequestID = s.approvedBy[tc.ID]
+	}
+	return response.MCPCallItem(tc)
+}
+
+// toolStarted streams a connection tool call that starts.
+func (s *responseStream) toolStarted(tc workflows.ToolCall) {
+	item := s.mcpCall(workflows.ToolCall{ID: tc.ID, Name: tc.Name, ServerLabel: tc.ServerLabel, Arguments: tc.Arguments, ApprovalRequestID: tc.ApprovalRequestID})
+	item["status"] = workflows.StatusInProgress
+	if s.addTool(item) {
+		id := response.MCPCallID(tc.ID)
+		s.send("response.mcp_call.in_progress", map[string]any{"item_id": id, "output_index": s.tools[id].index})
+	}
+}
+
+// toolEnded streams the end of a connection tool call, and its start when
+// that was not streamed.
+func (s *responseStream) toolEnded(tc workflows.ToolCall) {
+	s.toolStarted(tc)
+	id := response.MCPCallID(tc.ID)
+	it := s.tools[id]
+	if it.done {
+		return
+	}
+	item := s.mcpCall(tc)
+	typ := "response.mcp_call.completed"
+	if item["status"] == workflows.StatusFailed {
+		typ = "response.mcp_call.failed"
+	}
+	s.send(typ, map[string]any{"item_id": id, "output_index": it.index})
+	s.doneTool(id, item)
+}
+
+// functionCall streams a call of the caller's function, once.
+func (s *responseStream) functionCall(fc workflows.FunctionCall) {
+	id := response.FunctionCallID(fc.CallID)
+	if !s.addTool(map[string]any{"type": "function_call", "id": id, "call_id": fc.CallID, "name": fc.Name, "arguments": "", "status": workflows.StatusInProgress}) {
+		return
+	}
+	index := s.tools[id].index
+	s.send("response.function_call_arguments.delta", map[string]any{"item_id": id, "output_index": index, "delta": fc.Arguments})
+	s.send("response.function_call_arguments.done", map[string]any{"item_id": id, "output_index": index, "name": fc.Name, "arguments": fc.Arguments})
+	s.doneTool(id, map[string]any{"type": "function_call", "id": id, "call_id": fc.CallID, "name": fc.Name, "arguments": fc.Arguments, "status": workflows.StatusCompleted})
+}
+
+// approvalRequest streams a call waiting for approval, once.
+func (s *responseStream) approvalRequest(a workflows.ApprovalRequest) {
+	item := response.ApprovalRequestItem(a)
+	if s.addTool(item) {
+		s.doneTool(a.ID, item)
 	}
 }
 
@@ -264,9 +438,10 @@ func (s *responseStream) show(text string) {
 
 func (s *responseStream) openItem() {
 	s.items++
-	id := "msg_" + strings.TrimPrefix(s.in.ResponseID, "resp_")
+	// A retry's item is _r2, _r3…: a bare _2 is the next turn's message.
+	id := response.MessageID(s.head.ResponseID)
 	if s.items > 1 {
-		id += "_" + strconv.Itoa(s.items)
+		id += "_r" + strconv.Itoa(s.items)
 	}
 	s.item = &streamItem{id: id, index: s.outputs}
 	s.outputs++
@@ -295,8 +470,11 @@ func (s *responseStream) closeItem(status string) {
 	})
 }
 
-// finish closes the stream with the run's result.
+// finish closes the stream with the turn's output.
 func (s *responseStream) finish(out workflows.PromptRunOutput) {
+	if out.ResponseID == "" { // a run from before turns, or one that failed
+		out.ResponseID, out.Turn, out.PreviousResponseID = s.head.ResponseID, s.head.Turn, s.head.PreviousResponseID
+	}
 	resp := buildResponse(s.in, s.v, out, s.created)
 	output, _ := resp["output"].([]any)
 	hasMessage := false
@@ -306,6 +484,9 @@ func (s *responseStream) finish(out workflows.PromptRunOutput) {
 		}
 	}
 
+	for _, tc := range out.ToolCalls {
+		s.toolEnded(tc)
+	}
 	switch {
 	case out.Status == workflows.StatusFailed:
 		// The output is not streamed: the Response says what there is.
@@ -332,19 +513,22 @@ func (s *responseStream) finish(out workflows.PromptRunOutput) {
 			}
 		}
 	}
-
-	for _, fc := range out.FunctionCalls {
-		if out.Status == workflows.StatusFailed {
-			break
+	if out.Status != workflows.StatusFailed {
+		for _, fc := range out.FunctionCalls {
+			s.functionCall(fc)
 		}
-		id, index := "fc_"+fc.CallID, s.outputs
-		s.outputs++
-		item := map[string]any{"type": "function_call", "id": id, "call_id": fc.CallID, "name": fc.Name, "arguments": "", "status": "in_progress"}
-		s.send("response.output_item.added", map[string]any{"output_index": index, "item": item})
-		s.send("response.function_call_arguments.delta", map[string]any{"item_id": id, "output_index": index, "delta": fc.Arguments})
-		s.send("response.function_call_arguments.done", map[string]any{"item_id": id, "output_index": index, "name": fc.Name, "arguments": fc.Arguments})
-		done := map[string]any{"type": "function_call", "id": id, "call_id": fc.CallID, "name": fc.Name, "arguments": fc.Arguments, "status": "completed"}
-		s.send("response.output_item.done", map[string]any{"output_index": index, "item": done})
+		for _, a := range out.ApprovalRequests {
+			s.approvalRequest(a)
+		}
+	}
+	// A tool call the run started and never finished (the workflow
+	// failed): it is not part of the output.
+	for _, it := range s.toolOrder {
+		if !it.done {
+			item := maps.Clone(it.item)
+			item["status"] = workflows.StatusIncomplete
+			s.doneTool(it.id, item)
+		}
 	}
 
 	typ := "response.completed"

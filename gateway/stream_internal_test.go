@@ -41,7 +41,7 @@ func newStreamHarness(t *testing.T, doc string) *streamHarness {
 	require.NoError(t, err)
 	h := &streamHarness{t: t}
 	in := workflows.PromptRunInput{ResponseID: "resp_abc", Deployment: "p", PromptVersion: 1, Document: []byte(doc)}
-	h.s = newResponseStream(&h.buf, func() error { return nil }, in, &version{raw: []byte(doc), doc: d, compiled: c}, time.Unix(1700000000, 0))
+	h.s = newResponseStream(&h.buf, func() error { return nil }, in, &version{raw: []byte(doc), doc: d, compiled: c}, workflows.PromptRunOutput{ResponseID: "resp_abc", Turn: 1}, time.Unix(1700000000, 0))
 	h.s.start()
 	return h
 }
@@ -166,7 +166,7 @@ func TestStreamRetryWithOtherTextStartsANewItem(t *testing.T) {
 	want = append(want, closingEvents...)
 	require.Equal(t, append(want, "response.completed"), types(evs))
 	byItem, _ := deltas(evs)
-	require.Equal(t, map[string]string{"msg_abc": "Hello brave", "msg_abc_2": "Goodbye world"}, byItem)
+	require.Equal(t, map[string]string{"msg_abc": "Hello brave", "msg_abc_r2": "Goodbye world"}, byItem)
 	abandoned := evs[8]
 	require.Equal(t, "response.output_item.done", abandoned.Type)
 	require.Equal(t, "msg_abc", abandoned.Item.ID)
@@ -174,7 +174,7 @@ func TestStreamRetryWithOtherTextStartsANewItem(t *testing.T) {
 	require.Equal(t, int64(1), evs[9].OutputIndex, "the retry's item comes next")
 	final := evs[len(evs)-1].Response
 	require.Len(t, final.Output, 1)
-	require.Equal(t, "msg_abc_2", final.Output[0].ID)
+	require.Equal(t, "msg_abc_r2", final.Output[0].ID)
 	require.Equal(t, "Goodbye world", final.OutputText())
 }
 
