@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
@@ -298,4 +299,281 @@ func TestStreamStopsWritingWhenTheClientIsGone(t *testing.T) {
 	n := h.buf.Len()
 	h.delta(1, 1, 2, "b")
 	require.Equal(t, n, h.buf.Len())
+}
+
+func (h *streamHarness) tool(typ string, call int, t runstream.Tool) {
+	h.s.event(runstream.Event{Type: typ, Call: call, Tool: &t})
+}
+
+// item decodes the raw item of an output_item event, nulls included.
+func item(t *testing.T, ev responses.ResponseStreamEventUnion) map[string]any {
+	t.Helper()
+	var m struct {
+		Item map[string]any `json:"item"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(ev.RawJSON()), &m))
+	return m.Item
+}
+
+// requireOutputIndexes requires every item event to use the index its item
+// was added at, the added items to count from 0 without a gap, and returns
+// the item ids in the order they were added.
+func requireOutputIndexes(t *testing.T, evs []responses.ResponseStreamEventUnion) []string {
+	t.Helper()
+	var ids []string
+	index := map[string]int64{}
+	for _, ev := range evs {
+		switch {
+		case ev.Type == "response.output_item.added":
+			require.Equal(t, int64(len(ids)), ev.OutputIndex, "%s", ev.RawJSON())
+			index[ev.Item.ID] = ev.OutputIndex
+			ids = append(ids, ev.Item.ID)
+		case ev.Type == "response.output_item.done":
+			require.Equal(t, index[ev.Item.ID], ev.OutputIndex, "%s", ev.RawJSON())
+		case ev.ItemID != "":
+			require.Equal(t, index[ev.ItemID], ev.OutputIndex, "%s", ev.RawJSON())
+		}
+	}
+	return ids
+}
+
+// TestStreamConnectionToolCalls: a connection tool call is an mcp_call
+// item, added in progress when it starts and done when it ends, completed
+// or failed; the reply that follows is the next item, and the result
+// repeats nothing.
+func TestStreamConnectionToolCalls(t *testing.T) {
+	h := newStreamHarness(t, textDocument)
+	h.tool(runstream.TypeToolCall, 1, runstream.Tool{CallID: "call_1", Name: "echo", ServerLabel: "everything", Arguments: `{"message":"hi"}`})
+	h.tool(runstream.TypeToolCall, 1, runstream.Tool{CallID: "call_2", Name: "add", ServerLabel: "everything", Arguments: `{"a":1}`})
+	evs := h.events()
+	require.Equal(t, []string{
+		"response.created", "response.in_progress",
+		"response.output_item.added", "response.mcp_call.in_progress",
+		"response.output_item.added", "response.mcp_call.in_progress",
+	}, types(evs))
+	added := item(t, evs[2])
+	require.Equal(t, map[string]any{
+		"type": "mcp_call", "id": "mcp_call_1", "server_label": "everything", "name": "echo", "arguments": `{"message":"hi"}`,
+		"output": nil, "error": nil, "approval_request_id": nil, "status": "in_progress",
+	}, added)
+	require.Equal(t, "mcp_call_1", evs[3].ItemID)
+
+	h.tool(runstream.TypeToolResult, 1, runstream.Tool{CallID: "call_1", Name: "echo", ServerLabel: "everything", Arguments: `{"message":"hi"}`, Output: "Echo: hi"})
+	h.tool(runstream.TypeToolResult, 1, runstream.Tool{CallID: "call_2", Name: "add", ServerLabel: "everything", Arguments: `{"a":1}`, Error: "b is required"})
+	h.tool(runstream.TypeToolResult, 1, runstream.Tool{CallID: "call_2", Name: "add", ServerLabel: "everything", Arguments: `{"a":1}`, Error: "b is required"}) // the same event again adds nothing
+	h.delta(2, 1, 1, "Done.")
+	out := completed("Done.")
+	out.ToolCalls = []workflows.ToolCall{
+		{ID: "call_1", Name: "echo", ServerLabel: "everything", Arguments: `{"message":"hi"}`, Output: "Echo: hi"},
+		{ID: "call_2", Name: "add", ServerLabel: "everything", Arguments: `{"a":1}`, Error: "b is required"},
+	}
+	h.s.finish(out)
+
+	evs = h.events()
+	want := []string{
+		"response.created", "response.in_progress",
+		"response.output_item.added", "response.mcp_call.in_progress",
+		"response.output_item.added", "response.mcp_call.in_progress",
+		"response.mcp_call.completed", "response.output_item.done",
+		"response.mcp_call.failed", "response.output_item.done",
+	}
+	want = append(want, textItemEvents...)
+	want = append(want, "response.output_text.delta")
+	want = append(want, closingEvents...)
+	require.Equal(t, append(want, "response.completed"), types(evs))
+	require.Equal(t, []string{"mcp_call_1", "mcp_call_2", "msg_abc"}, requireOutputIndexes(t, evs))
+	done := item(t, evs[7])
+	require.Equal(t, "Echo: hi", done["output"])
+	require.Nil(t, done["error"])
+	require.Equal(t, "completed", done["status"])
+	failed := item(t, evs[9])
+	require.Nil(t, failed["output"])
+	require.Equal(t, "b is required", failed["error"])
+	require.Equal(t, "failed", failed["status"])
+
+	final := evs[len(evs)-1].Response
+	require.Len(t, final.Output, 3)
+	first := final.Output[0].AsMcpCall()
+	require.Equal(t, "mcp_call_1", first.ID)
+	require.Equal(t, "everything", first.ServerLabel)
+	require.Equal(t, "Echo: hi", first.Output)
+	require.Equal(t, "completed", first.Status)
+	require.Equal(t, "failed", final.Output[1].AsMcpCall().Status)
+	require.Equal(t, "b is required", final.Output[1].AsMcpCall().Error)
+	require.Equal(t, "msg_abc", final.Output[2].ID)
+	require.Equal(t, "Done.", final.OutputText())
+}
+
+// TestStreamToolCallsTheEventsMissed: events may be lost; the result
+// streams the calls no event announced and the ends no event reported.
+func TestStreamToolCallsTheEventsMissed(t *testing.T) {
+	h := newStreamHarness(t, textDocument)
+	h.tool(runstream.TypeToolCall, 1, runstream.Tool{CallID: "call_1", Name: "echo", ServerLabel: "everything", Arguments: `{}`})
+	// call_1's result and everything about call_2 were lost.
+	out := completed("ok")
+	out.ToolCalls = []workflows.ToolCall{
+		{ID: "call_1", Name: "echo", ServerLabel: "everything", Arguments: `{}`, Output: "one"},
+		{ID: "call_2", Name: "echo", ServerLabel: "everything", Arguments: `{}`, Output: "two"},
+	}
+	h.s.finish(out)
+
+	evs := h.events()
+	want := []string{
+		"response.created", "response.in_progress",
+		"response.output_item.added", "response.mcp_call.in_progress",
+		"response.mcp_call.completed", "response.output_item.done",
+		"response.output_item.added", "response.mcp_call.in_progress", "response.mcp_call.completed", "response.output_item.done",
+	}
+	want = append(want, textItemEvents...)
+	want = append(want, "response.output_text.delta")
+	want = append(want, closingEvents...)
+	require.Equal(t, append(want, "response.completed"), types(evs))
+	require.Equal(t, []string{"mcp_call_1", "mcp_call_2", "msg_abc"}, requireOutputIndexes(t, evs))
+	require.Equal(t, "one", item(t, evs[5])["output"])
+}
+
+// TestStreamFunctionCallsAsTheRunReportsThem: the function calls of a
+// paused turn stream as the workflow reports them; the result adds only
+// those it missed, and the Response names them as streamed.
+func TestStreamFunctionCallsAsTheRunReportsThem(t *testing.T) {
+	h := newStreamHarness(t, textDocument)
+	h.tool(runstream.TypeFunctionCall, 1, runstream.Tool{CallID: "call_a", Name: "get_weather", Arguments: `{"city":"Paris"}`})
+	fcEvents := []string{"response.output_item.added", "response.function_call_arguments.delta", "response.function_call_arguments.done", "response.output_item.done"}
+	require.Equal(t, append([]string{"response.created", "response.in_progress"}, fcEvents...), types(h.events()), "streamed at once")
+
+	// call_b's event was lost.
+	out := completed("")
+	out.Waiting = true
+	out.FunctionCalls = []workflows.FunctionCall{
+		{CallID: "call_a", Name: "get_weather", Arguments: `{"city":"Paris"}`},
+		{CallID: "call_b", Name: "get_weather", Arguments: `{"city":"Oslo"}`},
+	}
+	h.s.finish(out)
+
+	evs := h.events()
+	want := append([]string{"response.created", "response.in_progress"}, fcEvents...)
+	want = append(want, fcEvents...)
+	require.Equal(t, append(want, "response.completed"), types(evs))
+	require.Equal(t, []string{"fc_call_a", "fc_call_b"}, requireOutputIndexes(t, evs))
+	added := item(t, evs[2])
+	require.Equal(t, "in_progress", added["status"])
+	require.Equal(t, "", added["arguments"])
+	require.Equal(t, "call_a", added["call_id"])
+	require.Equal(t, `{"city":"Paris"}`, evs[3].Delta)
+	require.Equal(t, `{"city":"Paris"}`, evs[4].Arguments)
+	require.Equal(t, `{"city":"Oslo"}`, evs[8].Arguments)
+	require.Equal(t, "completed", item(t, evs[5])["status"])
+	final := evs[len(evs)-1].Response
+	require.Equal(t, responses.ResponseStatusCompleted, final.Status, "a paused turn is completed")
+	require.Len(t, final.Output, 2)
+	for i, id := range []string{"fc_call_a", "fc_call_b"} {
+		fc := final.Output[i].AsFunctionCall()
+		require.Equal(t, id, fc.ID)
+		require.Equal(t, "function_call", final.Output[i].Type)
+	}
+}
+
+// TestStreamTextThenFunctionCalls: the reply's text is the message item,
+// its function calls the items after it.
+func TestStreamTextThenFunctionCalls(t *testing.T) {
+	h := newStreamHarness(t, textDocument)
+	h.delta(1, 1, 1, "Let me look.")
+	h.tool(runstream.TypeFunctionCall, 1, runstream.Tool{CallID: "call_a", Name: "get_weather", Arguments: `{}`})
+	out := completed("Let me look.")
+	out.FunctionCalls = []workflows.FunctionCall{{CallID: "call_a", Name: "get_weather", Arguments: `{}`}}
+	h.s.finish(out)
+	evs := h.events()
+	require.Equal(t, []string{"msg_abc", "fc_call_a"}, requireOutputIndexes(t, evs))
+	final := evs[len(evs)-1].Response
+	require.Equal(t, []string{"msg_abc", "fc_call_a"}, []string{final.Output[0].ID, final.Output[1].ID})
+	_, all := deltas(evs)
+	require.Equal(t, []string{"Let me look."}, all)
+}
+
+// TestStreamApprovalRequests: a call waiting for approval is an
+// mcp_approval_request item, added and done at once, and not again from
+// the result.
+func TestStreamApprovalRequests(t *testing.T) {
+	h := newStreamHarness(t, textDocument)
+	h.tool(runstream.TypeApprovalRequest, 1, runstream.Tool{ID: "mcpr_call_1", CallID: "call_1", Name: "echo", ServerLabel: "everything", Arguments: `{"message":"hi"}`})
+	out := completed("")
+	out.Waiting = true
+	out.ApprovalRequests = []workflows.ApprovalRequest{
+		{ID: "mcpr_call_1", CallID: "call_1", Name: "echo", ServerLabel: "everything", Arguments: `{"message":"hi"}`},
+		{ID: "mcpr_call_2", CallID: "call_2", Name: "add", ServerLabel: "everything", Arguments: `{}`},
+	}
+	h.s.finish(out)
+
+	evs := h.events()
+	require.Equal(t, []string{
+		"response.created", "response.in_progress",
+		"response.output_item.added", "response.output_item.done",
+		"response.output_item.added", "response.output_item.done",
+		"response.completed",
+	}, types(evs))
+	require.Equal(t, []string{"mcpr_call_1", "mcpr_call_2"}, requireOutputIndexes(t, evs))
+	require.Equal(t, map[string]any{"type": "mcp_approval_request", "id": "mcpr_call_1", "server_label": "everything", "name": "echo", "arguments": `{"message":"hi"}`}, item(t, evs[3]))
+	final := evs[len(evs)-1].Response
+	require.Equal(t, responses.ResponseStatusCompleted, final.Status)
+	require.Len(t, final.Output, 2)
+	req := final.Output[0].AsMcpApprovalRequest()
+	require.Equal(t, "mcpr_call_1", req.ID)
+	require.Equal(t, "echo", req.Name)
+	require.Equal(t, "everything", req.ServerLabel)
+}
+
+// TestStreamContinuedTurn: the stream of a continue is the next turn's:
+// its response id, the response it continues, its message id; the calls
+// the continue approved run first and name their approval request.
+func TestStreamContinuedTurn(t *testing.T) {
+	h := &streamHarness{t: t}
+	d, err := prompt.Parse([]byte(textDocument))
+	require.NoError(t, err)
+	in := workflows.PromptRunInput{ResponseID: "resp_abc", Deployment: "p", PromptVersion: 1, Document: []byte(textDocument)}
+	head := workflows.PromptRunOutput{ResponseID: "resp_abc_2", Turn: 2, PreviousResponseID: "resp_abc"}
+	h.s = newResponseStream(&h.buf, func() error { return nil }, in, &version{raw: []byte(textDocument), doc: d}, head, time.Unix(1700000000, 0))
+	h.s.approvedBy = map[string]string{"call_1": "mcpr_call_1"}
+	h.s.start()
+
+	evs := h.events()
+	require.Equal(t, "resp_abc_2", evs[0].Response.ID)
+	require.Equal(t, "resp_abc", evs[0].Response.PreviousResponseID)
+	require.Equal(t, responses.ResponseStatusInProgress, evs[0].Response.Status)
+
+	h.tool(runstream.TypeToolCall, 3, runstream.Tool{CallID: "call_1", Name: "echo", ServerLabel: "everything", Arguments: `{}`})
+	h.tool(runstream.TypeToolResult, 3, runstream.Tool{CallID: "call_1", Name: "echo", ServerLabel: "everything", Arguments: `{}`, Output: "hi"})
+	h.delta(4, 1, 1, "All done.")
+	approved := true
+	h.s.finish(workflows.PromptRunOutput{
+		ResponseID: "resp_abc_2", Turn: 2, PreviousResponseID: "resp_abc", Status: workflows.StatusCompleted, Model: "qwen", Text: "All done.",
+		ToolCalls: []workflows.ToolCall{{ID: "call_1", Name: "echo", ServerLabel: "everything", Arguments: `{}`, Output: "hi", ApprovalRequestID: "mcpr_call_1", Approved: &approved}},
+	})
+
+	evs = h.events()
+	require.Equal(t, []string{"mcp_call_1", "msg_abc_2"}, requireOutputIndexes(t, evs))
+	require.Equal(t, "mcpr_call_1", item(t, evs[2])["approval_request_id"])
+	require.Equal(t, "mcpr_call_1", item(t, evs[5])["approval_request_id"])
+	final := evs[len(evs)-1].Response
+	require.Equal(t, "resp_abc_2", final.ID)
+	require.Equal(t, "resp_abc", final.PreviousResponseID)
+	require.Equal(t, "mcpr_call_1", final.Output[0].AsMcpCall().ApprovalRequestID)
+	require.Equal(t, "msg_abc_2", final.Output[1].ID)
+	require.Equal(t, "All done.", final.OutputText())
+}
+
+// TestStreamToolCallOfAFailedRun: a call whose run failed before it ended
+// is closed incomplete; the Response has no item for it.
+func TestStreamToolCallOfAFailedRun(t *testing.T) {
+	h := newStreamHarness(t, textDocument)
+	h.tool(runstream.TypeToolCall, 1, runstream.Tool{CallID: "call_1", Name: "echo", ServerLabel: "everything", Arguments: `{}`})
+	h.s.finish(workflows.PromptRunOutput{Status: workflows.StatusFailed, Error: &workflows.RunError{Code: "server_error", Message: "The run failed."}})
+	evs := h.events()
+	require.Equal(t, []string{
+		"response.created", "response.in_progress",
+		"response.output_item.added", "response.mcp_call.in_progress", "response.output_item.done",
+		"response.failed",
+	}, types(evs))
+	require.Equal(t, "incomplete", item(t, evs[4])["status"])
+	require.Empty(t, evs[len(evs)-1].Response.Output)
+	require.Equal(t, "resp_abc", evs[len(evs)-1].Response.ID)
 }
