@@ -25,7 +25,10 @@ import (
 // non-streaming, single-call run through /v1/responses on `bud dev`'s
 // embedded defaults (Temporal, daprd, worker), against the stand-in's own
 // latency for the same chat call, sequentially and with concurrent callers.
-func runResponses(ctx context.Context, budPath, serverURL string, sequential, concurrency int, duration time.Duration) error {
+// It measures each way of starting a run and waiting for it (waits, see
+// BUD_RUN_WAIT) on its own fresh `bud dev`, one after another in the same
+// run, and the time to a stream's first delta with the first of them.
+func runResponses(ctx context.Context, budPath, serverURL string, sequential, concurrency int, duration time.Duration, waits []string) error {
 	up, err := upstreamtest.Listen("127.0.0.1:0")
 	if err != nil {
 		return err
@@ -33,13 +36,22 @@ func runResponses(ctx context.Context, budPath, serverURL string, sequential, co
 	defer up.Close()
 	up.SetRecording(false)
 	up.SetDefault(upstreamtest.Text("Hello! This is a short fixed reply from the stand-in."))
+	fmt.Printf("budbench responses: single-call prompt runs on bud dev's embedded defaults, %d cores\n", runtimeCPUs())
+	for i, wait := range waits {
+		if err := measureWait(ctx, up, budPath, serverURL, wait, i == 0, sequential, concurrency, duration); err != nil {
+			return fmt.Errorf("BUD_RUN_WAIT=%s: %w", wait, err)
+		}
+	}
+	return nil
+}
 
+func measureWait(ctx context.Context, up *upstreamtest.Server, budPath, serverURL, wait string, streaming bool, sequential, concurrency int, duration time.Duration) error {
 	dbURL, dropDB, err := createDatabase(ctx, serverURL)
 	if err != nil {
 		return err
 	}
 	defer dropDB()
-	dev, err := startDev(ctx, budPath, dbURL)
+	dev, err := startDev(ctx, budPath, dbURL, "BUD_RUN_WAIT="+wait)
 	if err != nil {
 		return err
 	}
@@ -62,29 +74,31 @@ func runResponses(ctx context.Context, budPath, serverURL string, sequential, co
 	// Warm up: the first runs compile the prompt and fill caches.
 	sequentialRuns(ctx, c, run, 20)
 
-	fmt.Printf("budbench responses: single-call prompt runs on bud dev's embedded defaults, %d cores\n", runtimeCPUs())
+	fmt.Printf("BUD_RUN_WAIT=%s\n", wait)
 	d := sequentialRuns(ctx, c, direct, sequential)
 	r := sequentialRuns(ctx, c, run, sequential)
-	fmt.Printf("sequential (%d each):   stand-in p50 %s p99 %s | run p50 %s p99 %s | added p50 %s p99 %s ms | %.0f runs/s\n",
-		sequential, ms(d.p50), ms(d.p99), ms(r.p50), ms(r.p99), ms(r.p50-d.p50), ms(r.p99-d.p99), r.achieved)
-	// Time to the first delta of a stream, against the stand-in's own time
-	// to its first content chunk for the same chat call.
-	directStream := direct
-	directStream.body = []byte(`{"model":"bench","stream":true,"messages":[{"role":"system","content":"You greet people."},{"role":"user","content":"Greet Ada."}]}`)
-	runStream := run
-	runStream.body = []byte(`{"prompt":{"id":"greeter","variables":{"name":"Ada"}},"stream":true}`)
-	df, derr := firstDeltas(ctx, c, directStream, `"content":"`, sequential/3)
-	rf, rerr := firstDeltas(ctx, c, runStream, "response.output_text.delta", sequential/3)
-	if derr != nil || rerr != nil {
-		fmt.Printf("streaming: not measured (%v %v)\n", derr, rerr)
-	} else {
-		fmt.Printf("first delta (%d each):   stand-in p50 %s p99 %s | run p50 %s p99 %s | added p50 %s p99 %s ms\n",
-			sequential/3, ms(df.p50), ms(df.p99), ms(rf.p50), ms(rf.p99), ms(rf.p50-df.p50), ms(rf.p99-df.p99))
+	fmt.Printf("  sequential (%d each):   stand-in p50 %s p99 %s max %s | run p50 %s p99 %s max %s | added p50 %s p99 %s ms | %.0f runs/s\n",
+		sequential, ms(d.p50), ms(d.p99), ms(d.max), ms(r.p50), ms(r.p99), ms(r.max), ms(r.p50-d.p50), ms(r.p99-d.p99), r.achieved)
+	if streaming {
+		// Time to the first delta of a stream, against the stand-in's own
+		// time to its first content chunk for the same chat call.
+		directStream := direct
+		directStream.body = []byte(`{"model":"bench","stream":true,"messages":[{"role":"system","content":"You greet people."},{"role":"user","content":"Greet Ada."}]}`)
+		runStream := run
+		runStream.body = []byte(`{"prompt":{"id":"greeter","variables":{"name":"Ada"}},"stream":true}`)
+		df, derr := firstDeltas(ctx, c, directStream, `"content":"`, sequential/3)
+		rf, rerr := firstDeltas(ctx, c, runStream, "response.output_text.delta", sequential/3)
+		if derr != nil || rerr != nil {
+			fmt.Printf("  streaming: not measured (%v %v)\n", derr, rerr)
+		} else {
+			fmt.Printf("  first delta (%d each):   stand-in p50 %s p99 %s | run p50 %s p99 %s | added p50 %s p99 %s ms\n",
+				sequential/3, ms(df.p50), ms(df.p99), ms(rf.p50), ms(rf.p99), ms(rf.p50-df.p50), ms(rf.p99-df.p99))
+		}
 	}
 	dc := concurrentRuns(ctx, c, direct, concurrency, duration)
 	rc := concurrentRuns(ctx, c, run, concurrency, duration)
-	fmt.Printf("%d concurrent (%s): stand-in p50 %s p99 %s | run p50 %s p99 %s ms | %.0f runs/s, %d errors\n",
-		concurrency, duration, ms(dc.p50), ms(dc.p99), ms(rc.p50), ms(rc.p99), rc.achieved, rc.errors)
+	fmt.Printf("  %d concurrent (%s): stand-in p50 %s p99 %s | run p50 %s p99 %s max %s ms | %.0f runs/s, %d errors\n",
+		concurrency, duration, ms(dc.p50), ms(dc.p99), ms(rc.p50), ms(rc.p99), ms(rc.max), rc.achieved, rc.errors)
 	return nil
 }
 
@@ -173,6 +187,7 @@ func summarize(lat []time.Duration, errs, sent int, elapsed time.Duration) stats
 	s := stats{errors: errs, sent: sent, okay: len(lat), achieved: float64(len(lat)) / elapsed.Seconds()}
 	if len(lat) > 0 {
 		s.p50, s.p99, s.p999 = pct(lat, 0.50), pct(lat, 0.99), pct(lat, 0.999)
+		s.max = lat[len(lat)-1]
 	}
 	return s
 }
@@ -185,7 +200,7 @@ type devProcess struct {
 	dir          string
 }
 
-func startDev(ctx context.Context, budPath, dbURL string) (*devProcess, error) {
+func startDev(ctx context.Context, budPath, dbURL string, env ...string) (*devProcess, error) {
 	dir, err := os.MkdirTemp("", "budbench-")
 	if err != nil {
 		return nil, err
@@ -203,6 +218,7 @@ func startDev(ctx context.Context, budPath, dbURL string) (*devProcess, error) {
 		"BUD_GATEWAY_ADDR="+addrs[0], "BUD_APP_ADDR="+addrs[1], "BUD_WORKER_ADDR="+addrs[2],
 		"TEMPORAL_ADDRESS="+addrs[3], "TEMPORAL_UI_ADDRESS=", "BUD_LOG_LEVEL=error",
 	)
+	d.cmd.Env = append(d.cmd.Env, env...)
 	out, err := d.cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
