@@ -96,6 +96,7 @@ func TestDevPromptRunContinue(t *testing.T) {
 		require.Empty(t, r.OutputText())
 	}
 
+	var paused string // a response of the project, for another project to try
 	t.Run("function outputs continue the run", func(t *testing.T) {
 		up.Script(
 			upstreamtest.ToolCalls(
@@ -117,6 +118,12 @@ func TestDevPromptRunContinue(t *testing.T) {
 		_, err = c.Responses.New(ctx, outputs(first.ID, "call_paris", `{"sky":"sunny"}`))
 		apiErr := requireAPIError(t, err, http.StatusBadRequest, "input")
 		require.Contains(t, apiErr.Message, "call_oslo")
+		// A continue runs the run's prompt, no other.
+		other := outputs(first.ID, "call_paris", "{}", "call_oslo", "{}")
+		other.Prompt = responses.ResponsePromptParam{ID: "summarizer"}
+		_, err = c.Responses.New(ctx, other)
+		requireAPIError(t, err, http.StatusBadRequest, "prompt.id")
+		paused = first.ID
 
 		second, err := c.Responses.New(ctx, outputs(first.ID, "call_paris", `{"sky":"sunny"}`, "call_oslo", `{"sky":"snow"}`))
 		require.NoError(t, err)
@@ -174,6 +181,19 @@ func TestDevPromptRunContinue(t *testing.T) {
 		require.Equal(t, "response_not_found", apiErr.Code)
 		_, err = c.Responses.New(ctx, outputs("not-a-response", "call_x", "{}"))
 		requireAPIError(t, err, http.StatusBadRequest, "previous_response_id")
+
+		// Another project's response is as absent as none.
+		var other struct{ ID string }
+		api.do("POST", "/api/projects", map[string]any{"name": "others"}, http.StatusCreated, &other)
+		var otherKey struct{ Secret string }
+		api.do("POST", "/api/projects/"+other.ID+"/api-keys", map[string]any{"name": "k"}, http.StatusCreated, &otherKey)
+		oc := openai.NewClient(option.WithBaseURL("http://"+env.gateway+"/v1/"), option.WithAPIKey(otherKey.Secret), option.WithMaxRetries(0))
+		require.NotEmpty(t, paused)
+		_, err = oc.Responses.New(ctx, outputs(paused, "call_paris", "{}", "call_oslo", "{}"))
+		apiErr = requireAPIError(t, err, http.StatusNotFound, "previous_response_id")
+		require.Equal(t, "response_not_found", apiErr.Code)
+		_, err = oc.Responses.Get(ctx, paused, responses.ResponseGetParams{})
+		requireAPIError(t, err, http.StatusNotFound, "")
 	})
 
 	t.Run("a continue streams", func(t *testing.T) {
