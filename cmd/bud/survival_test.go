@@ -213,7 +213,7 @@ func TestApprovalSurvivesItsWorker(t *testing.T) {
 	require.NoError(t, f.c.GetWorkflow(f.ctx, in.ResponseID, "").Get(f.ctx, &out))
 	require.Equal(t, workflows.StatusCompleted, out.Status, "%+v", out.Error)
 	require.Equal(t, 2, out.Turn)
-	require.Contains(t, out.Text, `"ok":true`)
+	require.Contains(t, out.Text, `"channel":"`+slacktest.GeneralID+`"`)
 	history := slack.History(slacktest.GeneralID)
 	require.Len(t, history, 2, "posted exactly once")
 	require.Equal(t, "approved while the worker was away", history[1].Text)
