@@ -113,7 +113,7 @@ func (n *notionClient) Tools(ctx context.Context) ([]Tool, error) {
 	if _, nerr, err := n.request(ctx, http.MethodGet, "/v1/users/me", nil, nil); err != nil {
 		return nil, err
 	} else if nerr != nil {
-		return nil, n.api.red.errorf(ReasonRejected, 0, "Notion refused GET /v1/users/me (%s): %s", nerr.Code, nerr.Message)
+		return nil, n.api.red.errorf(ReasonRejected, 0, "Notion refused GET /v1/users/me (%s)%s", nerr.Code, colon(nerr.Message))
 	}
 	return append([]Tool(nil), notionTools...), nil
 }
@@ -381,15 +381,15 @@ func (n *notionClient) request(ctx context.Context, method, path string, query u
 	case r.status == http.StatusOK: // truncated
 		return nil, nil, red.errorf(ReasonUnavailable, r.status, "Notion's answer to %s %s is over %d bytes", method, path, notionReplyLimit)
 	case r.status == http.StatusUnauthorized || r.status == http.StatusForbidden:
-		return nil, nil, red.errorf(ReasonUnauthorized, r.status, "Notion refused the token (%s): %s", e.Code, e.Message)
+		return nil, nil, red.errorf(ReasonUnauthorized, r.status, "Notion refused the token (%s)%s", e.Code, colon(e.Message))
 	case r.status == http.StatusTooManyRequests:
-		return nil, nil, red.errorf(ReasonUnavailable, r.status, "Notion is rate limiting requests%s", retryAfterText(r.header))
+		return nil, nil, red.errorf(ReasonUnavailable, r.status, "Notion is rate limiting requests%s%s", retryAfterText(r.header), colon(e.Message))
 	case r.status == http.StatusConflict || r.status >= 500:
-		return nil, nil, red.errorf(ReasonUnavailable, r.status, "Notion is unavailable: HTTP %d (%s) on %s %s", r.status, e.Code, method, path)
+		return nil, nil, red.errorf(ReasonUnavailable, r.status, "Notion is unavailable: HTTP %d (%s) on %s %s%s", r.status, e.Code, method, path, colon(e.Message))
 	case e.Code == "object_not_found" || e.Code == "validation_error":
 		return nil, &notionError{Code: e.Code, Message: e.Message}, nil
 	default:
-		return nil, nil, red.errorf(ReasonRejected, r.status, "Notion refused %s %s: HTTP %d (%s): %s", method, path, r.status, e.Code, e.Message)
+		return nil, nil, red.errorf(ReasonRejected, r.status, "Notion refused %s %s: HTTP %d (%s)%s", method, path, r.status, e.Code, colon(e.Message))
 	}
 }
 
@@ -540,4 +540,12 @@ func richText(text string) []map[string]any {
 		text = text[cut:]
 	}
 	return items
+}
+
+// colon is ": msg", or "" when there is no message.
+func colon(msg string) string {
+	if msg == "" {
+		return ""
+	}
+	return ": " + msg
 }

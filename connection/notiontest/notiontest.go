@@ -273,6 +273,8 @@ func blockObject(parentID string, b Block) map[string]any {
 		content["checked"] = b.Checked
 	case "code":
 		content = map[string]any{"rich_text": richTextOut(b.Text), "language": "shell", "caption": []any{}}
+	case "child_page":
+		content = map[string]any{"title": b.Text}
 	}
 	return map[string]any{
 		"object": "block", "id": b.ID, "type": b.Type, b.Type: content,
