@@ -86,7 +86,7 @@ func checkMCP(p *bud.Problems, c Connection) {
 		p.Add("config.transport", "must be %s or %s", TransportStreamableHTTP, TransportSSE)
 	}
 	notApplicable(p, c.Kind, "config.base_url", c.Config.BaseURL != "")
-	notApplicable(p, c.Kind, "config.operations", c.Config.Operations != nil)
+	notApplicable(p, c.Kind, "config.operations", len(c.Config.Operations) > 0)
 	notApplicable(p, c.Kind, "credentials.token", c.Credentials.Token != "")
 }
 
@@ -103,8 +103,8 @@ func checkAPI(p *bud.Problems, c Connection) {
 	}
 	notApplicable(p, c.Kind, "config.url", c.Config.URL != "")
 	notApplicable(p, c.Kind, "config.transport", c.Config.Transport != "")
-	notApplicable(p, c.Kind, "config.operations", c.Config.Operations != nil)
-	notApplicable(p, c.Kind, "credentials.headers", c.Credentials.Headers != nil)
+	notApplicable(p, c.Kind, "config.operations", len(c.Config.Operations) > 0)
+	notApplicable(p, c.Kind, "credentials.headers", len(c.Credentials.Headers) > 0)
 }
 
 func checkHTTP(p *bud.Problems, c Connection) {

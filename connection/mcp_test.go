@@ -257,10 +257,10 @@ func TestMCPHeadersStayWithTheServer(t *testing.T) {
 	t.Parallel()
 	// The credential headers go to the MCP server's origin and nowhere
 	// else: an SSE server naming a message endpoint elsewhere gets none.
-	var leaked []string
+	leaked := make(chan string, 10)
 	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if v := r.Header.Get("X-Api-Key"); v != "" {
-			leaked = append(leaked, v)
+			leaked <- v
 		}
 		http.Error(w, "no", http.StatusUnauthorized)
 	}))

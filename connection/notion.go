@@ -214,7 +214,10 @@ func (n *notionClient) search(ctx context.Context, query, filter string, pageSiz
 }
 
 func (n *notionClient) getPage(ctx context.Context, pageID string) (string, *notionError, error) {
-	id := url.PathEscape(pageID)
+	id, nerr := notionID("page_id", pageID)
+	if nerr != nil {
+		return "", nerr, nil
+	}
 	var page notionObject
 	if nerr, err := n.do(ctx, http.MethodGet, "/v1/pages/"+id, nil, nil, &page); err != nil || nerr != nil {
 		return "", nerr, err
@@ -252,6 +255,10 @@ func (n *notionClient) getPage(ctx context.Context, pageID string) (string, *not
 }
 
 func (n *notionClient) createPage(ctx context.Context, parentID, title, content string) (string, *notionError, error) {
+	parentID, nerr := notionID("parent_page_id", parentID)
+	if nerr != nil {
+		return "", nerr, nil
+	}
 	blocks := paragraphBlocks(content)
 	first := blocks
 	if len(first) > notionMaxBlocks {
@@ -282,6 +289,10 @@ func (n *notionClient) createPage(ctx context.Context, parentID, title, content 
 }
 
 func (n *notionClient) appendBlocks(ctx context.Context, blockID, content string) (string, *notionError, error) {
+	blockID, nerr := notionID("block_id", blockID)
+	if nerr != nil {
+		return "", nerr, nil
+	}
 	ids, nerr, err := n.appendInBatches(ctx, blockID, paragraphBlocks(content))
 	if err != nil || nerr != nil {
 		return "", nerr, err
@@ -306,7 +317,7 @@ func (n *notionClient) appendInBatches(ctx context.Context, blockID string, bloc
 		var r struct {
 			Results []notionBlock `json:"results"`
 		}
-		if nerr, err := n.do(ctx, http.MethodPatch, "/v1/blocks/"+url.PathEscape(blockID)+"/children", nil, map[string]any{"children": batch}, &r); err != nil || nerr != nil {
+		if nerr, err := n.do(ctx, http.MethodPatch, "/v1/blocks/"+blockID+"/children", nil, map[string]any{"children": batch}, &r); err != nil || nerr != nil {
 			return nil, nerr, err
 		}
 		// Notion answers with the parent's children after the append:
@@ -548,4 +559,23 @@ func colon(msg string) string {
 		return ""
 	}
 	return ": " + msg
+}
+
+// notionID returns the ID in s: a Notion ID with or without dashes, or the
+// URL of a page, which ends with its ID. Anything else is a
+// validation_error for the model, as Notion would answer, but without a
+// request whose path s could bend.
+func notionID(field, s string) (string, *notionError) {
+	t := strings.TrimSpace(s)
+	if i := strings.IndexAny(t, "?#"); i >= 0 {
+		t = t[:i]
+	}
+	t = strings.ReplaceAll(strings.TrimSuffix(t, "/"), "-", "")
+	if len(t) >= 32 {
+		id := strings.ToLower(t[len(t)-32:])
+		if strings.Trim(id, "0123456789abcdef") == "" && (len(t) == 32 || strings.Contains(t, "/")) {
+			return id[:8] + "-" + id[8:12] + "-" + id[12:16] + "-" + id[16:20] + "-" + id[20:], nil
+		}
+	}
+	return "", &notionError{Code: "validation_error", Message: fmt.Sprintf("%s should be a Notion ID (a UUID) or a page's URL, instead was %q.", field, s)}
 }

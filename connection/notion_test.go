@@ -46,6 +46,11 @@ func TestNotion(t *testing.T) {
 		"\n[x] Read the style guide" +
 		"\n```shell make test```"}, res)
 
+	// A page's URL names it too.
+	res, err = client.Call(ctx, "get_page", json.RawMessage(`{"page_id":"https://www.notion.so/Bud-handbook-`+strings.ReplaceAll(notiontest.HandbookID, "-", "")+`?pvs=4"}`))
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(res.Text, "Bud handbook\n"), res.Text)
+
 	res, err = client.Call(ctx, "create_page", json.RawMessage(`{"parent_page_id":"`+notiontest.HandbookID+`","title":"Release notes","content":"First paragraph.\n\nSecond paragraph,\nstill second."}`))
 	require.NoError(t, err)
 	require.False(t, res.IsError, res.Text)
@@ -87,15 +92,17 @@ func TestNotion(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, res.IsError)
 	require.Contains(t, res.Text, "Notion: object_not_found: Could not find page with ID: 11111111-2222-4333-8444-555555555555")
-	res, err = client.Call(ctx, "get_page", json.RawMessage(`{"page_id":"not-an-id"}`))
+	before := len(s.Requests())
+	res, err = client.Call(ctx, "get_page", json.RawMessage(`{"page_id":"../users/me"}`))
 	require.NoError(t, err)
 	require.True(t, res.IsError)
-	require.Contains(t, res.Text, "Notion: validation_error")
+	require.Contains(t, res.Text, "Notion: validation_error: page_id should be a Notion ID")
+	require.Len(t, s.Requests(), before, "no request for a malformed ID")
 	res, err = client.Call(ctx, "create_page", json.RawMessage(`{"parent_page_id":"11111111-2222-4333-8444-555555555555","title":"x"}`))
 	require.NoError(t, err)
 	require.True(t, res.IsError)
 
-	before := len(s.Requests())
+	before = len(s.Requests())
 	_, err = client.Call(ctx, "search", json.RawMessage(`{"filter":"comment"}`))
 	requireReason(t, err, connection.ReasonRejected)
 	_, err = client.Call(ctx, "create_page", json.RawMessage(`{"title":"x"}`))

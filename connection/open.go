@@ -42,13 +42,21 @@ func Open(ctx context.Context, c Connection, o Options) (Client, error) {
 	}
 	switch c.Kind {
 	case KindMCP:
-		return openMCP(ctx, c, o, red)
+		m, err := openMCP(ctx, c, o, red)
+		if err != nil {
+			return nil, err
+		}
+		return m, nil
 	case KindSlack:
 		return newSlack(c, o, red), nil
 	case KindNotion:
 		return newNotion(c, o, red), nil
 	default: // KindHTTP: problems() accepts no other kind
-		return newHTTPAPI(c, o, red)
+		h, err := newHTTPAPI(c, o, red)
+		if err != nil {
+			return nil, err
+		}
+		return h, nil
 	}
 }
 
@@ -68,7 +76,7 @@ func newHTTPClient(hc *http.Client, baseURL string, headers http.Header) (*http.
 		base = http.DefaultTransport
 	}
 	u, _ := url.Parse(baseURL) // checked by Check
-	t := &credentialTransport{base: base, scheme: u.Scheme, host: u.Host, headers: headers}
+	t := &credentialTransport{base: base, scheme: u.Scheme, host: u.Host, headers: headers, shared: base == http.DefaultTransport}
 	client.Transport = t
 	return &client, t
 }
@@ -82,6 +90,9 @@ type credentialTransport struct {
 	host    string
 	headers http.Header
 	status  atomic.Int64
+	// shared is set when base is http.DefaultTransport, whose idle
+	// connections serve the whole process and are not ours to close.
+	shared bool
 }
 
 // RoundTrip implements http.RoundTripper.
@@ -104,8 +115,12 @@ func (t *credentialTransport) RoundTrip(req *http.Request) (*http.Response, erro
 // got none.
 func (t *credentialTransport) lastStatus() int { return int(t.status.Load()) }
 
-// closeIdle closes the idle connections of the transport below.
+// closeIdle closes the idle connections of the transport below, unless
+// it is shared.
 func (t *credentialTransport) closeIdle() {
+	if t.shared {
+		return
+	}
 	if c, ok := t.base.(interface{ CloseIdleConnections() }); ok {
 		c.CloseIdleConnections()
 	}
