@@ -12,9 +12,6 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
-// clientInfo is how bud introduces itself to MCP servers.
-var clientInfo = mcp.Implementation{Name: "bud", Version: "1"}
-
 // maxToolPages bounds tools/list pagination: a server whose cursors never
 // end must not keep a client listing forever.
 const maxToolPages = 100
@@ -73,8 +70,8 @@ func openMCP(ctx context.Context, c Connection, o Options, red redactor) (*mcpCl
 	// forever when ctx has no deadline.
 	hsCtx, cancel := context.WithTimeout(ctx, DefaultTimeout)
 	defer cancel()
-	info := clientInfo
-	session, err := mcp.NewClient(&info, nil).Connect(hsCtx, connectedTransport{conn}, nil)
+	info := &mcp.Implementation{Name: "bud", Version: "1"} // how bud introduces itself
+	session, err := mcp.NewClient(info, nil).Connect(hsCtx, connectedTransport{conn}, nil)
 	if err != nil {
 		_ = conn.Close()
 		cancelStream()
