@@ -22,6 +22,7 @@ func TestMCPEverything(t *testing.T) {
 	tools, err := client.Tools(ctx)
 	require.NoError(t, err)
 	names := toolNames(tools)
+	t.Logf("tools: %v", names)
 	require.Contains(t, names, "echo")
 	require.Contains(t, names, "get-sum")
 	require.Contains(t, names, "get-tiny-image")
