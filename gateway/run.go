@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
 	"github.com/budhq/bud/workflows"
@@ -48,27 +47,12 @@ func (g *Gateway) beginRun(ctx context.Context, in workflows.PromptRunInput, sta
 			return out, err
 		}, nil
 	}
-	opts.WorkflowIDConflictPolicy = enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL
-	opts.EnableEagerStart = false // not offered with update-with-start
-	start := g.cfg.Temporal.NewWithStartWorkflowOperation(opts, workflows.PromptRunWorkflow, in)
-	h, err := g.cfg.Temporal.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
-		StartWorkflowOperation: start,
-		UpdateOptions: client.UpdateWorkflowOptions{
-			UpdateName:   workflows.UpdateAwaitTurn,
-			Args:         []any{1},
-			WaitForStage: stage,
-		},
-	})
-	if err != nil {
-		if _, serr := start.Get(ctx); serr != nil {
-			return nil, &startError{serr}
-		}
-		return nil, err
+	wait, err = workflows.Start(ctx, g.cfg.Temporal, in, stage)
+	var se *workflows.StartError
+	if errors.As(err, &se) {
+		return nil, &startError{se.Err}
 	}
-	return func() (out workflows.PromptRunOutput, err error) {
-		err = h.Get(ctx, &out)
-		return out, err
-	}, nil
+	return wait, err
 }
 
 // startError is a run that did not start.
