@@ -458,7 +458,7 @@ func playgroundInput(projectID uuid.UUID, t *runTarget, text string, vars map[st
 // caller stopped waiting; a run that fails is an output with status failed.
 func (s *server) execute(ctx context.Context, in workflows.PromptRunInput) (workflows.PromptRunOutput, time.Duration, error) {
 	start := time.Now()
-	wait, err := workflows.Start(ctx, s.temporal, in, client.WorkflowUpdateStageCompleted)
+	wait, err := workflows.Start(ctx, s.temporal, in, client.WorkflowUpdateStageCompleted, "")
 	if err != nil {
 		if ctx.Err() != nil {
 			return workflows.PromptRunOutput{}, 0, ctx.Err()

@@ -73,8 +73,8 @@ type Config struct {
 	// NATS carries the deltas of streaming runs from the workers; nil
 	// makes /v1/responses with stream: true answer 503.
 	NATS *nats.Conn
-	// RunWait is how a run is started and awaited: WaitUpdate (the
-	// default, also for "") or WaitResult.
+	// RunWait is how a run is started and its first turn awaited:
+	// workflows.StartThenUpdate (also for "") or workflows.StartWithUpdate.
 	RunWait string
 }
 

@@ -10,18 +10,6 @@ import (
 	"github.com/budhq/bud/workflows"
 )
 
-// How the gateway starts a run and waits for its first turn.
-const (
-	// WaitUpdate starts the run and waits for its first turn in one
-	// request, update-with-start (workflows.UpdateAwaitTurn). The default:
-	// the answer comes as soon as the turn ends, even when the run then
-	// pauses, and the measured latency is the lower (see the README).
-	WaitUpdate = "update"
-	// WaitResult starts the run with eager start, then long-polls for the
-	// workflow's result. Kept to measure against.
-	WaitResult = "result"
-)
-
 // startRun starts the run of in and waits for its first turn to end.
 func (g *Gateway) startRun(ctx context.Context, in workflows.PromptRunInput) (workflows.PromptRunOutput, error) {
 	wait, err := g.beginRun(ctx, in, client.WorkflowUpdateStageCompleted)
@@ -36,18 +24,7 @@ func (g *Gateway) startRun(ctx context.Context, in workflows.PromptRunInput) (wo
 // the first turn has ended too); wait then gives the first turn's output.
 // A run that could not be started is a *startError.
 func (g *Gateway) beginRun(ctx context.Context, in workflows.PromptRunInput, stage client.WorkflowUpdateStage) (wait func() (workflows.PromptRunOutput, error), err error) {
-	opts := workflows.StartOptions(in)
-	if g.cfg.RunWait == WaitResult {
-		run, err := g.cfg.Temporal.ExecuteWorkflow(ctx, opts, workflows.PromptRunWorkflow, in)
-		if err != nil {
-			return nil, &startError{err}
-		}
-		return func() (out workflows.PromptRunOutput, err error) {
-			err = run.Get(ctx, &out)
-			return out, err
-		}, nil
-	}
-	wait, err = workflows.Start(ctx, g.cfg.Temporal, in, stage)
+	wait, err = workflows.Start(ctx, g.cfg.Temporal, in, stage, g.cfg.RunWait)
 	var se *workflows.StartError
 	if errors.As(err, &se) {
 		return nil, &startError{se.Err}

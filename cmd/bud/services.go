@@ -191,8 +191,8 @@ func newGateway(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Cli
 	if err != nil || timeout <= 0 {
 		return nil, fmt.Errorf("BUD_UPSTREAM_TIMEOUT: %q is not a positive duration such as 5m", cfg.UpstreamTimeout)
 	}
-	if cfg.RunWait != gateway.WaitUpdate && cfg.RunWait != gateway.WaitResult {
-		return nil, fmt.Errorf("BUD_RUN_WAIT: %q is neither %q nor %q", cfg.RunWait, gateway.WaitUpdate, gateway.WaitResult)
+	if cfg.RunWait != workflows.StartWithUpdate && cfg.RunWait != workflows.StartThenUpdate {
+		return nil, fmt.Errorf("BUD_RUN_WAIT: %q is neither %q nor %q", cfg.RunWait, workflows.StartWithUpdate, workflows.StartThenUpdate)
 	}
 	return gateway.New(gateway.Config{
 		Pool:            pool,

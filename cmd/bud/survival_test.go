@@ -189,7 +189,7 @@ func TestApprovalSurvivesItsWorker(t *testing.T) {
 		ResponseID: "resp_approval_" + strings.ReplaceAll(uuid.NewString(), "-", ""), ProjectID: f.project.ID, Document: raw,
 		Text: "post it", Source: workflows.SourcePlayground,
 	}
-	wait, err := workflows.Start(f.ctx, f.c, in, client.WorkflowUpdateStageCompleted)
+	wait, err := workflows.Start(f.ctx, f.c, in, client.WorkflowUpdateStageCompleted, "")
 	require.NoError(t, err)
 	turn, err := wait()
 	require.NoError(t, err)

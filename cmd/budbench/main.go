@@ -55,7 +55,7 @@ func main() {
 	}
 	sequential := flag.Int("sequential", 300, "responses: runs sent one after another")
 	concurrency := flag.Int("concurrency", 50, "responses: concurrent callers")
-	waits := flag.String("waits", "update,result", "responses: ways to start and await a run to compare (BUD_RUN_WAIT values), the first also streamed")
+	waits := flag.String("waits", "start,update", "responses: ways to start and await a run to compare (BUD_RUN_WAIT values), the first also streamed")
 	budPath := flag.String("bud", "bin/bud", "path of the bud binary to benchmark")
 	dbURL := flag.String("database-url", envOr("BUD_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"), "server to create the benchmark database on")
 	ratesFlag := flag.String("rates", "500,1000,2000", "fixed arrival rates to measure, requests/s")
