@@ -307,6 +307,8 @@ func TestDevToolApproval(t *testing.T) {
 		upstreamtest.EchoToolResults(),
 		upstreamtest.ToolCalls(upstreamtest.ToolCall{ID: "call_no", Name: "echo", Arguments: `{"message":"rejected"}`}),
 		upstreamtest.EchoToolResults(),
+		upstreamtest.ToolCalls(upstreamtest.ToolCall{ID: "call_api", Name: "echo", Arguments: `{"message":"by the caller"}`}),
+		upstreamtest.EchoToolResults(),
 	)
 	resp := e.respondOK(t, map[string]any{"prompt": map[string]any{"id": "careful"}, "input": "echo, please"})
 	require.Equal(t, "completed", resp.Status)
@@ -347,6 +349,19 @@ func TestDevToolApproval(t *testing.T) {
 	last := string(reqs[len(reqs)-1].Body)
 	require.Contains(t, last, "The user rejected this tool call. Reason: not on Fridays")
 	require.Len(t, reqs, 4, "the rejected call never ran, the model was called again")
+
+	// The caller may answer the request itself, as OpenAI's Responses API
+	// has it: an mcp_approval_response item continuing the response.
+	resp = e.respondOK(t, map[string]any{"prompt": map[string]any{"id": "careful"}, "input": "echo by the caller"})
+	require.Equal(t, "mcp_approval_request", resp.Output[len(resp.Output)-1].Type)
+	next := e.respondOK(t, map[string]any{
+		"previous_response_id": resp.ID,
+		"input": []any{map[string]any{"type": "mcp_approval_response", "approval_request_id": resp.Output[len(resp.Output)-1].ID, "approve": true}},
+	})
+	require.Equal(t, resp.ID+"_2", next.ID)
+	require.Equal(t, "Echo: by the caller", next.OutputText)
+	require.Equal(t, "mcp_call", next.Output[0].Type)
+	require.Equal(t, resp.Output[len(resp.Output)-1].ID, *next.Output[0].ApprovalRequestID)
 }
 
 // Slack and Notion connections against stand-ins that check every request

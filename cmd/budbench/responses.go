@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +18,9 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
 
 	"github.com/budhq/bud/upstreamtest"
 )
@@ -79,6 +83,9 @@ func measureWait(ctx context.Context, up *upstreamtest.Server, budPath, serverUR
 	r := sequentialRuns(ctx, c, run, sequential)
 	fmt.Printf("  sequential (%d each):   stand-in p50 %s p99 %s max %s | run p50 %s p99 %s max %s | added p50 %s p99 %s ms | %.0f runs/s\n",
 		sequential, ms(d.p50), ms(d.p99), ms(d.max), ms(r.p50), ms(r.p99), ms(r.max), ms(r.p50-d.p50), ms(r.p99-d.p99), r.achieved)
+	if err := timeline(ctx, c, run, dev.temporal); err != nil {
+		fmt.Printf("  timeline: %v\n", err)
+	}
 	if streaming {
 		// Time to the first delta of a stream, against the stand-in's own
 		// time to its first content chunk for the same chat call.
@@ -196,6 +203,7 @@ func summarize(lat []time.Duration, errs, sent int, elapsed time.Duration) stats
 type devProcess struct {
 	cmd          *exec.Cmd
 	gateway, app string
+	temporal     string
 	token        string
 	dir          string
 }
@@ -211,7 +219,7 @@ func startDev(ctx context.Context, budPath, dbURL string, env ...string) (*devPr
 			return nil, err
 		}
 	}
-	d := &devProcess{gateway: addrs[0], app: addrs[1], dir: dir}
+	d := &devProcess{gateway: addrs[0], app: addrs[1], temporal: addrs[3], dir: dir}
 	d.cmd = exec.Command(budPath, "dev")
 	d.cmd.Env = append(os.Environ(),
 		"DATABASE_URL="+dbURL, "BUD_DATA_DIR="+dir,
@@ -308,4 +316,46 @@ func (d *devProcess) seedPrompt(upstreamURL string) (string, error) {
 		return "", err
 	}
 	return k["secret"].(string), nil
+}
+
+// timeline makes one more run and prints where its time went: the
+// request's wall time, and each event of the run's history after the
+// workflow started, with its time since the start.
+func timeline(ctx context.Context, c *http.Client, t target, temporalAddr string) error {
+	start := time.Now()
+	resp, err := c.Do(t.request(ctx))
+	if err != nil {
+		return err
+	}
+	var body struct {
+		ID string `json:"id"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&body)
+	resp.Body.Close()
+	wall := time.Since(start)
+	if err != nil {
+		return err
+	}
+	tc, err := client.Dial(client.Options{HostPort: temporalAddr, Logger: sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler))})
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+	it := tc.GetWorkflowHistory(ctx, body.ID, "", false, 0)
+	var first time.Time
+	var parts []string
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			return err
+		}
+		at := ev.GetEventTime().AsTime()
+		if first.IsZero() {
+			first = at
+		}
+		name := strings.TrimPrefix(ev.GetEventType().String(), "EVENT_TYPE_")
+		parts = append(parts, fmt.Sprintf("%s +%.1f", strings.ToLower(name), float64(at.Sub(first).Microseconds())/1000))
+	}
+	fmt.Printf("  one run, %s ms at the client; its history in ms from the start: %s\n", ms(wall), strings.Join(parts, ", "))
+	return nil
 }
