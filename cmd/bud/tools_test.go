@@ -356,7 +356,7 @@ func TestDevToolApproval(t *testing.T) {
 	require.Equal(t, "mcp_approval_request", resp.Output[len(resp.Output)-1].Type)
 	next := e.respondOK(t, map[string]any{
 		"previous_response_id": resp.ID,
-		"input": []any{map[string]any{"type": "mcp_approval_response", "approval_request_id": resp.Output[len(resp.Output)-1].ID, "approve": true}},
+		"input":                []any{map[string]any{"type": "mcp_approval_response", "approval_request_id": resp.Output[len(resp.Output)-1].ID, "approve": true}},
 	})
 	require.Equal(t, resp.ID+"_2", next.ID)
 	require.Equal(t, "Echo: by the caller", next.OutputText)
