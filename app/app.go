@@ -1,6 +1,7 @@
 // Package app is BudApp's management HTTP API: projects, the model
-// deployments in them and their API keys, prompts, the playground that runs
-// and compares them, and the history of runs.
+// deployments in them and their API keys, the tool connections their
+// prompts use, prompts, the playground that runs and compares them, and the
+// history of runs with the approvals that paused runs wait for.
 //
 // Every route under /api needs the admin token as a bearer token;
 // /healthz, /readyz and /metrics are open so that probes and scrapers need no
@@ -52,8 +53,8 @@ const readyTimeout = 3 * time.Second
 type Config struct {
 	// Pool is the BudApp database. Required.
 	Pool *pgxpool.Pool
-	// Box seals provider API keys at rest, bound to their deployment's id.
-	// Required.
+	// Box seals provider API keys and connection credentials at rest, each
+	// bound to its row's id. Required.
 	Box *secrets.Box
 	// AdminToken is the bearer token every /api request must present.
 	// Required.
