@@ -44,10 +44,12 @@ type deployment struct {
 	apiKey        string
 	defaults      map[string]json.RawMessage
 	// promptID and promptVersion are what a prompt deployment serves; a nil
-	// version follows the prompt's default.
-	promptID      uuid.UUID
-	promptVersion *int32
-	loadedAt      time.Time
+	// version follows the prompt's default, which defaultVersion holds
+	// (kept fresh by the prompt's change notifications).
+	promptID       uuid.UUID
+	promptVersion  *int32
+	defaultVersion int32
+	loadedAt       time.Time
 }
 
 type depKey struct {
@@ -133,6 +135,13 @@ func (c *cache) deployment(ctx context.Context, project uuid.UUID, name string) 
 			if d, err = c.compile(row); err != nil {
 				return nil, err
 			}
+			if d.kind == bud.KindPrompt && d.promptVersion == nil {
+				p, err := c.q.GetPrompt(ctx, d.promptID)
+				if err != nil && !db.IsNoRows(err) {
+					return nil, fmt.Errorf("load prompt of deployment %s: %w", d.id, err)
+				}
+				d.defaultVersion = p.DefaultVersion
+			}
 		}
 		c.mu.Lock()
 		if c.gen == gen {
@@ -177,10 +186,11 @@ func (c *cache) compile(row dbsqlc.Deployment) (*deployment, error) {
 
 // change is a notification payload from the change triggers.
 type change struct {
-	T string    `json:"t"`
-	H string    `json:"h"`
-	P uuid.UUID `json:"p"`
-	N string    `json:"n"`
+	T  string    `json:"t"`
+	H  string    `json:"h"`
+	P  uuid.UUID `json:"p"`
+	N  string    `json:"n"`
+	ID uuid.UUID `json:"id"`
 }
 
 // apply drops the entry a notification names; an unreadable one drops all.
@@ -207,6 +217,15 @@ func (c *cache) apply(payload string) {
 	case "deployment":
 		delete(c.deps, depKey{ch.P, ch.N})
 		c.group.Forget("d" + ch.P.String() + "/" + ch.N)
+	case "prompt":
+		// A prompt's default version changed, or the prompt went: every
+		// deployment of it is stale.
+		for k, d := range c.deps {
+			if d.promptID == ch.ID {
+				delete(c.deps, k)
+				c.group.Forget("d" + k.project.String() + "/" + k.name)
+			}
+		}
 	default:
 		c.keys = map[[32]byte]*keyEntry{}
 		c.deps = map[depKey]*deployment{}

@@ -160,7 +160,7 @@ func (g *Gateway) responses(w http.ResponseWriter, r *http.Request) {
 			Message: "The prompt '" + req.Prompt.ID + "' does not exist or you do not have access to it."})
 		return
 	}
-	n, aerr := g.pickVersion(r.Context(), d, req.Prompt.Version)
+	n, aerr := pickVersion(d, req.Prompt.Version)
 	if aerr != nil {
 		writeAPIError(w, aerr)
 		return
@@ -360,20 +360,16 @@ func inputParam(msg string) string {
 }
 
 // pickVersion chooses the version to run: the caller's, else the
-// deployment's pinned one, else the prompt's default.
-func (g *Gateway) pickVersion(ctx context.Context, d *deployment, raw json.RawMessage) (int32, *apiError) {
+// deployment's pinned one, else the prompt's default, all without a
+// database read (the deployment's cache entry holds the default).
+func pickVersion(d *deployment, raw json.RawMessage) (int32, *apiError) {
 	if n, aerr := parseVersion(raw); n != 0 || aerr != nil {
 		return n, aerr
 	}
 	if d.promptVersion != nil {
 		return *d.promptVersion, nil
 	}
-	p, err := g.q.GetPrompt(ctx, d.promptID)
-	if err != nil {
-		g.log.Error("get prompt", "err", err)
-		return 0, errInternal
-	}
-	return p.DefaultVersion, nil
+	return d.defaultVersion, nil
 }
 
 // parseVersion reads prompt.version: a number, or a string such as "3" or
