@@ -177,7 +177,9 @@ func jsonProblem(err error, data []byte, v any, prefix string) error {
 		}
 		return fieldError(prefix+name, "unknown field")
 	}
-	return bud.Internal("decode request", err)
+	// What is left comes from a field's own decoding, which encoding/json
+	// reports without the field; it is still the body's fault, not ours.
+	return bud.Errorf(bud.EINVALID, "the request body could not be read: %s", strings.TrimPrefix(err.Error(), "json: "))
 }
 
 // unknownFieldPath returns the JSON path of the first member of data (by
@@ -193,6 +195,15 @@ func unknownFieldPath(data []byte, t reflect.Type) string {
 func findUnknown(doc any, t reflect.Type, path string) string {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
+	}
+	if list, ok := doc.([]any); ok && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
+		base := strings.TrimSuffix(path, ".")
+		for i, el := range list {
+			if p := findUnknown(el, t.Elem(), fmt.Sprintf("%s[%d].", base, i)); p != "" {
+				return p
+			}
+		}
+		return ""
 	}
 	obj, ok := doc.(map[string]any)
 	if !ok || t.Kind() != reflect.Struct {
