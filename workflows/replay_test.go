@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"log/slog"
 	"os"
 	"testing"
@@ -139,6 +140,21 @@ func TestPromptRunEndToEnd(t *testing.T) {
 		b, err := temporalproto.CustomJSONMarshalOptions{Indent: "  "}.Marshal(hist)
 		require.NoError(t, err)
 		require.NoError(t, os.WriteFile(historyFile, append(b, '\n'), 0o644))
+	}
+
+	// Start's wait, eager start then an update, also answers runs that end
+	// in their first workflow task (here: input the prompt refuses), which
+	// the update often reaches only after the run has closed.
+	for i := range 20 {
+		bad := in
+		bad.ResponseID = fmt.Sprintf("resp_quick_%d_%s", i, uuid.NewString())
+		bad.Variables = map[string]any{"name": "Ada", "age": -1}
+		wait, err := workflows.Start(ctx, c, bad, client.WorkflowUpdateStageCompleted, workflows.StartThenUpdate)
+		require.NoError(t, err)
+		out, err := wait()
+		require.NoError(t, err, "run %d", i)
+		require.Equal(t, workflows.StatusFailed, out.Status)
+		require.Equal(t, workflows.ErrInvalidInput, out.Error.Code)
 	}
 }
 

@@ -2,10 +2,12 @@ package workflows
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 )
 
@@ -55,36 +57,54 @@ func Start(ctx context.Context, c client.Client, in PromptRunInput, stage client
 	sctx, cancel := context.WithTimeout(ctx, StartTimeout)
 	defer cancel()
 	if mode != StartWithUpdate {
-		if _, err := c.ExecuteWorkflow(sctx, opts, PromptRunWorkflow, in); err != nil {
+		run, err := c.ExecuteWorkflow(sctx, opts, PromptRunWorkflow, in)
+		if err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
 			return nil, &StartError{err}
 		}
+		// The update may reach the server only once the run has finished
+		// (or while its last workflow task runs, and the server then
+		// aborts it as NotFound). A run that finished before anyone could
+		// continue it has its first turn as its result.
+		result := func() (out PromptRunOutput, err error) {
+			err = run.Get(ctx, &out)
+			return out, err
+		}
+		var notFound *serviceerror.NotFound
 		if h, err = c.UpdateWorkflow(ctx, await); err != nil {
+			if errors.As(err, &notFound) {
+				return result, nil
+			}
 			return nil, err
 		}
-	} else {
-		opts.WorkflowIDConflictPolicy = enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL
-		opts.EnableEagerStart = false // not offered with update-with-start
-		start := c.NewWithStartWorkflowOperation(opts, PromptRunWorkflow, in)
-		withStart := await
-		withStart.WorkflowID = ""
-		h, err = c.UpdateWithStartWorkflow(sctx, client.UpdateWithStartWorkflowOptions{StartWorkflowOperation: start, UpdateOptions: withStart})
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
+		return func() (out PromptRunOutput, err error) {
+			if err = h.Get(ctx, &out); errors.As(err, &notFound) {
+				return result()
 			}
-			gctx, cancel := context.WithTimeout(ctx, time.Second)
-			run, serr := start.Get(gctx)
-			cancel()
-			if serr != nil || run == nil {
-				return nil, &StartError{err}
-			}
-			// Started, but not taken in time: wait for it on its own.
-			if h, err = c.UpdateWorkflow(ctx, await); err != nil {
-				return nil, err
-			}
+			return out, err
+		}, nil
+	}
+	opts.WorkflowIDConflictPolicy = enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL
+	opts.EnableEagerStart = false // not offered with update-with-start
+	start := c.NewWithStartWorkflowOperation(opts, PromptRunWorkflow, in)
+	withStart := await
+	withStart.WorkflowID = ""
+	h, err = c.UpdateWithStartWorkflow(sctx, client.UpdateWithStartWorkflowOptions{StartWorkflowOperation: start, UpdateOptions: withStart})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		gctx, cancel := context.WithTimeout(ctx, time.Second)
+		run, serr := start.Get(gctx)
+		cancel()
+		if serr != nil || run == nil {
+			return nil, &StartError{err}
+		}
+		// Started, but not taken in time: wait for it on its own.
+		if h, err = c.UpdateWorkflow(ctx, await); err != nil {
+			return nil, err
 		}
 	}
 	return func() (out PromptRunOutput, err error) {
