@@ -227,6 +227,9 @@ func (r *promptRun) handlers(ctx workflow.Context) error {
 			}
 			a.decided, a.approved, a.reason = true, d.Approve, d.Reason
 			if r.resume == nil && r.ready() {
+				// Nobody watches the turn this starts: the paused turn's
+				// stream is over.
+				r.subject = ""
 				r.resume = &resumeInput{}
 			}
 			return nil
