@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -310,8 +311,21 @@ func buildConfig(o Options) (*config.Config, error) {
 	return &conf, nil
 }
 
-// FreePort asks the kernel for a free TCP port on ip.
+// FreePort returns a TCP port on ip that nothing listens on. It picks below
+// Linux's ephemeral range (32768 and up): a port the kernel hands out for
+// ":0" can meanwhile become the source port of an outgoing connection, and
+// the service that then listens on it fails with "address already in use".
+// It falls back to the kernel's choice when the lower range is full.
 func FreePort(ip string) (int, error) {
+	for range 200 {
+		port := 20000 + mrand.IntN(12000)
+		l, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port)))
+		if err != nil {
+			continue
+		}
+		_ = l.Close()
+		return port, nil
+	}
 	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 	if err != nil {
 		return 0, fmt.Errorf("temporalserver: free port: %w", err)
