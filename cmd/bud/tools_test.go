@@ -399,3 +399,33 @@ func TestDevToolsSlackAndNotion(t *testing.T) {
 		return r.Header.Get("Notion-Version") != "" && strings.HasPrefix(r.Path, "/v1/blocks/")
 	}))
 }
+
+// A playground run that calls a function tool pauses like any run, and the
+// gateway continues it with a project key: a continue needs no prompt.
+func TestDevPlaygroundRunContinuedThroughTheGateway(t *testing.T) {
+	e := startToolsEnv(t)
+	e.up.Script(
+		upstreamtest.ToolCalls(upstreamtest.ToolCall{ID: "call_w", Name: "get_weather", Arguments: `{"city":"Oslo"}`}),
+		upstreamtest.EchoToolResults(),
+	)
+	var first responseObject
+	e.api.do("POST", "/api/playground/run", map[string]any{
+		"project_id": e.project,
+		"document": map[string]any{
+			"deployment": "m",
+			"messages":   []any{map[string]any{"role": "user", "content": "{{ input }}"}},
+			"tools":      []any{map[string]any{"type": "function", "name": "get_weather", "parameters": map[string]any{"type": "object"}}},
+		},
+		"input": "Weather in Oslo?",
+	}, http.StatusOK, &first)
+	require.Equal(t, "function_call", first.Output[len(first.Output)-1].Type, "%+v", first.Output)
+	e.waitRun(t, first.ID, "waiting")
+
+	next := e.respondOK(t, map[string]any{
+		"previous_response_id": first.ID,
+		"input":                []any{map[string]any{"type": "function_call_output", "call_id": "call_w", "output": "9°C and clear"}},
+	})
+	require.Equal(t, first.ID+"_2", next.ID)
+	require.Equal(t, "9°C and clear", next.OutputText)
+	e.waitRun(t, first.ID, "completed")
+}
