@@ -216,8 +216,10 @@ func sortedKeys(m map[string]string) []string {
 	return keys
 }
 
-// inputItem is an OpenAI Responses input item, as far as runs use them.
-type inputItem struct {
+// InputItem is an OpenAI Responses input item, as far as runs use them:
+// messages, function calls and their outputs, and (in a continue of a
+// paused run) approval responses.
+type InputItem struct {
 	Type      string          `json:"type"`
 	Role      string          `json:"role"`
 	Content   json.RawMessage `json:"content"`
@@ -225,6 +227,10 @@ type inputItem struct {
 	Name      string          `json:"name"`
 	Arguments string          `json:"arguments"`
 	Output    json.RawMessage `json:"output"`
+	// ApprovalRequestID, Approve and Reason are an mcp_approval_response's.
+	ApprovalRequestID string `json:"approval_request_id"`
+	Approve           *bool  `json:"approve"`
+	Reason            string `json:"reason"`
 }
 
 // inputItemMessages converts Responses input items into chat messages:
@@ -251,24 +257,17 @@ func inputItemMessages(raw json.RawMessage) ([]ChatMessage, error) {
 	var msgs []ChatMessage
 	for i, rawItem := range items {
 		path := fmt.Sprintf("input[%d]", i)
-		var it inputItem
+		var it InputItem
 		if err := json.Unmarshal(rawItem, &it); err != nil {
 			return nil, problem(path, "must be an input item object")
 		}
 		switch it.Type {
 		case "", "message":
-			switch it.Role {
-			case prompt.RoleUser, prompt.RoleAssistant, prompt.RoleSystem, prompt.RoleDeveloper:
-			case "":
-				return nil, problem(path+".role", "is required")
-			default:
-				return nil, problem(path+".role", "must be one of user, assistant, system, developer")
-			}
-			text, err := contentText(path+".content", it.Content)
+			m, err := MessageItem(path, it)
 			if err != nil {
 				return nil, err
 			}
-			msgs = append(msgs, ChatMessage{Role: it.Role, Content: text})
+			msgs = append(msgs, m)
 		case "function_call":
 			if it.CallID == "" {
 				return nil, problem(path+".call_id", "is required")
@@ -287,7 +286,7 @@ func inputItemMessages(raw json.RawMessage) ([]ChatMessage, error) {
 			if it.CallID == "" {
 				return nil, problem(path+".call_id", "is required")
 			}
-			text, err := contentText(path+".output", it.Output)
+			text, err := ContentText(path+".output", it.Output)
 			if err != nil {
 				return nil, err
 			}
@@ -299,8 +298,26 @@ func inputItemMessages(raw json.RawMessage) ([]ChatMessage, error) {
 	return msgs, nil
 }
 
-// contentText reads a string, or a list of text parts joined by newlines.
-func contentText(path string, raw json.RawMessage) (string, error) {
+// MessageItem converts a message item, found at path in the request
+// ("input[2]"), into a chat message.
+func MessageItem(path string, it InputItem) (ChatMessage, error) {
+	switch it.Role {
+	case prompt.RoleUser, prompt.RoleAssistant, prompt.RoleSystem, prompt.RoleDeveloper:
+	case "":
+		return ChatMessage{}, problem(path+".role", "is required")
+	default:
+		return ChatMessage{}, problem(path+".role", "must be one of user, assistant, system, developer")
+	}
+	text, err := ContentText(path+".content", it.Content)
+	if err != nil {
+		return ChatMessage{}, err
+	}
+	return ChatMessage{Role: it.Role, Content: text}, nil
+}
+
+// ContentText reads an item's content or output at path: a string, or a
+// list of text parts joined by newlines.
+func ContentText(path string, raw json.RawMessage) (string, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
 		return "", problem(path, "is required")

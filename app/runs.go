@@ -296,13 +296,11 @@ func (s *server) approve(w http.ResponseWriter, r *http.Request) {
 	case errors.As(err, &missing):
 		s.writeError(w, r, s.endedRunError(r.Context(), runID))
 		return
+	case errors.As(err, &appErr) && appErr.Type() == workflows.ErrNoApprovalRequest:
+		s.writeError(w, r, bud.Errorf(bud.ENOTFOUND, "%s", appErr.Message()))
+		return
 	case errors.As(err, &appErr) && appErr.Type() == workflows.ErrInvalidContinue:
-		msg := appErr.Message()
-		code := bud.ECONFLICT
-		if strings.Contains(msg, "has no approval request") {
-			code = bud.ENOTFOUND
-		}
-		s.writeError(w, r, bud.Errorf(code, "%s", msg))
+		s.writeError(w, r, bud.Errorf(bud.ECONFLICT, "%s", appErr.Message()))
 		return
 	default:
 		s.writeError(w, r, bud.Internal("approve tool call", err))

@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/budhq/bud"
 	"github.com/budhq/bud/activities"
 	"github.com/budhq/bud/runstream"
 )
@@ -127,7 +128,6 @@ type promptRun struct {
 
 	cur   PromptRunOutput   // the turn in progress, or the last one
 	turns []PromptRunOutput // the turns that ended
-	ended bool              // the run is over
 
 	// A paused run: the reply's calls in order, the outputs known so far by
 	// call id, the function calls and approvals it waits for.
@@ -149,8 +149,16 @@ type approval struct {
 
 // resumeInput is what a continue or the last approval brings.
 type resumeInput struct {
-	outputs  map[string]string // function outputs by call id
-	messages []activities.ChatMessage
+	outputs   map[string]string // function outputs by call id
+	decisions []decision        // the continue's approval responses
+	messages  []activities.ChatMessage
+}
+
+// decision is an approval response to apply.
+type decision struct {
+	a        *approval
+	approved bool
+	reason   string
 }
 
 func localOptions(ctx workflow.Context, nonRetryable ...string) workflow.Context {
@@ -172,9 +180,6 @@ func (r *promptRun) endTurn(ctx workflow.Context) {
 	r.cur.FinishedAt = workflow.Now(ctx)
 	r.cur.Waiting = r.waiting
 	r.turns = append(r.turns, r.cur)
-	if !r.waiting {
-		r.ended = true
-	}
 }
 
 // handlers registers the run's updates and query.
@@ -203,7 +208,9 @@ func (r *promptRun) handlers(ctx workflow.Context) error {
 				return PromptRunOutput{}, err
 			}
 			k := r.cur.Turn
-			r.decideFromContinue(c.InputItems)
+			for _, d := range res.decisions {
+				d.a.decided, d.a.approved, d.a.reason = true, d.approved, d.reason
+			}
 			r.subject = c.StreamSubject
 			r.resume = res
 			if err := workflow.Await(ctx, func() bool { return len(r.turns) > k }); err != nil {
@@ -243,7 +250,7 @@ func (r *promptRun) handlers(ctx workflow.Context) error {
 		switch {
 		case n >= 1 && n <= len(r.turns):
 			return r.turns[n-1], nil
-		case n == len(r.turns)+1 && !r.ended && r.cur.Turn == n:
+		case n == len(r.turns)+1 && r.cur.Turn == n: // begun, not ended
 			out := r.cur
 			out.Status = StatusInProgress
 			return out, nil
@@ -259,9 +266,13 @@ func (r *promptRun) handlers(ctx workflow.Context) error {
 // StatusInProgress is the status of a turn that has not ended.
 const StatusInProgress = "in_progress"
 
-// ErrInvalidContinue is the failure type of a refused continue, approval
-// or wait: its message says what is wrong with the request.
-const ErrInvalidContinue = "InvalidContinue"
+// Failure types of a refused continue, approval or wait: the message says
+// what is wrong with the request.
+const (
+	ErrInvalidContinue = "InvalidContinue"
+	// ErrNoApprovalRequest: a decision names no approval request of the run.
+	ErrNoApprovalRequest = "NoApprovalRequest"
+)
 
 func refuse(format string, args ...any) error {
 	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), ErrInvalidContinue, nil)
@@ -284,7 +295,7 @@ func (r *promptRun) checkApproval(d ApprovalDecision) error {
 	case !r.waiting || r.resume != nil:
 		return refuse("the run does not wait for approvals")
 	case a == nil:
-		return refuse("the run has no approval request %q", d.ID)
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("the run has no approval request %q", d.ID), ErrNoApprovalRequest, nil)
 	case a.decided:
 		verdict := "rejected"
 		if a.approved {
@@ -306,21 +317,9 @@ func (r *promptRun) ready() bool {
 	return len(r.cur.FunctionCalls) == 0
 }
 
-// inputItem is a continue's input item, as much of it as the run reads.
-type inputItem struct {
-	Type              string          `json:"type"`
-	Role              string          `json:"role"`
-	Content           json.RawMessage `json:"content"`
-	CallID            string          `json:"call_id"`
-	Output            json.RawMessage `json:"output"`
-	ApprovalRequestID string          `json:"approval_request_id"`
-	Approve           *bool           `json:"approve"`
-	Reason            string          `json:"reason"`
-}
-
 // continueInput checks a continue against the paused turn and reads it;
-// it changes nothing but the approvals it decides, and only when the whole
-// request is valid.
+// it changes nothing (it is the update's validator too): the approvals it
+// decides are in the result.
 func (r *promptRun) continueInput(c ContinueInput) (*resumeInput, error) {
 	if !r.waiting || r.resume != nil {
 		return nil, refuse("response %s does not wait for input: only a response that returned function calls or approval requests can be continued, once", c.PreviousResponseID)
@@ -328,25 +327,26 @@ func (r *promptRun) continueInput(c ContinueInput) (*resumeInput, error) {
 	if c.PreviousResponseID != r.cur.ResponseID {
 		return nil, refuse("response %s is not the run's latest; continue from %s", c.PreviousResponseID, r.cur.ResponseID)
 	}
-	var items []inputItem
+	var items []activities.InputItem
 	if len(c.InputItems) > 0 {
 		if err := json.Unmarshal(c.InputItems, &items); err != nil {
 			return nil, refuse("input must be a list of input items: %v", err)
 		}
 	}
 	res := &resumeInput{outputs: map[string]string{}}
-	decide := map[*approval]inputItem{}
+	decided := map[*approval]bool{}
 	for i, it := range items {
+		path := fmt.Sprintf("input[%d]", i)
 		switch it.Type {
 		case "function_call_output":
 			if !slices.ContainsFunc(r.cur.FunctionCalls, func(f FunctionCall) bool { return f.CallID == it.CallID }) {
-				return nil, refuse("input[%d].call_id: %q is not a function call of response %s", i, it.CallID, r.cur.ResponseID)
+				return nil, refuse("%s.call_id: %q is not a function call of response %s", path, it.CallID, r.cur.ResponseID)
 			}
-			var s string
-			if json.Unmarshal(it.Output, &s) != nil {
-				s = string(it.Output)
+			text, err := activities.ContentText(path+".output", it.Output)
+			if err != nil {
+				return nil, refuse("%s", bud.ErrorMessage(err))
 			}
-			res.outputs[it.CallID] = s
+			res.outputs[it.CallID] = text
 		case "mcp_approval_response":
 			a := r.findApproval(it.ApprovalRequestID)
 			switch {
@@ -357,17 +357,16 @@ func (r *promptRun) continueInput(c ContinueInput) (*resumeInput, error) {
 			case a.decided && a.approved != *it.Approve:
 				return nil, refuse("input[%d]: approval request %q was already decided the other way", i, a.req.ID)
 			}
-			decide[a] = it
+			decided[a] = true
+			if !a.decided {
+				res.decisions = append(res.decisions, decision{a: a, approved: *it.Approve, reason: it.Reason})
+			}
 		case "message", "":
-			text, err := itemText(it.Content)
+			m, err := activities.MessageItem(path, it)
 			if err != nil {
-				return nil, refuse("input[%d].content: %v", i, err)
+				return nil, refuse("%s", bud.ErrorMessage(err))
 			}
-			role := it.Role
-			if role == "" {
-				role = "user"
-			}
-			res.messages = append(res.messages, activities.ChatMessage{Role: role, Content: text})
+			res.messages = append(res.messages, m)
 		default:
 			return nil, refuse("input[%d].type: %q items cannot continue a run; use function_call_output, mcp_approval_response or message", i, it.Type)
 		}
@@ -378,44 +377,11 @@ func (r *promptRun) continueInput(c ContinueInput) (*resumeInput, error) {
 		}
 	}
 	for _, a := range r.approvals {
-		if _, ok := decide[a]; !ok && !a.decided {
+		if !decided[a] && !a.decided {
 			return nil, refuse("input: no mcp_approval_response for approval request %q (%s)", a.req.ID, a.req.Name)
 		}
 	}
 	return res, nil
-}
-
-// decideFromContinue applies a valid continue's approval responses.
-func (r *promptRun) decideFromContinue(items json.RawMessage) {
-	var list []inputItem
-	_ = json.Unmarshal(items, &list)
-	for _, it := range list {
-		if it.Type != "mcp_approval_response" || it.Approve == nil {
-			continue
-		}
-		if a := r.findApproval(it.ApprovalRequestID); a != nil && !a.decided {
-			a.decided, a.approved, a.reason = true, *it.Approve, it.Reason
-		}
-	}
-}
-
-func itemText(raw json.RawMessage) (string, error) {
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		return s, nil
-	}
-	var parts []struct {
-		Type string `json:"type"`
-		Text string `json:"text"`
-	}
-	if err := json.Unmarshal(raw, &parts); err != nil {
-		return "", errors.New("must be a string or a list of text parts")
-	}
-	var b strings.Builder
-	for _, p := range parts {
-		b.WriteString(p.Text)
-	}
-	return b.String(), nil
 }
 
 // prepare runs PrepareRun. A typed failure fails the run; any other error
@@ -854,7 +820,6 @@ func (r *promptRun) finish(ctx workflow.Context) (PromptRunOutput, error) {
 	if err := r.record(ctx, status); err != nil {
 		return PromptRunOutput{}, err
 	}
-	r.ended = true
 	// An update that waits for a turn must get its answer before the run
 	// closes.
 	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
