@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -23,6 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/budhq/bud/db/dbtest"
+	"github.com/budhq/bud/temporalserver"
 )
 
 // budBinary is built once by TestMain so the end-to-end tests run the real
@@ -47,30 +47,22 @@ func TestMain(m *testing.M) {
 }
 
 // freePort returns a loopback address nobody listens on, for a process the
-// test starts. It picks below the kernel's ephemeral range (32768 and up on
-// Linux): a port the kernel handed out with :0 may meanwhile become the
-// source port of some outgoing connection, and the process that wants to
-// listen on it then fails with "address already in use". No port is handed
-// out twice in one test binary.
+// test starts, picked as the embedded Temporal picks its own (below the
+// kernel's ephemeral range). No port is handed out twice in one test
+// binary, since the process a port was meant for may not listen on it yet.
 func freePort(t *testing.T) string {
 	t.Helper()
 	portsMu.Lock()
 	defer portsMu.Unlock()
-	for range 1000 {
-		port := 20000 + rand.IntN(12000)
-		if portsGiven[port] {
-			continue
+	for range 100 {
+		port, err := temporalserver.FreePort("127.0.0.1")
+		require.NoError(t, err)
+		if !portsGiven[port] {
+			portsGiven[port] = true
+			return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		}
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			continue
-		}
-		l.Close()
-		portsGiven[port] = true
-		return addr
 	}
-	t.Fatal("no free port found below 32000")
+	t.Fatal("no free port found")
 	return ""
 }
 
