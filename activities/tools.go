@@ -66,23 +66,12 @@ func (c *Connections) open(ctx context.Context, project, id uuid.UUID) (connecti
 	case err != nil:
 		return connection.Connection{}, nil, fmt.Errorf("load connection %s: %w", id, err)
 	}
-	conn := connection.Connection{ID: row.ID, ProjectID: row.ProjectID, Name: row.Name, Kind: row.Kind}
-	if err := json.Unmarshal(row.Config, &conn.Config); err != nil {
-		return conn, nil, fmt.Errorf("connection %s: config: %w", id, err)
+	conn, err := connection.FromRow(c.Box, row)
+	if err != nil {
+		// The stored row does not open with this worker's key: a
+		// configuration fault no retry mends.
+		return conn, nil, temporal.NewNonRetryableApplicationError(err.Error(), ErrProviderKey, nil, Failure{Message: "internal error"})
 	}
-	if len(row.CredentialsSealed) > 0 {
-		if c.Box == nil {
-			return conn, nil, temporal.NewNonRetryableApplicationError("no secrets box to open connection credentials", ErrProviderKey, nil, Failure{Message: "internal error"})
-		}
-		plain, err := c.Box.Open(row.CredentialsSealed, row.ID[:])
-		if err != nil {
-			return conn, nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("open credentials of connection %s: %v", id, err), ErrProviderKey, nil, Failure{Message: "internal error"})
-		}
-		if err := json.Unmarshal(plain, &conn.Credentials); err != nil {
-			return conn, nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("credentials of connection %s are not JSON", id), ErrProviderKey, nil, Failure{Message: "internal error"})
-		}
-	}
-	conn.Normalize()
 	client, err := connection.Open(ctx, conn, connection.Options{HTTPClient: c.HTTPClient})
 	if err != nil {
 		return conn, nil, toolFailure(conn.Name, err)

@@ -79,34 +79,10 @@ type connectionPatch struct {
 	Credentials *connection.Credentials `json:"credentials"`
 }
 
-// checkConnection normalises c and reports every problem of it, those of
-// connection.Check and the app's own, at once.
+// checkConnection normalises c and reports every problem of it at once.
 func checkConnection(c *connection.Connection) error {
 	c.Normalize()
-	var p bud.Problems
-	if err := c.Check(); err != nil {
-		var e *bud.Error
-		if !errors.As(err, &e) || e.Code != bud.EINVALID {
-			return bud.Internal("check connection", err)
-		}
-		for f, msg := range e.Fields {
-			p.Add(f, "%s", msg)
-		}
-	}
-	// Header names are case-insensitive on the wire: two spellings of one
-	// would send either value, at random.
-	seen := map[string]string{}
-	for _, name := range sortedKeys(c.Credentials.Headers) {
-		canon := http.CanonicalHeaderKey(name)
-		if first, ok := seen[canon]; ok {
-			p.Add("credentials.headers."+name, "duplicates credentials.headers.%s (header names ignore case)", first)
-		} else {
-			seen[canon] = name
-		}
-		bud.CheckText(&p, "credentials.headers."+name, c.Credentials.Headers[name], bud.MaxSecretLen)
-	}
-	bud.CheckText(&p, "credentials.token", c.Credentials.Token, bud.MaxSecretLen)
-	return p.Err()
+	return c.Check()
 }
 
 func sortedKeys(m map[string]string) []string {
@@ -118,40 +94,22 @@ func sortedKeys(m map[string]string) []string {
 	return keys
 }
 
-// sealCredentials seals creds bound to the connection's id, so that a sealed
-// value copied into another row does not open. No credentials seal to nil.
+// sealCredentials seals creds bound to the connection's id (see
+// connection.SealCredentials).
 func (s *server) sealCredentials(id uuid.UUID, creds connection.Credentials) ([]byte, error) {
-	if len(creds.Headers) == 0 && creds.Token == "" {
-		return nil, nil
-	}
-	plain, err := json.Marshal(creds)
+	sealed, err := connection.SealCredentials(s.box, id, creds)
 	if err != nil {
-		return nil, bud.Internal("encode connection credentials", err)
+		return nil, bud.Internal("seal connection credentials", err)
 	}
-	sealed := s.box.Seal(plain, id[:])
-	clear(plain)
 	return sealed, nil
 }
 
 // openConnection turns a row into a connection with its credentials
 // opened. A value that does not open is internal: the key is wrong.
 func (s *server) openConnection(row dbsqlc.Connection) (connection.Connection, error) {
-	c := connection.Connection{ID: row.ID, ProjectID: row.ProjectID, Name: row.Name, Kind: row.Kind}
-	if len(row.Config) > 0 {
-		if err := json.Unmarshal(row.Config, &c.Config); err != nil {
-			return c, bud.Internal("decode stored connection config", err)
-		}
-	}
-	if len(row.CredentialsSealed) > 0 {
-		plain, err := s.box.Open(row.CredentialsSealed, row.ID[:])
-		if err != nil {
-			return c, bud.Internal("open connection credentials "+row.ID.String(), err)
-		}
-		err = json.Unmarshal(plain, &c.Credentials)
-		clear(plain)
-		if err != nil {
-			return c, bud.Internal("decode connection credentials "+row.ID.String(), err)
-		}
+	c, err := connection.FromRow(s.box, row)
+	if err != nil {
+		return c, bud.Internal("open connection", err)
 	}
 	return c, nil
 }

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"regexp"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/budhq/bud"
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -98,6 +100,8 @@ func checkAPI(p *bud.Problems, c Connection) {
 	switch {
 	case c.Credentials.Token == "":
 		p.Add("credentials.token", "is required")
+	case utf8.RuneCountInString(c.Credentials.Token) > bud.MaxSecretLen:
+		p.Add("credentials.token", "must be at most %d characters", bud.MaxSecretLen)
 	case !validToken(c.Credentials.Token):
 		p.Add("credentials.token", "must not contain spaces or control characters")
 	}
@@ -220,6 +224,9 @@ func checkBaseURL(p *bud.Problems, raw string) {
 // checkHTTPURL returns what is wrong with raw as an absolute http(s) URL,
 // or "".
 func checkHTTPURL(raw string) string {
+	if len(raw) > bud.MaxURLLen {
+		return fmt.Sprintf("must be at most %d characters", bud.MaxURLLen)
+	}
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "must be a valid URL"
@@ -236,10 +243,23 @@ func checkHTTPURL(raw string) string {
 	return ""
 }
 
+// checkHeaders checks credentials.headers. Header names ignore case on the
+// wire, so two spellings of one name would send either value, at random:
+// the second (in sorted order) is refused.
 func checkHeaders(p *bud.Problems, headers map[string]string) {
-	for name, value := range headers {
+	seen := map[string]string{}
+	for _, name := range slices.Sorted(maps.Keys(headers)) {
+		value := headers[name]
 		field := "credentials.headers." + name
+		canon := http.CanonicalHeaderKey(name)
+		if first, ok := seen[canon]; ok {
+			p.Add(field, "duplicates credentials.headers.%s (header names ignore case)", first)
+			continue
+		}
+		seen[canon] = name
 		switch {
+		case utf8.RuneCountInString(value) > bud.MaxSecretLen:
+			p.Add(field, "must be at most %d characters", bud.MaxSecretLen)
 		case !validHeaderName(name):
 			p.Add(field, "is not a valid header name")
 		case clientSetHeaders[http.CanonicalHeaderKey(name)]:

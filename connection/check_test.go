@@ -71,6 +71,14 @@ func TestCheck(t *testing.T) {
 			"credentials.headers.X-Empty":        "empty",
 			"credentials.headers.Content-Length": "set by the client",
 		}},
+		{"header twice, in two cases, and over-long", with(mcpOK, func(c *connection.Connection) {
+			c.Credentials.Headers = map[string]string{"X-Key": "a", "x-key": "b", "X-Long": strings.Repeat("v", 4097)}
+		}), map[string]string{
+			"credentials.headers.x-key":  "duplicates credentials.headers.X-Key",
+			"credentials.headers.X-Long": "at most 4096",
+		}},
+		{"slack token over-long", with(slackOK, func(c *connection.Connection) { c.Credentials.Token = strings.Repeat("t", 4097) }), map[string]string{"credentials.token": "at most 4096"}},
+		{"mcp url over-long", with(mcpOK, func(c *connection.Connection) { c.Config.URL = "https://x.example.com/" + strings.Repeat("p", 2048) }), map[string]string{"config.url": "at most 2048"}},
 		{"slack without token", with(slackOK, func(c *connection.Connection) { c.Credentials.Token = "" }), map[string]string{"credentials.token": "required"}},
 		{"notion token with a space", with(notionOK, func(c *connection.Connection) { c.Credentials.Token = "secret 1" }), map[string]string{"credentials.token": "spaces"}},
 		{"slack with what is not its", with(slackOK, func(c *connection.Connection) {

@@ -1,9 +1,10 @@
 // Package connection is what a prompt's connection tools reach: a remote MCP
 // server, Slack, Notion, or an HTTP API described by JSON Schema. It holds a
 // connection's settings and secrets, checks them, and opens a Client that
-// lists the tools the connection offers right now and calls them. Storage
-// (sealing the credentials) is the caller's business; this package never
-// logs, returns or puts into an error a credential's value.
+// lists the tools the connection offers right now and calls them.
+// SealCredentials and FromRow are the one way credentials are sealed for,
+// and opened from, the connections table. This package never logs,
+// returns or puts into an error a credential's value.
 package connection
 
 import (
