@@ -371,11 +371,8 @@ func (s *server) listConnectionTools(w http.ResponseWriter, r *http.Request) {
 	}
 	out := connectionTools{Data: make([]ConnectionTool, 0, len(tools)), ConnectionID: row.ID}
 	for _, t := range tools {
-		schema := t.InputSchema
-		if len(schema) == 0 {
-			schema = json.RawMessage(`{"type":"object"}`)
-		}
-		out.Data = append(out.Data, ConnectionTool{Name: t.Name, Description: t.Description, InputSchema: schema})
+		// Every client fills InputSchema ({"type":"object"} at the least).
+		out.Data = append(out.Data, ConnectionTool{Name: t.Name, Description: t.Description, InputSchema: t.InputSchema})
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -551,10 +551,18 @@ func TestConnectionToolsSlack(t *testing.T) {
 	out := decodeAs[toolsOut](t, b.do(t, "GET", connectionsPath(p.ID)+"/"+good.ID.String()+"/tools", nil), http.StatusOK)
 	require.Equal(t, good.ID, out.ConnectionID)
 	require.NotEmpty(t, out.Data)
+	var names []string
 	for _, tool := range out.Data {
 		require.NotEmpty(t, tool.Name)
 		require.NotEmpty(t, tool.InputSchema)
+		names = append(names, tool.Name)
 	}
+	require.Equal(t, []string{"post_message", "list_channels", "channel_history", "lookup_user_by_email"}, names)
+	// The listing checked the token with Slack, with the good token.
+	reqs := slack.Requests()
+	last := reqs[len(reqs)-1]
+	require.Equal(t, "/auth.test", last.Path)
+	require.Equal(t, "Bearer xoxb-good-token", last.Header.Get("Authorization"))
 }
 
 func keysOf(m map[string]any) []string {

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
 )
 
 // MaxReplyText is how much of an http operation's reply body a Result
@@ -27,7 +29,7 @@ type httpAPIClient struct {
 
 type httpOperation struct {
 	Operation
-	spec toolSpec
+	schema *jsonschema.Schema
 }
 
 func newHTTPAPI(c Connection, o Options, red redactor) (*httpAPIClient, error) {
@@ -48,7 +50,7 @@ func newHTTPAPI(c Connection, o Options, red redactor) (*httpAPIClient, error) {
 		}
 		tool := Tool{Name: op.Name, Description: op.Description, InputSchema: schema}
 		h.tools = append(h.tools, tool)
-		h.ops[op.Name] = httpOperation{Operation: op, spec: toolSpec{tool: tool, schema: sch}}
+		h.ops[op.Name] = httpOperation{Operation: op, schema: sch}
 	}
 	return h, nil
 }
@@ -68,7 +70,7 @@ func (h *httpAPIClient) Call(ctx context.Context, name string, arguments json.Ra
 	if !ok {
 		return Result{}, unknownTool(red, KindHTTP, name)
 	}
-	args, e := checkArguments(red, name, op.spec.schema, arguments)
+	args, e := checkArguments(red, name, op.schema, arguments)
 	if e != nil {
 		return Result{}, e
 	}

@@ -26,7 +26,7 @@ const (
 	notionReplyLimit  = 8 << 20
 )
 
-var notionTools, notionSpecs = builtinTools(
+var notionTools, notionSchemas = builtinTools(
 	Tool{
 		Name:        "search",
 		Description: "Search the Notion pages and databases shared with the integration by title. Returns ID, title and URL of each.",
@@ -121,11 +121,11 @@ func (n *notionClient) Tools(ctx context.Context) ([]Tool, error) {
 // Call calls one of Notion's tools. object_not_found and validation_error
 // are a Result with IsError carrying Notion's message.
 func (n *notionClient) Call(ctx context.Context, name string, arguments json.RawMessage) (Result, error) {
-	spec, ok := notionSpecs[name]
+	schema, ok := notionSchemas[name]
 	if !ok {
 		return Result{}, unknownTool(n.api.red, KindNotion, name)
 	}
-	args, e := checkArguments(n.api.red, name, spec.schema, arguments)
+	args, e := checkArguments(n.api.red, name, schema, arguments)
 	if e != nil {
 		return Result{}, e
 	}

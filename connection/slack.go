@@ -17,7 +17,7 @@ const slackReplyLimit = 8 << 20
 
 // Slack's tools. Schemas are strict (no other properties) so a model's
 // typo is a rejection that names it, not an argument Slack ignores.
-var slackTools, slackSpecs = builtinTools(
+var slackTools, slackSchemas = builtinTools(
 	Tool{
 		Name:        "post_message",
 		Description: "Post a message to a Slack channel, or reply in a thread. Returns the channel ID and the message's ts.",
@@ -130,11 +130,11 @@ func (s *slackClient) Tools(ctx context.Context) ([]Tool, error) {
 // bad token or an outage are a Result with IsError, e.g. "Slack:
 // channel_not_found", for the model to read.
 func (s *slackClient) Call(ctx context.Context, name string, arguments json.RawMessage) (Result, error) {
-	spec, ok := slackSpecs[name]
+	schema, ok := slackSchemas[name]
 	if !ok {
 		return Result{}, unknownTool(s.api.red, KindSlack, name)
 	}
-	args, e := checkArguments(s.api.red, name, spec.schema, arguments)
+	args, e := checkArguments(s.api.red, name, schema, arguments)
 	if e != nil {
 		return Result{}, e
 	}
@@ -293,7 +293,7 @@ func setQuery[T string | int](q url.Values, key string, v T) {
 	}
 }
 
-// slackCursor is the next page's cursor of a Slack reply, if any.
+// slackMeta holds the next page's cursor of a Slack reply, if any.
 type slackMeta struct {
 	NextCursor string `json:"next_cursor"`
 }

@@ -9,24 +9,19 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 )
 
-// toolSpec is one tool with its argument schema compiled.
-type toolSpec struct {
-	tool   Tool
-	schema *jsonschema.Schema
-}
-
-// builtinTools compiles the schemas of a built-in kind's tools, written in
-// this package: a schema that does not compile is a bug, found by any test.
-func builtinTools(tools ...Tool) (list []Tool, specs map[string]toolSpec) {
-	specs = make(map[string]toolSpec, len(tools))
+// builtinTools compiles the argument schemas of a built-in kind's tools,
+// written in this package, by tool name: a schema that does not compile is
+// a bug, found by any test.
+func builtinTools(tools ...Tool) (list []Tool, schemas map[string]*jsonschema.Schema) {
+	schemas = make(map[string]*jsonschema.Schema, len(tools))
 	for _, t := range tools {
 		sch, err := compileSchema(t.InputSchema)
 		if err != nil {
 			panic("connection: schema of built-in tool " + t.Name + ": " + err.Error())
 		}
-		specs[t.Name] = toolSpec{tool: t, schema: sch}
+		schemas[t.Name] = sch
 	}
-	return tools, specs
+	return tools, schemas
 }
 
 // argumentsObject returns args as a JSON object's text ("{}" for none), or
