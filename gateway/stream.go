@@ -108,17 +108,6 @@ func (g *Gateway) streamContinue(w http.ResponseWriter, r *http.Request, in work
 	}
 	defer func() { _ = sub.Close() }()
 	ci.StreamSubject = runstream.Subject(head.ResponseID)
-	// The calls approved in the paused turn run first in this one; their
-	// items name the request they waited on.
-	approvedBy := map[string]string{}
-	if val, err := g.cfg.Temporal.QueryWorkflow(r.Context(), in.ResponseID, "", workflows.QueryTurn, head.Turn-1); err == nil {
-		var prev workflows.PromptRunOutput
-		if val.Get(&prev) == nil {
-			for _, a := range prev.ApprovalRequests {
-				approvedBy[a.CallID] = a.ID
-			}
-		}
-	}
 	wait, err := g.continueRun(r.Context(), in.ResponseID, ci, client.WorkflowUpdateStageAccepted)
 	if err != nil {
 		if r.Context().Err() != nil {
@@ -128,7 +117,6 @@ func (g *Gateway) streamContinue(w http.ResponseWriter, r *http.Request, in work
 		return
 	}
 	s := newResponseStream(w, http.NewResponseController(w).Flush, in, v, head, time.Now())
-	s.approvedBy = approvedBy
 	g.streamTurn(w, r, sub, s, wait)
 }
 
@@ -212,9 +200,6 @@ type responseStream struct {
 	// the order they were added.
 	tools     map[string]*toolItem
 	toolOrder []*toolItem
-	// approvedBy maps a call's id to the approval request it waited on:
-	// the calls a continue approved run at the start of its turn.
-	approvedBy map[string]string
 }
 
 // toolItem is a tool call item of the stream.
@@ -298,11 +283,11 @@ func (s *responseStream) event(ev runstream.Event) {
 		}
 	case runstream.TypeToolCall:
 		if t := ev.Tool; t != nil {
-			s.toolStarted(workflows.ToolCall{ID: t.CallID, Name: t.Name, ServerLabel: t.ServerLabel, Arguments: t.Arguments})
+			s.toolStarted(workflows.ToolCall{ID: t.CallID, Name: t.Name, ServerLabel: t.ServerLabel, Arguments: t.Arguments, ApprovalRequestID: t.ApprovalRequestID})
 		}
 	case runstream.TypeToolResult:
 		if t := ev.Tool; t != nil {
-			s.toolEnded(workflows.ToolCall{ID: t.CallID, Name: t.Name, ServerLabel: t.ServerLabel, Arguments: t.Arguments, Output: t.Output, Error: t.Error})
+			s.toolEnded(workflows.ToolCall{ID: t.CallID, Name: t.Name, ServerLabel: t.ServerLabel, Arguments: t.Arguments, Output: t.Output, Error: t.Error, ApprovalRequestID: t.ApprovalRequestID})
 		}
 	case runstream.TypeFunctionCall:
 		if t := ev.Tool; t != nil {
@@ -310,11 +295,7 @@ func (s *responseStream) event(ev runstream.Event) {
 		}
 	case runstream.TypeApprovalRequest:
 		if t := ev.Tool; t != nil {
-			id := t.ID
-			if id == "" {
-				id = "mcpr_" + t.CallID
-			}
-			s.approvalRequest(workflows.ApprovalRequest{ID: id, CallID: t.CallID, Name: t.Name, ServerLabel: t.ServerLabel, Arguments: t.Arguments})
+			s.approvalRequest(workflows.ApprovalRequest{ID: t.ID, CallID: t.CallID, Name: t.Name, ServerLabel: t.ServerLabel, Arguments: t.Arguments})
 		}
 	}
 }
@@ -341,17 +322,9 @@ func (s *responseStream) doneTool(id string, item map[string]any) {
 	s.send("response.output_item.done", map[string]any{"output_index": it.index, "item": item})
 }
 
-// mcpCall is tc's mcp_call item, with the approval request it waited on.
-func (s *responseStream) mcpCall(tc workflows.ToolCall) map[string]any {
-	if tc.ApprovalRequestID == "" {
-		tc.ApprovalRequestID = s.approvedBy[tc.ID]
-	}
-	return response.MCPCallItem(tc)
-}
-
 // toolStarted streams a connection tool call that starts.
 func (s *responseStream) toolStarted(tc workflows.ToolCall) {
-	item := s.mcpCall(workflows.ToolCall{ID: tc.ID, Name: tc.Name, ServerLabel: tc.ServerLabel, Arguments: tc.Arguments, ApprovalRequestID: tc.ApprovalRequestID})
+	item := response.MCPCallItem(workflows.ToolCall{ID: tc.ID, Name: tc.Name, ServerLabel: tc.ServerLabel, Arguments: tc.Arguments, ApprovalRequestID: tc.ApprovalRequestID})
 	item["status"] = workflows.StatusInProgress
 	if s.addTool(item) {
 		id := response.MCPCallID(tc.ID)
@@ -368,7 +341,7 @@ func (s *responseStream) toolEnded(tc workflows.ToolCall) {
 	if it.done {
 		return
 	}
-	item := s.mcpCall(tc)
+	item := response.MCPCallItem(tc)
 	typ := "response.mcp_call.completed"
 	if item["status"] == workflows.StatusFailed {
 		typ = "response.mcp_call.failed"

@@ -532,7 +532,6 @@ func TestStreamContinuedTurn(t *testing.T) {
 	in := workflows.PromptRunInput{ResponseID: "resp_abc", Deployment: "p", PromptVersion: 1, Document: []byte(textDocument)}
 	head := workflows.PromptRunOutput{ResponseID: "resp_abc_2", Turn: 2, PreviousResponseID: "resp_abc"}
 	h.s = newResponseStream(&h.buf, func() error { return nil }, in, &version{raw: []byte(textDocument), doc: d}, head, time.Unix(1700000000, 0))
-	h.s.approvedBy = map[string]string{"call_1": "mcpr_call_1"}
 	h.s.start()
 
 	evs := h.events()
@@ -540,8 +539,8 @@ func TestStreamContinuedTurn(t *testing.T) {
 	require.Equal(t, "resp_abc", evs[0].Response.PreviousResponseID)
 	require.Equal(t, responses.ResponseStatusInProgress, evs[0].Response.Status)
 
-	h.tool(runstream.TypeToolCall, 3, runstream.Tool{CallID: "call_1", Name: "echo", ServerLabel: "everything", Arguments: `{}`})
-	h.tool(runstream.TypeToolResult, 3, runstream.Tool{CallID: "call_1", Name: "echo", ServerLabel: "everything", Arguments: `{}`, Output: "hi"})
+	h.tool(runstream.TypeToolCall, 3, runstream.Tool{CallID: "call_1", Name: "echo", ServerLabel: "everything", Arguments: `{}`, ApprovalRequestID: "mcpr_call_1"})
+	h.tool(runstream.TypeToolResult, 3, runstream.Tool{CallID: "call_1", Name: "echo", ServerLabel: "everything", Arguments: `{}`, Output: "hi", ApprovalRequestID: "mcpr_call_1"})
 	h.delta(4, 1, 1, "All done.")
 	approved := true
 	h.s.finish(workflows.PromptRunOutput{

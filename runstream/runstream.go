@@ -88,6 +88,9 @@ type Tool struct {
 	Arguments   string `json:"arguments,omitempty"`
 	Output      string `json:"output,omitempty"`
 	Error       string `json:"error,omitempty"`
+	// ApprovalRequestID is the approval request a connection tool call
+	// waited on, in tool_call and tool_result.
+	ApprovalRequestID string `json:"approval_request_id,omitempty"`
 }
 
 // Connect connects to the NATS server at url (nats://host:port; several

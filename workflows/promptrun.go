@@ -658,7 +658,7 @@ func (r *promptRun) execute(ctx workflow.Context, n int, idx []int) error {
 		tc := &r.toolCalls[k]
 		tc.StartedAt = workflow.Now(ctx)
 		conn, _ := uuid.Parse(tc.ConnectionID)
-		r.out(ctx, n, runstream.TypeToolCall, &runstream.Tool{CallID: tc.ID, Name: tc.Name, ServerLabel: tc.ServerLabel, Arguments: tc.Arguments})
+		r.out(ctx, n, runstream.TypeToolCall, &runstream.Tool{CallID: tc.ID, Name: tc.Name, ServerLabel: tc.ServerLabel, Arguments: tc.Arguments, ApprovalRequestID: tc.ApprovalRequestID})
 		futures[i] = workflow.ExecuteActivity(actx, a.CallTool, activities.CallToolInput{
 			ProjectID: r.in.ProjectID, ConnectionID: conn, Tool: tc.Name, Arguments: tc.Arguments,
 		})
@@ -668,7 +668,7 @@ func (r *promptRun) execute(ctx workflow.Context, n int, idx []int) error {
 		err := futures[i].Get(ctx, &res)
 		tc := &r.toolCalls[k]
 		tc.LatencyMS = workflow.Now(ctx).Sub(tc.StartedAt).Milliseconds()
-		ev := &runstream.Tool{CallID: tc.ID, Name: tc.Name, ServerLabel: tc.ServerLabel, Arguments: tc.Arguments}
+		ev := &runstream.Tool{CallID: tc.ID, Name: tc.Name, ServerLabel: tc.ServerLabel, Arguments: tc.Arguments, ApprovalRequestID: tc.ApprovalRequestID}
 		switch {
 		case err != nil:
 			var canceled *temporal.CanceledError

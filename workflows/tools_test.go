@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/budhq/bud/activities"
+	"github.com/budhq/bud/runstream"
 	"github.com/budhq/bud/workflows"
 )
 
@@ -294,12 +295,22 @@ func TestApprovalResponsesInAContinue(t *testing.T) {
 	cont := h.update(time.Minute, workflows.UpdateContinue, workflows.ContinueInput{
 		PreviousResponseID: "resp_test",
 		InputItems:         json.RawMessage(`[{"type":"mcp_approval_response","approval_request_id":"mcpr_c1","approve":true}]`),
+		StreamSubject:      "bud.runs.resp_test_2",
 	})
 	out := h.execute(t, in)
 	require.NoError(t, cont.err)
 	require.Equal(t, "ok", cont.out.Text)
 	require.Equal(t, "ok", out.Text)
 	require.Len(t, h.toolIn, 1)
+	// The continued turn streams the approved call, naming its request.
+	var started []string
+	for _, ev := range h.events {
+		if ev.Event.Type == runstream.TypeToolCall || ev.Event.Type == runstream.TypeToolResult {
+			require.Equal(t, "bud.runs.resp_test_2", ev.Subject)
+			started = append(started, ev.Event.Type+" "+ev.Event.Tool.ApprovalRequestID)
+		}
+	}
+	require.Equal(t, []string{"tool_call mcpr_c1", "tool_result mcpr_c1"}, started)
 }
 
 func TestUnreachableConnectionFailsTheRun(t *testing.T) {
