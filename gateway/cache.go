@@ -219,9 +219,10 @@ func (c *cache) apply(payload string) {
 		c.group.Forget("d" + ch.P.String() + "/" + ch.N)
 	case "prompt":
 		// A prompt's default version changed, or the prompt went: every
-		// deployment of it is stale.
+		// deployment that follows its default is stale (the prompt's
+		// deletion removes the others, which notify on their own).
 		for k, d := range c.deps {
-			if d.promptID == ch.ID {
+			if d.promptID == ch.ID && d.promptVersion == nil {
 				delete(c.deps, k)
 				c.group.Forget("d" + k.project.String() + "/" + k.name)
 			}

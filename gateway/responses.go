@@ -12,14 +12,12 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
 
 	"github.com/budhq/bud"
 	"github.com/budhq/bud/db"
@@ -209,10 +207,13 @@ func (g *Gateway) responses(w http.ResponseWriter, r *http.Request) {
 		g.streamResponses(w, r, in, v)
 		return
 	}
-	out, err := g.startRun(r.Context(), in)
+	wait, err := workflows.Start(r.Context(), g.cfg.Temporal, in, client.WorkflowUpdateStageCompleted, g.cfg.RunWait)
+	var out workflows.PromptRunOutput
+	if err == nil {
+		out, err = wait()
+	}
 	if err != nil {
-		var se *startError
-		if errors.As(err, &se) {
+		if _, ok := errors.AsType[*workflows.StartError](err); ok {
 			g.log.Error("start prompt run", "err", err)
 			writeAPIError(w, errRunNotStarted)
 			return
@@ -221,7 +222,7 @@ func (g *Gateway) responses(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		g.log.Error("prompt run failed", "err", err, "response_id", in.ResponseID)
-		out = workflows.PromptRunOutput{Status: workflows.StatusFailed, Error: &workflows.RunError{Code: "server_error", Message: "The run failed; see the run " + in.ResponseID + "."}}
+		out = runFailed(in.ResponseID)
 	}
 	if out.Status == workflows.StatusFailed && out.Error != nil {
 		if e := runErrorStatus(out.Error); e != nil {
@@ -291,7 +292,7 @@ func (g *Gateway) continueResponse(w http.ResponseWriter, r *http.Request, c cal
 		if r.Context().Err() != nil {
 			return
 		}
-		writeAPIError(w, g.continueError(r.Context(), runID, prev, err))
+		writeAPIError(w, g.continueError(prev, err))
 		return
 	}
 	if out.Status == workflows.StatusFailed && out.Error != nil {
@@ -315,48 +316,27 @@ func continueItems(raw json.RawMessage) (json.RawMessage, *apiError) {
 	case text == "":
 		return json.RawMessage("[]"), nil
 	}
-	b, err := json.Marshal([]any{map[string]any{"type": "message", "role": "user", "content": text}})
-	if err != nil {
-		return nil, errInvalid("input", "invalid_value", "input could not be read.")
-	}
+	b, _ := json.Marshal([]any{map[string]any{"type": "message", "role": "user", "content": text}}) // a string always encodes
 	return b, nil
 }
 
 // continueError maps a continue that failed: the run refused it (the
 // response is not the paused turn, or the input leaves a call unanswered),
-// or the run has ended, which no continue can change.
-func (g *Gateway) continueError(ctx context.Context, runID, prev string, err error) *apiError {
-	var appErr *temporal.ApplicationError
-	if errors.As(err, &appErr) && appErr.Type() == workflows.ErrInvalidContinue {
-		msg := appErr.Message()
-		if param := inputParam(msg); param != "" {
-			return errInvalid(param, "invalid_value", msg)
+// or the run has ended (the server no longer has it running), which no
+// continue can change.
+func (g *Gateway) continueError(prev string, err error) *apiError {
+	if msg, param, ok := workflows.Refused(err); ok {
+		if param == "" || param == "previous_response_id" {
+			return errInvalid("previous_response_id", "previous_response_not_continuable", msg)
 		}
-		return errInvalid("previous_response_id", "previous_response_not_continuable", msg)
+		return errInvalid(param, "invalid_value", msg)
 	}
-	desc, derr := g.cfg.Temporal.DescribeWorkflowExecution(ctx, runID, "")
-	if derr == nil && desc.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+	if _, ok := errors.AsType[*serviceerror.NotFound](err); ok {
 		return errInvalid("previous_response_id", "previous_response_not_continuable",
 			fmt.Sprintf("Response '%s' cannot be continued: its run has ended. Only a response that returned function calls or approval requests can be continued, once.", prev))
 	}
 	g.log.Error("continue prompt run", "err", err, "response_id", prev)
 	return errInternal
-}
-
-// inputParam is the part of the input a run's refusal names at its start
-// ("input[1].call_id: …", "input: no function_call_output …"); empty when
-// the refusal is not about the input.
-func inputParam(msg string) string {
-	if !strings.HasPrefix(msg, "input") {
-		return ""
-	}
-	end := strings.IndexFunc(msg, func(r rune) bool {
-		return r != '.' && r != '[' && r != ']' && r != '_' && !unicode.IsLetter(r) && !unicode.IsDigit(r)
-	})
-	if end < 0 {
-		return msg
-	}
-	return msg[:end]
 }
 
 // pickVersion chooses the version to run: the caller's, else the
@@ -579,7 +559,8 @@ func (g *Gateway) turn(ctx context.Context, runID string, n int) (out workflows.
 	case qerr == nil:
 		// The run closed while the turn was under way: its workflow
 		// failed, was terminated or timed out.
-		out.Status, out.Error = workflows.StatusFailed, errRunFailed
+		failed := runFailed(runID)
+		out.Status, out.Error = failed.Status, failed.Error
 		return out, true, nil
 	case !closed:
 		var notReady *serviceerror.WorkflowNotReady
@@ -597,7 +578,7 @@ func (g *Gateway) turn(ctx context.Context, runID string, n int) (out workflows.
 		if n != 1 {
 			return out, false, nil
 		}
-		return workflows.PromptRunOutput{Status: workflows.StatusFailed, Error: errRunFailed}, true, nil
+		return runFailed(runID), true, nil
 	}
 	if res.Turn != n && (res.Turn != 0 || n != 1) {
 		return out, false, nil
@@ -605,9 +586,12 @@ func (g *Gateway) turn(ctx context.Context, runID string, n int) (out workflows.
 	return res, true, nil
 }
 
-// errRunFailed is the error of a turn whose workflow failed: the worker's
-// infrastructure failed, not the caller or the model.
-var errRunFailed = &workflows.RunError{Code: "server_error", Message: "The run failed."}
+// runFailed is the output of a turn whose workflow failed: the worker's
+// infrastructure failed, not the caller or the model; the run's history
+// says why.
+func runFailed(runID string) workflows.PromptRunOutput {
+	return workflows.PromptRunOutput{Status: workflows.StatusFailed, Error: &workflows.RunError{Code: "server_error", Message: "The run failed; see the run " + runID + "."}}
+}
 
 // versionOf is the version the run ran, from the document in its input.
 func versionOf(in workflows.PromptRunInput) *version {

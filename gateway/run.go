@@ -3,40 +3,11 @@ package gateway
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"go.temporal.io/sdk/client"
 
 	"github.com/budhq/bud/workflows"
 )
-
-// startRun starts the run of in and waits for its first turn to end.
-func (g *Gateway) startRun(ctx context.Context, in workflows.PromptRunInput) (workflows.PromptRunOutput, error) {
-	wait, err := g.beginRun(ctx, in, client.WorkflowUpdateStageCompleted)
-	if err != nil {
-		return workflows.PromptRunOutput{}, err
-	}
-	return wait()
-}
-
-// beginRun starts the run of in and returns once the server has it (stage
-// Accepted: the run's first workflow task has taken the wait; Completed:
-// the first turn has ended too); wait then gives the first turn's output.
-// A run that could not be started is a *startError.
-func (g *Gateway) beginRun(ctx context.Context, in workflows.PromptRunInput, stage client.WorkflowUpdateStage) (wait func() (workflows.PromptRunOutput, error), err error) {
-	wait, err = workflows.Start(ctx, g.cfg.Temporal, in, stage, g.cfg.RunWait)
-	var se *workflows.StartError
-	if errors.As(err, &se) {
-		return nil, &startError{se.Err}
-	}
-	return wait, err
-}
-
-// startError is a run that did not start.
-type startError struct{ err error }
-
-func (e *startError) Error() string { return fmt.Sprintf("start prompt run: %v", e.err) }
-func (e *startError) Unwrap() error { return e.err }
 
 // continueRun resumes the paused run runID with c and returns once the
 // server has the update (stage Accepted: the run has taken the input;

@@ -34,7 +34,7 @@ func (g *Gateway) streamResponses(w http.ResponseWriter, r *http.Request, in wor
 	}
 	defer func() { _ = sub.Close() }()
 	in.StreamSubject = runstream.Subject(in.ResponseID)
-	wait, err := g.beginRun(r.Context(), in, client.WorkflowUpdateStageAccepted)
+	wait, err := workflows.Start(r.Context(), g.cfg.Temporal, in, client.WorkflowUpdateStageAccepted, g.cfg.RunWait)
 	if err != nil {
 		g.log.Error("start prompt run", "err", err)
 		writeAPIError(w, errRunNotStarted)
@@ -85,7 +85,7 @@ func (g *Gateway) streamTurn(w http.ResponseWriter, r *http.Request, sub *runstr
 			}
 			if res.err != nil {
 				g.log.Error("prompt run failed", "err", res.err, "response_id", s.head.ResponseID)
-				res.out = workflows.PromptRunOutput{Status: workflows.StatusFailed, Error: &workflows.RunError{Code: "server_error", Message: "The run failed; see the run " + s.in.ResponseID + "."}}
+				res.out = runFailed(s.in.ResponseID)
 			}
 			s.finish(res.out)
 			return
@@ -113,7 +113,7 @@ func (g *Gateway) streamContinue(w http.ResponseWriter, r *http.Request, in work
 		if r.Context().Err() != nil {
 			return
 		}
-		writeAPIError(w, g.continueError(r.Context(), in.ResponseID, ci.PreviousResponseID, err))
+		writeAPIError(w, g.continueError(ci.PreviousResponseID, err))
 		return
 	}
 	s := newResponseStream(w, http.NewResponseController(w).Flush, in, v, head, time.Now())

@@ -274,8 +274,37 @@ const (
 	ErrNoApprovalRequest = "NoApprovalRequest"
 )
 
-func refuse(format string, args ...any) error {
-	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), ErrInvalidContinue, nil)
+// refuse is a refusal of the request as a whole; refuseAt, of the request
+// field param ("previous_response_id", "input[1].call_id"), which travels
+// in the failure's details for Refused to find.
+func refuse(format string, args ...any) error { return refuseAt("", format, args...) }
+
+func refuseAt(param, format string, args ...any) error {
+	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), ErrInvalidContinue, nil, param)
+}
+
+// refuseInput refuses the input with a problem an item reader found (a
+// *bud.Error naming the field).
+func refuseInput(err error) error {
+	param := ""
+	for f := range bud.ErrorFields(err) {
+		param = f
+	}
+	return refuseAt(param, "%s", bud.ErrorMessage(err))
+}
+
+// Refused reports whether err is a refused continue, approval or wait, with
+// the refusal's message and the request field at fault ("" when it is the
+// request as a whole).
+func Refused(err error) (msg, param string, ok bool) {
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || appErr.Type() != ErrInvalidContinue {
+		return "", "", false
+	}
+	if appErr.HasDetails() {
+		_ = appErr.Details(&param)
+	}
+	return appErr.Message(), param, true
 }
 
 func (r *promptRun) findApproval(id string) *approval {
@@ -322,15 +351,15 @@ func (r *promptRun) ready() bool {
 // decides are in the result.
 func (r *promptRun) continueInput(c ContinueInput) (*resumeInput, error) {
 	if !r.waiting || r.resume != nil {
-		return nil, refuse("response %s does not wait for input: only a response that returned function calls or approval requests can be continued, once", c.PreviousResponseID)
+		return nil, refuseAt("previous_response_id", "response %s does not wait for input: only a response that returned function calls or approval requests can be continued, once", c.PreviousResponseID)
 	}
 	if c.PreviousResponseID != r.cur.ResponseID {
-		return nil, refuse("response %s is not the run's latest; continue from %s", c.PreviousResponseID, r.cur.ResponseID)
+		return nil, refuseAt("previous_response_id", "response %s is not the run's latest; continue from %s", c.PreviousResponseID, r.cur.ResponseID)
 	}
 	var items []activities.InputItem
 	if len(c.InputItems) > 0 {
 		if err := json.Unmarshal(c.InputItems, &items); err != nil {
-			return nil, refuse("input must be a list of input items: %v", err)
+			return nil, refuseAt("input", "input must be a list of input items: %v", err)
 		}
 	}
 	res := &resumeInput{outputs: map[string]string{}}
@@ -340,22 +369,22 @@ func (r *promptRun) continueInput(c ContinueInput) (*resumeInput, error) {
 		switch it.Type {
 		case "function_call_output":
 			if !slices.ContainsFunc(r.cur.FunctionCalls, func(f FunctionCall) bool { return f.CallID == it.CallID }) {
-				return nil, refuse("%s.call_id: %q is not a function call of response %s", path, it.CallID, r.cur.ResponseID)
+				return nil, refuseAt(path+".call_id", "%s.call_id: %q is not a function call of response %s", path, it.CallID, r.cur.ResponseID)
 			}
 			text, err := activities.ContentText(path+".output", it.Output)
 			if err != nil {
-				return nil, refuse("%s", bud.ErrorMessage(err))
+				return nil, refuseInput(err)
 			}
 			res.outputs[it.CallID] = text
 		case "mcp_approval_response":
 			a := r.findApproval(it.ApprovalRequestID)
 			switch {
 			case a == nil:
-				return nil, refuse("input[%d].approval_request_id: %q is not an approval request of response %s", i, it.ApprovalRequestID, r.cur.ResponseID)
+				return nil, refuseAt(path+".approval_request_id", "input[%d].approval_request_id: %q is not an approval request of response %s", i, it.ApprovalRequestID, r.cur.ResponseID)
 			case it.Approve == nil:
-				return nil, refuse("input[%d].approve is required", i)
+				return nil, refuseAt(path+".approve", "input[%d].approve is required", i)
 			case a.decided && a.approved != *it.Approve:
-				return nil, refuse("input[%d]: approval request %q was already decided the other way", i, a.req.ID)
+				return nil, refuseAt(path, "input[%d]: approval request %q was already decided the other way", i, a.req.ID)
 			}
 			decided[a] = true
 			if !a.decided {
@@ -364,21 +393,21 @@ func (r *promptRun) continueInput(c ContinueInput) (*resumeInput, error) {
 		case "message", "":
 			m, err := activities.MessageItem(path, it)
 			if err != nil {
-				return nil, refuse("%s", bud.ErrorMessage(err))
+				return nil, refuseInput(err)
 			}
 			res.messages = append(res.messages, m)
 		default:
-			return nil, refuse("input[%d].type: %q items cannot continue a run; use function_call_output, mcp_approval_response or message", i, it.Type)
+			return nil, refuseAt(path+".type", "input[%d].type: %q items cannot continue a run; use function_call_output, mcp_approval_response or message", i, it.Type)
 		}
 	}
 	for _, f := range r.cur.FunctionCalls {
 		if _, ok := res.outputs[f.CallID]; !ok {
-			return nil, refuse("input: no function_call_output for call %q (%s)", f.CallID, f.Name)
+			return nil, refuseAt("input", "input: no function_call_output for call %q (%s)", f.CallID, f.Name)
 		}
 	}
 	for _, a := range r.approvals {
 		if !decided[a] && !a.decided {
-			return nil, refuse("input: no mcp_approval_response for approval request %q (%s)", a.req.ID, a.req.Name)
+			return nil, refuseAt("input", "input: no mcp_approval_response for approval request %q (%s)", a.req.ID, a.req.Name)
 		}
 	}
 	return res, nil

@@ -36,8 +36,9 @@ const (
 
 // Start starts a run of in, the way mode says ("" is StartThenUpdate, the
 // faster of the two as measured), and
-// waits on its first turn (UpdateAwaitTurn 1). It returns once the server
-// has reached stage — Accepted: the run's workflow has taken the wait;
+// waits on its first turn (UpdateAwaitTurn 1). It returns once the run has
+// started (StartThenUpdate) or, with update-with-start, once the server has
+// reached stage — Accepted: the run's workflow has taken the wait;
 // Completed: the first turn has ended too (the server answers within its
 // long-poll interval either way, and wait polls on) — and wait then gives
 // the first turn's output, as soon as that turn ends, even when the run
@@ -64,24 +65,20 @@ func Start(ctx context.Context, c client.Client, in PromptRunInput, stage client
 			}
 			return nil, &StartError{err}
 		}
-		// The update may reach the server only once the run has finished
-		// (or while its last workflow task runs, and the server then
-		// aborts it as NotFound). A run that finished before anyone could
-		// continue it has its first turn as its result.
-		result := func() (out PromptRunOutput, err error) {
-			err = run.Get(ctx, &out)
-			return out, err
-		}
-		var notFound *serviceerror.NotFound
-		if h, err = c.UpdateWorkflow(ctx, await); err != nil {
-			if errors.As(err, &notFound) {
-				return result, nil
-			}
-			return nil, err
-		}
+		// The run has started, and no first-turn wait is ever refused:
+		// wait makes it, to the end of the turn. It may reach the server
+		// only once the run has finished (or while its last workflow task
+		// runs, and the server then aborts it as NotFound); a run that
+		// finished before anyone could continue it has its first turn as
+		// its result.
 		return func() (out PromptRunOutput, err error) {
-			if err = h.Get(ctx, &out); errors.As(err, &notFound) {
-				return result()
+			await.WaitForStage = client.WorkflowUpdateStageCompleted
+			h, err := c.UpdateWorkflow(ctx, await)
+			if err == nil {
+				err = h.Get(ctx, &out)
+			}
+			if _, ok := errors.AsType[*serviceerror.NotFound](err); ok {
+				err = run.Get(ctx, &out)
 			}
 			return out, err
 		}, nil
