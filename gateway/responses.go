@@ -78,10 +78,14 @@ func (v *versions) put(key string, e *version) {
 	v.m[key] = e
 }
 
+func versionKey(promptID uuid.UUID, n int32) string {
+	return promptID.String() + ":" + strconv.Itoa(int(n))
+}
+
 // loadVersion returns a compiled prompt version, from the cache or the
 // state store.
 func (g *Gateway) loadVersion(ctx context.Context, promptID uuid.UUID, n int32) (*version, error) {
-	key := promptID.String() + ":" + strconv.Itoa(int(n))
+	key := versionKey(promptID, n)
 	if v := g.versions.get(key); v != nil {
 		return v, nil
 	}
@@ -278,7 +282,7 @@ func (g *Gateway) continueResponse(w http.ResponseWriter, r *http.Request, c cal
 	}
 	next := workflows.TurnID(runID, n+1)
 	ci := workflows.ContinueInput{PreviousResponseID: prev, InputItems: items}
-	v := versionOf(in)
+	v := g.versionOf(in)
 	if req.Stream {
 		g.streamContinue(w, r, in, v, ci, workflows.PromptRunOutput{ResponseID: next, Turn: n + 1, PreviousResponseID: prev})
 		return
@@ -498,7 +502,7 @@ func (g *Gateway) getResponse(w http.ResponseWriter, r *http.Request) {
 		writeAPIError(w, notFound)
 		return
 	}
-	writeJSON(w, http.StatusOK, buildResponse(in, versionOf(in), out, created))
+	writeJSON(w, http.StatusOK, buildResponse(in, g.versionOf(in), out, created))
 }
 
 func errResponseNotFound(param, id string) *apiError {
@@ -593,12 +597,24 @@ func runFailed(runID string) workflows.PromptRunOutput {
 	return workflows.PromptRunOutput{Status: workflows.StatusFailed, Error: &workflows.RunError{Code: "server_error", Message: "The run failed; see the run " + runID + "."}}
 }
 
-// versionOf is the version the run ran, from the document in its input.
-func versionOf(in workflows.PromptRunInput) *version {
+// versionOf is the version the run ran, compiled from the document in the
+// run's input; a saved version is taken from, or put in, the cache that
+// /v1/responses fills (versions never change, so they are the same).
+func (g *Gateway) versionOf(in workflows.PromptRunInput) *version {
+	key := versionKey(in.PromptID, in.PromptVersion)
+	if in.PromptID != uuid.Nil {
+		if v := g.versions.get(key); v != nil {
+			return v
+		}
+	}
 	v := &version{raw: in.Document}
-	if doc, err := prompt.Parse(in.Document); err == nil {
-		v.doc = doc
-		v.compiled, _ = prompt.Compile(doc)
+	doc, err := prompt.Parse(in.Document)
+	if err != nil {
+		return v
+	}
+	v.doc = doc
+	if v.compiled, err = prompt.Compile(doc); err == nil && in.PromptID != uuid.Nil {
+		g.versions.put(key, v)
 	}
 	return v
 }
