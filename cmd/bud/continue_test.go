@@ -243,6 +243,9 @@ func TestDevPromptRunContinue(t *testing.T) {
 		text, items := s.text()
 		require.Equal(t, "Warm in Rome, grey in Lima.", text)
 		require.Equal(t, 1, items)
+		// Streamed live, as the stand-in wrote it, word by word: not one
+		// delta made up from the turn's result at its end.
+		require.Equal(t, []string{"Warm", " in", " Rome,", " grey", " in", " Lima."}, s.deltas())
 		second := s.final(t)
 		require.Equal(t, first.ID+"_2", second.ID)
 		require.Equal(t, first.ID, second.PreviousResponseID)
