@@ -68,6 +68,21 @@ func (c *config) settings() []setting {
 // parse fills c from the environment, then from the flags named in use
 // (all when use is empty); flags win.
 func (c *config) parse(name string, args []string, use ...string) error {
+	fs := c.flagSet(name, os.Stderr, fmt.Sprintf("usage: bud %s [flags]\n\nflags:\n", name), use...)
+	// Parse shows the usage on -h itself.
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("bud %s: unexpected argument %q", name, fs.Arg(0))
+	}
+	return nil
+}
+
+// flagSet fills c from the environment and returns the flags of `bud
+// name` over its settings (all when use is empty, else those named), whose
+// usage is header then the flags, written to out.
+func (c *config) flagSet(name string, out io.Writer, header string, use ...string) *flag.FlagSet {
 	fs := flag.NewFlagSet("bud "+name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	want := map[string]bool{}
@@ -80,24 +95,18 @@ func (c *config) parse(name string, args []string, use ...string) error {
 			*s.value = v
 		}
 		if len(want) == 0 || want[s.flag] {
-			fs.StringVar(s.value, s.flag, *s.value, s.help+" (env "+s.env+")")
+			// A back-quoted word in a flag's usage names its value; these
+			// quote commands.
+			help := strings.ReplaceAll(s.help, "`", "'")
+			fs.StringVar(s.value, s.flag, *s.value, help+" (env "+s.env+")")
 		}
 	}
 	fs.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: bud %s [flags]\n\nflags:\n", name)
-		fs.SetOutput(os.Stderr)
+		fmt.Fprint(out, header)
+		fs.SetOutput(out)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			fs.Usage()
-		}
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("bud %s: unexpected argument %q", name, fs.Arg(0))
-	}
-	return nil
+	return fs
 }
 
 func (c *config) logger(w io.Writer) (*slog.Logger, error) {

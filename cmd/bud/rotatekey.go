@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -41,27 +40,8 @@ flags:
 func runRotateKey(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var cfg config
 	newKey := os.Getenv(newKeyEnv)
-	fs := flag.NewFlagSet("bud rotate-key", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	use := map[string]bool{"database-url": true, "encryption-key": true, "data-dir": true}
-	for _, s := range cfg.settings() {
-		*s.value = s.def
-		if v, ok := os.LookupEnv(s.env); ok {
-			*s.value = v
-		}
-		if use[s.flag] {
-			// A back-quoted word in a usage names the flag's value;
-			// these quote commands.
-			help := strings.ReplaceAll(s.help, "`", "'")
-			fs.StringVar(s.value, s.flag, *s.value, help+" (env "+s.env+")")
-		}
-	}
+	fs := cfg.flagSet("rotate-key", stderr, rotateKeyUsage, "database-url", "encryption-key", "data-dir")
 	fs.StringVar(&newKey, "new-key", newKey, "base64 32-byte key to re-seal under; empty generates one (env "+newKeyEnv+")")
-	fs.Usage = func() {
-		fmt.Fprint(stderr, rotateKeyUsage)
-		fs.SetOutput(stderr)
-		fs.PrintDefaults()
-	}
 	// Parse has already shown the usage on -h.
 	if err := fs.Parse(args); err != nil {
 		return err
