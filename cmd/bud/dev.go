@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -244,18 +243,16 @@ Press Ctrl-C to stop.
 // loadOrCreate returns the trimmed content of path, creating it with gen()
 // (mode 0600) when it does not exist, so a second `bud dev` reuses it.
 func loadOrCreate(path string, gen func() string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err == nil {
-		v := strings.TrimSpace(string(b))
-		if v == "" {
-			return "", fmt.Errorf("%s is empty; delete it to generate a new one", path)
-		}
+	v, found, err := readKeyFile(path)
+	switch {
+	case err != nil:
+		return "", err
+	case found && v == "":
+		return "", fmt.Errorf("%s is empty; delete it to generate a new one", path)
+	case found:
 		return v, nil
 	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("read %s: %w", path, err)
-	}
-	v := gen()
+	v = gen()
 	if err := os.WriteFile(path, []byte(v+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("write %s: %w", path, err)
 	}

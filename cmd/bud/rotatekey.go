@@ -54,7 +54,7 @@ func runRotateKey(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
-	stored, err := readKeyFile(keyFile)
+	stored, _, err := readKeyFile(keyFile)
 	if err != nil {
 		return err
 	}
@@ -137,15 +137,17 @@ func runRotateKey(ctx context.Context, args []string, stdout, stderr io.Writer) 
 
 // readKeyFile returns the trimmed content of path, or "" when it does not
 // exist.
-func readKeyFile(path string) (string, error) {
+// readKeyFile reads a key or token file of the data directory, trimmed;
+// found is false when there is none.
+func readKeyFile(path string) (v string, found bool, err error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return "", nil
+		return "", false, nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("read %s: %w", path, err)
+		return "", false, fmt.Errorf("read %s: %w", path, err)
 	}
-	return strings.TrimSpace(string(b)), nil
+	return strings.TrimSpace(string(b)), true, nil
 }
 
 func removePending(written bool, path string) {
