@@ -90,22 +90,12 @@ func (h *httpAPIClient) Call(ctx context.Context, name string, arguments json.Ra
 		if e != nil {
 			return Result{}, e
 		}
-		if len(q) > 0 {
-			u += "?" + q.Encode()
-		}
-		req, err = http.NewRequestWithContext(ctx, op.Method, u, nil)
+		req, err = h.api.newRequest(ctx, op.Method, u, q, nil, "")
 	} else {
-		body, merr := json.Marshal(values)
-		if merr != nil {
-			return Result{}, red.errorf(ReasonRejected, 0, "encoding the arguments of tool %s: %v", name, merr)
-		}
-		req, err = http.NewRequestWithContext(ctx, op.Method, u, bytes.NewReader(body))
-		if err == nil {
-			req.Header.Set("Content-Type", "application/json")
-		}
+		req, err = h.api.newRequest(ctx, op.Method, u, nil, values, "application/json")
 	}
 	if err != nil {
-		return Result{}, red.errorf(ReasonRejected, 0, "building the request of tool %s: %v", name, err)
+		return Result{}, err
 	}
 	r, err := h.api.send(req, MaxReplyText)
 	if err != nil {

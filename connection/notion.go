@@ -1,7 +1,6 @@
 package connection
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -351,26 +350,13 @@ func (n *notionClient) do(ctx context.Context, method, path string, query url.Va
 // model, anything else a request this client got wrong.
 func (n *notionClient) request(ctx context.Context, method, path string, query url.Values, body any) (json.RawMessage, *notionError, error) {
 	red := n.api.red
-	u := joinURL(n.base, path)
-	if len(query) > 0 {
-		u += "?" + query.Encode()
-	}
-	var req *http.Request
-	var err error
+	contentType := ""
 	if body != nil {
-		payload, merr := json.Marshal(body)
-		if merr != nil {
-			return nil, nil, red.errorf(ReasonRejected, 0, "encoding the request %s %s: %v", method, path, merr)
-		}
-		req, err = http.NewRequestWithContext(ctx, method, u, bytes.NewReader(payload))
-		if err == nil {
-			req.Header.Set("Content-Type", "application/json")
-		}
-	} else {
-		req, err = http.NewRequestWithContext(ctx, method, u, nil)
+		contentType = "application/json"
 	}
+	req, err := n.api.newRequest(ctx, method, joinURL(n.base, path), query, body, contentType)
 	if err != nil {
-		return nil, nil, red.errorf(ReasonRejected, 0, "building the request %s %s: %v", method, path, err)
+		return nil, nil, err
 	}
 	r, err := n.api.send(req, notionReplyLimit)
 	if err != nil {

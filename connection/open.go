@@ -1,8 +1,10 @@
 package connection
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -181,6 +183,33 @@ type apiCaller struct {
 	red    redactor
 	// where names the far end in messages, e.g. "Slack at https://slack.com/api".
 	where string
+}
+
+// newRequest builds a request to u with query; a body is sent as JSON with
+// contentType, and with no body contentType (if any) goes with an empty
+// one. Its failures are rejections: the arguments cannot be sent.
+func (a apiCaller) newRequest(ctx context.Context, method, u string, query url.Values, body any, contentType string) (*http.Request, error) {
+	if len(query) > 0 {
+		u += "?" + query.Encode()
+	}
+	var payload io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, a.red.errorf(ReasonRejected, 0, "encoding the request %s %s: %v", method, u, err)
+		}
+		payload = bytes.NewReader(b)
+	} else if contentType != "" {
+		payload = http.NoBody
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, payload)
+	if err != nil {
+		return nil, a.red.errorf(ReasonRejected, 0, "building the request %s %s: %v", method, u, err)
+	}
+	if payload != nil {
+		req.Header.Set("Content-Type", contentType)
+	}
+	return req, nil
 }
 
 // reply is a response read whole (up to a limit).

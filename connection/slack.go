@@ -1,7 +1,6 @@
 package connection
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -220,27 +219,14 @@ func (s *slackClient) method(ctx context.Context, method string, query url.Value
 	var err error
 	switch {
 	case body != nil:
-		payload, merr := json.Marshal(body)
-		if merr != nil {
-			return nil, "", red.errorf(ReasonRejected, 0, "encoding the arguments of %s: %v", method, merr)
-		}
-		req, err = http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(payload))
-		if err == nil {
-			req.Header.Set("Content-Type", "application/json; charset=utf-8")
-		}
+		req, err = s.api.newRequest(ctx, http.MethodPost, u, nil, body, "application/json; charset=utf-8")
 	case method == "auth.test":
-		req, err = http.NewRequestWithContext(ctx, http.MethodPost, u, http.NoBody)
-		if err == nil {
-			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		}
+		req, err = s.api.newRequest(ctx, http.MethodPost, u, nil, nil, "application/x-www-form-urlencoded")
 	default:
-		if len(query) > 0 {
-			u += "?" + query.Encode()
-		}
-		req, err = http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		req, err = s.api.newRequest(ctx, http.MethodGet, u, query, nil, "")
 	}
 	if err != nil {
-		return nil, "", red.errorf(ReasonRejected, 0, "building the request for %s: %v", method, err)
+		return nil, "", err
 	}
 	r, err := s.api.send(req, slackReplyLimit)
 	if err != nil {
