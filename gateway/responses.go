@@ -228,13 +228,7 @@ func (g *Gateway) responses(w http.ResponseWriter, r *http.Request) {
 		g.log.Error("prompt run failed", "err", err, "response_id", in.ResponseID)
 		out = runFailed(in.ResponseID)
 	}
-	if out.Status == workflows.StatusFailed && out.Error != nil {
-		if e := runErrorStatus(out.Error); e != nil {
-			writeAPIError(w, e)
-			return
-		}
-	}
-	writeJSON(w, http.StatusOK, buildResponse(in, v, out, time.Now()))
+	writeTurn(w, in, v, out, time.Now())
 }
 
 // continueResponse resumes the paused run whose turn req.PreviousResponseID
@@ -299,6 +293,12 @@ func (g *Gateway) continueResponse(w http.ResponseWriter, r *http.Request, c cal
 		writeAPIError(w, g.continueError(prev, err))
 		return
 	}
+	writeTurn(w, in, v, out, created)
+}
+
+// writeTurn answers with a turn: an HTTP error when its failure is the
+// caller's or the upstream's (runErrorStatus), else its Response.
+func writeTurn(w http.ResponseWriter, in workflows.PromptRunInput, v *version, out workflows.PromptRunOutput, created time.Time) {
 	if out.Status == workflows.StatusFailed && out.Error != nil {
 		if e := runErrorStatus(out.Error); e != nil {
 			writeAPIError(w, e)
