@@ -639,7 +639,7 @@ func (r *promptRun) toolStep(ctx workflow.Context, n int, calls []activities.Too
 		if r.functions[name] {
 			fc := FunctionCall{CallID: c.ID, Name: name, Arguments: c.Function.Arguments}
 			r.cur.FunctionCalls = append(r.cur.FunctionCalls, fc)
-			r.out(ctx, n, runstream.TypeFunctionCall, &runstream.Tool{CallID: c.ID, Name: name, Arguments: c.Function.Arguments})
+			r.toolEvent(ctx, n, runstream.TypeFunctionCall, &runstream.Tool{CallID: c.ID, Name: name, Arguments: c.Function.Arguments})
 			continue
 		}
 		route, ok := r.routes[name]
@@ -655,7 +655,7 @@ func (r *promptRun) toolStep(ctx workflow.Context, n int, calls []activities.Too
 			req := ApprovalRequest{ID: "mcpr_" + c.ID, CallID: c.ID, Name: route.Tool, ServerLabel: route.ServerLabel, Arguments: c.Function.Arguments}
 			r.approvals = append(r.approvals, &approval{req: req, route: route})
 			r.cur.ApprovalRequests = append(r.cur.ApprovalRequests, req)
-			r.out(ctx, n, runstream.TypeApprovalRequest, &runstream.Tool{ID: req.ID, CallID: c.ID, Name: route.Tool, ServerLabel: route.ServerLabel, Arguments: c.Function.Arguments})
+			r.toolEvent(ctx, n, runstream.TypeApprovalRequest, &runstream.Tool{ID: req.ID, CallID: c.ID, Name: route.Tool, ServerLabel: route.ServerLabel, Arguments: c.Function.Arguments})
 			continue
 		}
 		now = append(now, r.addToolCall(tc))
@@ -687,7 +687,7 @@ func (r *promptRun) execute(ctx workflow.Context, n int, idx []int) error {
 		tc := &r.toolCalls[k]
 		tc.StartedAt = workflow.Now(ctx)
 		conn, _ := uuid.Parse(tc.ConnectionID)
-		r.out(ctx, n, runstream.TypeToolCall, &runstream.Tool{CallID: tc.ID, Name: tc.Name, ServerLabel: tc.ServerLabel, Arguments: tc.Arguments, ApprovalRequestID: tc.ApprovalRequestID})
+		r.toolEvent(ctx, n, runstream.TypeToolCall, &runstream.Tool{CallID: tc.ID, Name: tc.Name, ServerLabel: tc.ServerLabel, Arguments: tc.Arguments, ApprovalRequestID: tc.ApprovalRequestID})
 		futures[i] = workflow.ExecuteActivity(actx, a.CallTool, activities.CallToolInput{
 			ProjectID: r.in.ProjectID, ConnectionID: conn, Tool: tc.Name, Arguments: tc.Arguments,
 		})
@@ -718,7 +718,7 @@ func (r *promptRun) execute(ctx workflow.Context, n int, idx []int) error {
 			r.results[tc.ID] = res.Output
 			ev.Output = res.Output
 		}
-		r.out(ctx, n, runstream.TypeToolResult, ev)
+		r.toolEvent(ctx, n, runstream.TypeToolResult, ev)
 	}
 	return nil
 }
@@ -816,8 +816,8 @@ func (r *promptRun) publish(ctx workflow.Context, ev runstream.Event) {
 	}
 }
 
-// out publishes a tool event of model call n.
-func (r *promptRun) out(ctx workflow.Context, n int, typ string, t *runstream.Tool) {
+// toolEvent publishes a tool event of model call n.
+func (r *promptRun) toolEvent(ctx workflow.Context, n int, typ string, t *runstream.Tool) {
 	r.publish(ctx, runstream.Event{Type: typ, Call: n, Tool: t})
 }
 
