@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/activity"
 
 	"github.com/budhq/bud/db/dbsqlc"
+	"github.com/budhq/bud/runstream"
 )
 
 // RunRecord is one finished run, as the runs table keeps it.
@@ -49,6 +50,12 @@ type RunRecord struct {
 	Metadata   map[string]string `json:"metadata,omitempty"`
 	CreatedAt  time.Time         `json:"created_at"`
 	FinishedAt time.Time         `json:"finished_at"`
+
+	// TurnSubject, when set, is where RecordRun announces Turn (a
+	// workflows.PromptRunOutput as JSON) once the row is written: a
+	// runstream.TypeTurnEnded event, best effort.
+	TurnSubject string          `json:"turn_subject,omitempty"`
+	Turn        json.RawMessage `json:"turn,omitempty"`
 }
 
 // RunInput is what the caller gave a run.
@@ -141,10 +148,16 @@ func (a *Activities) RecordRun(ctx context.Context, r RunRecord) error {
 		// The project was deleted during the run; its runs went with it,
 		// and so does this one.
 		activity.GetLogger(ctx).Warn("run of a deleted project not recorded", "run", r.ID, "project", r.ProjectID)
-		return nil
+		err = nil
 	}
 	if err != nil {
 		return fmt.Errorf("record run %s: %w", r.ID, err)
+	}
+	if r.TurnSubject != "" {
+		// Best effort: a caller that misses it asks the workflow instead.
+		if err := runstream.Publish(ctx, a.NATS, r.TurnSubject, runstream.Event{Type: runstream.TypeTurnEnded, Output: r.Turn}); err != nil {
+			activity.GetLogger(ctx).Warn("turn end not announced", "run", r.ID, "subject", r.TurnSubject, "err", err)
+		}
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/budhq/bud/activities"
+	"github.com/budhq/bud/db/dbsqlc"
 	"github.com/budhq/bud/runstream"
 	"github.com/budhq/bud/upstreamtest"
 )
@@ -166,4 +167,34 @@ func TestCallModelStreamWithoutNATS(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "no one listens", res.Content)
 	require.Equal(t, true, b.upstream.Requests()[0].JSON["stream"])
+}
+
+// TestRecordRunAnnouncesTheTurnAfterTheRow: with a TurnSubject, RecordRun
+// publishes the turn once the row is written, so a caller that reads the
+// runs table on hearing of it finds the run.
+func TestRecordRunAnnouncesTheTurnAfterTheRow(t *testing.T) {
+	t.Parallel()
+	b, sub := streaming(t)
+	rec := runRecord(b, "resp_s")
+	rec.TurnSubject = runstream.Subject("resp_s")
+	rec.Turn = []byte(`{"response_id":"resp_s","turn":1,"text":"Hi"}`)
+
+	require.NoError(t, b.recordRun(t, rec))
+
+	select {
+	case ev := <-sub.Events():
+		require.Equal(t, runstream.TypeTurnEnded, ev.Type)
+		require.JSONEq(t, string(rec.Turn), string(ev.Output))
+	case <-time.After(5 * time.Second):
+		t.Fatal("no turn_ended event")
+	}
+	_, err := b.q.GetRun(t.Context(), dbsqlc.GetRunParams{ProjectID: b.project, ID: "resp_s"})
+	require.NoError(t, err, "the row was written before the announcement")
+
+	// Without a subject, nothing is published.
+	rec.ID, rec.TurnSubject = "resp_s2", ""
+	require.NoError(t, b.recordRun(t, rec))
+	evs, err := sub.Flush(t.Context())
+	require.NoError(t, err)
+	require.Empty(t, evs)
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/budhq/bud/db/dbsqlc"
 	"github.com/budhq/bud/prompt"
 	"github.com/budhq/bud/response"
+	"github.com/budhq/bud/runstream"
 	"github.com/budhq/bud/workflows"
 )
 
@@ -211,10 +212,14 @@ func (g *Gateway) responses(w http.ResponseWriter, r *http.Request) {
 		g.streamResponses(w, r, in, v)
 		return
 	}
+	sub := g.subscribeTurn(&in)
+	if sub != nil {
+		defer func() { _ = sub.Close() }()
+	}
 	wait, err := workflows.Start(r.Context(), g.cfg.Temporal, in, client.WorkflowUpdateStageCompleted, g.cfg.RunWait)
 	var out workflows.PromptRunOutput
 	if err == nil {
-		out, err = wait()
+		out, err = awaitFirstTurn(r.Context(), sub, wait)
 	}
 	if err != nil {
 		if _, ok := errors.AsType[*workflows.StartError](err); ok {
@@ -630,4 +635,52 @@ func buildResponse(in workflows.PromptRunInput, v *version, out workflows.Prompt
 		o.Model = v.doc.Deployment
 	}
 	return response.Build(in, out, o)
+}
+
+// announceWait is how long the gateway waits for a run to announce the end
+// of its first turn before it asks with an update, which always answers:
+// the announcement travels over NATS, at most once.
+var announceWait = 2 * time.Second
+
+// subscribeTurn subscribes to the announcement of the first turn's end of
+// the run in (see PromptRunInput.TurnSubject) and sets the run's subject.
+// Without NATS it returns nil, and the gateway waits with an update.
+func (g *Gateway) subscribeTurn(in *workflows.PromptRunInput) *runstream.Subscription {
+	if g.cfg.NATS == nil {
+		return nil
+	}
+	sub, err := runstream.Subscribe(g.cfg.NATS, in.ResponseID)
+	if err != nil {
+		g.log.Warn("subscribe to run announcements", "err", err, "response_id", in.ResponseID)
+		return nil
+	}
+	in.TurnSubject = runstream.Subject(in.ResponseID)
+	return sub
+}
+
+// awaitFirstTurn returns the first turn's output as the run announces it
+// on sub, or by wait (an update) when no announcement came in announceWait.
+func awaitFirstTurn(ctx context.Context, sub *runstream.Subscription, wait func() (workflows.PromptRunOutput, error)) (workflows.PromptRunOutput, error) {
+	if sub == nil {
+		return wait()
+	}
+	t := time.NewTimer(announceWait)
+	defer t.Stop()
+	for {
+		select {
+		case ev := <-sub.Events():
+			if ev.Type != runstream.TypeTurnEnded {
+				continue
+			}
+			var out workflows.PromptRunOutput
+			if err := json.Unmarshal(ev.Output, &out); err != nil {
+				return wait()
+			}
+			return out, nil
+		case <-t.C:
+			return wait()
+		case <-ctx.Done():
+			return workflows.PromptRunOutput{}, ctx.Err()
+		}
+	}
 }

@@ -34,6 +34,7 @@ func (g *Gateway) streamResponses(w http.ResponseWriter, r *http.Request, in wor
 	}
 	defer func() { _ = sub.Close() }()
 	in.StreamSubject = runstream.Subject(in.ResponseID)
+	in.TurnSubject = in.StreamSubject
 	wait, err := workflows.Start(r.Context(), g.cfg.Temporal, in, client.WorkflowUpdateStageAccepted, g.cfg.RunWait)
 	if err != nil {
 		g.log.Error("start prompt run", "err", err)
@@ -41,7 +42,7 @@ func (g *Gateway) streamResponses(w http.ResponseWriter, r *http.Request, in wor
 		return
 	}
 	s := newResponseStream(w, http.NewResponseController(w).Flush, in, v, workflows.PromptRunOutput{ResponseID: in.ResponseID, Turn: 1}, time.Now())
-	g.streamTurn(w, r, sub, s, wait)
+	g.streamTurn(w, r, sub, s, wait, true)
 }
 
 // streamTurn streams one turn of a run whose events come on sub, once the
@@ -50,8 +51,11 @@ func (g *Gateway) streamResponses(w http.ResponseWriter, r *http.Request, in wor
 // makes them, and, when the turn has ended, the closing events and
 // response.completed (response.incomplete, response.failed) carrying the
 // Response object that GET /v1/responses/{id} returns. A client that goes
-// away ends the stream, not the run: runs are durable.
-func (g *Gateway) streamTurn(w http.ResponseWriter, r *http.Request, sub *runstream.Subscription, s *responseStream, wait func() (workflows.PromptRunOutput, error)) {
+// away ends the stream, not the run: runs are durable. With announced, the
+// run announces the turn's end on sub (PromptRunInput.TurnSubject), after
+// every event of the turn, and wait is called only when no announcement
+// came within announceWait.
+func (g *Gateway) streamTurn(w http.ResponseWriter, r *http.Request, sub *runstream.Subscription, s *responseStream, wait func() (workflows.PromptRunOutput, error), announced bool) {
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream; charset=utf-8")
 	h.Set("Cache-Control", "no-cache")
@@ -64,15 +68,39 @@ func (g *Gateway) streamTurn(w http.ResponseWriter, r *http.Request, sub *runstr
 		err error
 	}
 	done := make(chan result, 1)
-	go func() {
-		var res result
-		res.out, res.err = wait()
-		done <- res
-	}()
+	ask := func() {
+		go func() {
+			var res result
+			res.out, res.err = wait()
+			done <- res
+		}()
+	}
+	var fallback <-chan time.Time
+	if announced {
+		t := time.NewTimer(announceWait)
+		defer t.Stop()
+		fallback = t.C
+	} else {
+		ask()
+	}
 	for s.err == nil {
 		select {
 		case ev := <-sub.Events():
-			s.event(ev)
+			if ev.Type != runstream.TypeTurnEnded {
+				s.event(ev)
+				continue
+			}
+			var out workflows.PromptRunOutput
+			if !announced || json.Unmarshal(ev.Output, &out) != nil {
+				continue
+			}
+			// The run announces the end after its events; one still on
+			// its way is covered by the turn itself, as after a gap.
+			s.finish(out)
+			return
+		case <-fallback:
+			fallback = nil
+			ask()
 		case res := <-done:
 			if r.Context().Err() != nil {
 				return
@@ -117,7 +145,7 @@ func (g *Gateway) streamContinue(w http.ResponseWriter, r *http.Request, in work
 		return
 	}
 	s := newResponseStream(w, http.NewResponseController(w).Flush, in, v, head, time.Now())
-	g.streamTurn(w, r, sub, s, wait)
+	g.streamTurn(w, r, sub, s, wait, false)
 }
 
 var (

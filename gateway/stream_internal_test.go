@@ -576,3 +576,56 @@ func TestStreamToolCallOfAFailedRun(t *testing.T) {
 	require.Empty(t, evs[len(evs)-1].Response.Output)
 	require.Equal(t, "resp_abc", evs[len(evs)-1].Response.ID)
 }
+
+// TestAwaitFirstTurn: the announced turn is the answer; an announcement
+// that never comes, or cannot be read, leaves the answer to the update.
+func TestAwaitFirstTurn(t *testing.T) {
+	srv, err := runstream.StartServer("127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(srv.Shutdown)
+	nc, err := runstream.Connect(srv.URL())
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	defer func(d time.Duration) { announceWait = d }(announceWait)
+	announceWait = 200 * time.Millisecond
+
+	asked := 0
+	wait := func() (workflows.PromptRunOutput, error) {
+		asked++
+		return workflows.PromptRunOutput{ResponseID: "resp_a", Text: "from the update"}, nil
+	}
+	subscribe := func(id string) *runstream.Subscription {
+		sub, err := runstream.Subscribe(nc, id)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = sub.Close() })
+		return sub
+	}
+
+	sub := subscribe("resp_a")
+	require.NoError(t, runstream.Publish(t.Context(), nc, runstream.Subject("resp_a"), runstream.Event{Type: runstream.TypeDelta, Text: "x"}))
+	require.NoError(t, runstream.Publish(t.Context(), nc, runstream.Subject("resp_a"),
+		runstream.Event{Type: runstream.TypeTurnEnded, Output: []byte(`{"response_id":"resp_a","text":"announced"}`)}))
+	out, err := awaitFirstTurn(t.Context(), sub, wait)
+	require.NoError(t, err)
+	require.Equal(t, "announced", out.Text)
+	require.Zero(t, asked, "no update when the turn was announced")
+
+	start := time.Now()
+	out, err = awaitFirstTurn(t.Context(), subscribe("resp_b"), wait)
+	require.NoError(t, err)
+	require.Equal(t, "from the update", out.Text)
+	require.Equal(t, 1, asked)
+	require.GreaterOrEqual(t, time.Since(start), announceWait)
+
+	sub = subscribe("resp_c")
+	require.NoError(t, runstream.Publish(t.Context(), nc, runstream.Subject("resp_c"),
+		runstream.Event{Type: runstream.TypeTurnEnded, Output: []byte(`"not a turn"`)}))
+	out, err = awaitFirstTurn(t.Context(), sub, wait)
+	require.NoError(t, err)
+	require.Equal(t, "from the update", out.Text)
+	require.Equal(t, 2, asked)
+
+	out, err = awaitFirstTurn(t.Context(), nil, wait)
+	require.NoError(t, err)
+	require.Equal(t, "from the update", out.Text, "without NATS the update answers")
+}

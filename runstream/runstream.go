@@ -55,6 +55,9 @@ const (
 	TypeToolResult      = "tool_result"
 	TypeFunctionCall    = "function_call"
 	TypeApprovalRequest = "approval_request"
+	// TypeTurnEnded announces that the run's first turn has ended and been
+	// recorded; Output holds the turn (a workflows.PromptRunOutput).
+	TypeTurnEnded = "turn_ended"
 	// typeBarrier is what Subscription.Flush publishes to itself.
 	typeBarrier = "barrier"
 )
@@ -74,6 +77,8 @@ type Event struct {
 	FinishReason string `json:"finish_reason,omitempty"`
 	// Tool describes the call of a tool event.
 	Tool *Tool `json:"tool,omitempty"`
+	// Output is the ended turn, in turn_ended.
+	Output json.RawMessage `json:"output,omitempty"`
 }
 
 // Tool is the call a tool event is about.

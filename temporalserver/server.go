@@ -31,8 +31,12 @@ import (
 	"go.temporal.io/server/common/dynamicconfig"
 	"go.temporal.io/server/common/log"
 	"go.temporal.io/server/common/membership/static"
+	"go.temporal.io/server/common/metrics"
+	"go.temporal.io/server/common/persistence/sql"
+	"go.temporal.io/server/common/persistence/sql/sqlplugin"
 	sqliteplugin "go.temporal.io/server/common/persistence/sql/sqlplugin/sqlite"
 	"go.temporal.io/server/common/primitives"
+	"go.temporal.io/server/common/resolver"
 	sqliteschema "go.temporal.io/server/schema/sqlite"
 	"go.temporal.io/server/temporal"
 )
@@ -235,30 +239,21 @@ func (s *Server) Stop() error {
 }
 
 func buildConfig(o Options) (*config.Config, error) {
-	sqlConf := &config.SQL{PluginName: sqliteplugin.PluginName, ConnectAttributes: map[string]string{}}
-	if o.DatabaseFile == "" {
-		sqlConf.ConnectAttributes["mode"] = "memory"
-		sqlConf.ConnectAttributes["cache"] = "shared"
-		// The name keys a process-wide shared-cache database, so it must be
-		// unique per server; the plugin creates the schema on first open.
-		var b [8]byte
-		_, _ = rand.Read(b[:])
-		sqlConf.DatabaseName = "bud-" + hex.EncodeToString(b[:])
-	} else {
-		sqlConf.ConnectAttributes["mode"] = "rwc"
-		// WAL with synchronous=NORMAL: durable across a process crash, and
-		// several times faster than the rollback journal.
-		sqlConf.ConnectAttributes["journal_mode"] = "wal"
-		sqlConf.ConnectAttributes["synchronous"] = "1"
-		sqlConf.DatabaseName = o.DatabaseFile
-		if _, err := os.Stat(o.DatabaseFile); errors.Is(err, os.ErrNotExist) {
-			if err := os.MkdirAll(filepath.Dir(o.DatabaseFile), 0o755); err != nil {
-				return nil, fmt.Errorf("temporalserver: data directory: %w", err)
-			}
-			if err := sqliteschema.SetupSchema(sqlConf); err != nil {
-				return nil, fmt.Errorf("temporalserver: set up schema: %w", err)
-			}
-		}
+	// Executions and visibility live in two databases: SQLite has one
+	// writer per database, and the plugin one connection per database, so
+	// in one database every workflow's progress waited behind the run
+	// lists' writes (three per run, each updating many indexes).
+	visFile := ""
+	if o.DatabaseFile != "" {
+		visFile = strings.TrimSuffix(o.DatabaseFile, filepath.Ext(o.DatabaseFile)) + "-visibility" + filepath.Ext(o.DatabaseFile)
+	}
+	sqlConf, err := sqliteStore(o.DatabaseFile)
+	if err != nil {
+		return nil, err
+	}
+	visConf, err := sqliteStore(visFile)
+	if err != nil {
+		return nil, err
 	}
 	ns, err := sqliteschema.NewNamespaceConfig(clusterName, o.Namespace, false, o.SearchAttributes)
 	if err != nil {
@@ -267,16 +262,23 @@ func buildConfig(o Options) (*config.Config, error) {
 	if err := sqliteschema.CreateNamespaces(sqlConf, ns); err != nil {
 		return nil, fmt.Errorf("temporalserver: create namespace: %w", err)
 	}
+	if err := trimVisibilityIndexes(visConf); err != nil {
+		return nil, err
+	}
 
 	hostPort := net.JoinHostPort(o.IP, strconv.Itoa(o.FrontendPort))
 	var conf config.Config
 	conf.Global.Membership = config.Membership{MaxJoinDuration: 30 * time.Second, BroadcastAddress: o.IP}
 	conf.Persistence = config.Persistence{
 		DefaultStore:     "sqlite",
-		VisibilityStore:  "sqlite",
+		VisibilityStore:  "sqlite-visibility",
 		NumHistoryShards: 1,
-		DataStores:       map[string]config.DataStore{"sqlite": {SQL: sqlConf}},
+		DataStores: map[string]config.DataStore{
+			"sqlite":            {SQL: sqlConf},
+			"sqlite-visibility": {SQL: visConf},
+		},
 	}
+
 	conf.ClusterMetadata = &cluster.Config{
 		EnableGlobalNamespace:    false,
 		FailoverVersionIncrement: 10,
@@ -310,6 +312,71 @@ func buildConfig(o Options) (*config.Config, error) {
 	conf.PublicClient.HostPort = hostPort
 	return &conf, nil
 }
+
+// sqliteStore is the configuration of one SQLite database, file or (for
+// "") in memory, with its schema set up.
+func sqliteStore(file string) (*config.SQL, error) {
+	sqlConf := &config.SQL{PluginName: sqliteplugin.PluginName, ConnectAttributes: map[string]string{}}
+	if file == "" {
+		sqlConf.ConnectAttributes["mode"] = "memory"
+		sqlConf.ConnectAttributes["cache"] = "shared"
+		// The name keys a process-wide shared-cache database, so it must be
+		// unique per server; the plugin creates the schema on first open.
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		sqlConf.DatabaseName = "bud-" + hex.EncodeToString(b[:])
+		return sqlConf, nil
+	}
+	sqlConf.ConnectAttributes["mode"] = "rwc"
+	// WAL with synchronous=NORMAL: durable across a process crash, and
+	// several times faster than the rollback journal.
+	sqlConf.ConnectAttributes["journal_mode"] = "wal"
+	sqlConf.ConnectAttributes["synchronous"] = "1"
+	sqlConf.DatabaseName = file
+	if _, err := os.Stat(file); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+			return nil, fmt.Errorf("temporalserver: data directory: %w", err)
+		}
+		if err := sqliteschema.SetupSchema(sqlConf); err != nil {
+			return nil, fmt.Errorf("temporalserver: set up schema of %s: %w", file, err)
+		}
+	}
+	return sqlConf, nil
+}
+
+// visibilityIndexes are the indexes of the SQLite visibility table that
+// serve the Temporal UI's run lists: the default order, the common filters
+// and every custom search attribute column Bud's attributes may take.
+var visibilityIndexes = map[string]bool{
+	"default_idx": true, "by_execution_time": true, "by_workflow_id": true,
+	"by_workflow_type": true, "by_status": true,
+	"by_keyword_01": true, "by_keyword_02": true, "by_keyword_03": true, "by_keyword_04": true, "by_keyword_05": true,
+	"by_keyword_06": true, "by_keyword_07": true, "by_keyword_08": true, "by_keyword_09": true, "by_keyword_10": true,
+}
+
+// trimVisibilityIndexes drops the SQLite visibility table's other indexes.
+// The schema indexes every search attribute column, 58 in all, and each
+// run writes its visibility row three times (start, first workflow task,
+// close), so the indexes are most of the server's work per run. A query on
+// a dropped column still answers correctly, by a scan.
+func trimVisibilityIndexes(cfg *config.SQL) error {
+	db, err := sql.NewSQLAdminDB(sqlplugin.DbKindUnknown, cfg, resolver.NewNoopResolver(), log.NewNoopLogger(), metrics.NoopMetricsHandler)
+	if err != nil {
+		return fmt.Errorf("temporalserver: open database: %w", err)
+	}
+	defer func() { _ = db.Close() }()
+	for _, name := range allVisibilityIndexes {
+		if visibilityIndexes[name] {
+			continue
+		}
+		if err := db.Exec("DROP INDEX IF EXISTS " + name); err != nil {
+			return fmt.Errorf("temporalserver: drop index %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+var allVisibilityIndexes = strings.Fields("default_idx by_execution_time by_workflow_id by_workflow_type by_status by_history_length by_history_size_bytes by_execution_duration by_state_transition_count by_task_queue by_parent_workflow_id by_parent_run_id by_root_workflow_id by_root_run_id by_batcher_user by_temporal_scheduled_start_time by_temporal_scheduled_by_id by_temporal_schedule_paused by_temporal_namespace_division by_temporal_pause_info by_temporal_worker_deployment_version by_temporal_workflow_versioning_behavior by_temporal_worker_deployment by_bool_01 by_bool_02 by_bool_03 by_datetime_01 by_datetime_02 by_datetime_03 by_double_01 by_double_02 by_double_03 by_int_01 by_int_02 by_int_03 by_keyword_01 by_keyword_02 by_keyword_03 by_keyword_04 by_keyword_05 by_keyword_06 by_keyword_07 by_keyword_08 by_keyword_09 by_keyword_10 by_temporal_bool_01 by_temporal_bool_02 by_temporal_datetime_01 by_temporal_datetime_02 by_temporal_double_01 by_temporal_double_02 by_temporal_int_01 by_temporal_int_02 by_temporal_keyword_01 by_temporal_keyword_02 by_temporal_keyword_03 by_temporal_keyword_04 by_temporal_low_cardinality_keyword_01")
 
 // FreePort returns a TCP port on ip that nothing listens on. It picks below
 // Linux's ephemeral range (32768 and up): a port the kernel hands out for

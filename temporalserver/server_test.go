@@ -2,12 +2,17 @@ package temporalserver_test
 
 import (
 	"context"
+	"database/sql"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+	_ "modernc.org/sqlite"
 
 	"github.com/budhq/bud/activities"
 	"github.com/budhq/bud/temporalserver"
@@ -60,4 +65,72 @@ func TestTakenPortFailsClearly(t *testing.T) {
 	_, port, _ := splitPort(srv.HostPort())
 	_, err = temporalserver.Start(context.Background(), temporalserver.Options{FrontendPort: port})
 	require.ErrorContains(t, err, "is not free")
+}
+
+// TestRunListsLiveInTheirOwnDatabase: the run lists (visibility) are kept
+// in a second SQLite file with only the indexes they are read by, and a
+// list filtered by a custom search attribute finds the run, also after a
+// restart.
+func TestRunListsLiveInTheirOwnDatabase(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	dbFile := filepath.Join(dir, "temporal.db")
+	opts := temporalserver.Options{DatabaseFile: dbFile, SearchAttributes: map[string]enumspb.IndexedValueType{
+		"BudProjectId": enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+	}}
+	project := temporal.NewSearchAttributeKeyKeyword("BudProjectId")
+
+	srv, err := temporalserver.Start(ctx, opts)
+	require.NoError(t, err)
+	c, err := client.Dial(client.Options{HostPort: srv.HostPort(), Namespace: srv.Namespace()})
+	require.NoError(t, err)
+	w := workflows.NewWorker(c, &activities.Activities{Identity: "test-worker"})
+	require.NoError(t, w.Start())
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "ping-listed", TaskQueue: workflows.TaskQueue,
+		TypedSearchAttributes: temporal.NewSearchAttributes(project.ValueSet("p1"))}, workflows.Ping, workflows.PingInput{Message: "hi"})
+	require.NoError(t, err)
+	require.NoError(t, run.Get(ctx, nil))
+	listed := func(c client.Client) []string {
+		var ids []string
+		require.Eventually(t, func() bool {
+			resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: `BudProjectId = "p1" AND ExecutionStatus = "Completed"`})
+			require.NoError(t, err)
+			ids = ids[:0]
+			for _, e := range resp.Executions {
+				ids = append(ids, e.Execution.WorkflowId)
+			}
+			return len(ids) > 0
+		}, 10*time.Second, 50*time.Millisecond)
+		return ids
+	}
+	require.Equal(t, []string{"ping-listed"}, listed(c))
+	w.Stop()
+	c.Close()
+	require.NoError(t, srv.Stop())
+
+	visFile := filepath.Join(dir, "temporal-visibility.db")
+	db, err := sql.Open("sqlite", "file:"+visFile+"?mode=ro")
+	require.NoError(t, err)
+	var indexes []string
+	rows, err := db.Query(`SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'executions_visibility' AND sql IS NOT NULL ORDER BY name`)
+	require.NoError(t, err)
+	for rows.Next() {
+		var name string
+		require.NoError(t, rows.Scan(&name))
+		indexes = append(indexes, name)
+	}
+	require.NoError(t, rows.Err())
+	require.NoError(t, db.Close())
+	require.Len(t, indexes, 15, "the default order, four common filters and the ten keyword columns: %v", indexes)
+	require.Contains(t, indexes, "default_idx")
+	require.NotContains(t, indexes, "by_int_01")
+
+	srv2, err := temporalserver.Start(ctx, opts)
+	require.NoError(t, err)
+	defer srv2.Stop()
+	c2, err := client.Dial(client.Options{HostPort: srv2.HostPort(), Namespace: srv2.Namespace()})
+	require.NoError(t, err)
+	defer c2.Close()
+	require.Equal(t, []string{"ping-listed"}, listed(c2))
 }

@@ -81,10 +81,10 @@ func PromptRun(ctx workflow.Context, in PromptRunInput) (PromptRunOutput, error)
 			break
 		}
 		// Paused: the turn is over for its caller, the run is not.
+		r.endTurn(ctx)
 		if err := r.record(ctx, StatusWaiting); err != nil {
 			return PromptRunOutput{}, err
 		}
-		r.endTurn(ctx)
 		resumed, err := workflow.AwaitWithTimeout(ctx, PauseTimeout, func() bool { return r.resume != nil })
 		if err != nil {
 			return PromptRunOutput{}, fmt.Errorf("prompt run: wait: %w", err)
@@ -137,6 +137,7 @@ type promptRun struct {
 	approvals []*approval
 	resume    *resumeInput
 	runErr    *RunError // a failure after the last turn (pause timeout)
+	announced bool      // the first turn's end was announced (TurnSubject)
 }
 
 type approval struct {
@@ -918,6 +919,16 @@ func (r *promptRun) record(ctx workflow.Context, status string) error {
 	if runErr != nil {
 		if rec.Error, err = json.Marshal(runErr); err != nil {
 			return fmt.Errorf("prompt run: encode error: %w", err)
+		}
+	}
+	if r.in.TurnSubject != "" && !r.announced && len(r.turns) == 1 {
+		// The first turn has ended: RecordRun announces it once the row is
+		// written, so the caller's answer never runs ahead of the runs
+		// table.
+		r.announced = true
+		rec.TurnSubject = r.in.TurnSubject
+		if rec.Turn, err = json.Marshal(r.turns[0]); err != nil {
+			return fmt.Errorf("prompt run: encode turn: %w", err)
 		}
 	}
 

@@ -348,3 +348,58 @@ func TestTurnIDs(t *testing.T) {
 		require.Equal(t, want.ok, ok, id)
 	}
 }
+
+func TestFirstTurnIsAnnouncedWithItsRecord(t *testing.T) {
+	h := newHarness(t)
+	h.replies(t, "Hello there.")
+	in := textInput("hello")
+	in.TurnSubject = runstream.Subject(in.ResponseID)
+
+	out := h.run(t, in)
+
+	rec := h.record()
+	require.Equal(t, in.TurnSubject, rec.TurnSubject, "RecordRun announces the turn once the row is written")
+	var turn workflows.PromptRunOutput
+	require.NoError(t, json.Unmarshal(rec.Turn, &turn))
+	require.Equal(t, out, turn, "the announced turn is the run's answer")
+	require.Empty(t, h.events, "no other event is published for a run that does not stream")
+}
+
+func TestRunWithoutTurnSubjectAnnouncesNothing(t *testing.T) {
+	h := newHarness(t)
+	h.replies(t, "Hello there.")
+
+	h.run(t, textInput("hello"))
+
+	rec := h.record()
+	require.Empty(t, rec.TurnSubject)
+	require.Empty(t, rec.Turn)
+}
+
+func TestPausedFirstTurnIsAnnouncedOnce(t *testing.T) {
+	h := newHarness(t)
+	h.replies(t,
+		callsReply(toolCall("call_a", "get_weather", `{"city":"Paris"}`)),
+		"Paris 21°C.",
+	)
+	in := textInput("Weather in Paris?")
+	in.Document = json.RawMessage(toolDoc)
+	in.TurnSubject = runstream.Subject(in.ResponseID)
+	cont := h.update(time.Second, workflows.UpdateContinue, workflows.ContinueInput{
+		PreviousResponseID: "resp_test",
+		InputItems:         json.RawMessage(`[{"type":"function_call_output","call_id":"call_a","output":"21°C"}]`),
+	})
+
+	h.execute(t, in)
+
+	require.NoError(t, cont.err)
+	require.Len(t, h.records, 2)
+	require.Equal(t, in.TurnSubject, h.records[0].TurnSubject, "the pause ends the first turn")
+	var turn workflows.PromptRunOutput
+	require.NoError(t, json.Unmarshal(h.records[0].Turn, &turn))
+	require.Equal(t, "resp_test", turn.ResponseID)
+	require.True(t, turn.Waiting)
+	require.Len(t, turn.FunctionCalls, 1)
+	require.Empty(t, h.records[1].TurnSubject, "a continued turn is answered by its update")
+	require.Empty(t, h.records[1].Turn)
+}
