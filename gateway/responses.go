@@ -659,10 +659,23 @@ func (g *Gateway) subscribeTurn(in *workflows.PromptRunInput) *runstream.Subscri
 }
 
 // awaitFirstTurn returns the first turn's output as the run announces it
-// on sub, or by wait (an update) when no announcement came in announceWait.
+// on sub, or as wait (an update) gives it: wait is asked when no
+// announcement came within announceWait, and whichever answers first wins.
 func awaitFirstTurn(ctx context.Context, sub *runstream.Subscription, wait func() (workflows.PromptRunOutput, error)) (workflows.PromptRunOutput, error) {
 	if sub == nil {
 		return wait()
+	}
+	type result struct {
+		out workflows.PromptRunOutput
+		err error
+	}
+	asked := make(chan result, 1)
+	ask := func() {
+		go func() {
+			var res result
+			res.out, res.err = wait()
+			asked <- res
+		}()
 	}
 	t := time.NewTimer(announceWait)
 	defer t.Stop()
@@ -674,11 +687,13 @@ func awaitFirstTurn(ctx context.Context, sub *runstream.Subscription, wait func(
 			}
 			var out workflows.PromptRunOutput
 			if err := json.Unmarshal(ev.Output, &out); err != nil {
-				return wait()
+				continue
 			}
 			return out, nil
 		case <-t.C:
-			return wait()
+			ask()
+		case res := <-asked:
+			return res.out, res.err
 		case <-ctx.Done():
 			return workflows.PromptRunOutput{}, ctx.Err()
 		}
