@@ -70,11 +70,13 @@ type Config struct {
 	Documents interface {
 		Get(ctx context.Context, key string) ([]byte, error)
 	}
-	// NATS carries the deltas of streaming runs from the workers; nil
-	// makes /v1/responses with stream: true answer 503.
+	// NATS carries the deltas of streaming runs from the workers, and the
+	// announcement of a run's first turn; nil makes /v1/responses with
+	// stream: true answer 503, and runs are awaited by update alone.
 	NATS *nats.Conn
-	// RunWait is how a run is started and its first turn awaited:
-	// workflows.StartThenUpdate (also for "") or workflows.StartWithUpdate.
+	// RunWait is how a run is started, and its first turn awaited when the
+	// run does not announce it in time: workflows.StartThenUpdate (also
+	// for "") or workflows.StartWithUpdate.
 	RunWait string
 }
 

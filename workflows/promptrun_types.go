@@ -73,8 +73,9 @@ type PromptRunInput struct {
 // when it is resumed. Each turn is one OpenAI response (TurnID).
 const (
 	// UpdateAwaitTurn (an int, the turn from 1) returns that turn's
-	// PromptRunOutput once it has ended. The gateway starts a run with it
-	// (update-with-start) and so waits for the first turn in one request.
+	// PromptRunOutput once it has ended. The gateway asks it when a run
+	// has not announced its first turn (TurnSubject) in time, or with the
+	// start (update-with-start, BUD_RUN_WAIT=update).
 	UpdateAwaitTurn = "await_turn"
 	// UpdateContinue (ContinueInput) resumes a paused run with the
 	// caller's input items and returns the next turn's output once it ends.
