@@ -216,7 +216,12 @@ func newGateway(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Cli
 // the service then runs without streaming.
 func connectNATS(log *slog.Logger, cfg *config, service string) (*nats.Conn, error) {
 	if cfg.NATSURL == "" {
-		log.Warn("BUD_NATS_URL is not set: streaming prompt runs are off", "service", service)
+		if service == "worker" {
+			// Gateways that have NATS wait for runs' announcements.
+			log.Warn("BUD_NATS_URL is not set: streaming prompt runs are off, and gateways hear of a run's answer only by asking, 2 s after its start", "service", service)
+		} else {
+			log.Warn("BUD_NATS_URL is not set: streaming prompt runs are off", "service", service)
+		}
 		return nil, nil
 	}
 	return runstream.Connect(cfg.NATSURL,
