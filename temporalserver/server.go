@@ -10,11 +10,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	temporalschema "go.temporal.io/server/schema"
+	"io/fs"
 	"log/slog"
 	mrand "math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -344,29 +347,38 @@ func sqliteStore(file string) (*config.SQL, error) {
 	return sqlConf, nil
 }
 
-// visibilityIndexes are the indexes of the SQLite visibility table that
+// keptVisibilityIndexes are the indexes of the SQLite visibility table that
 // serve the Temporal UI's run lists: the default order, the common filters
 // and every custom search attribute column Bud's attributes may take.
-var visibilityIndexes = map[string]bool{
+var keptVisibilityIndexes = map[string]bool{
 	"default_idx": true, "by_execution_time": true, "by_workflow_id": true,
 	"by_workflow_type": true, "by_status": true,
 	"by_keyword_01": true, "by_keyword_02": true, "by_keyword_03": true, "by_keyword_04": true, "by_keyword_05": true,
 	"by_keyword_06": true, "by_keyword_07": true, "by_keyword_08": true, "by_keyword_09": true, "by_keyword_10": true,
 }
 
-// trimVisibilityIndexes drops the SQLite visibility table's other indexes.
-// The schema indexes every search attribute column, 58 in all, and each
-// run writes its visibility row three times (start, first workflow task,
-// close), so the indexes are most of the server's work per run. A query on
-// a dropped column still answers correctly, by a scan.
+// createIndex finds the indexes a schema creates.
+var createIndex = regexp.MustCompile(`(?m)^CREATE INDEX (\w+)`)
+
+// trimVisibilityIndexes drops the SQLite visibility table's other indexes,
+// as Temporal's own schema names them. The schema indexes every search
+// attribute column, 58 in all, and each run writes its visibility row three
+// times (start, first workflow task, close), so the indexes are most of the
+// server's work per run. A query on a dropped column still answers
+// correctly, by a scan.
 func trimVisibilityIndexes(cfg *config.SQL) error {
+	schema, err := fs.ReadFile(temporalschema.Assets(), "sqlite/v3/visibility/schema.sql")
+	if err != nil {
+		return fmt.Errorf("temporalserver: visibility schema: %w", err)
+	}
 	db, err := sql.NewSQLAdminDB(sqlplugin.DbKindUnknown, cfg, resolver.NewNoopResolver(), log.NewNoopLogger(), metrics.NoopMetricsHandler)
 	if err != nil {
 		return fmt.Errorf("temporalserver: open database: %w", err)
 	}
 	defer func() { _ = db.Close() }()
-	for _, name := range allVisibilityIndexes {
-		if visibilityIndexes[name] {
+	for _, m := range createIndex.FindAllSubmatch(schema, -1) {
+		name := string(m[1])
+		if keptVisibilityIndexes[name] {
 			continue
 		}
 		if err := db.Exec("DROP INDEX IF EXISTS " + name); err != nil {
@@ -375,8 +387,6 @@ func trimVisibilityIndexes(cfg *config.SQL) error {
 	}
 	return nil
 }
-
-var allVisibilityIndexes = strings.Fields("default_idx by_execution_time by_workflow_id by_workflow_type by_status by_history_length by_history_size_bytes by_execution_duration by_state_transition_count by_task_queue by_parent_workflow_id by_parent_run_id by_root_workflow_id by_root_run_id by_batcher_user by_temporal_scheduled_start_time by_temporal_scheduled_by_id by_temporal_schedule_paused by_temporal_namespace_division by_temporal_pause_info by_temporal_worker_deployment_version by_temporal_workflow_versioning_behavior by_temporal_worker_deployment by_bool_01 by_bool_02 by_bool_03 by_datetime_01 by_datetime_02 by_datetime_03 by_double_01 by_double_02 by_double_03 by_int_01 by_int_02 by_int_03 by_keyword_01 by_keyword_02 by_keyword_03 by_keyword_04 by_keyword_05 by_keyword_06 by_keyword_07 by_keyword_08 by_keyword_09 by_keyword_10 by_temporal_bool_01 by_temporal_bool_02 by_temporal_datetime_01 by_temporal_datetime_02 by_temporal_double_01 by_temporal_double_02 by_temporal_int_01 by_temporal_int_02 by_temporal_keyword_01 by_temporal_keyword_02 by_temporal_keyword_03 by_temporal_keyword_04 by_temporal_low_cardinality_keyword_01")
 
 // FreePort returns a TCP port on ip that nothing listens on. It picks below
 // Linux's ephemeral range (32768 and up): a port the kernel hands out for
