@@ -665,37 +665,46 @@ func awaitFirstTurn(ctx context.Context, sub *runstream.Subscription, wait func(
 	if sub == nil {
 		return wait()
 	}
-	type result struct {
-		out workflows.PromptRunOutput
-		err error
-	}
-	asked := make(chan result, 1)
-	ask := func() {
-		go func() {
-			var res result
-			res.out, res.err = wait()
-			asked <- res
-		}()
-	}
-	t := time.NewTimer(announceWait)
-	defer t.Stop()
+	asked, stop := askAfter(announceWait, wait)
+	defer stop()
 	for {
 		select {
 		case ev := <-sub.Events():
-			if ev.Type != runstream.TypeTurnEnded {
-				continue
+			if out, ok := turnEnded(ev); ok {
+				return out, nil
 			}
-			var out workflows.PromptRunOutput
-			if err := json.Unmarshal(ev.Output, &out); err != nil {
-				continue
-			}
-			return out, nil
-		case <-t.C:
-			ask()
 		case res := <-asked:
 			return res.out, res.err
 		case <-ctx.Done():
 			return workflows.PromptRunOutput{}, ctx.Err()
 		}
 	}
+}
+
+// turnResult is a turn's output as an update gives it.
+type turnResult struct {
+	out workflows.PromptRunOutput
+	err error
+}
+
+// askAfter calls wait in the background after delay (at once for 0) and
+// delivers its answer; stop cancels a call not yet made.
+func askAfter(delay time.Duration, wait func() (workflows.PromptRunOutput, error)) (answer <-chan turnResult, stop func()) {
+	ch := make(chan turnResult, 1)
+	t := time.AfterFunc(delay, func() {
+		var res turnResult
+		res.out, res.err = wait()
+		ch <- res
+	})
+	return ch, func() { t.Stop() }
+}
+
+// turnEnded is the turn that ev announces, if it is a readable
+// announcement (runstream.TypeTurnEnded).
+func turnEnded(ev runstream.Event) (workflows.PromptRunOutput, bool) {
+	var out workflows.PromptRunOutput
+	if ev.Type != runstream.TypeTurnEnded || json.Unmarshal(ev.Output, &out) != nil {
+		return out, false
+	}
+	return out, true
 }

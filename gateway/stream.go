@@ -42,7 +42,7 @@ func (g *Gateway) streamResponses(w http.ResponseWriter, r *http.Request, in wor
 		return
 	}
 	s := newResponseStream(w, http.NewResponseController(w).Flush, in, v, workflows.PromptRunOutput{ResponseID: in.ResponseID, Turn: 1}, time.Now())
-	g.streamTurn(w, r, sub, s, wait, true)
+	g.streamTurn(w, r, sub, s, wait, announceWait)
 }
 
 // streamTurn streams one turn of a run whose events come on sub, once the
@@ -51,11 +51,11 @@ func (g *Gateway) streamResponses(w http.ResponseWriter, r *http.Request, in wor
 // makes them, and, when the turn has ended, the closing events and
 // response.completed (response.incomplete, response.failed) carrying the
 // Response object that GET /v1/responses/{id} returns. A client that goes
-// away ends the stream, not the run: runs are durable. With announced, the
-// run announces the turn's end on sub (PromptRunInput.TurnSubject), after
-// every event of the turn, and wait is called only when no announcement
-// came within announceWait.
-func (g *Gateway) streamTurn(w http.ResponseWriter, r *http.Request, sub *runstream.Subscription, s *responseStream, wait func() (workflows.PromptRunOutput, error), announced bool) {
+// away ends the stream, not the run: runs are durable. wait is asked for
+// the turn's output after askDelay: a first turn announces its end on sub
+// (PromptRunInput.TurnSubject), after every event of the turn, and is asked
+// only when it has not done so in time.
+func (g *Gateway) streamTurn(w http.ResponseWriter, r *http.Request, sub *runstream.Subscription, s *responseStream, wait func() (workflows.PromptRunOutput, error), askDelay time.Duration) {
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream; charset=utf-8")
 	h.Set("Cache-Control", "no-cache")
@@ -63,44 +63,18 @@ func (g *Gateway) streamTurn(w http.ResponseWriter, r *http.Request, sub *runstr
 	w.WriteHeader(http.StatusOK)
 	s.start()
 
-	type result struct {
-		out workflows.PromptRunOutput
-		err error
-	}
-	done := make(chan result, 1)
-	ask := func() {
-		go func() {
-			var res result
-			res.out, res.err = wait()
-			done <- res
-		}()
-	}
-	var fallback <-chan time.Time
-	if announced {
-		t := time.NewTimer(announceWait)
-		defer t.Stop()
-		fallback = t.C
-	} else {
-		ask()
-	}
+	done, stop := askAfter(askDelay, wait)
+	defer stop()
 	for s.err == nil {
 		select {
 		case ev := <-sub.Events():
-			if ev.Type != runstream.TypeTurnEnded {
-				s.event(ev)
-				continue
+			if out, ok := turnEnded(ev); ok {
+				// The run announces the end after its events; one still
+				// on its way is covered by the turn itself, as after a gap.
+				s.finish(out)
+				return
 			}
-			var out workflows.PromptRunOutput
-			if !announced || json.Unmarshal(ev.Output, &out) != nil {
-				continue
-			}
-			// The run announces the end after its events; one still on
-			// its way is covered by the turn itself, as after a gap.
-			s.finish(out)
-			return
-		case <-fallback:
-			fallback = nil
-			ask()
+			s.event(ev)
 		case res := <-done:
 			if r.Context().Err() != nil {
 				return
@@ -145,7 +119,7 @@ func (g *Gateway) streamContinue(w http.ResponseWriter, r *http.Request, in work
 		return
 	}
 	s := newResponseStream(w, http.NewResponseController(w).Flush, in, v, head, time.Now())
-	g.streamTurn(w, r, sub, s, wait, false)
+	g.streamTurn(w, r, sub, s, wait, 0)
 }
 
 var (
