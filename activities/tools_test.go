@@ -96,10 +96,10 @@ func (b *bundle) httpConnection(t *testing.T, srv *httptest.Server, secret strin
 		{Name: "lookup", Method: "GET", Path: "/items/{id}", Parameters: json.RawMessage(`{"type":"object","properties":{"id":{"type":"string"}},"required":["id"]}`)},
 	}})
 	require.NoError(t, err)
-	creds, err := json.Marshal(connection.Credentials{Headers: map[string]string{"Authorization": "Bearer " + secret}})
+	sealed, err := connection.SealCredentials(b.box, id, connection.Credentials{Headers: map[string]string{"Authorization": "Bearer " + secret}})
 	require.NoError(t, err)
 	_, err = b.q.CreateConnection(t.Context(), dbsqlc.CreateConnectionParams{
-		ID: id, ProjectID: b.project, Name: "items", Kind: connection.KindHTTP, Config: config, CredentialsSealed: b.box.Seal(creds, id[:]),
+		ID: id, ProjectID: b.project, Name: "items", Kind: connection.KindHTTP, Config: config, CredentialsSealed: sealed,
 	})
 	require.NoError(t, err)
 	return id
@@ -130,6 +130,12 @@ func TestCallToolThroughAStoredConnection(t *testing.T) {
 			return
 		}
 		w.WriteHeader(status)
+		if status == http.StatusNotFound {
+			// An upstream that echoes the request: the secret must not
+			// reach the model.
+			fmt.Fprintf(w, `{"path":%q,"authorization":%q}`, r.URL.Path, r.Header.Get("Authorization"))
+			return
+		}
 		fmt.Fprintf(w, `{"path":%q}`, r.URL.Path)
 	}))
 	defer srv.Close()
@@ -144,6 +150,8 @@ func TestCallToolThroughAStoredConnection(t *testing.T) {
 	res, err = b.callTool(t, conn, `{"id":"43"}`)
 	require.NoError(t, err)
 	require.True(t, res.IsError)
+	require.Contains(t, res.Output, "/items/43")
+	require.NotContains(t, res.Output, secret)
 
 	status = http.StatusServiceUnavailable
 	_, err = b.callTool(t, conn, `{"id":"44"}`)

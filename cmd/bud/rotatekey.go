@@ -135,8 +135,6 @@ func runRotateKey(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	return nil
 }
 
-// readKeyFile returns the trimmed content of path, or "" when it does not
-// exist.
 // readKeyFile reads a key or token file of the data directory, trimmed;
 // found is false when there is none.
 func readKeyFile(path string) (v string, found bool, err error) {
