@@ -135,8 +135,8 @@ func (a *Activities) RecordRun(ctx context.Context, r RunRecord) error {
 		CreatedAt:        r.CreatedAt,
 		FinishedAt:       r.FinishedAt,
 	}
-	if len(r.ToolCalls) > 0 && string(r.ToolCalls) != "null" {
-		p.ToolCalls = r.ToolCalls
+	if tc := nullJSON(r.ToolCalls); tc != nil {
+		p.ToolCalls = tc
 	}
 	if r.PromptID != uuid.Nil {
 		p.PromptID = &r.PromptID

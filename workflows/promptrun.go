@@ -137,7 +137,6 @@ type promptRun struct {
 	approvals []*approval
 	resume    *resumeInput
 	runErr    *RunError // a failure after the last turn (pause timeout)
-	announced bool      // the first turn's end was announced (TurnSubject)
 }
 
 type approval struct {
@@ -921,11 +920,11 @@ func (r *promptRun) record(ctx workflow.Context, status string) error {
 			return fmt.Errorf("prompt run: encode error: %w", err)
 		}
 	}
-	if r.in.TurnSubject != "" && !r.announced && len(r.turns) == 1 {
-		// The first turn has ended: RecordRun announces it once the row is
+	if r.in.TurnSubject != "" && len(r.turns) == 1 && r.runErr == nil {
+		// The first turn has just ended (a pause timeout records a turn
+		// that ended before): RecordRun announces it once the row is
 		// written, so the caller's answer never runs ahead of the runs
 		// table.
-		r.announced = true
 		rec.TurnSubject = r.in.TurnSubject
 		if rec.Turn, err = json.Marshal(r.turns[0]); err != nil {
 			return fmt.Errorf("prompt run: encode turn: %w", err)

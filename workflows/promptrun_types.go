@@ -135,12 +135,6 @@ type ContinueInput struct {
 	InputItems json.RawMessage `json:"input_items"`
 	// StreamSubject, when set, is where the next turn streams.
 	StreamSubject string `json:"stream_subject,omitempty"`
-	// TurnSubject, when set, is the NATS subject on which the run announces
-	// the end of its first turn, once recorded, with the turn's output
-	// (runstream.TypeTurnEnded): a caller that subscribed before the start
-	// has its answer without an update, and the workflow task an update
-	// costs. The announcement is best effort; UpdateAwaitTurn always works.
-	TurnSubject string `json:"turn_subject,omitempty"`
 }
 
 // ApprovalDecision decides one approval request.

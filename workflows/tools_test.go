@@ -403,3 +403,18 @@ func TestPausedFirstTurnIsAnnouncedOnce(t *testing.T) {
 	require.Empty(t, h.records[1].TurnSubject, "a continued turn is answered by its update")
 	require.Empty(t, h.records[1].Turn)
 }
+
+func TestPauseTimeoutIsNotAnnouncedAgain(t *testing.T) {
+	h := newHarness(t)
+	h.replies(t, callsReply(toolCall("call_a", "get_weather", `{}`)))
+	in := textInput("Weather?")
+	in.Document = json.RawMessage(toolDoc)
+	in.TurnSubject = runstream.Subject(in.ResponseID)
+
+	h.execute(t, in)
+
+	require.Len(t, h.records, 2)
+	require.Equal(t, in.TurnSubject, h.records[0].TurnSubject, "the paused first turn is announced")
+	require.Empty(t, h.records[1].TurnSubject, "the timeout ends the run, not a turn anyone waits on")
+	require.Empty(t, h.records[1].Turn)
+}
