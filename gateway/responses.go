@@ -644,9 +644,11 @@ var announceWait = 2 * time.Second
 
 // subscribeTurn subscribes to the announcement of the first turn's end of
 // the run in (see PromptRunInput.TurnSubject) and sets the run's subject.
-// Without NATS it returns nil, and the gateway waits with an update.
+// Without NATS, or when the run starts with its update (which answers as
+// soon as the turn ends), it returns nil and the gateway waits with the
+// update alone.
 func (g *Gateway) subscribeTurn(in *workflows.PromptRunInput) *runstream.Subscription {
-	if g.cfg.NATS == nil {
+	if g.cfg.NATS == nil || g.cfg.RunWait == workflows.StartWithUpdate {
 		return nil
 	}
 	sub, err := runstream.Subscribe(g.cfg.NATS, in.ResponseID)
