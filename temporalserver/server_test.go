@@ -121,7 +121,16 @@ func TestRunListsLiveInTheirOwnDatabase(t *testing.T) {
 		indexes = append(indexes, name)
 	}
 	require.NoError(t, rows.Err())
+	var listedIn string
+	require.NoError(t, db.QueryRow(`SELECT workflow_id FROM executions_visibility`).Scan(&listedIn))
+	require.Equal(t, "ping-listed", listedIn, "the run list is written to the visibility file")
 	require.NoError(t, db.Close())
+	main, err := sql.Open("sqlite", "file:"+dbFile+"?mode=ro")
+	require.NoError(t, err)
+	var inMain int
+	require.NoError(t, main.QueryRow(`SELECT count(*) FROM executions_visibility`).Scan(&inMain))
+	require.Zero(t, inMain, "and not to the executions' file")
+	require.NoError(t, main.Close())
 	require.Len(t, indexes, 15, "the default order, four common filters and the ten keyword columns: %v", indexes)
 	require.Contains(t, indexes, "default_idx")
 	require.NotContains(t, indexes, "by_int_01")
