@@ -670,8 +670,8 @@ func (r *promptRun) toolStep(ctx workflow.Context, n int, calls []activities.Too
 	return nil
 }
 
-// addToolCall keeps a call in the run's and the turn's lists and returns
-// its index in the run's.
+// addToolCall keeps a call in the run's list and returns its index there;
+// callers put it in the turn's output themselves.
 func (r *promptRun) addToolCall(tc ToolCall) int {
 	r.toolCalls = append(r.toolCalls, tc)
 	return len(r.toolCalls) - 1

@@ -172,6 +172,13 @@ func TestFunctionCallsPauseAndContinueTheSameRun(t *testing.T) {
 
 	require.Len(t, h.records, 2, "recorded when paused and when done")
 	require.Equal(t, workflows.StatusWaiting, h.records[0].Status)
+	require.Equal(t, []activities.ChatTool{{Type: "function", Function: activities.ChatFunction{
+		Name: "get_weather", Description: "Weather for a city",
+		Parameters: json.RawMessage(`{"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}`),
+	}}}, normalizeTools(t, h.calls[0].Tools), "the document's function tool is offered as OpenAI's")
+	require.JSONEq(t, `{"text": "", "function_calls": [
+	  {"call_id": "call_a", "name": "get_weather", "arguments": "{\"city\":\"Paris\"}"},
+	  {"call_id": "call_b", "name": "get_weather", "arguments": "{\"city\":\"Oslo\"}"}]}`, string(h.records[0].Output))
 	require.Equal(t, workflows.StatusCompleted, h.records[1].Status)
 	require.Len(t, h.records[1].ModelCalls, 2)
 }
