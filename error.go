@@ -101,6 +101,12 @@ func (p Problems) Err() error {
 	if len(p) == 0 {
 		return nil
 	}
+	return &Error{Code: EINVALID, Message: "invalid request: " + p.String(), Fields: map[string]string(p)}
+}
+
+// String lists the problems as "field: message", sorted by field and
+// separated by "; ".
+func (p Problems) String() string {
 	names := make([]string, 0, len(p))
 	for f := range p {
 		names = append(names, f)
@@ -110,5 +116,5 @@ func (p Problems) Err() error {
 	for _, f := range names {
 		parts = append(parts, f+": "+p[f])
 	}
-	return &Error{Code: EINVALID, Message: "invalid request: " + strings.Join(parts, "; "), Fields: map[string]string(p)}
+	return strings.Join(parts, "; ")
 }

@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -35,12 +34,7 @@ func Open(ctx context.Context, c Connection, o Options) (Client, error) {
 	p := c.problems()
 	delete(p, "name")
 	if len(p) > 0 {
-		fields := make([]string, 0, len(p))
-		for f, msg := range p {
-			fields = append(fields, f+": "+msg)
-		}
-		sort.Strings(fields)
-		return nil, red.errorf(ReasonRejected, 0, "the %s connection is not valid: %s", c.Kind, strings.Join(fields, "; "))
+		return nil, red.errorf(ReasonRejected, 0, "the %s connection is not valid: %s", c.Kind, p.String())
 	}
 	switch c.Kind {
 	case KindMCP:
