@@ -53,7 +53,7 @@ func main() {
 		mode = "responses"
 		os.Args = append(os.Args[:1], os.Args[2:]...)
 	}
-	sequential := flag.Int("sequential", 300, "responses: runs sent one after another")
+	sequential := flag.Int("sequential", 1000, "responses: runs sent one after another (1,000 span ~15 s, so a few seconds of other load on the machine move the p50 little)")
 	concurrency := flag.Int("concurrency", 50, "responses: concurrent callers")
 	waits := flag.String("waits", "start,update", "responses: ways to start and await a run to compare (BUD_RUN_WAIT values), the first also streamed")
 	budPath := flag.String("bud", "bin/bud", "path of the bud binary to benchmark")
@@ -187,6 +187,21 @@ func run(ctx context.Context, budPath, serverURL, ratesFlag string, duration, wa
 		fmt.Printf("open-loop maximum: the gateway sustained %d requests/s (no errors, >= 97%% of the rate, p99 <= 10 ms)\n", best)
 	}
 	return nil
+}
+
+// loadAverage is the machine's 1-minute load average as /proc/loadavg
+// gives it, "" where there is none: the figures of a machine busy with
+// other work are slower, and say so next to them.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return ""
+	}
+	return f[0]
 }
 
 func runtimeCPUs() int {

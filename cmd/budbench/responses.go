@@ -41,6 +41,9 @@ func runResponses(ctx context.Context, budPath, serverURL string, sequential, co
 	up.SetRecording(false)
 	up.SetDefault(upstreamtest.Text("Hello! This is a short fixed reply from the stand-in."))
 	fmt.Printf("budbench responses: single-call prompt runs on bud dev's embedded defaults, %d cores\n", runtimeCPUs())
+	if l := loadAverage(); l != "" {
+		fmt.Printf("load average (1 min) before the runs: %s; each busy core of other work adds about a third to the sequential figures\n", l)
+	}
 	for i, wait := range waits {
 		if err := measureWait(ctx, up, budPath, serverURL, wait, i == 0, sequential, concurrency, duration); err != nil {
 			return fmt.Errorf("BUD_RUN_WAIT=%s: %w", wait, err)
