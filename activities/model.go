@@ -46,6 +46,28 @@ type CallModelInput struct {
 	// Call is the call's number in its run, 1 for the first; set for
 	// streaming calls, whose deltas it tells apart.
 	Call int `json:"call,omitempty"`
+	// Announce, when set, lets this call end its run's first turn itself;
+	// see Announcement.
+	Announce *Announcement `json:"announce,omitempty"`
+}
+
+// Announcement lets a model call end its run's first turn itself, a
+// workflow task sooner than the workflow could: when the reply ends the turn
+// as it is (EndsTurn), CallModel writes Record with the reply added
+// (RunRecord.AddReply) and then publishes a runstream.TypeTurnEnded event on
+// Subject whose Output is Turn, the turn as the workflow knew it before the
+// call, and whose Reply is the reply: the workflows package makes the turn
+// from the two as the workflow does. The result says so (Recorded), and the
+// workflow then neither writes the row nor announces the turn again. A
+// reply that does not end the turn, or a row that could not be written,
+// leaves both to the workflow, as without an Announcement.
+type Announcement struct {
+	Subject string `json:"subject"`
+	// Record is the run's row as it stands before the call; its
+	// RenderedMessages, when nil, are the call's Messages (the first call's
+	// are the rendered ones), which the history then holds once.
+	Record RunRecord       `json:"record"`
+	Turn   json.RawMessage `json:"turn"`
 }
 
 // CallModelResult is the model's reply.
@@ -61,6 +83,29 @@ type CallModelResult struct {
 	Model string `json:"model"`
 	// Attempt is the activity attempt that got this reply (1 for the first).
 	Attempt int32 `json:"attempt"`
+	// Recorded says the call ended the first turn itself: the run's row is
+	// written with this reply and the turn announced (see Announcement).
+	Recorded bool `json:"recorded,omitempty"`
+}
+
+// The statuses a reply can end its turn with.
+const (
+	StatusCompleted  = "completed"
+	StatusIncomplete = "incomplete"
+)
+
+// EndsTurn reports whether the reply ends its turn as it is, for a prompt
+// without structured output, and with which status: a reply that calls no
+// tools does, incomplete when the model was cut off at max_tokens. (A
+// structured reply that is not cut off still needs its check.)
+func (res CallModelResult) EndsTurn() (status string, ok bool) {
+	switch {
+	case len(res.ToolCalls) > 0:
+		return "", false
+	case res.FinishReason == "length":
+		return StatusIncomplete, true
+	}
+	return StatusCompleted, true
 }
 
 // maxReplyBytes bounds what is read of an upstream reply.
@@ -83,6 +128,14 @@ const maxReplyBytes = 32 << 20
 //     unreachable (retryable).
 func (a *Activities) CallModel(ctx context.Context, in CallModelInput) (CallModelResult, error) {
 	defer keepAlive(ctx)()
+	attempt := activity.GetInfo(ctx).Attempt
+	if in.Announce != nil && attempt > 1 {
+		// An earlier attempt may have ended the turn and answered the
+		// caller before its worker died: that reply stands.
+		if res, ok := a.recordedReply(ctx, in.Announce.Record.ID); ok {
+			return res, nil
+		}
+	}
 	d, err := a.deployment(ctx, in.ProjectID, in.Deployment)
 	if err != nil {
 		return CallModelResult{}, err
@@ -110,7 +163,6 @@ func (a *Activities) CallModel(ctx context.Context, in CallModelInput) (CallMode
 	if hc == nil {
 		hc = http.DefaultClient
 	}
-	attempt := activity.GetInfo(ctx).Attempt
 	start := time.Now()
 	resp, err := hc.Do(req)
 	if err != nil {
@@ -159,7 +211,42 @@ func (a *Activities) CallModel(ctx context.Context, in CallModelInput) (CallMode
 			out.ToolCalls[i].Type = "function"
 		}
 	}
+	if in.Announce != nil {
+		out.Recorded = a.endTurn(ctx, in.Announce, in.Messages, out)
+	}
 	return out, nil
+}
+
+// endTurn writes the run's row with the reply and announces the turn, when
+// the reply ends it (see Announcement); it reports whether the row was
+// written. The announcement is best effort, as RecordRun's.
+func (a *Activities) endTurn(ctx context.Context, an *Announcement, messages []ChatMessage, res CallModelResult) bool {
+	status, ok := res.EndsTurn()
+	if !ok {
+		return false
+	}
+	rec := an.Record
+	if rec.RenderedMessages == nil {
+		rec.RenderedMessages = messages
+	}
+	if err := rec.AddReply(res, status, time.Now()); err != nil {
+		activity.GetLogger(ctx).Warn("turn not ended by the model call", "run", rec.ID, "err", err)
+		return false
+	}
+	if err := a.writeRun(ctx, rec); err != nil {
+		// The workflow records the run as without an announcement.
+		activity.GetLogger(ctx).Warn("turn not ended by the model call", "run", rec.ID, "err", err)
+		return false
+	}
+	res.Recorded = true
+	reply, err := json.Marshal(res)
+	if err == nil {
+		err = runstream.Publish(ctx, a.NATS, an.Subject, runstream.Event{Type: runstream.TypeTurnEnded, Output: an.Turn, Reply: reply})
+	}
+	if err != nil {
+		activity.GetLogger(ctx).Warn("turn end not announced", "run", rec.ID, "subject", an.Subject, "err", err)
+	}
+	return true
 }
 
 // upstreamFailure is the error of an upstream's answer with status >= 300.

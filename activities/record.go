@@ -86,6 +86,20 @@ type ModelCall struct {
 // RecordRun writes the run's row. Writing the same run again replaces the
 // row, so a retried attempt is harmless.
 func (a *Activities) RecordRun(ctx context.Context, r RunRecord) error {
+	if err := a.writeRun(ctx, r); err != nil {
+		return err
+	}
+	if r.TurnSubject != "" {
+		// Best effort: a caller that misses it asks the workflow instead.
+		if err := runstream.Publish(ctx, a.NATS, r.TurnSubject, runstream.Event{Type: runstream.TypeTurnEnded, Output: r.Turn}); err != nil {
+			activity.GetLogger(ctx).Warn("turn end not announced", "run", r.ID, "subject", r.TurnSubject, "err", err)
+		}
+	}
+	return nil
+}
+
+// writeRun writes the run's row, replacing any row of the same run.
+func (a *Activities) writeRun(ctx context.Context, r RunRecord) error {
 	if a.Pool == nil {
 		return errors.New("record run: no database configured")
 	}
@@ -153,13 +167,60 @@ func (a *Activities) RecordRun(ctx context.Context, r RunRecord) error {
 	if err != nil {
 		return fmt.Errorf("record run %s: %w", r.ID, err)
 	}
-	if r.TurnSubject != "" {
-		// Best effort: a caller that misses it asks the workflow instead.
-		if err := runstream.Publish(ctx, a.NATS, r.TurnSubject, runstream.Event{Type: runstream.TypeTurnEnded, Output: r.Turn}); err != nil {
-			activity.GetLogger(ctx).Warn("turn end not announced", "run", r.ID, "subject", r.TurnSubject, "err", err)
-		}
-	}
 	return nil
+}
+
+// RunOutput is a run's output as the runs table keeps it.
+type RunOutput struct {
+	Text             string          `json:"text"`
+	Parsed           json.RawMessage `json:"parsed,omitempty"`
+	FunctionCalls    any             `json:"function_calls,omitempty"`
+	ApprovalRequests any             `json:"approval_requests,omitempty"`
+	// Turns is the number of the run's turns when there was more than one.
+	Turns int `json:"turns,omitempty"`
+}
+
+// AddReply makes r the row of a run whose first model call's reply res
+// ended it with status, at now: the workflow records such a run the same
+// way (the workflows tests hold the two to each other).
+func (r *RunRecord) AddReply(res CallModelResult, status string, now time.Time) error {
+	out, err := json.Marshal(RunOutput{Text: res.Content})
+	if err != nil {
+		return fmt.Errorf("record run: encode output: %w", err)
+	}
+	r.Status = status
+	r.Output = out
+	r.ModelCalls = append(r.ModelCalls, ModelCall{
+		Call: len(r.ModelCalls) + 1, Attempt: res.Attempt, LatencyMS: res.LatencyMS, Usage: res.Usage,
+		FinishReason: res.FinishReason, Model: res.Model,
+	})
+	r.InputTokens += res.Usage.PromptTokens
+	r.OutputTokens += res.Usage.CompletionTokens
+	r.LatencyMS = now.Sub(r.CreatedAt).Milliseconds()
+	r.FinishedAt = now
+	return nil
+}
+
+// recordedReply is the reply with which a model call ended the run's first
+// turn (see Announcement), if the run's row holds one.
+func (a *Activities) recordedReply(ctx context.Context, runID string) (CallModelResult, bool) {
+	if a.Pool == nil {
+		return CallModelResult{}, false
+	}
+	row, err := dbsqlc.New(a.Pool).GetRunByID(ctx, runID)
+	if err != nil || (row.Status != StatusCompleted && row.Status != StatusIncomplete) {
+		return CallModelResult{}, false
+	}
+	var calls []ModelCall
+	var out RunOutput
+	if json.Unmarshal(row.ModelCalls, &calls) != nil || len(calls) != 1 || json.Unmarshal(row.Output, &out) != nil {
+		return CallModelResult{}, false
+	}
+	c := calls[0]
+	return CallModelResult{
+		Content: out.Text, FinishReason: c.FinishReason, Usage: c.Usage, LatencyMS: c.LatencyMS,
+		Model: c.Model, Attempt: c.Attempt, Recorded: true,
+	}, true
 }
 
 // nullJSON is nil (SQL NULL) for absent or null JSON.

@@ -1,17 +1,25 @@
 package activities_test
 
 import (
+	"encoding/json"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/budhq/bud/activities"
+	"github.com/budhq/bud/db"
 	"github.com/budhq/bud/db/dbsqlc"
 	"github.com/budhq/bud/runstream"
 	"github.com/budhq/bud/upstreamtest"
+	"github.com/budhq/bud/workflows"
 )
 
 // streaming is a bundle whose activities publish to an embedded NATS
@@ -197,4 +205,97 @@ func TestRecordRunAnnouncesTheTurnAfterTheRow(t *testing.T) {
 	evs, err := sub.Flush(t.Context())
 	require.NoError(t, err)
 	require.Empty(t, evs)
+}
+
+// announcement lets a call end run id's first turn, with the row as the
+// workflow has it before the call.
+func announcement(b *bundle, id string) *activities.Announcement {
+	rec := runRecord(b, id)
+	rec.Status, rec.Output, rec.ModelCalls, rec.RenderedMessages = "", nil, nil, nil
+	rec.InputTokens, rec.OutputTokens = 0, 0
+	return &activities.Announcement{Subject: runstream.Subject("resp_s"), Record: rec,
+		Turn: []byte(`{"response_id":"` + id + `","turn":1,"status":"","model":"qwen","text":"","usage":{"input_tokens":0,"output_tokens":0,"total_tokens":0},"model_calls":0,"started_at":"2026-03-01T12:00:00Z","finished_at":"0001-01-01T00:00:00Z"}`)}
+}
+
+// TestCallModelEndsTheFirstTurnItself: with an Announcement, a reply that
+// ends the turn is written to the run's row first and then announced with
+// the turn; a reply that calls tools is neither.
+func TestCallModelEndsTheFirstTurnItself(t *testing.T) {
+	t.Parallel()
+	b, sub := streaming(t)
+	b.upstream.Script(upstreamtest.Text("Hi Ada.").WithUsage(upstreamtest.Usage{PromptTokens: 9, CompletionTokens: 3}))
+	msgs := []activities.ChatMessage{{Role: "user", Content: "Greet Ada."}}
+
+	res, err := b.callModel(t, activities.CallModelInput{Messages: msgs, Announce: announcement(b, "resp_s")})
+	require.NoError(t, err)
+	require.True(t, res.Recorded)
+
+	select {
+	case ev := <-sub.Events():
+		turn, ok := workflows.AnnouncedTurn(ev)
+		require.True(t, ok, "a turn_ended with the reply: %+v", ev)
+		require.Equal(t, "resp_s", turn.ResponseID)
+		require.Equal(t, workflows.StatusCompleted, turn.Status)
+		require.Equal(t, "Hi Ada.", turn.Text)
+		require.Equal(t, 1, turn.ModelCalls)
+		require.Equal(t, workflows.Usage{InputTokens: 9, OutputTokens: 3, TotalTokens: 12}, turn.Usage)
+	case <-time.After(5 * time.Second):
+		t.Fatal("no turn_ended event")
+	}
+	row, err := b.q.GetRun(t.Context(), dbsqlc.GetRunParams{ProjectID: b.project, ID: "resp_s"})
+	require.NoError(t, err, "the row was written before the announcement")
+	require.Equal(t, workflows.StatusCompleted, row.Status)
+	require.JSONEq(t, `{"text": "Hi Ada."}`, string(row.Output))
+	require.JSONEq(t, `[{"role": "user", "content": "Greet Ada."}]`, string(row.RenderedMessages))
+	var calls []activities.ModelCall
+	require.NoError(t, json.Unmarshal(row.ModelCalls, &calls))
+	require.Len(t, calls, 1)
+	require.Equal(t, int64(9), row.InputTokens)
+
+	// A reply that calls tools leaves the run to the workflow.
+	b.upstream.Script(upstreamtest.ToolCalls(upstreamtest.Call("get_weather", `{}`)))
+	res, err = b.callModel(t, activities.CallModelInput{Messages: msgs, Announce: announcement(b, "resp_s3")})
+	require.NoError(t, err)
+	require.False(t, res.Recorded)
+	_, err = b.q.GetRun(t.Context(), dbsqlc.GetRunParams{ProjectID: b.project, ID: "resp_s3"})
+	require.True(t, db.IsNoRows(err), "no row: %v", err)
+	evs, err := sub.Flush(t.Context())
+	require.NoError(t, err)
+	require.Empty(t, evs)
+}
+
+// TestRetriedCallKeepsTheReplyThatEndedTheTurn: an attempt that finds the
+// row an earlier attempt wrote with its reply (its worker died after
+// answering the caller) returns that reply and does not call the model.
+func TestRetriedCallKeepsTheReplyThatEndedTheTurn(t *testing.T) {
+	t.Parallel()
+	b, _ := streaming(t)
+	an := announcement(b, "resp_r")
+	earlier := an.Record
+	earlier.RenderedMessages = []activities.ChatMessage{{Role: "user", Content: "Greet Ada."}}
+	sent := activities.CallModelResult{Content: "Hello, Ada.", FinishReason: "stop", Usage: activities.ModelUsage{PromptTokens: 9, CompletionTokens: 3, TotalTokens: 12},
+		LatencyMS: 12, Model: upstreamModel, Attempt: 1, Recorded: true}
+	require.NoError(t, earlier.AddReply(sent, workflows.StatusCompleted, time.Now()))
+	require.NoError(t, b.recordRun(t, earlier))
+	// The first attempt seen here fails; the retry finds the row.
+	b.upstream.Script(upstreamtest.Error(503, "server_error", "busy"))
+	var ts testsuite.WorkflowTestSuite
+	ts.SetLogger(log.NewStructuredLogger(slog.New(slog.DiscardHandler)))
+	env := ts.NewTestWorkflowEnvironment()
+	env.RegisterActivity(b.acts)
+	env.RegisterWorkflowWithOptions(func(ctx workflow.Context, in activities.CallModelInput) (activities.CallModelResult, error) {
+		ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: time.Minute,
+			RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Millisecond, MaximumAttempts: 2}})
+		var res activities.CallModelResult
+		err := workflow.ExecuteActivity(ctx, "CallModel", in).Get(ctx, &res)
+		return res, err
+	}, workflow.RegisterOptions{Name: "call"})
+
+	env.ExecuteWorkflow("call", activities.CallModelInput{ProjectID: b.project, Deployment: "qwen",
+		Messages: earlier.RenderedMessages, Announce: an})
+	require.NoError(t, env.GetWorkflowError())
+	var res activities.CallModelResult
+	require.NoError(t, env.GetWorkflowResult(&res))
+	require.Equal(t, sent, res)
+	require.Equal(t, 1, b.upstream.Received(), "the retry did not call the model again")
 }

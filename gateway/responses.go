@@ -704,9 +704,5 @@ func askAfter(delay time.Duration, wait func() (workflows.PromptRunOutput, error
 // turnEnded is the turn that ev announces, if it is a readable
 // announcement (runstream.TypeTurnEnded).
 func turnEnded(ev runstream.Event) (workflows.PromptRunOutput, bool) {
-	var out workflows.PromptRunOutput
-	if ev.Type != runstream.TypeTurnEnded || json.Unmarshal(ev.Output, &out) != nil {
-		return out, false
-	}
-	return out, true
+	return workflows.AnnouncedTurn(ev)
 }

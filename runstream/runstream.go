@@ -56,7 +56,9 @@ const (
 	TypeFunctionCall    = "function_call"
 	TypeApprovalRequest = "approval_request"
 	// TypeTurnEnded announces that the run's first turn has ended and been
-	// recorded; Output holds the turn (a workflows.PromptRunOutput).
+	// recorded; Output holds the turn (a workflows.PromptRunOutput), or,
+	// with Reply, the turn before the model call that ended it
+	// (workflows.AnnouncedTurn reads both).
 	TypeTurnEnded = "turn_ended"
 	// typeBarrier is what Subscription.Flush publishes to itself.
 	typeBarrier = "barrier"
@@ -79,6 +81,9 @@ type Event struct {
 	Tool *Tool `json:"tool,omitempty"`
 	// Output is the ended turn, in turn_ended.
 	Output json.RawMessage `json:"output,omitempty"`
+	// Reply, in a turn_ended that the model call sent, is the call's reply
+	// (an activities.CallModelResult) and Output the turn before it.
+	Reply json.RawMessage `json:"reply,omitempty"`
 }
 
 // Tool is the call a tool event is about.

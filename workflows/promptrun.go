@@ -44,9 +44,6 @@ const (
 	recordRunTimeout  = 30 * time.Second
 )
 
-// finishLength is the finish reason of a reply cut off by max_tokens.
-const finishLength = "length"
-
 // PromptRun executes one run of one pinned prompt version: prepare (validate
 // the input, render the messages), list the tools of the prompt's
 // connections, call the model, run the tools it asks for and feed their
@@ -137,6 +134,10 @@ type promptRun struct {
 	approvals []*approval
 	resume    *resumeInput
 	runErr    *RunError // a failure after the last turn (pause timeout)
+
+	// recorded: the first model call ended the run, wrote its row and
+	// announced it (activities.Announcement); nothing is left to record.
+	recorded bool
 }
 
 type approval struct {
@@ -550,6 +551,15 @@ func (r *promptRun) callLoop(ctx workflow.Context) error {
 		if r.streaming() {
 			call.Stream, call.StreamSubject, call.Call = true, r.subject, n
 		}
+		if n == 1 && len(r.turns) == 0 && r.in.TurnSubject != "" && !p.StructuredOutput {
+			// A reply that ends the run as it is ends it in the call's
+			// activity, a workflow task before the workflow could.
+			an, err := r.announcement(ctx)
+			if err != nil {
+				return err
+			}
+			call.Announce = an
+		}
 		var res activities.CallModelResult
 		err := workflow.ExecuteActivity(ctx, a.CallModel, call).Get(ctx, &res)
 		if err != nil {
@@ -564,9 +574,10 @@ func (r *promptRun) callLoop(ctx workflow.Context) error {
 		}
 		r.addCall(n, res)
 		r.cur.Text = res.Content
+		r.recorded = res.Recorded
 
-		switch {
-		case len(res.ToolCalls) > 0:
+		switch status, ends := res.EndsTurn(); {
+		case !ends:
 			// A new slice each time: the calls' inputs must not share one.
 			r.messages = append(slices.Clip(r.messages), activities.ChatMessage{Role: "assistant", Content: res.Content, ToolCalls: res.ToolCalls})
 			if err := r.toolStep(ctx, n, res.ToolCalls); err != nil {
@@ -580,11 +591,8 @@ func (r *promptRun) callLoop(ctx workflow.Context) error {
 			}
 			r.feedBack(nil)
 			continue
-		case res.FinishReason == finishLength:
-			r.cur.Status = StatusIncomplete
-			return nil
-		case !p.StructuredOutput:
-			r.cur.Status = StatusCompleted
+		case status == StatusIncomplete || !p.StructuredOutput:
+			r.cur.Status = status
 			return nil
 		}
 
@@ -827,11 +835,44 @@ func (r *promptRun) addCall(n int, res activities.CallModelResult) {
 		FinishReason: res.FinishReason, Model: res.Model,
 	})
 	r.cur.ModelCalls++
-	for _, u := range []*Usage{&r.cur.Usage, &r.usage} {
-		u.InputTokens += res.Usage.PromptTokens
-		u.OutputTokens += res.Usage.CompletionTokens
-		u.TotalTokens += res.Usage.TotalTokens
+	r.cur.Usage.add(res.Usage)
+	r.usage.add(res.Usage)
+}
+
+func (u *Usage) add(m activities.ModelUsage) {
+	u.InputTokens += m.PromptTokens
+	u.OutputTokens += m.CompletionTokens
+	u.TotalTokens += m.TotalTokens
+}
+
+// AnnouncedTurn is the turn a runstream.TypeTurnEnded event announces, if
+// ev is a readable announcement: the turn itself, as RecordRun sends it, or
+// the turn before the first model call with the call's reply, as the call
+// sends it when its reply ended the turn (activities.Announcement), made
+// into the turn as the workflow makes it then (but for FinishedAt: the
+// turn's start plus the call's latency, a little before the workflow's).
+func AnnouncedTurn(ev runstream.Event) (PromptRunOutput, bool) {
+	var out PromptRunOutput
+	if ev.Type != runstream.TypeTurnEnded || json.Unmarshal(ev.Output, &out) != nil {
+		return out, false
 	}
+	if ev.Reply == nil {
+		return out, true
+	}
+	var res activities.CallModelResult
+	if json.Unmarshal(ev.Reply, &res) != nil {
+		return PromptRunOutput{}, false
+	}
+	status, ends := res.EndsTurn()
+	if !ends {
+		return PromptRunOutput{}, false
+	}
+	out.ModelCalls++
+	out.Usage.add(res.Usage)
+	out.Text = res.Content
+	out.Status = status
+	out.FinishedAt = out.StartedAt.Add(time.Duration(res.LatencyMS) * time.Millisecond)
+	return out, true
 }
 
 func (r *promptRun) fail(e *RunError) {
@@ -858,8 +899,66 @@ func (r *promptRun) finish(ctx workflow.Context) (PromptRunOutput, error) {
 }
 
 // record writes the run's row as it stands: status is the run's, which
-// while paused is StatusWaiting.
+// while paused is StatusWaiting. A run its model call recorded is not
+// written again.
 func (r *promptRun) record(ctx workflow.Context, status string) error {
+	if r.recorded {
+		return nil
+	}
+	rec, err := r.runRecord(ctx, status)
+	if err != nil {
+		return err
+	}
+	if r.in.TurnSubject != "" && len(r.turns) == 1 && r.runErr == nil {
+		// The first turn has just ended (a pause timeout records a turn
+		// that ended before): RecordRun announces it once the row is
+		// written, so the caller's answer never runs ahead of the runs
+		// table.
+		rec.TurnSubject = r.in.TurnSubject
+		if rec.Turn, err = json.Marshal(r.turns[0]); err != nil {
+			return fmt.Errorf("prompt run: encode turn: %w", err)
+		}
+	}
+
+	// A local activity: one insert does not need its own round trip through
+	// the server, and a sequential run is ~5 ms faster for it. It is retried
+	// by the workflow task like any local activity, so a crash re-runs it on
+	// the next worker; the insert is an upsert on the run id.
+	var a *activities.Activities
+	ctx = workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: recordRunTimeout,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:    time.Second,
+			BackoffCoefficient: 2,
+			MaximumInterval:    time.Minute,
+			MaximumAttempts:    10,
+		},
+	})
+	if err := workflow.ExecuteLocalActivity(ctx, a.RecordRun, rec).Get(ctx, nil); err != nil {
+		return fmt.Errorf("prompt run: record run: %w", err)
+	}
+	return nil
+}
+
+// announcement lets the first model call end the first turn (see
+// activities.Announcement): the row and the turn as they stand before it.
+func (r *promptRun) announcement(ctx workflow.Context) (*activities.Announcement, error) {
+	rec, err := r.runRecord(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	// The first call's messages are the rendered ones: the history holds
+	// them once.
+	rec.RenderedMessages = nil
+	turn, err := json.Marshal(r.cur)
+	if err != nil {
+		return nil, fmt.Errorf("prompt run: encode turn: %w", err)
+	}
+	return &activities.Announcement{Subject: r.in.TurnSubject, Record: rec, Turn: turn}, nil
+}
+
+// runRecord is the run's row as it stands, with status.
+func (r *promptRun) runRecord(ctx workflow.Context, status string) (activities.RunRecord, error) {
 	now := workflow.Now(ctx)
 	rec := activities.RunRecord{
 		ID:            r.in.ResponseID,
@@ -893,22 +992,22 @@ func (r *promptRun) record(ctx workflow.Context, status string) error {
 	var err error
 	if len(r.toolCalls) > 0 {
 		if rec.ToolCalls, err = json.Marshal(r.toolCalls); err != nil {
-			return fmt.Errorf("prompt run: encode tool calls: %w", err)
+			return rec, fmt.Errorf("prompt run: encode tool calls: %w", err)
 		}
 	}
 	if r.cur.Status != StatusFailed || r.cur.Text != "" {
-		out := struct {
-			Text             string            `json:"text"`
-			Parsed           json.RawMessage   `json:"parsed,omitempty"`
-			FunctionCalls    []FunctionCall    `json:"function_calls,omitempty"`
-			ApprovalRequests []ApprovalRequest `json:"approval_requests,omitempty"`
-			Turns            int               `json:"turns,omitempty"`
-		}{r.cur.Text, r.cur.Parsed, r.cur.FunctionCalls, r.cur.ApprovalRequests, 0}
+		out := activities.RunOutput{Text: r.cur.Text, Parsed: r.cur.Parsed}
+		if len(r.cur.FunctionCalls) > 0 {
+			out.FunctionCalls = r.cur.FunctionCalls
+		}
+		if len(r.cur.ApprovalRequests) > 0 {
+			out.ApprovalRequests = r.cur.ApprovalRequests
+		}
 		if r.cur.Turn > 1 {
 			out.Turns = r.cur.Turn
 		}
 		if rec.Output, err = json.Marshal(out); err != nil {
-			return fmt.Errorf("prompt run: encode output: %w", err)
+			return rec, fmt.Errorf("prompt run: encode output: %w", err)
 		}
 	}
 	runErr := r.cur.Error
@@ -917,38 +1016,10 @@ func (r *promptRun) record(ctx workflow.Context, status string) error {
 	}
 	if runErr != nil {
 		if rec.Error, err = json.Marshal(runErr); err != nil {
-			return fmt.Errorf("prompt run: encode error: %w", err)
+			return rec, fmt.Errorf("prompt run: encode error: %w", err)
 		}
 	}
-	if r.in.TurnSubject != "" && len(r.turns) == 1 && r.runErr == nil {
-		// The first turn has just ended (a pause timeout records a turn
-		// that ended before): RecordRun announces it once the row is
-		// written, so the caller's answer never runs ahead of the runs
-		// table.
-		rec.TurnSubject = r.in.TurnSubject
-		if rec.Turn, err = json.Marshal(r.turns[0]); err != nil {
-			return fmt.Errorf("prompt run: encode turn: %w", err)
-		}
-	}
-
-	// A local activity: one insert does not need its own round trip through
-	// the server, and a sequential run is ~5 ms faster for it. It is retried
-	// by the workflow task like any local activity, so a crash re-runs it on
-	// the next worker; the insert is an upsert on the run id.
-	var a *activities.Activities
-	ctx = workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
-		StartToCloseTimeout: recordRunTimeout,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:    time.Second,
-			BackoffCoefficient: 2,
-			MaximumInterval:    time.Minute,
-			MaximumAttempts:    10,
-		},
-	})
-	if err := workflow.ExecuteLocalActivity(ctx, a.RecordRun, rec).Get(ctx, nil); err != nil {
-		return fmt.Errorf("prompt run: record run: %w", err)
-	}
-	return nil
+	return rec, nil
 }
 
 // callError turns a failed model call into the run's error; ok is false for

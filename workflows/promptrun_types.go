@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/budhq/bud/activities"
 )
 
 // PromptRunWorkflow is the registered name of PromptRun.
@@ -20,9 +22,9 @@ const (
 
 // Run statuses, as OpenAI's Response reports them.
 const (
-	StatusCompleted  = "completed"
+	StatusCompleted  = activities.StatusCompleted
 	StatusFailed     = "failed"
-	StatusIncomplete = "incomplete"
+	StatusIncomplete = activities.StatusIncomplete
 )
 
 // PromptRunInput is everything one run needs. The pinned version's document

@@ -142,6 +142,29 @@ func TestPromptRunEndToEnd(t *testing.T) {
 		require.NoError(t, os.WriteFile(historyFile, append(b, '\n'), 0o644))
 	}
 
+	// A first call whose reply ends the run records and announces it
+	// itself (here with no NATS to announce on): the workflow records
+	// nothing after it, and its history replays.
+	text := textInput("hello")
+	text.ResponseID = "resp_" + uuid.NewString()
+	text.ProjectID = project.ID
+	text.TurnSubject = "bud.run." + text.ResponseID
+	run = startWhenAttributesAreKnown(ctx, t, c, text)
+	require.NoError(t, run.Get(ctx, &out))
+	require.Equal(t, workflows.StatusCompleted, out.Status, "%+v", out.Error)
+	row, err = q.GetRun(ctx, dbsqlc.GetRunParams{ProjectID: project.ID, ID: text.ResponseID})
+	require.NoError(t, err)
+	require.JSONEq(t, fmt.Sprintf(`{"text": %q}`, out.Text), string(row.Output))
+	hist = history(ctx, t, c, text.ResponseID)
+	markers := 0
+	for _, e := range hist.Events {
+		if e.GetEventType() == enumspb.EVENT_TYPE_MARKER_RECORDED {
+			markers++
+		}
+	}
+	require.Equal(t, 1, markers, "PrepareRun's marker only: no RecordRun")
+	require.NoError(t, r.ReplayWorkflowHistory(quietLogger(), hist))
+
 	// Start's wait, eager start then an update, also answers runs that end
 	// in their first workflow task (here: input the prompt refuses), which
 	// the update often reaches only after the run has closed.

@@ -409,6 +409,8 @@ func TestPausedFirstTurnIsAnnouncedOnce(t *testing.T) {
 	require.Len(t, turn.FunctionCalls, 1)
 	require.Empty(t, h.records[1].TurnSubject, "a continued turn is answered by its update")
 	require.Empty(t, h.records[1].Turn)
+	require.NotNil(t, h.calls[0].Announce, "the first call may end the first turn")
+	require.Nil(t, h.calls[1].Announce, "a continued turn's call does not")
 }
 
 func TestPauseTimeoutIsNotAnnouncedAgain(t *testing.T) {
@@ -424,4 +426,101 @@ func TestPauseTimeoutIsNotAnnouncedAgain(t *testing.T) {
 	require.Equal(t, in.TurnSubject, h.records[0].TurnSubject, "the paused first turn is announced")
 	require.Empty(t, h.records[1].TurnSubject, "the timeout ends the run, not a turn anyone waits on")
 	require.Empty(t, h.records[1].Turn)
+}
+
+// modelReply is the reply the harness gives for a string.
+func modelReply(content string) activities.CallModelResult {
+	return activities.CallModelResult{Content: content, FinishReason: "stop", Attempt: 1,
+		Usage: activities.ModelUsage{PromptTokens: 10, CompletionTokens: 5, TotalTokens: 15}, LatencyMS: 7, Model: "Qwen/Qwen3-32B"}
+}
+
+// TestFirstCallEndsTheRunItself: a first model call whose reply ends the
+// run records it and announces it (as activities.CallModel does with an
+// Announcement); the workflow then writes nothing more, and the row and
+// the turn the call made are the ones the workflow makes itself.
+func TestFirstCallEndsTheRunItself(t *testing.T) {
+	for _, reply := range []activities.CallModelResult{
+		modelReply("Hello there."),
+		func() activities.CallModelResult { r := modelReply("Hello th"); r.FinishReason = "length"; return r }(),
+	} {
+		t.Run(reply.FinishReason, func(t *testing.T) {
+			h := newHarness(t)
+			var an *activities.Announcement
+			var rec activities.RunRecord
+			var sent activities.CallModelResult
+			h.env.OnActivity("CallModel", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.CallModelInput) (activities.CallModelResult, error) {
+				an, sent = in.Announce, reply
+				if an != nil {
+					// What CallModel does with the announcement.
+					rec = an.Record
+					if rec.RenderedMessages == nil {
+						rec.RenderedMessages = in.Messages
+					}
+					status, ends := reply.EndsTurn()
+					require.True(t, ends)
+					require.NoError(t, rec.AddReply(reply, status, time.Now()))
+					sent.Recorded = true
+				}
+				return sent, nil
+			})
+			in := textInput("hello")
+			in.TurnSubject = runstream.Subject(in.ResponseID)
+
+			out := h.execute(t, in)
+
+			require.NotNil(t, an, "the first call may end the run")
+			require.Equal(t, in.TurnSubject, an.Subject)
+			require.Empty(t, h.records, "the model call recorded the run")
+			raw, err := json.Marshal(sent)
+			require.NoError(t, err)
+			turn, ok := workflows.AnnouncedTurn(runstream.Event{Type: runstream.TypeTurnEnded, Output: an.Turn, Reply: raw})
+			require.True(t, ok)
+			require.WithinDuration(t, out.FinishedAt, turn.FinishedAt, time.Second)
+			turn.FinishedAt = out.FinishedAt
+			require.Equal(t, out, turn, "the announced turn is the run's answer")
+
+			// The same run, recorded by the workflow.
+			h2 := newHarness(t)
+			h2.env.OnActivity("CallModel", mock.Anything, mock.Anything).Return(reply, nil)
+			plain := in
+			plain.TurnSubject = ""
+			require.Equal(t, out.Status, h2.run(t, plain).Status)
+			want := h2.record()
+			for _, r := range []*activities.RunRecord{&rec, &want} {
+				r.LatencyMS, r.CreatedAt, r.FinishedAt = 0, time.Time{}, time.Time{}
+			}
+			require.Equal(t, want, rec, "the call writes the row the workflow writes")
+		})
+	}
+}
+
+func TestStructuredFirstCallDoesNotEndTheRunItself(t *testing.T) {
+	h := newHarness(t)
+	h.replies(t, `{"summary": "Ada, a mathematician.", "score": 9}`)
+	in := structuredInput(structuredDoc(false, 0), map[string]any{"name": "Ada", "age": 36})
+	in.TurnSubject = runstream.Subject(in.ResponseID)
+
+	out := h.run(t, in)
+
+	require.Equal(t, workflows.StatusCompleted, out.Status)
+	require.Nil(t, h.calls[0].Announce, "a structured reply is checked by the workflow first")
+	require.Equal(t, in.TurnSubject, h.record().TurnSubject, "RecordRun announces it")
+}
+
+func TestAnnouncedTurnReadsBothForms(t *testing.T) {
+	turn := workflows.PromptRunOutput{ResponseID: "resp_a", Turn: 1, Status: workflows.StatusCompleted, Text: "Hi", ModelCalls: 1}
+	raw, err := json.Marshal(turn)
+	require.NoError(t, err)
+	got, ok := workflows.AnnouncedTurn(runstream.Event{Type: runstream.TypeTurnEnded, Output: raw})
+	require.True(t, ok)
+	require.Equal(t, turn, got)
+
+	calls, err := json.Marshal(callsReply(toolCall("call_a", "get_weather", `{}`)))
+	require.NoError(t, err)
+	_, ok = workflows.AnnouncedTurn(runstream.Event{Type: runstream.TypeTurnEnded, Output: raw, Reply: calls})
+	require.False(t, ok, "a reply that calls tools ends no turn")
+	_, ok = workflows.AnnouncedTurn(runstream.Event{Type: runstream.TypeTurnEnded, Output: raw, Reply: []byte("{")})
+	require.False(t, ok)
+	_, ok = workflows.AnnouncedTurn(runstream.Event{Type: runstream.TypeDelta, Output: raw})
+	require.False(t, ok)
 }
