@@ -1,9 +1,13 @@
 package temporalserver
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
+	"sync/atomic"
 
 	"go.temporal.io/server/common/log"
 	"go.temporal.io/server/common/log/tag"
@@ -11,10 +15,32 @@ import (
 
 // slogLogger forwards the server's errors to slog. The server's info and
 // warning lines are start-up chatter for a single-node dev server, so they
-// go to debug.
-type slogLogger struct{ l *slog.Logger }
+// go to debug, as do, once the server is stopping, its errors about
+// operations the stop cancelled: runs in flight then (their answers may
+// already be out) finish on the next start, and nothing is lost.
+type slogLogger struct {
+	l        *slog.Logger
+	stopping *atomic.Bool
+}
 
 var _ log.Logger = slogLogger{}
+
+// cancelled reports whether tags carry an error of a cancelled operation.
+func cancelled(tags []tag.Tag) bool {
+	for _, t := range tags {
+		switch v := t.Value().(type) {
+		case error:
+			if errors.Is(v, context.Canceled) || strings.Contains(v.Error(), context.Canceled.Error()) {
+				return true
+			}
+		case string: // tag.Error's value, as the server's tags give it
+			if t.Key() == "error" && strings.Contains(v, context.Canceled.Error()) {
+				return true
+			}
+		}
+	}
+	return false
+}
 
 func attrs(tags []tag.Tag) []any {
 	out := make([]any, 0, len(tags)+1)
@@ -28,7 +54,13 @@ func attrs(tags []tag.Tag) []any {
 func (s slogLogger) Debug(msg string, tags ...tag.Tag) {}
 func (s slogLogger) Info(msg string, tags ...tag.Tag)  { s.l.Debug(msg, attrs(tags)...) }
 func (s slogLogger) Warn(msg string, tags ...tag.Tag)  { s.l.Debug(msg, attrs(tags)...) }
-func (s slogLogger) Error(msg string, tags ...tag.Tag) { s.l.Error(msg, attrs(tags)...) }
+func (s slogLogger) Error(msg string, tags ...tag.Tag) {
+	if s.stopping != nil && s.stopping.Load() && cancelled(tags) {
+		s.l.Debug(msg, attrs(tags)...)
+		return
+	}
+	s.l.Error(msg, attrs(tags)...)
+}
 func (s slogLogger) DPanic(msg string, tags ...tag.Tag) {
 	s.l.Error(msg, attrs(tags)...)
 }

@@ -20,6 +20,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	uiserver "github.com/temporalio/ui-server/v2/server"
@@ -72,6 +73,9 @@ type Server struct {
 	hostPort  string
 	uiAddr    string
 	namespace string
+	// stopping is set once Stop begins: the server's errors about the
+	// operations that Stop cancels are expected then (see slogLogger).
+	stopping *atomic.Bool
 }
 
 // tuning are the dynamic-config values that make a single-node server fast:
@@ -119,8 +123,9 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	// process can take one in between, so a clash is retried on new ports.
 	var srv temporal.Server
 	var err error
+	stopping := new(atomic.Bool)
 	for attempt := 1; ; attempt++ {
-		srv, err = newServer(o)
+		srv, err = newServer(o, stopping)
 		if err == nil || attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
 			break
 		}
@@ -132,6 +137,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		server:    srv,
 		hostPort:  net.JoinHostPort(o.IP, strconv.Itoa(o.FrontendPort)),
 		namespace: o.Namespace,
+		stopping:  stopping,
 	}
 	if err := s.waitReady(ctx); err != nil {
 		_ = srv.Stop()
@@ -159,14 +165,14 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 }
 
 // newServer builds and starts a server on fresh internal ports.
-func newServer(o Options) (temporal.Server, error) {
+func newServer(o Options, stopping *atomic.Bool) (temporal.Server, error) {
 	conf, err := buildConfig(o)
 	if err != nil {
 		return nil, err
 	}
 	logger := log.Logger(log.NewNoopLogger())
 	if o.Logger != nil {
-		logger = slogLogger{o.Logger}
+		logger = slogLogger{o.Logger, stopping}
 	}
 	authorizer, err := authorization.GetAuthorizerFromConfig(&conf.Global.Authorization)
 	if err != nil {
@@ -232,8 +238,15 @@ func (s *Server) UIAddr() string { return s.uiAddr }
 // Namespace is the namespace registered at start.
 func (s *Server) Namespace() string { return s.namespace }
 
+// Stopping marks the start of a shutdown: from then on the server's errors
+// about operations that were cancelled (a worker's polls and workflow
+// tasks as it stops, the server's own as it does) are logged at debug
+// level. Stop calls it; a caller whose workers stop first calls it before.
+func (s *Server) Stopping() { s.stopping.Store(true) }
+
 // Stop stops the UI and the server.
 func (s *Server) Stop() error {
+	s.Stopping()
 	if s.ui != nil {
 		s.ui.Stop()
 		<-s.uiDone

@@ -203,6 +203,10 @@ func runDev(ctx context.Context, args []string) error {
 	})
 	err = serveAll(ctx, log, gwL, appL, wkL)
 	log.Info("shutting down")
+	// The worker stops before the server, cancelling its polls and any
+	// workflow task in flight: the server's errors about those are
+	// expected from here on.
+	ts.Stopping()
 	return err
 }
 
