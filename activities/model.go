@@ -212,18 +212,21 @@ func (a *Activities) CallModel(ctx context.Context, in CallModelInput) (CallMode
 		}
 	}
 	if in.Announce != nil {
-		out.Recorded = a.endTurn(ctx, in.Announce, in.Messages, out)
+		out = a.endTurn(ctx, in.Announce, in.Messages, out)
 	}
 	return out, nil
 }
 
 // endTurn writes the run's row with the reply and announces the turn, when
-// the reply ends it (see Announcement); it reports whether the row was
-// written. The announcement is best effort, as RecordRun's.
-func (a *Activities) endTurn(ctx context.Context, an *Announcement, messages []ChatMessage, res CallModelResult) bool {
+// the reply ends it (see Announcement), and returns the reply with Recorded
+// set when the row is written. When an earlier attempt of the call wrote
+// the row first (it outlived its timeout), that attempt's reply is the
+// run's and is returned instead, unannounced: the caller has it already.
+// The announcement is best effort, as RecordRun's.
+func (a *Activities) endTurn(ctx context.Context, an *Announcement, messages []ChatMessage, res CallModelResult) CallModelResult {
 	status, ok := res.EndsTurn()
 	if !ok {
-		return false
+		return res
 	}
 	rec := an.Record
 	if rec.RenderedMessages == nil {
@@ -231,12 +234,21 @@ func (a *Activities) endTurn(ctx context.Context, an *Announcement, messages []C
 	}
 	if err := rec.AddReply(res, status, time.Now()); err != nil {
 		activity.GetLogger(ctx).Warn("turn not ended by the model call", "run", rec.ID, "err", err)
-		return false
+		return res
 	}
-	if err := a.writeRun(ctx, rec); err != nil {
+	wrote, err := a.writeRun(ctx, rec, true)
+	if err != nil {
 		// The workflow records the run as without an announcement.
 		activity.GetLogger(ctx).Warn("turn not ended by the model call", "run", rec.ID, "err", err)
-		return false
+		return res
+	}
+	if !wrote {
+		if earlier, ok := a.recordedReply(ctx, rec.ID); ok {
+			return earlier
+		}
+		// The row is there but not one this call wrote: the workflow
+		// records the run itself.
+		return res
 	}
 	res.Recorded = true
 	reply, err := json.Marshal(res)
@@ -246,7 +258,7 @@ func (a *Activities) endTurn(ctx context.Context, an *Announcement, messages []C
 	if err != nil {
 		activity.GetLogger(ctx).Warn("turn end not announced", "run", rec.ID, "subject", an.Subject, "err", err)
 	}
-	return true
+	return res
 }
 
 // upstreamFailure is the error of an upstream's answer with status >= 300.

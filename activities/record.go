@@ -86,7 +86,7 @@ type ModelCall struct {
 // RecordRun writes the run's row. Writing the same run again replaces the
 // row, so a retried attempt is harmless.
 func (a *Activities) RecordRun(ctx context.Context, r RunRecord) error {
-	if err := a.writeRun(ctx, r); err != nil {
+	if _, err := a.writeRun(ctx, r, false); err != nil {
 		return err
 	}
 	if r.TurnSubject != "" {
@@ -98,14 +98,15 @@ func (a *Activities) RecordRun(ctx context.Context, r RunRecord) error {
 	return nil
 }
 
-// writeRun writes the run's row, replacing any row of the same run.
-func (a *Activities) writeRun(ctx context.Context, r RunRecord) error {
+// writeRun writes the run's row, replacing any row of the same run, or,
+// with once, only when the run has none; it reports whether it wrote.
+func (a *Activities) writeRun(ctx context.Context, r RunRecord, once bool) (wrote bool, err error) {
 	if a.Pool == nil {
-		return errors.New("record run: no database configured")
+		return false, errors.New("record run: no database configured")
 	}
 	input, err := json.Marshal(r.Input)
 	if err != nil {
-		return fmt.Errorf("record run: encode input: %w", err)
+		return false, fmt.Errorf("record run: encode input: %w", err)
 	}
 	calls := r.ModelCalls
 	if calls == nil {
@@ -113,7 +114,7 @@ func (a *Activities) writeRun(ctx context.Context, r RunRecord) error {
 	}
 	modelCalls, err := json.Marshal(calls)
 	if err != nil {
-		return fmt.Errorf("record run: encode model calls: %w", err)
+		return false, fmt.Errorf("record run: encode model calls: %w", err)
 	}
 	meta := r.Metadata
 	if meta == nil {
@@ -121,12 +122,12 @@ func (a *Activities) writeRun(ctx context.Context, r RunRecord) error {
 	}
 	metadata, err := json.Marshal(meta)
 	if err != nil {
-		return fmt.Errorf("record run: encode metadata: %w", err)
+		return false, fmt.Errorf("record run: encode metadata: %w", err)
 	}
 	var rendered []byte
 	if r.RenderedMessages != nil {
 		if rendered, err = json.Marshal(r.RenderedMessages); err != nil {
-			return fmt.Errorf("record run: encode messages: %w", err)
+			return false, fmt.Errorf("record run: encode messages: %w", err)
 		}
 	}
 	p := dbsqlc.CreateRunParams{
@@ -156,18 +157,25 @@ func (a *Activities) writeRun(ctx context.Context, r RunRecord) error {
 		p.PromptID = &r.PromptID
 		p.PromptVersion = &r.PromptVersion
 	}
-	err = dbsqlc.New(a.Pool).CreateRun(ctx, p)
+	wrote = true
+	if once {
+		var n int64
+		n, err = dbsqlc.New(a.Pool).CreateRunOnce(ctx, dbsqlc.CreateRunOnceParams(p))
+		wrote = n > 0
+	} else {
+		err = dbsqlc.New(a.Pool).CreateRun(ctx, p)
+	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23503" { // foreign_key_violation
 		// The project was deleted during the run; its runs went with it,
 		// and so does this one.
 		activity.GetLogger(ctx).Warn("run of a deleted project not recorded", "run", r.ID, "project", r.ProjectID)
-		err = nil
+		return true, nil
 	}
 	if err != nil {
-		return fmt.Errorf("record run %s: %w", r.ID, err)
+		return false, fmt.Errorf("record run %s: %w", r.ID, err)
 	}
-	return nil
+	return wrote, nil
 }
 
 // RunOutput is a run's output as the runs table keeps it.

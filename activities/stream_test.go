@@ -299,3 +299,31 @@ func TestRetriedCallKeepsTheReplyThatEndedTheTurn(t *testing.T) {
 	require.Equal(t, sent, res)
 	require.Equal(t, 1, b.upstream.Received(), "the retry did not call the model again")
 }
+
+// TestSecondWriterYieldsToTheReplyThatEndedTheTurn: two attempts of the
+// first call ran at once (the first outlived its timeout); the one whose
+// row is there first ended the run, and the other returns that reply, does
+// not announce its own and leaves the row as it was.
+func TestSecondWriterYieldsToTheReplyThatEndedTheTurn(t *testing.T) {
+	t.Parallel()
+	b, sub := streaming(t)
+	an := announcement(b, "resp_s")
+	first := an.Record
+	first.RenderedMessages = []activities.ChatMessage{{Role: "user", Content: "Greet Ada."}}
+	sent := activities.CallModelResult{Content: "Hello, Ada.", FinishReason: "stop", Usage: activities.ModelUsage{PromptTokens: 9, CompletionTokens: 3, TotalTokens: 12},
+		LatencyMS: 12, Model: upstreamModel, Attempt: 1, Recorded: true}
+	require.NoError(t, first.AddReply(sent, workflows.StatusCompleted, time.Now()))
+	require.NoError(t, b.recordRun(t, first))
+	b.upstream.Script(upstreamtest.Text("Hi there, Ada!"))
+
+	res, err := b.callModel(t, activities.CallModelInput{Messages: first.RenderedMessages, Announce: an})
+	require.NoError(t, err)
+	require.Equal(t, sent, res, "the reply whose row was there first")
+	require.Equal(t, 1, b.upstream.Received())
+	row, err := b.q.GetRun(t.Context(), dbsqlc.GetRunParams{ProjectID: b.project, ID: "resp_s"})
+	require.NoError(t, err)
+	require.JSONEq(t, `{"text": "Hello, Ada."}`, string(row.Output), "the row is left as it was")
+	evs, err := sub.Flush(t.Context())
+	require.NoError(t, err)
+	require.Empty(t, evs, "nothing more is announced")
+}

@@ -128,6 +128,74 @@ func (q *Queries) CreateRun(ctx context.Context, arg CreateRunParams) error {
 	return err
 }
 
+const createRunOnce = `-- name: CreateRunOnce :execrows
+INSERT INTO runs (
+    id, project_id, prompt_id, prompt_version, deployment, model, source, status,
+    input, rendered_messages, output, model_calls, tool_calls, input_tokens, output_tokens,
+    latency_ms, error, metadata, created_at, finished_at
+) VALUES (
+    $1, $2, $3, $4, $5, $6, $7, $8,
+    $9, $10, $11, $12, $13, $14, $15,
+    $16, $17, $18, $19, $20
+)
+ON CONFLICT (id) DO NOTHING
+`
+
+type CreateRunOnceParams struct {
+	ID               string
+	ProjectID        uuid.UUID
+	PromptID         *uuid.UUID
+	PromptVersion    *int32
+	Deployment       string
+	Model            string
+	Source           string
+	Status           string
+	Input            []byte
+	RenderedMessages []byte
+	Output           []byte
+	ModelCalls       []byte
+	ToolCalls        []byte
+	InputTokens      int64
+	OutputTokens     int64
+	LatencyMs        int64
+	Error            []byte
+	Metadata         []byte
+	CreatedAt        time.Time
+	FinishedAt       time.Time
+}
+
+// Records a run that its first model call ended, unless the run has a row
+// already: then an earlier attempt of that call ended it, and that reply
+// stands. No row affected means the row was there.
+func (q *Queries) CreateRunOnce(ctx context.Context, arg CreateRunOnceParams) (int64, error) {
+	result, err := q.db.Exec(ctx, createRunOnce,
+		arg.ID,
+		arg.ProjectID,
+		arg.PromptID,
+		arg.PromptVersion,
+		arg.Deployment,
+		arg.Model,
+		arg.Source,
+		arg.Status,
+		arg.Input,
+		arg.RenderedMessages,
+		arg.Output,
+		arg.ModelCalls,
+		arg.ToolCalls,
+		arg.InputTokens,
+		arg.OutputTokens,
+		arg.LatencyMs,
+		arg.Error,
+		arg.Metadata,
+		arg.CreatedAt,
+		arg.FinishedAt,
+	)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const getRun = `-- name: GetRun :one
 SELECT id, project_id, prompt_id, prompt_version, deployment, model, source, status, input, rendered_messages, output, model_calls, input_tokens, output_tokens, latency_ms, error, metadata, created_at, finished_at, tool_calls FROM runs WHERE project_id = $1 AND id = $2
 `

@@ -31,6 +31,21 @@ ON CONFLICT (id) DO UPDATE SET
     created_at = EXCLUDED.created_at,
     finished_at = EXCLUDED.finished_at;
 
+-- name: CreateRunOnce :execrows
+-- Records a run that its first model call ended, unless the run has a row
+-- already: then an earlier attempt of that call ended it, and that reply
+-- stands. No row affected means the row was there.
+INSERT INTO runs (
+    id, project_id, prompt_id, prompt_version, deployment, model, source, status,
+    input, rendered_messages, output, model_calls, tool_calls, input_tokens, output_tokens,
+    latency_ms, error, metadata, created_at, finished_at
+) VALUES (
+    @id, @project_id, sqlc.narg(prompt_id), sqlc.narg(prompt_version), @deployment, @model, @source, @status,
+    @input, sqlc.narg(rendered_messages), sqlc.narg(output), @model_calls, @tool_calls, @input_tokens, @output_tokens,
+    @latency_ms, sqlc.narg(error), @metadata, @created_at, @finished_at
+)
+ON CONFLICT (id) DO NOTHING;
+
 -- name: GetRun :one
 SELECT * FROM runs WHERE project_id = @project_id AND id = @id;
 
