@@ -44,7 +44,16 @@ type ConnectionCredentials struct {
 	Headers []string `json:"headers"`
 	// Token reports whether a token is set.
 	Token bool `json:"token"`
+	// Error says the stored credentials do not open with this server's
+	// encryption key, so Headers and Token are unknown: they were sealed
+	// under another key (`bud rotate-key` reseals them). Setting them again
+	// with PATCH mends the connection.
+	Error string `json:"error,omitempty"`
 }
+
+// credentialsUnreadable is what the API says of credentials that do not
+// open with the server's key.
+const credentialsUnreadable = "the stored credentials do not open with this server's encryption key (BUD_ENCRYPTION_KEY): they were sealed under another key; send them again with PATCH"
 
 // ConnectionTool is one tool a connection offers now.
 type ConnectionTool struct {
@@ -105,20 +114,36 @@ func (s *server) sealCredentials(id uuid.UUID, creds connection.Credentials) ([]
 }
 
 // openConnection turns a row into a connection with its credentials
-// opened. A value that does not open is internal: the key is wrong.
+// opened. Credentials that do not open are a conflict the caller can mend
+// (credentialsUnreadable); anything else that fails is internal.
 func (s *server) openConnection(row dbsqlc.Connection) (connection.Connection, error) {
 	c, err := connection.FromRow(s.box, row)
-	if err != nil {
-		return c, bud.Internal("open connection", err)
-	}
-	return c, nil
+	return c, openError(err)
 }
 
-// connectionFromRow is what the API shows of a row.
+// openError is the API's error for connection.FromRow's err.
+func openError(err error) error {
+	switch {
+	case errors.Is(err, connection.ErrCredentialsUnreadable):
+		return &bud.Error{Code: bud.ECONFLICT, Message: "connection: " + credentialsUnreadable,
+			Fields: map[string]string{"credentials": credentialsUnreadable}}
+	case err != nil:
+		return bud.Internal("open connection", err)
+	}
+	return nil
+}
+
+// connectionFromRow is what the API shows of a row. Credentials that do not
+// open are shown as such, so the connection can still be listed and mended.
 func (s *server) connectionFromRow(row dbsqlc.Connection) (Connection, error) {
-	c, err := s.openConnection(row)
-	if err != nil {
-		return Connection{}, err
+	c, err := connection.FromRow(s.box, row)
+	creds := ConnectionCredentials{Headers: sortedKeys(c.Credentials.Headers), Token: c.Credentials.Token != ""}
+	switch {
+	case errors.Is(err, connection.ErrCredentialsUnreadable):
+		s.log.Warn("connection credentials do not open", "connection_id", row.ID, "err", err)
+		creds.Error = credentialsUnreadable
+	case err != nil:
+		return Connection{}, bud.Internal("open connection", err)
 	}
 	return Connection{
 		ID:          row.ID,
@@ -126,7 +151,7 @@ func (s *server) connectionFromRow(row dbsqlc.Connection) (Connection, error) {
 		Name:        row.Name,
 		Kind:        row.Kind,
 		Config:      c.Config,
-		Credentials: ConnectionCredentials{Headers: sortedKeys(c.Credentials.Headers), Token: c.Credentials.Token != ""},
+		Credentials: creds,
 		CreatedAt:   row.CreatedAt,
 		UpdatedAt:   row.UpdatedAt,
 	}, nil
@@ -261,9 +286,12 @@ func (s *server) patchConnection(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
-		c, err := s.openConnection(cur)
+		c, err := connection.FromRow(s.box, cur)
+		if errors.Is(err, connection.ErrCredentialsUnreadable) && in.Credentials != nil {
+			err = nil // replaced below
+		}
 		if err != nil {
-			return err
+			return openError(err)
 		}
 		if in.Kind != nil && *in.Kind != cur.Kind {
 			return fieldError("kind", "cannot be changed; create a new connection")

@@ -17,6 +17,7 @@ import (
 	"github.com/budhq/bud/app"
 	"github.com/budhq/bud/connection/slacktest"
 	"github.com/budhq/bud/db/dbsqlc"
+	"github.com/budhq/bud/secrets"
 )
 
 func connectionsPath(projectID uuid.UUID) string {
@@ -601,4 +602,43 @@ func TestPromptVersionNamesConnection(t *testing.T) {
 	// The same check applies when a prompt is created.
 	e := errorOf(t, b.do(t, "POST", "/api/projects/"+p.ID.String()+"/prompts", map[string]any{"name": "p2", "document": withTool(uuid.NewString())["document"]}), http.StatusUnprocessableEntity)
 	require.Contains(t, e.Error.Fields, "document.tools[0].connection_id")
+}
+
+// TestConnectionSealedUnderAnotherKey: credentials that do not open with
+// the server's key (sealed under another, say BUD_ENCRYPTION_KEY changed
+// without `bud rotate-key`) leave the connection readable, say so, refuse
+// what needs them with a 409, and are mended by sending them again.
+func TestConnectionSealedUnderAnotherKey(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	p := b.createProject(t, "proj")
+	c := b.createConnection(t, p.ID, mcpBody("docs", "https://mcp.example.com/mcp", nil))
+	path := connectionsPath(p.ID) + "/" + c.ID.String()
+	key, err := secrets.ParseKey(secrets.NewKey())
+	require.NoError(t, err)
+	other, err := secrets.NewBox(key)
+	require.NoError(t, err)
+	row := b.connectionRow(t, c)
+	_, err = dbsqlc.New(b.pool).UpdateConnection(t.Context(), dbsqlc.UpdateConnectionParams{ProjectID: row.ProjectID, ID: row.ID, Name: row.Name,
+		Config: row.Config, CredentialsSealed: other.Seal([]byte(`{"headers":{"Authorization":"Bearer right-token"}}`), row.ID[:])})
+	require.NoError(t, err)
+
+	got := decodeAs[app.Connection](t, b.do(t, "GET", path, nil), http.StatusOK)
+	require.Equal(t, c.Config, got.Config)
+	require.Empty(t, got.Credentials.Headers)
+	require.Contains(t, got.Credentials.Error, "BUD_ENCRYPTION_KEY")
+	list := decodeAs[page[app.Connection]](t, b.do(t, "GET", connectionsPath(p.ID), nil), http.StatusOK)
+	require.Len(t, list.Data, 1)
+	require.Equal(t, got.Credentials, list.Data[0].Credentials)
+
+	e := errorOf(t, b.do(t, "GET", path+"/tools", nil), http.StatusConflict)
+	require.Contains(t, e.Error.Fields, "credentials")
+	e = errorOf(t, b.do(t, "PATCH", path, map[string]any{"name": "docs-2"}), http.StatusConflict)
+	require.Contains(t, e.Error.Fields, "credentials")
+
+	got = decodeAs[app.Connection](t, b.do(t, "PATCH", path, map[string]any{
+		"credentials": map[string]any{"headers": map[string]any{"Authorization": "Bearer new-token"}}}), http.StatusOK)
+	require.Equal(t, app.ConnectionCredentials{Headers: []string{"Authorization"}}, got.Credentials)
+	got = decodeAs[app.Connection](t, b.do(t, "GET", path, nil), http.StatusOK)
+	require.Empty(t, got.Credentials.Error)
 }

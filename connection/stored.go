@@ -2,6 +2,7 @@ package connection
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/google/uuid"
@@ -26,8 +27,13 @@ func SealCredentials(box *secrets.Box, id uuid.UUID, creds Credentials) ([]byte,
 	return sealed, nil
 }
 
+// ErrCredentialsUnreadable is a connection whose stored credentials do not
+// open with the key at hand: they were sealed under another one.
+var ErrCredentialsUnreadable = errors.New("the credentials do not open with this encryption key")
+
 // FromRow turns a stored connection into a Connection, its credentials
-// opened with box. A value that does not open means the wrong key.
+// opened with box. Credentials that do not open (the wrong key) are an
+// ErrCredentialsUnreadable, with the rest of the connection filled in.
 func FromRow(box *secrets.Box, row dbsqlc.Connection) (Connection, error) {
 	c := Connection{ID: row.ID, ProjectID: row.ProjectID, Name: row.Name, Kind: row.Kind}
 	if len(row.Config) > 0 {
@@ -39,11 +45,11 @@ func FromRow(box *secrets.Box, row dbsqlc.Connection) (Connection, error) {
 		return c, nil
 	}
 	if box == nil {
-		return c, fmt.Errorf("no key to open the credentials of connection %s", row.ID)
+		return c, fmt.Errorf("no key to open the credentials of connection %s: %w", row.ID, ErrCredentialsUnreadable)
 	}
 	plain, err := box.Open(row.CredentialsSealed, row.ID[:])
 	if err != nil {
-		return c, fmt.Errorf("open credentials of connection %s: %w", row.ID, err)
+		return c, fmt.Errorf("open credentials of connection %s: %w: %w", row.ID, ErrCredentialsUnreadable, err)
 	}
 	err = json.Unmarshal(plain, &c.Credentials)
 	clear(plain)
