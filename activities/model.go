@@ -126,16 +126,44 @@ const maxReplyBytes = 32 << 20
 //     sets the next retry's delay;
 //   - ErrProviderKey (non-retryable), or a plain error when the database is
 //     unreachable (retryable).
+//
+// With an Announcement, the reply that first ended the turn stands: an
+// attempt after the first may follow one that wrote the run's row and
+// answered the caller before its worker died, or one that outlived its
+// timeout and is doing so still. Such an attempt returns the row's reply
+// (announcing it again, in case the caller missed it) rather than calling
+// the model, or rather than failing when its own call fails; an error
+// reading the row is retryable.
 func (a *Activities) CallModel(ctx context.Context, in CallModelInput) (CallModelResult, error) {
 	defer keepAlive(ctx)()
-	attempt := activity.GetInfo(ctx).Attempt
-	if in.Announce != nil && attempt > 1 {
-		// An earlier attempt may have ended the turn and answered the
-		// caller before its worker died: that reply stands.
-		if res, ok := a.recordedReply(ctx, in.Announce.Record.ID); ok {
-			return res, nil
+	if in.Announce == nil {
+		return a.callModel(ctx, in)
+	}
+	later := activity.GetInfo(ctx).Attempt > 1
+	if later {
+		res, found, err := a.recordedReply(ctx, in.Announce.Record.ID)
+		if found {
+			a.announce(ctx, in.Announce, res)
+		}
+		if found || err != nil {
+			return res, err
 		}
 	}
+	out, err := a.callModel(ctx, in)
+	if err != nil {
+		if later {
+			if res, found, rerr := a.recordedReply(ctx, in.Announce.Record.ID); found && rerr == nil {
+				return res, nil
+			}
+		}
+		return out, err
+	}
+	return a.endTurn(ctx, in.Announce, in.Messages, out)
+}
+
+// callModel makes the call (see CallModel).
+func (a *Activities) callModel(ctx context.Context, in CallModelInput) (CallModelResult, error) {
+	attempt := activity.GetInfo(ctx).Attempt
 	d, err := a.deployment(ctx, in.ProjectID, in.Deployment)
 	if err != nil {
 		return CallModelResult{}, err
@@ -211,54 +239,68 @@ func (a *Activities) CallModel(ctx context.Context, in CallModelInput) (CallMode
 			out.ToolCalls[i].Type = "function"
 		}
 	}
-	if in.Announce != nil {
-		out = a.endTurn(ctx, in.Announce, in.Messages, out)
-	}
 	return out, nil
 }
 
 // endTurn writes the run's row with the reply and announces the turn, when
 // the reply ends it (see Announcement), and returns the reply with Recorded
-// set when the row is written. When an earlier attempt of the call wrote
-// the row first (it outlived its timeout), that attempt's reply is the
-// run's and is returned instead, unannounced: the caller has it already.
-// The announcement is best effort, as RecordRun's.
-func (a *Activities) endTurn(ctx context.Context, an *Announcement, messages []ChatMessage, res CallModelResult) CallModelResult {
+// set when the row is written. When another attempt of the call wrote the
+// row first (it outlived its timeout), that attempt's reply is the run's
+// and is returned instead. A row that could not be written leaves the run
+// to the workflow; a row that is there but could not be read is a
+// retryable error.
+func (a *Activities) endTurn(ctx context.Context, an *Announcement, messages []ChatMessage, res CallModelResult) (CallModelResult, error) {
 	status, ok := res.EndsTurn()
 	if !ok {
-		return res
+		return res, nil
 	}
+	rec, err := an.RunRecord(messages, res, status, time.Now())
+	if err != nil {
+		activity.GetLogger(ctx).Warn("turn not ended by the model call", "run", rec.ID, "err", err)
+		return res, nil
+	}
+	wrote, err := a.writeRun(ctx, rec, true)
+	if err != nil {
+		activity.GetLogger(ctx).Warn("turn not ended by the model call", "run", rec.ID, "err", err)
+		return res, nil
+	}
+	if !wrote {
+		earlier, found, err := a.recordedReply(ctx, rec.ID)
+		if found || err != nil {
+			return earlier, err
+		}
+		// The row is there but holds no reply of this call: the workflow
+		// records the run itself.
+		return res, nil
+	}
+	res.Recorded = true
+	a.announce(ctx, an, res)
+	return res, nil
+}
+
+// RunRecord is the run's row once res, the first model call's reply, has
+// ended the run with status at now: Record with the reply added
+// (RunRecord.AddReply), and messages, the call's, as the rendered ones when
+// Record leaves them out.
+func (an *Announcement) RunRecord(messages []ChatMessage, res CallModelResult, status string, now time.Time) (RunRecord, error) {
 	rec := an.Record
 	if rec.RenderedMessages == nil {
 		rec.RenderedMessages = messages
 	}
-	if err := rec.AddReply(res, status, time.Now()); err != nil {
-		activity.GetLogger(ctx).Warn("turn not ended by the model call", "run", rec.ID, "err", err)
-		return res
-	}
-	wrote, err := a.writeRun(ctx, rec, true)
-	if err != nil {
-		// The workflow records the run as without an announcement.
-		activity.GetLogger(ctx).Warn("turn not ended by the model call", "run", rec.ID, "err", err)
-		return res
-	}
-	if !wrote {
-		if earlier, ok := a.recordedReply(ctx, rec.ID); ok {
-			return earlier
-		}
-		// The row is there but not one this call wrote: the workflow
-		// records the run itself.
-		return res
-	}
-	res.Recorded = true
+	err := rec.AddReply(res, status, now)
+	return rec, err
+}
+
+// announce publishes the turn that res, a recorded reply, ended. Best
+// effort, as RecordRun's: a caller that misses it asks the workflow.
+func (a *Activities) announce(ctx context.Context, an *Announcement, res CallModelResult) {
 	reply, err := json.Marshal(res)
 	if err == nil {
 		err = runstream.Publish(ctx, a.NATS, an.Subject, runstream.Event{Type: runstream.TypeTurnEnded, Output: an.Turn, Reply: reply})
 	}
 	if err != nil {
-		activity.GetLogger(ctx).Warn("turn end not announced", "run", rec.ID, "subject", an.Subject, "err", err)
+		activity.GetLogger(ctx).Warn("turn end not announced", "run", an.Record.ID, "subject", an.Subject, "err", err)
 	}
-	return res
 }
 
 // upstreamFailure is the error of an upstream's answer with status >= 300.

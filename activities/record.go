@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.temporal.io/sdk/activity"
 
+	"github.com/budhq/bud/db"
 	"github.com/budhq/bud/db/dbsqlc"
 	"github.com/budhq/bud/runstream"
 )
@@ -99,7 +100,9 @@ func (a *Activities) RecordRun(ctx context.Context, r RunRecord) error {
 }
 
 // writeRun writes the run's row, replacing any row of the same run, or,
-// with once, only when the run has none; it reports whether it wrote.
+// with once, only when the run has none; it reports whether it wrote (a
+// run of a project deleted meanwhile counts as written: its rows went with
+// the project).
 func (a *Activities) writeRun(ctx context.Context, r RunRecord, once bool) (wrote bool, err error) {
 	if a.Pool == nil {
 		return false, errors.New("record run: no database configured")
@@ -198,10 +201,7 @@ func (r *RunRecord) AddReply(res CallModelResult, status string, now time.Time) 
 	}
 	r.Status = status
 	r.Output = out
-	r.ModelCalls = append(r.ModelCalls, ModelCall{
-		Call: len(r.ModelCalls) + 1, Attempt: res.Attempt, LatencyMS: res.LatencyMS, Usage: res.Usage,
-		FinishReason: res.FinishReason, Model: res.Model,
-	})
+	r.ModelCalls = append(r.ModelCalls, ModelCallOf(len(r.ModelCalls)+1, res))
 	r.InputTokens += res.Usage.PromptTokens
 	r.OutputTokens += res.Usage.CompletionTokens
 	r.LatencyMS = now.Sub(r.CreatedAt).Milliseconds()
@@ -209,26 +209,40 @@ func (r *RunRecord) AddReply(res CallModelResult, status string, now time.Time) 
 	return nil
 }
 
+// ModelCallOf is the record of call n of a run, which res answered.
+func ModelCallOf(n int, res CallModelResult) ModelCall {
+	return ModelCall{
+		Call: n, Attempt: res.Attempt, LatencyMS: res.LatencyMS, Usage: res.Usage,
+		FinishReason: res.FinishReason, Model: res.Model,
+	}
+}
+
 // recordedReply is the reply with which a model call ended the run's first
-// turn (see Announcement), if the run's row holds one.
-func (a *Activities) recordedReply(ctx context.Context, runID string) (CallModelResult, bool) {
+// turn (see Announcement), if the run's row holds one; err is a failure to
+// read the row.
+func (a *Activities) recordedReply(ctx context.Context, runID string) (res CallModelResult, found bool, err error) {
 	if a.Pool == nil {
-		return CallModelResult{}, false
+		return res, false, errors.New("call model: no database configured")
 	}
 	row, err := dbsqlc.New(a.Pool).GetRunByID(ctx, runID)
-	if err != nil || (row.Status != StatusCompleted && row.Status != StatusIncomplete) {
-		return CallModelResult{}, false
+	switch {
+	case db.IsNoRows(err):
+		return res, false, nil
+	case err != nil:
+		return res, false, fmt.Errorf("call model: read the run's row: %w", err)
+	case row.Status != StatusCompleted && row.Status != StatusIncomplete:
+		return res, false, nil
 	}
 	var calls []ModelCall
 	var out RunOutput
 	if json.Unmarshal(row.ModelCalls, &calls) != nil || len(calls) != 1 || json.Unmarshal(row.Output, &out) != nil {
-		return CallModelResult{}, false
+		return res, false, nil
 	}
 	c := calls[0]
 	return CallModelResult{
 		Content: out.Text, FinishReason: c.FinishReason, Usage: c.Usage, LatencyMS: c.LatencyMS,
 		Model: c.Model, Attempt: c.Attempt, Recorded: true,
-	}, true
+	}, true, nil
 }
 
 // nullJSON is nil (SQL NULL) for absent or null JSON.

@@ -208,13 +208,42 @@ func TestRecordRunAnnouncesTheTurnAfterTheRow(t *testing.T) {
 }
 
 // announcement lets a call end run id's first turn, with the row as the
-// workflow has it before the call.
+// workflow has it before the call; it is announced on run "resp_s".
 func announcement(b *bundle, id string) *activities.Announcement {
 	rec := runRecord(b, id)
 	rec.Status, rec.Output, rec.ModelCalls, rec.RenderedMessages = "", nil, nil, nil
 	rec.InputTokens, rec.OutputTokens = 0, 0
 	return &activities.Announcement{Subject: runstream.Subject("resp_s"), Record: rec,
 		Turn: []byte(`{"response_id":"` + id + `","turn":1,"status":"","model":"qwen","text":"","usage":{"input_tokens":0,"output_tokens":0,"total_tokens":0},"model_calls":0,"started_at":"2026-03-01T12:00:00Z","finished_at":"0001-01-01T00:00:00Z"}`)}
+}
+
+// recordedEarlier writes run id's row as a call that ended its first turn
+// with "Hello, Ada." did, and returns that reply.
+func recordedEarlier(t *testing.T, b *bundle, id string) (activities.CallModelResult, []activities.ChatMessage) {
+	t.Helper()
+	sent := activities.CallModelResult{Content: "Hello, Ada.", FinishReason: "stop", Usage: activities.ModelUsage{PromptTokens: 9, CompletionTokens: 3, TotalTokens: 12},
+		LatencyMS: 12, Model: upstreamModel, Attempt: 1, Recorded: true}
+	msgs := []activities.ChatMessage{{Role: "user", Content: "Greet Ada."}}
+	rec, err := announcement(b, id).RunRecord(msgs, sent, workflows.StatusCompleted, time.Now())
+	require.NoError(t, err)
+	require.NoError(t, b.recordRun(t, rec))
+	return sent, msgs
+}
+
+// retryingEnv runs CallModel as a workflow would, with two attempts.
+func retryingEnv(b *bundle) *testsuite.TestWorkflowEnvironment {
+	var ts testsuite.WorkflowTestSuite
+	ts.SetLogger(log.NewStructuredLogger(slog.New(slog.DiscardHandler)))
+	env := ts.NewTestWorkflowEnvironment()
+	env.RegisterActivity(b.acts)
+	env.RegisterWorkflowWithOptions(func(ctx workflow.Context, in activities.CallModelInput) (activities.CallModelResult, error) {
+		ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: time.Minute,
+			RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Millisecond, MaximumAttempts: 2}})
+		var res activities.CallModelResult
+		err := workflow.ExecuteActivity(ctx, "CallModel", in).Get(ctx, &res)
+		return res, err
+	}, workflow.RegisterOptions{Name: "call"})
+	return env
 }
 
 // TestCallModelEndsTheFirstTurnItself: with an Announcement, a reply that
@@ -225,25 +254,37 @@ func TestCallModelEndsTheFirstTurnItself(t *testing.T) {
 	b, sub := streaming(t)
 	b.upstream.Script(upstreamtest.Text("Hi Ada.").WithUsage(upstreamtest.Usage{PromptTokens: 9, CompletionTokens: 3}))
 	msgs := []activities.ChatMessage{{Role: "user", Content: "Greet Ada."}}
+	type seen struct {
+		ev  runstream.Event
+		row error // reading the row as the event arrived
+	}
+	got := make(chan seen, 1)
+	go func() {
+		select {
+		case ev := <-sub.Events():
+			_, err := b.q.GetRun(t.Context(), dbsqlc.GetRunParams{ProjectID: b.project, ID: "resp_s"})
+			got <- seen{ev, err}
+		case <-time.After(5 * time.Second):
+			close(got)
+		}
+	}()
 
 	res, err := b.callModel(t, activities.CallModelInput{Messages: msgs, Announce: announcement(b, "resp_s")})
 	require.NoError(t, err)
 	require.True(t, res.Recorded)
 
-	select {
-	case ev := <-sub.Events():
-		turn, ok := workflows.AnnouncedTurn(ev)
-		require.True(t, ok, "a turn_ended with the reply: %+v", ev)
-		require.Equal(t, "resp_s", turn.ResponseID)
-		require.Equal(t, workflows.StatusCompleted, turn.Status)
-		require.Equal(t, "Hi Ada.", turn.Text)
-		require.Equal(t, 1, turn.ModelCalls)
-		require.Equal(t, workflows.Usage{InputTokens: 9, OutputTokens: 3, TotalTokens: 12}, turn.Usage)
-	case <-time.After(5 * time.Second):
-		t.Fatal("no turn_ended event")
-	}
+	s, ok := <-got
+	require.True(t, ok, "no turn_ended event")
+	require.NoError(t, s.row, "the row was written before the announcement")
+	turn, ok := workflows.AnnouncedTurn(s.ev)
+	require.True(t, ok, "a turn_ended with the reply: %+v", s.ev)
+	require.Equal(t, "resp_s", turn.ResponseID)
+	require.Equal(t, workflows.StatusCompleted, turn.Status)
+	require.Equal(t, "Hi Ada.", turn.Text)
+	require.Equal(t, 1, turn.ModelCalls)
+	require.Equal(t, workflows.Usage{InputTokens: 9, OutputTokens: 3, TotalTokens: 12}, turn.Usage)
 	row, err := b.q.GetRun(t.Context(), dbsqlc.GetRunParams{ProjectID: b.project, ID: "resp_s"})
-	require.NoError(t, err, "the row was written before the announcement")
+	require.NoError(t, err)
 	require.Equal(t, workflows.StatusCompleted, row.Status)
 	require.JSONEq(t, `{"text": "Hi Ada."}`, string(row.Output))
 	require.JSONEq(t, `[{"role": "user", "content": "Greet Ada."}]`, string(row.RenderedMessages))
@@ -264,40 +305,87 @@ func TestCallModelEndsTheFirstTurnItself(t *testing.T) {
 	require.Empty(t, evs)
 }
 
+// TestStreamedCallEndsTheTurnAfterItsDeltas: a streamed first call that
+// ends the turn announces it after its deltas and its call_done.
+func TestStreamedCallEndsTheTurnAfterItsDeltas(t *testing.T) {
+	t.Parallel()
+	b, sub := streaming(t)
+	b.upstream.Script(upstreamtest.Text("one two three"))
+
+	res, err := b.callModel(t, activities.CallModelInput{Messages: []activities.ChatMessage{{Role: "user", Content: "Count."}},
+		Stream: true, StreamSubject: runstream.Subject("resp_s"), Call: 1, Announce: announcement(b, "resp_s")})
+	require.NoError(t, err)
+	require.True(t, res.Recorded)
+
+	evs, err := sub.Flush(t.Context())
+	require.NoError(t, err)
+	var types []string
+	var text strings.Builder
+	for _, ev := range evs {
+		if len(types) == 0 || types[len(types)-1] != ev.Type {
+			types = append(types, ev.Type)
+		}
+		if ev.Type == runstream.TypeDelta {
+			text.WriteString(ev.Text)
+		}
+	}
+	require.Equal(t, []string{runstream.TypeDelta, runstream.TypeCallDone, runstream.TypeTurnEnded}, types)
+	require.Equal(t, "one two three", text.String())
+	turn, ok := workflows.AnnouncedTurn(evs[len(evs)-1])
+	require.True(t, ok)
+	require.Equal(t, "one two three", turn.Text)
+}
+
 // TestRetriedCallKeepsTheReplyThatEndedTheTurn: an attempt that finds the
 // row an earlier attempt wrote with its reply (its worker died after
-// answering the caller) returns that reply and does not call the model.
+// writing it) returns that reply, announces it again in case the caller
+// missed it, and does not call the model.
 func TestRetriedCallKeepsTheReplyThatEndedTheTurn(t *testing.T) {
 	t.Parallel()
-	b, _ := streaming(t)
-	an := announcement(b, "resp_r")
-	earlier := an.Record
-	earlier.RenderedMessages = []activities.ChatMessage{{Role: "user", Content: "Greet Ada."}}
-	sent := activities.CallModelResult{Content: "Hello, Ada.", FinishReason: "stop", Usage: activities.ModelUsage{PromptTokens: 9, CompletionTokens: 3, TotalTokens: 12},
-		LatencyMS: 12, Model: upstreamModel, Attempt: 1, Recorded: true}
-	require.NoError(t, earlier.AddReply(sent, workflows.StatusCompleted, time.Now()))
-	require.NoError(t, b.recordRun(t, earlier))
+	b, sub := streaming(t)
+	sent, msgs := recordedEarlier(t, b, "resp_r")
 	// The first attempt seen here fails; the retry finds the row.
 	b.upstream.Script(upstreamtest.Error(503, "server_error", "busy"))
-	var ts testsuite.WorkflowTestSuite
-	ts.SetLogger(log.NewStructuredLogger(slog.New(slog.DiscardHandler)))
-	env := ts.NewTestWorkflowEnvironment()
-	env.RegisterActivity(b.acts)
-	env.RegisterWorkflowWithOptions(func(ctx workflow.Context, in activities.CallModelInput) (activities.CallModelResult, error) {
-		ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: time.Minute,
-			RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Millisecond, MaximumAttempts: 2}})
-		var res activities.CallModelResult
-		err := workflow.ExecuteActivity(ctx, "CallModel", in).Get(ctx, &res)
-		return res, err
-	}, workflow.RegisterOptions{Name: "call"})
+	env := retryingEnv(b)
 
-	env.ExecuteWorkflow("call", activities.CallModelInput{ProjectID: b.project, Deployment: "qwen",
-		Messages: earlier.RenderedMessages, Announce: an})
+	env.ExecuteWorkflow("call", activities.CallModelInput{ProjectID: b.project, Deployment: "qwen", Messages: msgs, Announce: announcement(b, "resp_r")})
 	require.NoError(t, env.GetWorkflowError())
 	var res activities.CallModelResult
 	require.NoError(t, env.GetWorkflowResult(&res))
 	require.Equal(t, sent, res)
 	require.Equal(t, 1, b.upstream.Received(), "the retry did not call the model again")
+	evs, err := sub.Flush(t.Context())
+	require.NoError(t, err)
+	require.Len(t, evs, 1)
+	turn, ok := workflows.AnnouncedTurn(evs[0])
+	require.True(t, ok)
+	require.Equal(t, "Hello, Ada.", turn.Text)
+}
+
+// TestFailedRetryYieldsToTheReplyThatEndedTheTurn: an attempt whose own
+// call fails while an earlier attempt, which outlived its timeout, ends
+// the turn returns that attempt's reply instead of the failure.
+func TestFailedRetryYieldsToTheReplyThatEndedTheTurn(t *testing.T) {
+	t.Parallel()
+	b, _ := streaming(t)
+	b.upstream.Script(upstreamtest.Error(503, "server_error", "busy"),
+		upstreamtest.Error(400, "invalid_request_error", "no").WithDelay(300*time.Millisecond))
+	done := make(chan activities.CallModelResult, 1)
+	go func() {
+		// The earlier attempt writes the row while the retry's call is
+		// under way.
+		_, _ = b.upstream.WaitRequests(t.Context(), 2)
+		sent, _ := recordedEarlier(t, b, "resp_f")
+		done <- sent
+	}()
+	env := retryingEnv(b)
+
+	env.ExecuteWorkflow("call", activities.CallModelInput{ProjectID: b.project, Deployment: "qwen",
+		Messages: []activities.ChatMessage{{Role: "user", Content: "Greet Ada."}}, Announce: announcement(b, "resp_f")})
+	require.NoError(t, env.GetWorkflowError(), "the 400 gave way to the recorded reply")
+	var res activities.CallModelResult
+	require.NoError(t, env.GetWorkflowResult(&res))
+	require.Equal(t, <-done, res)
 }
 
 // TestSecondWriterYieldsToTheReplyThatEndedTheTurn: two attempts of the
@@ -307,16 +395,10 @@ func TestRetriedCallKeepsTheReplyThatEndedTheTurn(t *testing.T) {
 func TestSecondWriterYieldsToTheReplyThatEndedTheTurn(t *testing.T) {
 	t.Parallel()
 	b, sub := streaming(t)
-	an := announcement(b, "resp_s")
-	first := an.Record
-	first.RenderedMessages = []activities.ChatMessage{{Role: "user", Content: "Greet Ada."}}
-	sent := activities.CallModelResult{Content: "Hello, Ada.", FinishReason: "stop", Usage: activities.ModelUsage{PromptTokens: 9, CompletionTokens: 3, TotalTokens: 12},
-		LatencyMS: 12, Model: upstreamModel, Attempt: 1, Recorded: true}
-	require.NoError(t, first.AddReply(sent, workflows.StatusCompleted, time.Now()))
-	require.NoError(t, b.recordRun(t, first))
+	sent, msgs := recordedEarlier(t, b, "resp_s")
 	b.upstream.Script(upstreamtest.Text("Hi there, Ada!"))
 
-	res, err := b.callModel(t, activities.CallModelInput{Messages: first.RenderedMessages, Announce: an})
+	res, err := b.callModel(t, activities.CallModelInput{Messages: msgs, Announce: announcement(b, "resp_s")})
 	require.NoError(t, err)
 	require.Equal(t, sent, res, "the reply whose row was there first")
 	require.Equal(t, 1, b.upstream.Received())

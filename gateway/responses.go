@@ -498,6 +498,9 @@ func (g *Gateway) getResponse(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out, found, err := g.turn(r.Context(), runID, n)
+	if err == nil && found && n == 1 && out.Status == workflows.StatusInProgress {
+		out, err = g.settledFirstTurn(r.Context(), c.projectID, runID, out)
+	}
 	if err != nil {
 		g.log.Error("read turn of prompt run", "err", err, "response_id", id)
 		writeAPIError(w, errInternal)
@@ -593,6 +596,44 @@ func (g *Gateway) turn(ctx context.Context, runID string, n int) (out workflows.
 		return out, false, nil
 	}
 	return res, true, nil
+}
+
+// settleWait bounds how long a read of a first turn that its model call has
+// already ended waits for the workflow to learn so.
+const settleWait = time.Second
+
+// settledFirstTurn is the first turn of run runID, which the workflow
+// reports as out, in progress. When the run's row says the turn has ended
+// — the first model call ended it and answered the caller before the
+// workflow had its reply (activities.Announcement) — the workflow reports
+// so within moments: it is asked again until it does, for up to
+// settleWait, so that a read right after the answer agrees with it.
+func (g *Gateway) settledFirstTurn(ctx context.Context, project uuid.UUID, runID string, out workflows.PromptRunOutput) (workflows.PromptRunOutput, error) {
+	row, err := g.q.GetRun(ctx, dbsqlc.GetRunParams{ProjectID: project, ID: runID})
+	switch {
+	case db.IsNoRows(err):
+		return out, nil
+	case err != nil:
+		return out, fmt.Errorf("read run: %w", err)
+	case row.Status == workflows.StatusWaiting:
+		return out, nil
+	}
+	deadline := time.Now().Add(settleWait)
+	for time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return out, ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+		later, found, err := g.turn(ctx, runID, 1)
+		switch {
+		case err != nil:
+			return out, err
+		case found && later.Status != workflows.StatusInProgress:
+			return later, nil
+		}
+	}
+	return out, nil
 }
 
 // runFailed is the output of a turn whose workflow failed: the worker's

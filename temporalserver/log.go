@@ -2,7 +2,6 @@ package temporalserver
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -28,15 +27,9 @@ var _ log.Logger = slogLogger{}
 // cancelled reports whether tags carry an error of a cancelled operation.
 func cancelled(tags []tag.Tag) bool {
 	for _, t := range tags {
-		switch v := t.Value().(type) {
-		case error:
-			if errors.Is(v, context.Canceled) || strings.Contains(v.Error(), context.Canceled.Error()) {
-				return true
-			}
-		case string: // tag.Error's value, as the server's tags give it
-			if t.Key() == "error" && strings.Contains(v, context.Canceled.Error()) {
-				return true
-			}
+		// tag.Error's value is the error's text.
+		if v, ok := t.Value().(string); ok && t.Key() == "error" && strings.Contains(v, context.Canceled.Error()) {
+			return true
 		}
 	}
 	return false

@@ -830,10 +830,7 @@ func (r *promptRun) toolEvent(ctx workflow.Context, n int, typ string, t *runstr
 }
 
 func (r *promptRun) addCall(n int, res activities.CallModelResult) {
-	r.calls = append(r.calls, activities.ModelCall{
-		Call: n, Attempt: res.Attempt, LatencyMS: res.LatencyMS, Usage: res.Usage,
-		FinishReason: res.FinishReason, Model: res.Model,
-	})
+	r.calls = append(r.calls, activities.ModelCallOf(n, res))
 	r.cur.ModelCalls++
 	r.cur.Usage.add(res.Usage)
 	r.usage.add(res.Usage)
@@ -940,8 +937,15 @@ func (r *promptRun) record(ctx workflow.Context, status string) error {
 	return nil
 }
 
+// maxAnnouncement bounds the run's input that an announcement carries
+// again in the first call's input: Temporal refuses a payload over 2 MB,
+// terminating the run, and the call's messages already hold that input
+// rendered. A run with more input than this is recorded by the workflow.
+const maxAnnouncement = 256 << 10
+
 // announcement lets the first model call end the first turn (see
-// activities.Announcement): the row and the turn as they stand before it.
+// activities.Announcement): the row and the turn as they stand before it;
+// nil when the run's input is too large to carry twice.
 func (r *promptRun) announcement(ctx workflow.Context) (*activities.Announcement, error) {
 	rec, err := r.runRecord(ctx, "")
 	if err != nil {
@@ -950,6 +954,13 @@ func (r *promptRun) announcement(ctx workflow.Context) (*activities.Announcement
 	// The first call's messages are the rendered ones: the history holds
 	// them once.
 	rec.RenderedMessages = nil
+	encoded, err := json.Marshal(rec)
+	if err != nil {
+		return nil, fmt.Errorf("prompt run: encode record: %w", err)
+	}
+	if len(encoded) > maxAnnouncement {
+		return nil, nil
+	}
 	turn, err := json.Marshal(r.cur)
 	if err != nil {
 		return nil, fmt.Errorf("prompt run: encode turn: %w", err)

@@ -62,10 +62,13 @@ type PromptRunInput struct {
 	// streaming existed.
 	StreamSubject string `json:"stream_subject,omitempty"`
 	// TurnSubject, when set, is the NATS subject on which the run announces
-	// the end of its first turn, once recorded, with the turn's output
-	// (runstream.TypeTurnEnded): a caller that subscribed before the start
-	// has its answer without an update, and the workflow task an update
-	// costs. The announcement is best effort; UpdateAwaitTurn always works.
+	// the end of its first turn, once recorded (runstream.TypeTurnEnded,
+	// read by AnnouncedTurn): RecordRun sends the turn, or the first model
+	// call, when its reply ended the run, sends the turn before it and the
+	// reply (activities.Announcement). A caller that subscribed before the
+	// start has its answer without an update, and the workflow tasks an
+	// update waits for. The announcement is best effort; UpdateAwaitTurn
+	// always works.
 	TurnSubject string `json:"turn_subject,omitempty"`
 }
 

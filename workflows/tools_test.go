@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -452,13 +453,11 @@ func TestFirstCallEndsTheRunItself(t *testing.T) {
 				an, sent = in.Announce, reply
 				if an != nil {
 					// What CallModel does with the announcement.
-					rec = an.Record
-					if rec.RenderedMessages == nil {
-						rec.RenderedMessages = in.Messages
-					}
 					status, ends := reply.EndsTurn()
 					require.True(t, ends)
-					require.NoError(t, rec.AddReply(reply, status, time.Now()))
+					var err error
+					rec, err = an.RunRecord(in.Messages, reply, status, time.Now())
+					require.NoError(t, err)
 					sent.Recorded = true
 				}
 				return sent, nil
@@ -523,4 +522,16 @@ func TestAnnouncedTurnReadsBothForms(t *testing.T) {
 	require.False(t, ok)
 	_, ok = workflows.AnnouncedTurn(runstream.Event{Type: runstream.TypeDelta, Output: raw})
 	require.False(t, ok)
+}
+
+func TestLargeInputIsRecordedByTheWorkflow(t *testing.T) {
+	h := newHarness(t)
+	h.replies(t, "Hello there.")
+	in := textInput(strings.Repeat("a long document ", 20000))
+	in.TurnSubject = runstream.Subject(in.ResponseID)
+
+	h.run(t, in)
+
+	require.Nil(t, h.calls[0].Announce, "the call's input would carry the run's input twice")
+	require.Equal(t, in.TurnSubject, h.record().TurnSubject, "RecordRun announces it")
 }
