@@ -68,6 +68,11 @@ type Announcement struct {
 	// are the rendered ones), which the history then holds once.
 	Record RunRecord       `json:"record"`
 	Turn   json.RawMessage `json:"turn"`
+	// Document, set for a prompt with structured output, is the prompt's
+	// document: a reply that is not cut off ends the turn only when it
+	// passes the document's checks (CheckOutput), with its parsed value;
+	// one that fails them is left to the workflow, which repairs it.
+	Document json.RawMessage `json:"document,omitempty"`
 }
 
 // CallModelResult is the model's reply.
@@ -86,6 +91,9 @@ type CallModelResult struct {
 	// Recorded says the call ended the first turn itself: the run's row is
 	// written with this reply and the turn announced (see Announcement).
 	Recorded bool `json:"recorded,omitempty"`
+	// Parsed is the structured output of a recorded reply that the call
+	// checked (Announcement.Document).
+	Parsed json.RawMessage `json:"parsed,omitempty"`
 }
 
 // The statuses a reply can end its turn with.
@@ -253,6 +261,14 @@ func (a *Activities) endTurn(ctx context.Context, an *Announcement, messages []C
 	status, ok := res.EndsTurn()
 	if !ok {
 		return res, nil
+	}
+	if an.Document != nil && status == StatusCompleted {
+		check, err := a.CheckOutput(ctx, CheckOutputInput{Document: an.Document, Content: res.Content})
+		if err != nil || !check.Valid {
+			// The workflow checks it again, and repairs or fails it.
+			return res, nil
+		}
+		res.Parsed = check.Parsed
 	}
 	rec, err := an.RunRecord(messages, res, status, time.Now())
 	if err != nil {

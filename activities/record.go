@@ -195,7 +195,7 @@ type RunOutput struct {
 // ended it with status, at now: the workflow records such a run the same
 // way (the workflows tests hold the two to each other).
 func (r *RunRecord) AddReply(res CallModelResult, status string, now time.Time) error {
-	out, err := json.Marshal(RunOutput{Text: res.Content})
+	out, err := json.Marshal(RunOutput{Text: res.Content, Parsed: res.Parsed})
 	if err != nil {
 		return fmt.Errorf("record run: encode output: %w", err)
 	}
@@ -241,7 +241,7 @@ func (a *Activities) recordedReply(ctx context.Context, runID string) (res CallM
 	c := calls[0]
 	return CallModelResult{
 		Content: out.Text, FinishReason: c.FinishReason, Usage: c.Usage, LatencyMS: c.LatencyMS,
-		Model: c.Model, Attempt: c.Attempt, Recorded: true,
+		Model: c.Model, Attempt: c.Attempt, Recorded: true, Parsed: out.Parsed,
 	}, true, nil
 }
 

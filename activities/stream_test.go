@@ -409,3 +409,44 @@ func TestSecondWriterYieldsToTheReplyThatEndedTheTurn(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, evs, "nothing more is announced")
 }
+
+// TestCallModelChecksAStructuredReplyBeforeEndingTheTurn: with the
+// document, a valid structured reply ends the turn with its parsed value;
+// an invalid one is left to the workflow to repair.
+func TestCallModelChecksAStructuredReplyBeforeEndingTheTurn(t *testing.T) {
+	t.Parallel()
+	b, sub := streaming(t)
+	doc := []byte(`{"deployment": "qwen", "messages": [{"role": "user", "content": "Score it."}],
+	  "output": {"type": "structured", "variables": [{"name": "score", "type": "integer", "required": true}]}}`)
+	msgs := []activities.ChatMessage{{Role: "user", Content: "Score it."}}
+	an := announcement(b, "resp_s")
+	an.Document = doc
+	b.upstream.Script(upstreamtest.JSONContent(map[string]any{"score": 9}))
+
+	res, err := b.callModel(t, activities.CallModelInput{Messages: msgs, Announce: an})
+	require.NoError(t, err)
+	require.True(t, res.Recorded)
+	require.JSONEq(t, `{"score": 9}`, string(res.Parsed))
+	row, err := b.q.GetRun(t.Context(), dbsqlc.GetRunParams{ProjectID: b.project, ID: "resp_s"})
+	require.NoError(t, err)
+	require.JSONEq(t, `{"text": "{\"score\":9}", "parsed": {"score": 9}}`, string(row.Output))
+	evs, err := sub.Flush(t.Context())
+	require.NoError(t, err)
+	require.Len(t, evs, 1)
+	turn, ok := workflows.AnnouncedTurn(evs[0])
+	require.True(t, ok)
+	require.JSONEq(t, `{"score": 9}`, string(turn.Parsed))
+
+	an = announcement(b, "resp_s4")
+	an.Document = doc
+	b.upstream.Script(upstreamtest.JSONContent(map[string]any{"score": "nine"}))
+	res, err = b.callModel(t, activities.CallModelInput{Messages: msgs, Announce: an})
+	require.NoError(t, err)
+	require.False(t, res.Recorded, "an invalid reply is the workflow's to repair")
+	require.Nil(t, res.Parsed)
+	_, err = b.q.GetRun(t.Context(), dbsqlc.GetRunParams{ProjectID: b.project, ID: "resp_s4"})
+	require.True(t, db.IsNoRows(err), "no row: %v", err)
+	evs, err = sub.Flush(t.Context())
+	require.NoError(t, err)
+	require.Empty(t, evs)
+}

@@ -551,10 +551,10 @@ func (r *promptRun) callLoop(ctx workflow.Context) error {
 		if r.streaming() {
 			call.Stream, call.StreamSubject, call.Call = true, r.subject, n
 		}
-		if n == 1 && len(r.turns) == 0 && r.in.TurnSubject != "" && !p.StructuredOutput {
+		if n == 1 && len(r.turns) == 0 && r.in.TurnSubject != "" {
 			// A reply that ends the run as it is ends it in the call's
 			// activity, a workflow task before the workflow could.
-			an, err := r.announcement(ctx)
+			an, err := r.announcement(ctx, p.StructuredOutput)
 			if err != nil {
 				return err
 			}
@@ -593,6 +593,10 @@ func (r *promptRun) callLoop(ctx workflow.Context) error {
 			continue
 		case status == StatusIncomplete || !p.StructuredOutput:
 			r.cur.Status = status
+			return nil
+		case res.Recorded:
+			// The call checked the reply and ended the run with it.
+			r.cur.Status, r.cur.Parsed = StatusCompleted, res.Parsed
 			return nil
 		}
 
@@ -867,6 +871,7 @@ func AnnouncedTurn(ev runstream.Event) (PromptRunOutput, bool) {
 	out.ModelCalls++
 	out.Usage.add(res.Usage)
 	out.Text = res.Content
+	out.Parsed = res.Parsed
 	out.Status = status
 	out.FinishedAt = out.StartedAt.Add(time.Duration(res.LatencyMS) * time.Millisecond)
 	return out, true
@@ -937,16 +942,18 @@ func (r *promptRun) record(ctx workflow.Context, status string) error {
 	return nil
 }
 
-// maxAnnouncement bounds the run's input that an announcement carries
-// again in the first call's input: Temporal refuses a payload over 2 MB,
-// terminating the run, and the call's messages already hold that input
-// rendered. A run with more input than this is recorded by the workflow.
+// maxAnnouncement bounds what an announcement carries again in the first
+// call's input (the run's input, a structured prompt's document): Temporal
+// refuses a payload over 2 MB, terminating the run, and the call's messages
+// already hold that input rendered. A run with more is recorded by the
+// workflow.
 const maxAnnouncement = 256 << 10
 
 // announcement lets the first model call end the first turn (see
-// activities.Announcement): the row and the turn as they stand before it;
-// nil when the run's input is too large to carry twice.
-func (r *promptRun) announcement(ctx workflow.Context) (*activities.Announcement, error) {
+// activities.Announcement): the row and the turn as they stand before it,
+// and for a structured output the document to check the reply against;
+// nil when the run's input and document are too large to carry again.
+func (r *promptRun) announcement(ctx workflow.Context, structured bool) (*activities.Announcement, error) {
 	rec, err := r.runRecord(ctx, "")
 	if err != nil {
 		return nil, err
@@ -954,18 +961,22 @@ func (r *promptRun) announcement(ctx workflow.Context) (*activities.Announcement
 	// The first call's messages are the rendered ones: the history holds
 	// them once.
 	rec.RenderedMessages = nil
-	encoded, err := json.Marshal(rec)
-	if err != nil {
-		return nil, fmt.Errorf("prompt run: encode record: %w", err)
-	}
-	if len(encoded) > maxAnnouncement {
-		return nil, nil
-	}
 	turn, err := json.Marshal(r.cur)
 	if err != nil {
 		return nil, fmt.Errorf("prompt run: encode turn: %w", err)
 	}
-	return &activities.Announcement{Subject: r.in.TurnSubject, Record: rec, Turn: turn}, nil
+	an := &activities.Announcement{Subject: r.in.TurnSubject, Record: rec, Turn: turn}
+	if structured {
+		an.Document = r.in.Document
+	}
+	encoded, err := json.Marshal(an)
+	if err != nil {
+		return nil, fmt.Errorf("prompt run: encode announcement: %w", err)
+	}
+	if len(encoded) > maxAnnouncement {
+		return nil, nil
+	}
+	return an, nil
 }
 
 // runRecord is the run's row as it stands, with status.

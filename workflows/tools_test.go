@@ -440,35 +440,48 @@ func modelReply(content string) activities.CallModelResult {
 // Announcement); the workflow then writes nothing more, and the row and
 // the turn the call made are the ones the workflow makes itself.
 func TestFirstCallEndsTheRunItself(t *testing.T) {
-	for _, reply := range []activities.CallModelResult{
-		modelReply("Hello there."),
-		func() activities.CallModelResult { r := modelReply("Hello th"); r.FinishReason = "length"; return r }(),
+	structured := structuredInput(structuredDoc(true, 2), map[string]any{"name": "Ada", "age": 36})
+	for _, c := range []struct {
+		name  string
+		in    workflows.PromptRunInput
+		reply activities.CallModelResult
+	}{
+		{"text", textInput("hello"), modelReply("Hello there.")},
+		{"cut off", textInput("hello"), func() activities.CallModelResult { r := modelReply("Hello th"); r.FinishReason = "length"; return r }()},
+		{"structured", structured, modelReply(`{"summary": "Ada, a mathematician.", "score": 9}`)},
 	} {
-		t.Run(reply.FinishReason, func(t *testing.T) {
+		t.Run(c.name, func(t *testing.T) {
 			h := newHarness(t)
 			var an *activities.Announcement
 			var rec activities.RunRecord
 			var sent activities.CallModelResult
-			h.env.OnActivity("CallModel", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.CallModelInput) (activities.CallModelResult, error) {
-				an, sent = in.Announce, reply
+			h.env.OnActivity("CallModel", mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.CallModelInput) (activities.CallModelResult, error) {
+				an, sent = in.Announce, c.reply
 				if an != nil {
 					// What CallModel does with the announcement.
-					status, ends := reply.EndsTurn()
+					status, ends := sent.EndsTurn()
 					require.True(t, ends)
+					if an.Document != nil && status == workflows.StatusCompleted {
+						check, err := (&activities.Activities{}).CheckOutput(ctx, activities.CheckOutputInput{Document: an.Document, Content: sent.Content})
+						require.NoError(t, err)
+						require.True(t, check.Valid)
+						sent.Parsed = check.Parsed
+					}
 					var err error
-					rec, err = an.RunRecord(in.Messages, reply, status, time.Now())
+					rec, err = an.RunRecord(in.Messages, sent, status, time.Now())
 					require.NoError(t, err)
 					sent.Recorded = true
 				}
 				return sent, nil
 			})
-			in := textInput("hello")
+			in := c.in
 			in.TurnSubject = runstream.Subject(in.ResponseID)
 
 			out := h.execute(t, in)
 
 			require.NotNil(t, an, "the first call may end the run")
 			require.Equal(t, in.TurnSubject, an.Subject)
+			require.Equal(t, c.name == "structured", an.Document != nil, "a structured reply is checked against the document")
 			require.Empty(t, h.records, "the model call recorded the run")
 			raw, err := json.Marshal(sent)
 			require.NoError(t, err)
@@ -480,10 +493,12 @@ func TestFirstCallEndsTheRunItself(t *testing.T) {
 
 			// The same run, recorded by the workflow.
 			h2 := newHarness(t)
-			h2.env.OnActivity("CallModel", mock.Anything, mock.Anything).Return(reply, nil)
+			h2.env.OnActivity("CallModel", mock.Anything, mock.Anything).Return(c.reply, nil)
 			plain := in
 			plain.TurnSubject = ""
-			require.Equal(t, out.Status, h2.run(t, plain).Status)
+			own := h2.run(t, plain)
+			own.StartedAt, own.FinishedAt = out.StartedAt, out.FinishedAt // two test clocks
+			require.Equal(t, out, own, "the run's answer is the workflow's own")
 			want := h2.record()
 			for _, r := range []*activities.RunRecord{&rec, &want} {
 				r.LatencyMS, r.CreatedAt, r.FinishedAt = 0, time.Time{}, time.Time{}
@@ -493,16 +508,23 @@ func TestFirstCallEndsTheRunItself(t *testing.T) {
 	}
 }
 
-func TestStructuredFirstCallDoesNotEndTheRunItself(t *testing.T) {
+// TestInvalidStructuredFirstReplyIsRepairedByTheWorkflow: a structured
+// first reply that fails its checks is not ended by the call (CallModel
+// leaves it unrecorded): the workflow checks it, repairs it and records the
+// run.
+func TestInvalidStructuredFirstReplyIsRepairedByTheWorkflow(t *testing.T) {
 	h := newHarness(t)
-	h.replies(t, `{"summary": "Ada, a mathematician.", "score": 9}`)
-	in := structuredInput(structuredDoc(false, 0), map[string]any{"name": "Ada", "age": 36})
+	h.replies(t, `{"summary": "Ada", "score": 42}`, `{"summary": "Ada, a mathematician.", "score": 9}`)
+	in := structuredInput(structuredDoc(true, 2), map[string]any{"name": "Ada", "age": 36})
 	in.TurnSubject = runstream.Subject(in.ResponseID)
 
 	out := h.run(t, in)
 
 	require.Equal(t, workflows.StatusCompleted, out.Status)
-	require.Nil(t, h.calls[0].Announce, "a structured reply is checked by the workflow first")
+	require.Equal(t, 2, out.ModelCalls)
+	require.JSONEq(t, `{"summary": "Ada, a mathematician.", "score": 9}`, string(out.Parsed))
+	require.NotNil(t, h.calls[0].Announce.Document, "the first call could have ended it")
+	require.Nil(t, h.calls[1].Announce, "a repair call does not")
 	require.Equal(t, in.TurnSubject, h.record().TurnSubject, "RecordRun announces it")
 }
 
