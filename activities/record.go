@@ -152,6 +152,7 @@ func (a *Activities) writeRun(ctx context.Context, r RunRecord, once bool) (wrot
 		Metadata:         metadata,
 		CreatedAt:        r.CreatedAt,
 		FinishedAt:       r.FinishedAt,
+		Replace:          !once,
 	}
 	if tc := nullJSON(r.ToolCalls); tc != nil {
 		p.ToolCalls = tc
@@ -160,14 +161,7 @@ func (a *Activities) writeRun(ctx context.Context, r RunRecord, once bool) (wrot
 		p.PromptID = &r.PromptID
 		p.PromptVersion = &r.PromptVersion
 	}
-	wrote = true
-	if once {
-		var n int64
-		n, err = dbsqlc.New(a.Pool).CreateRunOnce(ctx, dbsqlc.CreateRunOnceParams(p))
-		wrote = n > 0
-	} else {
-		err = dbsqlc.New(a.Pool).CreateRun(ctx, p)
-	}
+	n, err := dbsqlc.New(a.Pool).CreateRun(ctx, p)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23503" { // foreign_key_violation
 		// The project was deleted during the run; its runs went with it,
@@ -178,7 +172,7 @@ func (a *Activities) writeRun(ctx context.Context, r RunRecord, once bool) (wrot
 	if err != nil {
 		return false, fmt.Errorf("record run %s: %w", r.ID, err)
 	}
-	return wrote, nil
+	return n > 0, nil
 }
 
 // RunOutput is a run's output as the runs table keeps it.

@@ -71,6 +71,13 @@ func TestRecordRunInsertsAndIsIdempotent(t *testing.T) {
 	require.Error(t, err, "another project does not see the run")
 	_, err = b.q.GetRunByID(t.Context(), "resp_record1")
 	require.NoError(t, err)
+
+	// A later record of the run (a paused run's next turn) replaces the row.
+	rec.Status = "waiting"
+	require.NoError(t, b.recordRun(t, rec))
+	row, err = b.q.GetRun(t.Context(), dbsqlc.GetRunParams{ProjectID: b.project, ID: "resp_record1"})
+	require.NoError(t, err)
+	require.Equal(t, "waiting", row.Status)
 }
 
 func TestRecordRunOfAFailedPlaygroundRun(t *testing.T) {

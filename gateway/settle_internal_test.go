@@ -62,11 +62,12 @@ func TestReadRightAfterTheAnswerAgreesWithIt(t *testing.T) {
 	project, err := q.CreateProject(t.Context(), dbsqlc.CreateProjectParams{Name: "settle"})
 	require.NoError(t, err)
 	record := func(id, status string) {
-		require.NoError(t, q.CreateRun(t.Context(), dbsqlc.CreateRunParams{
+		_, err := q.CreateRun(t.Context(), dbsqlc.CreateRunParams{
 			ID: id, ProjectID: project.ID, Deployment: "greeter", Model: "qwen", Source: "api", Status: status,
 			Input: []byte(`{}`), ModelCalls: []byte(`[]`), ToolCalls: []byte(`[]`), Metadata: []byte(`{}`),
 			CreatedAt: time.Now(), FinishedAt: time.Now(),
-		}))
+		})
+		require.NoError(t, err)
 	}
 	record("resp_ended", workflows.StatusCompleted)
 	record("resp_paused", workflows.StatusWaiting)

@@ -45,7 +45,7 @@ func (q *Queries) CountRuns(ctx context.Context, arg CountRunsParams) (int64, er
 	return count, err
 }
 
-const createRun = `-- name: CreateRun :exec
+const createRun = `-- name: CreateRun :execrows
 INSERT INTO runs (
     id, project_id, prompt_id, prompt_version, deployment, model, source, status,
     input, rendered_messages, output, model_calls, tool_calls, input_tokens, output_tokens,
@@ -75,6 +75,7 @@ ON CONFLICT (id) DO UPDATE SET
     metadata = EXCLUDED.metadata,
     created_at = EXCLUDED.created_at,
     finished_at = EXCLUDED.finished_at
+WHERE $21::boolean
 `
 
 type CreateRunParams struct {
@@ -98,12 +99,15 @@ type CreateRunParams struct {
 	Metadata         []byte
 	CreatedAt        time.Time
 	FinishedAt       time.Time
+	Replace          bool
 }
 
-// Records a finished run. A run is recorded by an activity that may be
-// retried, so a second write of the same id replaces the first.
-func (q *Queries) CreateRun(ctx context.Context, arg CreateRunParams) error {
-	_, err := q.db.Exec(ctx, createRun,
+// Records a run. A run is recorded by an activity that may be retried, so
+// with replace a second write of the same id replaces the first. Without
+// it, a run that has a row already keeps it and no row is affected: the
+// first model call that ended the run wrote it, and that reply stands.
+func (q *Queries) CreateRun(ctx context.Context, arg CreateRunParams) (int64, error) {
+	result, err := q.db.Exec(ctx, createRun,
 		arg.ID,
 		arg.ProjectID,
 		arg.PromptID,
@@ -124,71 +128,7 @@ func (q *Queries) CreateRun(ctx context.Context, arg CreateRunParams) error {
 		arg.Metadata,
 		arg.CreatedAt,
 		arg.FinishedAt,
-	)
-	return err
-}
-
-const createRunOnce = `-- name: CreateRunOnce :execrows
-INSERT INTO runs (
-    id, project_id, prompt_id, prompt_version, deployment, model, source, status,
-    input, rendered_messages, output, model_calls, tool_calls, input_tokens, output_tokens,
-    latency_ms, error, metadata, created_at, finished_at
-) VALUES (
-    $1, $2, $3, $4, $5, $6, $7, $8,
-    $9, $10, $11, $12, $13, $14, $15,
-    $16, $17, $18, $19, $20
-)
-ON CONFLICT (id) DO NOTHING
-`
-
-type CreateRunOnceParams struct {
-	ID               string
-	ProjectID        uuid.UUID
-	PromptID         *uuid.UUID
-	PromptVersion    *int32
-	Deployment       string
-	Model            string
-	Source           string
-	Status           string
-	Input            []byte
-	RenderedMessages []byte
-	Output           []byte
-	ModelCalls       []byte
-	ToolCalls        []byte
-	InputTokens      int64
-	OutputTokens     int64
-	LatencyMs        int64
-	Error            []byte
-	Metadata         []byte
-	CreatedAt        time.Time
-	FinishedAt       time.Time
-}
-
-// Records a run that its first model call ended, unless the run has a row
-// already: then an earlier attempt of that call ended it, and that reply
-// stands. No row affected means the row was there.
-func (q *Queries) CreateRunOnce(ctx context.Context, arg CreateRunOnceParams) (int64, error) {
-	result, err := q.db.Exec(ctx, createRunOnce,
-		arg.ID,
-		arg.ProjectID,
-		arg.PromptID,
-		arg.PromptVersion,
-		arg.Deployment,
-		arg.Model,
-		arg.Source,
-		arg.Status,
-		arg.Input,
-		arg.RenderedMessages,
-		arg.Output,
-		arg.ModelCalls,
-		arg.ToolCalls,
-		arg.InputTokens,
-		arg.OutputTokens,
-		arg.LatencyMs,
-		arg.Error,
-		arg.Metadata,
-		arg.CreatedAt,
-		arg.FinishedAt,
+		arg.Replace,
 	)
 	if err != nil {
 		return 0, err

@@ -1,6 +1,8 @@
--- name: CreateRun :exec
--- Records a finished run. A run is recorded by an activity that may be
--- retried, so a second write of the same id replaces the first.
+-- name: CreateRun :execrows
+-- Records a run. A run is recorded by an activity that may be retried, so
+-- with replace a second write of the same id replaces the first. Without
+-- it, a run that has a row already keeps it and no row is affected: the
+-- first model call that ended the run wrote it, and that reply stands.
 INSERT INTO runs (
     id, project_id, prompt_id, prompt_version, deployment, model, source, status,
     input, rendered_messages, output, model_calls, tool_calls, input_tokens, output_tokens,
@@ -29,22 +31,8 @@ ON CONFLICT (id) DO UPDATE SET
     error = EXCLUDED.error,
     metadata = EXCLUDED.metadata,
     created_at = EXCLUDED.created_at,
-    finished_at = EXCLUDED.finished_at;
-
--- name: CreateRunOnce :execrows
--- Records a run that its first model call ended, unless the run has a row
--- already: then an earlier attempt of that call ended it, and that reply
--- stands. No row affected means the row was there.
-INSERT INTO runs (
-    id, project_id, prompt_id, prompt_version, deployment, model, source, status,
-    input, rendered_messages, output, model_calls, tool_calls, input_tokens, output_tokens,
-    latency_ms, error, metadata, created_at, finished_at
-) VALUES (
-    @id, @project_id, sqlc.narg(prompt_id), sqlc.narg(prompt_version), @deployment, @model, @source, @status,
-    @input, sqlc.narg(rendered_messages), sqlc.narg(output), @model_calls, @tool_calls, @input_tokens, @output_tokens,
-    @latency_ms, sqlc.narg(error), @metadata, @created_at, @finished_at
-)
-ON CONFLICT (id) DO NOTHING;
+    finished_at = EXCLUDED.finished_at
+WHERE sqlc.arg(replace)::boolean;
 
 -- name: GetRun :one
 SELECT * FROM runs WHERE project_id = @project_id AND id = @id;
