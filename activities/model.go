@@ -151,7 +151,7 @@ func (a *Activities) CallModel(ctx context.Context, in CallModelInput) (CallMode
 	if later {
 		res, found, err := a.recordedReply(ctx, in.Announce.Record.ID)
 		if found {
-			a.announce(ctx, in.Announce, res)
+			a.announceReply(ctx, in.Announce, res)
 		}
 		if found || err != nil {
 			return res, err
@@ -290,7 +290,7 @@ func (a *Activities) endTurn(ctx context.Context, an *Announcement, messages []C
 		return res, nil
 	}
 	res.Recorded = true
-	a.announce(ctx, an, res)
+	a.announceReply(ctx, an, res)
 	return res, nil
 }
 
@@ -307,16 +307,14 @@ func (an *Announcement) RunRecord(messages []ChatMessage, res CallModelResult, s
 	return rec, err
 }
 
-// announce publishes the turn that res, a recorded reply, ended. Best
-// effort, as RecordRun's: a caller that misses it asks the workflow.
-func (a *Activities) announce(ctx context.Context, an *Announcement, res CallModelResult) {
+// announceReply announces the turn that res, a recorded reply, ended.
+func (a *Activities) announceReply(ctx context.Context, an *Announcement, res CallModelResult) {
 	reply, err := json.Marshal(res)
-	if err == nil {
-		err = runstream.Publish(ctx, a.NATS, an.Subject, runstream.Event{Type: runstream.TypeTurnEnded, Output: an.Turn, Reply: reply})
-	}
 	if err != nil {
 		activity.GetLogger(ctx).Warn("turn end not announced", "run", an.Record.ID, "subject", an.Subject, "err", err)
+		return
 	}
+	a.announce(ctx, an.Record.ID, an.Subject, runstream.Event{Type: runstream.TypeTurnEnded, Output: an.Turn, Reply: reply})
 }
 
 // upstreamFailure is the error of an upstream's answer with status >= 300.

@@ -91,12 +91,17 @@ func (a *Activities) RecordRun(ctx context.Context, r RunRecord) error {
 		return err
 	}
 	if r.TurnSubject != "" {
-		// Best effort: a caller that misses it asks the workflow instead.
-		if err := runstream.Publish(ctx, a.NATS, r.TurnSubject, runstream.Event{Type: runstream.TypeTurnEnded, Output: r.Turn}); err != nil {
-			activity.GetLogger(ctx).Warn("turn end not announced", "run", r.ID, "subject", r.TurnSubject, "err", err)
-		}
+		a.announce(ctx, r.ID, r.TurnSubject, runstream.Event{Type: runstream.TypeTurnEnded, Output: r.Turn})
 	}
 	return nil
+}
+
+// announce publishes ev, the end of run runID's first turn, on subject.
+// Best effort: a caller that misses it asks the workflow instead.
+func (a *Activities) announce(ctx context.Context, runID, subject string, ev runstream.Event) {
+	if err := runstream.Publish(ctx, a.NATS, subject, ev); err != nil {
+		activity.GetLogger(ctx).Warn("turn end not announced", "run", runID, "subject", subject, "err", err)
+	}
 }
 
 // writeRun writes the run's row, replacing any row of the same run, or,

@@ -713,7 +713,7 @@ func awaitFirstTurn(ctx context.Context, sub *runstream.Subscription, wait func(
 	for {
 		select {
 		case ev := <-sub.Events():
-			if out, ok := turnEnded(ev); ok {
+			if out, ok := workflows.AnnouncedTurn(ev); ok {
 				return out, nil
 			}
 		case res := <-asked:
@@ -740,10 +740,4 @@ func askAfter(delay time.Duration, wait func() (workflows.PromptRunOutput, error
 		ch <- res
 	})
 	return ch, func() { t.Stop() }
-}
-
-// turnEnded is the turn that ev announces, if it is a readable
-// announcement (runstream.TypeTurnEnded).
-func turnEnded(ev runstream.Event) (workflows.PromptRunOutput, bool) {
-	return workflows.AnnouncedTurn(ev)
 }

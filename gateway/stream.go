@@ -68,7 +68,7 @@ func (g *Gateway) streamTurn(w http.ResponseWriter, r *http.Request, sub *runstr
 	for s.err == nil {
 		select {
 		case ev := <-sub.Events():
-			if out, ok := turnEnded(ev); ok {
+			if out, ok := workflows.AnnouncedTurn(ev); ok {
 				// The run announces the end after its events; one still
 				// on its way is covered by the turn itself, as after a gap.
 				s.finish(out)

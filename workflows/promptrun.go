@@ -573,7 +573,6 @@ func (r *promptRun) callLoop(ctx workflow.Context) error {
 			return nil
 		}
 		r.addCall(n, res)
-		r.cur.Text = res.Content
 		r.recorded = res.Recorded
 
 		switch status, ends := res.EndsTurn(); {
@@ -833,11 +832,19 @@ func (r *promptRun) toolEvent(ctx workflow.Context, n int, typ string, t *runstr
 	r.publish(ctx, runstream.Event{Type: typ, Call: n, Tool: t})
 }
 
+// addCall keeps call n, which res answered, in the run and its turn.
 func (r *promptRun) addCall(n int, res activities.CallModelResult) {
 	r.calls = append(r.calls, activities.ModelCallOf(n, res))
-	r.cur.ModelCalls++
-	r.cur.Usage.add(res.Usage)
+	r.cur.addReply(res)
 	r.usage.add(res.Usage)
+}
+
+// addReply adds a model call's reply to the turn: one more call, its usage
+// and its text.
+func (t *PromptRunOutput) addReply(res activities.CallModelResult) {
+	t.ModelCalls++
+	t.Usage.add(res.Usage)
+	t.Text = res.Content
 }
 
 func (u *Usage) add(m activities.ModelUsage) {
@@ -868,9 +875,7 @@ func AnnouncedTurn(ev runstream.Event) (PromptRunOutput, bool) {
 	if !ends {
 		return PromptRunOutput{}, false
 	}
-	out.ModelCalls++
-	out.Usage.add(res.Usage)
-	out.Text = res.Content
+	out.addReply(res)
 	out.Parsed = res.Parsed
 	out.Status = status
 	out.FinishedAt = out.StartedAt.Add(time.Duration(res.LatencyMS) * time.Millisecond)
