@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
@@ -18,6 +17,7 @@ import (
 	"github.com/budhq/bud/db"
 	"github.com/budhq/bud/db/dbsqlc"
 	"github.com/budhq/bud/runstream"
+	"github.com/budhq/bud/runstream/runstreamtest"
 	"github.com/budhq/bud/upstreamtest"
 	"github.com/budhq/bud/workflows"
 )
@@ -27,18 +27,10 @@ import (
 func streaming(t *testing.T) (*bundle, *runstream.Subscription) {
 	t.Helper()
 	b := setup(t)
-	srv, err := runstream.StartServer("127.0.0.1:0")
-	require.NoError(t, err)
-	t.Cleanup(srv.Shutdown)
-	connect := func() *nats.Conn {
-		nc, err := runstream.Connect(srv.URL())
-		require.NoError(t, err)
-		t.Cleanup(nc.Close)
-		return nc
-	}
-	b.acts = activities.New(activities.Config{Identity: "test", Pool: b.pool, Box: b.box, NATS: connect()})
+	srv := runstreamtest.Start(t)
+	b.acts = activities.New(activities.Config{Identity: "test", Pool: b.pool, Box: b.box, NATS: runstreamtest.Connect(t, srv)})
 	b.env = newActivityEnv(b.acts)
-	sub, err := runstream.Subscribe(connect(), "resp_s")
+	sub, err := runstream.Subscribe(runstreamtest.Connect(t, srv), "resp_s")
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = sub.Close() })
 	return b, sub

@@ -15,6 +15,7 @@ import (
 
 	"github.com/budhq/bud/prompt"
 	"github.com/budhq/bud/runstream"
+	"github.com/budhq/bud/runstream/runstreamtest"
 	"github.com/budhq/bud/workflows"
 )
 
@@ -580,12 +581,7 @@ func TestStreamToolCallOfAFailedRun(t *testing.T) {
 // TestAwaitFirstTurn: the announced turn is the answer; an announcement
 // that never comes, or cannot be read, leaves the answer to the update.
 func TestAwaitFirstTurn(t *testing.T) {
-	srv, err := runstream.StartServer("127.0.0.1:0")
-	require.NoError(t, err)
-	t.Cleanup(srv.Shutdown)
-	nc, err := runstream.Connect(srv.URL())
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
+	nc := runstreamtest.Connect(t, runstreamtest.Start(t))
 	defer func(d time.Duration) { announceWait = d }(announceWait)
 	announceWait = 200 * time.Millisecond
 

@@ -9,17 +9,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/budhq/bud/runstream"
+	"github.com/budhq/bud/runstream/runstreamtest"
 )
 
 func startServer(t *testing.T) (*runstream.Server, *nats.Conn) {
 	t.Helper()
-	srv, err := runstream.StartServer("127.0.0.1:0")
-	require.NoError(t, err)
-	t.Cleanup(srv.Shutdown)
-	nc, err := runstream.Connect(srv.URL())
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	return srv, nc
+	srv := runstreamtest.Start(t)
+	return srv, runstreamtest.Connect(t, srv)
 }
 
 func next(t *testing.T, s *runstream.Subscription) runstream.Event {

@@ -10,7 +10,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	temporalschema "go.temporal.io/server/schema"
 	"io/fs"
 	"log/slog"
 	mrand "math/rand/v2"
@@ -41,6 +40,7 @@ import (
 	sqliteplugin "go.temporal.io/server/common/persistence/sql/sqlplugin/sqlite"
 	"go.temporal.io/server/common/primitives"
 	"go.temporal.io/server/common/resolver"
+	temporalschema "go.temporal.io/server/schema"
 	sqliteschema "go.temporal.io/server/schema/sqlite"
 	"go.temporal.io/server/temporal"
 )
