@@ -17,45 +17,6 @@ import (
 	"github.com/budhq/bud/secrets"
 )
 
-// Failure types of the activities (the errType of their
-// temporal.ApplicationError). They equal the workflows package's Err*
-// constants of the same names, which the gateway maps to HTTP statuses; this
-// package cannot import that one, so a test there keeps the two in step.
-const (
-	// ErrInvalidInput: the run's input breaks the prompt's input schema.
-	// Non-retryable; Failure.Param names the input at fault.
-	ErrInvalidInput = "InvalidInput"
-	// ErrInvalidPrompt: the document does not parse or compile. Non-retryable.
-	ErrInvalidPrompt = "InvalidPrompt"
-	// ErrRender: a template failed on this input. Non-retryable.
-	ErrRender = "RenderFailed"
-	// ErrUpstreamRejected: the model deployment answered 4xx (other than 408
-	// and 429). Non-retryable; Failure carries the status and the upstream's
-	// message.
-	ErrUpstreamRejected = "UpstreamRejected"
-	// ErrUpstreamUnavailable: the model deployment could not be reached,
-	// timed out, answered 408, 429 or 5xx, or sent an unreadable reply.
-	// Retryable; the retry policy decides how often.
-	ErrUpstreamUnavailable = "UpstreamUnavailable"
-	// ErrModelNotFound: the model deployment is missing from the project or
-	// is not a model deployment. Non-retryable.
-	ErrModelNotFound = "ModelNotFound"
-	// ErrProviderKey: the deployment's provider key cannot be opened with
-	// this worker's secret key, a configuration fault no retry mends.
-	// Non-retryable.
-	ErrProviderKey = "ProviderKey"
-)
-
-// Failure is the detail of every typed failure above: what a run reports to
-// its caller. Message is public: it never holds an internal error's text.
-type Failure struct {
-	Message string `json:"message"`
-	// Param names the input at fault ("prompt.variables.age").
-	Param string `json:"param,omitempty"`
-	// Status is the model deployment's HTTP status, 0 when it sent none.
-	Status int `json:"status,omitempty"`
-}
-
 // DefaultDeploymentTTL is how long a resolved model deployment is reused
 // before it is read from the database again.
 const DefaultDeploymentTTL = 5 * time.Second

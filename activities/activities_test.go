@@ -19,6 +19,7 @@ import (
 	"github.com/budhq/bud/activities"
 	"github.com/budhq/bud/db/dbsqlc"
 	"github.com/budhq/bud/db/dbtest"
+	"github.com/budhq/bud/run"
 	"github.com/budhq/bud/secrets"
 	"github.com/budhq/bud/upstreamtest"
 )
@@ -111,12 +112,12 @@ func (b *bundle) callModel(t *testing.T, in activities.CallModelInput) (activiti
 }
 
 // appError returns the ApplicationError in err, requiring one.
-func appError(t *testing.T, err error) (*temporal.ApplicationError, activities.Failure) {
+func appError(t *testing.T, err error) (*temporal.ApplicationError, run.Failure) {
 	t.Helper()
 	require.Error(t, err)
 	var appErr *temporal.ApplicationError
 	require.True(t, errors.As(err, &appErr), "not an application error: %v", err)
-	var f activities.Failure
+	var f run.Failure
 	if appErr.HasDetails() {
 		require.NoError(t, appErr.Details(&f))
 	}
@@ -196,9 +197,9 @@ func TestCallModelRateLimitIsRetryable(t *testing.T) {
 	_, err := b.callModel(t, activities.CallModelInput{})
 
 	appErr, f := appError(t, err)
-	require.Equal(t, activities.ErrUpstreamUnavailable, appErr.Type())
+	require.Equal(t, run.UpstreamUnavailable, appErr.Type())
 	require.False(t, appErr.NonRetryable())
-	require.Equal(t, activities.Failure{Status: 429, Message: "Rate limit reached."}, f)
+	require.Equal(t, run.Failure{Status: 429, Message: "Rate limit reached."}, f)
 	require.Equal(t, 2*time.Second, appErr.NextRetryDelay(), "Retry-After sets the next retry")
 }
 
@@ -210,9 +211,9 @@ func TestCallModelServerErrorIsRetryable(t *testing.T) {
 	_, err := b.callModel(t, activities.CallModelInput{})
 
 	appErr, f := appError(t, err)
-	require.Equal(t, activities.ErrUpstreamUnavailable, appErr.Type())
+	require.Equal(t, run.UpstreamUnavailable, appErr.Type())
 	require.False(t, appErr.NonRetryable())
-	require.Equal(t, activities.Failure{Status: 502, Message: "Bad Gateway"}, f, "a body that is not an error envelope is not passed on")
+	require.Equal(t, run.Failure{Status: 502, Message: "Bad Gateway"}, f, "a body that is not an error envelope is not passed on")
 }
 
 func TestCallModelBadRequestIsNotRetryable(t *testing.T) {
@@ -223,9 +224,9 @@ func TestCallModelBadRequestIsNotRetryable(t *testing.T) {
 	_, err := b.callModel(t, activities.CallModelInput{})
 
 	appErr, f := appError(t, err)
-	require.Equal(t, activities.ErrUpstreamRejected, appErr.Type())
+	require.Equal(t, run.UpstreamRejected, appErr.Type())
 	require.True(t, appErr.NonRetryable())
-	require.Equal(t, activities.Failure{Status: 400, Message: "Invalid 'temperature': must be <= 2."}, f)
+	require.Equal(t, run.Failure{Status: 400, Message: "Invalid 'temperature': must be <= 2."}, f)
 }
 
 func TestCallModelWrongProviderKeyIsRejected(t *testing.T) {
@@ -236,7 +237,7 @@ func TestCallModelWrongProviderKeyIsRejected(t *testing.T) {
 	_, err := b.callModel(t, activities.CallModelInput{Deployment: "wrong-key"})
 
 	appErr, f := appError(t, err)
-	require.Equal(t, activities.ErrUpstreamRejected, appErr.Type())
+	require.Equal(t, run.UpstreamRejected, appErr.Type())
 	require.Equal(t, 401, f.Status)
 	require.Equal(t, "Bearer sk-wrong", b.upstream.Requests()[0].Header.Get("Authorization"))
 }
@@ -252,13 +253,13 @@ func TestCallModelUnknownDeployment(t *testing.T) {
 	for _, name := range []string{"missing", "bot"} {
 		_, err := b.callModel(t, activities.CallModelInput{Deployment: name})
 		appErr, f := appError(t, err)
-		require.Equal(t, activities.ErrModelNotFound, appErr.Type(), name)
+		require.Equal(t, run.ModelNotFound, appErr.Type(), name)
 		require.True(t, appErr.NonRetryable())
 		require.Contains(t, f.Message, name)
 	}
 	_, err = b.callModel(t, activities.CallModelInput{ProjectID: uuid.New()})
 	appErr, _ := appError(t, err)
-	require.Equal(t, activities.ErrModelNotFound, appErr.Type(), "another project's deployment is not found")
+	require.Equal(t, run.ModelNotFound, appErr.Type(), "another project's deployment is not found")
 	require.Empty(t, b.upstream.Requests())
 }
 
@@ -274,7 +275,7 @@ func TestCallModelUnreachableIsRetryable(t *testing.T) {
 	_, err = b.callModel(t, activities.CallModelInput{Deployment: "gone"})
 
 	appErr, f := appError(t, err)
-	require.Equal(t, activities.ErrUpstreamUnavailable, appErr.Type())
+	require.Equal(t, run.UpstreamUnavailable, appErr.Type())
 	require.False(t, appErr.NonRetryable())
 	require.Zero(t, f.Status)
 	require.NotContains(t, f.Message, addr, "the public message names no address")
@@ -290,7 +291,7 @@ func TestCallModelClientTimeoutIsRetryable(t *testing.T) {
 	_, err := env.ExecuteActivity(acts.CallModel, activities.CallModelInput{ProjectID: b.project, Deployment: "qwen", Messages: []activities.ChatMessage{{Role: "user", Content: "hi"}}})
 
 	appErr, _ := appError(t, err)
-	require.Equal(t, activities.ErrUpstreamUnavailable, appErr.Type())
+	require.Equal(t, run.UpstreamUnavailable, appErr.Type())
 	require.False(t, appErr.NonRetryable())
 }
 
@@ -307,7 +308,7 @@ func TestCallModelKeyOfAnotherBoxIsAConfigurationFault(t *testing.T) {
 	_, err = env.ExecuteActivity(acts.CallModel, activities.CallModelInput{ProjectID: b.project, Deployment: "qwen", Messages: []activities.ChatMessage{{Role: "user", Content: "hi"}}})
 
 	appErr, f := appError(t, err)
-	require.Equal(t, activities.ErrProviderKey, appErr.Type())
+	require.Equal(t, run.ProviderKey, appErr.Type())
 	require.True(t, appErr.NonRetryable())
 	require.Equal(t, "internal error", f.Message)
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/budhq/bud"
 	"github.com/budhq/bud/db"
 	"github.com/budhq/bud/db/dbsqlc"
+	"github.com/budhq/bud/run"
 	"github.com/budhq/bud/runstream"
 )
 
@@ -96,12 +97,6 @@ type CallModelResult struct {
 	Parsed json.RawMessage `json:"parsed,omitempty"`
 }
 
-// The statuses a reply can end its turn with.
-const (
-	StatusCompleted  = "completed"
-	StatusIncomplete = "incomplete"
-)
-
 // EndsTurn reports whether the reply ends its turn as it is, for a prompt
 // without structured output, and with which status: a reply that calls no
 // tools does, incomplete when the model was cut off at max_tokens. (A
@@ -111,9 +106,17 @@ func (res CallModelResult) EndsTurn() (status string, ok bool) {
 	case len(res.ToolCalls) > 0:
 		return "", false
 	case res.FinishReason == "length":
-		return StatusIncomplete, true
+		return run.StatusIncomplete, true
 	}
-	return StatusCompleted, true
+	return run.StatusCompleted, true
+}
+
+// AddTo adds the reply to the turn it belongs to: one more model call, its
+// usage, and its text as the turn's text.
+func (res CallModelResult) AddTo(t *run.Turn) {
+	t.ModelCalls++
+	t.Usage.Add(res.Usage.PromptTokens, res.Usage.CompletionTokens, res.Usage.TotalTokens)
+	t.Text = res.Content
 }
 
 // maxReplyBytes bounds what is read of an upstream reply.
@@ -126,13 +129,13 @@ const maxReplyBytes = 32 << 20
 // workflow's retry policy. With in.Stream the request streams, and each
 // piece of content is published as it arrives (see CallModelInput.Stream);
 // a failed publish is logged, never fatal. Failures:
-//   - ErrModelNotFound (non-retryable): no model deployment of that name;
-//   - ErrUpstreamRejected (non-retryable): a 4xx other than 408 and 429,
-//     Failure carrying the status and the upstream's message;
-//   - ErrUpstreamUnavailable (retryable): unreachable, 408, 429, 5xx, an
+//   - run.ModelNotFound (non-retryable): no model deployment of that name;
+//   - run.UpstreamRejected (non-retryable): a 4xx other than 408 and 429,
+//     run.Failure carrying the status and the upstream's message;
+//   - run.UpstreamUnavailable (retryable): unreachable, 408, 429, 5xx, an
 //     unreadable reply or a stream that broke off; a Retry-After header
 //     sets the next retry's delay;
-//   - ErrProviderKey (non-retryable), or a plain error when the database is
+//   - run.ProviderKey (non-retryable), or a plain error when the database is
 //     unreachable (retryable).
 //
 // With an Announcement, the reply that first ended the turn stands: an
@@ -182,8 +185,8 @@ func (a *Activities) callModel(ctx context.Context, in CallModelInput) (CallMode
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.chatURL, bytes.NewReader(body))
 	if err != nil {
-		return CallModelResult{}, temporal.NewNonRetryableApplicationError("call model: "+err.Error(), ErrModelNotFound, nil,
-			Failure{Message: fmt.Sprintf("model deployment %q has an unusable base URL", in.Deployment)})
+		return CallModelResult{}, temporal.NewNonRetryableApplicationError("call model: "+err.Error(), run.ModelNotFound, nil,
+			run.Failure{Message: fmt.Sprintf("model deployment %q has an unusable base URL", in.Deployment)})
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if in.Stream {
@@ -202,8 +205,8 @@ func (a *Activities) callModel(ctx context.Context, in CallModelInput) (CallMode
 	start := time.Now()
 	resp, err := hc.Do(req)
 	if err != nil {
-		return CallModelResult{}, temporal.NewApplicationError("call model: "+err.Error(), ErrUpstreamUnavailable,
-			Failure{Message: "the model deployment could not be reached"})
+		return CallModelResult{}, temporal.NewApplicationError("call model: "+err.Error(), run.UpstreamUnavailable,
+			run.Failure{Message: "the model deployment could not be reached"})
 	}
 	defer resp.Body.Close()
 
@@ -221,8 +224,8 @@ func (a *Activities) callModel(ctx context.Context, in CallModelInput) (CallMode
 	} else {
 		raw, err := io.ReadAll(io.LimitReader(resp.Body, maxReplyBytes))
 		if err != nil {
-			return CallModelResult{}, temporal.NewApplicationError("call model: read reply: "+err.Error(), ErrUpstreamUnavailable,
-				Failure{Message: "the model deployment's reply broke off", Status: resp.StatusCode})
+			return CallModelResult{}, temporal.NewApplicationError("call model: read reply: "+err.Error(), run.UpstreamUnavailable,
+				run.Failure{Message: "the model deployment's reply broke off", Status: resp.StatusCode})
 		}
 		if resp.StatusCode >= 300 {
 			return CallModelResult{}, upstreamFailure(ctx, in.Deployment, resp, raw, time.Since(start))
@@ -262,7 +265,7 @@ func (a *Activities) endTurn(ctx context.Context, an *Announcement, messages []C
 	if !ok {
 		return res, nil
 	}
-	if an.Document != nil && status == StatusCompleted {
+	if an.Document != nil && status == run.StatusCompleted {
 		check, err := a.CheckOutput(ctx, CheckOutputInput{Document: an.Document, Content: res.Content})
 		if err != nil || !check.Valid {
 			// The workflow checks it again, and repairs or fails it.
@@ -319,16 +322,16 @@ func (a *Activities) announceReply(ctx context.Context, an *Announcement, res Ca
 
 // upstreamFailure is the error of an upstream's answer with status >= 300.
 func upstreamFailure(ctx context.Context, deployment string, resp *http.Response, raw []byte, latency time.Duration) error {
-	f := Failure{Status: resp.StatusCode, Message: upstreamMessage(resp.StatusCode, raw)}
+	f := run.Failure{Status: resp.StatusCode, Message: upstreamMessage(resp.StatusCode, raw)}
 	msg := fmt.Sprintf("call model: deployment %q answered %d: %s", deployment, resp.StatusCode, f.Message)
 	if retryableStatus(resp.StatusCode) {
 		activity.GetLogger(ctx).Warn("model deployment failed", "deployment", deployment, "status", resp.StatusCode, "latency_ms", latency.Milliseconds())
-		return temporal.NewApplicationErrorWithOptions(msg, ErrUpstreamUnavailable, temporal.ApplicationErrorOptions{
+		return temporal.NewApplicationErrorWithOptions(msg, run.UpstreamUnavailable, temporal.ApplicationErrorOptions{
 			Details:        []any{f},
 			NextRetryDelay: retryAfter(resp.Header.Get("Retry-After")),
 		})
 	}
-	return temporal.NewNonRetryableApplicationError(msg, ErrUpstreamRejected, nil, f)
+	return temporal.NewNonRetryableApplicationError(msg, run.UpstreamRejected, nil, f)
 }
 
 // decodeChatCompletion reads a whole chat.completion.
@@ -339,8 +342,8 @@ func decodeChatCompletion(raw []byte, status int) (CallModelResult, error) {
 		if err != nil {
 			why = err.Error()
 		}
-		return CallModelResult{}, temporal.NewApplicationError("call model: unreadable reply: "+why, ErrUpstreamUnavailable,
-			Failure{Message: "the model deployment sent a reply that is not a chat completion", Status: status})
+		return CallModelResult{}, temporal.NewApplicationError("call model: unreadable reply: "+why, run.UpstreamUnavailable,
+			run.Failure{Message: "the model deployment sent a reply that is not a chat completion", Status: status})
 	}
 	choice := cc.Choices[0]
 	out := CallModelResult{
@@ -397,8 +400,8 @@ type chatChunk struct {
 // finished (no finish reason) broke off, and is retryable.
 func readChatStream(body io.Reader, pub *runstream.Publisher) (CallModelResult, error) {
 	broke := func(why string) error {
-		return temporal.NewApplicationError("call model: stream: "+why, ErrUpstreamUnavailable,
-			Failure{Message: "the model deployment's stream broke off", Status: http.StatusOK})
+		return temporal.NewApplicationError("call model: stream: "+why, run.UpstreamUnavailable,
+			run.Failure{Message: "the model deployment's stream broke off", Status: http.StatusOK})
 	}
 	var (
 		out     CallModelResult
@@ -421,13 +424,13 @@ func readChatStream(body io.Reader, pub *runstream.Publisher) (CallModelResult, 
 		}
 		var ch chatChunk
 		if err := json.Unmarshal(data, &ch); err != nil {
-			return CallModelResult{}, temporal.NewApplicationError("call model: unreadable stream chunk: "+err.Error(), ErrUpstreamUnavailable,
-				Failure{Message: "the model deployment sent a stream that is not a chat completion stream", Status: http.StatusOK})
+			return CallModelResult{}, temporal.NewApplicationError("call model: unreadable stream chunk: "+err.Error(), run.UpstreamUnavailable,
+				run.Failure{Message: "the model deployment sent a stream that is not a chat completion stream", Status: http.StatusOK})
 		}
 		if len(ch.Error) > 0 && !bytes.Equal(ch.Error, []byte("null")) {
 			msg := upstreamMessage(http.StatusInternalServerError, data)
-			return CallModelResult{}, temporal.NewApplicationError("call model: error in stream: "+msg, ErrUpstreamUnavailable,
-				Failure{Message: msg, Status: http.StatusOK})
+			return CallModelResult{}, temporal.NewApplicationError("call model: error in stream: "+msg, run.UpstreamUnavailable,
+				run.Failure{Message: msg, Status: http.StatusOK})
 		}
 		if ch.Model != "" {
 			out.Model = ch.Model
@@ -643,8 +646,8 @@ func (a *Activities) deployment(ctx context.Context, project uuid.UUID, name str
 	}
 	row, err := dbsqlc.New(a.Pool).GetDeploymentByName(ctx, dbsqlc.GetDeploymentByNameParams{ProjectID: project, Name: name})
 	notFound := func() error {
-		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("call model: no model deployment %q in project %s", name, project), ErrModelNotFound, nil,
-			Failure{Message: fmt.Sprintf("the prompt's model deployment %q does not exist in this project", name)})
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("call model: no model deployment %q in project %s", name, project), run.ModelNotFound, nil,
+			run.Failure{Message: fmt.Sprintf("the prompt's model deployment %q does not exist in this project", name)})
 	}
 	switch {
 	case db.IsNoRows(err):
@@ -661,11 +664,11 @@ func (a *Activities) deployment(ctx context.Context, project uuid.UUID, name str
 	}
 	if len(row.APIKeySealed) > 0 {
 		if a.Box == nil {
-			return nil, temporal.NewNonRetryableApplicationError("call model: no secrets box to open provider keys", ErrProviderKey, nil, Failure{Message: "internal error"})
+			return nil, temporal.NewNonRetryableApplicationError("call model: no secrets box to open provider keys", run.ProviderKey, nil, run.Failure{Message: "internal error"})
 		}
 		key, err := a.Box.Open(row.APIKeySealed, row.ID[:])
 		if err != nil {
-			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("call model: open provider key of deployment %s: %v", row.ID, err), ErrProviderKey, nil, Failure{Message: "internal error"})
+			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("call model: open provider key of deployment %s: %v", row.ID, err), run.ProviderKey, nil, run.Failure{Message: "internal error"})
 		}
 		d.apiKey = string(key)
 	}

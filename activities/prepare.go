@@ -15,6 +15,7 @@ import (
 
 	"github.com/budhq/bud"
 	"github.com/budhq/bud/prompt"
+	"github.com/budhq/bud/run"
 )
 
 // PrepareRunInput is what PrepareRun turns into a chat request: the pinned
@@ -68,7 +69,7 @@ const OutputSchemaName = "output"
 // PrepareRun parses and compiles the document, validates the input and
 // renders the messages. It is cheap and touches nothing outside the process,
 // so workflows run it as a local activity. Failures are non-retryable, typed
-// ErrInvalidPrompt, ErrInvalidInput (Failure.Param set) or ErrRender.
+// run.InvalidPrompt, run.InvalidInput (run.Failure.Param set) or run.RenderFailed.
 func (a *Activities) PrepareRun(ctx context.Context, in PrepareRunInput) (PrepareRunResult, error) {
 	doc, c, err := a.documents.compile(in.Document)
 	if err != nil {
@@ -85,7 +86,7 @@ func (a *Activities) PrepareRun(ctx context.Context, in PrepareRunInput) (Prepar
 		if errors.As(err, &re) {
 			msg = re.Error()
 		}
-		return PrepareRunResult{}, temporal.NewNonRetryableApplicationError("prepare run: "+err.Error(), ErrRender, nil, Failure{Message: msg})
+		return PrepareRunResult{}, temporal.NewNonRetryableApplicationError("prepare run: "+err.Error(), run.RenderFailed, nil, run.Failure{Message: msg})
 	}
 	items, err := inputItemMessages(in.InputItems)
 	if err != nil {
@@ -159,7 +160,7 @@ type CheckOutputResult struct {
 // CheckOutput validates a reply against the document's output: for a
 // structured output, JSON that matches the output schema. An invalid reply
 // is a result, not an error; errors mean the document itself is unusable
-// (non-retryable ErrInvalidPrompt).
+// (non-retryable run.InvalidPrompt).
 func (a *Activities) CheckOutput(ctx context.Context, in CheckOutputInput) (CheckOutputResult, error) {
 	_, c, err := a.documents.compile(in.Document)
 	if err != nil {
@@ -190,13 +191,13 @@ func invalidPrompt(err error) error {
 	if errors.As(err, &e) && e.Code != bud.EINTERNAL {
 		msg = e.Message
 	}
-	return temporal.NewNonRetryableApplicationError("prepare run: "+err.Error(), ErrInvalidPrompt, nil, Failure{Message: msg})
+	return temporal.NewNonRetryableApplicationError("prepare run: "+err.Error(), run.InvalidPrompt, nil, run.Failure{Message: msg})
 }
 
 // invalidInput reports a *bud.Error of the input; Param is its first field
 // in order, the message names them all.
 func invalidInput(err error) error {
-	f := Failure{Message: "invalid input"}
+	f := run.Failure{Message: "invalid input"}
 	var e *bud.Error
 	if errors.As(err, &e) {
 		f.Message = e.Message
@@ -204,7 +205,7 @@ func invalidInput(err error) error {
 			f.Param = keys[0]
 		}
 	}
-	return temporal.NewNonRetryableApplicationError(f.Message, ErrInvalidInput, nil, f)
+	return temporal.NewNonRetryableApplicationError(f.Message, run.InvalidInput, nil, f)
 }
 
 func sortedKeys(m map[string]string) []string {

@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/budhq/bud/activities"
+	"github.com/budhq/bud/run"
 )
 
 const greeterDoc = `{
@@ -101,23 +102,23 @@ func TestPrepareRunFailures(t *testing.T) {
 		contains string
 	}{
 		{"variable breaks a constraint", activities.PrepareRunInput{Document: json.RawMessage(greeterDoc), Variables: map[string]any{"name": "Ada", "age": -3}},
-			activities.ErrInvalidInput, "prompt.variables.age", "must be >= 0"},
+			run.InvalidInput, "prompt.variables.age", "must be >= 0"},
 		{"required variable missing", activities.PrepareRunInput{Document: json.RawMessage(greeterDoc), Variables: map[string]any{}},
-			activities.ErrInvalidInput, "prompt.variables.name", "name"},
+			run.InvalidInput, "prompt.variables.name", "name"},
 		{"unknown variable", activities.PrepareRunInput{Document: json.RawMessage(greeterDoc), Variables: map[string]any{"name": "Ada", "nick": "A"}},
-			activities.ErrInvalidInput, "prompt.variables.nick", "not a variable"},
+			run.InvalidInput, "prompt.variables.nick", "not a variable"},
 		{"text to a structured prompt", activities.PrepareRunInput{Document: json.RawMessage(greeterDoc), Text: "hi", Variables: map[string]any{"name": "Ada"}},
-			activities.ErrInvalidInput, "input", "prompt.variables"},
+			run.InvalidInput, "input", "prompt.variables"},
 		{"unsupported input item", activities.PrepareRunInput{Document: json.RawMessage(greeterDoc), Variables: map[string]any{"name": "Ada"}, InputItems: json.RawMessage(`[{"type": "reasoning"}]`)},
-			activities.ErrInvalidInput, "input[0].type", "not supported"},
+			run.InvalidInput, "input[0].type", "not supported"},
 		{"image content", activities.PrepareRunInput{Document: json.RawMessage(greeterDoc), Variables: map[string]any{"name": "Ada"}, InputItems: json.RawMessage(`[{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]`)},
-			activities.ErrInvalidInput, "input[0].content[0].type", "not supported"},
+			run.InvalidInput, "input[0].content[0].type", "not supported"},
 		{"function output without call id", activities.PrepareRunInput{Document: json.RawMessage(greeterDoc), Variables: map[string]any{"name": "Ada"}, InputItems: json.RawMessage(`[{"type": "function_call_output", "output": "x"}]`)},
-			activities.ErrInvalidInput, "input[0].call_id", "required"},
+			run.InvalidInput, "input[0].call_id", "required"},
 		{"template fails on this input", activities.PrepareRunInput{Document: json.RawMessage(`{"deployment": "qwen", "messages": [{"role": "user", "content": "{{ input.nothing.deeper }}"}]}`), Text: "7"},
-			activities.ErrRender, "", "messages[0].content"},
+			run.RenderFailed, "", "messages[0].content"},
 		{"document does not parse", activities.PrepareRunInput{Document: json.RawMessage(`{"deployment": "qwen", "mesages": []}`), Text: "x"},
-			activities.ErrInvalidPrompt, "", "mesages"},
+			run.InvalidPrompt, "", "mesages"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

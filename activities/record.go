@@ -13,6 +13,7 @@ import (
 
 	"github.com/budhq/bud/db"
 	"github.com/budhq/bud/db/dbsqlc"
+	"github.com/budhq/bud/run"
 	"github.com/budhq/bud/runstream"
 )
 
@@ -38,7 +39,7 @@ type RunRecord struct {
 	// Output is the run's output as JSON, nil when there is none.
 	Output     json.RawMessage `json:"output,omitempty"`
 	ModelCalls []ModelCall     `json:"model_calls"`
-	// ToolCalls are the connection tool calls (workflows.ToolCall) as a
+	// ToolCalls are the connection tool calls (run.ToolCall) as a
 	// JSON list; nil when there were none.
 	ToolCalls json.RawMessage `json:"tool_calls,omitempty"`
 	// InputTokens and OutputTokens are summed over the model calls.
@@ -53,7 +54,7 @@ type RunRecord struct {
 	FinishedAt time.Time         `json:"finished_at"`
 
 	// TurnSubject, when set, is where RecordRun announces Turn (a
-	// workflows.PromptRunOutput as JSON) once the row is written: a
+	// run.Turn as JSON) once the row is written: a
 	// runstream.TypeTurnEnded event, best effort.
 	TurnSubject string          `json:"turn_subject,omitempty"`
 	Turn        json.RawMessage `json:"turn,omitempty"`
@@ -229,7 +230,7 @@ func (a *Activities) recordedReply(ctx context.Context, runID string) (res CallM
 		return res, false, nil
 	case err != nil:
 		return res, false, fmt.Errorf("call model: read the run's row: %w", err)
-	case row.Status != StatusCompleted && row.Status != StatusIncomplete:
+	case row.Status != run.StatusCompleted && row.Status != run.StatusIncomplete:
 		return res, false, nil
 	}
 	var calls []ModelCall

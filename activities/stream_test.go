@@ -16,6 +16,7 @@ import (
 	"github.com/budhq/bud/activities"
 	"github.com/budhq/bud/db"
 	"github.com/budhq/bud/db/dbsqlc"
+	"github.com/budhq/bud/run"
 	"github.com/budhq/bud/runstream"
 	"github.com/budhq/bud/runstream/runstreamtest"
 	"github.com/budhq/bud/upstreamtest"
@@ -132,7 +133,7 @@ func TestCallModelStreamThatBreaksOffIsRetryable(t *testing.T) {
 	_, err := b.callModel(t, activities.CallModelInput{Stream: true, StreamSubject: runstream.Subject("resp_s"), Call: 1})
 
 	appErr, f := appError(t, err)
-	require.Equal(t, activities.ErrUpstreamUnavailable, appErr.Type())
+	require.Equal(t, run.UpstreamUnavailable, appErr.Type())
 	require.False(t, appErr.NonRetryable())
 	require.Equal(t, "the model deployment's stream broke off", f.Message)
 	evs, err := sub.Flush(t.Context())
@@ -151,8 +152,8 @@ func TestCallModelStreamErrorBeforeTheStreamIsTheUsualFailure(t *testing.T) {
 	_, err := b.callModel(t, activities.CallModelInput{Stream: true, StreamSubject: runstream.Subject("resp_s"), Call: 1})
 
 	appErr, f := appError(t, err)
-	require.Equal(t, activities.ErrUpstreamRejected, appErr.Type())
-	require.Equal(t, activities.Failure{Status: 400, Message: "Invalid 'temperature'."}, f)
+	require.Equal(t, run.UpstreamRejected, appErr.Type())
+	require.Equal(t, run.Failure{Status: 400, Message: "Invalid 'temperature'."}, f)
 }
 
 // TestCallModelStreamWithoutNATS: a worker without NATS still streams
@@ -216,7 +217,7 @@ func recordedEarlier(t *testing.T, b *bundle, id string) (activities.CallModelRe
 	sent := activities.CallModelResult{Content: "Hello, Ada.", FinishReason: "stop", Usage: activities.ModelUsage{PromptTokens: 9, CompletionTokens: 3, TotalTokens: 12},
 		LatencyMS: 12, Model: upstreamModel, Attempt: 1, Recorded: true}
 	msgs := []activities.ChatMessage{{Role: "user", Content: "Greet Ada."}}
-	rec, err := announcement(b, id).RunRecord(msgs, sent, workflows.StatusCompleted, time.Now())
+	rec, err := announcement(b, id).RunRecord(msgs, sent, run.StatusCompleted, time.Now())
 	require.NoError(t, err)
 	require.NoError(t, b.recordRun(t, rec))
 	return sent, msgs
@@ -271,13 +272,13 @@ func TestCallModelEndsTheFirstTurnItself(t *testing.T) {
 	turn, ok := workflows.AnnouncedTurn(s.ev)
 	require.True(t, ok, "a turn_ended with the reply: %+v", s.ev)
 	require.Equal(t, "resp_s", turn.ResponseID)
-	require.Equal(t, workflows.StatusCompleted, turn.Status)
+	require.Equal(t, run.StatusCompleted, turn.Status)
 	require.Equal(t, "Hi Ada.", turn.Text)
 	require.Equal(t, 1, turn.ModelCalls)
-	require.Equal(t, workflows.Usage{InputTokens: 9, OutputTokens: 3, TotalTokens: 12}, turn.Usage)
+	require.Equal(t, run.Usage{InputTokens: 9, OutputTokens: 3, TotalTokens: 12}, turn.Usage)
 	row, err := b.q.GetRun(t.Context(), dbsqlc.GetRunParams{ProjectID: b.project, ID: "resp_s"})
 	require.NoError(t, err)
-	require.Equal(t, workflows.StatusCompleted, row.Status)
+	require.Equal(t, run.StatusCompleted, row.Status)
 	require.JSONEq(t, `{"text": "Hi Ada."}`, string(row.Output))
 	require.JSONEq(t, `[{"role": "user", "content": "Greet Ada."}]`, string(row.RenderedMessages))
 	var calls []activities.ModelCall

@@ -21,20 +21,8 @@ import (
 	"github.com/budhq/bud/db"
 	"github.com/budhq/bud/db/dbsqlc"
 	"github.com/budhq/bud/prompt"
+	"github.com/budhq/bud/run"
 	"github.com/budhq/bud/secrets"
-)
-
-// Failure types of the tool activities.
-const (
-	// ErrToolUnavailable: the connection could not be reached, timed out or
-	// answered 429 or 5xx. Retryable.
-	ErrToolUnavailable = "ToolUnavailable"
-	// ErrToolRejected: the connection refused the call (4xx, unknown tool,
-	// bad arguments) or its credentials. Non-retryable.
-	ErrToolRejected = "ToolRejected"
-	// ErrConnectionNotFound: the prompt names a connection its project no
-	// longer has. Non-retryable.
-	ErrConnectionNotFound = "ConnectionNotFound"
 )
 
 // ToolExecutor reaches the connections of a project: it lists what a
@@ -61,8 +49,8 @@ func (c *Connections) open(ctx context.Context, project, id uuid.UUID) (connecti
 	row, err := dbsqlc.New(c.Pool).GetConnection(ctx, dbsqlc.GetConnectionParams{ProjectID: project, ID: id})
 	switch {
 	case db.IsNoRows(err):
-		return connection.Connection{}, nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("no connection %s in project %s", id, project), ErrConnectionNotFound, nil,
-			Failure{Message: fmt.Sprintf("the prompt's connection %s does not exist in this project", id)})
+		return connection.Connection{}, nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("no connection %s in project %s", id, project), run.ConnectionNotFound, nil,
+			run.Failure{Message: fmt.Sprintf("the prompt's connection %s does not exist in this project", id)})
 	case err != nil:
 		return connection.Connection{}, nil, fmt.Errorf("load connection %s: %w", id, err)
 	}
@@ -70,7 +58,7 @@ func (c *Connections) open(ctx context.Context, project, id uuid.UUID) (connecti
 	if err != nil {
 		// The stored row does not open with this worker's key: a
 		// configuration fault no retry mends.
-		return conn, nil, temporal.NewNonRetryableApplicationError(err.Error(), ErrProviderKey, nil, Failure{Message: "internal error"})
+		return conn, nil, temporal.NewNonRetryableApplicationError(err.Error(), run.ProviderKey, nil, run.Failure{Message: "internal error"})
 	}
 	client, err := connection.Open(ctx, conn, connection.Options{HTTPClient: c.HTTPClient})
 	if err != nil {
@@ -113,14 +101,14 @@ func (c *Connections) Call(ctx context.Context, project, id uuid.UUID, tool stri
 func toolFailure(name string, err error) error {
 	var ce *connection.Error
 	if !errors.As(err, &ce) {
-		return temporal.NewApplicationError(fmt.Sprintf("connection %q: %v", name, err), ErrToolUnavailable,
-			Failure{Message: fmt.Sprintf("connection %q failed: %v", name, err)})
+		return temporal.NewApplicationError(fmt.Sprintf("connection %q: %v", name, err), run.ToolUnavailable,
+			run.Failure{Message: fmt.Sprintf("connection %q failed: %v", name, err)})
 	}
-	f := Failure{Message: fmt.Sprintf("connection %q: %s", name, ce.Message), Status: ce.Status}
+	f := run.Failure{Message: fmt.Sprintf("connection %q: %s", name, ce.Message), Status: ce.Status}
 	if ce.Retryable() {
-		return temporal.NewApplicationError(f.Message, ErrToolUnavailable, f)
+		return temporal.NewApplicationError(f.Message, run.ToolUnavailable, f)
 	}
-	return temporal.NewNonRetryableApplicationError(f.Message, ErrToolRejected, nil, f)
+	return temporal.NewNonRetryableApplicationError(f.Message, run.ToolRejected, nil, f)
 }
 
 // ResolveToolsInput names the connection tools of a prompt and the names
@@ -162,8 +150,8 @@ var toolNameUnsafe = regexp.MustCompile(`[^a-zA-Z0-9_-]+`)
 // the step (retried when the failure is transient).
 func (a *Activities) ResolveTools(ctx context.Context, in ResolveToolsInput) (ResolveToolsResult, error) {
 	if a.Tools == nil {
-		return ResolveToolsResult{}, temporal.NewNonRetryableApplicationError("resolve tools: no tool executor configured", ErrToolRejected, nil,
-			Failure{Message: "this worker cannot run connection tools"})
+		return ResolveToolsResult{}, temporal.NewNonRetryableApplicationError("resolve tools: no tool executor configured", run.ToolRejected, nil,
+			run.Failure{Message: "this worker cannot run connection tools"})
 	}
 	taken := map[string]bool{}
 	for _, n := range in.Taken {
@@ -176,8 +164,8 @@ func (a *Activities) ResolveTools(ctx context.Context, in ResolveToolsInput) (Re
 		}
 		id, err := uuid.Parse(t.ConnectionID)
 		if err != nil {
-			return ResolveToolsResult{}, temporal.NewNonRetryableApplicationError("resolve tools: bad connection id", ErrConnectionNotFound, nil,
-				Failure{Message: fmt.Sprintf("connection id %q is not a UUID", t.ConnectionID)})
+			return ResolveToolsResult{}, temporal.NewNonRetryableApplicationError("resolve tools: bad connection id", run.ConnectionNotFound, nil,
+				run.Failure{Message: fmt.Sprintf("connection id %q is not a UUID", t.ConnectionID)})
 		}
 		label, tools, err := a.Tools.Tools(ctx, in.ProjectID, id)
 		if err != nil {
@@ -263,8 +251,8 @@ type CallToolResult struct {
 // JSON object are refused without a call (non-retryable).
 func (a *Activities) CallTool(ctx context.Context, in CallToolInput) (CallToolResult, error) {
 	if a.Tools == nil {
-		return CallToolResult{}, temporal.NewNonRetryableApplicationError("call tool: no tool executor configured", ErrToolRejected, nil,
-			Failure{Message: "this worker cannot run connection tools"})
+		return CallToolResult{}, temporal.NewNonRetryableApplicationError("call tool: no tool executor configured", run.ToolRejected, nil,
+			run.Failure{Message: "this worker cannot run connection tools"})
 	}
 	args := json.RawMessage(strings.TrimSpace(in.Arguments))
 	if len(args) == 0 {
@@ -272,8 +260,8 @@ func (a *Activities) CallTool(ctx context.Context, in CallToolInput) (CallToolRe
 	}
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(args, &obj); err != nil {
-		return CallToolResult{}, temporal.NewNonRetryableApplicationError("call tool: arguments are not a JSON object", ErrToolRejected, nil,
-			Failure{Message: "the arguments are not a JSON object: " + err.Error()})
+		return CallToolResult{}, temporal.NewNonRetryableApplicationError("call tool: arguments are not a JSON object", run.ToolRejected, nil,
+			run.Failure{Message: "the arguments are not a JSON object: " + err.Error()})
 	}
 	start := time.Now()
 	res, err := a.Tools.Call(ctx, in.ProjectID, in.ConnectionID, in.Tool, args)

@@ -16,6 +16,7 @@ import (
 	"github.com/budhq/bud/connection"
 	"github.com/budhq/bud/db/dbsqlc"
 	"github.com/budhq/bud/prompt"
+	"github.com/budhq/bud/run"
 )
 
 // fakeTools is a ToolExecutor with fixed tools per connection.
@@ -156,23 +157,23 @@ func TestCallToolThroughAStoredConnection(t *testing.T) {
 	status = http.StatusServiceUnavailable
 	_, err = b.callTool(t, conn, `{"id":"44"}`)
 	appErr, f := appError(t, err)
-	require.Equal(t, activities.ErrToolUnavailable, appErr.Type())
+	require.Equal(t, run.ToolUnavailable, appErr.Type())
 	require.False(t, appErr.NonRetryable())
 	require.NotContains(t, f.Message, secret)
 
 	_, err = b.callTool(t, conn, `[1, 2]`)
 	appErr, _ = appError(t, err)
-	require.Equal(t, activities.ErrToolRejected, appErr.Type())
+	require.Equal(t, run.ToolRejected, appErr.Type())
 	require.True(t, appErr.NonRetryable())
 
 	_, err = b.callTool(t, uuid.New(), `{}`)
 	appErr, _ = appError(t, err)
-	require.Equal(t, activities.ErrConnectionNotFound, appErr.Type())
+	require.Equal(t, run.ConnectionNotFound, appErr.Type())
 
 	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusUnauthorized) })
 	_, err = b.callTool(t, conn, `{"id":"45"}`)
 	appErr, f = appError(t, err)
-	require.Equal(t, activities.ErrToolRejected, appErr.Type())
+	require.Equal(t, run.ToolRejected, appErr.Type())
 	require.True(t, appErr.NonRetryable())
 	require.NotContains(t, f.Message, secret)
 }

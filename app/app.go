@@ -35,10 +35,10 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
-	"go.temporal.io/sdk/client"
 
 	"github.com/budhq/bud/db/dbsqlc"
 	"github.com/budhq/bud/metrics"
+	"github.com/budhq/bud/runs"
 	"github.com/budhq/bud/secrets"
 )
 
@@ -73,22 +73,22 @@ type Config struct {
 	MaxBodyBytes int64
 	// Documents keeps prompt documents (the Dapr state store). Required.
 	Documents Documents
-	// Temporal starts playground runs (PromptRun workflows) and finds runs
-	// still in progress; nil means the playground endpoints answer 503. The
-	// run history reads the database and works without it.
-	Temporal client.Client
+	// Runs starts playground runs, decides approvals and finds runs still
+	// in progress; nil means the playground endpoints answer 503. The run
+	// history reads the database and works without it.
+	Runs *runs.Client
 }
 
 // server holds the dependencies every handler shares.
 type server struct {
-	pool     *pgxpool.Pool
-	q        *dbsqlc.Queries
-	box      *secrets.Box
-	docs     Documents
-	temporal client.Client
-	log      *slog.Logger
-	ready    func(context.Context) error
-	reg      *prometheus.Registry
+	pool  *pgxpool.Pool
+	q     *dbsqlc.Queries
+	box   *secrets.Box
+	docs  Documents
+	runs  *runs.Client
+	log   *slog.Logger
+	ready func(context.Context) error
+	reg   *prometheus.Registry
 	// adminToken is the SHA-256 of the token: comparing fixed-length digests
 	// keeps even the token's length out of the timing.
 	adminToken [sha256.Size]byte
@@ -115,7 +115,7 @@ func New(cfg Config) (http.Handler, error) {
 		q:          dbsqlc.New(cfg.Pool),
 		box:        cfg.Box,
 		docs:       cfg.Documents,
-		temporal:   cfg.Temporal,
+		runs:       cfg.Runs,
 		log:        cfg.Logger,
 		ready:      cfg.Ready,
 		reg:        cfg.Registry,

@@ -13,12 +13,12 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"go.temporal.io/sdk/client"
 
 	"github.com/budhq/bud"
 	"github.com/budhq/bud/prompt"
 	"github.com/budhq/bud/response"
-	"github.com/budhq/bud/workflows"
+	"github.com/budhq/bud/run"
+	"github.com/budhq/bud/runs"
 )
 
 // Bounds on the candidates of one compare.
@@ -74,14 +74,14 @@ type compareResult struct {
 	Index int `json:"index"`
 	// RunID names the run in the run history; null when the run could not
 	// be started.
-	RunID         *string                  `json:"run_id"`
-	Status        string                   `json:"status"`
-	Model         string                   `json:"model"`
-	OutputText    string                   `json:"output_text"`
-	Parsed        json.RawMessage          `json:"parsed"`
-	FunctionCalls []workflows.FunctionCall `json:"function_calls"`
-	Error         *workflows.RunError      `json:"error"`
-	Usage         workflows.Usage          `json:"usage"`
+	RunID         *string            `json:"run_id"`
+	Status        string             `json:"status"`
+	Model         string             `json:"model"`
+	OutputText    string             `json:"output_text"`
+	Parsed        json.RawMessage    `json:"parsed"`
+	FunctionCalls []run.FunctionCall `json:"function_calls"`
+	Error         *run.Error         `json:"error"`
+	Usage         run.Usage          `json:"usage"`
 	// LatencyMS is the wall time from starting the run to its result.
 	LatencyMS  int64 `json:"latency_ms"`
 	ModelCalls int   `json:"model_calls"`
@@ -130,7 +130,7 @@ const codeNotStarted = "run_not_started"
 // error: it ran and is in the run history. Only what is refused before a
 // run starts is an error status.
 func (s *server) playgroundRun(w http.ResponseWriter, r *http.Request) {
-	if s.temporal == nil {
+	if s.runs == nil {
 		s.writeError(w, r, errRunsUnconfigured())
 		return
 	}
@@ -177,7 +177,7 @@ func (s *server) playgroundRun(w http.ResponseWriter, r *http.Request) {
 // model call; then all runs start together and the answer holds each
 // candidate's result in the candidates' order.
 func (s *server) playgroundCompare(w http.ResponseWriter, r *http.Request) {
-	if s.temporal == nil {
+	if s.runs == nil {
 		s.writeError(w, r, errRunsUnconfigured())
 		return
 	}
@@ -236,11 +236,11 @@ func (s *server) playgroundCompare(w http.ResponseWriter, r *http.Request) {
 
 // compareResultOf is candidate i's result: its run's output, or err when
 // the run could not be started.
-func compareResultOf(i int, runID string, t *runTarget, out workflows.PromptRunOutput, latency time.Duration, err error) compareResult {
-	res := compareResult{Index: i, Model: t.doc.Deployment, FunctionCalls: []workflows.FunctionCall{}, Validation: validationNotApplicable}
+func compareResultOf(i int, runID string, t *runTarget, out run.Turn, latency time.Duration, err error) compareResult {
+	res := compareResult{Index: i, Model: t.doc.Deployment, FunctionCalls: []run.FunctionCall{}, Validation: validationNotApplicable}
 	if err != nil {
-		res.Status = workflows.StatusFailed
-		res.Error = &workflows.RunError{Code: codeNotStarted, Message: bud.ErrorMessage(err)}
+		res.Status = run.StatusFailed
+		res.Error = &run.Error{Code: codeNotStarted, Message: bud.ErrorMessage(err)}
 		return res
 	}
 	res.RunID = &runID
@@ -262,14 +262,14 @@ func compareResultOf(i int, runID string, t *runTarget, out workflows.PromptRunO
 }
 
 // validationOf says how a run's output fared against a structured output.
-func validationOf(t *runTarget, out workflows.PromptRunOutput) string {
+func validationOf(t *runTarget, out run.Turn) string {
 	if !t.doc.Output.Structured() {
 		return validationNotApplicable
 	}
 	if len(out.Parsed) > 0 && string(out.Parsed) != "null" {
 		return validationPassed
 	}
-	if out.Error != nil && (out.Error.Code == workflows.ErrInvalidOutput || out.Error.Code == workflows.ErrStepLimit) {
+	if out.Error != nil && (out.Error.Code == run.InvalidOutput || out.Error.Code == run.StepLimit) {
 		return validationFailed
 	}
 	return validationNotApplicable
@@ -439,8 +439,8 @@ func checkInput(t *runTarget, text string, vars map[string]any, prefix string) e
 }
 
 // playgroundInput is the run of t on the given input.
-func playgroundInput(projectID uuid.UUID, t *runTarget, text string, vars map[string]any, instructions string) workflows.PromptRunInput {
-	return workflows.PromptRunInput{
+func playgroundInput(projectID uuid.UUID, t *runTarget, text string, vars map[string]any, instructions string) run.Input {
+	return run.Input{
 		ResponseID:    response.NewID(),
 		ProjectID:     projectID,
 		PromptID:      t.promptID,
@@ -449,22 +449,22 @@ func playgroundInput(projectID uuid.UUID, t *runTarget, text string, vars map[st
 		Text:          text,
 		Variables:     vars,
 		Instructions:  instructions,
-		Source:        workflows.SourcePlayground,
+		Source:        run.SourcePlayground,
 	}
 }
 
 // execute starts the run and waits for its output, returning the wall time
 // from start to result. The error is errNotStarted, or ctx's error when the
 // caller stopped waiting; a run that fails is an output with status failed.
-func (s *server) execute(ctx context.Context, in workflows.PromptRunInput) (workflows.PromptRunOutput, time.Duration, error) {
+func (s *server) execute(ctx context.Context, in run.Input) (run.Turn, time.Duration, error) {
 	start := time.Now()
-	wait, err := workflows.Start(ctx, s.temporal, in, client.WorkflowUpdateStageCompleted, "")
+	wait, err := s.runs.Start(ctx, in, runs.Completed)
 	if err != nil {
 		if ctx.Err() != nil {
-			return workflows.PromptRunOutput{}, 0, ctx.Err()
+			return run.Turn{}, 0, ctx.Err()
 		}
 		s.log.ErrorContext(ctx, "start prompt run", "request_id", requestIDFrom(ctx), "run_id", in.ResponseID, "err", err)
-		return workflows.PromptRunOutput{}, 0, errNotStarted()
+		return run.Turn{}, 0, errNotStarted()
 	}
 	out, err := wait()
 	if err != nil {
@@ -475,17 +475,14 @@ func (s *server) execute(ctx context.Context, in workflows.PromptRunInput) (work
 		// database, say) gave out after every retry. The run has no record;
 		// its history in Temporal says why.
 		s.log.ErrorContext(ctx, "prompt run failed", "request_id", requestIDFrom(ctx), "run_id", in.ResponseID, "err", err)
-		out = workflows.PromptRunOutput{
-			Status: workflows.StatusFailed,
-			Error:  &workflows.RunError{Code: "server_error", Message: "the run failed; its history in Temporal (workflow " + in.ResponseID + ") says why"},
-		}
+		out = run.Turn{Status: run.StatusFailed, Error: runs.ServerFailure(in.ResponseID)}
 	}
 	return out, time.Since(start), nil
 }
 
 // responseObject renders a run as the gateway would, naming the saved
 // prompt and version that ran (both null for an unsaved document).
-func responseObject(in workflows.PromptRunInput, t *runTarget, out workflows.PromptRunOutput, now time.Time) map[string]any {
+func responseObject(in run.Input, t *runTarget, out run.Turn, now time.Time) map[string]any {
 	o := response.Options{OutputSchema: t.compiled.OutputSchema(), Model: t.doc.Deployment, Now: now}
 	if in.PromptID != uuid.Nil {
 		o.PromptID, o.PromptVersion = in.PromptID.String(), strconv.Itoa(int(in.PromptVersion))

@@ -14,9 +14,10 @@ import (
 	sdklog "go.temporal.io/sdk/log"
 
 	"github.com/budhq/bud/app"
+	"github.com/budhq/bud/run"
+	"github.com/budhq/bud/runs"
 	"github.com/budhq/bud/statestore/statestoretest"
 	"github.com/budhq/bud/upstreamtest"
-	"github.com/budhq/bud/workflows"
 )
 
 // playgroundResponse is the part of a playground run's answer the tests
@@ -50,25 +51,25 @@ type playgroundResponse struct {
 			Type string `json:"type"`
 		} `json:"format"`
 	} `json:"text"`
-	Error        *workflows.RunError `json:"error"`
-	Instructions *string             `json:"instructions"`
-	RunID        string              `json:"run_id"`
-	LatencyMS    *int64              `json:"latency_ms"`
+	Error        *run.Error `json:"error"`
+	Instructions *string    `json:"instructions"`
+	RunID        string     `json:"run_id"`
+	LatencyMS    *int64     `json:"latency_ms"`
 }
 
 // compareResult is one result of a compare as a client reads it.
 type compareResult struct {
-	Index      int                 `json:"index"`
-	RunID      *string             `json:"run_id"`
-	Status     string              `json:"status"`
-	Model      string              `json:"model"`
-	OutputText string              `json:"output_text"`
-	Parsed     json.RawMessage     `json:"parsed"`
-	Error      *workflows.RunError `json:"error"`
-	Usage      workflows.Usage     `json:"usage"`
-	LatencyMS  *int64              `json:"latency_ms"`
-	ModelCalls int                 `json:"model_calls"`
-	Validation string              `json:"validation"`
+	Index      int             `json:"index"`
+	RunID      *string         `json:"run_id"`
+	Status     string          `json:"status"`
+	Model      string          `json:"model"`
+	OutputText string          `json:"output_text"`
+	Parsed     json.RawMessage `json:"parsed"`
+	Error      *run.Error      `json:"error"`
+	Usage      run.Usage       `json:"usage"`
+	LatencyMS  *int64          `json:"latency_ms"`
+	ModelCalls int             `json:"model_calls"`
+	Validation string          `json:"validation"`
 }
 
 // textDoc is a text-input, text-output document on deployment dep.
@@ -126,7 +127,7 @@ func TestPlaygroundRunUnsavedDocument(t *testing.T) {
 	require.True(t, strings.HasPrefix(resp.ID, "resp_"), resp.ID)
 	require.Equal(t, resp.ID, resp.RunID, "the run id is the response id")
 	require.Equal(t, "response", resp.Object)
-	require.Equal(t, workflows.StatusCompleted, resp.Status, "%+v", resp.Error)
+	require.Equal(t, run.StatusCompleted, resp.Status, "%+v", resp.Error)
 	require.Equal(t, "llm", resp.Model)
 	require.Equal(t, "Say hello to Ada.", resp.OutputText, "the stand-in echoes the rendered message")
 	require.Len(t, resp.Output, 1)
@@ -148,12 +149,12 @@ func TestPlaygroundRunUnsavedDocument(t *testing.T) {
 	}, chatMessages(t, reqs[0]))
 
 	// The run is in the history, as a playground run of no saved prompt.
-	run := decodeAs[app.Run](t, b.do(t, "GET", "/api/runs/"+resp.RunID, nil), http.StatusOK)
-	require.Equal(t, workflows.SourcePlayground, run.Source)
-	require.Equal(t, b.project.ID, run.ProjectID)
-	require.Nil(t, run.PromptID)
-	require.Equal(t, "llm", run.Model)
-	require.JSONEq(t, `[{"role":"system","content":"Answer in English."},{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello to Ada."}]`, string(run.RenderedMessages))
+	rec := decodeAs[app.Run](t, b.do(t, "GET", "/api/runs/"+resp.RunID, nil), http.StatusOK)
+	require.Equal(t, run.SourcePlayground, rec.Source)
+	require.Equal(t, b.project.ID, rec.ProjectID)
+	require.Nil(t, rec.PromptID)
+	require.Equal(t, "llm", rec.Model)
+	require.JSONEq(t, `[{"role":"system","content":"Answer in English."},{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello to Ada."}]`, string(rec.RenderedMessages))
 }
 
 func TestPlaygroundRunSavedVersion(t *testing.T) {
@@ -170,7 +171,7 @@ func TestPlaygroundRunSavedVersion(t *testing.T) {
 	resp := decodeAs[playgroundResponse](t, b.post(t, path, map[string]any{
 		"project_id": b.project.ID, "prompt_id": pr.ID, "variables": map[string]any{"name": "Ada"},
 	}), http.StatusOK)
-	require.Equal(t, workflows.StatusCompleted, resp.Status, "%+v", resp.Error)
+	require.Equal(t, run.StatusCompleted, resp.Status, "%+v", resp.Error)
 	require.Equal(t, "Greet Ada in English.", resp.OutputText)
 	require.Equal(t, pr.ID.String(), *resp.Prompt.ID)
 	require.Equal(t, "1", *resp.Prompt.Version)
@@ -183,10 +184,10 @@ func TestPlaygroundRunSavedVersion(t *testing.T) {
 	require.Equal(t, "2", *resp.Prompt.Version)
 	require.Equal(t, "You greet people warmly.", chatMessages(t, b.up.Requests()[1])[0]["content"])
 
-	run := decodeAs[app.Run](t, b.do(t, "GET", "/api/runs/"+resp.RunID, nil), http.StatusOK)
-	require.Equal(t, pr.ID, *run.PromptID)
-	require.EqualValues(t, 2, *run.PromptVersion)
-	require.JSONEq(t, `{"variables": {"name": "Ada", "language": "French"}}`, string(run.Input))
+	rec := decodeAs[app.Run](t, b.do(t, "GET", "/api/runs/"+resp.RunID, nil), http.StatusOK)
+	require.Equal(t, pr.ID, *rec.PromptID)
+	require.EqualValues(t, 2, *rec.PromptVersion)
+	require.JSONEq(t, `{"variables": {"name": "Ada", "language": "French"}}`, string(rec.Input))
 
 	// Absent versions and prompts, and prompts of another project, are 404.
 	e := errorOf(t, b.post(t, path, map[string]any{"project_id": b.project.ID, "prompt_id": pr.ID, "version": 3, "variables": map[string]any{"name": "Ada"}}), http.StatusNotFound)
@@ -290,21 +291,21 @@ func TestPlaygroundCompare(t *testing.T) {
 	require.Len(t, ids, 3, "each candidate is a run of its own")
 
 	a, bb, c := got.Results[0], got.Results[1], got.Results[2]
-	require.Equal(t, workflows.StatusCompleted, a.Status, "%+v", a.Error)
+	require.Equal(t, run.StatusCompleted, a.Status, "%+v", a.Error)
 	require.Equal(t, "a", a.Model)
 	require.Equal(t, "A: hello, Ada!", a.OutputText)
 	require.Equal(t, "null", string(a.Parsed))
 	require.Nil(t, a.Error)
 	require.Equal(t, "not_applicable", a.Validation)
 
-	require.Equal(t, workflows.StatusCompleted, bb.Status, "%+v", bb.Error)
+	require.Equal(t, run.StatusCompleted, bb.Status, "%+v", bb.Error)
 	require.Equal(t, "b", bb.Model)
 	require.JSONEq(t, `{"summary": "B greets Ada.", "score": 7}`, string(bb.Parsed))
 	require.Equal(t, "passed", bb.Validation)
 
-	require.Equal(t, workflows.StatusFailed, c.Status)
+	require.Equal(t, run.StatusFailed, c.Status)
 	require.Equal(t, "c", c.Model)
-	require.Equal(t, workflows.ErrInvalidOutput, c.Error.Code)
+	require.Equal(t, run.InvalidOutput, c.Error.Code)
 	require.Contains(t, c.Error.Message, "score")
 	require.Equal(t, "failed", c.Validation)
 
@@ -318,9 +319,9 @@ func TestPlaygroundCompare(t *testing.T) {
 	require.Equal(t, map[string]any{"model-a": "You are A.", "model-b": "You are B.", "model-c": "You are C, v2."}, system)
 
 	// Every run is in the history with its version.
-	run := decodeAs[app.Run](t, b.do(t, "GET", "/api/runs/"+*c.RunID, nil), http.StatusOK)
-	require.EqualValues(t, 2, *run.PromptVersion)
-	require.Equal(t, workflows.StatusFailed, run.Status)
+	rec := decodeAs[app.Run](t, b.do(t, "GET", "/api/runs/"+*c.RunID, nil), http.StatusOK)
+	require.EqualValues(t, 2, *rec.PromptVersion)
+	require.Equal(t, run.StatusFailed, rec.Status)
 }
 
 // TestPlaygroundCompareRefused: every candidate is checked before any run
@@ -402,7 +403,9 @@ func TestPlaygroundRunNotStarted(t *testing.T) {
 	})
 	require.NoError(t, err)
 	t.Cleanup(c.Close)
-	h, err := app.New(app.Config{Pool: runEnv.pool, Box: runEnv.box, AdminToken: b.token, Documents: statestoretest.Store(t), Temporal: c,
+	rc, err := runs.New(c, "")
+	require.NoError(t, err)
+	h, err := app.New(app.Config{Pool: runEnv.pool, Box: runEnv.box, AdminToken: b.token, Documents: statestoretest.Store(t), Runs: rc,
 		Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 	b.handler = h
@@ -421,7 +424,7 @@ func TestPlaygroundRunNotStarted(t *testing.T) {
 	for i, r := range got.Results {
 		require.Equal(t, i, r.Index)
 		require.Nil(t, r.RunID, "no run to look up")
-		require.Equal(t, workflows.StatusFailed, r.Status)
+		require.Equal(t, run.StatusFailed, r.Status)
 		require.Equal(t, "run_not_started", r.Error.Code)
 	}
 	require.Zero(t, b.up.Received())

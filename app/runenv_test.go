@@ -24,6 +24,7 @@ import (
 	"github.com/budhq/bud/app"
 	"github.com/budhq/bud/db"
 	"github.com/budhq/bud/db/dbtest"
+	"github.com/budhq/bud/runs"
 	"github.com/budhq/bud/secrets"
 	"github.com/budhq/bud/statestore/statestoretest"
 	"github.com/budhq/bud/temporalserver"
@@ -36,7 +37,7 @@ import (
 // worker, and the database schema the worker's activities read deployments
 // from and record runs in.
 //
-// There is one worker because workers poll workflows.TaskQueue, a fixed
+// There is one worker because workers poll run.TaskQueue, a fixed
 // name: a worker per test would take other tests' runs and execute them
 // against its own test's schema, where their projects do not exist. A
 // Temporal namespace per test would keep workers apart, but a namespace
@@ -94,7 +95,7 @@ func startRunEnv() error {
 		return err
 	}
 
-	if runEnv.server, err = temporalserver.Start(ctx, temporalserver.Options{SearchAttributes: workflows.SearchAttributes}); err != nil {
+	if runEnv.server, err = temporalserver.Start(ctx, temporalserver.Options{SearchAttributes: runs.SearchAttributes()}); err != nil {
 		return err
 	}
 	runEnv.client, err = client.Dial(client.Options{
@@ -166,6 +167,8 @@ func runSetup(t *testing.T) *runBundle {
 		}
 	})
 	token := "admin-" + randomHex(16)
+	rc, err := runs.New(runEnv.client, "")
+	require.NoError(t, err)
 	h, err := app.New(app.Config{
 		Pool:       runEnv.pool,
 		Box:        runEnv.box,
@@ -173,7 +176,7 @@ func runSetup(t *testing.T) *runBundle {
 		// A compare's runs log from their own goroutines.
 		Logger:    slog.New(slog.NewTextHandler(logs, nil)),
 		Documents: docs,
-		Temporal:  runEnv.client,
+		Runs:      rc,
 	})
 	require.NoError(t, err)
 	b := &runBundle{

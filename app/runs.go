@@ -5,25 +5,18 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
-	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/api/serviceerror"
-	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/budhq/bud"
 	"github.com/budhq/bud/db"
 	"github.com/budhq/bud/db/dbsqlc"
-	"github.com/budhq/bud/workflows"
+	"github.com/budhq/bud/run"
+	"github.com/budhq/bud/runs"
 )
-
-// statusInProgress is the status of a run that has not finished, as OpenAI's
-// Response reports it.
-const statusInProgress = "in_progress"
 
 // RunUsage counts a run's tokens over all its model calls.
 type RunUsage struct {
@@ -153,7 +146,7 @@ func runFilters(r *http.Request) (dbsqlc.CountRunsParams, error) {
 	}
 	if raw := q.Get("status"); raw != "" {
 		switch raw {
-		case workflows.StatusCompleted, workflows.StatusFailed, workflows.StatusIncomplete, workflows.StatusWaiting:
+		case run.StatusCompleted, run.StatusFailed, run.StatusIncomplete, run.StatusWaiting:
 			f.Status = &raw
 		default:
 			p.Add("status", "must be one of completed, failed, incomplete, waiting")
@@ -226,23 +219,18 @@ func (s *server) getRun(w http.ResponseWriter, r *http.Request) {
 // runningRun asks Temporal whether the run id is a PromptRun still
 // running; nil means it is not (or there is no Temporal to ask).
 func (s *server) runningRun(ctx context.Context, id string) (*runInProgress, error) {
-	if s.temporal == nil || !strings.HasPrefix(id, "resp_") {
+	if s.runs == nil {
 		return nil, nil
 	}
-	desc, err := s.temporal.DescribeWorkflowExecution(ctx, id, "")
-	var missing *serviceerror.NotFound
-	switch {
-	case errors.As(err, &missing):
-		return nil, nil
-	case err != nil:
+	started, running, err := s.runs.Running(ctx, id)
+	if err != nil {
 		s.log.WarnContext(ctx, "describe run", "request_id", requestIDFrom(ctx), "run_id", id, "err", err)
 		return nil, bud.Errorf(bud.EUNAVAILABLE, "the run has no record yet, and Temporal, which knows whether it is running, is unavailable; try again")
 	}
-	info := desc.GetWorkflowExecutionInfo()
-	if info.GetType().GetName() != workflows.PromptRunWorkflow || info.GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+	if !running {
 		return nil, nil
 	}
-	return &runInProgress{ID: id, Status: statusInProgress, CreatedAt: info.GetStartTime().AsTime()}, nil
+	return &runInProgress{ID: id, Status: run.StatusInProgress, CreatedAt: started}, nil
 }
 
 // approvalInput is the body of POST /api/runs/{run_id}/approvals/{call_id}.
@@ -276,30 +264,21 @@ func (s *server) approve(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if s.temporal == nil || !strings.HasPrefix(runID, "resp_") {
+	if s.runs == nil {
 		s.writeError(w, r, notFound("run"))
 		return
 	}
-	h, err := s.temporal.UpdateWorkflow(r.Context(), client.UpdateWorkflowOptions{
-		WorkflowID:   runID,
-		UpdateName:   workflows.UpdateApprove,
-		Args:         []any{workflows.ApprovalDecision{ID: callID, Approve: *in.Approve, Reason: in.Reason, Source: "app"}},
-		WaitForStage: client.WorkflowUpdateStageCompleted,
-	})
-	if err == nil {
-		err = h.Get(r.Context(), nil)
-	}
-	var missing *serviceerror.NotFound
+	err := s.runs.Approve(r.Context(), runID, run.ApprovalDecision{ID: callID, Approve: *in.Approve, Reason: in.Reason, Source: run.DecidedByApp})
 	var appErr *temporal.ApplicationError
 	switch {
 	case err == nil:
-	case errors.As(err, &missing):
+	case errors.Is(err, runs.ErrNotFound):
 		s.writeError(w, r, s.endedRunError(r.Context(), runID))
 		return
-	case errors.As(err, &appErr) && appErr.Type() == workflows.ErrNoApprovalRequest:
+	case errors.As(err, &appErr) && run.HTTPStatus(appErr.Type()) == http.StatusNotFound:
 		s.writeError(w, r, bud.Errorf(bud.ENOTFOUND, "%s", appErr.Message()))
 		return
-	case errors.As(err, &appErr) && appErr.Type() == workflows.ErrInvalidContinue:
+	case errors.As(err, &appErr) && run.HTTPStatus(appErr.Type()) == http.StatusConflict:
 		s.writeError(w, r, bud.Errorf(bud.ECONFLICT, "%s", appErr.Message()))
 		return
 	default:

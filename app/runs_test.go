@@ -12,8 +12,9 @@ import (
 
 	"github.com/budhq/bud/activities"
 	"github.com/budhq/bud/app"
+	"github.com/budhq/bud/run"
+	"github.com/budhq/bud/runs"
 	"github.com/budhq/bud/upstreamtest"
-	"github.com/budhq/bud/workflows"
 )
 
 func TestRunHistory(t *testing.T) {
@@ -26,7 +27,7 @@ func TestRunHistory(t *testing.T) {
 	decodeAs[versionOut](t, b.do(t, "POST", "/api/prompts/"+pr.ID.String()+"/versions",
 		map[string]any{"document": textDoc("llm", "v2")}), http.StatusCreated)
 
-	run := func(body map[string]any) string {
+	play := func(body map[string]any) string {
 		t.Helper()
 		body["project_id"] = b.project.ID
 		body["input"] = "Ada"
@@ -34,11 +35,11 @@ func TestRunHistory(t *testing.T) {
 	}
 	// Oldest first: an unsaved document, versions 1 and 2, and a run the
 	// model deployment refuses.
-	r1 := run(map[string]any{"document": textDoc("llm", "draft")})
-	r2 := run(map[string]any{"prompt_id": pr.ID, "version": 1})
-	r3 := run(map[string]any{"prompt_id": pr.ID, "version": 2})
+	r1 := play(map[string]any{"document": textDoc("llm", "draft")})
+	r2 := play(map[string]any{"prompt_id": pr.ID, "version": 1})
+	r3 := play(map[string]any{"prompt_id": pr.ID, "version": 2})
 	b.up.Script(upstreamtest.Error(http.StatusBadRequest, "invalid_request_error", "max_tokens is too large"))
-	r4 := run(map[string]any{"document": textDoc("llm", "draft")})
+	r4 := play(map[string]any{"document": textDoc("llm", "draft")})
 
 	// Another project's run is not in this project's history.
 	other := runSetup(t)
@@ -80,13 +81,13 @@ func TestRunHistory(t *testing.T) {
 	require.Empty(t, ids)
 
 	summary := decodeAs[page[app.RunSummary]](t, b.do(t, "GET", "/api/runs?"+project+"&limit=1", nil), http.StatusOK).Data[0]
-	require.Equal(t, workflows.StatusFailed, summary.Status)
-	require.Equal(t, workflows.SourcePlayground, summary.Source)
-	require.Contains(t, string(summary.Error), workflows.ErrUpstreamRejected)
+	require.Equal(t, run.StatusFailed, summary.Status)
+	require.Equal(t, run.SourcePlayground, summary.Source)
+	require.Contains(t, string(summary.Error), run.UpstreamRejected)
 
 	// The detail: input, rendered messages, each model call, output.
 	ok := decodeAs[app.Run](t, b.do(t, "GET", "/api/runs/"+r2, nil), http.StatusOK)
-	require.Equal(t, workflows.StatusCompleted, ok.Status)
+	require.Equal(t, run.StatusCompleted, ok.Status)
 	require.Equal(t, pr.ID, *ok.PromptID)
 	require.EqualValues(t, 1, *ok.PromptVersion)
 	require.Equal(t, "llm", ok.Model)
@@ -107,10 +108,10 @@ func TestRunHistory(t *testing.T) {
 	require.False(t, ok.FinishedAt.Before(ok.CreatedAt))
 
 	failed := decodeAs[app.Run](t, b.do(t, "GET", "/api/runs/"+r4, nil), http.StatusOK)
-	require.Equal(t, workflows.StatusFailed, failed.Status)
-	var runErr workflows.RunError
+	require.Equal(t, run.StatusFailed, failed.Status)
+	var runErr run.Error
 	require.NoError(t, json.Unmarshal(failed.Error, &runErr))
-	require.Equal(t, workflows.ErrUpstreamRejected, runErr.Code)
+	require.Equal(t, run.UpstreamRejected, runErr.Code)
 	require.Contains(t, runErr.Message, "max_tokens is too large")
 	require.NoError(t, json.Unmarshal(failed.ModelCalls, &calls))
 	require.Len(t, calls, 1)
@@ -149,10 +150,10 @@ func TestRunInProgress(t *testing.T) {
 
 	doc, err := json.Marshal(textDoc("llm", ""))
 	require.NoError(t, err)
-	in := workflows.PromptRunInput{
-		ResponseID: "resp_" + randomHex(24), ProjectID: b.project.ID, Document: doc, Text: "Ada", Source: workflows.SourcePlayground,
+	in := run.Input{
+		ResponseID: "resp_" + randomHex(24), ProjectID: b.project.ID, Document: doc, Text: "Ada", Source: run.SourcePlayground,
 	}
-	_, err = runEnv.client.ExecuteWorkflow(ctx, workflows.StartOptions(in), workflows.PromptRunWorkflow, in)
+	_, err = runEnv.client.ExecuteWorkflow(ctx, runs.StartOptions(in), run.WorkflowName, in)
 	require.NoError(t, err)
 	_, err = b.up.WaitRequests(ctx, 1)
 	require.NoError(t, err, "the run is calling the model")

@@ -26,10 +26,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
-	"go.temporal.io/sdk/client"
 
 	"github.com/budhq/bud/db/dbsqlc"
 	"github.com/budhq/bud/metrics"
+	"github.com/budhq/bud/runs"
 	"github.com/budhq/bud/secrets"
 )
 
@@ -63,8 +63,9 @@ type Config struct {
 	LastUsedFlush time.Duration
 	// Transport overrides the upstream transport (tests).
 	Transport http.RoundTripper
-	// Temporal starts and awaits prompt runs; nil disables /v1/responses.
-	Temporal client.Client
+	// Runs starts, continues and reads prompt runs; nil disables
+	// /v1/responses.
+	Runs *runs.Client
 	// Documents reads prompt documents (the Dapr state store); nil disables
 	// /v1/responses.
 	Documents interface {
@@ -74,10 +75,6 @@ type Config struct {
 	// announcement of a run's first turn; nil makes /v1/responses with
 	// stream: true answer 503, and runs are awaited by update alone.
 	NATS *nats.Conn
-	// RunWait is how a run is started, and its first turn awaited when the
-	// run does not announce it in time: workflows.StartThenUpdate (also
-	// for "") or workflows.StartWithUpdate.
-	RunWait string
 }
 
 // Gateway serves the OpenAI-compatible API. Run must be running for

@@ -27,6 +27,7 @@ import (
 	"github.com/budhq/bud/db/dbtest"
 	"github.com/budhq/bud/gateway"
 	"github.com/budhq/bud/metrics"
+	"github.com/budhq/bud/runs"
 	"github.com/budhq/bud/secrets"
 	"github.com/budhq/bud/statestore/statestoretest"
 	"github.com/budhq/bud/upstreamtest"
@@ -82,7 +83,7 @@ func setup(t testing.TB, opts ...setupOpts) *bundle {
 		CacheTTL:        time.Hour,
 		LastUsedFlush:   20 * time.Millisecond,
 		UpstreamTimeout: o.upstreamTimeout,
-		Temporal:        o.temporal,
+		Runs:            o.runs(t),
 		Documents:       o.documents,
 	})
 	require.NoError(t, err)
@@ -563,4 +564,15 @@ func TestStreamingWithoutNATSIs503(t *testing.T) {
 	require.False(t, st.Next())
 	apiErr := requireAPIError(t, st.Err(), http.StatusServiceUnavailable, "streaming_unavailable")
 	require.Contains(t, apiErr.Message, "BUD_NATS_URL")
+}
+
+// runs is the runs client over the options' Temporal client; nil without one.
+func (o setupOpts) runs(t testing.TB) *runs.Client {
+	t.Helper()
+	if o.temporal == nil {
+		return nil
+	}
+	rc, err := runs.New(o.temporal, "")
+	require.NoError(t, err)
+	return rc
 }

@@ -15,15 +15,14 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
-	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/api/serviceerror"
-	"go.temporal.io/sdk/client"
 
 	"github.com/budhq/bud"
 	"github.com/budhq/bud/db"
 	"github.com/budhq/bud/db/dbsqlc"
 	"github.com/budhq/bud/prompt"
 	"github.com/budhq/bud/response"
+	"github.com/budhq/bud/run"
+	"github.com/budhq/bud/runs"
 	"github.com/budhq/bud/runstream"
 	"github.com/budhq/bud/workflows"
 )
@@ -119,7 +118,7 @@ func (g *Gateway) responses(w http.ResponseWriter, r *http.Request) {
 		writeAPIError(w, aerr)
 		return
 	}
-	if g.cfg.Temporal == nil || g.cfg.Documents == nil {
+	if g.cfg.Runs == nil || g.cfg.Documents == nil {
 		writeAPIError(w, &apiError{Status: http.StatusServiceUnavailable, Type: "server_error", Code: "unavailable", Message: "Prompt runs are not configured on this gateway."})
 		return
 	}
@@ -192,7 +191,7 @@ func (g *Gateway) responses(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	in := workflows.PromptRunInput{
+	in := run.Input{
 		ResponseID:    response.NewID(),
 		ProjectID:     c.projectID,
 		PromptID:      d.promptID,
@@ -203,7 +202,7 @@ func (g *Gateway) responses(w http.ResponseWriter, r *http.Request) {
 		Variables:     vars,
 		InputItems:    items,
 		Metadata:      req.Metadata,
-		Source:        workflows.SourceAPI,
+		Source:        run.SourceAPI,
 	}
 	if req.Instructions != nil {
 		in.Instructions = *req.Instructions
@@ -216,13 +215,13 @@ func (g *Gateway) responses(w http.ResponseWriter, r *http.Request) {
 	if sub != nil {
 		defer func() { _ = sub.Close() }()
 	}
-	wait, err := workflows.Start(r.Context(), g.cfg.Temporal, in, client.WorkflowUpdateStageCompleted, g.cfg.RunWait)
-	var out workflows.PromptRunOutput
+	wait, err := g.cfg.Runs.Start(r.Context(), in, runs.Completed)
+	var out run.Turn
 	if err == nil {
 		out, err = awaitFirstTurn(r.Context(), sub, wait)
 	}
 	if err != nil {
-		if _, ok := errors.AsType[*workflows.StartError](err); ok {
+		if _, ok := errors.AsType[*runs.StartError](err); ok {
 			g.log.Error("start prompt run", "err", err)
 			writeAPIError(w, errRunNotStarted)
 			return
@@ -231,7 +230,7 @@ func (g *Gateway) responses(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		g.log.Error("prompt run failed", "err", err, "response_id", in.ResponseID)
-		out = runFailed(in.ResponseID)
+		out = run.Turn{Status: run.StatusFailed, Error: runs.ServerFailure(in.ResponseID)}
 	}
 	writeTurn(w, in, v, out, time.Now())
 }
@@ -244,21 +243,21 @@ func (g *Gateway) responses(w http.ResponseWriter, r *http.Request) {
 // read again.
 func (g *Gateway) continueResponse(w http.ResponseWriter, r *http.Request, c caller, req *responsesRequest) {
 	prev := req.PreviousResponseID
-	runID, n, ok := workflows.ParseTurnID(prev)
-	if !ok {
-		writeAPIError(w, errInvalid("previous_response_id", "invalid_value", "previous_response_id must be the id of a response of this API ('resp_…')."))
+	found, err := g.cfg.Runs.Find(r.Context(), c.projectID, prev)
+	if errors.Is(err, runs.ErrNotFound) {
+		if _, _, ok := run.ParseTurnID(prev); !ok {
+			writeAPIError(w, errInvalid("previous_response_id", "invalid_value", "previous_response_id must be the id of a response of this API ('resp_…')."))
+			return
+		}
+		writeAPIError(w, errResponseNotFound("previous_response_id", prev))
 		return
 	}
-	in, created, found, err := g.runOf(r.Context(), runID, c.projectID)
 	if err != nil {
 		g.log.Error("read prompt run", "err", err, "response_id", prev)
 		writeAPIError(w, errInternal)
 		return
 	}
-	if !found {
-		writeAPIError(w, errResponseNotFound("previous_response_id", prev))
-		return
-	}
+	in, created := found.Input, found.Created
 	if req.Prompt != nil {
 		if req.Prompt.ID != "" && req.Prompt.ID != in.Deployment {
 			writeAPIError(w, errInvalid("prompt.id", "invalid_value", fmt.Sprintf("Response '%s' is a run of another prompt: a continued run keeps its prompt, so leave prompt out or send the same prompt.id.", prev)))
@@ -279,15 +278,14 @@ func (g *Gateway) continueResponse(w http.ResponseWriter, r *http.Request, c cal
 		writeAPIError(w, aerr)
 		return
 	}
-	next := workflows.TurnID(runID, n+1)
-	ci := workflows.ContinueInput{PreviousResponseID: prev, InputItems: items}
+	ci := run.ContinueInput{PreviousResponseID: prev, InputItems: items}
 	v := g.versionOf(in)
 	if req.Stream {
-		g.streamContinue(w, r, in, v, ci, workflows.PromptRunOutput{ResponseID: next, Turn: n + 1, PreviousResponseID: prev})
+		g.streamContinue(w, r, in, v, ci, run.Turn{ResponseID: found.NextResponseID(), Turn: found.Turn + 1, PreviousResponseID: prev})
 		return
 	}
-	wait, err := g.continueRun(r.Context(), runID, ci, client.WorkflowUpdateStageCompleted)
-	var out workflows.PromptRunOutput
+	wait, err := g.cfg.Runs.Continue(r.Context(), found.ID, ci, runs.Completed)
+	var out run.Turn
 	if err == nil {
 		out, err = wait()
 	}
@@ -303,8 +301,8 @@ func (g *Gateway) continueResponse(w http.ResponseWriter, r *http.Request, c cal
 
 // writeTurn answers with a turn: an HTTP error when its failure is the
 // caller's or the upstream's (runErrorStatus), else its Response.
-func writeTurn(w http.ResponseWriter, in workflows.PromptRunInput, v *version, out workflows.PromptRunOutput, created time.Time) {
-	if out.Status == workflows.StatusFailed && out.Error != nil {
+func writeTurn(w http.ResponseWriter, in run.Input, v *version, out run.Turn, created time.Time) {
+	if out.Status == run.StatusFailed && out.Error != nil {
 		if e := runErrorStatus(out.Error); e != nil {
 			writeAPIError(w, e)
 			return
@@ -334,13 +332,13 @@ func continueItems(raw json.RawMessage) (json.RawMessage, *apiError) {
 // or the run has ended (the server no longer has it running), which no
 // continue can change.
 func (g *Gateway) continueError(prev string, err error) *apiError {
-	if msg, param, ok := workflows.Refused(err); ok {
+	if msg, param, ok := run.Refused(err); ok {
 		if param == "" || param == "previous_response_id" {
 			return errInvalid("previous_response_id", "previous_response_not_continuable", msg)
 		}
 		return errInvalid(param, "invalid_value", msg)
 	}
-	if _, ok := errors.AsType[*serviceerror.NotFound](err); ok {
+	if errors.Is(err, runs.ErrNotFound) {
 		return errInvalid("previous_response_id", "previous_response_not_continuable",
 			fmt.Sprintf("Response '%s' cannot be continued: its run has ended. Only a response that returned function calls or approval requests can be continued, once.", prev))
 	}
@@ -458,15 +456,15 @@ func inputError(err error) *apiError {
 // runErrorStatus maps a failed run to an HTTP error when the failure is the
 // caller's (bad input) or the upstream's refusal; other failures are
 // reported in the Response object with status "failed".
-func runErrorStatus(e *workflows.RunError) *apiError {
+func runErrorStatus(e *run.Error) *apiError {
 	switch e.Code {
-	case workflows.ErrInvalidInput, workflows.ErrRender:
+	case run.InvalidInput, run.RenderFailed:
 		return &apiError{Status: http.StatusBadRequest, Type: "invalid_request_error", Param: e.Param, Code: "invalid_prompt_input", Message: e.Message}
-	case workflows.ErrModelNotFound:
+	case run.ModelNotFound:
 		return &apiError{Status: http.StatusNotFound, Type: "invalid_request_error", Code: "model_not_found", Message: e.Message}
-	case workflows.ErrUpstreamRejected:
+	case run.UpstreamRejected:
 		return &apiError{Status: http.StatusBadGateway, Type: "upstream_error", Code: "upstream_rejected", Message: e.Message}
-	case workflows.ErrUpstreamUnavailable:
+	case run.UpstreamUnavailable:
 		return &apiError{Status: http.StatusBadGateway, Type: "upstream_error", Code: "upstream_unavailable", Message: e.Message}
 	}
 	return nil
@@ -482,120 +480,39 @@ func (g *Gateway) getResponse(w http.ResponseWriter, r *http.Request) {
 	}
 	id := chi.URLParam(r, "id")
 	notFound := errResponseNotFound("", id)
-	runID, n, ok := workflows.ParseTurnID(id)
-	if g.cfg.Temporal == nil || !ok {
+	if g.cfg.Runs == nil {
 		writeAPIError(w, notFound)
 		return
 	}
-	in, created, found, err := g.runOf(r.Context(), runID, c.projectID)
+	found, err := g.cfg.Runs.Find(r.Context(), c.projectID, id)
+	if errors.Is(err, runs.ErrNotFound) {
+		writeAPIError(w, notFound)
+		return
+	}
 	if err != nil {
 		g.log.Error("read prompt run", "err", err, "response_id", id)
 		writeAPIError(w, errInternal)
 		return
 	}
-	if !found {
-		writeAPIError(w, notFound)
-		return
-	}
-	out, found, err := g.turn(r.Context(), runID, n)
-	if err == nil && found && n == 1 && out.Status == workflows.StatusInProgress {
-		out, err = g.settledFirstTurn(r.Context(), c.projectID, runID, out)
+	out, ok, err := g.cfg.Runs.Turn(r.Context(), found.ID, found.Turn)
+	if err == nil && ok && found.Turn == 1 && out.Status == run.StatusInProgress {
+		out, err = g.settledFirstTurn(r.Context(), c.projectID, found.ID, out)
 	}
 	if err != nil {
 		g.log.Error("read turn of prompt run", "err", err, "response_id", id)
 		writeAPIError(w, errInternal)
 		return
 	}
-	if !found {
+	if !ok {
 		writeAPIError(w, notFound)
 		return
 	}
+	in, created := found.Input, found.Created
 	writeJSON(w, http.StatusOK, buildResponse(in, g.versionOf(in), out, created))
 }
 
 func errResponseNotFound(param, id string) *apiError {
 	return &apiError{Status: http.StatusNotFound, Type: "invalid_request_error", Param: param, Code: "response_not_found", Message: "No response found with id '" + id + "'."}
-}
-
-// runOf reads the input of the run runID, and when it started, from the
-// first event of its history. A run of another project is as absent as
-// one of none: found is false for both.
-func (g *Gateway) runOf(ctx context.Context, runID string, project uuid.UUID) (in workflows.PromptRunInput, started time.Time, found bool, err error) {
-	hist := g.cfg.Temporal.GetWorkflowHistory(ctx, runID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	if !hist.HasNext() {
-		return in, started, false, nil
-	}
-	ev, err := hist.Next()
-	if err != nil {
-		var notFound *serviceerror.NotFound
-		var invalid *serviceerror.InvalidArgument
-		if errors.As(err, &notFound) || errors.As(err, &invalid) {
-			return in, started, false, nil
-		}
-		return in, started, false, fmt.Errorf("read run history: %w", err)
-	}
-	attrs := ev.GetWorkflowExecutionStartedEventAttributes()
-	if attrs == nil || attrs.GetWorkflowType().GetName() != workflows.PromptRunWorkflow {
-		return in, started, false, nil
-	}
-	payloads := attrs.GetInput().GetPayloads()
-	if len(payloads) == 0 || json.Unmarshal(payloads[0].GetData(), &in) != nil || in.ProjectID != project {
-		return workflows.PromptRunInput{}, started, false, nil
-	}
-	return in, ev.GetEventTime().AsTime(), true, nil
-}
-
-// turn returns turn n of the run runID as it stands, by query (a worker
-// replays a closed run to answer). When the query fails on a closed run —
-// one from before turns existed has no such query — the run's result
-// stands for its last turn. found is false for a turn the run has not
-// had.
-func (g *Gateway) turn(ctx context.Context, runID string, n int) (out workflows.PromptRunOutput, found bool, err error) {
-	val, qerr := g.cfg.Temporal.QueryWorkflow(ctx, runID, "", workflows.QueryTurn, n)
-	if qerr == nil {
-		if err := val.Get(&out); err != nil {
-			return out, false, fmt.Errorf("decode turn %d: %w", n, err)
-		}
-		if out.Status != workflows.StatusInProgress {
-			return out, true, nil
-		}
-	}
-	desc, err := g.cfg.Temporal.DescribeWorkflowExecution(ctx, runID, "")
-	if err != nil {
-		return out, false, fmt.Errorf("describe run: %w", err)
-	}
-	closed := desc.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING
-	switch {
-	case qerr == nil && !closed:
-		return out, true, nil
-	case qerr == nil:
-		// The run closed while the turn was under way: its workflow
-		// failed, was terminated or timed out.
-		failed := runFailed(runID)
-		out.Status, out.Error = failed.Status, failed.Error
-		return out, true, nil
-	case !closed:
-		var notReady *serviceerror.WorkflowNotReady
-		if errors.As(qerr, &notReady) && n == 1 {
-			return workflows.PromptRunOutput{Status: workflows.StatusInProgress}, true, nil
-		}
-		var failed *serviceerror.QueryFailed
-		if errors.As(qerr, &failed) {
-			return out, false, nil
-		}
-		return out, false, fmt.Errorf("query turn %d: %w", n, qerr)
-	}
-	var res workflows.PromptRunOutput
-	if err := g.cfg.Temporal.GetWorkflow(ctx, runID, "").Get(ctx, &res); err != nil {
-		if n != 1 {
-			return out, false, nil
-		}
-		return runFailed(runID), true, nil
-	}
-	if res.Turn != n && (res.Turn != 0 || n != 1) {
-		return out, false, nil
-	}
-	return res, true, nil
 }
 
 // settleWait bounds how long a read of a first turn that its model call has
@@ -608,14 +525,14 @@ const settleWait = time.Second
 // workflow had its reply (activities.Announcement) — the workflow reports
 // so within moments: it is asked again until it does, for up to
 // settleWait, so that a read right after the answer agrees with it.
-func (g *Gateway) settledFirstTurn(ctx context.Context, project uuid.UUID, runID string, out workflows.PromptRunOutput) (workflows.PromptRunOutput, error) {
+func (g *Gateway) settledFirstTurn(ctx context.Context, project uuid.UUID, runID string, out run.Turn) (run.Turn, error) {
 	row, err := g.q.GetRun(ctx, dbsqlc.GetRunParams{ProjectID: project, ID: runID})
 	switch {
 	case db.IsNoRows(err):
 		return out, nil
 	case err != nil:
 		return out, fmt.Errorf("read run: %w", err)
-	case row.Status == workflows.StatusWaiting:
+	case row.Status == run.StatusWaiting:
 		return out, nil
 	}
 	deadline := time.Now().Add(settleWait)
@@ -625,28 +542,21 @@ func (g *Gateway) settledFirstTurn(ctx context.Context, project uuid.UUID, runID
 			return out, ctx.Err()
 		case <-time.After(5 * time.Millisecond):
 		}
-		later, found, err := g.turn(ctx, runID, 1)
+		later, found, err := g.cfg.Runs.Turn(ctx, runID, 1)
 		switch {
 		case err != nil:
 			return out, err
-		case found && later.Status != workflows.StatusInProgress:
+		case found && later.Status != run.StatusInProgress:
 			return later, nil
 		}
 	}
 	return out, nil
 }
 
-// runFailed is the output of a turn whose workflow failed: the worker's
-// infrastructure failed, not the caller or the model; the run's history
-// says why.
-func runFailed(runID string) workflows.PromptRunOutput {
-	return workflows.PromptRunOutput{Status: workflows.StatusFailed, Error: &workflows.RunError{Code: "server_error", Message: "The run failed; see the run " + runID + "."}}
-}
-
 // versionOf is the version the run ran, compiled from the document in the
 // run's input; a saved version is taken from, or put in, the cache that
 // /v1/responses fills (versions never change, so they are the same).
-func (g *Gateway) versionOf(in workflows.PromptRunInput) *version {
+func (g *Gateway) versionOf(in run.Input) *version {
 	key := versionKey(in.PromptID, in.PromptVersion)
 	if in.PromptID != uuid.Nil {
 		if v := g.versions.get(key); v != nil {
@@ -667,7 +577,7 @@ func (g *Gateway) versionOf(in workflows.PromptRunInput) *version {
 
 // buildResponse renders a run as OpenAI's Response object, naming the
 // deployment the caller sent as the prompt.
-func buildResponse(in workflows.PromptRunInput, v *version, out workflows.PromptRunOutput, now time.Time) map[string]any {
+func buildResponse(in run.Input, v *version, out run.Turn, now time.Time) map[string]any {
 	o := response.Options{PromptID: in.Deployment, PromptVersion: strconv.Itoa(int(in.PromptVersion)), Now: now}
 	if v.compiled != nil {
 		o.OutputSchema = v.compiled.OutputSchema()
@@ -684,12 +594,12 @@ func buildResponse(in workflows.PromptRunInput, v *version, out workflows.Prompt
 var announceWait = 2 * time.Second
 
 // subscribeTurn subscribes to the announcement of the first turn's end of
-// the run in (see PromptRunInput.TurnSubject) and sets the run's subject.
+// the run in (see run.Input.TurnSubject) and sets the run's subject.
 // Without NATS, or when the run starts with its update (which answers as
 // soon as the turn ends), it returns nil and the gateway waits with the
 // update alone.
-func (g *Gateway) subscribeTurn(in *workflows.PromptRunInput) *runstream.Subscription {
-	if g.cfg.NATS == nil || g.cfg.RunWait == workflows.StartWithUpdate {
+func (g *Gateway) subscribeTurn(in *run.Input) *runstream.Subscription {
+	if g.cfg.NATS == nil || g.cfg.Runs.WaitsByUpdate() {
 		return nil
 	}
 	sub, err := runstream.Subscribe(g.cfg.NATS, in.ResponseID)
@@ -704,7 +614,7 @@ func (g *Gateway) subscribeTurn(in *workflows.PromptRunInput) *runstream.Subscri
 // awaitFirstTurn returns the first turn's output as the run announces it
 // on sub, or as wait (an update) gives it: wait is asked when no
 // announcement came within announceWait, and whichever answers first wins.
-func awaitFirstTurn(ctx context.Context, sub *runstream.Subscription, wait func() (workflows.PromptRunOutput, error)) (workflows.PromptRunOutput, error) {
+func awaitFirstTurn(ctx context.Context, sub *runstream.Subscription, wait func() (run.Turn, error)) (run.Turn, error) {
 	if sub == nil {
 		return wait()
 	}
@@ -719,20 +629,20 @@ func awaitFirstTurn(ctx context.Context, sub *runstream.Subscription, wait func(
 		case res := <-asked:
 			return res.out, res.err
 		case <-ctx.Done():
-			return workflows.PromptRunOutput{}, ctx.Err()
+			return run.Turn{}, ctx.Err()
 		}
 	}
 }
 
 // turnResult is a turn's output as an update gives it.
 type turnResult struct {
-	out workflows.PromptRunOutput
+	out run.Turn
 	err error
 }
 
 // askAfter calls wait in the background after delay (at once for 0) and
 // delivers its answer; stop cancels a call not yet made.
-func askAfter(delay time.Duration, wait func() (workflows.PromptRunOutput, error)) (answer <-chan turnResult, stop func()) {
+func askAfter(delay time.Duration, wait func() (run.Turn, error)) (answer <-chan turnResult, stop func()) {
 	ch := make(chan turnResult, 1)
 	t := time.AfterFunc(delay, func() {
 		var res turnResult

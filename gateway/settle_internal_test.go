@@ -16,7 +16,8 @@ import (
 
 	"github.com/budhq/bud/db/dbsqlc"
 	"github.com/budhq/bud/db/dbtest"
-	"github.com/budhq/bud/workflows"
+	"github.com/budhq/bud/run"
+	"github.com/budhq/bud/runs"
 )
 
 // settlingClient answers the turn query with the turn in progress for its
@@ -25,13 +26,13 @@ type settlingClient struct {
 	client.Client
 	settleAfter int32
 	queries     atomic.Int32
-	ended       workflows.PromptRunOutput
+	ended       run.Turn
 }
 
 func (c *settlingClient) QueryWorkflow(_ context.Context, _, _, _ string, _ ...any) (converter.EncodedValue, error) {
 	out := c.ended
 	if c.queries.Add(1) <= c.settleAfter {
-		out.Status, out.Text = workflows.StatusInProgress, ""
+		out.Status, out.Text = run.StatusInProgress, ""
 	}
 	return turnValue{out}, nil
 }
@@ -41,7 +42,7 @@ func (c *settlingClient) DescribeWorkflowExecution(context.Context, string, stri
 		WorkflowExecutionInfo: &workflowpb.WorkflowExecutionInfo{Status: enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING}}, nil
 }
 
-type turnValue struct{ out workflows.PromptRunOutput }
+type turnValue struct{ out run.Turn }
 
 func (v turnValue) HasValue() bool { return true }
 func (v turnValue) Get(ptr any) error {
@@ -69,13 +70,13 @@ func TestReadRightAfterTheAnswerAgreesWithIt(t *testing.T) {
 		})
 		require.NoError(t, err)
 	}
-	record("resp_ended", workflows.StatusCompleted)
-	record("resp_paused", workflows.StatusWaiting)
-	ended := workflows.PromptRunOutput{ResponseID: "resp_ended", Turn: 1, Status: workflows.StatusCompleted, Text: "Hi"}
-	running := workflows.PromptRunOutput{ResponseID: "resp_ended", Turn: 1, Status: workflows.StatusInProgress}
+	record("resp_ended", run.StatusCompleted)
+	record("resp_paused", run.StatusWaiting)
+	ended := run.Turn{ResponseID: "resp_ended", Turn: 1, Status: run.StatusCompleted, Text: "Hi"}
+	running := run.Turn{ResponseID: "resp_ended", Turn: 1, Status: run.StatusInProgress}
 
 	c := &settlingClient{settleAfter: 3, ended: ended}
-	g := &Gateway{cfg: Config{Temporal: c}, q: q}
+	g := &Gateway{cfg: Config{Runs: runsOver(t, c)}, q: q}
 	out, err := g.settledFirstTurn(t.Context(), project.ID, "resp_ended", running)
 	require.NoError(t, err)
 	require.Equal(t, ended, out)
@@ -83,10 +84,17 @@ func TestReadRightAfterTheAnswerAgreesWithIt(t *testing.T) {
 
 	for _, id := range []string{"resp_paused", "resp_none"} {
 		c := &settlingClient{settleAfter: 3, ended: ended}
-		g := &Gateway{cfg: Config{Temporal: c}, q: q}
+		g := &Gateway{cfg: Config{Runs: runsOver(t, c)}, q: q}
 		out, err := g.settledFirstTurn(t.Context(), project.ID, id, running)
 		require.NoError(t, err)
 		require.Equal(t, running, out, id)
 		require.Zero(t, c.queries.Load(), "%s: no row says the turn ended", id)
 	}
+}
+
+func runsOver(t *testing.T, c client.Client) *runs.Client {
+	t.Helper()
+	rc, err := runs.New(c, "")
+	require.NoError(t, err)
+	return rc
 }

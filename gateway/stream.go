@@ -10,9 +10,9 @@ import (
 	"strings"
 	"time"
 
-	"go.temporal.io/sdk/client"
-
 	"github.com/budhq/bud/response"
+	"github.com/budhq/bud/run"
+	"github.com/budhq/bud/runs"
 	"github.com/budhq/bud/runstream"
 	"github.com/budhq/bud/workflows"
 )
@@ -25,7 +25,7 @@ const flushWait = time.Second
 // Responses events while it runs. It subscribes to the run's subject before
 // it starts the run, so no delta can be missed for want of a subscriber,
 // then streams the first turn (streamTurn).
-func (g *Gateway) streamResponses(w http.ResponseWriter, r *http.Request, in workflows.PromptRunInput, v *version) {
+func (g *Gateway) streamResponses(w http.ResponseWriter, r *http.Request, in run.Input, v *version) {
 	sub, err := runstream.Subscribe(g.cfg.NATS, in.ResponseID)
 	if err != nil {
 		g.log.Warn("subscribe to run stream", "err", err, "response_id", in.ResponseID)
@@ -35,13 +35,13 @@ func (g *Gateway) streamResponses(w http.ResponseWriter, r *http.Request, in wor
 	defer func() { _ = sub.Close() }()
 	in.StreamSubject = runstream.Subject(in.ResponseID)
 	in.TurnSubject = in.StreamSubject
-	wait, err := workflows.Start(r.Context(), g.cfg.Temporal, in, client.WorkflowUpdateStageAccepted, g.cfg.RunWait)
+	wait, err := g.cfg.Runs.Start(r.Context(), in, runs.Accepted)
 	if err != nil {
 		g.log.Error("start prompt run", "err", err)
 		writeAPIError(w, errRunNotStarted)
 		return
 	}
-	s := newResponseStream(w, http.NewResponseController(w).Flush, in, v, workflows.PromptRunOutput{ResponseID: in.ResponseID, Turn: 1}, time.Now())
+	s := newResponseStream(w, http.NewResponseController(w).Flush, in, v, run.Turn{ResponseID: in.ResponseID, Turn: 1}, time.Now())
 	g.streamTurn(w, r, sub, s, wait, announceWait)
 }
 
@@ -53,9 +53,9 @@ func (g *Gateway) streamResponses(w http.ResponseWriter, r *http.Request, in wor
 // Response object that GET /v1/responses/{id} returns. A client that goes
 // away ends the stream, not the run: runs are durable. wait is asked for
 // the turn's output after askDelay: a first turn announces its end on sub
-// (PromptRunInput.TurnSubject), after every event of the turn, and is asked
+// (run.Input.TurnSubject), after every event of the turn, and is asked
 // only when it has not done so in time.
-func (g *Gateway) streamTurn(w http.ResponseWriter, r *http.Request, sub *runstream.Subscription, s *responseStream, wait func() (workflows.PromptRunOutput, error), askDelay time.Duration) {
+func (g *Gateway) streamTurn(w http.ResponseWriter, r *http.Request, sub *runstream.Subscription, s *responseStream, wait func() (run.Turn, error), askDelay time.Duration) {
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream; charset=utf-8")
 	h.Set("Cache-Control", "no-cache")
@@ -87,7 +87,7 @@ func (g *Gateway) streamTurn(w http.ResponseWriter, r *http.Request, sub *runstr
 			}
 			if res.err != nil {
 				g.log.Error("prompt run failed", "err", res.err, "response_id", s.head.ResponseID)
-				res.out = runFailed(s.in.ResponseID)
+				res.out = run.Turn{Status: run.StatusFailed, Error: runs.ServerFailure(s.in.ResponseID)}
 			}
 			s.finish(res.out)
 			return
@@ -101,7 +101,7 @@ func (g *Gateway) streamTurn(w http.ResponseWriter, r *http.Request, sub *runstr
 // the next turn (head) as streamResponses streams the first: it
 // subscribes to the turn's subject before it sends the input. A continue
 // the run refuses is answered like an unstreamed one, before any event.
-func (g *Gateway) streamContinue(w http.ResponseWriter, r *http.Request, in workflows.PromptRunInput, v *version, ci workflows.ContinueInput, head workflows.PromptRunOutput) {
+func (g *Gateway) streamContinue(w http.ResponseWriter, r *http.Request, in run.Input, v *version, ci run.ContinueInput, head run.Turn) {
 	sub, err := runstream.Subscribe(g.cfg.NATS, head.ResponseID)
 	if err != nil {
 		g.log.Warn("subscribe to run stream", "err", err, "response_id", head.ResponseID)
@@ -110,7 +110,7 @@ func (g *Gateway) streamContinue(w http.ResponseWriter, r *http.Request, in work
 	}
 	defer func() { _ = sub.Close() }()
 	ci.StreamSubject = runstream.Subject(head.ResponseID)
-	wait, err := g.continueRun(r.Context(), in.ResponseID, ci, client.WorkflowUpdateStageAccepted)
+	wait, err := g.cfg.Runs.Continue(r.Context(), in.ResponseID, ci, runs.Accepted)
 	if err != nil {
 		if r.Context().Err() != nil {
 			return
@@ -173,10 +173,10 @@ type responseStream struct {
 	flush func() error
 	err   error // the first write error: the client went away
 	seq   int64
-	in    workflows.PromptRunInput
+	in    run.Input
 	// head is the turn as it starts: its response id and number, and the
 	// response it continues.
-	head    workflows.PromptRunOutput
+	head    run.Turn
 	v       *version
 	created time.Time
 	// hold is set when a reply may be repaired.
@@ -220,8 +220,8 @@ type streamItem struct {
 
 // newResponseStream returns the stream of the turn head (ResponseID, Turn,
 // PreviousResponseID) of the run of in.
-func newResponseStream(w io.Writer, flush func() error, in workflows.PromptRunInput, v *version, head workflows.PromptRunOutput, created time.Time) *responseStream {
-	head.Status = workflows.StatusInProgress
+func newResponseStream(w io.Writer, flush func() error, in run.Input, v *version, head run.Turn, created time.Time) *responseStream {
+	head.Status = run.StatusInProgress
 	s := &responseStream{w: w, flush: flush, in: in, head: head, v: v, created: created, tools: map[string]*toolItem{}}
 	if d := v.doc; d != nil {
 		s.hold = d.Output.Structured() && d.AllowMultipleCalls && d.LLMRetryLimit > 0
@@ -285,19 +285,19 @@ func (s *responseStream) event(ev runstream.Event) {
 		}
 	case runstream.TypeToolCall:
 		if t := ev.Tool; t != nil {
-			s.toolStarted(workflows.ToolCall{ID: t.CallID, Name: t.Name, ServerLabel: t.ServerLabel, Arguments: t.Arguments, ApprovalRequestID: t.ApprovalRequestID})
+			s.toolStarted(run.ToolCall{ID: t.CallID, Name: t.Name, ServerLabel: t.ServerLabel, Arguments: t.Arguments, ApprovalRequestID: t.ApprovalRequestID})
 		}
 	case runstream.TypeToolResult:
 		if t := ev.Tool; t != nil {
-			s.toolEnded(workflows.ToolCall{ID: t.CallID, Name: t.Name, ServerLabel: t.ServerLabel, Arguments: t.Arguments, Output: t.Output, Error: t.Error, ApprovalRequestID: t.ApprovalRequestID})
+			s.toolEnded(run.ToolCall{ID: t.CallID, Name: t.Name, ServerLabel: t.ServerLabel, Arguments: t.Arguments, Output: t.Output, Error: t.Error, ApprovalRequestID: t.ApprovalRequestID})
 		}
 	case runstream.TypeFunctionCall:
 		if t := ev.Tool; t != nil {
-			s.functionCall(workflows.FunctionCall{CallID: t.CallID, Name: t.Name, Arguments: t.Arguments})
+			s.functionCall(run.FunctionCall{CallID: t.CallID, Name: t.Name, Arguments: t.Arguments})
 		}
 	case runstream.TypeApprovalRequest:
 		if t := ev.Tool; t != nil {
-			s.approvalRequest(workflows.ApprovalRequest{ID: t.ID, CallID: t.CallID, Name: t.Name, ServerLabel: t.ServerLabel, Arguments: t.Arguments})
+			s.approvalRequest(run.ApprovalRequest{ID: t.ID, CallID: t.CallID, Name: t.Name, ServerLabel: t.ServerLabel, Arguments: t.Arguments})
 		}
 	}
 }
@@ -325,9 +325,9 @@ func (s *responseStream) doneTool(id string, item map[string]any) {
 }
 
 // toolStarted streams a connection tool call that starts.
-func (s *responseStream) toolStarted(tc workflows.ToolCall) {
-	item := response.MCPCallItem(workflows.ToolCall{ID: tc.ID, Name: tc.Name, ServerLabel: tc.ServerLabel, Arguments: tc.Arguments, ApprovalRequestID: tc.ApprovalRequestID})
-	item["status"] = workflows.StatusInProgress
+func (s *responseStream) toolStarted(tc run.ToolCall) {
+	item := response.MCPCallItem(run.ToolCall{ID: tc.ID, Name: tc.Name, ServerLabel: tc.ServerLabel, Arguments: tc.Arguments, ApprovalRequestID: tc.ApprovalRequestID})
+	item["status"] = run.StatusInProgress
 	if s.addTool(item) {
 		id := response.MCPCallID(tc.ID)
 		s.send("response.mcp_call.in_progress", map[string]any{"item_id": id, "output_index": s.tools[id].index})
@@ -336,7 +336,7 @@ func (s *responseStream) toolStarted(tc workflows.ToolCall) {
 
 // toolEnded streams the end of a connection tool call, and its start when
 // that was not streamed.
-func (s *responseStream) toolEnded(tc workflows.ToolCall) {
+func (s *responseStream) toolEnded(tc run.ToolCall) {
 	s.toolStarted(tc)
 	id := response.MCPCallID(tc.ID)
 	it := s.tools[id]
@@ -345,7 +345,7 @@ func (s *responseStream) toolEnded(tc workflows.ToolCall) {
 	}
 	item := response.MCPCallItem(tc)
 	typ := "response.mcp_call.completed"
-	if item["status"] == workflows.StatusFailed {
+	if item["status"] == run.StatusFailed {
 		typ = "response.mcp_call.failed"
 	}
 	s.send(typ, map[string]any{"item_id": id, "output_index": it.index})
@@ -353,19 +353,19 @@ func (s *responseStream) toolEnded(tc workflows.ToolCall) {
 }
 
 // functionCall streams a call of the caller's function, once.
-func (s *responseStream) functionCall(fc workflows.FunctionCall) {
+func (s *responseStream) functionCall(fc run.FunctionCall) {
 	id := response.FunctionCallID(fc.CallID)
-	if !s.addTool(map[string]any{"type": "function_call", "id": id, "call_id": fc.CallID, "name": fc.Name, "arguments": "", "status": workflows.StatusInProgress}) {
+	if !s.addTool(map[string]any{"type": "function_call", "id": id, "call_id": fc.CallID, "name": fc.Name, "arguments": "", "status": run.StatusInProgress}) {
 		return
 	}
 	index := s.tools[id].index
 	s.send("response.function_call_arguments.delta", map[string]any{"item_id": id, "output_index": index, "delta": fc.Arguments})
 	s.send("response.function_call_arguments.done", map[string]any{"item_id": id, "output_index": index, "name": fc.Name, "arguments": fc.Arguments})
-	s.doneTool(id, map[string]any{"type": "function_call", "id": id, "call_id": fc.CallID, "name": fc.Name, "arguments": fc.Arguments, "status": workflows.StatusCompleted})
+	s.doneTool(id, map[string]any{"type": "function_call", "id": id, "call_id": fc.CallID, "name": fc.Name, "arguments": fc.Arguments, "status": run.StatusCompleted})
 }
 
 // approvalRequest streams a call waiting for approval, once.
-func (s *responseStream) approvalRequest(a workflows.ApprovalRequest) {
+func (s *responseStream) approvalRequest(a run.ApprovalRequest) {
 	item := response.ApprovalRequestItem(a)
 	if s.addTool(item) {
 		s.doneTool(a.ID, item)
@@ -446,7 +446,7 @@ func (s *responseStream) closeItem(status string) {
 }
 
 // finish closes the stream with the turn's output.
-func (s *responseStream) finish(out workflows.PromptRunOutput) {
+func (s *responseStream) finish(out run.Turn) {
 	if out.ResponseID == "" { // a run from before turns, or one that failed
 		out.ResponseID, out.Turn, out.PreviousResponseID = s.head.ResponseID, s.head.Turn, s.head.PreviousResponseID
 	}
@@ -463,7 +463,7 @@ func (s *responseStream) finish(out workflows.PromptRunOutput) {
 		s.toolEnded(tc)
 	}
 	switch {
-	case out.Status == workflows.StatusFailed:
+	case out.Status == run.StatusFailed:
 		// The output is not streamed: the Response says what there is.
 		if s.item != nil {
 			s.closeItem("incomplete")
@@ -474,7 +474,7 @@ func (s *responseStream) finish(out workflows.PromptRunOutput) {
 			s.openItem()
 		}
 		status := "completed"
-		if out.Status == workflows.StatusIncomplete {
+		if out.Status == run.StatusIncomplete {
 			status = "incomplete"
 		}
 		s.closeItem(status)
@@ -488,7 +488,7 @@ func (s *responseStream) finish(out workflows.PromptRunOutput) {
 			}
 		}
 	}
-	if out.Status != workflows.StatusFailed {
+	if out.Status != run.StatusFailed {
 		for _, fc := range out.FunctionCalls {
 			s.functionCall(fc)
 		}
@@ -501,16 +501,16 @@ func (s *responseStream) finish(out workflows.PromptRunOutput) {
 	for _, it := range s.toolOrder {
 		if !it.done {
 			item := maps.Clone(it.item)
-			item["status"] = workflows.StatusIncomplete
+			item["status"] = run.StatusIncomplete
 			s.doneTool(it.id, item)
 		}
 	}
 
 	typ := "response.completed"
 	switch out.Status {
-	case workflows.StatusFailed:
+	case run.StatusFailed:
 		typ = "response.failed"
-	case workflows.StatusIncomplete:
+	case run.StatusIncomplete:
 		typ = "response.incomplete"
 	}
 	s.send(typ, map[string]any{"response": resp})

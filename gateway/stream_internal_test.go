@@ -14,9 +14,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/budhq/bud/prompt"
+	"github.com/budhq/bud/run"
 	"github.com/budhq/bud/runstream"
 	"github.com/budhq/bud/runstream/runstreamtest"
-	"github.com/budhq/bud/workflows"
 )
 
 const (
@@ -42,8 +42,8 @@ func newStreamHarness(t *testing.T, doc string) *streamHarness {
 	c, err := prompt.Compile(d)
 	require.NoError(t, err)
 	h := &streamHarness{t: t}
-	in := workflows.PromptRunInput{ResponseID: "resp_abc", Deployment: "p", PromptVersion: 1, Document: []byte(doc)}
-	h.s = newResponseStream(&h.buf, func() error { return nil }, in, &version{raw: []byte(doc), doc: d, compiled: c}, workflows.PromptRunOutput{ResponseID: "resp_abc", Turn: 1}, time.Unix(1700000000, 0))
+	in := run.Input{ResponseID: "resp_abc", Deployment: "p", PromptVersion: 1, Document: []byte(doc)}
+	h.s = newResponseStream(&h.buf, func() error { return nil }, in, &version{raw: []byte(doc), doc: d, compiled: c}, run.Turn{ResponseID: "resp_abc", Turn: 1}, time.Unix(1700000000, 0))
 	h.s.start()
 	return h
 }
@@ -89,8 +89,8 @@ func deltas(evs []responses.ResponseStreamEventUnion) (map[string]string, []stri
 	return byItem, all
 }
 
-func completed(text string) workflows.PromptRunOutput {
-	return workflows.PromptRunOutput{Status: workflows.StatusCompleted, Model: "qwen", Text: text, ModelCalls: 1}
+func completed(text string) run.Turn {
+	return run.Turn{Status: run.StatusCompleted, Model: "qwen", Text: text, ModelCalls: 1}
 }
 
 var textItemEvents = []string{
@@ -248,8 +248,8 @@ func TestStreamWithoutEventsSendsTheResult(t *testing.T) {
 func TestStreamFailedRun(t *testing.T) {
 	h := newStreamHarness(t, textDocument)
 	h.delta(1, 1, 1, "Hel")
-	h.s.finish(workflows.PromptRunOutput{Status: workflows.StatusFailed, Model: "qwen",
-		Error: &workflows.RunError{Code: workflows.ErrUpstreamUnavailable, Message: `model deployment "qwen" answered 503: overloaded`}})
+	h.s.finish(run.Turn{Status: run.StatusFailed, Model: "qwen",
+		Error: &run.Error{Code: run.UpstreamUnavailable, Message: `model deployment "qwen" answered 503: overloaded`}})
 
 	evs := h.events()
 	want := append([]string{"response.created", "response.in_progress"}, textItemEvents...)
@@ -259,14 +259,14 @@ func TestStreamFailedRun(t *testing.T) {
 	require.Equal(t, "incomplete", string(evs[7].Item.Status))
 	final := evs[len(evs)-1].Response
 	require.Equal(t, responses.ResponseStatusFailed, final.Status)
-	require.Equal(t, workflows.ErrUpstreamUnavailable, string(final.Error.Code))
+	require.Equal(t, run.UpstreamUnavailable, string(final.Error.Code))
 	require.Empty(t, final.Output)
 }
 
 func TestStreamIncompleteRun(t *testing.T) {
 	h := newStreamHarness(t, textDocument)
 	h.delta(1, 1, 1, "cut")
-	h.s.finish(workflows.PromptRunOutput{Status: workflows.StatusIncomplete, Model: "qwen", Text: "cut short"})
+	h.s.finish(run.Turn{Status: run.StatusIncomplete, Model: "qwen", Text: "cut short"})
 	evs := h.events()
 	require.Equal(t, "response.incomplete", evs[len(evs)-1].Type)
 	require.Equal(t, "incomplete", string(evs[len(evs)-2].Item.Status))
@@ -277,7 +277,7 @@ func TestStreamIncompleteRun(t *testing.T) {
 func TestStreamFunctionCalls(t *testing.T) {
 	h := newStreamHarness(t, textDocument)
 	out := completed("")
-	out.FunctionCalls = []workflows.FunctionCall{{CallID: "call_1", Name: "get_weather", Arguments: `{"city":"Paris"}`}}
+	out.FunctionCalls = []run.FunctionCall{{CallID: "call_1", Name: "get_weather", Arguments: `{"city":"Paris"}`}}
 	h.s.finish(out)
 	evs := h.events()
 	require.Equal(t, []string{
@@ -364,7 +364,7 @@ func TestStreamConnectionToolCalls(t *testing.T) {
 	h.tool(runstream.TypeToolResult, 1, runstream.Tool{CallID: "call_2", Name: "add", ServerLabel: "everything", Arguments: `{"a":1}`, Error: "b is required"}) // the same event again adds nothing
 	h.delta(2, 1, 1, "Done.")
 	out := completed("Done.")
-	out.ToolCalls = []workflows.ToolCall{
+	out.ToolCalls = []run.ToolCall{
 		{ID: "call_1", Name: "echo", ServerLabel: "everything", Arguments: `{"message":"hi"}`, Output: "Echo: hi"},
 		{ID: "call_2", Name: "add", ServerLabel: "everything", Arguments: `{"a":1}`, Error: "b is required"},
 	}
@@ -412,7 +412,7 @@ func TestStreamToolCallsTheEventsMissed(t *testing.T) {
 	h.tool(runstream.TypeToolCall, 1, runstream.Tool{CallID: "call_1", Name: "echo", ServerLabel: "everything", Arguments: `{}`})
 	// call_1's result and everything about call_2 were lost.
 	out := completed("ok")
-	out.ToolCalls = []workflows.ToolCall{
+	out.ToolCalls = []run.ToolCall{
 		{ID: "call_1", Name: "echo", ServerLabel: "everything", Arguments: `{}`, Output: "one"},
 		{ID: "call_2", Name: "echo", ServerLabel: "everything", Arguments: `{}`, Output: "two"},
 	}
@@ -445,7 +445,7 @@ func TestStreamFunctionCallsAsTheRunReportsThem(t *testing.T) {
 	// call_b's event was lost.
 	out := completed("")
 	out.Waiting = true
-	out.FunctionCalls = []workflows.FunctionCall{
+	out.FunctionCalls = []run.FunctionCall{
 		{CallID: "call_a", Name: "get_weather", Arguments: `{"city":"Paris"}`},
 		{CallID: "call_b", Name: "get_weather", Arguments: `{"city":"Oslo"}`},
 	}
@@ -481,7 +481,7 @@ func TestStreamTextThenFunctionCalls(t *testing.T) {
 	h.delta(1, 1, 1, "Let me look.")
 	h.tool(runstream.TypeFunctionCall, 1, runstream.Tool{CallID: "call_a", Name: "get_weather", Arguments: `{}`})
 	out := completed("Let me look.")
-	out.FunctionCalls = []workflows.FunctionCall{{CallID: "call_a", Name: "get_weather", Arguments: `{}`}}
+	out.FunctionCalls = []run.FunctionCall{{CallID: "call_a", Name: "get_weather", Arguments: `{}`}}
 	h.s.finish(out)
 	evs := h.events()
 	require.Equal(t, []string{"msg_abc", "fc_call_a"}, requireOutputIndexes(t, evs))
@@ -499,7 +499,7 @@ func TestStreamApprovalRequests(t *testing.T) {
 	h.tool(runstream.TypeApprovalRequest, 1, runstream.Tool{ID: "mcpr_call_1", CallID: "call_1", Name: "echo", ServerLabel: "everything", Arguments: `{"message":"hi"}`})
 	out := completed("")
 	out.Waiting = true
-	out.ApprovalRequests = []workflows.ApprovalRequest{
+	out.ApprovalRequests = []run.ApprovalRequest{
 		{ID: "mcpr_call_1", CallID: "call_1", Name: "echo", ServerLabel: "everything", Arguments: `{"message":"hi"}`},
 		{ID: "mcpr_call_2", CallID: "call_2", Name: "add", ServerLabel: "everything", Arguments: `{}`},
 	}
@@ -530,8 +530,8 @@ func TestStreamContinuedTurn(t *testing.T) {
 	h := &streamHarness{t: t}
 	d, err := prompt.Parse([]byte(textDocument))
 	require.NoError(t, err)
-	in := workflows.PromptRunInput{ResponseID: "resp_abc", Deployment: "p", PromptVersion: 1, Document: []byte(textDocument)}
-	head := workflows.PromptRunOutput{ResponseID: "resp_abc_2", Turn: 2, PreviousResponseID: "resp_abc"}
+	in := run.Input{ResponseID: "resp_abc", Deployment: "p", PromptVersion: 1, Document: []byte(textDocument)}
+	head := run.Turn{ResponseID: "resp_abc_2", Turn: 2, PreviousResponseID: "resp_abc"}
 	h.s = newResponseStream(&h.buf, func() error { return nil }, in, &version{raw: []byte(textDocument), doc: d}, head, time.Unix(1700000000, 0))
 	h.s.start()
 
@@ -544,9 +544,9 @@ func TestStreamContinuedTurn(t *testing.T) {
 	h.tool(runstream.TypeToolResult, 3, runstream.Tool{CallID: "call_1", Name: "echo", ServerLabel: "everything", Arguments: `{}`, Output: "hi", ApprovalRequestID: "mcpr_call_1"})
 	h.delta(4, 1, 1, "All done.")
 	approved := true
-	h.s.finish(workflows.PromptRunOutput{
-		ResponseID: "resp_abc_2", Turn: 2, PreviousResponseID: "resp_abc", Status: workflows.StatusCompleted, Model: "qwen", Text: "All done.",
-		ToolCalls: []workflows.ToolCall{{ID: "call_1", Name: "echo", ServerLabel: "everything", Arguments: `{}`, Output: "hi", ApprovalRequestID: "mcpr_call_1", Approved: &approved}},
+	h.s.finish(run.Turn{
+		ResponseID: "resp_abc_2", Turn: 2, PreviousResponseID: "resp_abc", Status: run.StatusCompleted, Model: "qwen", Text: "All done.",
+		ToolCalls: []run.ToolCall{{ID: "call_1", Name: "echo", ServerLabel: "everything", Arguments: `{}`, Output: "hi", ApprovalRequestID: "mcpr_call_1", Approved: &approved}},
 	})
 
 	evs = h.events()
@@ -566,7 +566,7 @@ func TestStreamContinuedTurn(t *testing.T) {
 func TestStreamToolCallOfAFailedRun(t *testing.T) {
 	h := newStreamHarness(t, textDocument)
 	h.tool(runstream.TypeToolCall, 1, runstream.Tool{CallID: "call_1", Name: "echo", ServerLabel: "everything", Arguments: `{}`})
-	h.s.finish(workflows.PromptRunOutput{Status: workflows.StatusFailed, Error: &workflows.RunError{Code: "server_error", Message: "The run failed."}})
+	h.s.finish(run.Turn{Status: run.StatusFailed, Error: &run.Error{Code: "server_error", Message: "The run failed."}})
 	evs := h.events()
 	require.Equal(t, []string{
 		"response.created", "response.in_progress",
@@ -586,9 +586,9 @@ func TestAwaitFirstTurn(t *testing.T) {
 	announceWait = 200 * time.Millisecond
 
 	asked := 0
-	wait := func() (workflows.PromptRunOutput, error) {
+	wait := func() (run.Turn, error) {
 		asked++
-		return workflows.PromptRunOutput{ResponseID: "resp_a", Text: "from the update"}, nil
+		return run.Turn{ResponseID: "resp_a", Text: "from the update"}, nil
 	}
 	subscribe := func(id string) *runstream.Subscription {
 		sub, err := runstream.Subscribe(nc, id)

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/budhq/bud/workflows"
+	"github.com/budhq/bud/run"
 )
 
 // NewID makes a run's id, which is also its workflow id and its OpenAI
@@ -45,7 +45,7 @@ type Options struct {
 // approvals is completed, as OpenAI's is. Item ids are derived from the
 // turn's response id and the model's call ids, so a stream and a later
 // GET name every item alike.
-func Build(in workflows.PromptRunInput, out workflows.PromptRunOutput, o Options) map[string]any {
+func Build(in run.Input, out run.Turn, o Options) map[string]any {
 	created := out.StartedAt
 	if created.IsZero() {
 		created = o.Now
@@ -58,7 +58,7 @@ func Build(in workflows.PromptRunInput, out workflows.PromptRunOutput, o Options
 	for _, tc := range out.ToolCalls {
 		output = append(output, MCPCallItem(tc))
 	}
-	if out.Text != "" || (out.Status == workflows.StatusCompleted && len(out.FunctionCalls) == 0 && len(out.ApprovalRequests) == 0) {
+	if out.Text != "" || (out.Status == run.StatusCompleted && len(out.FunctionCalls) == 0 && len(out.ApprovalRequests) == 0) {
 		output = append(output, map[string]any{
 			"type": "message", "id": MessageID(id), "status": "completed", "role": "assistant",
 			"content": []any{map[string]any{"type": "output_text", "text": out.Text, "annotations": []any{}}},
@@ -78,7 +78,7 @@ func Build(in workflows.PromptRunInput, out workflows.PromptRunOutput, o Options
 	if out.Error != nil {
 		runErr = map[string]any{"code": out.Error.Code, "message": out.Error.Message}
 	}
-	if out.Status == workflows.StatusIncomplete {
+	if out.Status == run.StatusIncomplete {
 		incomplete = map[string]any{"reason": "max_output_tokens"}
 	}
 	if in.Instructions != "" {
@@ -135,10 +135,10 @@ func MCPCallID(callID string) string { return "mcp_" + callID }
 // MCPCallItem renders a finished connection tool call as OpenAI's mcp_call
 // item: status failed when it has an error (a rejected approval included),
 // completed otherwise.
-func MCPCallItem(tc workflows.ToolCall) map[string]any {
-	status := workflows.StatusCompleted
+func MCPCallItem(tc run.ToolCall) map[string]any {
+	status := run.StatusCompleted
 	if tc.Error != "" {
-		status = workflows.StatusFailed
+		status = run.StatusFailed
 	}
 	return map[string]any{
 		"type": "mcp_call", "id": MCPCallID(tc.ID), "server_label": tc.ServerLabel, "name": tc.Name, "arguments": tc.Arguments,
@@ -149,7 +149,7 @@ func MCPCallItem(tc workflows.ToolCall) map[string]any {
 
 // ApprovalRequestItem renders a tool call waiting for approval as OpenAI's
 // mcp_approval_request item.
-func ApprovalRequestItem(a workflows.ApprovalRequest) map[string]any {
+func ApprovalRequestItem(a run.ApprovalRequest) map[string]any {
 	return map[string]any{"type": "mcp_approval_request", "id": a.ID, "server_label": a.ServerLabel, "name": a.Name, "arguments": a.Arguments}
 }
 

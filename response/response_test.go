@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/budhq/bud/response"
-	"github.com/budhq/bud/workflows"
+	"github.com/budhq/bud/run"
 )
 
 func TestNewID(t *testing.T) {
@@ -17,7 +17,7 @@ func TestNewID(t *testing.T) {
 	require.True(t, strings.HasPrefix(a, "resp_"))
 	require.Len(t, a, len("resp_")+48)
 	require.NotEqual(t, a, b)
-	run, n, ok := workflows.ParseTurnID(a)
+	run, n, ok := run.ParseTurnID(a)
 	require.True(t, ok)
 	require.Equal(t, a, run)
 	require.Equal(t, 1, n)
@@ -27,14 +27,14 @@ func TestNewID(t *testing.T) {
 // before the message, then function calls, then approval requests, with
 // the ids a stream of the same turn uses.
 func TestBuildOrdersATurnsItems(t *testing.T) {
-	in := workflows.PromptRunInput{ResponseID: "resp_ab", Metadata: map[string]string{"k": "v"}}
+	in := run.Input{ResponseID: "resp_ab", Metadata: map[string]string{"k": "v"}}
 	approved := true
-	out := workflows.PromptRunOutput{
-		ResponseID: "resp_ab_2", Turn: 2, PreviousResponseID: "resp_ab", Status: workflows.StatusCompleted, Model: "m",
+	out := run.Turn{
+		ResponseID: "resp_ab_2", Turn: 2, PreviousResponseID: "resp_ab", Status: run.StatusCompleted, Model: "m",
 		Text:             "Here you are.",
-		ToolCalls:        []workflows.ToolCall{{ID: "c1", Name: "echo", ServerLabel: "everything", Arguments: `{"message":"hi"}`, Output: "Echo: hi", ApprovalRequestID: "mcpr_c1", Approved: &approved}, {ID: "c2", Name: "get-sum", ServerLabel: "everything", Arguments: `{}`, Error: "bad arguments"}},
-		FunctionCalls:    []workflows.FunctionCall{{CallID: "c3", Name: "get_weather", Arguments: `{"city":"Oslo"}`}},
-		ApprovalRequests: []workflows.ApprovalRequest{{ID: "mcpr_c4", CallID: "c4", Name: "echo", ServerLabel: "everything", Arguments: `{}`}},
+		ToolCalls:        []run.ToolCall{{ID: "c1", Name: "echo", ServerLabel: "everything", Arguments: `{"message":"hi"}`, Output: "Echo: hi", ApprovalRequestID: "mcpr_c1", Approved: &approved}, {ID: "c2", Name: "get-sum", ServerLabel: "everything", Arguments: `{}`, Error: "bad arguments"}},
+		FunctionCalls:    []run.FunctionCall{{CallID: "c3", Name: "get_weather", Arguments: `{"city":"Oslo"}`}},
+		ApprovalRequests: []run.ApprovalRequest{{ID: "mcpr_c4", CallID: "c4", Name: "echo", ServerLabel: "everything", Arguments: `{}`}},
 		Waiting:          true,
 		StartedAt:        time.Unix(1700000000, 0),
 	}
@@ -79,8 +79,8 @@ func TestBuildOrdersATurnsItems(t *testing.T) {
 // The first turn has no previous response, and a run without text that
 // only calls functions has no empty message.
 func TestBuildFirstTurnOfFunctionCalls(t *testing.T) {
-	in := workflows.PromptRunInput{ResponseID: "resp_cd"}
-	out := workflows.PromptRunOutput{Status: workflows.StatusCompleted, FunctionCalls: []workflows.FunctionCall{{CallID: "c1", Name: "f", Arguments: "{}"}}}
+	in := run.Input{ResponseID: "resp_cd"}
+	out := run.Turn{Status: run.StatusCompleted, FunctionCalls: []run.FunctionCall{{CallID: "c1", Name: "f", Arguments: "{}"}}}
 	b := response.Build(in, out, response.Options{Now: time.Unix(5, 0)})
 	require.Equal(t, "resp_cd", b["id"])
 	require.Nil(t, b["previous_response_id"])

@@ -56,7 +56,7 @@ const (
 	TypeFunctionCall    = "function_call"
 	TypeApprovalRequest = "approval_request"
 	// TypeTurnEnded announces that the run's first turn has ended and been
-	// recorded; Output holds the turn (a workflows.PromptRunOutput), or,
+	// recorded; Output holds the turn (a run.Turn), or,
 	// with Reply, the turn before the model call that ended it
 	// (workflows.AnnouncedTurn reads both).
 	TypeTurnEnded = "turn_ended"

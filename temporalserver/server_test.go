@@ -15,6 +15,7 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/budhq/bud/activities"
+	"github.com/budhq/bud/run"
 	"github.com/budhq/bud/temporalserver"
 	"github.com/budhq/bud/workflows"
 )
@@ -34,10 +35,10 @@ func TestPingThroughWorkerWiring(t *testing.T) {
 	w := workflows.NewWorker(c, &activities.Activities{Identity: "test-worker"})
 	require.NoError(t, w.Start())
 
-	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "ping-1", TaskQueue: workflows.TaskQueue}, workflows.Ping, workflows.PingInput{Message: "hello"})
+	we, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "ping-1", TaskQueue: run.TaskQueue}, workflows.Ping, workflows.PingInput{Message: "hello"})
 	require.NoError(t, err)
 	var out workflows.PingOutput
-	require.NoError(t, run.Get(ctx, &out))
+	require.NoError(t, we.Get(ctx, &out))
 	require.Equal(t, workflows.PingOutput{Message: "hello", Worker: "test-worker"}, out)
 
 	w.Stop()
@@ -87,10 +88,10 @@ func TestRunListsLiveInTheirOwnDatabase(t *testing.T) {
 	require.NoError(t, err)
 	w := workflows.NewWorker(c, &activities.Activities{Identity: "test-worker"})
 	require.NoError(t, w.Start())
-	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "ping-listed", TaskQueue: workflows.TaskQueue,
+	we, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "ping-listed", TaskQueue: run.TaskQueue,
 		TypedSearchAttributes: temporal.NewSearchAttributes(project.ValueSet("p1"))}, workflows.Ping, workflows.PingInput{Message: "hi"})
 	require.NoError(t, err)
-	require.NoError(t, run.Get(ctx, nil))
+	require.NoError(t, we.Get(ctx, nil))
 	listed := func(c client.Client) []string {
 		var ids []string
 		require.Eventually(t, func() bool {

@@ -4,9 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -16,18 +14,12 @@ import (
 
 	"github.com/budhq/bud"
 	"github.com/budhq/bud/activities"
+	"github.com/budhq/bud/run"
 	"github.com/budhq/bud/runstream"
 )
 
-// ErrUpstreamUnavailable is the failure type of a run whose model
-// deployment could not be reached, timed out, or kept answering 408, 429 or
-// 5xx through every attempt: the upstream's fault, not the caller's (a 502,
-// or a 429 when RunError.UpstreamStatus says the last answer was 429). It
-// sits with the contract's Err* types.
-const ErrUpstreamUnavailable = "UpstreamUnavailable"
-
 // MaxModelCalls is the hard cap on a run's model calls, whatever the
-// document allows; reaching it fails the run with ErrStepLimit.
+// document allows; reaching it fails the run with run.StepLimit.
 const MaxModelCalls = 16
 
 // Timeouts and retries of a run's steps.
@@ -50,64 +42,60 @@ const (
 // results back, check a structured reply and repair it while the document
 // allows, record the run. A call of the caller's function tool, or of a
 // connection tool that needs approval, pauses the run durably until it is
-// continued (UpdateContinue) or approved (UpdateApprove); each stretch
+// continued (run.UpdateContinue) or approved (run.UpdateApprove); each stretch
 // between pauses is a turn, one OpenAI response. A run the caller or the
 // model got wrong still completes, with Status failed and Error set
 // (invalid input, a template that fails, the upstream's 4xx, an output that
 // stays invalid); the workflow itself fails only when the worker's own
 // infrastructure does, such as the database after every retry.
-func PromptRun(ctx workflow.Context, in PromptRunInput) (PromptRunOutput, error) {
+func PromptRun(ctx workflow.Context, in run.Input) (run.Turn, error) {
 	r := &promptRun{in: in, subject: in.StreamSubject, startedAt: workflow.Now(ctx)}
 	if err := r.handlers(ctx); err != nil {
-		return PromptRunOutput{}, err
+		return run.Turn{}, err
 	}
 	r.beginTurn(ctx, "")
 	if err := r.prepare(ctx); err != nil {
-		return PromptRunOutput{}, err
+		return run.Turn{}, err
 	}
 	if r.prepared {
 		if err := r.resolveTools(ctx); err != nil {
-			return PromptRunOutput{}, err
+			return run.Turn{}, err
 		}
 	}
-	for r.prepared && r.cur.Status != StatusFailed {
+	for r.prepared && r.cur.Status != run.StatusFailed {
 		if err := r.callLoop(ctx); err != nil {
-			return PromptRunOutput{}, err
+			return run.Turn{}, err
 		}
 		if !r.waiting {
 			break
 		}
 		// Paused: the turn is over for its caller, the run is not.
 		r.endTurn(ctx)
-		if err := r.record(ctx, StatusWaiting); err != nil {
-			return PromptRunOutput{}, err
+		if err := r.record(ctx, run.StatusWaiting); err != nil {
+			return run.Turn{}, err
 		}
 		resumed, err := workflow.AwaitWithTimeout(ctx, PauseTimeout, func() bool { return r.resume != nil })
 		if err != nil {
-			return PromptRunOutput{}, fmt.Errorf("prompt run: wait: %w", err)
+			return run.Turn{}, fmt.Errorf("prompt run: wait: %w", err)
 		}
 		if !resumed {
 			r.waiting = false
-			r.runErr = &RunError{Code: ErrPauseTimeout, Message: fmt.Sprintf("nobody answered the paused run within %s", PauseTimeout)}
+			r.runErr = &run.Error{Code: run.PauseTimeout, Message: fmt.Sprintf("nobody answered the paused run within %s", PauseTimeout)}
 			return r.finish(ctx)
 		}
 		prev := r.cur.ResponseID
 		r.beginTurn(ctx, prev)
 		if err := r.applyResume(ctx); err != nil {
-			return PromptRunOutput{}, err
+			return run.Turn{}, err
 		}
 	}
 	r.endTurn(ctx)
 	return r.finish(ctx)
 }
 
-// StatusWaiting is the recorded status of a run paused for function
-// outputs or approvals; its turns so far are completed responses.
-const StatusWaiting = "waiting"
-
 // promptRun is the state of one run as the workflow advances it.
 type promptRun struct {
-	in        PromptRunInput
+	in        run.Input
 	subject   string // where the current turn streams
 	startedAt time.Time
 	prepared  bool
@@ -120,11 +108,11 @@ type promptRun struct {
 	repairs   int
 
 	calls     []activities.ModelCall // every model call, numbered from 1
-	toolCalls []ToolCall             // every connection tool call
-	usage     Usage
+	toolCalls []run.ToolCall         // every connection tool call
+	usage     run.Usage
 
-	cur   PromptRunOutput   // the turn in progress, or the last one
-	turns []PromptRunOutput // the turns that ended
+	cur   run.Turn   // the turn in progress, or the last one
+	turns []run.Turn // the turns that ended
 
 	// A paused run: the reply's calls in order, the outputs known so far by
 	// call id, the function calls and approvals it waits for.
@@ -133,7 +121,7 @@ type promptRun struct {
 	results   map[string]string
 	approvals []*approval
 	resume    *resumeInput
-	runErr    *RunError // a failure after the last turn (pause timeout)
+	runErr    *run.Error // a failure after the last turn (pause timeout)
 
 	// recorded: the first model call ended the run, wrote its row and
 	// announced it (activities.Announcement); nothing is left to record.
@@ -141,7 +129,7 @@ type promptRun struct {
 }
 
 type approval struct {
-	req      ApprovalRequest
+	req      run.ApprovalRequest
 	route    activities.ToolRoute
 	decided  bool
 	approved bool
@@ -171,8 +159,8 @@ func localOptions(ctx workflow.Context, nonRetryable ...string) workflow.Context
 
 func (r *promptRun) beginTurn(ctx workflow.Context, prev string) {
 	k := len(r.turns) + 1
-	r.cur = PromptRunOutput{
-		ResponseID: TurnID(r.in.ResponseID, k), Turn: k, PreviousResponseID: prev,
+	r.cur = run.Turn{
+		ResponseID: run.TurnID(r.in.ResponseID, k), Turn: k, PreviousResponseID: prev,
 		Model: r.prep.Deployment, StartedAt: workflow.Now(ctx),
 	}
 }
@@ -185,28 +173,28 @@ func (r *promptRun) endTurn(ctx workflow.Context) {
 
 // handlers registers the run's updates and query.
 func (r *promptRun) handlers(ctx workflow.Context) error {
-	err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateAwaitTurn,
-		func(ctx workflow.Context, n int) (PromptRunOutput, error) {
+	err := workflow.SetUpdateHandlerWithOptions(ctx, run.UpdateAwaitTurn,
+		func(ctx workflow.Context, n int) (run.Turn, error) {
 			if err := workflow.Await(ctx, func() bool { return len(r.turns) >= n }); err != nil {
-				return PromptRunOutput{}, err
+				return run.Turn{}, err
 			}
 			return r.turns[n-1], nil
 		},
 		workflow.UpdateHandlerOptions{Validator: func(n int) error {
 			if n < 1 || n > len(r.turns)+1 {
-				return temporal.NewApplicationError(fmt.Sprintf("the run has no turn %d yet", n), ErrInvalidContinue)
+				return temporal.NewApplicationError(fmt.Sprintf("the run has no turn %d yet", n), run.InvalidContinue)
 			}
 			return nil
 		}},
 	)
 	if err != nil {
-		return fmt.Errorf("prompt run: register %s: %w", UpdateAwaitTurn, err)
+		return fmt.Errorf("prompt run: register %s: %w", run.UpdateAwaitTurn, err)
 	}
-	err = workflow.SetUpdateHandlerWithOptions(ctx, UpdateContinue,
-		func(ctx workflow.Context, c ContinueInput) (PromptRunOutput, error) {
+	err = workflow.SetUpdateHandlerWithOptions(ctx, run.UpdateContinue,
+		func(ctx workflow.Context, c run.ContinueInput) (run.Turn, error) {
 			res, err := r.continueInput(c)
 			if err != nil {
-				return PromptRunOutput{}, err
+				return run.Turn{}, err
 			}
 			k := r.cur.Turn
 			for _, d := range res.decisions {
@@ -215,20 +203,20 @@ func (r *promptRun) handlers(ctx workflow.Context) error {
 			r.subject = c.StreamSubject
 			r.resume = res
 			if err := workflow.Await(ctx, func() bool { return len(r.turns) > k }); err != nil {
-				return PromptRunOutput{}, err
+				return run.Turn{}, err
 			}
 			return r.turns[k], nil
 		},
-		workflow.UpdateHandlerOptions{Validator: func(c ContinueInput) error {
+		workflow.UpdateHandlerOptions{Validator: func(c run.ContinueInput) error {
 			_, err := r.continueInput(c)
 			return err
 		}},
 	)
 	if err != nil {
-		return fmt.Errorf("prompt run: register %s: %w", UpdateContinue, err)
+		return fmt.Errorf("prompt run: register %s: %w", run.UpdateContinue, err)
 	}
-	err = workflow.SetUpdateHandlerWithOptions(ctx, UpdateApprove,
-		func(ctx workflow.Context, d ApprovalDecision) error {
+	err = workflow.SetUpdateHandlerWithOptions(ctx, run.UpdateApprove,
+		func(ctx workflow.Context, d run.ApprovalDecision) error {
 			a := r.findApproval(d.ID)
 			if a == nil || a.decided {
 				return r.checkApproval(d)
@@ -245,43 +233,32 @@ func (r *promptRun) handlers(ctx workflow.Context) error {
 		workflow.UpdateHandlerOptions{Validator: r.checkApproval},
 	)
 	if err != nil {
-		return fmt.Errorf("prompt run: register %s: %w", UpdateApprove, err)
+		return fmt.Errorf("prompt run: register %s: %w", run.UpdateApprove, err)
 	}
-	err = workflow.SetQueryHandler(ctx, QueryTurn, func(n int) (PromptRunOutput, error) {
+	err = workflow.SetQueryHandler(ctx, run.QueryTurn, func(n int) (run.Turn, error) {
 		switch {
 		case n >= 1 && n <= len(r.turns):
 			return r.turns[n-1], nil
 		case n == len(r.turns)+1 && r.cur.Turn == n: // begun, not ended
 			out := r.cur
-			out.Status = StatusInProgress
+			out.Status = run.StatusInProgress
 			return out, nil
 		}
-		return PromptRunOutput{}, fmt.Errorf("the run has no turn %d", n)
+		return run.Turn{}, fmt.Errorf("the run has no turn %d", n)
 	})
 	if err != nil {
-		return fmt.Errorf("prompt run: register %s: %w", QueryTurn, err)
+		return fmt.Errorf("prompt run: register %s: %w", run.QueryTurn, err)
 	}
 	return nil
 }
 
-// StatusInProgress is the status of a turn that has not ended.
-const StatusInProgress = "in_progress"
-
-// Failure types of a refused continue, approval or wait: the message says
-// what is wrong with the request.
-const (
-	ErrInvalidContinue = "InvalidContinue"
-	// ErrNoApprovalRequest: a decision names no approval request of the run.
-	ErrNoApprovalRequest = "NoApprovalRequest"
-)
-
 // refuse is a refusal of the request as a whole; refuseAt, of the request
 // field param ("previous_response_id", "input[1].call_id"), which travels
-// in the failure's details for Refused to find.
+// in the failure's details for run.Refused to find.
 func refuse(format string, args ...any) error { return refuseAt("", format, args...) }
 
 func refuseAt(param, format string, args ...any) error {
-	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), ErrInvalidContinue, nil, param)
+	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), run.InvalidContinue, nil, param)
 }
 
 // refuseInput refuses the input with a problem an item reader found (a
@@ -292,20 +269,6 @@ func refuseInput(err error) error {
 		param = f
 	}
 	return refuseAt(param, "%s", bud.ErrorMessage(err))
-}
-
-// Refused reports whether err is a refused continue, approval or wait, with
-// the refusal's message and the request field at fault ("" when it is the
-// request as a whole).
-func Refused(err error) (msg, param string, ok bool) {
-	var appErr *temporal.ApplicationError
-	if !errors.As(err, &appErr) || appErr.Type() != ErrInvalidContinue {
-		return "", "", false
-	}
-	if appErr.HasDetails() {
-		_ = appErr.Details(&param)
-	}
-	return appErr.Message(), param, true
 }
 
 func (r *promptRun) findApproval(id string) *approval {
@@ -319,13 +282,13 @@ func (r *promptRun) findApproval(id string) *approval {
 
 // checkApproval validates a decision: there must be such a request, still
 // undecided.
-func (r *promptRun) checkApproval(d ApprovalDecision) error {
+func (r *promptRun) checkApproval(d run.ApprovalDecision) error {
 	a := r.findApproval(d.ID)
 	switch {
 	case !r.waiting || r.resume != nil:
 		return refuse("the run does not wait for approvals")
 	case a == nil:
-		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("the run has no approval request %q", d.ID), ErrNoApprovalRequest, nil)
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("the run has no approval request %q", d.ID), run.NoApprovalRequest, nil)
 	case a.decided:
 		verdict := "rejected"
 		if a.approved {
@@ -350,7 +313,7 @@ func (r *promptRun) ready() bool {
 // continueInput checks a continue against the paused turn and reads it;
 // it changes nothing (it is the update's validator too): the approvals it
 // decides are in the result.
-func (r *promptRun) continueInput(c ContinueInput) (*resumeInput, error) {
+func (r *promptRun) continueInput(c run.ContinueInput) (*resumeInput, error) {
 	if !r.waiting || r.resume != nil {
 		return nil, refuseAt("previous_response_id", "response %s does not wait for input: only a response that returned function calls or approval requests can be continued, once", c.PreviousResponseID)
 	}
@@ -369,7 +332,7 @@ func (r *promptRun) continueInput(c ContinueInput) (*resumeInput, error) {
 		path := fmt.Sprintf("input[%d]", i)
 		switch it.Type {
 		case "function_call_output":
-			if !slices.ContainsFunc(r.cur.FunctionCalls, func(f FunctionCall) bool { return f.CallID == it.CallID }) {
+			if !slices.ContainsFunc(r.cur.FunctionCalls, func(f run.FunctionCall) bool { return f.CallID == it.CallID }) {
 				return nil, refuseAt(path+".call_id", "%s.call_id: %q is not a function call of response %s", path, it.CallID, r.cur.ResponseID)
 			}
 			text, err := activities.ContentText(path+".output", it.Output)
@@ -418,7 +381,7 @@ func (r *promptRun) continueInput(c ContinueInput) (*resumeInput, error) {
 // fails the workflow.
 func (r *promptRun) prepare(ctx workflow.Context) error {
 	var a *activities.Activities
-	ctx = localOptions(ctx, ErrInvalidInput, ErrInvalidPrompt, ErrRender)
+	ctx = localOptions(ctx, run.InvalidInput, run.InvalidPrompt, run.RenderFailed)
 	err := workflow.ExecuteLocalActivity(ctx, a.PrepareRun, activities.PrepareRunInput{
 		Document:     r.in.Document,
 		Text:         r.in.Text,
@@ -440,9 +403,9 @@ func (r *promptRun) prepare(ctx workflow.Context) error {
 	var appErr *temporal.ApplicationError
 	if errors.As(err, &appErr) {
 		switch appErr.Type() {
-		case ErrInvalidInput, ErrInvalidPrompt, ErrRender:
-			f := failureOf(appErr)
-			r.fail(&RunError{Code: appErr.Type(), Message: f.Message, Param: f.Param})
+		case run.InvalidInput, run.InvalidPrompt, run.RenderFailed:
+			f := run.FailureOf(appErr)
+			r.fail(&run.Error{Code: appErr.Type(), Message: f.Message, Param: f.Param})
 			return nil
 		}
 	}
@@ -469,7 +432,7 @@ func toolOptions(ctx workflow.Context, timeout time.Duration) workflow.Context {
 			BackoffCoefficient:     2,
 			MaximumInterval:        10 * time.Second,
 			MaximumAttempts:        CallToolAttempts,
-			NonRetryableErrorTypes: []string{activities.ErrToolRejected, activities.ErrConnectionNotFound, activities.ErrProviderKey},
+			NonRetryableErrorTypes: []string{run.ToolRejected, run.ConnectionNotFound, run.ProviderKey},
 		},
 	})
 }
@@ -490,7 +453,7 @@ func (r *promptRun) resolveTools(ctx workflow.Context) error {
 		ProjectID: r.in.ProjectID, Tools: r.prep.ConnectionTools, Taken: taken,
 	}).Get(ctx, &res)
 	if err != nil {
-		r.fail(&RunError{Code: ErrTools, Message: toolErrorText(err)})
+		r.fail(&run.Error{Code: run.ToolsUnavailable, Message: toolErrorText(err)})
 		return nil
 	}
 	r.tools = append(slices.Clip(r.tools), res.Tools...)
@@ -506,7 +469,7 @@ func (r *promptRun) resolveTools(ctx workflow.Context) error {
 func toolErrorText(err error) string {
 	var appErr *temporal.ApplicationError
 	if errors.As(err, &appErr) {
-		return failureOf(appErr).Message
+		return run.FailureOf(appErr).Message
 	}
 	var timeout *temporal.TimeoutError
 	if errors.As(err, &timeout) {
@@ -531,12 +494,12 @@ func (r *promptRun) callLoop(ctx workflow.Context) error {
 			BackoffCoefficient:     2,
 			MaximumInterval:        30 * time.Second,
 			MaximumAttempts:        CallModelAttempts,
-			NonRetryableErrorTypes: []string{ErrUpstreamRejected, ErrModelNotFound},
+			NonRetryableErrorTypes: []string{run.UpstreamRejected, run.ModelNotFound},
 		},
 	})
 	for {
 		if len(r.calls) >= MaxModelCalls {
-			r.fail(&RunError{Code: ErrStepLimit, Message: fmt.Sprintf("the run reached its limit of %d model calls", MaxModelCalls)})
+			r.fail(&run.Error{Code: run.StepLimit, Message: fmt.Sprintf("the run reached its limit of %d model calls", MaxModelCalls)})
 			return nil
 		}
 		n := len(r.calls) + 1
@@ -582,7 +545,7 @@ func (r *promptRun) callLoop(ctx workflow.Context) error {
 			if err := r.toolStep(ctx, n, res.ToolCalls); err != nil {
 				return err
 			}
-			r.cur.Status = StatusCompleted
+			r.cur.Status = run.StatusCompleted
 			if r.waiting || !p.AllowMultipleCalls {
 				// Paused, or a turn of one model call: the calls' results
 				// are in the turn's output, not fed back.
@@ -590,17 +553,17 @@ func (r *promptRun) callLoop(ctx workflow.Context) error {
 			}
 			r.feedBack(nil)
 			continue
-		case status == StatusIncomplete || !p.StructuredOutput:
+		case status == run.StatusIncomplete || !p.StructuredOutput:
 			r.cur.Status = status
 			return nil
 		case res.Recorded:
 			// The call checked the reply and ended the run with it.
-			r.cur.Status, r.cur.Parsed = StatusCompleted, res.Parsed
+			r.cur.Status, r.cur.Parsed = run.StatusCompleted, res.Parsed
 			return nil
 		}
 
 		var check activities.CheckOutputResult
-		lctx := localOptions(ctx, ErrInvalidPrompt)
+		lctx := localOptions(ctx, run.InvalidPrompt)
 		if err := workflow.ExecuteLocalActivity(lctx, a.CheckOutput, activities.CheckOutputInput{
 			Document: r.in.Document,
 			Content:  res.Content,
@@ -613,19 +576,19 @@ func (r *promptRun) callLoop(ctx workflow.Context) error {
 		}
 		r.publish(ctx, runstream.Event{Type: verdict, Call: n})
 		if check.Valid {
-			r.cur.Status = StatusCompleted
+			r.cur.Status = run.StatusCompleted
 			r.cur.Parsed = check.Parsed
 			return nil
 		}
 		switch {
 		case !p.AllowMultipleCalls:
-			r.fail(&RunError{Code: ErrInvalidOutput, Message: check.Message})
+			r.fail(&run.Error{Code: run.InvalidOutput, Message: check.Message})
 			return nil
 		case r.repairs >= max(p.LLMRetryLimit, 0):
-			r.fail(&RunError{Code: ErrInvalidOutput, Message: fmt.Sprintf("%s (still invalid after %d repairs)", check.Message, r.repairs)})
+			r.fail(&run.Error{Code: run.InvalidOutput, Message: fmt.Sprintf("%s (still invalid after %d repairs)", check.Message, r.repairs)})
 			return nil
 		case n >= MaxModelCalls:
-			r.fail(&RunError{Code: ErrStepLimit, Message: fmt.Sprintf("the run reached its limit of %d model calls", MaxModelCalls)})
+			r.fail(&run.Error{Code: run.StepLimit, Message: fmt.Sprintf("the run reached its limit of %d model calls", MaxModelCalls)})
 			return nil
 		}
 		r.repairs++
@@ -648,7 +611,7 @@ func (r *promptRun) toolStep(ctx workflow.Context, n int, calls []activities.Too
 	for _, c := range calls {
 		name := c.Function.Name
 		if r.functions[name] {
-			fc := FunctionCall{CallID: c.ID, Name: name, Arguments: c.Function.Arguments}
+			fc := run.FunctionCall{CallID: c.ID, Name: name, Arguments: c.Function.Arguments}
 			r.cur.FunctionCalls = append(r.cur.FunctionCalls, fc)
 			r.toolEvent(ctx, n, runstream.TypeFunctionCall, &runstream.Tool{CallID: c.ID, Name: name, Arguments: c.Function.Arguments})
 			continue
@@ -657,13 +620,13 @@ func (r *promptRun) toolStep(ctx workflow.Context, n int, calls []activities.Too
 		if !ok {
 			msg := fmt.Sprintf("there is no tool named %q", name)
 			r.results[c.ID] = "Error: " + msg
-			k := r.addToolCall(ToolCall{ID: c.ID, Name: name, Arguments: c.Function.Arguments, Error: msg, Turn: r.cur.Turn, StartedAt: workflow.Now(ctx)})
+			k := r.addToolCall(run.ToolCall{ID: c.ID, Name: name, Arguments: c.Function.Arguments, Error: msg, Turn: r.cur.Turn, StartedAt: workflow.Now(ctx)})
 			r.cur.ToolCalls = append(r.cur.ToolCalls, r.toolCalls[k])
 			continue
 		}
-		tc := ToolCall{ID: c.ID, Name: route.Tool, ServerLabel: route.ServerLabel, ConnectionID: route.ConnectionID.String(), Arguments: c.Function.Arguments, Turn: r.cur.Turn}
+		tc := run.ToolCall{ID: c.ID, Name: route.Tool, ServerLabel: route.ServerLabel, ConnectionID: route.ConnectionID.String(), Arguments: c.Function.Arguments, Turn: r.cur.Turn}
 		if route.RequireApproval {
-			req := ApprovalRequest{ID: "mcpr_" + c.ID, CallID: c.ID, Name: route.Tool, ServerLabel: route.ServerLabel, Arguments: c.Function.Arguments}
+			req := run.ApprovalRequest{ID: "mcpr_" + c.ID, CallID: c.ID, Name: route.Tool, ServerLabel: route.ServerLabel, Arguments: c.Function.Arguments}
 			r.approvals = append(r.approvals, &approval{req: req, route: route})
 			r.cur.ApprovalRequests = append(r.cur.ApprovalRequests, req)
 			r.toolEvent(ctx, n, runstream.TypeApprovalRequest, &runstream.Tool{ID: req.ID, CallID: c.ID, Name: route.Tool, ServerLabel: route.ServerLabel, Arguments: c.Function.Arguments})
@@ -683,7 +646,7 @@ func (r *promptRun) toolStep(ctx workflow.Context, n int, calls []activities.Too
 
 // addToolCall keeps a call in the run's list and returns its index there;
 // callers put it in the turn's output themselves.
-func (r *promptRun) addToolCall(tc ToolCall) int {
+func (r *promptRun) addToolCall(tc run.ToolCall) int {
 	r.toolCalls = append(r.toolCalls, tc)
 	return len(r.toolCalls) - 1
 }
@@ -745,7 +708,7 @@ func (r *promptRun) applyResume(ctx workflow.Context) error {
 	var now, all []int
 	for _, a := range r.approvals {
 		approved := a.approved
-		tc := ToolCall{ID: a.req.CallID, Name: a.req.Name, ServerLabel: a.req.ServerLabel, ConnectionID: a.route.ConnectionID.String(), Arguments: a.req.Arguments,
+		tc := run.ToolCall{ID: a.req.CallID, Name: a.req.Name, ServerLabel: a.req.ServerLabel, ConnectionID: a.route.ConnectionID.String(), Arguments: a.req.Arguments,
 			ApprovalRequestID: a.req.ID, Approved: &approved, Reason: a.reason, Turn: r.cur.Turn, StartedAt: workflow.Now(ctx)}
 		if !approved {
 			msg := "The user rejected this tool call."
@@ -835,22 +798,8 @@ func (r *promptRun) toolEvent(ctx workflow.Context, n int, typ string, t *runstr
 // addCall keeps call n, which res answered, in the run and its turn.
 func (r *promptRun) addCall(n int, res activities.CallModelResult) {
 	r.calls = append(r.calls, activities.ModelCallOf(n, res))
-	r.cur.addReply(res)
-	r.usage.add(res.Usage)
-}
-
-// addReply adds a model call's reply to the turn: one more call, its usage
-// and its text.
-func (t *PromptRunOutput) addReply(res activities.CallModelResult) {
-	t.ModelCalls++
-	t.Usage.add(res.Usage)
-	t.Text = res.Content
-}
-
-func (u *Usage) add(m activities.ModelUsage) {
-	u.InputTokens += m.PromptTokens
-	u.OutputTokens += m.CompletionTokens
-	u.TotalTokens += m.TotalTokens
+	res.AddTo(&r.cur)
+	r.usage.Add(res.Usage.PromptTokens, res.Usage.CompletionTokens, res.Usage.TotalTokens)
 }
 
 // AnnouncedTurn is the turn a runstream.TypeTurnEnded event announces, if
@@ -859,8 +808,8 @@ func (u *Usage) add(m activities.ModelUsage) {
 // sends it when its reply ended the turn (activities.Announcement), made
 // into the turn as the workflow makes it then (but for FinishedAt: the
 // turn's start plus the call's latency, a little before the workflow's).
-func AnnouncedTurn(ev runstream.Event) (PromptRunOutput, bool) {
-	var out PromptRunOutput
+func AnnouncedTurn(ev runstream.Event) (run.Turn, bool) {
+	var out run.Turn
 	if ev.Type != runstream.TypeTurnEnded || json.Unmarshal(ev.Output, &out) != nil {
 		return out, false
 	}
@@ -869,44 +818,44 @@ func AnnouncedTurn(ev runstream.Event) (PromptRunOutput, bool) {
 	}
 	var res activities.CallModelResult
 	if json.Unmarshal(ev.Reply, &res) != nil {
-		return PromptRunOutput{}, false
+		return run.Turn{}, false
 	}
 	status, ends := res.EndsTurn()
 	if !ends {
-		return PromptRunOutput{}, false
+		return run.Turn{}, false
 	}
-	out.addReply(res)
+	res.AddTo(&out)
 	out.Parsed = res.Parsed
 	out.Status = status
 	out.FinishedAt = out.StartedAt.Add(time.Duration(res.LatencyMS) * time.Millisecond)
 	return out, true
 }
 
-func (r *promptRun) fail(e *RunError) {
-	r.cur.Status = StatusFailed
+func (r *promptRun) fail(e *run.Error) {
+	r.cur.Status = run.StatusFailed
 	r.cur.Error = e
 }
 
 // finish records the run, waits for its updates to answer, and returns the
 // last turn's output.
-func (r *promptRun) finish(ctx workflow.Context) (PromptRunOutput, error) {
+func (r *promptRun) finish(ctx workflow.Context) (run.Turn, error) {
 	status := r.cur.Status
 	if r.runErr != nil {
-		status = StatusFailed
+		status = run.StatusFailed
 	}
 	if err := r.record(ctx, status); err != nil {
-		return PromptRunOutput{}, err
+		return run.Turn{}, err
 	}
 	// An update that waits for a turn must get its answer before the run
 	// closes.
 	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
-		return PromptRunOutput{}, fmt.Errorf("prompt run: wait for handlers: %w", err)
+		return run.Turn{}, fmt.Errorf("prompt run: wait for handlers: %w", err)
 	}
 	return r.cur, nil
 }
 
 // record writes the run's row as it stands: status is the run's, which
-// while paused is StatusWaiting. A run its model call recorded is not
+// while paused is run.StatusWaiting. A run its model call recorded is not
 // written again.
 func (r *promptRun) record(ctx workflow.Context, status string) error {
 	if r.recorded {
@@ -1022,7 +971,7 @@ func (r *promptRun) runRecord(ctx workflow.Context, status string) (activities.R
 			return rec, fmt.Errorf("prompt run: encode tool calls: %w", err)
 		}
 	}
-	if r.cur.Status != StatusFailed || r.cur.Text != "" {
+	if r.cur.Status != run.StatusFailed || r.cur.Text != "" {
 		out := activities.RunOutput{Text: r.cur.Text, Parsed: r.cur.Parsed}
 		if len(r.cur.FunctionCalls) > 0 {
 			out.FunctionCalls = r.cur.FunctionCalls
@@ -1051,53 +1000,25 @@ func (r *promptRun) runRecord(ctx workflow.Context, status string) (activities.R
 
 // callError turns a failed model call into the run's error; ok is false for
 // a failure of the worker's own infrastructure, which fails the workflow.
-func callError(err error, model string) (e *RunError, ok bool) {
+func callError(err error, model string) (e *run.Error, ok bool) {
 	var timeout *temporal.TimeoutError
 	if errors.As(err, &timeout) {
-		return &RunError{Code: ErrUpstreamUnavailable, Message: fmt.Sprintf("model deployment %q did not answer in time", model)}, true
+		return &run.Error{Code: run.UpstreamUnavailable, Message: fmt.Sprintf("model deployment %q did not answer in time", model)}, true
 	}
 	var appErr *temporal.ApplicationError
 	if !errors.As(err, &appErr) {
 		return nil, false
 	}
-	f := failureOf(appErr)
+	f := run.FailureOf(appErr)
 	switch appErr.Type() {
-	case ErrModelNotFound:
-		return &RunError{Code: ErrModelNotFound, Message: f.Message}, true
-	case ErrUpstreamRejected, ErrUpstreamUnavailable:
+	case run.ModelNotFound:
+		return &run.Error{Code: run.ModelNotFound, Message: f.Message}, true
+	case run.UpstreamRejected, run.UpstreamUnavailable:
 		msg := fmt.Sprintf("model deployment %q: %s", model, f.Message)
 		if f.Status > 0 {
 			msg = fmt.Sprintf("model deployment %q answered %d: %s", model, f.Status, f.Message)
 		}
-		return &RunError{Code: appErr.Type(), Message: msg}, true
+		return &run.Error{Code: appErr.Type(), Message: msg, UpstreamStatus: f.Status}, true
 	}
 	return nil, false
-}
-
-func failureOf(appErr *temporal.ApplicationError) activities.Failure {
-	var f activities.Failure
-	if appErr.HasDetails() {
-		_ = appErr.Details(&f)
-	}
-	if f.Message == "" {
-		f.Message = "the run failed"
-	}
-	return f
-}
-
-var upstreamStatus = regexp.MustCompile(`^model deployment "[^"]*" answered ([0-9]{3}): `)
-
-// UpstreamStatus is the HTTP status the model deployment answered with, for
-// an ErrUpstreamRejected or ErrUpstreamUnavailable error; 0 when there was
-// none (unreachable, timed out) or e is another error.
-func (e *RunError) UpstreamStatus() int {
-	if e == nil || (e.Code != ErrUpstreamRejected && e.Code != ErrUpstreamUnavailable) {
-		return 0
-	}
-	m := upstreamStatus.FindStringSubmatch(e.Message)
-	if m == nil {
-		return 0
-	}
-	n, _ := strconv.Atoi(m[1])
-	return n
 }

@@ -18,6 +18,8 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/budhq/bud/activities"
+	"github.com/budhq/bud/run"
+	"github.com/budhq/bud/runs"
 	"github.com/budhq/bud/runstream"
 	"github.com/budhq/bud/workflows"
 )
@@ -62,18 +64,18 @@ const toolDoc = `{
 
 var projectID = uuid.MustParse("6f1c3a52-6d0e-4f57-9a55-0a5b7f4c1e01")
 
-func textInput(text string) workflows.PromptRunInput {
-	return workflows.PromptRunInput{
+func textInput(text string) run.Input {
+	return run.Input{
 		ResponseID: "resp_test", ProjectID: projectID, Document: json.RawMessage(textDoc),
-		Text: text, Source: workflows.SourcePlayground,
+		Text: text, Source: run.SourcePlayground,
 	}
 }
 
-func structuredInput(doc json.RawMessage, vars map[string]any) workflows.PromptRunInput {
-	return workflows.PromptRunInput{
+func structuredInput(doc json.RawMessage, vars map[string]any) run.Input {
+	return run.Input{
 		ResponseID: "resp_structured", ProjectID: projectID,
 		PromptID: uuid.MustParse("0c0ffee0-0000-4000-8000-000000000001"), PromptVersion: 3, Deployment: "describer",
-		Document: doc, Variables: vars, Source: workflows.SourceAPI,
+		Document: doc, Variables: vars, Source: run.SourceAPI,
 	}
 }
 
@@ -141,12 +143,12 @@ func newTestEnv() *testsuite.TestWorkflowEnvironment {
 	return s.NewTestWorkflowEnvironment()
 }
 
-func (h *harness) run(t *testing.T, in workflows.PromptRunInput) workflows.PromptRunOutput {
+func (h *harness) run(t *testing.T, in run.Input) run.Turn {
 	t.Helper()
-	h.env.ExecuteWorkflow(workflows.PromptRunWorkflow, in)
+	h.env.ExecuteWorkflow(run.WorkflowName, in)
 	require.True(t, h.env.IsWorkflowCompleted())
 	require.NoError(t, h.env.GetWorkflowError())
-	var out workflows.PromptRunOutput
+	var out run.Turn
 	require.NoError(t, h.env.GetWorkflowResult(&out))
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -171,12 +173,12 @@ func TestTextPromptMakesOneCall(t *testing.T) {
 
 	out := h.run(t, textInput("hello"))
 
-	require.Equal(t, workflows.StatusCompleted, out.Status)
+	require.Equal(t, run.StatusCompleted, out.Status)
 	require.Equal(t, "Hello there.", out.Text)
 	require.Nil(t, out.Error)
 	require.Equal(t, "qwen", out.Model)
 	require.Equal(t, 1, out.ModelCalls)
-	require.Equal(t, workflows.Usage{InputTokens: 10, OutputTokens: 5, TotalTokens: 15}, out.Usage)
+	require.Equal(t, run.Usage{InputTokens: 10, OutputTokens: 5, TotalTokens: 15}, out.Usage)
 	require.False(t, out.StartedAt.IsZero())
 	require.False(t, out.FinishedAt.Before(out.StartedAt))
 
@@ -215,7 +217,7 @@ func TestInstructionsAndInputItems(t *testing.T) {
 
 	out := h.run(t, in)
 
-	require.Equal(t, workflows.StatusCompleted, out.Status)
+	require.Equal(t, run.StatusCompleted, out.Status)
 	require.Equal(t, []activities.ChatMessage{
 		{Role: "system", Content: "Answer in one word."},
 		{Role: "system", Content: "You are terse."},
@@ -232,7 +234,7 @@ func TestStructuredOutputValid(t *testing.T) {
 
 	out := h.run(t, structuredInput(structuredDoc(false, 0), map[string]any{"name": "Ada", "age": 36}))
 
-	require.Equal(t, workflows.StatusCompleted, out.Status)
+	require.Equal(t, run.StatusCompleted, out.Status)
 	require.Nil(t, out.Error)
 	require.JSONEq(t, `{"summary": "Ada, a mathematician.", "score": 9}`, string(out.Parsed))
 	require.Equal(t, 1, out.ModelCalls)
@@ -267,8 +269,8 @@ func TestInvalidOutputWithoutMultipleCallsFailsAfterOneCall(t *testing.T) {
 
 	out := h.run(t, structuredInput(structuredDoc(false, 3), map[string]any{"name": "Ada", "age": 36}))
 
-	require.Equal(t, workflows.StatusFailed, out.Status)
-	require.Equal(t, workflows.ErrInvalidOutput, out.Error.Code)
+	require.Equal(t, run.StatusFailed, out.Status)
+	require.Equal(t, run.InvalidOutput, out.Error.Code)
 	require.Contains(t, out.Error.Message, "output.score")
 	require.Len(t, h.calls, 1, "allow_multiple_calls false: exactly one call")
 	require.Equal(t, 1, out.ModelCalls)
@@ -282,10 +284,10 @@ func TestRepairSucceedsOnSecondCall(t *testing.T) {
 
 	out := h.run(t, structuredInput(structuredDoc(true, 2), map[string]any{"name": "Ada", "age": 36}))
 
-	require.Equal(t, workflows.StatusCompleted, out.Status)
+	require.Equal(t, run.StatusCompleted, out.Status)
 	require.JSONEq(t, `{"summary": "Ada", "score": 8}`, string(out.Parsed))
 	require.Equal(t, 2, out.ModelCalls)
-	require.Equal(t, workflows.Usage{InputTokens: 20, OutputTokens: 10, TotalTokens: 30}, out.Usage)
+	require.Equal(t, run.Usage{InputTokens: 20, OutputTokens: 10, TotalTokens: 30}, out.Usage)
 	require.Len(t, h.calls, 2)
 
 	first, second := h.calls[0].Messages, h.calls[1].Messages
@@ -312,7 +314,7 @@ func TestStreamingRunTagsCallsAndPublishesVerdicts(t *testing.T) {
 
 	out := h.run(t, in)
 
-	require.Equal(t, workflows.StatusCompleted, out.Status)
+	require.Equal(t, run.StatusCompleted, out.Status)
 	require.Len(t, h.calls, 2)
 	for i, c := range h.calls {
 		require.True(t, c.Stream)
@@ -333,7 +335,7 @@ func TestRunWithoutStreamPublishesNothing(t *testing.T) {
 
 	out := h.run(t, structuredInput(structuredDoc(true, 2), map[string]any{"name": "Ada", "age": 36}))
 
-	require.Equal(t, workflows.StatusCompleted, out.Status)
+	require.Equal(t, run.StatusCompleted, out.Status)
 	for _, c := range h.calls {
 		require.False(t, c.Stream)
 		require.Empty(t, c.StreamSubject)
@@ -354,8 +356,8 @@ func TestRepairsExhaustLLMRetryLimit(t *testing.T) {
 
 			out := h.run(t, structuredInput(structuredDoc(true, limit), map[string]any{"name": "Ada", "age": 36}))
 
-			require.Equal(t, workflows.StatusFailed, out.Status)
-			require.Equal(t, workflows.ErrInvalidOutput, out.Error.Code)
+			require.Equal(t, run.StatusFailed, out.Status)
+			require.Equal(t, run.InvalidOutput, out.Error.Code)
 			require.Contains(t, out.Error.Message, "output.score")
 			require.Len(t, h.calls, 1+limit, "one call and llm_retry_limit repairs")
 			require.Equal(t, 1+limit, out.ModelCalls)
@@ -384,8 +386,8 @@ func TestStepCapStopsTheLoop(t *testing.T) {
 	out := h.run(t, structuredInput(structuredDoc(true, 10), map[string]any{"name": "Ada", "age": 36}))
 
 	require.Equal(t, 100, prep.LLMRetryLimit)
-	require.Equal(t, workflows.StatusFailed, out.Status)
-	require.Equal(t, workflows.ErrStepLimit, out.Error.Code)
+	require.Equal(t, run.StatusFailed, out.Status)
+	require.Equal(t, run.StepLimit, out.Error.Code)
 	require.Len(t, h.calls, workflows.MaxModelCalls)
 }
 
@@ -395,8 +397,8 @@ func TestInvalidInputFailsTheRunWithParam(t *testing.T) {
 
 	out := h.run(t, structuredInput(structuredDoc(false, 0), map[string]any{"name": "Ada", "age": -1}))
 
-	require.Equal(t, workflows.StatusFailed, out.Status)
-	require.Equal(t, workflows.ErrInvalidInput, out.Error.Code)
+	require.Equal(t, run.StatusFailed, out.Status)
+	require.Equal(t, run.InvalidInput, out.Error.Code)
 	require.Equal(t, "prompt.variables.age", out.Error.Param)
 	require.Contains(t, out.Error.Message, "must be >= 0")
 	require.Zero(t, out.ModelCalls)
@@ -416,7 +418,7 @@ func TestMissingTextFailsTheRun(t *testing.T) {
 
 	out := h.run(t, textInput(""))
 
-	require.Equal(t, workflows.ErrInvalidInput, out.Error.Code)
+	require.Equal(t, run.InvalidInput, out.Error.Code)
 	require.Equal(t, "input", out.Error.Param)
 }
 
@@ -428,20 +430,20 @@ func TestInvalidDocumentFailsTheRun(t *testing.T) {
 
 	out := h.run(t, in)
 
-	require.Equal(t, workflows.ErrInvalidPrompt, out.Error.Code)
+	require.Equal(t, run.InvalidPrompt, out.Error.Code)
 }
 
 func TestUpstreamRejectionFailsWithoutRetry(t *testing.T) {
 	h := newHarness(t)
-	h.replies(t, temporal.NewNonRetryableApplicationError("call model: answered 400", activities.ErrUpstreamRejected, nil,
-		activities.Failure{Status: 400, Message: "Invalid 'temperature': must be <= 2."}))
+	h.replies(t, temporal.NewNonRetryableApplicationError("call model: answered 400", run.UpstreamRejected, nil,
+		run.Failure{Status: 400, Message: "Invalid 'temperature': must be <= 2."}))
 
 	out := h.run(t, textInput("hello"))
 
-	require.Equal(t, workflows.StatusFailed, out.Status)
-	require.Equal(t, workflows.ErrUpstreamRejected, out.Error.Code)
+	require.Equal(t, run.StatusFailed, out.Status)
+	require.Equal(t, run.UpstreamRejected, out.Error.Code)
 	require.Equal(t, `model deployment "qwen" answered 400: Invalid 'temperature': must be <= 2.`, out.Error.Message)
-	require.Equal(t, 400, out.Error.UpstreamStatus())
+	require.Equal(t, 400, out.Error.UpstreamStatus)
 	require.Len(t, h.calls, 1, "a 4xx is not retried")
 	require.Equal(t, 1, out.ModelCalls)
 	require.Equal(t, out.Error.Message, h.record().ModelCalls[0].Error)
@@ -449,24 +451,24 @@ func TestUpstreamRejectionFailsWithoutRetry(t *testing.T) {
 
 func TestModelNotFoundFailsWithoutRetry(t *testing.T) {
 	h := newHarness(t)
-	h.replies(t, temporal.NewApplicationError("no deployment", activities.ErrModelNotFound, activities.Failure{Message: `the prompt's model deployment "qwen" does not exist in this project`}))
+	h.replies(t, temporal.NewApplicationError("no deployment", run.ModelNotFound, run.Failure{Message: `the prompt's model deployment "qwen" does not exist in this project`}))
 
 	out := h.run(t, textInput("hello"))
 
-	require.Equal(t, workflows.ErrModelNotFound, out.Error.Code)
+	require.Equal(t, run.ModelNotFound, out.Error.Code)
 	require.Len(t, h.calls, 1, "the retry policy lists ModelNotFound as non-retryable")
 }
 
 func TestUnavailableUpstreamIsRetried(t *testing.T) {
 	h := newHarness(t)
 	unavailable := func() error {
-		return temporal.NewApplicationError("call model: 503", activities.ErrUpstreamUnavailable, activities.Failure{Status: 503, Message: "overloaded"})
+		return temporal.NewApplicationError("call model: 503", run.UpstreamUnavailable, run.Failure{Status: 503, Message: "overloaded"})
 	}
 	h.replies(t, unavailable(), unavailable(), activities.CallModelResult{Content: "third time", FinishReason: "stop", Attempt: 3})
 
 	out := h.run(t, textInput("hello"))
 
-	require.Equal(t, workflows.StatusCompleted, out.Status)
+	require.Equal(t, run.StatusCompleted, out.Status)
 	require.Equal(t, "third time", out.Text)
 	require.Len(t, h.calls, 3)
 	require.Equal(t, 1, out.ModelCalls, "attempts of one call are one call")
@@ -477,15 +479,15 @@ func TestUnavailableUpstreamFailsAfterEveryAttempt(t *testing.T) {
 	h := newHarness(t)
 	replies := make([]any, workflows.CallModelAttempts)
 	for i := range replies {
-		replies[i] = temporal.NewApplicationError("call model: 429", activities.ErrUpstreamUnavailable, activities.Failure{Status: 429, Message: "Rate limit reached."})
+		replies[i] = temporal.NewApplicationError("call model: 429", run.UpstreamUnavailable, run.Failure{Status: 429, Message: "Rate limit reached."})
 	}
 	h.replies(t, replies...)
 
 	out := h.run(t, textInput("hello"))
 
-	require.Equal(t, workflows.StatusFailed, out.Status)
-	require.Equal(t, workflows.ErrUpstreamUnavailable, out.Error.Code)
-	require.Equal(t, 429, out.Error.UpstreamStatus())
+	require.Equal(t, run.StatusFailed, out.Status)
+	require.Equal(t, run.UpstreamUnavailable, out.Error.Code)
+	require.Equal(t, 429, out.Error.UpstreamStatus)
 	require.Len(t, h.calls, workflows.CallModelAttempts)
 }
 
@@ -499,10 +501,10 @@ func TestModelTimeoutFailsAsUnavailable(t *testing.T) {
 
 	out := h.run(t, textInput("hello"))
 
-	require.Equal(t, workflows.StatusFailed, out.Status)
-	require.Equal(t, workflows.ErrUpstreamUnavailable, out.Error.Code)
+	require.Equal(t, run.StatusFailed, out.Status)
+	require.Equal(t, run.UpstreamUnavailable, out.Error.Code)
 	require.Equal(t, `model deployment "qwen" did not answer in time`, out.Error.Message)
-	require.Zero(t, out.Error.UpstreamStatus())
+	require.Zero(t, out.Error.UpstreamStatus)
 	require.Len(t, h.calls, workflows.CallModelAttempts, "timeouts are retried")
 }
 
@@ -512,7 +514,7 @@ func TestLengthFinishIsIncomplete(t *testing.T) {
 
 	out := h.run(t, structuredInput(structuredDoc(true, 3), map[string]any{"name": "Ada", "age": 36}))
 
-	require.Equal(t, workflows.StatusIncomplete, out.Status)
+	require.Equal(t, run.StatusIncomplete, out.Status)
 	require.Nil(t, out.Error)
 	require.Len(t, h.calls, 1, "a cut-off reply is not repaired")
 }
@@ -529,42 +531,24 @@ func TestRecordFailureFailsTheWorkflow(t *testing.T) {
 	require.ErrorContains(t, env.GetWorkflowError(), "record run")
 }
 
-// TestFailureTypesMatchActivities keeps the activities' failure types equal
-// to the contract's, since the activities cannot import this package.
-func TestFailureTypesMatchActivities(t *testing.T) {
-	require.Equal(t, workflows.ErrInvalidInput, activities.ErrInvalidInput)
-	require.Equal(t, workflows.ErrInvalidPrompt, activities.ErrInvalidPrompt)
-	require.Equal(t, workflows.ErrRender, activities.ErrRender)
-	require.Equal(t, workflows.ErrUpstreamRejected, activities.ErrUpstreamRejected)
-	require.Equal(t, workflows.ErrUpstreamUnavailable, activities.ErrUpstreamUnavailable)
-	require.Equal(t, workflows.ErrModelNotFound, activities.ErrModelNotFound)
-}
-
-func TestUpstreamStatus(t *testing.T) {
-	require.Equal(t, 404, (&workflows.RunError{Code: workflows.ErrUpstreamRejected, Message: `model deployment "a/b:c" answered 404: gone`}).UpstreamStatus())
-	require.Zero(t, (&workflows.RunError{Code: workflows.ErrUpstreamUnavailable, Message: `model deployment "a" did not answer in time`}).UpstreamStatus())
-	require.Zero(t, (&workflows.RunError{Code: workflows.ErrInvalidInput, Message: `model deployment "a" answered 404: x`}).UpstreamStatus())
-	require.Zero(t, (*workflows.RunError)(nil).UpstreamStatus())
-}
-
 func TestStartOptions(t *testing.T) {
 	in := structuredInput(structuredDoc(false, 0), nil)
-	o := workflows.StartOptions(in)
+	o := runs.StartOptions(in)
 	require.Equal(t, "resp_structured", o.ID)
-	require.Equal(t, workflows.TaskQueue, o.TaskQueue)
+	require.Equal(t, run.TaskQueue, o.TaskQueue)
 	sa := o.TypedSearchAttributes
-	v, ok := sa.GetKeyword(workflows.ProjectIDKey)
+	v, ok := sa.GetKeyword(runs.ProjectIDKey)
 	require.True(t, ok)
 	require.Equal(t, projectID.String(), v)
-	version, ok := sa.GetInt64(workflows.PromptVersionKey)
+	version, ok := sa.GetInt64(runs.PromptVersionKey)
 	require.True(t, ok)
 	require.Equal(t, int64(3), version)
-	dep, _ := sa.GetKeyword(workflows.DeploymentKey)
+	dep, _ := sa.GetKeyword(runs.DeploymentKey)
 	require.Equal(t, "describer", dep)
 
-	playground := workflows.RunSearchAttributes(textInput("hi"))
+	playground := runs.RunSearchAttributes(textInput("hi"))
 	require.Equal(t, 1, playground.Size(), "only the project is known in the playground")
-	for name := range workflows.SearchAttributes {
+	for name := range runs.SearchAttributes() {
 		require.True(t, strings.HasPrefix(name, "Bud"), name)
 	}
 }

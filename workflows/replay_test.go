@@ -26,6 +26,8 @@ import (
 	"github.com/budhq/bud/activities"
 	"github.com/budhq/bud/db/dbsqlc"
 	"github.com/budhq/bud/db/dbtest"
+	"github.com/budhq/bud/run"
+	"github.com/budhq/bud/runs"
 	"github.com/budhq/bud/secrets"
 	"github.com/budhq/bud/temporalserver"
 	"github.com/budhq/bud/upstreamtest"
@@ -49,7 +51,7 @@ const historyFile = "testdata/promptrun_history.json"
 // a change made compatible that way, never to make this test pass.
 func TestPromptRunReplay(t *testing.T) {
 	r := worker.NewWorkflowReplayer()
-	r.RegisterWorkflowWithOptions(workflows.PromptRun, workflow.RegisterOptions{Name: workflows.PromptRunWorkflow})
+	r.RegisterWorkflowWithOptions(workflows.PromptRun, workflow.RegisterOptions{Name: run.WorkflowName})
 	require.NoError(t, r.ReplayWorkflowHistoryFromJSONFile(quietLogger(), historyFile))
 }
 
@@ -92,8 +94,8 @@ func TestPromptRunEndToEnd(t *testing.T) {
 	c, err := client.Dial(client.Options{HostPort: srv.HostPort(), Namespace: srv.Namespace(), Identity: "promptrun-test", Logger: quietLogger()})
 	require.NoError(t, err)
 	defer c.Close()
-	require.NoError(t, workflows.RegisterSearchAttributes(ctx, c, srv.Namespace()))
-	require.NoError(t, workflows.RegisterSearchAttributes(ctx, c, srv.Namespace()), "registering again changes nothing")
+	require.NoError(t, runs.RegisterSearchAttributes(ctx, c, srv.Namespace()))
+	require.NoError(t, runs.RegisterSearchAttributes(ctx, c, srv.Namespace()), "registering again changes nothing")
 
 	w := workflows.NewWorker(c, activities.New(activities.Config{Identity: "promptrun-test", Pool: pool, Box: box}))
 	require.NoError(t, w.Start())
@@ -102,11 +104,11 @@ func TestPromptRunEndToEnd(t *testing.T) {
 	in := structuredInput(structuredDoc(true, 2), map[string]any{"name": "Ada", "age": 36})
 	in.ResponseID = "resp_" + uuid.NewString()
 	in.ProjectID = project.ID
-	run := startWhenAttributesAreKnown(ctx, t, c, in)
-	var out workflows.PromptRunOutput
-	require.NoError(t, run.Get(ctx, &out))
+	we := startWhenAttributesAreKnown(ctx, t, c, in)
+	var out run.Turn
+	require.NoError(t, we.Get(ctx, &out))
 
-	require.Equal(t, workflows.StatusCompleted, out.Status, "%+v", out.Error)
+	require.Equal(t, run.StatusCompleted, out.Status, "%+v", out.Error)
 	require.JSONEq(t, `{"summary": "Ada, a mathematician.", "score": 9}`, string(out.Parsed))
 	require.Equal(t, 2, out.ModelCalls)
 	require.Len(t, up.Requests(), 2)
@@ -114,7 +116,7 @@ func TestPromptRunEndToEnd(t *testing.T) {
 
 	row, err := q.GetRun(ctx, dbsqlc.GetRunParams{ProjectID: project.ID, ID: in.ResponseID})
 	require.NoError(t, err)
-	require.Equal(t, workflows.StatusCompleted, row.Status)
+	require.Equal(t, run.StatusCompleted, row.Status)
 	require.Equal(t, out.Usage.InputTokens, row.InputTokens)
 	var calls []activities.ModelCall
 	require.NoError(t, json.Unmarshal(row.ModelCalls, &calls))
@@ -124,15 +126,15 @@ func TestPromptRunEndToEnd(t *testing.T) {
 	require.NoError(t, err)
 	indexed := desc.GetWorkflowExecutionInfo().GetSearchAttributes().GetIndexedFields()
 	var projectAttr string
-	require.NoError(t, converter.GetDefaultDataConverter().FromPayload(indexed[workflows.SearchAttributeProjectID], &projectAttr))
+	require.NoError(t, converter.GetDefaultDataConverter().FromPayload(indexed[runs.SearchAttributeProjectID], &projectAttr))
 	require.Equal(t, project.ID.String(), projectAttr)
 	var version int64
-	require.NoError(t, converter.GetDefaultDataConverter().FromPayload(indexed[workflows.SearchAttributePromptVersion], &version))
+	require.NoError(t, converter.GetDefaultDataConverter().FromPayload(indexed[runs.SearchAttributePromptVersion], &version))
 	require.Equal(t, int64(3), version)
 
 	hist := history(ctx, t, c, in.ResponseID)
 	r := worker.NewWorkflowReplayer()
-	r.RegisterWorkflowWithOptions(workflows.PromptRun, workflow.RegisterOptions{Name: workflows.PromptRunWorkflow})
+	r.RegisterWorkflowWithOptions(workflows.PromptRun, workflow.RegisterOptions{Name: run.WorkflowName})
 	require.NoError(t, r.ReplayWorkflowHistory(quietLogger(), hist))
 
 	if *update {
@@ -149,9 +151,9 @@ func TestPromptRunEndToEnd(t *testing.T) {
 	text.ResponseID = "resp_" + uuid.NewString()
 	text.ProjectID = project.ID
 	text.TurnSubject = "bud.run." + text.ResponseID
-	run = startWhenAttributesAreKnown(ctx, t, c, text)
-	require.NoError(t, run.Get(ctx, &out))
-	require.Equal(t, workflows.StatusCompleted, out.Status, "%+v", out.Error)
+	we = startWhenAttributesAreKnown(ctx, t, c, text)
+	require.NoError(t, we.Get(ctx, &out))
+	require.Equal(t, run.StatusCompleted, out.Status, "%+v", out.Error)
 	row, err = q.GetRun(ctx, dbsqlc.GetRunParams{ProjectID: project.ID, ID: text.ResponseID})
 	require.NoError(t, err)
 	require.JSONEq(t, fmt.Sprintf(`{"text": %q}`, out.Text), string(row.Output))
@@ -172,26 +174,28 @@ func TestPromptRunEndToEnd(t *testing.T) {
 		bad := in
 		bad.ResponseID = fmt.Sprintf("resp_quick_%d_%s", i, uuid.NewString())
 		bad.Variables = map[string]any{"name": "Ada", "age": -1}
-		wait, err := workflows.Start(ctx, c, bad, client.WorkflowUpdateStageCompleted, workflows.StartThenUpdate)
+		rc, err := runs.New(c, runs.StartThenUpdate)
+		require.NoError(t, err)
+		wait, err := rc.Start(ctx, bad, runs.Completed)
 		require.NoError(t, err)
 		out, err := wait()
 		require.NoError(t, err, "run %d", i)
-		require.Equal(t, workflows.StatusFailed, out.Status)
-		require.Equal(t, workflows.ErrInvalidInput, out.Error.Code)
+		require.Equal(t, run.StatusFailed, out.Status)
+		require.Equal(t, run.InvalidInput, out.Error.Code)
 	}
 }
 
 // startWhenAttributesAreKnown starts the run, trying again while the
 // server has yet to learn the search attributes just registered (its
 // namespace cache refreshes every few seconds).
-func startWhenAttributesAreKnown(ctx context.Context, t *testing.T, c client.Client, in workflows.PromptRunInput) client.WorkflowRun {
+func startWhenAttributesAreKnown(ctx context.Context, t *testing.T, c client.Client, in run.Input) client.WorkflowRun {
 	t.Helper()
 	for {
-		run, err := c.ExecuteWorkflow(ctx, workflows.StartOptions(in), workflows.PromptRunWorkflow, in)
+		we, err := c.ExecuteWorkflow(ctx, runs.StartOptions(in), run.WorkflowName, in)
 		var invalid *serviceerror.InvalidArgument
 		if !errors.As(err, &invalid) {
 			require.NoError(t, err)
-			return run
+			return we
 		}
 		select {
 		case <-ctx.Done():

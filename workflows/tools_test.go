@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/budhq/bud/activities"
+	"github.com/budhq/bud/run"
 	"github.com/budhq/bud/runstream"
 	"github.com/budhq/bud/workflows"
 )
@@ -89,7 +90,7 @@ func newToolHarness(t *testing.T, requireApproval bool) *toolHarness {
 type updateResult struct {
 	accepted bool
 	err      error
-	out      workflows.PromptRunOutput
+	out      run.Turn
 	done     bool
 }
 
@@ -101,7 +102,7 @@ func (h *harness) update(delay time.Duration, name string, arg any) *updateResul
 			OnReject: func(err error) { res.err = err; res.done = true },
 			OnComplete: func(v any, err error) {
 				res.done, res.err = true, err
-				if o, ok := v.(workflows.PromptRunOutput); ok {
+				if o, ok := v.(run.Turn); ok {
 					res.out = o
 				}
 			},
@@ -110,12 +111,12 @@ func (h *harness) update(delay time.Duration, name string, arg any) *updateResul
 	return res
 }
 
-func (h *harness) execute(t *testing.T, in workflows.PromptRunInput) workflows.PromptRunOutput {
+func (h *harness) execute(t *testing.T, in run.Input) run.Turn {
 	t.Helper()
-	h.env.ExecuteWorkflow(workflows.PromptRunWorkflow, in)
+	h.env.ExecuteWorkflow(run.WorkflowName, in)
 	require.True(t, h.env.IsWorkflowCompleted())
 	require.NoError(t, h.env.GetWorkflowError())
-	var out workflows.PromptRunOutput
+	var out run.Turn
 	require.NoError(t, h.env.GetWorkflowResult(&out))
 	return out
 }
@@ -129,13 +130,13 @@ func TestFunctionCallsPauseAndContinueTheSameRun(t *testing.T) {
 	in := textInput("Weather in Paris and Oslo?")
 	in.Document = json.RawMessage(toolDoc)
 
-	first := h.update(0, workflows.UpdateAwaitTurn, 1)
-	missing := h.update(time.Second, workflows.UpdateContinue, workflows.ContinueInput{
+	first := h.update(0, run.UpdateAwaitTurn, 1)
+	missing := h.update(time.Second, run.UpdateContinue, run.ContinueInput{
 		PreviousResponseID: "resp_test",
 		InputItems:         json.RawMessage(`[{"type":"function_call_output","call_id":"call_a","output":"21°C"}]`),
 	})
-	wrongTurn := h.update(2*time.Second, workflows.UpdateContinue, workflows.ContinueInput{PreviousResponseID: "resp_other"})
-	cont := h.update(3*time.Second, workflows.UpdateContinue, workflows.ContinueInput{
+	wrongTurn := h.update(2*time.Second, run.UpdateContinue, run.ContinueInput{PreviousResponseID: "resp_other"})
+	cont := h.update(3*time.Second, run.UpdateContinue, run.ContinueInput{
 		PreviousResponseID: "resp_test",
 		InputItems: json.RawMessage(`[{"type":"function_call_output","call_id":"call_b","output":"9°C"},
 		  {"type":"function_call_output","call_id":"call_a","output":"21°C"}]`),
@@ -146,8 +147,8 @@ func TestFunctionCallsPauseAndContinueTheSameRun(t *testing.T) {
 	require.NoError(t, first.err)
 	require.Equal(t, "resp_test", first.out.ResponseID)
 	require.True(t, first.out.Waiting)
-	require.Equal(t, workflows.StatusCompleted, first.out.Status)
-	require.Equal(t, []workflows.FunctionCall{
+	require.Equal(t, run.StatusCompleted, first.out.Status)
+	require.Equal(t, []run.FunctionCall{
 		{CallID: "call_a", Name: "get_weather", Arguments: `{"city":"Paris"}`},
 		{CallID: "call_b", Name: "get_weather", Arguments: `{"city":"Oslo"}`},
 	}, first.out.FunctionCalls)
@@ -172,7 +173,7 @@ func TestFunctionCallsPauseAndContinueTheSameRun(t *testing.T) {
 	require.Equal(t, activities.ChatMessage{Role: "tool", ToolCallID: "call_b", Content: "9°C"}, msgs[3])
 
 	require.Len(t, h.records, 2, "recorded when paused and when done")
-	require.Equal(t, workflows.StatusWaiting, h.records[0].Status)
+	require.Equal(t, run.StatusWaiting, h.records[0].Status)
 	require.Equal(t, []activities.ChatTool{{Type: "function", Function: activities.ChatFunction{
 		Name: "get_weather", Description: "Weather for a city",
 		Parameters: json.RawMessage(`{"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}`),
@@ -180,7 +181,7 @@ func TestFunctionCallsPauseAndContinueTheSameRun(t *testing.T) {
 	require.JSONEq(t, `{"text": "", "function_calls": [
 	  {"call_id": "call_a", "name": "get_weather", "arguments": "{\"city\":\"Paris\"}"},
 	  {"call_id": "call_b", "name": "get_weather", "arguments": "{\"city\":\"Oslo\"}"}]}`, string(h.records[0].Output))
-	require.Equal(t, workflows.StatusCompleted, h.records[1].Status)
+	require.Equal(t, run.StatusCompleted, h.records[1].Status)
 	require.Len(t, h.records[1].ModelCalls, 2)
 }
 
@@ -192,8 +193,8 @@ func TestPausedRunEndsAfterPauseTimeout(t *testing.T) {
 	out := h.execute(t, in)
 	require.True(t, out.Waiting)
 	require.Len(t, h.records, 2)
-	require.Equal(t, workflows.StatusFailed, h.records[1].Status)
-	require.Contains(t, string(h.records[1].Error), workflows.ErrPauseTimeout)
+	require.Equal(t, run.StatusFailed, h.records[1].Status)
+	require.Contains(t, string(h.records[1].Error), run.PauseTimeout)
 }
 
 func TestConnectionToolsRunInParallelAndFeedBack(t *testing.T) {
@@ -208,7 +209,7 @@ func TestConnectionToolsRunInParallelAndFeedBack(t *testing.T) {
 	in.Document = connDoc("never", true)
 	out := h.run(t, in)
 
-	require.Equal(t, workflows.StatusCompleted, out.Status)
+	require.Equal(t, run.StatusCompleted, out.Status)
 	require.Equal(t, "hi, and 5", out.Text)
 	require.Len(t, h.toolIn, 2)
 	require.Equal(t, connID, h.toolIn[0].ConnectionID)
@@ -221,7 +222,7 @@ func TestConnectionToolsRunInParallelAndFeedBack(t *testing.T) {
 	require.Equal(t, "everything", out.ToolCalls[0].ServerLabel)
 	require.Equal(t, "Echo: hi", out.ToolCalls[0].Output)
 
-	var recorded []workflows.ToolCall
+	var recorded []run.ToolCall
 	require.NoError(t, json.Unmarshal(h.record().ToolCalls, &recorded))
 	require.Len(t, recorded, 2)
 	require.Equal(t, `{"a":2,"b":3}`, recorded[1].Arguments)
@@ -229,8 +230,8 @@ func TestConnectionToolsRunInParallelAndFeedBack(t *testing.T) {
 
 func TestToolFailureIsToldToTheModel(t *testing.T) {
 	h := newToolHarness(t, false)
-	h.outputs["echo"] = temporal.NewNonRetryableApplicationError("rejected", activities.ErrToolRejected, nil,
-		activities.Failure{Message: `connection "everything": unknown tool`})
+	h.outputs["echo"] = temporal.NewNonRetryableApplicationError("rejected", run.ToolRejected, nil,
+		run.Failure{Message: `connection "everything": unknown tool`})
 	h.replies(t, callsReply(toolCall("c1", "echo", `{}`), toolCall("c2", "nope", `{}`)), "sorry")
 	in := textInput("go")
 	in.Document = connDoc("never", true)
@@ -249,7 +250,7 @@ func TestOneModelCallPerTurnWithoutMultipleCalls(t *testing.T) {
 	in := textInput("go")
 	in.Document = connDoc("never", false)
 	out := h.run(t, in)
-	require.Equal(t, workflows.StatusCompleted, out.Status)
+	require.Equal(t, run.StatusCompleted, out.Status)
 	require.Len(t, h.calls, 1)
 	require.Len(t, out.ToolCalls, 1)
 	require.Equal(t, "Echo: hi", out.ToolCalls[0].Output)
@@ -262,17 +263,17 @@ func TestApprovalPausesUntilApproved(t *testing.T) {
 	in := textInput("go")
 	in.Document = connDoc("always", true)
 
-	first := h.update(0, workflows.UpdateAwaitTurn, 1)
-	unknown := h.update(time.Hour, workflows.UpdateApprove, workflows.ApprovalDecision{ID: "mcpr_zzz", Approve: true})
-	approve := h.update(2*time.Hour, workflows.UpdateApprove, workflows.ApprovalDecision{ID: "mcpr_c1", Approve: true})
-	twice := h.update(3*time.Hour, workflows.UpdateApprove, workflows.ApprovalDecision{ID: "c1", Approve: false})
-	reject := h.update(4*time.Hour, workflows.UpdateApprove, workflows.ApprovalDecision{ID: "c2", Approve: false, Reason: "not today"})
-	second := h.update(3*time.Hour+time.Minute, workflows.UpdateAwaitTurn, 2)
+	first := h.update(0, run.UpdateAwaitTurn, 1)
+	unknown := h.update(time.Hour, run.UpdateApprove, run.ApprovalDecision{ID: "mcpr_zzz", Approve: true})
+	approve := h.update(2*time.Hour, run.UpdateApprove, run.ApprovalDecision{ID: "mcpr_c1", Approve: true})
+	twice := h.update(3*time.Hour, run.UpdateApprove, run.ApprovalDecision{ID: "c1", Approve: false})
+	reject := h.update(4*time.Hour, run.UpdateApprove, run.ApprovalDecision{ID: "c2", Approve: false, Reason: "not today"})
+	second := h.update(3*time.Hour+time.Minute, run.UpdateAwaitTurn, 2)
 	out := h.execute(t, in)
 
 	require.NoError(t, first.err)
 	require.True(t, first.out.Waiting)
-	require.Equal(t, []workflows.ApprovalRequest{
+	require.Equal(t, []run.ApprovalRequest{
 		{ID: "mcpr_c1", CallID: "c1", Name: "add", ServerLabel: "everything", Arguments: `{"a":2,"b":3}`},
 		{ID: "mcpr_c2", CallID: "c2", Name: "echo", ServerLabel: "everything", Arguments: `{"message":"x"}`},
 	}, first.out.ApprovalRequests)
@@ -300,7 +301,7 @@ func TestApprovalResponsesInAContinue(t *testing.T) {
 	h.replies(t, callsReply(toolCall("c1", "echo", `{"message":"x"}`)), "ok")
 	in := textInput("go")
 	in.Document = connDoc("always", true)
-	cont := h.update(time.Minute, workflows.UpdateContinue, workflows.ContinueInput{
+	cont := h.update(time.Minute, run.UpdateContinue, run.ContinueInput{
 		PreviousResponseID: "resp_test",
 		InputItems:         json.RawMessage(`[{"type":"mcp_approval_response","approval_request_id":"mcpr_c1","approve":true}]`),
 		StreamSubject:      "bud.runs.resp_test_2",
@@ -324,19 +325,19 @@ func TestApprovalResponsesInAContinue(t *testing.T) {
 func TestUnreachableConnectionFailsTheRun(t *testing.T) {
 	h := newHarness(t)
 	h.env.OnActivity("ResolveTools", mock.Anything, mock.Anything).Return(activities.ResolveToolsResult{},
-		temporal.NewNonRetryableApplicationError("x", activities.ErrToolRejected, nil, activities.Failure{Message: `connection "everything": refused the credentials`}))
+		temporal.NewNonRetryableApplicationError("x", run.ToolRejected, nil, run.Failure{Message: `connection "everything": refused the credentials`}))
 	in := textInput("go")
 	in.Document = connDoc("never", true)
 	out := h.run(t, in)
-	require.Equal(t, workflows.StatusFailed, out.Status)
-	require.Equal(t, workflows.ErrTools, out.Error.Code)
+	require.Equal(t, run.StatusFailed, out.Status)
+	require.Equal(t, run.ToolsUnavailable, out.Error.Code)
 	require.Contains(t, out.Error.Message, "refused the credentials")
 	require.Empty(t, h.calls)
 }
 
 func TestTurnIDs(t *testing.T) {
-	require.Equal(t, "resp_ab", workflows.TurnID("resp_ab", 1))
-	require.Equal(t, "resp_ab_3", workflows.TurnID("resp_ab", 3))
+	require.Equal(t, "resp_ab", run.TurnID("resp_ab", 1))
+	require.Equal(t, "resp_ab_3", run.TurnID("resp_ab", 3))
 	for id, want := range map[string]struct {
 		run string
 		n   int
@@ -350,7 +351,7 @@ func TestTurnIDs(t *testing.T) {
 		"msg_ab":     {"", 0, false},
 		"resp_ab_x":  {"", 0, false},
 	} {
-		run, n, ok := workflows.ParseTurnID(id)
+		run, n, ok := run.ParseTurnID(id)
 		require.Equal(t, want.run, run, id)
 		require.Equal(t, want.n, n, id)
 		require.Equal(t, want.ok, ok, id)
@@ -367,7 +368,7 @@ func TestFirstTurnIsAnnouncedWithItsRecord(t *testing.T) {
 
 	rec := h.record()
 	require.Equal(t, in.TurnSubject, rec.TurnSubject, "RecordRun announces the turn once the row is written")
-	var turn workflows.PromptRunOutput
+	var turn run.Turn
 	require.NoError(t, json.Unmarshal(rec.Turn, &turn))
 	require.Equal(t, out, turn, "the announced turn is the run's answer")
 	require.Empty(t, h.events, "no other event is published for a run that does not stream")
@@ -393,7 +394,7 @@ func TestPausedFirstTurnIsAnnouncedOnce(t *testing.T) {
 	in := textInput("Weather in Paris?")
 	in.Document = json.RawMessage(toolDoc)
 	in.TurnSubject = runstream.Subject(in.ResponseID)
-	cont := h.update(time.Second, workflows.UpdateContinue, workflows.ContinueInput{
+	cont := h.update(time.Second, run.UpdateContinue, run.ContinueInput{
 		PreviousResponseID: "resp_test",
 		InputItems:         json.RawMessage(`[{"type":"function_call_output","call_id":"call_a","output":"21°C"}]`),
 	})
@@ -403,7 +404,7 @@ func TestPausedFirstTurnIsAnnouncedOnce(t *testing.T) {
 	require.NoError(t, cont.err)
 	require.Len(t, h.records, 2)
 	require.Equal(t, in.TurnSubject, h.records[0].TurnSubject, "the pause ends the first turn")
-	var turn workflows.PromptRunOutput
+	var turn run.Turn
 	require.NoError(t, json.Unmarshal(h.records[0].Turn, &turn))
 	require.Equal(t, "resp_test", turn.ResponseID)
 	require.True(t, turn.Waiting)
@@ -443,7 +444,7 @@ func TestFirstCallEndsTheRunItself(t *testing.T) {
 	structured := structuredInput(structuredDoc(true, 2), map[string]any{"name": "Ada", "age": 36})
 	for _, c := range []struct {
 		name  string
-		in    workflows.PromptRunInput
+		in    run.Input
 		reply activities.CallModelResult
 	}{
 		{"text", textInput("hello"), modelReply("Hello there.")},
@@ -461,7 +462,7 @@ func TestFirstCallEndsTheRunItself(t *testing.T) {
 					// What CallModel does with the announcement.
 					status, ends := sent.EndsTurn()
 					require.True(t, ends)
-					if an.Document != nil && status == workflows.StatusCompleted {
+					if an.Document != nil && status == run.StatusCompleted {
 						check, err := (&activities.Activities{}).CheckOutput(ctx, activities.CheckOutputInput{Document: an.Document, Content: sent.Content})
 						require.NoError(t, err)
 						require.True(t, check.Valid)
@@ -520,7 +521,7 @@ func TestInvalidStructuredFirstReplyIsRepairedByTheWorkflow(t *testing.T) {
 
 	out := h.run(t, in)
 
-	require.Equal(t, workflows.StatusCompleted, out.Status)
+	require.Equal(t, run.StatusCompleted, out.Status)
 	require.Equal(t, 2, out.ModelCalls)
 	require.JSONEq(t, `{"summary": "Ada, a mathematician.", "score": 9}`, string(out.Parsed))
 	require.NotNil(t, h.calls[0].Announce.Document, "the first call could have ended it")
@@ -529,7 +530,7 @@ func TestInvalidStructuredFirstReplyIsRepairedByTheWorkflow(t *testing.T) {
 }
 
 func TestAnnouncedTurnReadsBothForms(t *testing.T) {
-	turn := workflows.PromptRunOutput{ResponseID: "resp_a", Turn: 1, Status: workflows.StatusCompleted, Text: "Hi", ModelCalls: 1}
+	turn := run.Turn{ResponseID: "resp_a", Turn: 1, Status: run.StatusCompleted, Text: "Hi", ModelCalls: 1}
 	raw, err := json.Marshal(turn)
 	require.NoError(t, err)
 	got, ok := workflows.AnnouncedTurn(runstream.Event{Type: runstream.TypeTurnEnded, Output: raw})

@@ -11,10 +11,8 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/budhq/bud/activities"
+	"github.com/budhq/bud/run"
 )
-
-// TaskQueue is the task queue BudPrompt workers poll.
-const TaskQueue = "bud-prompt"
 
 // PingInput is the input of Ping.
 type PingInput struct {
@@ -47,14 +45,14 @@ func Ping(ctx workflow.Context, in PingInput) (PingOutput, error) {
 // Register registers every workflow and activity of BudPrompt on r.
 func Register(r worker.Registry, a *activities.Activities) {
 	r.RegisterWorkflow(Ping)
-	r.RegisterWorkflowWithOptions(PromptRun, workflow.RegisterOptions{Name: PromptRunWorkflow})
+	r.RegisterWorkflowWithOptions(PromptRun, workflow.RegisterOptions{Name: run.WorkflowName})
 	r.RegisterActivity(a)
 }
 
-// NewWorker returns a worker on TaskQueue with everything registered. The
+// NewWorker returns a worker on run.TaskQueue with everything registered. The
 // caller starts and stops it.
 func NewWorker(c client.Client, a *activities.Activities) worker.Worker {
-	w := worker.New(c, TaskQueue, worker.Options{})
+	w := worker.New(c, run.TaskQueue, worker.Options{})
 	Register(w, a)
 	return w
 }

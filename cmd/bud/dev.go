@@ -17,12 +17,12 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/budhq/bud/db"
+	"github.com/budhq/bud/runs"
 	"github.com/budhq/bud/runstream"
 	"github.com/budhq/bud/secrets"
 	"github.com/budhq/bud/statestore"
 	"github.com/budhq/bud/temporalserver"
 	"github.com/budhq/bud/upstreamtest"
-	"github.com/budhq/bud/workflows"
 )
 
 // runDev runs the whole stack in one process on embedded defaults.
@@ -85,7 +85,7 @@ func runDev(ctx context.Context, args []string) error {
 		UIPort:           uiPort,
 		DatabaseFile:     filepath.Join(dataDir, "temporal.db"),
 		Namespace:        cfg.TemporalNamespace,
-		SearchAttributes: workflows.SearchAttributes,
+		SearchAttributes: runs.SearchAttributes(),
 		Logger:           log,
 	})
 	if err != nil {

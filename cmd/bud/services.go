@@ -24,6 +24,7 @@ import (
 	"github.com/budhq/bud/db"
 	"github.com/budhq/bud/gateway"
 	"github.com/budhq/bud/metrics"
+	"github.com/budhq/bud/runs"
 	"github.com/budhq/bud/runstream"
 	"github.com/budhq/bud/secrets"
 	"github.com/budhq/bud/statestore"
@@ -154,6 +155,10 @@ func newApp(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Client,
 	if err != nil {
 		return nil, err
 	}
+	rc, err := runsClient(tc, cfg)
+	if err != nil {
+		return nil, err
+	}
 	return app.New(app.Config{
 		Pool:       pool,
 		Box:        box,
@@ -170,8 +175,18 @@ func newApp(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Client,
 		},
 		Registry:  metrics.NewRegistry(),
 		Documents: docs,
-		Temporal:  tc,
+		Runs:      rc,
 	})
+}
+
+// runsClient is the client through which BudApp and the gateway ask
+// Temporal about runs, starting them the way BUD_RUN_WAIT says.
+func runsClient(tc client.Client, cfg *config) (*runs.Client, error) {
+	rc, err := runs.New(tc, cfg.RunWait)
+	if err != nil || cfg.RunWait == "" {
+		return nil, fmt.Errorf("BUD_RUN_WAIT: %q is neither %q nor %q", cfg.RunWait, runs.StartWithUpdate, runs.StartThenUpdate)
+	}
+	return rc, nil
 }
 
 // daprAddress is where `bud app` finds daprd: as configured, else where a
@@ -195,8 +210,9 @@ func newGateway(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Cli
 	if err != nil || timeout <= 0 {
 		return nil, fmt.Errorf("BUD_UPSTREAM_TIMEOUT: %q is not a positive duration such as 5m", cfg.UpstreamTimeout)
 	}
-	if cfg.RunWait != workflows.StartWithUpdate && cfg.RunWait != workflows.StartThenUpdate {
-		return nil, fmt.Errorf("BUD_RUN_WAIT: %q is neither %q nor %q", cfg.RunWait, workflows.StartWithUpdate, workflows.StartThenUpdate)
+	rc, err := runsClient(tc, cfg)
+	if err != nil {
+		return nil, err
 	}
 	return gateway.New(gateway.Config{
 		Pool:            pool,
@@ -205,10 +221,9 @@ func newGateway(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Cli
 		Ready:           temporalReady(tc),
 		Registry:        metrics.NewRegistry(),
 		UpstreamTimeout: timeout,
-		Temporal:        tc,
+		Runs:            rc,
 		Documents:       docs,
 		NATS:            nc,
-		RunWait:         cfg.RunWait,
 	})
 }
 
@@ -265,7 +280,7 @@ func startWorker(ctx context.Context, log *slog.Logger, cfg *config, tc client.C
 	// every start. Registering is idempotent.
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := workflows.RegisterSearchAttributes(rctx, tc, cfg.TemporalNamespace); err != nil {
+	if err := runs.RegisterSearchAttributes(rctx, tc, cfg.TemporalNamespace); err != nil {
 		log.Warn("register search attributes", "err", err)
 	}
 	host, _ := os.Hostname()

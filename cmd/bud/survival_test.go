@@ -21,10 +21,11 @@ import (
 	"github.com/budhq/bud/db"
 	"github.com/budhq/bud/db/dbsqlc"
 	"github.com/budhq/bud/db/dbtest"
+	"github.com/budhq/bud/run"
+	"github.com/budhq/bud/runs"
 	"github.com/budhq/bud/secrets"
 	"github.com/budhq/bud/temporalserver"
 	"github.com/budhq/bud/upstreamtest"
-	"github.com/budhq/bud/workflows"
 )
 
 // TestRunSurvivesItsWorker kills a real `bud worker` process in the middle
@@ -52,11 +53,11 @@ func TestRunSurvivesItsWorker(t *testing.T) {
 	}
 	raw, err := json.Marshal(doc)
 	require.NoError(t, err)
-	in := workflows.PromptRunInput{
+	in := run.Input{
 		ResponseID: "resp_survival_" + uuid.NewString(), ProjectID: project.ID, Document: raw,
-		Text: "hi", Source: workflows.SourcePlayground,
+		Text: "hi", Source: run.SourcePlayground,
 	}
-	run, err := c.ExecuteWorkflow(ctx, workflows.StartOptions(in), workflows.PromptRunWorkflow, in)
+	we, err := c.ExecuteWorkflow(ctx, runs.StartOptions(in), run.WorkflowName, in)
 	require.NoError(t, err)
 
 	// The repair call is in flight: kill the worker without a chance to
@@ -67,9 +68,9 @@ func TestRunSurvivesItsWorker(t *testing.T) {
 	_, _ = first.Process.Wait()
 	startWorker()
 
-	var out workflows.PromptRunOutput
-	require.NoError(t, run.Get(ctx, &out))
-	require.Equal(t, workflows.StatusCompleted, out.Status, "%+v", out.Error)
+	var out run.Turn
+	require.NoError(t, we.Get(ctx, &out))
+	require.Equal(t, run.StatusCompleted, out.Status, "%+v", out.Error)
 	require.JSONEq(t, `{"answer":"hello"}`, string(out.Parsed))
 	require.Equal(t, 2, out.ModelCalls)
 
@@ -144,7 +145,7 @@ func newWorkerFixture(t *testing.T) *workerFixture {
 	})
 	require.NoError(t, err)
 
-	srv, err := temporalserver.Start(ctx, temporalserver.Options{SearchAttributes: workflows.SearchAttributes})
+	srv, err := temporalserver.Start(ctx, temporalserver.Options{SearchAttributes: runs.SearchAttributes()})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = srv.Stop() })
 	f.c, err = client.Dial(client.Options{HostPort: srv.HostPort(), Namespace: srv.Namespace()})
@@ -185,11 +186,13 @@ func TestApprovalSurvivesItsWorker(t *testing.T) {
 		"allow_multiple_calls": true,
 	})
 	require.NoError(t, err)
-	in := workflows.PromptRunInput{
+	in := run.Input{
 		ResponseID: "resp_approval_" + strings.ReplaceAll(uuid.NewString(), "-", ""), ProjectID: f.project.ID, Document: raw,
-		Text: "post it", Source: workflows.SourcePlayground,
+		Text: "post it", Source: run.SourcePlayground,
 	}
-	wait, err := workflows.Start(f.ctx, f.c, in, client.WorkflowUpdateStageCompleted, "")
+	rc, err := runs.New(f.c, "")
+	require.NoError(t, err)
+	wait, err := rc.Start(f.ctx, in, runs.Completed)
 	require.NoError(t, err)
 	turn, err := wait()
 	require.NoError(t, err)
@@ -202,16 +205,16 @@ func TestApprovalSurvivesItsWorker(t *testing.T) {
 	f.startWorker()
 
 	h, err := f.c.UpdateWorkflow(f.ctx, client.UpdateWorkflowOptions{
-		WorkflowID: in.ResponseID, UpdateName: workflows.UpdateApprove,
-		Args:         []any{workflows.ApprovalDecision{ID: turn.ApprovalRequests[0].ID, Approve: true}},
+		WorkflowID: in.ResponseID, UpdateName: run.UpdateApprove,
+		Args:         []any{run.ApprovalDecision{ID: turn.ApprovalRequests[0].ID, Approve: true}},
 		WaitForStage: client.WorkflowUpdateStageCompleted,
 	})
 	require.NoError(t, err)
 	require.NoError(t, h.Get(f.ctx, nil))
 
-	var out workflows.PromptRunOutput
+	var out run.Turn
 	require.NoError(t, f.c.GetWorkflow(f.ctx, in.ResponseID, "").Get(f.ctx, &out))
-	require.Equal(t, workflows.StatusCompleted, out.Status, "%+v", out.Error)
+	require.Equal(t, run.StatusCompleted, out.Status, "%+v", out.Error)
 	require.Equal(t, 2, out.Turn)
 	require.Contains(t, out.Text, `"channel":"`+slacktest.GeneralID+`"`)
 	history := slack.History(slacktest.GeneralID)

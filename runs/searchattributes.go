@@ -1,4 +1,4 @@
-package workflows
+package runs
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
+
+	"github.com/budhq/bud/run"
 )
 
 // Names of the custom search attributes of a prompt run.
@@ -31,12 +33,14 @@ var (
 )
 
 // SearchAttributes are the custom search attributes a namespace needs for
-// prompt runs, by name. Read it; do not change it.
-var SearchAttributes = map[string]enumspb.IndexedValueType{
-	SearchAttributeProjectID:     enumspb.INDEXED_VALUE_TYPE_KEYWORD,
-	SearchAttributePromptID:      enumspb.INDEXED_VALUE_TYPE_KEYWORD,
-	SearchAttributePromptVersion: enumspb.INDEXED_VALUE_TYPE_INT,
-	SearchAttributeDeployment:    enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+// prompt runs, by name: a new map on every call.
+func SearchAttributes() map[string]enumspb.IndexedValueType {
+	return map[string]enumspb.IndexedValueType{
+		SearchAttributeProjectID:     enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+		SearchAttributePromptID:      enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+		SearchAttributePromptVersion: enumspb.INDEXED_VALUE_TYPE_INT,
+		SearchAttributeDeployment:    enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+	}
 }
 
 // RegisterSearchAttributes adds the SearchAttributes the namespace lacks,
@@ -50,7 +54,7 @@ func RegisterSearchAttributes(ctx context.Context, c client.Client, namespace st
 		return fmt.Errorf("register search attributes: list: %w", err)
 	}
 	missing := map[string]enumspb.IndexedValueType{}
-	for name, want := range SearchAttributes {
+	for name, want := range SearchAttributes() {
 		have, ok := list.GetCustomAttributes()[name]
 		if !ok {
 			missing[name] = want
@@ -76,7 +80,7 @@ func RegisterSearchAttributes(ctx context.Context, c client.Client, namespace st
 
 // RunSearchAttributes are the search attributes of a run of in. Those a
 // playground run lacks (prompt, version, deployment) are left unset.
-func RunSearchAttributes(in PromptRunInput) temporal.SearchAttributes {
+func RunSearchAttributes(in run.Input) temporal.SearchAttributes {
 	updates := []temporal.SearchAttributeUpdate{ProjectIDKey.ValueSet(in.ProjectID.String())}
 	if in.PromptID != uuid.Nil {
 		updates = append(updates, PromptIDKey.ValueSet(in.PromptID.String()))
@@ -90,14 +94,14 @@ func RunSearchAttributes(in PromptRunInput) temporal.SearchAttributes {
 	return temporal.NewSearchAttributes(updates...)
 }
 
-// StartOptions are the options to start PromptRun with for in: the response
+// StartOptions are the options to start a run of in with: the response
 // id as workflow id (a second start with the same id is refused, even after
-// the first run ended), TaskQueue, and RunSearchAttributes. Start with
-// client.ExecuteWorkflow(ctx, StartOptions(in), PromptRunWorkflow, in).
-func StartOptions(in PromptRunInput) client.StartWorkflowOptions {
+// the first run ended), run.TaskQueue, and RunSearchAttributes. Start with
+// client.ExecuteWorkflow(ctx, StartOptions(in), run.WorkflowName, in).
+func StartOptions(in run.Input) client.StartWorkflowOptions {
 	return client.StartWorkflowOptions{
 		ID:                    in.ResponseID,
-		TaskQueue:             TaskQueue,
+		TaskQueue:             run.TaskQueue,
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		TypedSearchAttributes: RunSearchAttributes(in),
 		// When a worker shares the starter's client (bud dev), the first

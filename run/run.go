@@ -1,0 +1,149 @@
+// Package run is the contract of a prompt run, shared by everything that
+// starts, executes, reads or answers one: the gateway, BudApp, the
+// workflow and its activities. It holds the run's input and each turn's
+// output as they travel through Temporal (JSON), the statuses, the failure
+// types and their HTTP statuses. It imports nothing of Bud's, so every
+// package on the run path can import it.
+package run
+
+import (
+	"encoding/json"
+	"strconv"
+	"strings"
+
+	"github.com/google/uuid"
+)
+
+// WorkflowName is the registered name of the workflow that executes a run.
+const WorkflowName = "PromptRun"
+
+// TaskQueue is the task queue BudPrompt workers poll and runs start on.
+const TaskQueue = "bud-prompt"
+
+// Sources: who started a run.
+const (
+	SourceAPI        = "api"        // POST /v1/responses
+	SourcePlayground = "playground" // BudApp's playground and compare
+)
+
+// Input is everything one run needs. The pinned version's document travels
+// in the input, so the run's history alone says exactly what ran and a
+// replay needs nothing else.
+type Input struct {
+	// ResponseID is the workflow id and the OpenAI response id ("resp_…").
+	ResponseID string    `json:"response_id"`
+	ProjectID  uuid.UUID `json:"project_id"`
+	// PromptID and PromptVersion name the saved version; both are zero for
+	// an unsaved playground document.
+	PromptID      uuid.UUID `json:"prompt_id"`
+	PromptVersion int32     `json:"prompt_version"`
+	// Deployment is the prompt deployment's name (the caller's prompt.id);
+	// empty in the playground.
+	Deployment string `json:"deployment,omitempty"`
+	// Document is the prompt document (prompt.Document as JSON).
+	Document json.RawMessage `json:"document"`
+	// Text is the text input of a text prompt.
+	Text string `json:"text,omitempty"`
+	// Variables is the structured input.
+	Variables map[string]any `json:"variables,omitempty"`
+	// InputItems are OpenAI Responses input items (messages, function_call
+	// outputs) appended after the rendered messages, as a JSON list.
+	InputItems json.RawMessage `json:"input_items,omitempty"`
+	// Instructions, when set, is a system message put before the rendered
+	// messages.
+	Instructions string            `json:"instructions,omitempty"`
+	Metadata     map[string]string `json:"metadata,omitempty"`
+	Source       string            `json:"source"`
+	// StreamSubject, when set, is the NATS subject the run publishes its
+	// deltas and verdicts to as they happen (package runstream). Only a
+	// streaming caller sets it; without it the run publishes nothing.
+	StreamSubject string `json:"stream_subject,omitempty"`
+	// TurnSubject, when set, is the NATS subject on which the run announces
+	// the end of its first turn once it is recorded (runstream.TypeTurnEnded).
+	// The announcement is best effort; UpdateAwaitTurn always answers.
+	TurnSubject string `json:"turn_subject,omitempty"`
+}
+
+// Updates and queries of a run. A run has turns: the first starts with the
+// run; a turn ends when the run finishes, or when it pauses for the
+// caller's function outputs or for approvals, and the next turn starts when
+// it is resumed. Each turn is one OpenAI response (TurnID).
+const (
+	// UpdateAwaitTurn (an int, the turn from 1) returns that turn's Turn
+	// once it has ended.
+	UpdateAwaitTurn = "await_turn"
+	// UpdateContinue (ContinueInput) resumes a paused run with the caller's
+	// input items and returns the next turn once it ends. Its validator
+	// refuses (InvalidContinue), without a trace in the history, a continue
+	// of a turn that is not the paused one or that leaves a call unanswered.
+	UpdateContinue = "continue"
+	// UpdateApprove (ApprovalDecision) decides one pending approval
+	// request; when none is left and no function output is awaited, the
+	// run goes on by itself.
+	UpdateApprove = "approve"
+	// QueryTurn (an int) returns the turn as it stands; a turn not yet
+	// started is an error.
+	QueryTurn = "turn"
+)
+
+// idPrefix starts every response id.
+const idPrefix = "resp_"
+
+// TurnID is the response id of turn n (from 1) of the run whose workflow id
+// is runID: the run's id itself for the first, runID_n after.
+func TurnID(runID string, n int) string {
+	if n <= 1 {
+		return runID
+	}
+	return runID + "_" + strconv.Itoa(n)
+}
+
+// ParseTurnID splits a response id into its run's id and turn number; ok is
+// false for anything that is not a response id of Bud's.
+func ParseTurnID(id string) (runID string, n int, ok bool) {
+	rest, found := strings.CutPrefix(id, idPrefix)
+	if !found {
+		return "", 0, false
+	}
+	base, num, found := strings.Cut(rest, "_")
+	if base == "" {
+		return "", 0, false
+	}
+	if !found {
+		return id, 1, true
+	}
+	n, err := strconv.Atoi(num)
+	if err != nil || n < 2 || strconv.Itoa(n) != num {
+		return "", 0, false
+	}
+	return idPrefix + base, n, true
+}
+
+// ContinueInput resumes a paused run.
+type ContinueInput struct {
+	// PreviousResponseID is the paused turn's response id.
+	PreviousResponseID string `json:"previous_response_id"`
+	// InputItems are OpenAI Responses input items as a JSON list:
+	// function_call_output for every function call of the paused turn,
+	// mcp_approval_response for approval requests not decided otherwise,
+	// and messages, appended after them.
+	InputItems json.RawMessage `json:"input_items"`
+	// StreamSubject, when set, is where the next turn streams.
+	StreamSubject string `json:"stream_subject,omitempty"`
+}
+
+// Who decided an approval (ApprovalDecision.Source).
+const (
+	DecidedByAPI = "api" // an mcp_approval_response item of a continue
+	DecidedByApp = "app" // BudApp's approvals API
+)
+
+// ApprovalDecision decides one approval request.
+type ApprovalDecision struct {
+	// ID is the approval request's id (mcpr_…) or the call's id.
+	ID      string `json:"id"`
+	Approve bool   `json:"approve"`
+	Reason  string `json:"reason,omitempty"`
+	// Source says who decided: DecidedByAPI or DecidedByApp.
+	Source string `json:"source,omitempty"`
+}
