@@ -6,14 +6,15 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/budhq/bud/statestore"
+	"github.com/budhq/bud/statestore/statestoretest"
 )
 
 // Latency of one call through daprd to Postgres on loopback, with a
 // prompt-sized document.
 func BenchmarkGet(b *testing.B) {
 	bd := setup(b)
-	key := newKey()
-	if err := bd.store.Put(bd.ctx, key, []byte(promptDoc)); err != nil {
+	key := statestoretest.NewKey()
+	if err := bd.store.Put(bd.ctx, key, []byte(statestoretest.Document)); err != nil {
 		b.Fatal(err)
 	}
 	for b.Loop() {
@@ -29,7 +30,7 @@ func BenchmarkPut(b *testing.B) {
 	v := 0
 	for b.Loop() {
 		v++
-		if err := bd.store.Put(bd.ctx, statestore.DocumentKey(id, v), []byte(promptDoc)); err != nil {
+		if err := bd.store.Put(bd.ctx, statestore.DocumentKey(id, v), []byte(statestoretest.Document)); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -37,8 +38,8 @@ func BenchmarkPut(b *testing.B) {
 
 func BenchmarkGetParallel(b *testing.B) {
 	bd := setup(b)
-	key := newKey()
-	if err := bd.store.Put(bd.ctx, key, []byte(promptDoc)); err != nil {
+	key := statestoretest.NewKey()
+	if err := bd.store.Put(bd.ctx, key, []byte(statestoretest.Document)); err != nil {
 		b.Fatal(err)
 	}
 	b.RunParallel(func(pb *testing.PB) {

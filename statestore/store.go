@@ -1,8 +1,7 @@
 // Package statestore keeps prompt documents in the Dapr state store: one
 // immutable JSON document per prompt version, written through a daprd
-// sidecar's gRPC API. StartSidecar runs daprd as a child process for `bud
-// dev` and the tests; in production the sidecar is deployed next to Bud and
-// only NewStore is used.
+// sidecar's gRPC API. In production the sidecar is deployed next to Bud;
+// package daprd runs one as a child process for `bud dev` and the tests.
 package statestore
 
 import (

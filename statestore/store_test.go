@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,17 +15,12 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/budhq/bud/daprd"
+	"github.com/budhq/bud/daprd/daprdtest"
+	"github.com/budhq/bud/db/dbtest"
 	"github.com/budhq/bud/statestore"
+	"github.com/budhq/bud/statestore/statestoretest"
 )
-
-// A document as BudApp writes it: key order, spacing, template markup and an
-// integer beyond 2^53 must all survive the round trip.
-const promptDoc = `{"deployment": "gpt-small",
-  "model_params": {"temperature": 0.2, "seed": 9007199254740993},
-  "system_prompt": "Answer <b>briefly</b> & politely.",
-  "messages": [{"role": "user", "content": "{{ input }}"}]}`
-
-func newKey() string { return statestore.DocumentKey(uuid.New(), 1) }
 
 func TestDocumentKey(t *testing.T) {
 	t.Parallel()
@@ -35,24 +31,24 @@ func TestDocumentKey(t *testing.T) {
 func TestPutGet(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	key := newKey()
-	require.NoError(t, b.store.Put(b.ctx, key, []byte(promptDoc)))
+	key := statestoretest.NewKey()
+	require.NoError(t, b.store.Put(b.ctx, key, []byte(statestoretest.Document)))
 	got, err := b.store.Get(b.ctx, key)
 	require.NoError(t, err)
-	require.Equal(t, promptDoc, string(got), "stored bytes come back unchanged")
+	require.Equal(t, statestoretest.Document, string(got), "stored bytes come back unchanged")
 }
 
 func TestGetAbsent(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	_, err := b.store.Get(b.ctx, newKey())
+	_, err := b.store.Get(b.ctx, statestoretest.NewKey())
 	require.ErrorIs(t, err, statestore.ErrNotFound)
 }
 
 func TestPutFirstWriteWins(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	key := newKey()
+	key := statestoretest.NewKey()
 	require.NoError(t, b.store.Put(b.ctx, key, []byte(`{"v":1}`)))
 
 	err := b.store.Put(b.ctx, key, []byte(`{"v":2}`))
@@ -68,8 +64,8 @@ func TestPutFirstWriteWins(t *testing.T) {
 func TestPutRejectsBadInput(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	require.ErrorContains(t, b.store.Put(b.ctx, newKey(), []byte(`{"v":`)), "not valid JSON")
-	require.ErrorContains(t, b.store.Put(b.ctx, newKey(), nil), "not valid JSON")
+	require.ErrorContains(t, b.store.Put(b.ctx, statestoretest.NewKey(), []byte(`{"v":`)), "not valid JSON")
+	require.ErrorContains(t, b.store.Put(b.ctx, statestoretest.NewKey(), nil), "not valid JSON")
 	require.ErrorContains(t, b.store.Put(b.ctx, "app||prompt:x:v1", []byte(`{}`)), `"||"`)
 	require.ErrorContains(t, b.store.Put(b.ctx, "", []byte(`{}`)), "empty key")
 	_, err := b.store.Get(b.ctx, "a||b")
@@ -79,8 +75,8 @@ func TestPutRejectsBadInput(t *testing.T) {
 func TestDelete(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	key := newKey()
-	require.NoError(t, b.store.Put(b.ctx, key, []byte(promptDoc)))
+	key := statestoretest.NewKey()
+	require.NoError(t, b.store.Put(b.ctx, key, []byte(statestoretest.Document)))
 	require.NoError(t, b.store.Delete(b.ctx, key))
 	_, err := b.store.Get(b.ctx, key)
 	require.ErrorIs(t, err, statestore.ErrNotFound)
@@ -99,10 +95,10 @@ func TestDeleteMany(t *testing.T) {
 		require.NoError(t, b.store.Put(b.ctx, k, []byte(fmt.Sprintf(`{"v":%d}`, v))))
 		keys = append(keys, k)
 	}
-	other := newKey()
+	other := statestoretest.NewKey()
 	require.NoError(t, b.store.Put(b.ctx, other, []byte(`{}`)))
 
-	require.NoError(t, b.store.DeleteMany(b.ctx, append(keys, newKey())), "absent keys are skipped")
+	require.NoError(t, b.store.DeleteMany(b.ctx, append(keys, statestoretest.NewKey())), "absent keys are skipped")
 	for _, k := range keys {
 		_, err := b.store.Get(b.ctx, k)
 		require.ErrorIs(t, err, statestore.ErrNotFound, k)
@@ -134,7 +130,7 @@ func TestConcurrentPuts(t *testing.T) {
 func TestConcurrentPutsSameKey(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	key := newKey()
+	key := statestoretest.NewKey()
 	var g errgroup.Group
 	results := make([]error, 10)
 	for i := range results {
@@ -166,67 +162,15 @@ func TestHealthy(t *testing.T) {
 func TestStoredRow(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	key := newKey()
-	require.NoError(t, b.store.Put(b.ctx, key, []byte(promptDoc)))
+	key := statestoretest.NewKey()
+	require.NoError(t, b.store.Put(b.ctx, key, []byte(statestoretest.Document)))
 
 	conn, err := pgx.Connect(b.ctx, b.dbURL)
 	require.NoError(t, err)
 	defer conn.Close(b.ctx)
 	var value []byte
 	require.NoError(t, conn.QueryRow(b.ctx, "SELECT value FROM dapr_state WHERE key = $1", key).Scan(&value))
-	require.Equal(t, promptDoc, string(value))
-}
-
-// A second sidecar with another app id sees the same documents, and once it
-// is stopped its store answers ErrUnavailable at once instead of hanging.
-func TestOtherSidecarAndStop(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
-	key := newKey()
-	require.NoError(t, b.store.Put(b.ctx, key, []byte(promptDoc)))
-
-	start := time.Now()
-	sc, err := statestore.StartSidecar(b.ctx, statestore.SidecarOptions{AppID: "bud-other", DatabaseURL: b.dbURL})
-	require.NoError(t, err)
-	t.Logf("daprd healthy after %s", time.Since(start).Round(time.Millisecond))
-	t.Cleanup(func() { _ = sc.Stop() })
-	store, err := statestore.NewStore(sc.GRPCAddr(), "")
-	require.NoError(t, err)
-	defer store.Close()
-
-	got, err := store.Get(b.ctx, key)
-	require.NoError(t, err)
-	require.Equal(t, promptDoc, string(got))
-	require.NoError(t, store.Healthy(b.ctx))
-
-	start = time.Now()
-	require.NoError(t, sc.Stop())
-	t.Logf("daprd stopped after %s", time.Since(start).Round(time.Millisecond))
-	select {
-	case <-sc.Done():
-	default:
-		t.Fatal("Done is open after Stop")
-	}
-
-	calls := map[string]func(ctx context.Context) error{
-		"get":         func(ctx context.Context) error { _, err := store.Get(ctx, key); return err },
-		"put":         func(ctx context.Context) error { return store.Put(ctx, newKey(), []byte(`{}`)) },
-		"delete":      func(ctx context.Context) error { return store.Delete(ctx, key) },
-		"delete many": func(ctx context.Context) error { return store.DeleteMany(ctx, []string{key}) },
-		"healthy":     store.Healthy,
-	}
-	for name, call := range calls {
-		start := time.Now()
-		err := call(b.ctx)
-		took := time.Since(start)
-		require.ErrorIs(t, err, statestore.ErrUnavailable, name)
-		require.Less(t, took, 2*time.Second, name)
-		t.Logf("%s: %s after %s", name, err, took.Round(time.Microsecond))
-	}
-
-	// The shared sidecar is untouched.
-	_, err = b.store.Get(b.ctx, key)
-	require.NoError(t, err)
+	require.Equal(t, statestoretest.Document, string(value))
 }
 
 // A caller's own deadline is reported as such, not as ErrUnavailable.
@@ -235,83 +179,49 @@ func TestCallerDeadline(t *testing.T) {
 	b := setup(t)
 	ctx, cancel := context.WithCancel(b.ctx)
 	cancel()
-	_, err := b.store.Get(ctx, newKey())
+	_, err := b.store.Get(ctx, statestoretest.NewKey())
 	require.ErrorIs(t, err, context.Canceled)
 	require.NotErrorIs(t, err, statestore.ErrUnavailable)
-}
-
-func TestStartSidecarMissingBinary(t *testing.T) {
-	t.Parallel()
-	_, err := statestore.StartSidecar(context.Background(), statestore.SidecarOptions{
-		Binary:      "/nonexistent/bin/daprd",
-		DatabaseURL: "postgres://unused",
-	})
-	require.ErrorContains(t, err, "make daprd")
-	require.ErrorContains(t, err, "/nonexistent/bin/daprd")
-}
-
-func TestFindDaprdFromEnv(t *testing.T) {
-	t.Setenv(statestore.EnvDaprd, "/nonexistent/daprd")
-	_, err := statestore.FindDaprd()
-	require.ErrorContains(t, err, "make daprd")
-	require.ErrorContains(t, err, statestore.EnvDaprd)
-}
-
-// When daprd cannot initialise the store it exits at once; the error says
-// why in daprd's own words.
-func TestStartSidecarBadDatabase(t *testing.T) {
-	t.Parallel()
-	requireDaprd(t)
-	start := time.Now()
-	_, err := statestore.StartSidecar(context.Background(), statestore.SidecarOptions{
-		DatabaseURL: "postgres://postgres@127.0.0.1:1/nowhere?sslmode=disable&connect_timeout=2",
-	})
-	require.Error(t, err)
-	require.Contains(t, err.Error(), "daprd exited during start-up")
-	require.Contains(t, err.Error(), "failed to ping the database")
-	require.Less(t, time.Since(start), 10*time.Second)
-	require.False(t, strings.Contains(err.Error(), "(no warnings or errors)"))
 }
 
 // When the database behind daprd goes away, calls and Healthy answer
 // ErrUnavailable.
 func TestDatabaseGone(t *testing.T) {
 	t.Parallel()
-	requireDaprd(t)
-	name, dbURL, err := createDatabase()
-	require.NoError(t, err)
-	t.Cleanup(func() { dropDatabase(name) })
+	daprdtest.Require(t)
+	dbURL := dbtest.NewDatabase(t)
 	ctx := context.Background()
-	sc, err := statestore.StartSidecar(ctx, statestore.SidecarOptions{DatabaseURL: dbURL})
+	sc, err := daprd.Start(ctx, daprd.Config{DatabaseURL: dbURL})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = sc.Stop() })
 	store, err := statestore.NewStore(sc.GRPCAddr(), "")
 	require.NoError(t, err)
 	defer store.Close()
-	key := newKey()
+	key := statestoretest.NewKey()
 	require.NoError(t, store.Put(ctx, key, []byte(`{}`)))
 
-	dropDatabase(name)
+	dropDatabase(t, dbURL)
 
 	_, err = store.Get(ctx, key)
 	require.ErrorIs(t, err, statestore.ErrUnavailable)
-	require.ErrorIs(t, store.Put(ctx, newKey(), []byte(`{}`)), statestore.ErrUnavailable)
+	require.ErrorIs(t, store.Put(ctx, statestoretest.NewKey(), []byte(`{}`)), statestore.ErrUnavailable)
 	require.ErrorIs(t, store.Healthy(ctx), statestore.ErrUnavailable)
 	t.Log(store.Healthy(ctx))
 }
 
-// A port given explicitly and taken fails the start, naming the cause.
-func TestStartSidecarPortTaken(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	_, err = statestore.StartSidecar(b.ctx, statestore.SidecarOptions{
-		GRPCPort:    l.Addr().(*net.TCPAddr).Port,
-		DatabaseURL: b.dbURL,
-	})
-	require.ErrorContains(t, err, "address already in use")
+// dropDatabase drops the database dbURL names, closing the connections
+// daprd holds to it.
+func dropDatabase(tb testing.TB, dbURL string) {
+	tb.Helper()
+	u, err := url.Parse(dbURL)
+	require.NoError(tb, err)
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, dbtest.URL())
+	require.NoError(tb, err)
+	defer admin.Close(ctx)
+	name := pgx.Identifier{strings.TrimPrefix(u.Path, "/")}.Sanitize()
+	_, err = admin.Exec(ctx, "DROP DATABASE "+name+" WITH (FORCE)")
+	require.NoError(tb, err)
 }
 
 // A Store outlives its sidecar: once daprd is back on the same port, calls
@@ -319,13 +229,13 @@ func TestStartSidecarPortTaken(t *testing.T) {
 func TestStoreReconnects(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	o := statestore.SidecarOptions{AppID: "bud-restarted", DatabaseURL: b.dbURL}
-	sc, err := statestore.StartSidecar(b.ctx, o)
+	cfg := daprd.Config{AppID: "bud-restarted", DatabaseURL: b.dbURL}
+	sc, err := daprd.Start(b.ctx, cfg)
 	require.NoError(t, err)
 	store, err := statestore.NewStore(sc.GRPCAddr(), "")
 	require.NoError(t, err)
 	defer store.Close()
-	key := newKey()
+	key := statestoretest.NewKey()
 	require.NoError(t, store.Put(b.ctx, key, []byte(`{}`)))
 
 	require.NoError(t, sc.Stop())
@@ -336,8 +246,8 @@ func TestStoreReconnects(t *testing.T) {
 	}
 
 	_, port, _ := net.SplitHostPort(sc.GRPCAddr())
-	o.GRPCPort, _ = strconv.Atoi(port)
-	sc, err = statestore.StartSidecar(b.ctx, o)
+	cfg.GRPCPort, _ = strconv.Atoi(port)
+	sc, err = daprd.Start(b.ctx, cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = sc.Stop() })
 	start := time.Now()

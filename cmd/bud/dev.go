@@ -16,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/budhq/bud/daprd"
 	"github.com/budhq/bud/db"
 	"github.com/budhq/bud/runs"
 	"github.com/budhq/bud/runstream"
@@ -105,7 +106,7 @@ func runDev(ctx context.Context, args []string) error {
 
 	daprAddr, daprLabel := cfg.DaprGRPCAddress, "external"
 	if daprAddr == "" {
-		sidecar, err := statestore.StartSidecar(ctx, statestore.SidecarOptions{
+		sidecar, err := daprd.Start(ctx, daprd.Config{
 			DatabaseURL: cfg.DatabaseURL,
 			Logger:      log.With("component", "daprd"),
 		})

@@ -1,4 +1,7 @@
-package statestore
+// Package daprd runs daprd, the Dapr sidecar, as a child process for `bud
+// dev` and the tests. In production daprd is deployed next to Bud instead;
+// either way package statestore is the client of its state API.
+package daprd
 
 import (
 	"bytes"
@@ -24,8 +27,8 @@ import (
 	daprdeploy "github.com/budhq/bud/deploy/dapr"
 )
 
-// EnvDaprd names the daprd executable when SidecarOptions.Binary is empty.
-const EnvDaprd = "BUD_DAPRD"
+// EnvBinary names the daprd executable when Config.Binary is empty.
+const EnvBinary = "BUD_DAPRD"
 
 // DefaultTablePrefix prefixes the state table of a sidecar started without a
 // TablePrefix: documents live in table dapr_state, next to dapr_metadata.
@@ -38,11 +41,11 @@ const (
 	tailLines = 20
 )
 
-// SidecarOptions configure a daprd child process.
-type SidecarOptions struct {
+// Config configures a daprd child process.
+type Config struct {
 	// Binary is the daprd executable. Empty means $BUD_DAPRD, else daprd
 	// next to the running executable, else bin/daprd of the module above the
-	// working directory, where `make daprd` builds it (see FindDaprd).
+	// working directory, where `make daprd` builds it (see FindBinary).
 	Binary string
 	// AppID is daprd's app id (default "bud"). The state store does not
 	// prefix keys with it, so sidecars with different ids share documents.
@@ -78,7 +81,7 @@ type Sidecar struct {
 	httpAddr string
 	grpcAddr string
 	tempDir  string
-	out      *daprdOutput
+	out      *output
 
 	done    chan struct{} // closed when daprd has exited
 	waitErr error         // how daprd exited; set before done is closed
@@ -87,15 +90,15 @@ type Sidecar struct {
 	stopErr  error
 }
 
-// StartSidecar starts daprd and waits until GET /v1.0/healthz/outbound
-// answers 204 and, with the embedded components, the state store is loaded.
-// If daprd exits first, or does not get healthy within StartTimeout, the
-// error quotes daprd's last log lines. Cancelling ctx aborts the start; once
-// started, the process lives until Stop.
-func StartSidecar(ctx context.Context, o SidecarOptions) (*Sidecar, error) {
-	binary := o.Binary
+// Start starts daprd and waits until GET /v1.0/healthz/outbound answers 204
+// and, with the embedded components, the state store is loaded. If daprd
+// exits first, or does not get healthy within StartTimeout, the error quotes
+// daprd's last log lines. Cancelling ctx aborts the start; once started, the
+// process lives until Stop.
+func Start(ctx context.Context, cfg Config) (*Sidecar, error) {
+	binary := cfg.Binary
 	if binary == "" {
-		b, err := FindDaprd()
+		b, err := FindBinary()
 		if err != nil {
 			return nil, err
 		}
@@ -103,19 +106,19 @@ func StartSidecar(ctx context.Context, o SidecarOptions) (*Sidecar, error) {
 	} else if err := checkExecutable(binary); err != nil {
 		return nil, err
 	}
-	if o.AppID == "" {
-		o.AppID = "bud"
+	if cfg.AppID == "" {
+		cfg.AppID = "bud"
 	}
-	if o.TablePrefix == "" {
-		o.TablePrefix = DefaultTablePrefix
+	if cfg.TablePrefix == "" {
+		cfg.TablePrefix = DefaultTablePrefix
 	}
-	if o.StartTimeout <= 0 {
-		o.StartTimeout = defaultStartTimeout
+	if cfg.StartTimeout <= 0 {
+		cfg.StartTimeout = defaultStartTimeout
 	}
-	if o.ComponentsDir == "" && o.DatabaseURL == "" {
-		return nil, errors.New("statestore: start sidecar: DatabaseURL is required")
+	if cfg.ComponentsDir == "" && cfg.DatabaseURL == "" {
+		return nil, errors.New("daprd: start: DatabaseURL is required")
 	}
-	resources := o.ComponentsDir
+	resources := cfg.ComponentsDir
 	var tempDir string
 	if resources == "" {
 		dir, err := writeComponents()
@@ -128,9 +131,9 @@ func StartSidecar(ctx context.Context, o SidecarOptions) (*Sidecar, error) {
 	// A port picked here is free when picked, not necessarily when daprd
 	// binds it: another process may take it in between. With picked ports,
 	// a start that fails on a taken port is retried on new ones.
-	picked := o.HTTPPort == 0 || o.GRPCPort == 0
+	picked := cfg.HTTPPort == 0 || cfg.GRPCPort == 0
 	for attempt := 1; ; attempt++ {
-		s, err := launch(ctx, o, binary, resources)
+		s, err := launch(ctx, cfg, binary, resources)
 		if err == nil {
 			s.tempDir = tempDir
 			return s, nil
@@ -148,27 +151,27 @@ func StartSidecar(ctx context.Context, o SidecarOptions) (*Sidecar, error) {
 var errPortTaken = errors.New("port taken")
 
 // launch starts one daprd and waits until it is healthy.
-func launch(ctx context.Context, o SidecarOptions, binary, resources string) (*Sidecar, error) {
+func launch(ctx context.Context, cfg Config, binary, resources string) (*Sidecar, error) {
 	ports, err := freePorts(3)
 	if err != nil {
 		return nil, err
 	}
-	if o.HTTPPort == 0 {
-		o.HTTPPort = ports[0]
+	if cfg.HTTPPort == 0 {
+		cfg.HTTPPort = ports[0]
 	}
-	if o.GRPCPort == 0 {
-		o.GRPCPort = ports[1]
+	if cfg.GRPCPort == 0 {
+		cfg.GRPCPort = ports[1]
 	}
 	s := &Sidecar{
-		httpAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(o.HTTPPort)),
-		grpcAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(o.GRPCPort)),
-		out:      &daprdOutput{listening: map[string]bool{}},
+		httpAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.HTTPPort)),
+		grpcAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.GRPCPort)),
+		out:      &output{listening: map[string]bool{}},
 		done:     make(chan struct{}),
 	}
 	s.cmd = exec.Command(binary,
-		"--app-id", o.AppID,
-		"--dapr-http-port", strconv.Itoa(o.HTTPPort),
-		"--dapr-grpc-port", strconv.Itoa(o.GRPCPort),
+		"--app-id", cfg.AppID,
+		"--dapr-http-port", strconv.Itoa(cfg.HTTPPort),
+		"--dapr-grpc-port", strconv.Itoa(cfg.GRPCPort),
 		"--dapr-internal-grpc-port", strconv.Itoa(ports[2]),
 		"--dapr-listen-addresses", "127.0.0.1",
 		"--dapr-internal-grpc-listen-address", "127.0.0.1",
@@ -181,11 +184,11 @@ func launch(ctx context.Context, o SidecarOptions, binary, resources string) (*S
 		"--log-as-json",
 	)
 	s.cmd.Env = append(os.Environ(),
-		daprdeploy.EnvDatabaseURL+"="+o.DatabaseURL,
-		daprdeploy.EnvTablePrefix+"="+o.TablePrefix,
+		daprdeploy.EnvDatabaseURL+"="+cfg.DatabaseURL,
+		daprdeploy.EnvTablePrefix+"="+cfg.TablePrefix,
 	)
-	s.cmd.Stdout = &lineSink{out: s.out, raw: o.Stdout, logger: o.Logger}
-	s.cmd.Stderr = &lineSink{out: s.out, raw: o.Stderr, logger: o.Logger}
+	s.cmd.Stdout = &lineSink{out: s.out, raw: cfg.Stdout, logger: cfg.Logger}
+	s.cmd.Stderr = &lineSink{out: s.out, raw: cfg.Stderr, logger: cfg.Logger}
 	s.cmd.SysProcAttr = sysProcAttr()
 	started := make(chan error, 1)
 	go func() {
@@ -202,13 +205,13 @@ func launch(ctx context.Context, o SidecarOptions, binary, resources string) (*S
 		close(s.done)
 	}()
 	if err := <-started; err != nil {
-		return nil, fmt.Errorf("statestore: start daprd: %w", err)
+		return nil, fmt.Errorf("daprd: start: %w", err)
 	}
 	var want []string
-	if o.ComponentsDir == "" {
+	if cfg.ComponentsDir == "" {
 		want = []string{daprdeploy.StateStoreName}
 	}
-	if err := s.waitHealthy(ctx, o.StartTimeout, want); err != nil {
+	if err := s.waitHealthy(ctx, cfg.StartTimeout, want); err != nil {
 		_ = s.Stop()
 		if s.out.contains("address already in use") {
 			return nil, fmt.Errorf("%w (%w)", err, errPortTaken)
@@ -235,9 +238,9 @@ func (s *Sidecar) waitHealthy(ctx context.Context, timeout time.Duration, want [
 		}
 		select {
 		case <-s.done:
-			return fmt.Errorf("statestore: daprd exited during start-up (%v); its last lines:\n%s", s.waitErr, s.out.String())
+			return fmt.Errorf("daprd: start: daprd exited during start-up (%v); its last lines:\n%s", s.waitErr, s.out.String())
 		case <-ctx.Done():
-			return fmt.Errorf("statestore: daprd not healthy after %s (%v); its last lines:\n%s", timeout, last, s.out.String())
+			return fmt.Errorf("daprd: start: daprd not healthy after %s (%v); its last lines:\n%s", timeout, last, s.out.String())
 		case <-time.After(25 * time.Millisecond):
 		}
 	}
@@ -296,7 +299,7 @@ func (s *Sidecar) get(ctx context.Context, client *http.Client, path string) (*h
 	return client.Do(req)
 }
 
-// GRPCAddr is the address of daprd's gRPC API, for NewStore.
+// GRPCAddr is the address of daprd's gRPC API, for statestore.NewStore.
 func (s *Sidecar) GRPCAddr() string { return s.grpcAddr }
 
 // HTTPAddr is the address of daprd's HTTP API.
@@ -320,25 +323,25 @@ func (s *Sidecar) stop() error {
 	select {
 	case <-s.done:
 		if s.waitErr != nil {
-			return fmt.Errorf("statestore: daprd had exited: %w; its last lines:\n%s", s.waitErr, s.out.String())
+			return fmt.Errorf("daprd: stop: daprd had exited: %w; its last lines:\n%s", s.waitErr, s.out.String())
 		}
 		return nil
 	default:
 	}
 	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("statestore: stop daprd: %w", err)
+		return fmt.Errorf("daprd: stop: %w", err)
 	}
 	select {
 	case <-s.done:
 		if s.waitErr != nil {
-			return fmt.Errorf("statestore: daprd stopped with %w", s.waitErr)
+			return fmt.Errorf("daprd: stop: daprd stopped with %w", s.waitErr)
 		}
 		return nil
 	case <-time.After(stopGrace):
 	}
 	_ = s.cmd.Process.Kill()
 	<-s.done
-	return fmt.Errorf("statestore: daprd did not stop within %s and was killed", stopGrace)
+	return fmt.Errorf("daprd: stop: daprd did not stop within %s and was killed", stopGrace)
 }
 
 func (s *Sidecar) removeTemp() {
@@ -347,14 +350,14 @@ func (s *Sidecar) removeTemp() {
 	}
 }
 
-// FindDaprd returns the daprd executable StartSidecar uses when no Binary is
-// given: $BUD_DAPRD if set, else daprd next to the running executable (bin/
+// FindBinary returns the daprd executable Start uses when Config.Binary is
+// empty: $BUD_DAPRD if set, else daprd next to the running executable (bin/
 // holds both bud and daprd), else bin/daprd of the github.com/budhq/bud
 // module at or above the working directory. The error says how to get one.
-func FindDaprd() (string, error) {
-	if p := os.Getenv(EnvDaprd); p != "" {
+func FindBinary() (string, error) {
+	if p := os.Getenv(EnvBinary); p != "" {
 		if err := checkExecutable(p); err != nil {
-			return "", fmt.Errorf("%w (from $%s)", err, EnvDaprd)
+			return "", fmt.Errorf("%w (from $%s)", err, EnvBinary)
 		}
 		return p, nil
 	}
@@ -374,17 +377,17 @@ func FindDaprd() (string, error) {
 		}
 		return "", err
 	}
-	return "", fmt.Errorf("statestore: daprd not found (looked for %s and for the module's bin/daprd): run `make daprd` in the repository, or set %s: %w",
-		strings.Join(tried, ", "), EnvDaprd, fs.ErrNotExist)
+	return "", fmt.Errorf("daprd: not found (looked for %s and for the module's bin/daprd): run `make daprd` in the repository, or set %s: %w",
+		strings.Join(tried, ", "), EnvBinary, fs.ErrNotExist)
 }
 
 func checkExecutable(path string) error {
 	fi, err := os.Stat(path)
 	if err != nil {
-		return fmt.Errorf("statestore: daprd not found at %s: run `make daprd`, or set %s: %w", path, EnvDaprd, err)
+		return fmt.Errorf("daprd: not found at %s: run `make daprd`, or set %s: %w", path, EnvBinary, err)
 	}
 	if fi.IsDir() || fi.Mode().Perm()&0o111 == 0 {
-		return fmt.Errorf("statestore: %s is not an executable daprd: run `make daprd`, or set %s", path, EnvDaprd)
+		return fmt.Errorf("daprd: %s is not an executable daprd: run `make daprd`, or set %s", path, EnvBinary)
 	}
 	return nil
 }
@@ -423,7 +426,7 @@ func declaresBud(gomod []byte) bool {
 func writeComponents() (string, error) {
 	dir, err := os.MkdirTemp("", "bud-dapr-")
 	if err != nil {
-		return "", fmt.Errorf("statestore: components directory: %w", err)
+		return "", fmt.Errorf("daprd: components directory: %w", err)
 	}
 	err = fs.WalkDir(daprdeploy.Components, ".", func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -437,7 +440,7 @@ func writeComponents() (string, error) {
 	})
 	if err != nil {
 		_ = os.RemoveAll(dir)
-		return "", fmt.Errorf("statestore: write components: %w", err)
+		return "", fmt.Errorf("daprd: write components: %w", err)
 	}
 	return dir, nil
 }
@@ -449,7 +452,7 @@ func freePorts(n int) ([]int, error) {
 	for range n {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			return nil, fmt.Errorf("statestore: free port: %w", err)
+			return nil, fmt.Errorf("daprd: free port: %w", err)
 		}
 		defer l.Close()
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
@@ -457,15 +460,15 @@ func freePorts(n int) ([]int, error) {
 	return ports, nil
 }
 
-// daprdOutput is what Sidecar keeps of daprd's output: the last warnings
+// output is what Sidecar keeps of daprd's output: the last warnings
 // and errors, for error messages, and the addresses it said it listens on.
-type daprdOutput struct {
+type output struct {
 	mu        sync.Mutex
 	tail      []string
 	listening map[string]bool
 }
 
-func (o *daprdOutput) add(line string) {
+func (o *output) add(line string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if len(o.tail) == tailLines {
@@ -474,19 +477,19 @@ func (o *daprdOutput) add(line string) {
 	o.tail = append(o.tail, line)
 }
 
-func (o *daprdOutput) listen(addr string) {
+func (o *output) listen(addr string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.listening[addr] = true
 }
 
-func (o *daprdOutput) isListening(addr string) bool {
+func (o *output) isListening(addr string) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.listening[addr]
 }
 
-func (o *daprdOutput) contains(sub string) bool {
+func (o *output) contains(sub string) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for _, l := range o.tail {
@@ -497,7 +500,7 @@ func (o *daprdOutput) contains(sub string) bool {
 	return false
 }
 
-func (o *daprdOutput) String() string {
+func (o *output) String() string {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if len(o.tail) == 0 {
@@ -509,7 +512,7 @@ func (o *daprdOutput) String() string {
 // lineSink receives one of daprd's output streams. exec copies the stream
 // into it from a single goroutine, so a sink needs no lock of its own.
 type lineSink struct {
-	out     *daprdOutput
+	out     *output
 	raw     io.Writer
 	logger  *slog.Logger
 	partial []byte
@@ -535,8 +538,8 @@ func (w *lineSink) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// daprdLine is one line of daprd's --log-as-json output.
-type daprdLine struct {
+// logLine is one line of daprd's --log-as-json output.
+type logLine struct {
 	Level string `json:"level"`
 	Msg   string `json:"msg"`
 	Scope string `json:"scope"`
@@ -560,7 +563,7 @@ func (w *lineSink) line(b []byte) {
 	if len(bytes.TrimSpace(b)) == 0 {
 		return
 	}
-	var l daprdLine
+	var l logLine
 	if err := json.Unmarshal(b, &l); err != nil || l.Msg == "" {
 		// Not a log line: a panic, or output before the logger is set up.
 		w.out.add(string(b))
