@@ -52,30 +52,6 @@ type CallModelInput struct {
 	Announce *Announcement `json:"announce,omitempty"`
 }
 
-// Announcement lets a model call end its run's first turn itself, a
-// workflow task sooner than the workflow could: when the reply ends the turn
-// as it is (EndsTurn), CallModel writes Record with the reply added
-// (RunRecord.AddReply) and then publishes a runstream.TypeTurnEnded event on
-// Subject whose Output is Turn, the turn as the workflow knew it before the
-// call, and whose Reply is the reply: the workflows package makes the turn
-// from the two as the workflow does. The result says so (Recorded), and the
-// workflow then neither writes the row nor announces the turn again. A
-// reply that does not end the turn, or a row that could not be written,
-// leaves both to the workflow, as without an Announcement.
-type Announcement struct {
-	Subject string `json:"subject"`
-	// Record is the run's row as it stands before the call; its
-	// RenderedMessages, when nil, are the call's Messages (the first call's
-	// are the rendered ones), which the history then holds once.
-	Record RunRecord       `json:"record"`
-	Turn   json.RawMessage `json:"turn"`
-	// Document, set for a prompt with structured output, is the prompt's
-	// document: a reply that is not cut off ends the turn only when it
-	// passes the document's checks (CheckOutput), with its parsed value;
-	// one that fails them is left to the workflow, which repairs it.
-	Document json.RawMessage `json:"document,omitempty"`
-}
-
 // CallModelResult is the model's reply.
 type CallModelResult struct {
 	// Content is the assistant's text; empty when it only calls tools.
@@ -138,38 +114,14 @@ const maxReplyBytes = 32 << 20
 //   - run.ProviderKey (non-retryable), or a plain error when the database is
 //     unreachable (retryable).
 //
-// With an Announcement, the reply that first ended the turn stands: an
-// attempt after the first may follow one that wrote the run's row and
-// answered the caller before its worker died, or one that outlived its
-// timeout and is doing so still. Such an attempt returns the row's reply
-// (announcing it again, in case the caller missed it) rather than calling
-// the model, or rather than failing when its own call fails; an error
-// reading the row is retryable.
+// With an Announcement the call may also end its run's first turn (see
+// Announcement).
 func (a *Activities) CallModel(ctx context.Context, in CallModelInput) (CallModelResult, error) {
 	defer keepAlive(ctx)()
-	if in.Announce == nil {
-		return a.callModel(ctx, in)
+	if in.Announce != nil {
+		return firstTurn{a, in.Announce}.call(ctx, in)
 	}
-	later := activity.GetInfo(ctx).Attempt > 1
-	if later {
-		res, found, err := a.recordedReply(ctx, in.Announce.Record.ID)
-		if found {
-			a.announceReply(ctx, in.Announce, res)
-		}
-		if found || err != nil {
-			return res, err
-		}
-	}
-	out, err := a.callModel(ctx, in)
-	if err != nil {
-		if later {
-			if res, found, rerr := a.recordedReply(ctx, in.Announce.Record.ID); found && rerr == nil {
-				return res, nil
-			}
-		}
-		return out, err
-	}
-	return a.endTurn(ctx, in.Announce, in.Messages, out)
+	return a.callModel(ctx, in)
 }
 
 // callModel makes the call (see CallModel).
@@ -251,73 +203,6 @@ func (a *Activities) callModel(ctx context.Context, in CallModelInput) (CallMode
 		}
 	}
 	return out, nil
-}
-
-// endTurn writes the run's row with the reply and announces the turn, when
-// the reply ends it (see Announcement), and returns the reply with Recorded
-// set when the row is written. When another attempt of the call wrote the
-// row first (it outlived its timeout), that attempt's reply is the run's
-// and is returned instead. A row that could not be written leaves the run
-// to the workflow; a row that is there but could not be read is a
-// retryable error.
-func (a *Activities) endTurn(ctx context.Context, an *Announcement, messages []ChatMessage, res CallModelResult) (CallModelResult, error) {
-	status, ok := res.EndsTurn()
-	if !ok {
-		return res, nil
-	}
-	if an.Document != nil && status == run.StatusCompleted {
-		check, err := a.CheckOutput(ctx, CheckOutputInput{Document: an.Document, Content: res.Content})
-		if err != nil || !check.Valid {
-			// The workflow checks it again, and repairs or fails it.
-			return res, nil
-		}
-		res.Parsed = check.Parsed
-	}
-	rec, err := an.RunRecord(messages, res, status, time.Now())
-	if err != nil {
-		activity.GetLogger(ctx).Warn("turn not ended by the model call", "run", rec.ID, "err", err)
-		return res, nil
-	}
-	wrote, err := a.writeRun(ctx, rec, true)
-	if err != nil {
-		activity.GetLogger(ctx).Warn("turn not ended by the model call", "run", rec.ID, "err", err)
-		return res, nil
-	}
-	if !wrote {
-		earlier, found, err := a.recordedReply(ctx, rec.ID)
-		if found || err != nil {
-			return earlier, err
-		}
-		// The row is there but holds no reply of this call: the workflow
-		// records the run itself.
-		return res, nil
-	}
-	res.Recorded = true
-	a.announceReply(ctx, an, res)
-	return res, nil
-}
-
-// RunRecord is the run's row once res, the first model call's reply, has
-// ended the run with status at now: Record with the reply added
-// (RunRecord.AddReply), and messages, the call's, as the rendered ones when
-// Record leaves them out.
-func (an *Announcement) RunRecord(messages []ChatMessage, res CallModelResult, status string, now time.Time) (RunRecord, error) {
-	rec := an.Record
-	if rec.RenderedMessages == nil {
-		rec.RenderedMessages = messages
-	}
-	err := rec.AddReply(res, status, now)
-	return rec, err
-}
-
-// announceReply announces the turn that res, a recorded reply, ended.
-func (a *Activities) announceReply(ctx context.Context, an *Announcement, res CallModelResult) {
-	reply, err := json.Marshal(res)
-	if err != nil {
-		activity.GetLogger(ctx).Warn("turn end not announced", "run", an.Record.ID, "subject", an.Subject, "err", err)
-		return
-	}
-	a.announce(ctx, an.Record.ID, an.Subject, runstream.Event{Type: runstream.TypeTurnEnded, Output: an.Turn, Reply: reply})
 }
 
 // upstreamFailure is the error of an upstream's answer with status >= 300.

@@ -11,9 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.temporal.io/sdk/activity"
 
-	"github.com/budhq/bud/db"
 	"github.com/budhq/bud/db/dbsqlc"
-	"github.com/budhq/bud/run"
 	"github.com/budhq/bud/runstream"
 )
 
@@ -215,34 +213,6 @@ func ModelCallOf(n int, res CallModelResult) ModelCall {
 		Call: n, Attempt: res.Attempt, LatencyMS: res.LatencyMS, Usage: res.Usage,
 		FinishReason: res.FinishReason, Model: res.Model,
 	}
-}
-
-// recordedReply is the reply with which a model call ended the run's first
-// turn (see Announcement), if the run's row holds one; err is a failure to
-// read the row.
-func (a *Activities) recordedReply(ctx context.Context, runID string) (res CallModelResult, found bool, err error) {
-	if a.Pool == nil {
-		return res, false, errors.New("call model: no database configured")
-	}
-	row, err := dbsqlc.New(a.Pool).GetRunByID(ctx, runID)
-	switch {
-	case db.IsNoRows(err):
-		return res, false, nil
-	case err != nil:
-		return res, false, fmt.Errorf("call model: read the run's row: %w", err)
-	case row.Status != run.StatusCompleted && row.Status != run.StatusIncomplete:
-		return res, false, nil
-	}
-	var calls []ModelCall
-	var out RunOutput
-	if json.Unmarshal(row.ModelCalls, &calls) != nil || len(calls) != 1 || json.Unmarshal(row.Output, &out) != nil {
-		return res, false, nil
-	}
-	c := calls[0]
-	return CallModelResult{
-		Content: out.Text, FinishReason: c.FinishReason, Usage: c.Usage, LatencyMS: c.LatencyMS,
-		Model: c.Model, Attempt: c.Attempt, Recorded: true, Parsed: out.Parsed,
-	}, true, nil
 }
 
 // nullJSON is nil (SQL NULL) for absent or null JSON.
