@@ -5,13 +5,20 @@ BIN       := $(CURDIR)/bin
 SQLC      := $(BIN)/sqlc
 # sqlc is pinned; it is built from the Go module proxy on first use.
 SQLC_VERSION := v1.31.1
+# The linters are pinned and built the same way. workflowcheck v0.6.0 is its
+# newest release; it does not import the SDK but reads the workflows' source,
+# which it checks as written against SDK v1.50.0.
+STATICCHECK := $(BIN)/staticcheck
+STATICCHECK_VERSION := v0.8.2
+WORKFLOWCHECK := $(BIN)/workflowcheck
+WORKFLOWCHECK_VERSION := v0.6.0
 # daprd, the Dapr sidecar, is built from the Go module proxy on first use; its
 # version is pinned by tools/daprd/go.mod. The first build takes minutes.
 DAPRD     := $(BIN)/daprd
 DAPR_VERSION := $(shell awk '$$1 == "require" && $$2 == "github.com/dapr/dapr" { print substr($$3, 2) }' tools/daprd/go.mod)
 GOTEST_FLAGS ?= -count=1 -timeout 30m
 
-.PHONY: all build run test verify generate vet fmt bench bench-gateway bench-responses clean
+.PHONY: all build run test verify lint generate vet fmt bench bench-gateway bench-responses clean
 
 all: build
 
@@ -32,6 +39,12 @@ node_modules/.bin/mcp-server-everything: package.json package-lock.json
 $(SQLC):
 	GOBIN=$(BIN) $(GO) install github.com/sqlc-dev/sqlc/cmd/sqlc@$(SQLC_VERSION)
 
+$(STATICCHECK):
+	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+$(WORKFLOWCHECK):
+	GOBIN=$(BIN) $(GO) install go.temporal.io/sdk/contrib/tools/workflowcheck@$(WORKFLOWCHECK_VERSION)
+
 .PHONY: daprd
 daprd: $(DAPRD)
 
@@ -45,9 +58,15 @@ $(DAPRD): tools/daprd/go.mod tools/daprd/go.sum tools/daprd/main.go
 generate: $(SQLC)
 	$(SQLC) generate
 
+# lint fails on any staticcheck finding, or on a workflow that reaches
+# non-deterministic code (workflowcheck; its config says what it misreads).
+lint: $(STATICCHECK) $(WORKFLOWCHECK)
+	$(STATICCHECK) ./...
+	$(WORKFLOWCHECK) -config workflowcheck.config.yaml ./workflows/...
+
 # verify fails when generated code is stale, go.mod is untidy, code is not
-# gofmt'ed, or go vet complains.
-verify: $(SQLC)
+# gofmt'ed, go vet complains, or lint does.
+verify: $(SQLC) lint
 	$(SQLC) diff
 	$(GO) mod tidy -diff
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './bin/*')); \
