@@ -214,6 +214,7 @@ func (r *promptRun) applyResume(ctx workflow.Context) error {
 	for _, k := range all {
 		r.cur.ToolCalls = append(r.cur.ToolCalls, r.toolCalls[k])
 	}
+	//workflowcheck:ignore copying one map into another does not depend on order
 	for id, out := range res.outputs {
 		r.results[id] = out
 	}

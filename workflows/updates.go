@@ -6,6 +6,7 @@ package workflows
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 
 	"go.temporal.io/sdk/temporal"
@@ -131,9 +132,12 @@ func refuseAt(param, format string, args ...any) error {
 // refuseInput refuses the input with a problem an item reader found (a
 // *bud.Error naming the field).
 func refuseInput(err error) error {
+	// The first field in order, so that a problem naming several fields
+	// refuses the same way on every replay.
 	param := ""
-	for f := range bud.ErrorFields(err) {
-		param = f
+	//workflowcheck:ignore the keys are sorted before use
+	if fields := slices.Sorted(maps.Keys(bud.ErrorFields(err))); len(fields) > 0 {
+		param = fields[0]
 	}
 	return refuseAt(param, "%s", bud.ErrorMessage(err))
 }

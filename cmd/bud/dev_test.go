@@ -82,8 +82,6 @@ type devProcess struct {
 type lockedBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
-	// lines receives each stdout line as it arrives.
-	lines chan string
 }
 
 func (l *lockedBuffer) Write(p []byte) (int, error) {
