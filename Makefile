@@ -88,9 +88,12 @@ bench-gateway: build
 	$(GO) run ./cmd/budbench -bud $(BIN)/bud -duration 20s $(BENCH_FLAGS)
 
 # What a single-call prompt run through /v1/responses adds over the model,
-# on bud dev's embedded defaults, sequentially and with 50 concurrent callers.
+# on bud dev's embedded defaults, sequentially and with 50 concurrent callers;
+# then, alternately on fresh bud devs, the same code built without the first
+# model call's fast path (-tags nofirstturn), to show what that path earns.
 bench-responses: build $(DAPRD)
-	$(GO) run ./cmd/budbench responses -bud $(BIN)/bud -duration 20s $(BENCH_FLAGS)
+	$(GO) build -tags nofirstturn -o $(BIN)/bud-nofirstturn ./cmd/bud
+	$(GO) run ./cmd/budbench responses -bud $(BIN)/bud -compare $(BIN)/bud-nofirstturn -duration 20s $(BENCH_FLAGS)
 
 clean:
 	rm -rf $(BIN) .bud

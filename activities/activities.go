@@ -36,7 +36,8 @@ type Config struct {
 	// DeploymentTTL bounds how stale a resolved deployment may be; 0 means
 	// DefaultDeploymentTTL.
 	DeploymentTTL time.Duration
-	// Tools runs connection tools; nil until tool execution exists.
+	// Tools runs connection tools; nil means a run with connection tools
+	// fails its tool steps.
 	Tools ToolExecutor
 	// NATS carries a streaming run's deltas to the gateway; nil means a
 	// streaming call still streams from the model but publishes nothing.

@@ -15,10 +15,9 @@ func (r *promptRun) streaming() bool { return r.subject != "" }
 // publish sends one of the run's own events to a streaming caller (see
 // package runstream): the verdict on a structured reply, which tells the
 // gateway whether the text it holds is the output or will be repaired, and
-// the tool events. A run that does not stream publishes nothing: its
-// history is the one it had before streaming existed, which the replay test
-// holds it to. Streaming is best effort: a failure to publish does not fail
-// the run.
+// the tool events. A run that does not stream publishes nothing, so its
+// history holds no publishing steps. Streaming is best effort: a failure to
+// publish does not fail the run.
 func (r *promptRun) publish(ctx workflow.Context, ev runstream.Event) {
 	if !r.streaming() {
 		return

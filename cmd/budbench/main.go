@@ -57,6 +57,8 @@ func main() {
 	concurrency := flag.Int("concurrency", 50, "responses: concurrent callers")
 	waits := flag.String("waits", "start,update", "responses: ways to start and await a run to compare (BUD_RUN_WAIT values), the first also streamed")
 	budPath := flag.String("bud", "bin/bud", "path of the bud binary to benchmark")
+	compare := flag.String("compare", "", "responses: a second bud binary to measure against -bud, alternately on fresh bud devs (BUD_RUN_WAIT=start, sequential and concurrent)")
+	rounds := flag.Int("rounds", 2, "responses: rounds of the -compare alternation")
 	dbURL := flag.String("database-url", envOr("BUD_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"), "server to create the benchmark database on")
 	ratesFlag := flag.String("rates", "500,1000,2000", "fixed arrival rates to measure, requests/s")
 	duration := flag.Duration("duration", 10*time.Second, "how long each rate runs, per target")
@@ -87,6 +89,9 @@ func main() {
 	var err error
 	if mode == "responses" {
 		err = runResponses(ctx, *budPath, *dbURL, *sequential, *concurrency, *duration, strings.Split(*waits, ","))
+		if err == nil && *compare != "" {
+			err = compareBinaries(ctx, *budPath, *compare, *dbURL, *rounds, *sequential, *concurrency, *duration)
+		}
 	} else {
 		err = run(ctx, *budPath, *dbURL, *ratesFlag, *duration, *warmup, *maxSearch)
 	}

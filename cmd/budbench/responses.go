@@ -52,6 +52,29 @@ func runResponses(ctx context.Context, budPath, serverURL string, sequential, co
 	return nil
 }
 
+// compareBinaries measures two bud binaries alternately, each on a fresh
+// bud dev in the same run, so that the machine's drift over minutes falls on
+// both alike: a ratio of their figures is what to read, not either alone.
+func compareBinaries(ctx context.Context, budPath, otherPath, serverURL string, rounds, sequential, concurrency int, duration time.Duration) error {
+	up, err := upstreamtest.Listen("127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer up.Close()
+	up.SetRecording(false)
+	up.SetDefault(upstreamtest.Text("Hello! This is a short fixed reply from the stand-in."))
+	fmt.Printf("budbench responses: %s against %s, alternately, %d rounds\n", budPath, otherPath, rounds)
+	for i := range rounds {
+		for _, path := range []string{budPath, otherPath} {
+			fmt.Printf("round %d, %s: ", i+1, path)
+			if err := measureWait(ctx, up, path, serverURL, "start", false, sequential, concurrency, duration); err != nil {
+				return fmt.Errorf("%s: %w", path, err)
+			}
+		}
+	}
+	return nil
+}
+
 func measureWait(ctx context.Context, up *upstreamtest.Server, budPath, serverURL, wait string, streaming bool, sequential, concurrency int, duration time.Duration) error {
 	dbURL, dropDB, err := createDatabase(ctx, serverURL)
 	if err != nil {
