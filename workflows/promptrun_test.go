@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/mock"
@@ -16,6 +17,7 @@ import (
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/worker"
 
 	"github.com/budhq/bud/activities"
 	"github.com/budhq/bud/run"
@@ -136,11 +138,15 @@ func (h *harness) replies(t *testing.T, replies ...any) {
 }
 
 // newTestEnv is a workflow test environment that logs nothing: the failures
-// the tests provoke would otherwise flood the output.
+// the tests provoke would otherwise flood the output. The environment runs
+// local activities on the workflow's goroutine, so its deadlock detector
+// (1 s by default) would fail a first template compile on a busy machine.
 func newTestEnv() *testsuite.TestWorkflowEnvironment {
 	var s testsuite.WorkflowTestSuite
 	s.SetLogger(log.NewStructuredLogger(slog.New(slog.DiscardHandler)))
-	return s.NewTestWorkflowEnvironment()
+	env := s.NewTestWorkflowEnvironment()
+	env.SetWorkerOptions(worker.Options{DeadlockDetectionTimeout: time.Minute})
+	return env
 }
 
 func (h *harness) run(t *testing.T, in run.Input) run.Turn {
