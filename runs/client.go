@@ -50,6 +50,10 @@ const (
 // not a response id, no such run, or a run of another project.
 var ErrNotFound = errors.New("runs: no such run")
 
+// ErrNotResponseID is an ErrNotFound whose id is not even a response id of
+// Bud's ("resp_…", or "resp_…_n" for a later turn).
+var ErrNotResponseID = fmt.Errorf("%w: not a response id", ErrNotFound)
+
 // StartError is a run that could not be started.
 type StartError struct{ Err error }
 
@@ -171,7 +175,7 @@ func (r Run) NextResponseID() string { return run.TurnID(r.ID, r.Turn+1) }
 func (c *Client) Find(ctx context.Context, project uuid.UUID, responseID string) (Run, error) {
 	runID, n, ok := run.ParseTurnID(responseID)
 	if !ok {
-		return Run{}, ErrNotFound
+		return Run{}, ErrNotResponseID
 	}
 	hist := c.tc.GetWorkflowHistory(ctx, runID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	if !hist.HasNext() {
