@@ -33,13 +33,11 @@ import (
 // BUD_RUN_WAIT) on its own fresh `bud dev`, one after another in the same
 // run, and the time to a stream's first delta with the first of them.
 func runResponses(ctx context.Context, budPath, serverURL string, sequential, concurrency int, duration time.Duration, waits []string) error {
-	up, err := upstreamtest.Listen("127.0.0.1:0")
+	up, err := standIn()
 	if err != nil {
 		return err
 	}
 	defer up.Close()
-	up.SetRecording(false)
-	up.SetDefault(upstreamtest.Text("Hello! This is a short fixed reply from the stand-in."))
 	fmt.Printf("budbench responses: single-call prompt runs on bud dev's embedded defaults, %d cores\n", runtimeCPUs())
 	if l := loadAverage(); l != "" {
 		fmt.Printf("load average (1 min) before the runs: %s; each busy core of other work adds about a third to the sequential figures\n", l)
@@ -52,17 +50,27 @@ func runResponses(ctx context.Context, budPath, serverURL string, sequential, co
 	return nil
 }
 
+// standIn is the upstream the runs call: one short fixed reply, not
+// recorded.
+func standIn() (*upstreamtest.Server, error) {
+	up, err := upstreamtest.Listen("127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	up.SetRecording(false)
+	up.SetDefault(upstreamtest.Text("Hello! This is a short fixed reply from the stand-in."))
+	return up, nil
+}
+
 // compareBinaries measures two bud binaries alternately, each on a fresh
 // bud dev in the same run, so that the machine's drift over minutes falls on
 // both alike: a ratio of their figures is what to read, not either alone.
 func compareBinaries(ctx context.Context, budPath, otherPath, serverURL string, rounds, sequential, concurrency int, duration time.Duration) error {
-	up, err := upstreamtest.Listen("127.0.0.1:0")
+	up, err := standIn()
 	if err != nil {
 		return err
 	}
 	defer up.Close()
-	up.SetRecording(false)
-	up.SetDefault(upstreamtest.Text("Hello! This is a short fixed reply from the stand-in."))
 	fmt.Printf("budbench responses: %s against %s, alternately, %d rounds\n", budPath, otherPath, rounds)
 	for i := range rounds {
 		for _, path := range []string{budPath, otherPath} {
