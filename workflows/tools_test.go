@@ -335,29 +335,6 @@ func TestUnreachableConnectionFailsTheRun(t *testing.T) {
 	require.Empty(t, h.calls)
 }
 
-func TestTurnIDs(t *testing.T) {
-	require.Equal(t, "resp_ab", run.TurnID("resp_ab", 1))
-	require.Equal(t, "resp_ab_3", run.TurnID("resp_ab", 3))
-	for id, want := range map[string]struct {
-		run string
-		n   int
-		ok  bool
-	}{
-		"resp_ab":    {"resp_ab", 1, true},
-		"resp_ab_2":  {"resp_ab", 2, true},
-		"resp_ab_1":  {"", 0, false},
-		"resp_ab_02": {"", 0, false},
-		"resp_":      {"", 0, false},
-		"msg_ab":     {"", 0, false},
-		"resp_ab_x":  {"", 0, false},
-	} {
-		run, n, ok := run.ParseTurnID(id)
-		require.Equal(t, want.run, run, id)
-		require.Equal(t, want.n, n, id)
-		require.Equal(t, want.ok, ok, id)
-	}
-}
-
 func TestFirstTurnIsAnnouncedWithItsRecord(t *testing.T) {
 	h := newHarness(t)
 	h.replies(t, "Hello there.")
