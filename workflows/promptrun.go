@@ -14,6 +14,7 @@ import (
 
 	"github.com/budhq/bud"
 	"github.com/budhq/bud/activities"
+	"github.com/budhq/bud/chat"
 	"github.com/budhq/bud/run"
 	"github.com/budhq/bud/runstream"
 )
@@ -101,10 +102,10 @@ type promptRun struct {
 	prepared  bool
 	prep      activities.PrepareRunResult
 
-	tools     []activities.ChatTool           // offered to the model
+	tools     []chat.Tool                     // offered to the model
 	routes    map[string]activities.ToolRoute // connection tools by offered name
 	functions map[string]bool                 // the caller's function tools
-	messages  []activities.ChatMessage
+	messages  []chat.Message
 	repairs   int
 
 	calls     []activities.ModelCall // every model call, numbered from 1
@@ -117,7 +118,7 @@ type promptRun struct {
 	// A paused run: the reply's calls in order, the outputs known so far by
 	// call id, the function calls and approvals it waits for.
 	waiting   bool
-	pending   []activities.ToolCall
+	pending   []chat.ToolCall
 	results   map[string]string
 	approvals []*approval
 	resume    *resumeInput
@@ -140,7 +141,7 @@ type approval struct {
 type resumeInput struct {
 	outputs   map[string]string // function outputs by call id
 	decisions []decision        // the continue's approval responses
-	messages  []activities.ChatMessage
+	messages  []chat.Message
 }
 
 // decision is an approval response to apply.
@@ -541,7 +542,7 @@ func (r *promptRun) callLoop(ctx workflow.Context) error {
 		switch status, ends := res.EndsTurn(); {
 		case !ends:
 			// A new slice each time: the calls' inputs must not share one.
-			r.messages = append(slices.Clip(r.messages), activities.ChatMessage{Role: "assistant", Content: res.Content, ToolCalls: res.ToolCalls})
+			r.messages = append(slices.Clip(r.messages), chat.Message{Role: "assistant", Content: res.Content, ToolCalls: res.ToolCalls})
 			if err := r.toolStep(ctx, n, res.ToolCalls); err != nil {
 				return err
 			}
@@ -593,8 +594,8 @@ func (r *promptRun) callLoop(ctx workflow.Context) error {
 		}
 		r.repairs++
 		r.messages = append(slices.Clip(r.messages),
-			activities.ChatMessage{Role: "assistant", Content: res.Content},
-			activities.ChatMessage{Role: "user", Content: RepairMessage(check)},
+			chat.Message{Role: "assistant", Content: res.Content},
+			chat.Message{Role: "user", Content: RepairMessage(check)},
 		)
 	}
 }
@@ -603,7 +604,7 @@ func (r *promptRun) callLoop(ctx workflow.Context) error {
 // returned to it, connection tools that need approval wait for it, the
 // others run now, in parallel. Calls of tools the model was not offered get
 // an error it can read. When anything waits, the run pauses (r.waiting).
-func (r *promptRun) toolStep(ctx workflow.Context, n int, calls []activities.ToolCall) error {
+func (r *promptRun) toolStep(ctx workflow.Context, n int, calls []chat.ToolCall) error {
 	r.pending = calls
 	r.results = map[string]string{}
 	r.approvals = nil
@@ -739,10 +740,10 @@ func (r *promptRun) applyResume(ctx workflow.Context) error {
 
 // feedBack appends one tool message per call of the last reply, in the
 // reply's order, then extra messages.
-func (r *promptRun) feedBack(extra []activities.ChatMessage) {
+func (r *promptRun) feedBack(extra []chat.Message) {
 	msgs := slices.Clip(r.messages)
 	for _, c := range r.pending {
-		msgs = append(msgs, activities.ChatMessage{Role: "tool", ToolCallID: c.ID, Content: r.results[c.ID]})
+		msgs = append(msgs, chat.Message{Role: "tool", ToolCallID: c.ID, Content: r.results[c.ID]})
 	}
 	r.messages = append(msgs, extra...)
 	r.pending, r.results = nil, nil
