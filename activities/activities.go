@@ -8,18 +8,14 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"go.temporal.io/sdk/activity"
 
+	"github.com/budhq/bud/deployment"
 	"github.com/budhq/bud/secrets"
 )
-
-// DefaultDeploymentTTL is how long a resolved model deployment is reused
-// before it is read from the database again.
-const DefaultDeploymentTTL = 5 * time.Second
 
 // Config holds what New needs.
 type Config struct {
@@ -33,9 +29,11 @@ type Config struct {
 	// HTTPClient calls model deployments; nil means a client of its own.
 	// It must not retry: the workflow's retry policy does.
 	HTTPClient *http.Client
-	// DeploymentTTL bounds how stale a resolved deployment may be; 0 means
-	// DefaultDeploymentTTL.
-	DeploymentTTL time.Duration
+	// Deployments resolves model deployments; run a changes.Listener with
+	// it so that a changed deployment is seen at once. nil means a cache of
+	// its own over Pool and Box, which no notification reaches: entries
+	// then last deployment.DefaultTTL.
+	Deployments *deployment.Cache
 	// Tools runs connection tools; nil means a run with connection tools
 	// fails its tool steps.
 	Tools ToolExecutor
@@ -56,7 +54,7 @@ type Activities struct {
 	Tools      ToolExecutor
 	NATS       *nats.Conn
 
-	deployments deploymentCache
+	deployments *deployment.Cache
 	documents   documentCache
 }
 
@@ -66,8 +64,10 @@ func New(c Config) *Activities {
 	if hc == nil {
 		hc = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
 	}
-	a := &Activities{Identity: c.Identity, Pool: c.Pool, Box: c.Box, HTTPClient: hc, Tools: c.Tools, NATS: c.NATS}
-	a.deployments.ttl = c.DeploymentTTL
+	a := &Activities{Identity: c.Identity, Pool: c.Pool, Box: c.Box, HTTPClient: hc, Tools: c.Tools, NATS: c.NATS, deployments: c.Deployments}
+	if a.deployments == nil && c.Pool != nil {
+		a.deployments = deployment.NewCache(deployment.Config{Pool: c.Pool, Box: c.Box})
+	}
 	return a
 }
 

@@ -1,6 +1,7 @@
 package activities_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -17,8 +18,11 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/budhq/bud/activities"
+	"github.com/budhq/bud/changes"
+	"github.com/budhq/bud/chat"
 	"github.com/budhq/bud/db/dbsqlc"
 	"github.com/budhq/bud/db/dbtest"
+	"github.com/budhq/bud/deployment"
 	"github.com/budhq/bud/run"
 	"github.com/budhq/bud/secrets"
 	"github.com/budhq/bud/upstreamtest"
@@ -100,7 +104,7 @@ func (b *bundle) callModel(t *testing.T, in activities.CallModelInput) (activiti
 		in.Deployment = "qwen"
 	}
 	if in.Messages == nil {
-		in.Messages = []activities.ChatMessage{{Role: "user", Content: "hi"}}
+		in.Messages = []chat.Message{{Role: "user", Content: "hi"}}
 	}
 	v, err := b.env.ExecuteActivity(b.acts.CallModel, in)
 	if err != nil {
@@ -128,14 +132,14 @@ func TestCallModelSendsTheChatRequest(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.upstream.Script(upstreamtest.Text("Bonjour.").WithUsage(upstreamtest.Usage{PromptTokens: 12, CompletionTokens: 3}))
-	messages := []activities.ChatMessage{
+	messages := []chat.Message{
 		{Role: "system", Content: "Translate to French."},
 		{Role: "user", Content: "Hello."},
-		{Role: "assistant", ToolCalls: []activities.ToolCall{{ID: "call_1", Type: "function", Function: activities.ToolCallFunction{Name: "lookup", Arguments: `{"w":"hello"}`}}}},
+		{Role: "assistant", ToolCalls: []chat.ToolCall{{ID: "call_1", Type: "function", Function: chat.ToolCallFunction{Name: "lookup", Arguments: `{"w":"hello"}`}}}},
 		{Role: "tool", ToolCallID: "call_1", Content: "bonjour"},
 	}
 	responseFormat := json.RawMessage(`{"type":"json_schema","json_schema":{"name":"output","strict":true,"schema":{"type":"object","properties":{"fr":{"type":"string"}},"required":["fr"],"additionalProperties":false}}}`)
-	tools := []activities.ChatTool{{Type: "function", Function: activities.ChatFunction{Name: "lookup", Description: "Dictionary", Parameters: json.RawMessage(`{"type":"object","properties":{"w":{"type":"string"}}}`)}}}
+	tools := []chat.Tool{{Type: "function", Function: chat.Function{Name: "lookup", Description: "Dictionary", Parameters: json.RawMessage(`{"type":"object","properties":{"w":{"type":"string"}}}`)}}}
 
 	res, err := b.callModel(t, activities.CallModelInput{
 		Messages:       messages,
@@ -147,7 +151,7 @@ func TestCallModelSendsTheChatRequest(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "Bonjour.", res.Content)
 	require.Equal(t, "stop", res.FinishReason)
-	require.Equal(t, activities.ModelUsage{PromptTokens: 12, CompletionTokens: 3, TotalTokens: 15}, res.Usage)
+	require.Equal(t, chat.Usage{PromptTokens: 12, CompletionTokens: 3, TotalTokens: 15}, res.Usage)
 	require.Equal(t, upstreamModel, res.Model)
 	require.Equal(t, int32(1), res.Attempt)
 	require.GreaterOrEqual(t, res.LatencyMS, int64(0))
@@ -186,7 +190,7 @@ func TestCallModelReturnsToolCalls(t *testing.T) {
 	require.Len(t, res.ToolCalls, 1)
 	require.NotEmpty(t, res.ToolCalls[0].ID)
 	require.Equal(t, "function", res.ToolCalls[0].Type)
-	require.Equal(t, activities.ToolCallFunction{Name: "get_weather", Arguments: `{"city":"Paris"}`}, res.ToolCalls[0].Function)
+	require.Equal(t, chat.ToolCallFunction{Name: "get_weather", Arguments: `{"city":"Paris"}`}, res.ToolCalls[0].Function)
 }
 
 func TestCallModelRateLimitIsRetryable(t *testing.T) {
@@ -288,7 +292,7 @@ func TestCallModelClientTimeoutIsRetryable(t *testing.T) {
 	env := newActivityEnv(acts)
 	b.upstream.Script(upstreamtest.Text("late").WithDelay(time.Minute))
 
-	_, err := env.ExecuteActivity(acts.CallModel, activities.CallModelInput{ProjectID: b.project, Deployment: "qwen", Messages: []activities.ChatMessage{{Role: "user", Content: "hi"}}})
+	_, err := env.ExecuteActivity(acts.CallModel, activities.CallModelInput{ProjectID: b.project, Deployment: "qwen", Messages: []chat.Message{{Role: "user", Content: "hi"}}})
 
 	appErr, _ := appError(t, err)
 	require.Equal(t, run.UpstreamUnavailable, appErr.Type())
@@ -305,7 +309,7 @@ func TestCallModelKeyOfAnotherBoxIsAConfigurationFault(t *testing.T) {
 	acts := activities.New(activities.Config{Pool: b.pool, Box: otherBox})
 	env := newActivityEnv(acts)
 
-	_, err = env.ExecuteActivity(acts.CallModel, activities.CallModelInput{ProjectID: b.project, Deployment: "qwen", Messages: []activities.ChatMessage{{Role: "user", Content: "hi"}}})
+	_, err = env.ExecuteActivity(acts.CallModel, activities.CallModelInput{ProjectID: b.project, Deployment: "qwen", Messages: []chat.Message{{Role: "user", Content: "hi"}}})
 
 	appErr, f := appError(t, err)
 	require.Equal(t, run.ProviderKey, appErr.Type())
@@ -313,22 +317,51 @@ func TestCallModelKeyOfAnotherBoxIsAConfigurationFault(t *testing.T) {
 	require.Equal(t, "internal error", f.Message)
 }
 
-func TestChatMessageContentNullOnlyForToolCalls(t *testing.T) {
+// TestCallModelSeesAChangedDeploymentAtOnce: with the change listener a
+// worker runs, a changed or created deployment is called as it now is,
+// though the cache trusts its entries for an hour.
+func TestCallModelSeesAChangedDeploymentAtOnce(t *testing.T) {
 	t.Parallel()
-	b, err := json.Marshal([]activities.ChatMessage{
-		{Role: "assistant", Content: ""},
-		{Role: "assistant", ToolCalls: []activities.ToolCall{{ID: "c", Type: "function", Function: activities.ToolCallFunction{Name: "f", Arguments: "{}"}}}},
-		{Role: "assistant", Content: "Checking.", ToolCalls: []activities.ToolCall{{ID: "c", Type: "function", Function: activities.ToolCallFunction{Name: "f", Arguments: "{}"}}}},
+	b := setup(t)
+	deployments := deployment.NewCache(deployment.Config{Pool: b.pool, Box: b.box, TTL: time.Hour})
+	l := changes.NewListener(b.pool, nil, deployments)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = l.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case <-l.Listening():
+	case <-time.After(10 * time.Second):
+		t.Fatal("never subscribed to changes")
+	}
+	b.acts = activities.New(activities.Config{Identity: "test", Pool: b.pool, Box: b.box, Deployments: deployments})
+	b.env = newActivityEnv(b.acts)
+
+	_, err := b.callModel(t, activities.CallModelInput{})
+	require.NoError(t, err)
+	require.Equal(t, upstreamModel, b.upstream.Requests()[0].Model)
+	_, err = b.callModel(t, activities.CallModelInput{Deployment: "later"})
+	appErr, _ := appError(t, err)
+	require.Equal(t, run.ModelNotFound, appErr.Type())
+
+	row, err := b.q.GetDeploymentByName(t.Context(), dbsqlc.GetDeploymentByNameParams{ProjectID: b.project, Name: "qwen"})
+	require.NoError(t, err)
+	_, err = b.q.UpdateDeployment(t.Context(), dbsqlc.UpdateDeploymentParams{
+		ProjectID: b.project, ID: row.ID, Name: row.Name, BaseURL: row.BaseURL, UpstreamModel: "renamed",
+		APIKeySealed: row.APIKeySealed, DefaultParams: row.DefaultParams, Settings: row.Settings,
 	})
 	require.NoError(t, err)
-	require.JSONEq(t, `[
-	  {"role": "assistant", "content": ""},
-	  {"role": "assistant", "content": null, "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
-	  {"role": "assistant", "content": "Checking.", "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}
-	]`, string(b))
-	var back []activities.ChatMessage
-	require.NoError(t, json.Unmarshal(b, &back))
-	require.Empty(t, back[1].Content)
+	require.Eventually(t, func() bool {
+		_, err := b.callModel(t, activities.CallModelInput{})
+		reqs := b.upstream.Requests()
+		return err == nil && reqs[len(reqs)-1].Model == "renamed"
+	}, time.Second, 10*time.Millisecond)
+
+	b.modelDeployment(t, "later", b.upstream.URL(), providerKey, `{}`)
+	require.Eventually(t, func() bool {
+		_, err := b.callModel(t, activities.CallModelInput{Deployment: "later"})
+		return err == nil
+	}, time.Second, 10*time.Millisecond)
 }
 
 func TestEcho(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 
 	"go.temporal.io/sdk/activity"
 
+	"github.com/budhq/bud/chat"
 	"github.com/budhq/bud/db"
 	"github.com/budhq/bud/db/dbsqlc"
 	"github.com/budhq/bud/run"
@@ -83,7 +84,7 @@ func (f firstTurn) call(ctx context.Context, in CallModelInput) (CallModelResult
 // and is returned instead. A row that could not be written leaves the run
 // to the workflow; a row that is there but could not be read is a
 // retryable error.
-func (f firstTurn) end(ctx context.Context, messages []ChatMessage, res CallModelResult) (CallModelResult, error) {
+func (f firstTurn) end(ctx context.Context, messages []chat.Message, res CallModelResult) (CallModelResult, error) {
 	a, an := f.a, f.an
 	status, ok := res.EndsTurn()
 	if !ok {
@@ -125,7 +126,7 @@ func (f firstTurn) end(ctx context.Context, messages []ChatMessage, res CallMode
 // ended the run with status at now: Record with the reply added
 // (RunRecord.AddReply), and messages, the call's, as the rendered ones when
 // Record leaves them out.
-func (an *Announcement) RunRecord(messages []ChatMessage, res CallModelResult, status string, now time.Time) (RunRecord, error) {
+func (an *Announcement) RunRecord(messages []chat.Message, res CallModelResult, status string, now time.Time) (RunRecord, error) {
 	rec := an.Record
 	if rec.RenderedMessages == nil {
 		rec.RenderedMessages = messages

@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/budhq/bud"
+	"github.com/budhq/bud/chat"
 	"github.com/budhq/bud/prompt"
 	"github.com/budhq/bud/run"
 )
@@ -42,14 +43,14 @@ type PrepareRunResult struct {
 	Deployment string `json:"deployment"`
 	// Messages are the instructions, the rendered messages and the input
 	// items, in that order.
-	Messages []ChatMessage `json:"messages"`
+	Messages []chat.Message `json:"messages"`
 	// ModelParams are the document's model parameters (a JSON object).
 	ModelParams json.RawMessage `json:"model_params,omitempty"`
 	// ResponseFormat is the json_schema response format of a structured
 	// output, nil for a text output.
 	ResponseFormat json.RawMessage `json:"response_format,omitempty"`
 	// Tools are the document's function tools in OpenAI's format.
-	Tools []ChatTool `json:"tools,omitempty"`
+	Tools []chat.Tool `json:"tools,omitempty"`
 	// ConnectionTools are the document's active connection tools, which
 	// ResolveTools turns into tools to offer.
 	ConnectionTools []prompt.Tool `json:"connection_tools,omitempty"`
@@ -93,12 +94,12 @@ func (a *Activities) PrepareRun(ctx context.Context, in PrepareRunInput) (Prepar
 		return PrepareRunResult{}, invalidInput(err)
 	}
 
-	msgs := make([]ChatMessage, 0, 1+len(rendered)+len(items))
+	msgs := make([]chat.Message, 0, 1+len(rendered)+len(items))
 	if in.Instructions != "" {
-		msgs = append(msgs, ChatMessage{Role: prompt.RoleSystem, Content: in.Instructions})
+		msgs = append(msgs, chat.Message{Role: prompt.RoleSystem, Content: in.Instructions})
 	}
 	for _, m := range rendered {
-		msgs = append(msgs, ChatMessage{Role: m.Role, Content: m.Content})
+		msgs = append(msgs, chat.Message{Role: m.Role, Content: m.Content})
 	}
 	msgs = append(msgs, items...)
 
@@ -132,7 +133,7 @@ func (a *Activities) PrepareRun(ctx context.Context, in PrepareRunInput) (Prepar
 			}
 			continue
 		}
-		out.Tools = append(out.Tools, ChatTool{Type: "function", Function: ChatFunction{
+		out.Tools = append(out.Tools, chat.Tool{Type: "function", Function: chat.Function{
 			Name: t.Name, Description: t.Description, Parameters: t.Parameters,
 		}})
 	}
@@ -239,7 +240,7 @@ type InputItem struct {
 // message before it (or starts one) as a tool call; a function_call_output
 // becomes a "tool" message. Problems are *bud.Error with fields named as in
 // the request ("input[2].content[0].type").
-func inputItemMessages(raw json.RawMessage) ([]ChatMessage, error) {
+func inputItemMessages(raw json.RawMessage) ([]chat.Message, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
 		return nil, nil
@@ -249,13 +250,13 @@ func inputItemMessages(raw json.RawMessage) ([]ChatMessage, error) {
 		if err := json.Unmarshal(raw, &s); err != nil {
 			return nil, problem("input", "must be a string or a list of input items")
 		}
-		return []ChatMessage{{Role: prompt.RoleUser, Content: s}}, nil
+		return []chat.Message{{Role: prompt.RoleUser, Content: s}}, nil
 	}
 	var items []json.RawMessage
 	if err := json.Unmarshal(raw, &items); err != nil {
 		return nil, problem("input", "must be a string or a list of input items")
 	}
-	var msgs []ChatMessage
+	var msgs []chat.Message
 	for i, rawItem := range items {
 		path := fmt.Sprintf("input[%d]", i)
 		var it InputItem
@@ -276,12 +277,12 @@ func inputItemMessages(raw json.RawMessage) ([]ChatMessage, error) {
 			if it.Name == "" {
 				return nil, problem(path+".name", "is required")
 			}
-			call := ToolCall{ID: it.CallID, Type: "function", Function: ToolCallFunction{Name: it.Name, Arguments: it.Arguments}}
+			call := chat.ToolCall{ID: it.CallID, Type: "function", Function: chat.ToolCallFunction{Name: it.Name, Arguments: it.Arguments}}
 			// Parallel calls travel in one assistant message in chat.
 			if n := len(msgs); n > 0 && msgs[n-1].Role == prompt.RoleAssistant {
 				msgs[n-1].ToolCalls = append(msgs[n-1].ToolCalls, call)
 			} else {
-				msgs = append(msgs, ChatMessage{Role: prompt.RoleAssistant, ToolCalls: []ToolCall{call}})
+				msgs = append(msgs, chat.Message{Role: prompt.RoleAssistant, ToolCalls: []chat.ToolCall{call}})
 			}
 		case "function_call_output":
 			if it.CallID == "" {
@@ -291,7 +292,7 @@ func inputItemMessages(raw json.RawMessage) ([]ChatMessage, error) {
 			if err != nil {
 				return nil, err
 			}
-			msgs = append(msgs, ChatMessage{Role: prompt.RoleTool, ToolCallID: it.CallID, Content: text})
+			msgs = append(msgs, chat.Message{Role: prompt.RoleTool, ToolCallID: it.CallID, Content: text})
 		default:
 			return nil, problem(path+".type", fmt.Sprintf("%q items are not supported; use message, function_call or function_call_output", it.Type))
 		}
@@ -301,19 +302,19 @@ func inputItemMessages(raw json.RawMessage) ([]ChatMessage, error) {
 
 // MessageItem converts a message item, found at path in the request
 // ("input[2]"), into a chat message.
-func MessageItem(path string, it InputItem) (ChatMessage, error) {
+func MessageItem(path string, it InputItem) (chat.Message, error) {
 	switch it.Role {
 	case prompt.RoleUser, prompt.RoleAssistant, prompt.RoleSystem, prompt.RoleDeveloper:
 	case "":
-		return ChatMessage{}, problem(path+".role", "is required")
+		return chat.Message{}, problem(path+".role", "is required")
 	default:
-		return ChatMessage{}, problem(path+".role", "must be one of user, assistant, system, developer")
+		return chat.Message{}, problem(path+".role", "must be one of user, assistant, system, developer")
 	}
 	text, err := ContentText(path+".content", it.Content)
 	if err != nil {
-		return ChatMessage{}, err
+		return chat.Message{}, err
 	}
-	return ChatMessage{Role: it.Role, Content: text}, nil
+	return chat.Message{Role: it.Role, Content: text}, nil
 }
 
 // ContentText reads an item's content or output at path: a string, or a

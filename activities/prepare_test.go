@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/budhq/bud/activities"
+	"github.com/budhq/bud/chat"
 	"github.com/budhq/bud/run"
 )
 
@@ -55,7 +56,7 @@ func TestPrepareRunRenders(t *testing.T) {
 
 	require.NoError(t, err)
 	require.Equal(t, "qwen", res.Deployment)
-	require.Equal(t, []activities.ChatMessage{
+	require.Equal(t, []chat.Message{
 		{Role: "system", Content: "Be brief."},
 		{Role: "system", Content: "You are a butler."},
 		{Role: "user", Content: "Greet Ada, aged 36."},
@@ -85,7 +86,7 @@ func TestPrepareRunTextPrompt(t *testing.T) {
 	})
 
 	require.NoError(t, err)
-	require.Equal(t, []activities.ChatMessage{{Role: "user", Content: "Echo: ping"}}, res.Messages)
+	require.Equal(t, []chat.Message{{Role: "user", Content: "Echo: ping"}}, res.Messages)
 	require.Empty(t, res.ResponseFormat)
 	require.Empty(t, res.Tools)
 	require.False(t, res.StructuredOutput)

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.temporal.io/sdk/activity"
 
+	"github.com/budhq/bud/chat"
 	"github.com/budhq/bud/db/dbsqlc"
 	"github.com/budhq/bud/runstream"
 )
@@ -33,7 +34,7 @@ type RunRecord struct {
 	Input  RunInput `json:"input"`
 	// RenderedMessages are the messages of the first model call; nil when
 	// the run failed before rendering.
-	RenderedMessages []ChatMessage `json:"rendered_messages,omitempty"`
+	RenderedMessages []chat.Message `json:"rendered_messages,omitempty"`
 	// Output is the run's output as JSON, nil when there is none.
 	Output     json.RawMessage `json:"output,omitempty"`
 	ModelCalls []ModelCall     `json:"model_calls"`
@@ -75,7 +76,7 @@ type ModelCall struct {
 	// Attempt is the activity attempt that answered; 0 when none did.
 	Attempt      int32      `json:"attempt,omitempty"`
 	LatencyMS    int64      `json:"latency_ms"`
-	Usage        ModelUsage `json:"usage"`
+	Usage        chat.Usage `json:"usage"`
 	FinishReason string     `json:"finish_reason,omitempty"`
 	// Model is the model the upstream says answered.
 	Model string `json:"model,omitempty"`

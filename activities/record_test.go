@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/budhq/bud/activities"
+	"github.com/budhq/bud/chat"
 	"github.com/budhq/bud/db/dbsqlc"
 )
 
@@ -18,10 +19,10 @@ func runRecord(b *bundle, id string) activities.RunRecord {
 		ID: id, ProjectID: b.project, PromptID: uuid.MustParse("0c0ffee0-0000-4000-8000-000000000001"), PromptVersion: 2,
 		Deployment: "greeter", Model: "qwen", Source: "api", Status: "completed",
 		Input:            activities.RunInput{Variables: map[string]any{"name": "Ada"}},
-		RenderedMessages: []activities.ChatMessage{{Role: "user", Content: "Greet Ada."}},
+		RenderedMessages: []chat.Message{{Role: "user", Content: "Greet Ada."}},
 		Output:           json.RawMessage(`{"text": "{\"greeting\":\"Hi\"}", "parsed": {"greeting": "Hi"}}`),
 		ModelCalls: []activities.ModelCall{{Call: 1, Attempt: 2, LatencyMS: 40, FinishReason: "stop", Model: upstreamModel,
-			Usage: activities.ModelUsage{PromptTokens: 5, CompletionTokens: 3, TotalTokens: 8}}},
+			Usage: chat.Usage{PromptTokens: 5, CompletionTokens: 3, TotalTokens: 8}}},
 		InputTokens: 5, OutputTokens: 3, LatencyMS: 55,
 		Metadata:  map[string]string{"trace": "t1"},
 		CreatedAt: started, FinishedAt: started.Add(55 * time.Millisecond),

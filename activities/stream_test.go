@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/budhq/bud/activities"
+	"github.com/budhq/bud/chat"
 	"github.com/budhq/bud/db"
 	"github.com/budhq/bud/db/dbsqlc"
 	"github.com/budhq/bud/run"
@@ -76,7 +77,7 @@ func TestCallModelStreamPublishesDeltasAsTheyArrive(t *testing.T) {
 
 	require.Equal(t, content, res.Content)
 	require.Equal(t, "stop", res.FinishReason)
-	require.Equal(t, activities.ModelUsage{PromptTokens: 9, CompletionTokens: 6, TotalTokens: 15}, res.Usage, "usage comes from the stream's last chunk")
+	require.Equal(t, chat.Usage{PromptTokens: 9, CompletionTokens: 6, TotalTokens: 15}, res.Usage, "usage comes from the stream's last chunk")
 	require.Equal(t, upstreamModel, res.Model)
 	require.Equal(t, int32(1), res.Attempt)
 
@@ -116,9 +117,9 @@ func TestCallModelStreamReturnsToolCalls(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "Checking.", res.Content)
 	require.Equal(t, "tool_calls", res.FinishReason)
-	require.Equal(t, []activities.ToolCall{
-		{ID: "call_1", Type: "function", Function: activities.ToolCallFunction{Name: "get_weather", Arguments: `{"city":"Paris","unit":"celsius"}`}},
-		{ID: "call_2", Type: "function", Function: activities.ToolCallFunction{Name: "get_time", Arguments: `{"tz":"Europe/Paris"}`}},
+	require.Equal(t, []chat.ToolCall{
+		{ID: "call_1", Type: "function", Function: chat.ToolCallFunction{Name: "get_weather", Arguments: `{"city":"Paris","unit":"celsius"}`}},
+		{ID: "call_2", Type: "function", Function: chat.ToolCallFunction{Name: "get_time", Arguments: `{"tz":"Europe/Paris"}`}},
 	}, res.ToolCalls)
 }
 
@@ -212,11 +213,11 @@ func announcement(b *bundle, id string) *activities.Announcement {
 
 // recordedEarlier writes run id's row as a call that ended its first turn
 // with "Hello, Ada." did, and returns that reply.
-func recordedEarlier(t *testing.T, b *bundle, id string) (activities.CallModelResult, []activities.ChatMessage) {
+func recordedEarlier(t *testing.T, b *bundle, id string) (activities.CallModelResult, []chat.Message) {
 	t.Helper()
-	sent := activities.CallModelResult{Content: "Hello, Ada.", FinishReason: "stop", Usage: activities.ModelUsage{PromptTokens: 9, CompletionTokens: 3, TotalTokens: 12},
+	sent := activities.CallModelResult{Content: "Hello, Ada.", FinishReason: "stop", Usage: chat.Usage{PromptTokens: 9, CompletionTokens: 3, TotalTokens: 12},
 		LatencyMS: 12, Model: upstreamModel, Attempt: 1, Recorded: true}
-	msgs := []activities.ChatMessage{{Role: "user", Content: "Greet Ada."}}
+	msgs := []chat.Message{{Role: "user", Content: "Greet Ada."}}
 	rec, err := announcement(b, id).RunRecord(msgs, sent, run.StatusCompleted, time.Now())
 	require.NoError(t, err)
 	require.NoError(t, b.recordRun(t, rec))
@@ -246,7 +247,7 @@ func TestCallModelEndsTheFirstTurnItself(t *testing.T) {
 	t.Parallel()
 	b, sub := streaming(t)
 	b.upstream.Script(upstreamtest.Text("Hi Ada.").WithUsage(upstreamtest.Usage{PromptTokens: 9, CompletionTokens: 3}))
-	msgs := []activities.ChatMessage{{Role: "user", Content: "Greet Ada."}}
+	msgs := []chat.Message{{Role: "user", Content: "Greet Ada."}}
 	type seen struct {
 		ev  runstream.Event
 		row error // reading the row as the event arrived
@@ -305,7 +306,7 @@ func TestStreamedCallEndsTheTurnAfterItsDeltas(t *testing.T) {
 	b, sub := streaming(t)
 	b.upstream.Script(upstreamtest.Text("one two three"))
 
-	res, err := b.callModel(t, activities.CallModelInput{Messages: []activities.ChatMessage{{Role: "user", Content: "Count."}},
+	res, err := b.callModel(t, activities.CallModelInput{Messages: []chat.Message{{Role: "user", Content: "Count."}},
 		Stream: true, StreamSubject: runstream.Subject("resp_s"), Call: 1, Announce: announcement(b, "resp_s")})
 	require.NoError(t, err)
 	require.True(t, res.Recorded)
@@ -374,7 +375,7 @@ func TestFailedRetryYieldsToTheReplyThatEndedTheTurn(t *testing.T) {
 	env := retryingEnv(b)
 
 	env.ExecuteWorkflow("call", activities.CallModelInput{ProjectID: b.project, Deployment: "qwen",
-		Messages: []activities.ChatMessage{{Role: "user", Content: "Greet Ada."}}, Announce: announcement(b, "resp_f")})
+		Messages: []chat.Message{{Role: "user", Content: "Greet Ada."}}, Announce: announcement(b, "resp_f")})
 	require.NoError(t, env.GetWorkflowError(), "the 400 gave way to the recorded reply")
 	var res activities.CallModelResult
 	require.NoError(t, env.GetWorkflowResult(&res))
@@ -411,7 +412,7 @@ func TestCallModelChecksAStructuredReplyBeforeEndingTheTurn(t *testing.T) {
 	b, sub := streaming(t)
 	doc := []byte(`{"deployment": "qwen", "messages": [{"role": "user", "content": "Score it."}],
 	  "output": {"type": "structured", "variables": [{"name": "score", "type": "integer", "required": true}]}}`)
-	msgs := []activities.ChatMessage{{Role: "user", Content: "Score it."}}
+	msgs := []chat.Message{{Role: "user", Content: "Score it."}}
 	an := announcement(b, "resp_s")
 	an.Document = doc
 	b.upstream.Script(upstreamtest.JSONContent(map[string]any{"score": 9}))

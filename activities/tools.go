@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/budhq/bud/chat"
 	"github.com/budhq/bud/connection"
 	"github.com/budhq/bud/db"
 	"github.com/budhq/bud/db/dbsqlc"
@@ -134,7 +135,7 @@ type ToolRoute struct {
 
 // ResolveToolsResult are the tools to offer and where each leads.
 type ResolveToolsResult struct {
-	Tools  []ChatTool  `json:"tools"`
+	Tools  []chat.Tool `json:"tools"`
 	Routes []ToolRoute `json:"routes"`
 }
 
@@ -181,7 +182,7 @@ func (a *Activities) ResolveTools(ctx context.Context, in ResolveToolsInput) (Re
 			if len(params) == 0 {
 				params = json.RawMessage(`{"type":"object","properties":{}}`)
 			}
-			out.Tools = append(out.Tools, ChatTool{Type: "function", Function: ChatFunction{Name: name, Description: tool.Description, Parameters: params}})
+			out.Tools = append(out.Tools, chat.Tool{Type: "function", Function: chat.Function{Name: name, Description: tool.Description, Parameters: params}})
 			out.Routes = append(out.Routes, ToolRoute{
 				Name: name, ConnectionID: id, ServerLabel: label, Tool: tool.Name,
 				RequireApproval: needsApproval(t.RequireApproval, tool.Name),

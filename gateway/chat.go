@@ -14,7 +14,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/budhq/bud"
+	"github.com/budhq/bud/deployment"
 )
 
 // chatRequest is a chat completion request as the gateway needs it: the
@@ -69,16 +69,16 @@ func parseChatRequest(body []byte) (*chatRequest, *apiError) {
 // name, and the deployment's defaults for the fields the caller left out.
 // It is written by hand: every value is already valid JSON, so there is
 // nothing to re-encode, only to join.
-func (req *chatRequest) appendUpstreamBody(buf []byte, d *deployment) []byte {
+func (req *chatRequest) appendUpstreamBody(buf []byte, d *deployment.Deployment) []byte {
 	buf = append(buf, `{"model":`...)
-	buf = append(buf, d.upstreamModel...)
+	buf = append(buf, d.UpstreamModelJSON...)
 	for k, v := range req.fields {
 		if k == "model" {
 			continue
 		}
 		buf = appendMember(buf, k, v)
 	}
-	for k, v := range d.defaults {
+	for k, v := range d.Defaults {
 		if _, ok := req.fields[k]; !ok {
 			buf = appendMember(buf, k, v)
 		}
@@ -207,26 +207,26 @@ func (g *Gateway) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		fail(aerr, "invalid_request")
 		return
 	}
-	d, err := g.cache.deployment(r.Context(), c.projectID, req.model)
-	if err != nil {
+	d, err := g.deployments.Model(r.Context(), c.projectID, req.model)
+	switch {
+	case errors.Is(err, deployment.ErrNotFound):
+		fail(errModelNotFound(req.model), "model_not_found")
+		return
+	case err != nil:
 		g.log.Error("load deployment", "err", err, "project", project, "model", req.model)
 		fail(errInternal, "internal")
 		return
 	}
-	if !d.found || d.kind != bud.KindModel {
-		fail(errModelNotFound(req.model), "model_not_found")
-		return
-	}
-	depName = d.name
+	depName = d.Name
 
 	// Not pooled: the transport may still be writing it after the reply
 	// is in, when an upstream answers before reading the whole request.
-	upBody := req.appendUpstreamBody(make([]byte, 0, len(body)+len(d.upstreamModel)+64*len(d.defaults)+16), d)
+	upBody := req.appendUpstreamBody(make([]byte, 0, len(body)+len(d.UpstreamModelJSON)+64*len(d.Defaults)+16), d)
 	// The caller's context: a client that goes away cancels the upstream
 	// request at once.
-	ureq, err := http.NewRequestWithContext(r.Context(), http.MethodPost, d.chatURL, bytes.NewReader(upBody))
+	ureq, err := http.NewRequestWithContext(r.Context(), http.MethodPost, d.ChatURL, bytes.NewReader(upBody))
 	if err != nil {
-		g.log.Error("build upstream request", "err", err, "url", d.chatURL)
+		g.log.Error("build upstream request", "err", err, "url", d.ChatURL)
 		fail(errInternal, "internal")
 		return
 	}
@@ -236,8 +236,8 @@ func (g *Gateway) chatCompletions(w http.ResponseWriter, r *http.Request) {
 	} else {
 		ureq.Header.Set("Accept", "application/json")
 	}
-	if d.apiKey != "" {
-		ureq.Header.Set("Authorization", "Bearer "+d.apiKey)
+	if d.APIKey != "" {
+		ureq.Header.Set("Authorization", "Bearer "+d.APIKey)
 	}
 	upStart := time.Now()
 	resp, err := g.client.Do(ureq)

@@ -3,6 +3,8 @@ package gateway
 import (
 	"encoding/json"
 	"testing"
+
+	"github.com/budhq/bud/deployment"
 )
 
 // FuzzParseChatRequest feeds arbitrary bodies to the request parser and the
@@ -18,9 +20,9 @@ func FuzzParseChatRequest(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
-	d := &deployment{
-		found: true, kind: "model", upstreamModel: []byte(`"upstream/model"`),
-		defaults: map[string]json.RawMessage{"temperature": json.RawMessage(`0.7`), "max_tokens": json.RawMessage(`64`)},
+	d := &deployment.Deployment{
+		Kind: "model", UpstreamModel: "upstream/model", UpstreamModelJSON: []byte(`"upstream/model"`),
+		Defaults: map[string]json.RawMessage{"temperature": json.RawMessage(`0.7`), "max_tokens": json.RawMessage(`64`)},
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		req, aerr := parseChatRequest(body)
@@ -49,7 +51,7 @@ func FuzzParseChatRequest(f *testing.F) {
 				t.Fatalf("field %q changed: %s -> %s", k, v, g)
 			}
 		}
-		for k, v := range d.defaults {
+		for k, v := range d.Defaults {
 			if _, set := req.fields[k]; !set && string(got[k]) != string(v) {
 				t.Fatalf("default %q not applied: %s", k, got[k])
 			}

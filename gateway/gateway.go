@@ -2,10 +2,10 @@
 // authenticates callers by project API key and routes each request by its
 // `model` to a deployment of that project.
 //
-// The hot path touches no database: keys and deployments are cached in
-// memory, dropped within milliseconds by Postgres notifications when they
-// change (with a TTL as a safety net), and a key's last use is written in
-// batches.
+// The hot path touches no database: keys (the gateway's own cache) and
+// deployments (a deployment.Cache) are kept in memory, dropped within
+// milliseconds by Postgres notifications when they change (with a TTL as a
+// safety net), and a key's last use is written in batches.
 package gateway
 
 import (
@@ -13,7 +13,6 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -27,7 +26,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/budhq/bud/changes"
 	"github.com/budhq/bud/db/dbsqlc"
+	"github.com/budhq/bud/deployment"
 	"github.com/budhq/bud/metrics"
 	"github.com/budhq/bud/runs"
 	"github.com/budhq/bud/secrets"
@@ -80,19 +81,18 @@ type Config struct {
 // Gateway serves the OpenAI-compatible API. Run must be running for
 // notifications and last-use writes to happen.
 type Gateway struct {
-	cfg      Config
-	log      *slog.Logger
-	q        *dbsqlc.Queries
-	cache    *cache
-	client   *http.Client
-	metrics  *gatewayMetrics
-	lastUsed *lastUsed
-	router   chi.Router
-	buffers  buffers
-	versions versions
-	// listening is closed once the change listener is subscribed.
-	listening     chan struct{}
-	listeningOnce sync.Once
+	cfg         Config
+	log         *slog.Logger
+	q           *dbsqlc.Queries
+	keys        *keyCache
+	deployments *deployment.Cache
+	changes     *changes.Listener
+	client      *http.Client
+	metrics     *gatewayMetrics
+	lastUsed    *lastUsed
+	router      chi.Router
+	buffers     buffers
+	versions    versions
 }
 
 // New returns a gateway. Call Run to start its background work.
@@ -134,22 +134,18 @@ func New(cfg Config) (*Gateway, error) {
 		}
 	}
 	q := dbsqlc.New(cfg.Pool)
-	open := func(sealed []byte, id uuid.UUID) (string, error) {
-		if cfg.Box == nil {
-			return "", errors.New("no encryption key configured")
-		}
-		b, err := cfg.Box.Open(sealed, id[:])
-		return string(b), err
-	}
+	keys := newKeyCache(q, cfg.CacheTTL)
+	deployments := deployment.NewCache(deployment.Config{Pool: cfg.Pool, Box: cfg.Box, TTL: cfg.CacheTTL})
 	g := &Gateway{
-		cfg:       cfg,
-		log:       cfg.Logger,
-		q:         q,
-		cache:     newCache(q, cfg.CacheTTL, open),
-		client:    &http.Client{Transport: transport},
-		metrics:   newGatewayMetrics(cfg.Registry),
-		lastUsed:  newLastUsed(),
-		listening: make(chan struct{}),
+		cfg:         cfg,
+		log:         cfg.Logger,
+		q:           q,
+		keys:        keys,
+		deployments: deployments,
+		changes:     changes.NewListener(cfg.Pool, cfg.Logger, keys, deployments),
+		client:      &http.Client{Transport: transport},
+		metrics:     newGatewayMetrics(cfg.Registry),
+		lastUsed:    newLastUsed(),
 	}
 	g.router = g.routes()
 	return g, nil
@@ -184,7 +180,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.router.S
 
 // Listening is closed once the gateway is subscribed to change
 // notifications, from which point a change reaches its cache at once.
-func (g *Gateway) Listening() <-chan struct{} { return g.listening }
+func (g *Gateway) Listening() <-chan struct{} { return g.changes.Listening() }
 
 // Run listens for changes and writes keys' last use until ctx ends, then
 // writes what is pending and returns.
@@ -193,7 +189,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		g.listen(ctx)
+		_ = g.changes.Run(ctx)
 	}()
 	go func() {
 		defer wg.Done()
@@ -213,49 +209,6 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}()
 	wg.Wait()
 	return nil
-}
-
-// listen holds a connection subscribed to the change channel, reconnecting
-// with backoff. While it is down, entries expire by TTL; after a reconnect
-// everything is dropped, since notifications may have been missed.
-func (g *Gateway) listen(ctx context.Context) {
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		err := g.listenOnce(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		g.cache.clear()
-		g.log.Warn("change listener lost; reconnecting", "err", err, "in", backoff)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 5*time.Second)
-	}
-}
-
-func (g *Gateway) listenOnce(ctx context.Context) error {
-	pooled, err := g.cfg.Pool.Acquire(ctx)
-	if err != nil {
-		return fmt.Errorf("acquire: %w", err)
-	}
-	// The connection will carry LISTEN, so it leaves the pool for good.
-	conn := pooled.Hijack()
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, "LISTEN "+changesChannel); err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	g.cache.clear()
-	g.listeningOnce.Do(func() { close(g.listening) })
-	for {
-		n, err := conn.WaitForNotification(ctx)
-		if err != nil {
-			return fmt.Errorf("wait: %w", err)
-		}
-		g.cache.apply(n.Payload)
-	}
 }
 
 func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
@@ -294,7 +247,7 @@ func (g *Gateway) authenticate(r *http.Request) (caller, *apiError) {
 	if secret == "" {
 		return caller{}, errNoKey
 	}
-	e, err := g.cache.key(r.Context(), sha256.Sum256([]byte(secret)))
+	e, err := g.keys.key(r.Context(), sha256.Sum256([]byte(secret)))
 	if err != nil {
 		g.log.Error("authenticate", "err", err)
 		return caller{}, errInternal

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"errors"
 	"net/http"
 	"strings"
 
@@ -8,6 +9,7 @@ import (
 
 	"github.com/budhq/bud"
 	"github.com/budhq/bud/db/dbsqlc"
+	"github.com/budhq/bud/deployment"
 )
 
 // model is OpenAI's model object.
@@ -54,15 +56,15 @@ func (g *Gateway) getModel(w http.ResponseWriter, r *http.Request) {
 		writeAPIError(w, errModelNotFound(name))
 		return
 	}
-	d, err := g.cache.deployment(r.Context(), c.projectID, name)
-	if err != nil {
+	d, err := g.deployments.Model(r.Context(), c.projectID, name)
+	switch {
+	case errors.Is(err, deployment.ErrNotFound):
+		writeAPIError(w, errModelNotFound(name))
+		return
+	case err != nil:
 		g.log.Error("load deployment", "err", err)
 		writeAPIError(w, errInternal)
 		return
 	}
-	if !d.found || d.kind != bud.KindModel {
-		writeAPIError(w, errModelNotFound(name))
-		return
-	}
-	writeJSON(w, http.StatusOK, model{ID: d.name, Object: "model", Created: d.created.Unix(), OwnedBy: "bud"})
+	writeJSON(w, http.StatusOK, model{ID: d.Name, Object: "model", Created: d.CreatedAt.Unix(), OwnedBy: "bud"})
 }

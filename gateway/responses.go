@@ -19,6 +19,7 @@ import (
 	"github.com/budhq/bud"
 	"github.com/budhq/bud/db"
 	"github.com/budhq/bud/db/dbsqlc"
+	"github.com/budhq/bud/deployment"
 	"github.com/budhq/bud/prompt"
 	"github.com/budhq/bud/response"
 	"github.com/budhq/bud/run"
@@ -151,15 +152,15 @@ func (g *Gateway) responses(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	d, err := g.cache.deployment(r.Context(), c.projectID, req.Prompt.ID)
-	if err != nil {
-		g.log.Error("load deployment", "err", err)
-		writeAPIError(w, errInternal)
-		return
-	}
-	if !d.found || d.kind != bud.KindPrompt {
+	d, err := g.deployments.Prompt(r.Context(), c.projectID, req.Prompt.ID)
+	switch {
+	case errors.Is(err, deployment.ErrNotFound):
 		writeAPIError(w, &apiError{Status: http.StatusNotFound, Type: "invalid_request_error", Param: "prompt.id", Code: "prompt_not_found",
 			Message: "The prompt '" + req.Prompt.ID + "' does not exist or you do not have access to it."})
+		return
+	case err != nil:
+		g.log.Error("load deployment", "err", err)
+		writeAPIError(w, errInternal)
 		return
 	}
 	n, aerr := pickVersion(d, req.Prompt.Version)
@@ -167,7 +168,7 @@ func (g *Gateway) responses(w http.ResponseWriter, r *http.Request) {
 		writeAPIError(w, aerr)
 		return
 	}
-	v, err := g.loadVersion(r.Context(), d.promptID, n)
+	v, err := g.loadVersion(r.Context(), d.PromptID, n)
 	if err != nil {
 		if db.IsNoRows(err) {
 			writeAPIError(w, errInvalid("prompt.version", "version_not_found", fmt.Sprintf("Version %d of prompt '%s' does not exist.", n, req.Prompt.ID)))
@@ -194,9 +195,9 @@ func (g *Gateway) responses(w http.ResponseWriter, r *http.Request) {
 	in := run.Input{
 		ResponseID:    response.NewID(),
 		ProjectID:     c.projectID,
-		PromptID:      d.promptID,
+		PromptID:      d.PromptID,
 		PromptVersion: n,
-		Deployment:    d.name,
+		Deployment:    d.Name,
 		Document:      v.raw,
 		Text:          text,
 		Variables:     vars,
@@ -349,14 +350,14 @@ func (g *Gateway) continueError(prev string, err error) *apiError {
 // pickVersion chooses the version to run: the caller's, else the
 // deployment's pinned one, else the prompt's default, all without a
 // database read (the deployment's cache entry holds the default).
-func pickVersion(d *deployment, raw json.RawMessage) (int32, *apiError) {
+func pickVersion(d *deployment.Deployment, raw json.RawMessage) (int32, *apiError) {
 	if n, aerr := parseVersion(raw); n != 0 || aerr != nil {
 		return n, aerr
 	}
-	if d.promptVersion != nil {
-		return *d.promptVersion, nil
+	if d.PromptVersion != nil {
+		return *d.PromptVersion, nil
 	}
-	return d.defaultVersion, nil
+	return d.DefaultVersion, nil
 }
 
 // parseVersion reads prompt.version: a number, or a string such as "3" or

@@ -20,6 +20,7 @@ import (
 	"go.temporal.io/sdk/converter"
 
 	"github.com/budhq/bud/activities"
+	"github.com/budhq/bud/chat"
 	"github.com/budhq/bud/connection"
 	"github.com/budhq/bud/db/dbsqlc"
 	"github.com/budhq/bud/db/dbtest"
@@ -211,7 +212,7 @@ func (r *rig) update(t *testing.T, id, name string, arg any) run.Turn {
 func lastToolMessages(t *testing.T, req upstreamtest.Recorded) map[string]string {
 	t.Helper()
 	var body struct {
-		Messages []activities.ChatMessage `json:"messages"`
+		Messages []chat.Message `json:"messages"`
 	}
 	require.NoError(t, json.Unmarshal(req.Body, &body))
 	out := map[string]string{}

@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/budhq/bud/activities"
+	"github.com/budhq/bud/chat"
 	"github.com/budhq/bud/run"
 	"github.com/budhq/bud/runstream"
 )
@@ -136,7 +137,7 @@ func (r *promptRun) callFailed(n int, err error) error {
 // are in the turn's output.
 func (r *promptRun) toolsCalled(ctx workflow.Context, n int, res activities.CallModelResult) (more bool, err error) {
 	// A new slice each time: the calls' inputs must not share one.
-	r.messages = append(slices.Clip(r.messages), activities.ChatMessage{Role: "assistant", Content: res.Content, ToolCalls: res.ToolCalls})
+	r.messages = append(slices.Clip(r.messages), chat.Message{Role: "assistant", Content: res.Content, ToolCalls: res.ToolCalls})
 	if err := r.toolStep(ctx, n, res.ToolCalls); err != nil {
 		return false, err
 	}
@@ -185,8 +186,8 @@ func (r *promptRun) checkReply(ctx workflow.Context, n int, res activities.CallM
 	}
 	r.repairs++
 	r.messages = append(slices.Clip(r.messages),
-		activities.ChatMessage{Role: "assistant", Content: res.Content},
-		activities.ChatMessage{Role: "user", Content: RepairMessage(check)},
+		chat.Message{Role: "assistant", Content: res.Content},
+		chat.Message{Role: "user", Content: RepairMessage(check)},
 	)
 	return true, nil
 }

@@ -9,6 +9,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/budhq/bud/activities"
+	"github.com/budhq/bud/chat"
 	"github.com/budhq/bud/run"
 )
 
@@ -85,10 +86,10 @@ type promptRun struct {
 	prepared  bool
 	prep      activities.PrepareRunResult
 
-	tools     []activities.ChatTool           // offered to the model
+	tools     []chat.Tool                     // offered to the model
 	routes    map[string]activities.ToolRoute // connection tools by offered name
 	functions map[string]bool                 // the caller's function tools
-	messages  []activities.ChatMessage
+	messages  []chat.Message
 	repairs   int
 
 	calls     []activities.ModelCall // every model call, numbered from 1
@@ -101,7 +102,7 @@ type promptRun struct {
 	// A paused run: the reply's calls in order, the outputs known so far by
 	// call id, the function calls and approvals it waits for.
 	waiting   bool
-	pending   []activities.ToolCall
+	pending   []chat.ToolCall
 	results   map[string]string
 	approvals []*approval
 	resume    *resumeInput

@@ -20,6 +20,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/budhq/bud/activities"
+	"github.com/budhq/bud/chat"
 	"github.com/budhq/bud/run"
 	"github.com/budhq/bud/runs"
 	"github.com/budhq/bud/runstream"
@@ -129,7 +130,7 @@ func (h *harness) replies(t *testing.T, replies ...any) {
 			return activities.CallModelResult{}, r
 		case string:
 			return activities.CallModelResult{Content: r, FinishReason: "stop", Attempt: 1,
-				Usage: activities.ModelUsage{PromptTokens: 10, CompletionTokens: 5, TotalTokens: 15}, LatencyMS: 7, Model: "Qwen/Qwen3-32B"}, nil
+				Usage: chat.Usage{PromptTokens: 10, CompletionTokens: 5, TotalTokens: 15}, LatencyMS: 7, Model: "Qwen/Qwen3-32B"}, nil
 		case activities.CallModelResult:
 			return r, nil
 		}
@@ -192,7 +193,7 @@ func TestTextPromptMakesOneCall(t *testing.T) {
 	call := h.calls[0]
 	require.Equal(t, projectID, call.ProjectID)
 	require.Equal(t, "qwen", call.Deployment)
-	require.Equal(t, []activities.ChatMessage{
+	require.Equal(t, []chat.Message{
 		{Role: "system", Content: "You are terse."},
 		{Role: "user", Content: "Say: hello"},
 	}, call.Messages)
@@ -207,7 +208,7 @@ func TestTextPromptMakesOneCall(t *testing.T) {
 	require.Nil(t, rec.Error)
 	require.Equal(t, uuid.Nil, rec.PromptID)
 	require.Equal(t, []activities.ModelCall{{Call: 1, Attempt: 1, LatencyMS: 7, FinishReason: "stop", Model: "Qwen/Qwen3-32B",
-		Usage: activities.ModelUsage{PromptTokens: 10, CompletionTokens: 5, TotalTokens: 15}}}, rec.ModelCalls)
+		Usage: chat.Usage{PromptTokens: 10, CompletionTokens: 5, TotalTokens: 15}}}, rec.ModelCalls)
 }
 
 func TestInstructionsAndInputItems(t *testing.T) {
@@ -224,12 +225,12 @@ func TestInstructionsAndInputItems(t *testing.T) {
 	out := h.run(t, in)
 
 	require.Equal(t, run.StatusCompleted, out.Status)
-	require.Equal(t, []activities.ChatMessage{
+	require.Equal(t, []chat.Message{
 		{Role: "system", Content: "Answer in one word."},
 		{Role: "system", Content: "You are terse."},
 		{Role: "user", Content: "Say: weather?"},
 		{Role: "user", Content: "And in Paris?"},
-		{Role: "assistant", ToolCalls: []activities.ToolCall{{ID: "call_1", Type: "function", Function: activities.ToolCallFunction{Name: "get_weather", Arguments: `{"city":"Paris"}`}}}},
+		{Role: "assistant", ToolCalls: []chat.ToolCall{{ID: "call_1", Type: "function", Function: chat.ToolCallFunction{Name: "get_weather", Arguments: `{"city":"Paris"}`}}}},
 		{Role: "tool", ToolCallID: "call_1", Content: "sunny"},
 	}, h.calls[0].Messages)
 }
@@ -246,7 +247,7 @@ func TestStructuredOutputValid(t *testing.T) {
 	require.Equal(t, 1, out.ModelCalls)
 
 	call := h.calls[0]
-	require.Equal(t, []activities.ChatMessage{{Role: "user", Content: "Describe Ada, aged 36."}}, call.Messages)
+	require.Equal(t, []chat.Message{{Role: "user", Content: "Describe Ada, aged 36."}}, call.Messages)
 	var rf struct {
 		Type       string `json:"type"`
 		JSONSchema struct {
@@ -300,7 +301,7 @@ func TestRepairSucceedsOnSecondCall(t *testing.T) {
 	require.Len(t, first, 1)
 	require.Len(t, second, 3, "the first call's messages, the invalid reply, the repair request")
 	require.Equal(t, first, second[:1])
-	require.Equal(t, activities.ChatMessage{Role: "assistant", Content: `{"summary": "Ada", "score": 42}`}, second[1])
+	require.Equal(t, chat.Message{Role: "assistant", Content: `{"summary": "Ada", "score": 42}`}, second[1])
 	require.Equal(t, "user", second[2].Role)
 	require.Contains(t, second[2].Content, "output.score: must be <= 10")
 	require.Contains(t, second[2].Content, "corrected JSON")
@@ -559,9 +560,9 @@ func TestStartOptions(t *testing.T) {
 	}
 }
 
-func normalizeTools(t *testing.T, tools []activities.ChatTool) []activities.ChatTool {
+func normalizeTools(t *testing.T, tools []chat.Tool) []chat.Tool {
 	t.Helper()
-	out := make([]activities.ChatTool, len(tools))
+	out := make([]chat.Tool, len(tools))
 	for i, tool := range tools {
 		var v any
 		require.NoError(t, json.Unmarshal(tool.Function.Parameters, &v))

@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/budhq/bud/activities"
+	"github.com/budhq/bud/chat"
 	"github.com/budhq/bud/run"
 	"github.com/budhq/bud/runstream"
 )
@@ -88,7 +89,7 @@ func toolErrorText(err error) string {
 // returned to it, connection tools that need approval wait for it, the
 // others run now, in parallel. Calls of tools the model was not offered get
 // an error it can read. When anything waits, the run pauses (r.waiting).
-func (r *promptRun) toolStep(ctx workflow.Context, n int, calls []activities.ToolCall) error {
+func (r *promptRun) toolStep(ctx workflow.Context, n int, calls []chat.ToolCall) error {
 	r.pending = calls
 	r.results = map[string]string{}
 	r.approvals = nil
@@ -225,10 +226,10 @@ func (r *promptRun) applyResume(ctx workflow.Context) error {
 
 // feedBack appends one tool message per call of the last reply, in the
 // reply's order, then extra messages.
-func (r *promptRun) feedBack(extra []activities.ChatMessage) {
+func (r *promptRun) feedBack(extra []chat.Message) {
 	msgs := slices.Clip(r.messages)
 	for _, c := range r.pending {
-		msgs = append(msgs, activities.ChatMessage{Role: "tool", ToolCallID: c.ID, Content: r.results[c.ID]})
+		msgs = append(msgs, chat.Message{Role: "tool", ToolCallID: c.ID, Content: r.results[c.ID]})
 	}
 	r.messages = append(msgs, extra...)
 	r.pending, r.results = nil, nil

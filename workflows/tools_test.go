@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/budhq/bud/activities"
+	"github.com/budhq/bud/chat"
 	"github.com/budhq/bud/run"
 	"github.com/budhq/bud/runstream"
 	"github.com/budhq/bud/workflows"
@@ -42,13 +43,13 @@ func connDoc(approval any, allowMultiple bool) json.RawMessage {
 	return b
 }
 
-func toolCall(id, name, args string) activities.ToolCall {
-	return activities.ToolCall{ID: id, Type: "function", Function: activities.ToolCallFunction{Name: name, Arguments: args}}
+func toolCall(id, name, args string) chat.ToolCall {
+	return chat.ToolCall{ID: id, Type: "function", Function: chat.ToolCallFunction{Name: name, Arguments: args}}
 }
 
-func callsReply(calls ...activities.ToolCall) activities.CallModelResult {
+func callsReply(calls ...chat.ToolCall) activities.CallModelResult {
 	return activities.CallModelResult{FinishReason: "tool_calls", ToolCalls: calls, Attempt: 1,
-		Usage: activities.ModelUsage{PromptTokens: 3, CompletionTokens: 2, TotalTokens: 5}}
+		Usage: chat.Usage{PromptTokens: 3, CompletionTokens: 2, TotalTokens: 5}}
 }
 
 // toolHarness mocks the connection: ResolveTools offers echo and add,
@@ -66,7 +67,7 @@ func newToolHarness(t *testing.T, requireApproval bool) *toolHarness {
 		require.Equal(t, []string{"get_weather"}, in.Taken)
 		var res activities.ResolveToolsResult
 		for _, name := range []string{"echo", "add"} {
-			res.Tools = append(res.Tools, activities.ChatTool{Type: "function", Function: activities.ChatFunction{Name: name, Parameters: json.RawMessage(`{"type":"object"}`)}})
+			res.Tools = append(res.Tools, chat.Tool{Type: "function", Function: chat.Function{Name: name, Parameters: json.RawMessage(`{"type":"object"}`)}})
 			res.Routes = append(res.Routes, activities.ToolRoute{Name: name, ConnectionID: connID, ServerLabel: "everything", Tool: name, RequireApproval: requireApproval})
 		}
 		return res, nil
@@ -169,12 +170,12 @@ func TestFunctionCallsPauseAndContinueTheSameRun(t *testing.T) {
 	require.Len(t, msgs, 4)
 	require.Equal(t, "assistant", msgs[1].Role)
 	require.Len(t, msgs[1].ToolCalls, 2)
-	require.Equal(t, activities.ChatMessage{Role: "tool", ToolCallID: "call_a", Content: "21°C"}, msgs[2], "outputs go back in the reply's order")
-	require.Equal(t, activities.ChatMessage{Role: "tool", ToolCallID: "call_b", Content: "9°C"}, msgs[3])
+	require.Equal(t, chat.Message{Role: "tool", ToolCallID: "call_a", Content: "21°C"}, msgs[2], "outputs go back in the reply's order")
+	require.Equal(t, chat.Message{Role: "tool", ToolCallID: "call_b", Content: "9°C"}, msgs[3])
 
 	require.Len(t, h.records, 2, "recorded when paused and when done")
 	require.Equal(t, run.StatusWaiting, h.records[0].Status)
-	require.Equal(t, []activities.ChatTool{{Type: "function", Function: activities.ChatFunction{
+	require.Equal(t, []chat.Tool{{Type: "function", Function: chat.Function{
 		Name: "get_weather", Description: "Weather for a city",
 		Parameters: json.RawMessage(`{"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}`),
 	}}}, normalizeTools(t, h.calls[0].Tools), "the document's function tool is offered as OpenAI's")
@@ -216,8 +217,8 @@ func TestConnectionToolsRunInParallelAndFeedBack(t *testing.T) {
 	names := []string{h.calls[0].Tools[0].Function.Name, h.calls[0].Tools[1].Function.Name, h.calls[0].Tools[2].Function.Name}
 	require.Equal(t, []string{"get_weather", "echo", "add"}, names)
 	msgs := h.calls[1].Messages
-	require.Equal(t, activities.ChatMessage{Role: "tool", ToolCallID: "c1", Content: "Echo: hi"}, msgs[2])
-	require.Equal(t, activities.ChatMessage{Role: "tool", ToolCallID: "c2", Content: "The sum of 2 and 3 is 5."}, msgs[3])
+	require.Equal(t, chat.Message{Role: "tool", ToolCallID: "c1", Content: "Echo: hi"}, msgs[2])
+	require.Equal(t, chat.Message{Role: "tool", ToolCallID: "c2", Content: "The sum of 2 and 3 is 5."}, msgs[3])
 	require.Len(t, out.ToolCalls, 2)
 	require.Equal(t, "everything", out.ToolCalls[0].ServerLabel)
 	require.Equal(t, "Echo: hi", out.ToolCalls[0].Output)
@@ -410,7 +411,7 @@ func TestPauseTimeoutIsNotAnnouncedAgain(t *testing.T) {
 // modelReply is the reply the harness gives for a string.
 func modelReply(content string) activities.CallModelResult {
 	return activities.CallModelResult{Content: content, FinishReason: "stop", Attempt: 1,
-		Usage: activities.ModelUsage{PromptTokens: 10, CompletionTokens: 5, TotalTokens: 15}, LatencyMS: 7, Model: "Qwen/Qwen3-32B"}
+		Usage: chat.Usage{PromptTokens: 10, CompletionTokens: 5, TotalTokens: 15}, LatencyMS: 7, Model: "Qwen/Qwen3-32B"}
 }
 
 // TestFirstCallEndsTheRunItself: a first model call whose reply ends the

@@ -14,6 +14,7 @@ import (
 
 	"github.com/budhq/bud"
 	"github.com/budhq/bud/activities"
+	"github.com/budhq/bud/chat"
 	"github.com/budhq/bud/run"
 )
 
@@ -29,7 +30,7 @@ type approval struct {
 type resumeInput struct {
 	outputs   map[string]string // function outputs by call id
 	decisions []decision        // the continue's approval responses
-	messages  []activities.ChatMessage
+	messages  []chat.Message
 }
 
 // decision is an approval response to apply.

@@ -154,7 +154,7 @@ func runDev(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer pw.w.Stop()
+	defer pw.Stop()
 
 	gwL, err := listen("gateway", cfg.GatewayAddr, gw)
 	if err != nil {

@@ -21,7 +21,9 @@ import (
 
 	"github.com/budhq/bud/activities"
 	"github.com/budhq/bud/app"
+	"github.com/budhq/bud/changes"
 	"github.com/budhq/bud/db"
+	"github.com/budhq/bud/deployment"
 	"github.com/budhq/bud/gateway"
 	"github.com/budhq/bud/metrics"
 	"github.com/budhq/bud/runs"
@@ -264,11 +266,18 @@ func runInBackground(ctx context.Context, f func(context.Context) error) (stop f
 	}
 }
 
-// promptWorker is a started BudPrompt worker and the HTTP handler that
-// reports its health.
+// promptWorker is a started BudPrompt worker, the listener that keeps its
+// model deployments fresh, and the HTTP handler that reports its health.
 type promptWorker struct {
-	w worker.Worker
-	h http.Handler
+	w             worker.Worker
+	h             http.Handler
+	stopListening func()
+}
+
+// Stop stops the worker, then the listener its model calls relied on.
+func (pw *promptWorker) Stop() {
+	pw.w.Stop()
+	pw.stopListening()
 }
 
 func startWorker(ctx context.Context, log *slog.Logger, cfg *config, tc client.Client, pool *pgxpool.Pool, nc *nats.Conn) (*promptWorker, error) {
@@ -283,12 +292,17 @@ func startWorker(ctx context.Context, log *slog.Logger, cfg *config, tc client.C
 	if err := runs.RegisterSearchAttributes(rctx, tc, cfg.TemporalNamespace); err != nil {
 		log.Warn("register search attributes", "err", err)
 	}
+	// The gateway's change notifications reach the worker's deployments
+	// too: a changed deployment is called as it now is from the next call.
+	deployments := deployment.NewCache(deployment.Config{Pool: pool, Box: box})
+	stopListening := runInBackground(context.WithoutCancel(ctx), changes.NewListener(pool, log.With("service", "worker"), deployments).Run)
 	host, _ := os.Hostname()
 	w := workflows.NewWorker(tc, activities.New(activities.Config{
-		Identity: fmt.Sprintf("%s@%d", host, os.Getpid()), Pool: pool, Box: box, NATS: nc,
+		Identity: fmt.Sprintf("%s@%d", host, os.Getpid()), Pool: pool, Box: box, NATS: nc, Deployments: deployments,
 		Tools: &activities.Connections{Pool: pool, Box: box, HTTPClient: &http.Client{Timeout: workflows.CallToolTimeout}},
 	}))
 	if err := w.Start(); err != nil {
+		stopListening()
 		return nil, fmt.Errorf("worker: start: %w", err)
 	}
 	reg := metrics.NewRegistry()
@@ -316,7 +330,7 @@ func startWorker(ctx context.Context, log *slog.Logger, cfg *config, tc client.C
 		_, _ = rw.Write([]byte(`{"status":"ok"}` + "\n"))
 	})
 	mux.Handle("GET /metrics", metrics.Handler(reg))
-	return &promptWorker{w: w, h: mux}, nil
+	return &promptWorker{w: w, h: mux, stopListening: stopListening}, nil
 }
 
 func runMigrate(ctx context.Context, args []string) error {
@@ -438,7 +452,7 @@ func runOne(ctx context.Context, cfg *config, service string) error {
 		if err != nil {
 			return err
 		}
-		defer pw.w.Stop()
+		defer pw.Stop()
 		if l, err = listen("worker", cfg.WorkerAddr, pw.h); err != nil {
 			return err
 		}

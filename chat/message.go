@@ -1,11 +1,11 @@
-package activities
+package chat
 
 import (
 	"encoding/json"
 )
 
-// ChatMessage is one message of an OpenAI chat completion request.
-type ChatMessage struct {
+// Message is one message of an OpenAI chat completion request.
+type Message struct {
 	Role string `json:"role"`
 	// Content is the message's text. An assistant message that only calls
 	// tools has none, and is sent with "content": null.
@@ -18,7 +18,7 @@ type ChatMessage struct {
 
 // MarshalJSON writes "content": null for an assistant message that only
 // calls tools, as OpenAI does.
-func (m ChatMessage) MarshalJSON() ([]byte, error) {
+func (m Message) MarshalJSON() ([]byte, error) {
 	type wire struct {
 		Role       string     `json:"role"`
 		Content    *string    `json:"content"`
@@ -47,22 +47,22 @@ type ToolCallFunction struct {
 	Arguments string `json:"arguments"`
 }
 
-// ChatTool is a tool offered to the model, in OpenAI's chat `tools` format.
-type ChatTool struct {
-	Type     string       `json:"type"` // "function"
-	Function ChatFunction `json:"function"`
+// Tool is a tool offered to the model, in OpenAI's chat `tools` format.
+type Tool struct {
+	Type     string   `json:"type"` // "function"
+	Function Function `json:"function"`
 }
 
-// ChatFunction describes a function tool.
-type ChatFunction struct {
+// Function describes a function tool.
+type Function struct {
 	Name        string          `json:"name"`
 	Description string          `json:"description,omitempty"`
 	Parameters  json.RawMessage `json:"parameters,omitempty"`
 }
 
-// ModelUsage is the token accounting of one model call, as the upstream
+// Usage is the token accounting of one model call, as the upstream
 // reported it.
-type ModelUsage struct {
+type Usage struct {
 	PromptTokens     int64 `json:"prompt_tokens"`
 	CompletionTokens int64 `json:"completion_tokens"`
 	TotalTokens      int64 `json:"total_tokens"`
