@@ -21,15 +21,11 @@ type model struct {
 // listModels lists the model deployments of the caller's project, and
 // nothing of any other project.
 func (g *Gateway) listModels(w http.ResponseWriter, r *http.Request) {
-	c, aerr := g.authenticate(r)
-	if aerr != nil {
-		writeAPIError(w, aerr)
-		return
-	}
+	c := callerFrom(r.Context())
 	rows, err := g.q.ListDeploymentsByKind(r.Context(), dbsqlc.ListDeploymentsByKindParams{ProjectID: c.projectID, Kind: bud.KindModel})
 	if err != nil {
 		g.log.Error("list models", "err", err)
-		writeAPIError(w, errInternal)
+		writeAPIError(w, errInternal())
 		return
 	}
 	data := make([]model, 0, len(rows))
@@ -44,11 +40,7 @@ func (g *Gateway) listModels(w http.ResponseWriter, r *http.Request) {
 
 // getModel describes one model deployment; names may contain slashes.
 func (g *Gateway) getModel(w http.ResponseWriter, r *http.Request) {
-	c, aerr := g.authenticate(r)
-	if aerr != nil {
-		writeAPIError(w, aerr)
-		return
-	}
+	c := callerFrom(r.Context())
 	name := strings.TrimPrefix(chi.URLParam(r, "*"), "/")
 	if name == "" {
 		writeAPIError(w, errModelNotFound(name))
@@ -57,7 +49,7 @@ func (g *Gateway) getModel(w http.ResponseWriter, r *http.Request) {
 	d, err := g.cache.deployment(r.Context(), c.projectID, name)
 	if err != nil {
 		g.log.Error("load deployment", "err", err)
-		writeAPIError(w, errInternal)
+		writeAPIError(w, errInternal())
 		return
 	}
 	if !d.found || d.kind != bud.KindModel {
