@@ -42,8 +42,9 @@ const (
 	codeUpstreamUnavailable  = "upstream_unavailable"
 )
 
-// apiError is an error in OpenAI's envelope with its HTTP status. The type
-// names the error class for metrics as well.
+// apiError is an error in OpenAI's envelope with its HTTP status. Type is
+// the error's class (typeInvalidRequest, typeServer, typeUpstream), Code
+// one of the codes above; an empty Param or Code is sent as null.
 type apiError struct {
 	Status  int
 	Type    string
