@@ -166,10 +166,11 @@ func (s *server) playgroundRun(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	resp := responseObject(run, t, out, time.Now())
-	resp["run_id"] = run.ResponseID
-	resp["latency_ms"] = latency.Milliseconds()
-	writeJSON(w, http.StatusOK, resp)
+	writeJSON(w, http.StatusOK, playgroundRunResponse{
+		Response:  responseObject(run, t, out, time.Now()),
+		RunID:     run.ResponseID,
+		LatencyMS: latency.Milliseconds(),
+	})
 }
 
 // playgroundCompare runs 2 to 8 candidates on one input at once. Every
@@ -480,12 +481,21 @@ func (s *server) execute(ctx context.Context, in run.Input) (run.Turn, time.Dura
 	return out, time.Since(start), nil
 }
 
+// playgroundRunResponse is a playground run's answer: OpenAI's Response
+// object plus the run's id and its wall time.
+type playgroundRunResponse struct {
+	*response.Response
+	RunID     string `json:"run_id"`
+	LatencyMS int64  `json:"latency_ms"`
+}
+
 // responseObject renders a run as the gateway would, naming the saved
 // prompt and version that ran (both null for an unsaved document).
-func responseObject(in run.Input, t *runTarget, out run.Turn, now time.Time) map[string]any {
+func responseObject(in run.Input, t *runTarget, out run.Turn, now time.Time) *response.Response {
 	o := response.Options{OutputSchema: t.compiled.OutputSchema(), Model: t.doc.Deployment, Now: now}
 	if in.PromptID != uuid.Nil {
-		o.PromptID, o.PromptVersion = in.PromptID.String(), strconv.Itoa(int(in.PromptVersion))
+		id, n := in.PromptID.String(), strconv.Itoa(int(in.PromptVersion))
+		o.PromptID, o.PromptVersion = &id, &n
 	}
 	return response.Build(in, out, o)
 }

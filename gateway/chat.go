@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/budhq/bud/deployment"
@@ -24,51 +23,40 @@ type chatRequest struct {
 	fields map[string]json.RawMessage
 	model  string
 	stream bool
+	// size is the body's length, to size the upstream's.
+	size int
 }
 
-// parseChatRequest reads what routing needs and checks only that: the body
-// is a JSON object, `model` a non-empty string and `stream` a boolean. The
-// upstream validates the rest, as it would for a direct call.
-func parseChatRequest(body []byte) (*chatRequest, *apiError) {
-	body = bytes.TrimSpace(body)
-	if len(body) == 0 {
-		return nil, errInvalid("", "invalid_json", "The request body is empty; send a JSON object.")
+// parse reads what routing needs and checks only that: `model` is a
+// non-empty string and `stream` a boolean. The upstream validates the
+// rest, as it would for a direct call.
+func (req *chatRequest) parse(body []byte) *apiError {
+	if err := json.Unmarshal(body, &req.fields); err != nil {
+		return errJSON(err)
 	}
-	if body[0] != '{' {
-		return nil, errInvalid("", "invalid_json", "The request body must be a JSON object.")
-	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(body, &fields); err != nil {
-		msg := "We could not parse the JSON body of your request."
-		var se *json.SyntaxError
-		if errors.As(err, &se) {
-			msg += " Invalid JSON at offset " + strconv.FormatInt(se.Offset, 10) + "."
-		}
-		return nil, errInvalid("", "invalid_json", msg)
-	}
-	req := &chatRequest{fields: fields}
-	raw, ok := fields["model"]
+	req.size = len(body)
+	raw, ok := req.fields["model"]
 	if !ok || bytes.Equal(raw, []byte("null")) {
-		return nil, errInvalid("model", "missing_required_parameter", "You must provide a model parameter.")
+		return errInvalid("model", codeMissingParameter, "You must provide a model parameter.")
 	}
 	if err := json.Unmarshal(raw, &req.model); err != nil {
-		return nil, errInvalid("model", "invalid_type", "Invalid type for 'model': expected a string.")
+		return errInvalid("model", codeInvalidType, "Invalid type for 'model': expected a string.")
 	}
 	if req.model == "" {
-		return nil, errInvalid("model", "missing_required_parameter", "You must provide a model parameter.")
+		return errInvalid("model", codeMissingParameter, "You must provide a model parameter.")
 	}
-	if raw, ok := fields["stream"]; ok && !bytes.Equal(raw, []byte("null")) {
+	if raw, ok := req.fields["stream"]; ok && !bytes.Equal(raw, []byte("null")) {
 		if err := json.Unmarshal(raw, &req.stream); err != nil {
-			return nil, errInvalid("stream", "invalid_type", "Invalid type for 'stream': expected a boolean.")
+			return errInvalid("stream", codeInvalidType, "Invalid type for 'stream': expected a boolean.")
 		}
 	}
-	return req, nil
+	return nil
 }
 
-// upstreamBody is the request as the upstream gets it: the upstream's model
-// name, and the deployment's defaults for the fields the caller left out.
-// It is written by hand: every value is already valid JSON, so there is
-// nothing to re-encode, only to join.
+// appendUpstreamBody appends the request as the upstream gets it: the
+// upstream's model name, and the deployment's defaults for the fields the
+// caller left out. It is written by hand: every value is already valid
+// JSON, so there is nothing to re-encode, only to join.
 func (req *chatRequest) appendUpstreamBody(buf []byte, d *deployment.Deployment) []byte {
 	buf = append(buf, `{"model":`...)
 	buf = append(buf, d.UpstreamModelJSON...)
@@ -84,28 +72,6 @@ func (req *chatRequest) appendUpstreamBody(buf []byte, d *deployment.Deployment)
 		}
 	}
 	return append(buf, '}')
-}
-
-// buffers recycles request and response buffers: most of what the gateway
-// would otherwise allocate per request, and so most of its collections.
-type buffers struct{ pool sync.Pool }
-
-// maxPooled keeps one huge request from pinning its buffer forever.
-const maxPooled = 1 << 20
-
-func (b *buffers) get() *bytes.Buffer {
-	if v, ok := b.pool.Get().(*bytes.Buffer); ok {
-		return v
-	}
-	return new(bytes.Buffer)
-}
-
-func (b *buffers) put(buf *bytes.Buffer) {
-	if buf.Cap() > maxPooled {
-		return
-	}
-	buf.Reset()
-	b.pool.Put(buf)
 }
 
 func appendMember(buf []byte, k string, v json.RawMessage) []byte {
@@ -155,23 +121,51 @@ func findUsage(b []byte) (usage, bool) {
 		return u, false
 	}
 	rest = bytes.TrimLeft(rest[1:], " \t\r\n")
-	if len(rest) == 0 || rest[0] != '{' {
-		return u, false
-	}
-	if json.NewDecoder(bytes.NewReader(rest)).Decode(&u) != nil {
+	n := objectLen(rest)
+	if n == 0 || json.Unmarshal(rest[:n], &u) != nil {
 		return u, false
 	}
 	return u, true
 }
 
+// objectLen is the length of the JSON object that b starts with, or 0 when
+// b does not start with a whole one. It only matches braces outside
+// strings; json.Unmarshal checks the rest.
+func objectLen(b []byte) int {
+	if len(b) == 0 || b[0] != '{' {
+		return 0
+	}
+	depth, inString := 0, false
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		switch {
+		case inString && c == '\\':
+			i++ // skip the escaped character
+		case c == '"':
+			inString = !inString
+		case inString:
+		case c == '{':
+			depth++
+		case c == '}':
+			depth--
+			if depth == 0 {
+				return i + 1
+			}
+		}
+	}
+	return 0
+}
+
+// chatCompletions routes a chat completion to the upstream of the caller's
+// model deployment and relays the reply, streamed or whole, counting its
+// tokens.
 func (g *Gateway) chatCompletions(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	const endpoint = "chat.completions"
-	project, depName := "", ""
+	c := callerFrom(r.Context())
+	project, depName := c.projectID.String(), ""
 	status := 0
 	defer func() {
-		g.metrics.requests.WithLabelValues(project, depName, endpoint, strconv.Itoa(status)).Inc()
-		g.metrics.latency.WithLabelValues(project, depName, endpoint).Observe(time.Since(start).Seconds())
+		g.metrics.requests.WithLabelValues(project, depName, endpointChat, strconv.Itoa(status)).Inc()
+		g.metrics.latency.WithLabelValues(project, depName, endpointChat).Observe(time.Since(c.arrived).Seconds())
 	}()
 	fail := func(e *apiError, typ string) {
 		status = e.Status
@@ -179,32 +173,13 @@ func (g *Gateway) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		writeAPIError(w, e)
 	}
 
-	c, aerr := g.authenticate(r)
-	if aerr != nil {
-		fail(aerr, "auth")
-		return
-	}
-	project = c.projectID.String()
-
-	reqBuf := g.buffers.get()
-	defer g.buffers.put(reqBuf)
-	if r.ContentLength > 0 && r.ContentLength <= g.cfg.MaxBodyBytes {
-		reqBuf.Grow(int(r.ContentLength) + 1)
-	}
-	_, err := reqBuf.ReadFrom(http.MaxBytesReader(w, r.Body, g.cfg.MaxBodyBytes))
-	body := reqBuf.Bytes()
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			fail(errTooLarge, "request_too_large")
-			return
+	var req chatRequest
+	if aerr := g.readJSON(w, r, &req); aerr != nil {
+		typ := "invalid_request"
+		if aerr.Status == http.StatusRequestEntityTooLarge {
+			typ = "request_too_large"
 		}
-		fail(errInvalid("", "invalid_body", "Could not read the request body."), "invalid_request")
-		return
-	}
-	req, aerr := parseChatRequest(body)
-	if aerr != nil {
-		fail(aerr, "invalid_request")
+		fail(aerr, typ)
 		return
 	}
 	d, err := g.deployments.Model(r.Context(), c.projectID, req.model)
@@ -214,20 +189,20 @@ func (g *Gateway) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		return
 	case err != nil:
 		g.log.Error("load deployment", "err", err, "project", project, "model", req.model)
-		fail(errInternal, "internal")
+		fail(errInternal(), "internal")
 		return
 	}
 	depName = d.Name
 
 	// Not pooled: the transport may still be writing it after the reply
 	// is in, when an upstream answers before reading the whole request.
-	upBody := req.appendUpstreamBody(make([]byte, 0, len(body)+len(d.UpstreamModelJSON)+64*len(d.Defaults)+16), d)
+	upBody := req.appendUpstreamBody(make([]byte, 0, req.size+len(d.UpstreamModelJSON)+64*len(d.Defaults)+16), d)
 	// The caller's context: a client that goes away cancels the upstream
 	// request at once.
 	ureq, err := http.NewRequestWithContext(r.Context(), http.MethodPost, d.ChatURL, bytes.NewReader(upBody))
 	if err != nil {
 		g.log.Error("build upstream request", "err", err, "url", d.ChatURL)
-		fail(errInternal, "internal")
+		fail(errInternal(), "internal")
 		return
 	}
 	ureq.Header.Set("Content-Type", "application/json")
@@ -248,12 +223,12 @@ func (g *Gateway) chatCompletions(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if isTimeout(err) {
-			fail(&apiError{Status: http.StatusGatewayTimeout, Type: "upstream_error", Code: "upstream_timeout",
+			fail(&apiError{Status: http.StatusGatewayTimeout, Type: typeUpstream, Code: codeUpstreamTimeout,
 				Message: "The upstream of model '" + req.model + "' did not answer in time."}, "upstream_timeout")
 			return
 		}
 		g.log.Warn("upstream unreachable", "err", err, "project", project, "deployment", depName)
-		fail(&apiError{Status: http.StatusBadGateway, Type: "upstream_error", Code: "upstream_unreachable",
+		fail(&apiError{Status: http.StatusBadGateway, Type: typeUpstream, Code: codeUpstreamUnreachable,
 			Message: "The upstream of model '" + req.model + "' could not be reached."}, "upstream_unreachable")
 		return
 	}
@@ -282,7 +257,7 @@ func (g *Gateway) relayBody(w http.ResponseWriter, resp *http.Response, project,
 	b := buf.Bytes()
 	if err != nil {
 		g.metrics.errors.WithLabelValues(project, dep, "upstream_read").Inc()
-		writeAPIError(w, &apiError{Status: http.StatusBadGateway, Type: "upstream_error", Code: "upstream_unreachable",
+		writeAPIError(w, &apiError{Status: http.StatusBadGateway, Type: typeUpstream, Code: codeUpstreamUnreachable,
 			Message: "The upstream closed the connection before its reply was complete."})
 		return
 	}

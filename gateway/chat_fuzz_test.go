@@ -25,8 +25,8 @@ func FuzzParseChatRequest(f *testing.F) {
 		Defaults: map[string]json.RawMessage{"temperature": json.RawMessage(`0.7`), "max_tokens": json.RawMessage(`64`)},
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		req, aerr := parseChatRequest(body)
-		if aerr != nil {
+		req := &chatRequest{}
+		if aerr := parseJSON(body, req); aerr != nil {
 			if aerr.Status != 400 || aerr.Message == "" {
 				t.Fatalf("rejection must be a 400 with a message: %+v", aerr)
 			}

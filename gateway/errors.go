@@ -4,10 +4,47 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+
+	"github.com/budhq/bud/run"
 )
 
-// apiError is an error in OpenAI's envelope with its HTTP status. The type
-// names the error class for metrics as well.
+// Error types: the class of an OpenAI error.
+const (
+	typeInvalidRequest = "invalid_request_error"
+	typeServer         = "server_error"
+	typeUpstream       = "upstream_error"
+)
+
+// Error codes: every code the gateway answers with.
+const (
+	codeInvalidAPIKey        = "invalid_api_key"
+	codeRequestTooLarge      = "request_too_large"
+	codeInvalidBody          = "invalid_body"
+	codeInvalidJSON          = "invalid_json"
+	codeMissingParameter     = "missing_required_parameter"
+	codeInvalidType          = "invalid_type"
+	codeInvalidValue         = "invalid_value"
+	codeInternal             = "internal_error"
+	codeUnknownURL           = "unknown_url"
+	codeMethodNotAllowed     = "method_not_allowed"
+	codeModelNotFound        = "model_not_found"
+	codePromptNotFound       = "prompt_not_found"
+	codeVersionNotFound      = "version_not_found"
+	codeResponseNotFound     = "response_not_found"
+	codeInvalidPromptInput   = "invalid_prompt_input"
+	codeNotContinuable       = "previous_response_not_continuable"
+	codeUnavailable          = "unavailable"
+	codeStreamingUnavailable = "streaming_unavailable"
+	codeRunNotStarted        = "run_not_started"
+	codeUpstreamTimeout      = "upstream_timeout"
+	codeUpstreamUnreachable  = "upstream_unreachable"
+	codeUpstreamRejected     = "upstream_rejected"
+	codeUpstreamUnavailable  = "upstream_unavailable"
+)
+
+// apiError is an error in OpenAI's envelope with its HTTP status. Type is
+// the error's class (typeInvalidRequest, typeServer, typeUpstream), Code
+// one of the codes above; an empty Param or Code is sent as null.
 type apiError struct {
 	Status  int
 	Type    string
@@ -40,6 +77,7 @@ func (e *apiError) body() []byte {
 	return append(out, '\n')
 }
 
+// writeAPIError answers with e.
 func writeAPIError(w http.ResponseWriter, e *apiError) {
 	body := e.body()
 	h := w.Header()
@@ -49,26 +87,109 @@ func writeAPIError(w http.ResponseWriter, e *apiError) {
 	_, _ = w.Write(body)
 }
 
+// errInvalid is a 400 about the request's param.
 func errInvalid(param, code, msg string) *apiError {
-	return &apiError{Status: http.StatusBadRequest, Type: "invalid_request_error", Param: param, Code: code, Message: msg}
+	return &apiError{Status: http.StatusBadRequest, Type: typeInvalidRequest, Param: param, Code: code, Message: msg}
 }
 
-var (
-	errNoKey = &apiError{Status: http.StatusUnauthorized, Type: "invalid_request_error", Code: "invalid_api_key",
+func errNoKey() *apiError {
+	return &apiError{Status: http.StatusUnauthorized, Type: typeInvalidRequest, Code: codeInvalidAPIKey,
 		Message: "You didn't provide an API key. Send it as 'Authorization: Bearer <key>' (or an 'api-key' header)."}
-	errBadKey = &apiError{Status: http.StatusUnauthorized, Type: "invalid_request_error", Code: "invalid_api_key",
+}
+
+func errBadKey() *apiError {
+	return &apiError{Status: http.StatusUnauthorized, Type: typeInvalidRequest, Code: codeInvalidAPIKey,
 		Message: "Incorrect API key provided."}
-	errRevokedKey = &apiError{Status: http.StatusUnauthorized, Type: "invalid_request_error", Code: "invalid_api_key",
+}
+
+func errRevokedKey() *apiError {
+	return &apiError{Status: http.StatusUnauthorized, Type: typeInvalidRequest, Code: codeInvalidAPIKey,
 		Message: "This API key has been revoked."}
-	errExpiredKey = &apiError{Status: http.StatusUnauthorized, Type: "invalid_request_error", Code: "invalid_api_key",
+}
+
+func errExpiredKey() *apiError {
+	return &apiError{Status: http.StatusUnauthorized, Type: typeInvalidRequest, Code: codeInvalidAPIKey,
 		Message: "This API key has expired."}
-	errTooLarge = &apiError{Status: http.StatusRequestEntityTooLarge, Type: "invalid_request_error", Code: "request_too_large",
+}
+
+func errTooLarge() *apiError {
+	return &apiError{Status: http.StatusRequestEntityTooLarge, Type: typeInvalidRequest, Code: codeRequestTooLarge,
 		Message: "The request body is too large."}
-	errInternal = &apiError{Status: http.StatusInternalServerError, Type: "server_error", Code: "internal_error",
+}
+
+// errInternal answers a failure of the gateway's own; its cause is logged,
+// never sent.
+func errInternal() *apiError {
+	return &apiError{Status: http.StatusInternalServerError, Type: typeServer, Code: codeInternal,
 		Message: "The server had an error while processing your request."}
-)
+}
 
 func errModelNotFound(model string) *apiError {
-	return &apiError{Status: http.StatusNotFound, Type: "invalid_request_error", Param: "model", Code: "model_not_found",
+	return &apiError{Status: http.StatusNotFound, Type: typeInvalidRequest, Param: "model", Code: codeModelNotFound,
 		Message: "The model '" + model + "' does not exist or you do not have access to it."}
+}
+
+func errPromptNotFound(prompt string) *apiError {
+	return &apiError{Status: http.StatusNotFound, Type: typeInvalidRequest, Param: "prompt.id", Code: codePromptNotFound,
+		Message: "The prompt '" + prompt + "' does not exist or you do not have access to it."}
+}
+
+// errResponseNotFound answers a response id that names no run of the
+// caller's project, param being the request field that sent it.
+func errResponseNotFound(param, id string) *apiError {
+	return &apiError{Status: http.StatusNotFound, Type: typeInvalidRequest, Param: param, Code: codeResponseNotFound,
+		Message: "No response found with id '" + id + "'."}
+}
+
+func errRunsUnconfigured() *apiError {
+	return &apiError{Status: http.StatusServiceUnavailable, Type: typeServer, Code: codeUnavailable,
+		Message: "Prompt runs are not configured on this gateway."}
+}
+
+func errStreamingUnconfigured() *apiError {
+	return &apiError{Status: http.StatusServiceUnavailable, Type: typeServer, Code: codeStreamingUnavailable,
+		Message: "Streaming is not configured on this gateway (it needs NATS: BUD_NATS_URL); send stream: false."}
+}
+
+func errStreamUnavailable() *apiError {
+	return &apiError{Status: http.StatusServiceUnavailable, Type: typeServer, Code: codeStreamingUnavailable,
+		Message: "Streaming is not available on this gateway right now (it has no connection to NATS); send stream: false, or try again."}
+}
+
+func errRunNotStarted() *apiError {
+	return &apiError{Status: http.StatusServiceUnavailable, Type: typeServer, Code: codeRunNotStarted,
+		Message: "The prompt run could not be started; try again."}
+}
+
+// runError is the HTTP error that answers a turn that failed with e, with
+// the status package run gives its failure type: the caller's fault (bad
+// input, a missing model) or the upstream's. It is nil for a failure that
+// is the run's own outcome, answered with the Response and status failed.
+func runError(e *run.Error) *apiError {
+	status := run.HTTPStatus(e.Code)
+	if status == 0 {
+		return nil
+	}
+	typ := typeInvalidRequest
+	if status >= http.StatusInternalServerError {
+		typ = typeUpstream
+	}
+	return &apiError{Status: status, Type: typ, Param: e.Param, Code: runErrorCode(e.Code), Message: e.Message}
+}
+
+// runErrorCode is the error code that answers a run's failure type.
+func runErrorCode(failure string) string {
+	switch failure {
+	case run.InvalidInput, run.RenderFailed:
+		return codeInvalidPromptInput
+	case run.ModelNotFound:
+		return codeModelNotFound
+	case run.UpstreamRejected:
+		return codeUpstreamRejected
+	case run.UpstreamUnavailable:
+		return codeUpstreamUnavailable
+	}
+	// A refused update (run.InvalidContinue, run.NoApprovalRequest) is
+	// never a turn's failure; continueError answers those.
+	return codeInvalidValue
 }

@@ -10,18 +10,15 @@ package gateway
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
@@ -93,6 +90,8 @@ type Gateway struct {
 	router      chi.Router
 	buffers     buffers
 	versions    versions
+	// firstTurn answers a run's first turn as soon as it ends.
+	firstTurn firstTurn
 }
 
 // New returns a gateway. Call Run to start its background work.
@@ -147,6 +146,7 @@ func New(cfg Config) (*Gateway, error) {
 		metrics:     newGatewayMetrics(cfg.Registry),
 		lastUsed:    newLastUsed(),
 	}
+	g.firstTurn = firstTurn{nats: cfg.NATS, runs: cfg.Runs, q: q, log: cfg.Logger, announceWait: defaultAnnounceWait}
 	g.router = g.routes()
 	return g, nil
 }
@@ -159,17 +159,20 @@ func (g *Gateway) routes() chi.Router {
 	})
 	r.Get("/readyz", g.readyz)
 	r.Handle("/metrics", metrics.Handler(g.cfg.Registry))
-	r.Post("/v1/chat/completions", g.chatCompletions)
-	r.Post("/v1/responses", g.responses)
-	r.Get("/v1/responses/{id}", g.getResponse)
-	r.Get("/v1/models", g.listModels)
-	r.Get("/v1/models/*", g.getModel)
+	r.With(g.authenticated(endpointChat)).Post("/v1/chat/completions", g.chatCompletions)
+	r.Group(func(r chi.Router) {
+		r.Use(g.authenticated(""))
+		r.Post("/v1/responses", g.responses)
+		r.Get("/v1/responses/{id}", g.getResponse)
+		r.Get("/v1/models", g.listModels)
+		r.Get("/v1/models/*", g.getModel)
+	})
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		writeAPIError(w, &apiError{Status: http.StatusNotFound, Type: "invalid_request_error", Code: "unknown_url",
+		writeAPIError(w, &apiError{Status: http.StatusNotFound, Type: typeInvalidRequest, Code: codeUnknownURL,
 			Message: "Unknown request URL: " + r.Method + " " + r.URL.Path + "."})
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
-		writeAPIError(w, &apiError{Status: http.StatusMethodNotAllowed, Type: "invalid_request_error", Code: "method_not_allowed",
+		writeAPIError(w, &apiError{Status: http.StatusMethodNotAllowed, Type: typeInvalidRequest, Code: codeMethodNotAllowed,
 			Message: "Method " + r.Method + " is not allowed on " + r.URL.Path + "."})
 	})
 	return r
@@ -227,43 +230,7 @@ func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// caller is an authenticated request's project and key.
-type caller struct {
-	keyID     uuid.UUID
-	projectID uuid.UUID
-}
-
-// authenticate resolves the request's key. OpenAI clients send
-// `Authorization: Bearer`; Azure clients send `api-key`.
-func (g *Gateway) authenticate(r *http.Request) (caller, *apiError) {
-	secret := ""
-	if h := r.Header.Get("Authorization"); h != "" {
-		if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-			secret = strings.TrimSpace(h[7:])
-		}
-	} else {
-		secret = strings.TrimSpace(r.Header.Get("api-key"))
-	}
-	if secret == "" {
-		return caller{}, errNoKey
-	}
-	e, err := g.keys.key(r.Context(), sha256.Sum256([]byte(secret)))
-	if err != nil {
-		g.log.Error("authenticate", "err", err)
-		return caller{}, errInternal
-	}
-	switch {
-	case !e.found:
-		return caller{}, errBadKey
-	case e.revoked:
-		return caller{}, errRevokedKey
-	case e.expiresAt != nil && !time.Now().Before(*e.expiresAt):
-		return caller{}, errExpiredKey
-	}
-	g.lastUsed.mark(e.id)
-	return caller{keyID: e.id, projectID: e.projectID}, nil
-}
-
+// writeJSON answers with v as the JSON body and the given status.
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)

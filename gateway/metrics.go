@@ -1,8 +1,15 @@
 package gateway
 
 import (
+	"strconv"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
+
+// endpointChat names chat completions in the model request metrics, the
+// one endpoint they cover.
+const endpointChat = "chat.completions"
 
 // gatewayMetrics are labelled by project id and deployment name; callers
 // cannot create label values, since both come from our own database.
@@ -14,9 +21,8 @@ type gatewayMetrics struct {
 	errors   *prometheus.CounterVec
 }
 
-var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120}
-
 func newGatewayMetrics(reg prometheus.Registerer) *gatewayMetrics {
+	buckets := []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120}
 	m := &gatewayMetrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bud_gateway_requests_total",
@@ -25,12 +31,12 @@ func newGatewayMetrics(reg prometheus.Registerer) *gatewayMetrics {
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "bud_gateway_request_duration_seconds",
 			Help:    "Time from request to the end of the response, by project, deployment and endpoint.",
-			Buckets: latencyBuckets,
+			Buckets: buckets,
 		}, []string{"project", "deployment", "endpoint"}),
 		upstream: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "bud_gateway_upstream_duration_seconds",
 			Help:    "Time until the upstream's response headers, by project and deployment.",
-			Buckets: latencyBuckets,
+			Buckets: buckets,
 		}, []string{"project", "deployment"}),
 		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bud_gateway_tokens_total",
@@ -43,4 +49,12 @@ func newGatewayMetrics(reg prometheus.Registerer) *gatewayMetrics {
 	}
 	reg.MustRegister(m.requests, m.latency, m.upstream, m.tokens, m.errors)
 	return m
+}
+
+// refused counts a request to endpoint that was refused for its key, begun
+// at start: it has neither project nor deployment.
+func (m *gatewayMetrics) refused(endpoint string, status int, start time.Time) {
+	m.requests.WithLabelValues("", "", endpoint, strconv.Itoa(status)).Inc()
+	m.latency.WithLabelValues("", "", endpoint).Observe(time.Since(start).Seconds())
+	m.errors.WithLabelValues("", "", "auth").Inc()
 }

@@ -23,15 +23,11 @@ type model struct {
 // listModels lists the model deployments of the caller's project, and
 // nothing of any other project.
 func (g *Gateway) listModels(w http.ResponseWriter, r *http.Request) {
-	c, aerr := g.authenticate(r)
-	if aerr != nil {
-		writeAPIError(w, aerr)
-		return
-	}
+	c := callerFrom(r.Context())
 	rows, err := g.q.ListDeploymentsByKind(r.Context(), dbsqlc.ListDeploymentsByKindParams{ProjectID: c.projectID, Kind: bud.KindModel})
 	if err != nil {
 		g.log.Error("list models", "err", err)
-		writeAPIError(w, errInternal)
+		writeAPIError(w, errInternal())
 		return
 	}
 	data := make([]model, 0, len(rows))
@@ -46,11 +42,7 @@ func (g *Gateway) listModels(w http.ResponseWriter, r *http.Request) {
 
 // getModel describes one model deployment; names may contain slashes.
 func (g *Gateway) getModel(w http.ResponseWriter, r *http.Request) {
-	c, aerr := g.authenticate(r)
-	if aerr != nil {
-		writeAPIError(w, aerr)
-		return
-	}
+	c := callerFrom(r.Context())
 	name := strings.TrimPrefix(chi.URLParam(r, "*"), "/")
 	if name == "" {
 		writeAPIError(w, errModelNotFound(name))
@@ -63,7 +55,7 @@ func (g *Gateway) getModel(w http.ResponseWriter, r *http.Request) {
 		return
 	case err != nil:
 		g.log.Error("load deployment", "err", err)
-		writeAPIError(w, errInternal)
+		writeAPIError(w, errInternal())
 		return
 	}
 	writeJSON(w, http.StatusOK, model{ID: d.Name, Object: "model", Created: d.CreatedAt.Unix(), OwnedBy: "bud"})

@@ -76,16 +76,16 @@ func TestReadRightAfterTheAnswerAgreesWithIt(t *testing.T) {
 	running := run.Turn{ResponseID: "resp_ended", Turn: 1, Status: run.StatusInProgress}
 
 	c := &settlingClient{settleAfter: 3, ended: ended}
-	g := &Gateway{cfg: Config{Runs: runsOver(t, c)}, q: q}
-	out, err := g.settledFirstTurn(t.Context(), project.ID, "resp_ended", running)
+	f := &firstTurn{runs: runsOver(t, c), q: q}
+	out, err := f.settled(t.Context(), project.ID, "resp_ended", running)
 	require.NoError(t, err)
 	require.Equal(t, ended, out)
 	require.EqualValues(t, 4, c.queries.Load(), "asked again until the workflow reported the end")
 
 	for _, id := range []string{"resp_paused", "resp_none"} {
 		c := &settlingClient{settleAfter: 3, ended: ended}
-		g := &Gateway{cfg: Config{Runs: runsOver(t, c)}, q: q}
-		out, err := g.settledFirstTurn(t.Context(), project.ID, id, running)
+		f := &firstTurn{runs: runsOver(t, c), q: q}
+		out, err := f.settled(t.Context(), project.ID, id, running)
 		require.NoError(t, err)
 		require.Equal(t, running, out, id)
 		require.Zero(t, c.queries.Load(), "%s: no row says the turn ended", id)

@@ -1,10 +1,10 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
-	"maps"
 	"net/http"
 	"strconv"
 	"strings"
@@ -29,7 +29,7 @@ func (g *Gateway) streamResponses(w http.ResponseWriter, r *http.Request, in run
 	sub, err := runstream.Subscribe(g.cfg.NATS, in.ResponseID)
 	if err != nil {
 		g.log.Warn("subscribe to run stream", "err", err, "response_id", in.ResponseID)
-		writeAPIError(w, errStreamUnavailable)
+		writeAPIError(w, errStreamUnavailable())
 		return
 	}
 	defer func() { _ = sub.Close() }()
@@ -38,11 +38,11 @@ func (g *Gateway) streamResponses(w http.ResponseWriter, r *http.Request, in run
 	wait, err := g.cfg.Runs.Start(r.Context(), in, runs.Accepted)
 	if err != nil {
 		g.log.Error("start prompt run", "err", err)
-		writeAPIError(w, errRunNotStarted)
+		writeAPIError(w, errRunNotStarted())
 		return
 	}
 	s := newResponseStream(w, http.NewResponseController(w).Flush, in, v, run.Turn{ResponseID: in.ResponseID, Turn: 1}, time.Now())
-	g.streamTurn(w, r, sub, s, wait, announceWait)
+	g.streamTurn(w, r, sub, s, wait, g.firstTurn.announceWait)
 }
 
 // streamTurn streams one turn of a run whose events come on sub, once the
@@ -55,7 +55,7 @@ func (g *Gateway) streamResponses(w http.ResponseWriter, r *http.Request, in run
 // the turn's output after askDelay: a first turn announces its end on sub
 // (run.Input.TurnSubject), after every event of the turn, and is asked
 // only when it has not done so in time.
-func (g *Gateway) streamTurn(w http.ResponseWriter, r *http.Request, sub *runstream.Subscription, s *responseStream, wait func() (run.Turn, error), askDelay time.Duration) {
+func (g *Gateway) streamTurn(w http.ResponseWriter, r *http.Request, sub *runstream.Subscription, s *responseStream, wait runs.Wait, askDelay time.Duration) {
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream; charset=utf-8")
 	h.Set("Cache-Control", "no-cache")
@@ -105,7 +105,7 @@ func (g *Gateway) streamContinue(w http.ResponseWriter, r *http.Request, in run.
 	sub, err := runstream.Subscribe(g.cfg.NATS, head.ResponseID)
 	if err != nil {
 		g.log.Warn("subscribe to run stream", "err", err, "response_id", head.ResponseID)
-		writeAPIError(w, errStreamUnavailable)
+		writeAPIError(w, errStreamUnavailable())
 		return
 	}
 	defer func() { _ = sub.Close() }()
@@ -121,13 +121,6 @@ func (g *Gateway) streamContinue(w http.ResponseWriter, r *http.Request, in run.
 	s := newResponseStream(w, http.NewResponseController(w).Flush, in, v, head, time.Now())
 	g.streamTurn(w, r, sub, s, wait, 0)
 }
-
-var (
-	errStreamUnavailable = &apiError{Status: http.StatusServiceUnavailable, Type: "server_error", Code: "streaming_unavailable",
-		Message: "Streaming is not available on this gateway right now (it has no connection to NATS); send stream: false, or try again."}
-	errRunNotStarted = &apiError{Status: http.StatusServiceUnavailable, Type: "server_error", Code: "run_not_started",
-		Message: "The prompt run could not be started; try again."}
-)
 
 // responseStream turns a run's events (package runstream) into OpenAI's
 // Responses event stream.
@@ -173,7 +166,11 @@ type responseStream struct {
 	flush func() error
 	err   error // the first write error: the client went away
 	seq   int64
-	in    run.Input
+	// buf holds the event being written, enc encodes into it; both are
+	// reused from event to event.
+	buf bytes.Buffer
+	enc *json.Encoder
+	in  run.Input
 	// head is the turn as it starts: its response id and number, and the
 	// response it continues.
 	head    run.Turn
@@ -208,7 +205,7 @@ type responseStream struct {
 type toolItem struct {
 	id    string
 	index int
-	item  map[string]any // as added
+	item  response.OutputItem // as added
 	done  bool
 }
 
@@ -223,40 +220,40 @@ type streamItem struct {
 func newResponseStream(w io.Writer, flush func() error, in run.Input, v *version, head run.Turn, created time.Time) *responseStream {
 	head.Status = run.StatusInProgress
 	s := &responseStream{w: w, flush: flush, in: in, head: head, v: v, created: created, tools: map[string]*toolItem{}}
+	s.enc = json.NewEncoder(&s.buf)
 	if d := v.doc; d != nil {
 		s.hold = d.Output.Structured() && d.AllowMultipleCalls && d.LLMRetryLimit > 0
 	}
 	return s
 }
 
-// send writes one event and flushes it to the client.
-func (s *responseStream) send(typ string, fields map[string]any) {
+// send stamps ev with typ and the next sequence number, writes it as a
+// server-sent event and flushes it to the client.
+func (s *responseStream) send(typ string, ev response.Event) {
 	if s.err != nil {
 		return
 	}
-	fields["type"] = typ
-	fields["sequence_number"] = s.seq
+	h := ev.Header()
+	h.Type, h.SequenceNumber = typ, s.seq
 	s.seq++
-	data, err := json.Marshal(fields)
-	if err != nil {
-		s.err = err
+	s.buf.Reset()
+	s.buf.WriteString("event: ")
+	s.buf.WriteString(typ)
+	s.buf.WriteString("\ndata: ")
+	// Encode ends the data line; the blank line after it ends the event.
+	if s.err = s.enc.Encode(ev); s.err != nil {
 		return
 	}
-	buf := make([]byte, 0, len(typ)+len(data)+16)
-	buf = append(buf, "event: "...)
-	buf = append(buf, typ...)
-	buf = append(buf, "\ndata: "...)
-	buf = append(buf, data...)
-	buf = append(buf, "\n\n"...)
-	if _, s.err = s.w.Write(buf); s.err == nil {
+	s.buf.WriteByte('\n')
+	if _, s.err = s.w.Write(s.buf.Bytes()); s.err == nil {
 		s.err = s.flush()
 	}
 }
 
 func (s *responseStream) start() {
 	resp := buildResponse(s.in, s.v, s.head, s.created)
-	s.send("response.created", map[string]any{"response": resp})
-	s.send("response.in_progress", map[string]any{"response": resp})
+	s.send(response.EventCreated, &response.ResponseEvent{Response: resp})
+	s.send(response.EventInProgress, &response.ResponseEvent{Response: resp})
 }
 
 // event applies one of the run's events.
@@ -302,10 +299,9 @@ func (s *responseStream) event(ev runstream.Event) {
 	}
 }
 
-// addTool opens a tool call item at the next output_index, unless the
+// addTool opens the tool call item id at the next output_index, unless the
 // stream has one of that id; it reports whether it did.
-func (s *responseStream) addTool(item map[string]any) bool {
-	id, _ := item["id"].(string)
+func (s *responseStream) addTool(id string, item response.OutputItem) bool {
 	if s.tools[id] != nil {
 		return false
 	}
@@ -313,24 +309,24 @@ func (s *responseStream) addTool(item map[string]any) bool {
 	s.outputs++
 	s.tools[id] = it
 	s.toolOrder = append(s.toolOrder, it)
-	s.send("response.output_item.added", map[string]any{"output_index": it.index, "item": item})
+	s.send(response.EventOutputItemAdded, &response.OutputItemEvent{OutputIndex: it.index, Item: item})
 	return true
 }
 
 // doneTool closes a tool call item with its finished form.
-func (s *responseStream) doneTool(id string, item map[string]any) {
+func (s *responseStream) doneTool(id string, item response.OutputItem) {
 	it := s.tools[id]
 	it.done = true
-	s.send("response.output_item.done", map[string]any{"output_index": it.index, "item": item})
+	s.send(response.EventOutputItemDone, &response.OutputItemEvent{OutputIndex: it.index, Item: item})
 }
 
 // toolStarted streams a connection tool call that starts.
 func (s *responseStream) toolStarted(tc run.ToolCall) {
+	id := response.MCPCallID(tc.ID)
 	item := response.MCPCallItem(run.ToolCall{ID: tc.ID, Name: tc.Name, ServerLabel: tc.ServerLabel, Arguments: tc.Arguments, ApprovalRequestID: tc.ApprovalRequestID})
-	item["status"] = run.StatusInProgress
-	if s.addTool(item) {
-		id := response.MCPCallID(tc.ID)
-		s.send("response.mcp_call.in_progress", map[string]any{"item_id": id, "output_index": s.tools[id].index})
+	item.Status = run.StatusInProgress
+	if s.addTool(id, item) {
+		s.send(response.EventMCPCallInProgress, &response.MCPCallEvent{ItemID: id, OutputIndex: s.tools[id].index})
 	}
 }
 
@@ -344,30 +340,30 @@ func (s *responseStream) toolEnded(tc run.ToolCall) {
 		return
 	}
 	item := response.MCPCallItem(tc)
-	typ := "response.mcp_call.completed"
-	if item["status"] == run.StatusFailed {
-		typ = "response.mcp_call.failed"
+	typ := response.EventMCPCallCompleted
+	if item.Status == run.StatusFailed {
+		typ = response.EventMCPCallFailed
 	}
-	s.send(typ, map[string]any{"item_id": id, "output_index": it.index})
+	s.send(typ, &response.MCPCallEvent{ItemID: id, OutputIndex: it.index})
 	s.doneTool(id, item)
 }
 
 // functionCall streams a call of the caller's function, once.
 func (s *responseStream) functionCall(fc run.FunctionCall) {
 	id := response.FunctionCallID(fc.CallID)
-	if !s.addTool(map[string]any{"type": "function_call", "id": id, "call_id": fc.CallID, "name": fc.Name, "arguments": "", "status": run.StatusInProgress}) {
+	if !s.addTool(id, response.FunctionCallItem(run.FunctionCall{CallID: fc.CallID, Name: fc.Name}, run.StatusInProgress)) {
 		return
 	}
 	index := s.tools[id].index
-	s.send("response.function_call_arguments.delta", map[string]any{"item_id": id, "output_index": index, "delta": fc.Arguments})
-	s.send("response.function_call_arguments.done", map[string]any{"item_id": id, "output_index": index, "name": fc.Name, "arguments": fc.Arguments})
-	s.doneTool(id, map[string]any{"type": "function_call", "id": id, "call_id": fc.CallID, "name": fc.Name, "arguments": fc.Arguments, "status": run.StatusCompleted})
+	s.send(response.EventFunctionCallArgumentsDelta, &response.FunctionCallArgumentsDeltaEvent{ItemID: id, OutputIndex: index, Delta: fc.Arguments})
+	s.send(response.EventFunctionCallArgumentsDone, &response.FunctionCallArgumentsDoneEvent{ItemID: id, OutputIndex: index, Name: fc.Name, Arguments: fc.Arguments})
+	s.doneTool(id, response.FunctionCallItem(fc, run.StatusCompleted))
 }
 
 // approvalRequest streams a call waiting for approval, once.
 func (s *responseStream) approvalRequest(a run.ApprovalRequest) {
 	item := response.ApprovalRequestItem(a)
-	if s.addTool(item) {
+	if s.addTool(a.ID, item) {
 		s.doneTool(a.ID, item)
 	}
 }
@@ -395,7 +391,7 @@ func (s *responseStream) show(text string) {
 		case strings.HasPrefix(s.item.text, text):
 			return
 		case !strings.HasPrefix(text, s.item.text):
-			s.closeItem("incomplete")
+			s.closeItem(run.StatusIncomplete)
 		}
 	}
 	if text == "" {
@@ -404,9 +400,8 @@ func (s *responseStream) show(text string) {
 	if s.item == nil {
 		s.openItem()
 	}
-	s.send("response.output_text.delta", map[string]any{
-		"item_id": s.item.id, "output_index": s.item.index, "content_index": 0,
-		"delta": text[len(s.item.text):], "logprobs": []any{},
+	s.send(response.EventOutputTextDelta, &response.OutputTextDeltaEvent{
+		ItemID: s.item.id, OutputIndex: s.item.index, Delta: text[len(s.item.text):], Logprobs: []any{},
 	})
 	s.item.text = text
 }
@@ -421,41 +416,29 @@ func (s *responseStream) openItem() {
 	s.item = &streamItem{id: id, index: s.outputs}
 	s.outputs++
 	s.msgID = id
-	s.send("response.output_item.added", map[string]any{
-		"output_index": s.item.index,
-		"item":         map[string]any{"type": "message", "id": id, "status": "in_progress", "role": "assistant", "content": []any{}},
-	})
-	s.send("response.content_part.added", map[string]any{
-		"item_id": id, "output_index": s.item.index, "content_index": 0,
-		"part": map[string]any{"type": "output_text", "text": "", "annotations": []any{}},
-	})
+	s.send(response.EventOutputItemAdded, &response.OutputItemEvent{OutputIndex: s.item.index, Item: response.MessageItem(id, run.StatusInProgress)})
+	s.send(response.EventContentPartAdded, &response.ContentPartEvent{ItemID: id, OutputIndex: s.item.index, Part: response.NewOutputText("")})
 }
 
 func (s *responseStream) closeItem(status string) {
 	it := s.item
 	s.item = nil
-	part := map[string]any{"type": "output_text", "text": it.text, "annotations": []any{}}
-	s.send("response.output_text.done", map[string]any{
-		"item_id": it.id, "output_index": it.index, "content_index": 0, "text": it.text, "logprobs": []any{},
-	})
-	s.send("response.content_part.done", map[string]any{"item_id": it.id, "output_index": it.index, "content_index": 0, "part": part})
-	s.send("response.output_item.done", map[string]any{
-		"output_index": it.index,
-		"item":         map[string]any{"type": "message", "id": it.id, "status": status, "role": "assistant", "content": []any{part}},
-	})
+	part := response.NewOutputText(it.text)
+	s.send(response.EventOutputTextDone, &response.OutputTextDoneEvent{ItemID: it.id, OutputIndex: it.index, Text: it.text, Logprobs: []any{}})
+	s.send(response.EventContentPartDone, &response.ContentPartEvent{ItemID: it.id, OutputIndex: it.index, Part: part})
+	s.send(response.EventOutputItemDone, &response.OutputItemEvent{OutputIndex: it.index, Item: response.MessageItem(it.id, status, part)})
 }
 
 // finish closes the stream with the turn's output.
 func (s *responseStream) finish(out run.Turn) {
-	if out.ResponseID == "" { // a run from before turns, or one that failed
+	if out.ResponseID == "" { // a turn without its ids, as a failed run's stand-in: the head's
 		out.ResponseID, out.Turn, out.PreviousResponseID = s.head.ResponseID, s.head.Turn, s.head.PreviousResponseID
 	}
 	resp := buildResponse(s.in, s.v, out, s.created)
-	output, _ := resp["output"].([]any)
-	hasMessage := false
-	for _, o := range output {
-		if m, ok := o.(map[string]any); ok && m["type"] == "message" {
-			hasMessage = true
+	var message *response.Message
+	for _, o := range resp.Output {
+		if m, ok := o.(*response.Message); ok {
+			message = m
 		}
 	}
 
@@ -466,27 +449,23 @@ func (s *responseStream) finish(out run.Turn) {
 	case out.Status == run.StatusFailed:
 		// The output is not streamed: the Response says what there is.
 		if s.item != nil {
-			s.closeItem("incomplete")
+			s.closeItem(run.StatusIncomplete)
 		}
-	case hasMessage:
+	case message != nil:
 		s.show(out.Text)
 		if s.item == nil { // an empty reply
 			s.openItem()
 		}
-		status := "completed"
+		status := run.StatusCompleted
 		if out.Status == run.StatusIncomplete {
-			status = "incomplete"
+			status = run.StatusIncomplete
 		}
 		s.closeItem(status)
 	case s.item != nil:
-		s.closeItem("incomplete")
+		s.closeItem(run.StatusIncomplete)
 	}
-	if s.msgID != "" {
-		for _, o := range output {
-			if m, ok := o.(map[string]any); ok && m["type"] == "message" {
-				m["id"] = s.msgID
-			}
-		}
+	if s.msgID != "" && message != nil {
+		message.ID = s.msgID
 	}
 	if out.Status != run.StatusFailed {
 		for _, fc := range out.FunctionCalls {
@@ -497,21 +476,22 @@ func (s *responseStream) finish(out run.Turn) {
 		}
 	}
 	// A tool call the run started and never finished (the workflow
-	// failed): it is not part of the output.
+	// failed): it is not part of the output. Only a connection tool call
+	// can be open: the other items are done as soon as they are added.
 	for _, it := range s.toolOrder {
-		if !it.done {
-			item := maps.Clone(it.item)
-			item["status"] = run.StatusIncomplete
-			s.doneTool(it.id, item)
+		if c, ok := it.item.(*response.MCPCall); ok && !it.done {
+			abandoned := *c
+			abandoned.Status = run.StatusIncomplete
+			s.doneTool(it.id, &abandoned)
 		}
 	}
 
-	typ := "response.completed"
+	typ := response.EventCompleted
 	switch out.Status {
 	case run.StatusFailed:
-		typ = "response.failed"
+		typ = response.EventFailed
 	case run.StatusIncomplete:
-		typ = "response.incomplete"
+		typ = response.EventIncomplete
 	}
-	s.send(typ, map[string]any{"response": resp})
+	s.send(typ, &response.ResponseEvent{Response: resp})
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -582,8 +583,7 @@ func TestStreamToolCallOfAFailedRun(t *testing.T) {
 // that never comes, or cannot be read, leaves the answer to the update.
 func TestAwaitFirstTurn(t *testing.T) {
 	nc := runstreamtest.Connect(t, runstreamtest.Start(t))
-	defer func(d time.Duration) { announceWait = d }(announceWait)
-	announceWait = 200 * time.Millisecond
+	f := &firstTurn{announceWait: 200 * time.Millisecond}
 
 	asked := 0
 	wait := func() (run.Turn, error) {
@@ -601,27 +601,57 @@ func TestAwaitFirstTurn(t *testing.T) {
 	require.NoError(t, runstream.Publish(t.Context(), nc, runstream.Subject("resp_a"), runstream.Event{Type: runstream.TypeDelta, Text: "x"}))
 	require.NoError(t, runstream.Publish(t.Context(), nc, runstream.Subject("resp_a"),
 		runstream.Event{Type: runstream.TypeTurnEnded, Output: []byte(`{"response_id":"resp_a","text":"announced"}`)}))
-	out, err := awaitFirstTurn(t.Context(), sub, wait)
+	out, err := f.await(t.Context(), sub, wait)
 	require.NoError(t, err)
 	require.Equal(t, "announced", out.Text)
 	require.Zero(t, asked, "no update when the turn was announced")
 
 	start := time.Now()
-	out, err = awaitFirstTurn(t.Context(), subscribe("resp_b"), wait)
+	out, err = f.await(t.Context(), subscribe("resp_b"), wait)
 	require.NoError(t, err)
 	require.Equal(t, "from the update", out.Text)
 	require.Equal(t, 1, asked)
-	require.GreaterOrEqual(t, time.Since(start), announceWait)
+	require.GreaterOrEqual(t, time.Since(start), f.announceWait)
 
 	sub = subscribe("resp_c")
 	require.NoError(t, runstream.Publish(t.Context(), nc, runstream.Subject("resp_c"),
 		runstream.Event{Type: runstream.TypeTurnEnded, Output: []byte(`"not a turn"`)}))
-	out, err = awaitFirstTurn(t.Context(), sub, wait)
+	out, err = f.await(t.Context(), sub, wait)
 	require.NoError(t, err)
 	require.Equal(t, "from the update", out.Text)
 	require.Equal(t, 2, asked)
 
-	out, err = awaitFirstTurn(t.Context(), nil, wait)
+	out, err = f.await(t.Context(), nil, wait)
 	require.NoError(t, err)
 	require.Equal(t, "from the update", out.Text, "without NATS the update answers")
+}
+
+// BenchmarkResponseStream measures the Responses events of one streamed
+// turn: the opening events, a connection tool call, 20 text deltas and the
+// closing events with the final Response.
+func BenchmarkResponseStream(b *testing.B) {
+	d, err := prompt.Parse([]byte(textDocument))
+	require.NoError(b, err)
+	c, err := prompt.Compile(d)
+	require.NoError(b, err)
+	v := &version{raw: []byte(textDocument), doc: d, compiled: c}
+	in := run.Input{ResponseID: "resp_abc", Deployment: "p", PromptVersion: 1, Document: []byte(textDocument), Variables: map[string]any{"input": "hi"}}
+	tool := runstream.Tool{CallID: "call_1", Name: "echo", ServerLabel: "everything", Arguments: `{"message":"hi"}`, Output: "Echo: hi"}
+	words := make([]string, 20)
+	for i := range words {
+		words[i] = "word" + strconv.Itoa(i) + " "
+	}
+	out := run.Turn{Status: run.StatusCompleted, Model: "qwen", ModelCalls: 2, Text: strings.Join(words, ""),
+		ToolCalls: []run.ToolCall{{ID: "call_1", Name: "echo", ServerLabel: "everything", Arguments: `{"message":"hi"}`, Output: "Echo: hi"}}}
+	b.ReportAllocs()
+	for b.Loop() {
+		s := newResponseStream(io.Discard, func() error { return nil }, in, v, run.Turn{ResponseID: "resp_abc", Turn: 1}, time.Unix(1700000000, 0))
+		s.start()
+		s.event(runstream.Event{Type: runstream.TypeToolCall, Call: 1, Tool: &tool})
+		s.event(runstream.Event{Type: runstream.TypeToolResult, Call: 1, Tool: &tool})
+		for i, w := range words {
+			s.event(runstream.Event{Type: runstream.TypeDelta, Call: 2, Attempt: 1, Seq: i + 1, Text: w})
+		}
+		s.finish(out)
+	}
 }

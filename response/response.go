@@ -1,6 +1,7 @@
-// Package response renders a prompt run as OpenAI's Response object: the
-// one shape that the gateway's /v1/responses and BudApp's playground both
-// answer with.
+// Package response is OpenAI's Responses API on the wire: the Response
+// object, its output items and the stream events, as typed structs, and
+// Build, which renders a prompt run's turn as the one Response that the
+// gateway's /v1/responses and BudApp's playground both answer with.
 package response
 
 import (
@@ -28,24 +29,23 @@ type Options struct {
 	// Model names the model deployment when the output has none (a run that
 	// failed before its model call).
 	Model string
-	// PromptID and PromptVersion fill the Response's "prompt": the
-	// gateway names the deployment the caller sent, the playground the
-	// saved prompt (nil for an unsaved document).
-	PromptID, PromptVersion any
+	// PromptID and PromptVersion fill the Response's prompt: the gateway
+	// names the deployment the caller sent, the playground the saved
+	// prompt; nil sends null (an unsaved document).
+	PromptID, PromptVersion *string
 	// Now stands in for the creation time of a run that has not started.
 	Now time.Time
 }
 
 // Build renders one turn of the run (out; the first when out has no
-// ResponseID, as the output of a run from before turns); out.Status may
-// also be "in_progress". The output items come in this order: the
-// connection tool calls the turn made (mcp_call), the assistant's message,
-// the caller's function calls, the tool calls waiting for approval
-// (mcp_approval_request). A turn that paused for function outputs or
-// approvals is completed, as OpenAI's is. Item ids are derived from the
-// turn's response id and the model's call ids, so a stream and a later
-// GET name every item alike.
-func Build(in run.Input, out run.Turn, o Options) map[string]any {
+// ResponseID); out.Status may also be "in_progress". The output items come
+// in this order: the connection tool calls the turn made (mcp_call), the
+// assistant's message, the caller's function calls, the tool calls waiting
+// for approval (mcp_approval_request). A turn that paused for function
+// outputs or approvals is completed, as OpenAI's is. Item ids are derived
+// from the turn's response id and the model's call ids, so a stream and a
+// later GET name every item alike.
+func Build(in run.Input, out run.Turn, o Options) *Response {
 	created := out.StartedAt
 	if created.IsZero() {
 		created = o.Now
@@ -54,68 +54,65 @@ func Build(in run.Input, out run.Turn, o Options) map[string]any {
 	if id == "" {
 		id = in.ResponseID
 	}
-	output := []any{}
+	message := out.Text != "" || (out.Status == run.StatusCompleted && len(out.FunctionCalls) == 0 && len(out.ApprovalRequests) == 0)
+	n := len(out.ToolCalls) + len(out.FunctionCalls) + len(out.ApprovalRequests)
+	if message {
+		n++
+	}
+	output := make([]OutputItem, 0, n)
 	for _, tc := range out.ToolCalls {
 		output = append(output, MCPCallItem(tc))
 	}
-	if out.Text != "" || (out.Status == run.StatusCompleted && len(out.FunctionCalls) == 0 && len(out.ApprovalRequests) == 0) {
-		output = append(output, map[string]any{
-			"type": "message", "id": MessageID(id), "status": "completed", "role": "assistant",
-			"content": []any{map[string]any{"type": "output_text", "text": out.Text, "annotations": []any{}}},
-		})
+	if message {
+		output = append(output, MessageItem(MessageID(id), run.StatusCompleted, NewOutputText(out.Text)))
 	}
 	for _, fc := range out.FunctionCalls {
-		output = append(output, map[string]any{"type": "function_call", "id": FunctionCallID(fc.CallID), "call_id": fc.CallID, "name": fc.Name, "arguments": fc.Arguments, "status": "completed"})
+		output = append(output, FunctionCallItem(fc, run.StatusCompleted))
 	}
 	for _, a := range out.ApprovalRequests {
 		output = append(output, ApprovalRequestItem(a))
 	}
-	format := map[string]any{"type": "text"}
-	if len(o.OutputSchema) > 0 {
-		format = map[string]any{"type": "json_schema", "name": "output", "schema": o.OutputSchema, "strict": true}
+	r := &Response{
+		ID:                 id,
+		PreviousResponseID: nullable(out.PreviousResponseID),
+		Object:             Object,
+		CreatedAt:          created.Unix(),
+		Model:              out.Model,
+		Status:             out.Status,
+		Output:             output,
+		OutputText:         out.Text,
+		Usage: Usage{
+			InputTokens:  out.Usage.InputTokens,
+			OutputTokens: out.Usage.OutputTokens,
+			TotalTokens:  out.Usage.TotalTokens,
+		},
+		Prompt:            Prompt{ID: o.PromptID, Version: o.PromptVersion, Variables: in.Variables},
+		Text:              Text{Format: TextFormat{Type: FormatText}},
+		Metadata:          in.Metadata,
+		Instructions:      nullable(in.Instructions),
+		ParallelToolCalls: true,
+		ToolChoice:        "auto",
+		Tools:             []any{},
 	}
-	var runErr, incomplete, instructions any
+	if r.Model == "" {
+		r.Model = o.Model
+	}
+	if len(o.OutputSchema) > 0 {
+		r.Text.Format = TextFormat{Type: FormatJSONSchema, Name: "output", Schema: o.OutputSchema, Strict: new(true)}
+	}
 	if out.Error != nil {
-		runErr = map[string]any{"code": out.Error.Code, "message": out.Error.Message}
+		r.Error = &Error{Code: out.Error.Code, Message: out.Error.Message}
 	}
 	if out.Status == run.StatusIncomplete {
-		incomplete = map[string]any{"reason": "max_output_tokens"}
+		r.IncompleteDetails = &IncompleteDetails{Reason: "max_output_tokens"}
 	}
-	if in.Instructions != "" {
-		instructions = in.Instructions
+	if r.Metadata == nil {
+		r.Metadata = map[string]string{}
 	}
-	metadata := in.Metadata
-	if metadata == nil {
-		metadata = map[string]string{}
+	if r.Prompt.Variables == nil {
+		r.Prompt.Variables = map[string]any{}
 	}
-	vars := in.Variables
-	if vars == nil {
-		vars = map[string]any{}
-	}
-	model := out.Model
-	if model == "" {
-		model = o.Model
-	}
-	return map[string]any{
-		"id":                   id,
-		"previous_response_id": nullable(out.PreviousResponseID),
-		"object":               "response",
-		"created_at":           created.Unix(),
-		"model":                model,
-		"status":               out.Status,
-		"output":               output,
-		"output_text":          out.Text,
-		"usage":                map[string]any{"input_tokens": out.Usage.InputTokens, "output_tokens": out.Usage.OutputTokens, "total_tokens": out.Usage.TotalTokens, "input_tokens_details": map[string]any{"cached_tokens": 0}, "output_tokens_details": map[string]any{"reasoning_tokens": 0}},
-		"prompt":               map[string]any{"id": o.PromptID, "version": o.PromptVersion, "variables": vars},
-		"text":                 map[string]any{"format": format},
-		"error":                runErr,
-		"incomplete_details":   incomplete,
-		"metadata":             metadata,
-		"instructions":         instructions,
-		"parallel_tool_calls":  true,
-		"tool_choice":          "auto",
-		"tools":                []any{},
-	}
+	return r
 }
 
 // MessageID is the id of the assistant message of the turn whose response
@@ -132,31 +129,51 @@ func FunctionCallID(callID string) string { return "fc_" + callID }
 // call id callID.
 func MCPCallID(callID string) string { return "mcp_" + callID }
 
+// NewOutputText is a message's content part holding text.
+func NewOutputText(text string) OutputText {
+	return OutputText{Type: TypeOutputText, Text: text, Annotations: []any{}}
+}
+
+// MessageItem is the assistant's message id with status and content; no
+// content is [], a message a stream has just opened.
+func MessageItem(id, status string, content ...OutputText) *Message {
+	if content == nil {
+		content = []OutputText{}
+	}
+	return &Message{Type: TypeMessage, ID: id, Status: status, Role: RoleAssistant, Content: content}
+}
+
+// FunctionCallItem renders a call of the caller's function as OpenAI's
+// function_call item with status.
+func FunctionCallItem(fc run.FunctionCall, status string) *FunctionCall {
+	return &FunctionCall{Type: TypeFunctionCall, ID: FunctionCallID(fc.CallID), CallID: fc.CallID, Name: fc.Name, Arguments: fc.Arguments, Status: status}
+}
+
 // MCPCallItem renders a finished connection tool call as OpenAI's mcp_call
 // item: status failed when it has an error (a rejected approval included),
 // completed otherwise.
-func MCPCallItem(tc run.ToolCall) map[string]any {
+func MCPCallItem(tc run.ToolCall) *MCPCall {
 	status := run.StatusCompleted
 	if tc.Error != "" {
 		status = run.StatusFailed
 	}
-	return map[string]any{
-		"type": "mcp_call", "id": MCPCallID(tc.ID), "server_label": tc.ServerLabel, "name": tc.Name, "arguments": tc.Arguments,
-		"output": nullable(tc.Output), "error": nullable(tc.Error), "approval_request_id": nullable(tc.ApprovalRequestID),
-		"status": status,
+	return &MCPCall{
+		Type: TypeMCPCall, ID: MCPCallID(tc.ID), ServerLabel: tc.ServerLabel, Name: tc.Name, Arguments: tc.Arguments,
+		Output: nullable(tc.Output), Error: nullable(tc.Error), ApprovalRequestID: nullable(tc.ApprovalRequestID),
+		Status: status,
 	}
 }
 
 // ApprovalRequestItem renders a tool call waiting for approval as OpenAI's
 // mcp_approval_request item.
-func ApprovalRequestItem(a run.ApprovalRequest) map[string]any {
-	return map[string]any{"type": "mcp_approval_request", "id": a.ID, "server_label": a.ServerLabel, "name": a.Name, "arguments": a.Arguments}
+func ApprovalRequestItem(a run.ApprovalRequest) *MCPApprovalRequest {
+	return &MCPApprovalRequest{Type: TypeMCPApprovalRequest, ID: a.ID, ServerLabel: a.ServerLabel, Name: a.Name, Arguments: a.Arguments}
 }
 
-// nullable is s, or JSON null when s is empty.
-func nullable(s string) any {
+// nullable is s, or nil (JSON null) when s is empty.
+func nullable(s string) *string {
 	if s == "" {
 		return nil
 	}
-	return s
+	return &s
 }

@@ -38,7 +38,8 @@ func TestBuildOrdersATurnsItems(t *testing.T) {
 		Waiting:          true,
 		StartedAt:        time.Unix(1700000000, 0),
 	}
-	raw, err := json.Marshal(response.Build(in, out, response.Options{PromptID: "greeter", PromptVersion: "2"}))
+	id, version := "greeter", "2"
+	raw, err := json.Marshal(response.Build(in, out, response.Options{PromptID: &id, PromptVersion: &version}))
 	require.NoError(t, err)
 	var r struct {
 		ID                 string  `json:"id"`
@@ -82,10 +83,77 @@ func TestBuildFirstTurnOfFunctionCalls(t *testing.T) {
 	in := run.Input{ResponseID: "resp_cd"}
 	out := run.Turn{Status: run.StatusCompleted, FunctionCalls: []run.FunctionCall{{CallID: "c1", Name: "f", Arguments: "{}"}}}
 	b := response.Build(in, out, response.Options{Now: time.Unix(5, 0)})
-	require.Equal(t, "resp_cd", b["id"])
-	require.Nil(t, b["previous_response_id"])
-	items := b["output"].([]any)
-	require.Len(t, items, 1)
-	require.Equal(t, "function_call", items[0].(map[string]any)["type"])
-	require.Equal(t, int64(5), b["created_at"])
+	require.Equal(t, "resp_cd", b.ID)
+	require.Nil(t, b.PreviousResponseID)
+	require.Len(t, b.Output, 1)
+	require.Equal(t, "function_call", b.Output[0].(*response.FunctionCall).Type)
+	require.Equal(t, int64(5), b.CreatedAt)
+}
+
+// The Response on the wire: every field OpenAI's clients read, unset ones
+// as null, and each item type with its own fields.
+func TestBuildWireFormat(t *testing.T) {
+	in := run.Input{ResponseID: "resp_ab", Instructions: "Be brief.", Metadata: map[string]string{"k": "v"}, Variables: map[string]any{"city": "Oslo"}}
+	out := run.Turn{
+		ResponseID: "resp_ab_2", Turn: 2, PreviousResponseID: "resp_ab", Status: run.StatusCompleted, Model: "m", Text: "Here you are.",
+		ToolCalls:        []run.ToolCall{{ID: "c1", Name: "echo", ServerLabel: "everything", Arguments: `{}`, Output: "hi"}},
+		FunctionCalls:    []run.FunctionCall{{CallID: "c2", Name: "get_weather", Arguments: `{"city":"Oslo"}`}},
+		ApprovalRequests: []run.ApprovalRequest{{ID: "mcpr_c3", CallID: "c3", Name: "echo", ServerLabel: "everything", Arguments: `{}`}},
+		Usage:            run.Usage{InputTokens: 3, OutputTokens: 4, TotalTokens: 7},
+		StartedAt:        time.Unix(1700000000, 0),
+	}
+	id, version := "greeter", "2"
+	raw, err := json.Marshal(response.Build(in, out, response.Options{PromptID: &id, PromptVersion: &version, OutputSchema: json.RawMessage(`{"type":"object"}`)}))
+	require.NoError(t, err)
+	require.JSONEq(t, `{
+		"id": "resp_ab_2", "previous_response_id": "resp_ab", "object": "response", "created_at": 1700000000,
+		"model": "m", "status": "completed", "output_text": "Here you are.",
+		"output": [
+			{"type": "mcp_call", "id": "mcp_c1", "server_label": "everything", "name": "echo", "arguments": "{}",
+			 "output": "hi", "error": null, "approval_request_id": null, "status": "completed"},
+			{"type": "message", "id": "msg_ab_2", "status": "completed", "role": "assistant",
+			 "content": [{"type": "output_text", "text": "Here you are.", "annotations": []}]},
+			{"type": "function_call", "id": "fc_c2", "call_id": "c2", "name": "get_weather", "arguments": "{\"city\":\"Oslo\"}", "status": "completed"},
+			{"type": "mcp_approval_request", "id": "mcpr_c3", "server_label": "everything", "name": "echo", "arguments": "{}"}
+		],
+		"usage": {"input_tokens": 3, "output_tokens": 4, "total_tokens": 7,
+			"input_tokens_details": {"cached_tokens": 0}, "output_tokens_details": {"reasoning_tokens": 0}},
+		"prompt": {"id": "greeter", "version": "2", "variables": {"city": "Oslo"}},
+		"text": {"format": {"type": "json_schema", "name": "output", "schema": {"type": "object"}, "strict": true}},
+		"error": null, "incomplete_details": null, "metadata": {"k": "v"}, "instructions": "Be brief.",
+		"parallel_tool_calls": true, "tool_choice": "auto", "tools": []
+	}`, string(raw))
+
+	raw, err = json.Marshal(response.Build(run.Input{ResponseID: "resp_cd"}, run.Turn{Status: run.StatusFailed,
+		Error: &run.Error{Code: run.UpstreamRejected, Message: "refused", UpstreamStatus: 400}}, response.Options{Model: "dep", Now: time.Unix(5, 0)}))
+	require.NoError(t, err)
+	require.JSONEq(t, `{
+		"id": "resp_cd", "previous_response_id": null, "object": "response", "created_at": 5,
+		"model": "dep", "status": "failed", "output_text": "", "output": [],
+		"usage": {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0,
+			"input_tokens_details": {"cached_tokens": 0}, "output_tokens_details": {"reasoning_tokens": 0}},
+		"prompt": {"id": null, "version": null, "variables": {}},
+		"text": {"format": {"type": "text"}},
+		"error": {"code": "UpstreamRejected", "message": "refused"}, "incomplete_details": null,
+		"metadata": {}, "instructions": null,
+		"parallel_tool_calls": true, "tool_choice": "auto", "tools": []
+	}`, string(raw), "a failed run before its model call: nulls and empty collections, never absent fields")
+}
+
+// BenchmarkBuild measures rendering and encoding one turn's Response.
+func BenchmarkBuild(b *testing.B) {
+	in := run.Input{ResponseID: "resp_ab", Deployment: "greeter", Metadata: map[string]string{"k": "v"}, Variables: map[string]any{"city": "Oslo"}}
+	out := run.Turn{
+		ResponseID: "resp_ab", Turn: 1, Status: run.StatusCompleted, Model: "m", Text: "Here you are.",
+		ToolCalls:     []run.ToolCall{{ID: "c1", Name: "echo", ServerLabel: "everything", Arguments: `{"message":"hi"}`, Output: "Echo: hi"}},
+		FunctionCalls: []run.FunctionCall{{CallID: "c3", Name: "get_weather", Arguments: `{"city":"Oslo"}`}},
+		StartedAt:     time.Unix(1700000000, 0),
+	}
+	id, version := "greeter", "2"
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := json.Marshal(response.Build(in, out, response.Options{PromptID: &id, PromptVersion: &version, Model: "m"})); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
