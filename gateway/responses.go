@@ -162,11 +162,11 @@ func (g *Gateway) responses(w http.ResponseWriter, r *http.Request) {
 func (g *Gateway) continueResponse(w http.ResponseWriter, r *http.Request, c caller, req *responsesRequest) {
 	prev := req.PreviousResponseID
 	found, err := g.cfg.Runs.Find(r.Context(), c.projectID, prev)
-	if errors.Is(err, runs.ErrNotFound) {
-		if _, _, ok := run.ParseTurnID(prev); !ok {
-			writeAPIError(w, errInvalid("previous_response_id", codeInvalidValue, "previous_response_id must be the id of a response of this API ('resp_…')."))
-			return
-		}
+	switch {
+	case errors.Is(err, runs.ErrNotResponseID):
+		writeAPIError(w, errInvalid("previous_response_id", codeInvalidValue, "previous_response_id must be the id of a response of this API ('resp_…')."))
+		return
+	case errors.Is(err, runs.ErrNotFound):
 		writeAPIError(w, errResponseNotFound("previous_response_id", prev))
 		return
 	}
