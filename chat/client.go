@@ -87,15 +87,7 @@ func (c Client) Call(ctx context.Context, ep Endpoint, req Request, delta func(s
 	if err != nil {
 		return Reply{}, &Error{Kind: InvalidURL, Message: "the endpoint's URL is unusable", cause: err.Error()}
 	}
-	hreq.Header.Set("Content-Type", "application/json")
-	if req.Stream {
-		hreq.Header.Set("Accept", "text/event-stream")
-	} else {
-		hreq.Header.Set("Accept", "application/json")
-	}
-	if ep.APIKey != "" {
-		hreq.Header.Set("Authorization", "Bearer "+ep.APIKey)
-	}
+	SetHeaders(hreq.Header, req.Stream, ep.APIKey)
 
 	hc := c.HTTP
 	if hc == nil {
@@ -330,4 +322,19 @@ func readStream(body io.Reader, delta func(string)) (Reply, error) {
 	out.Content = content.String()
 	out.ToolCalls = calls
 	return out, nil
+}
+
+// SetHeaders sets the headers of a chat completions request to an
+// OpenAI-compatible endpoint: a JSON body, the answer asked for as a stream
+// or whole, and the provider key as a Bearer token when there is one.
+func SetHeaders(h http.Header, stream bool, apiKey string) {
+	h.Set("Content-Type", "application/json")
+	if stream {
+		h.Set("Accept", "text/event-stream")
+	} else {
+		h.Set("Accept", "application/json")
+	}
+	if apiKey != "" {
+		h.Set("Authorization", "Bearer "+apiKey)
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/budhq/bud/chat"
 	"github.com/budhq/bud/deployment"
 )
 
@@ -205,15 +206,7 @@ func (g *Gateway) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		fail(errInternal(), "internal")
 		return
 	}
-	ureq.Header.Set("Content-Type", "application/json")
-	if req.stream {
-		ureq.Header.Set("Accept", "text/event-stream")
-	} else {
-		ureq.Header.Set("Accept", "application/json")
-	}
-	if d.APIKey != "" {
-		ureq.Header.Set("Authorization", "Bearer "+d.APIKey)
-	}
+	chat.SetHeaders(ureq.Header, req.stream, d.APIKey)
 	upStart := time.Now()
 	resp, err := g.client.Do(ureq)
 	if err != nil {
