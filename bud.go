@@ -36,6 +36,16 @@ func CheckName(p *Problems, field, name string) {
 	}
 }
 
+// ValidName reports whether CheckName accepts name. It refuses a name too
+// long to be valid before looking at its characters, so a caller can check
+// a name of any size before using it as a lookup key.
+func ValidName(name string) bool {
+	if name == "" || len(name) > MaxNameLen*utf8.UTFMax {
+		return false
+	}
+	return utf8.RuneCountInString(name) <= MaxNameLen && namePattern.MatchString(name)
+}
+
 // CheckText records a problem when s is longer than max characters.
 func CheckText(p *Problems, field, s string, max int) {
 	if utf8.RuneCountInString(s) > max {

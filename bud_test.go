@@ -51,3 +51,13 @@ func TestAPIKeySecret(t *testing.T) {
 	require.False(t, bud.APIKey{ExpiresAt: &past}.Usable(time.Now()))
 	require.True(t, bud.APIKey{}.Usable(time.Now()))
 }
+
+func TestValidNameAgreesWithCheckName(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{"", "m", "gpt-4o", "org/model:v1.2_x", "-x", "a b", "é",
+		strings.Repeat("a", bud.MaxNameLen), strings.Repeat("a", bud.MaxNameLen+1), strings.Repeat("é", 200)} {
+		var p bud.Problems
+		bud.CheckName(&p, "name", name)
+		require.Equal(t, p.Err() == nil, bud.ValidName(name), "%q", name)
+	}
+}

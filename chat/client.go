@@ -134,6 +134,10 @@ func (c Client) Call(ctx context.Context, ep Endpoint, req Request, delta func(s
 	return out, nil
 }
 
+// IsModelKey reports whether k names the request's model for an upstream
+// that matches JSON keys as Go's encoding/json does, case-insensitively.
+func IsModelKey(k string) bool { return strings.EqualFold(k, "model") }
+
 // body is the request the upstream gets: the defaults, then the
 // parameters over them, then what the call sets.
 func (req Request) body() ([]byte, error) {
@@ -153,6 +157,17 @@ func (req Request) body() ([]byte, error) {
 	// Whether the call streams is the caller's choice, not the parameters'.
 	delete(fields, "stream")
 	delete(fields, "stream_options")
+	// Upstreams that match keys case-insensitively would read "Model" or
+	// "Messages" as a field the call sets, whichever came last: parameters
+	// may not name those fields in another spelling.
+	for k := range fields {
+		for _, name := range [...]string{"model", "messages", "stream", "stream_options", "response_format", "tools"} {
+			if k != name && strings.EqualFold(k, name) {
+				delete(fields, k)
+				break
+			}
+		}
+	}
 
 	var err error
 	set := func(k string, v any) {

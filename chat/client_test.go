@@ -55,6 +55,28 @@ func TestCallSendsDefaultsThenParams(t *testing.T) {
 	}`, string(r.Body), "the parameters' stream is not the call's")
 }
 
+// TestParamsCannotRenameCallFields: an upstream that decodes JSON
+// case-insensitively would take "Model" for model, so the parameters and
+// defaults reach it in no spelling of a field the call sets.
+func TestParamsCannotRenameCallFields(t *testing.T) {
+	t.Parallel()
+	up := upstreamtest.Start(t)
+	up.Script(upstreamtest.Text("ok"))
+	req := hello()
+	req.Defaults = map[string]json.RawMessage{"MODEL": json.RawMessage(`"default-other"`), "temperature": json.RawMessage(`0.5`)}
+	req.Params = json.RawMessage(`{"Model": "other", "mOdEl": "another", "Messages": [], "Stream": true, "seed": 1}`)
+
+	_, err := chat.Client{}.Call(t.Context(), endpoint(up), req, nil)
+
+	require.NoError(t, err)
+	require.JSONEq(t, `{
+	  "model": "upstream-model",
+	  "temperature": 0.5,
+	  "seed": 1,
+	  "messages": [{"role": "user", "content": "hi"}]
+	}`, string(up.Requests()[0].Body))
+}
+
 // TestCallStreamHandsOnEachPiece: a streamed reply reaches delta piece by
 // piece and is returned whole, as an unstreamed one.
 func TestCallStreamHandsOnEachPiece(t *testing.T) {

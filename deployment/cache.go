@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/sync/singleflight"
 
@@ -20,6 +21,9 @@ import (
 // DefaultTTL is Config.TTL's zero value.
 const DefaultTTL = 5 * time.Second
 
+// DefaultMaxEntries is Config.MaxEntries's zero value.
+const DefaultMaxEntries = 10_000
+
 // Config configures a Cache.
 type Config struct {
 	// Pool is the BudApp database, where deployments are read.
@@ -30,6 +34,10 @@ type Config struct {
 	// TTL bounds how long an entry is trusted without a notification; 0
 	// means DefaultTTL.
 	TTL time.Duration
+	// MaxEntries bounds how many lookups, found or not, the cache keeps;
+	// past it the least recently used is dropped. 0 means
+	// DefaultMaxEntries.
+	MaxEntries int
 }
 
 // Cache resolves deployments by (project, name) and keeps what it read,
@@ -37,7 +45,10 @@ type Config struct {
 // read and a flood of unknown names costs one. An entry is dropped by the
 // change notification that concerns it (the cache is a
 // changes.Subscriber: run a changes.Listener with it) and reloaded after
-// the TTL in case a notification was missed. It is safe for concurrent use.
+// the TTL in case a notification was missed. Names are what callers send,
+// so the cache holds at most Config.MaxEntries entries, and a name that
+// cannot be a deployment's (bud.ValidName) is ErrNotFound without a lookup.
+// It is safe for concurrent use.
 type Cache struct {
 	q     *dbsqlc.Queries
 	box   *secrets.Box
@@ -45,12 +56,14 @@ type Cache struct {
 	now   func() time.Time
 	group singleflight.Group
 
-	mu sync.RWMutex
+	// mu orders loads' stores after invalidations; m locks itself, so a
+	// hit takes only m's lock.
+	mu sync.Mutex
 	// gen counts invalidations; a load stores its result only if none
 	// happened while it ran, so a load racing a change never caches the
 	// pre-change row.
 	gen uint64
-	m   map[key]*entry
+	m   *lru.Cache[key, *entry]
 }
 
 type key struct {
@@ -71,7 +84,16 @@ func NewCache(cfg Config) *Cache {
 	if ttl <= 0 {
 		ttl = DefaultTTL
 	}
-	return &Cache{q: dbsqlc.New(cfg.Pool), box: cfg.Box, ttl: ttl, now: time.Now, m: map[key]*entry{}}
+	size := cfg.MaxEntries
+	if size <= 0 {
+		size = DefaultMaxEntries
+	}
+	m, err := lru.New[key, *entry](size)
+	if err != nil {
+		// New fails only for a size below 1.
+		panic("deployment: " + err.Error())
+	}
+	return &Cache{q: dbsqlc.New(cfg.Pool), box: cfg.Box, ttl: ttl, now: time.Now, m: m}
 }
 
 // Get returns the project's deployment called name, of either kind:
@@ -79,10 +101,11 @@ func NewCache(cfg Config) *Cache {
 // provider key cannot be opened, another error when the database could not
 // be read.
 func (c *Cache) Get(ctx context.Context, project uuid.UUID, name string) (*Deployment, error) {
+	if !bud.ValidName(name) {
+		return nil, ErrNotFound
+	}
 	k := key{project, name}
-	c.mu.RLock()
-	e := c.m[k]
-	c.mu.RUnlock()
+	e, _ := c.m.Get(k)
 	if e == nil || c.now().Sub(e.loadedAt) >= c.ttl {
 		var err error
 		if e, err = c.load(ctx, k); err != nil {
@@ -141,7 +164,7 @@ func (c *Cache) load(ctx context.Context, k key) (*entry, error) {
 		}
 		c.mu.Lock()
 		if c.gen == gen {
-			c.m[k] = e
+			c.m.Add(k, e)
 		}
 		c.mu.Unlock()
 		return e, nil
@@ -155,10 +178,13 @@ func (c *Cache) load(ctx context.Context, k key) (*entry, error) {
 func flightKey(k key) string { return k.project.String() + "/" + k.name }
 
 func (c *Cache) generation() uint64 {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	return c.gen
 }
+
+// Len is how many lookups, found or not, the cache holds.
+func (c *Cache) Len() int { return c.m.Len() }
 
 // Apply drops the entries a change makes stale; it implements
 // changes.Subscriber. Key changes concern no deployment.
@@ -172,21 +198,21 @@ func (c *Cache) Apply(ch changes.Change) {
 	switch ch.Kind {
 	case changes.KindDeployment:
 		k := key{ch.Project, ch.Name}
-		delete(c.m, k)
+		c.m.Remove(k)
 		// The next miss must not join a load that began before the change.
 		c.group.Forget(flightKey(k))
 	case changes.KindPrompt:
 		// A prompt's default version changed, or the prompt went: every
 		// deployment that follows its default is stale (the prompt's
 		// deletion removes the others, which notify on their own).
-		for k, e := range c.m {
-			if e.found && e.d.PromptID == ch.Prompt && e.d.PromptVersion == nil {
-				delete(c.m, k)
+		for _, k := range c.m.Keys() {
+			if e, ok := c.m.Peek(k); ok && e.found && e.d.PromptID == ch.Prompt && e.d.PromptVersion == nil {
+				c.m.Remove(k)
 				c.group.Forget(flightKey(k))
 			}
 		}
 	default:
-		c.m = map[key]*entry{}
+		c.m.Purge()
 	}
 }
 
@@ -195,5 +221,5 @@ func (c *Cache) Reset() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++
-	c.m = map[key]*entry{}
+	c.m.Purge()
 }

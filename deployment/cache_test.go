@@ -2,6 +2,8 @@ package deployment_test
 
 import (
 	"encoding/json"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -122,6 +124,42 @@ func TestAbsentAndOtherKindsAreNotFound(t *testing.T) {
 	require.Equal(t, prompt.ID, d.PromptID)
 	require.Nil(t, d.PromptVersion)
 	require.Equal(t, prompt.DefaultVersion, d.DefaultVersion)
+}
+
+func TestNamesThatCannotBeDeploymentsAreNotLookedUp(t *testing.T) {
+	t.Parallel()
+	// Nothing listens there: any read fails, so ErrNotFound means none was tried.
+	pool, err := pgxpool.New(t.Context(), "postgres://bud@127.0.0.1:1/bud?connect_timeout=1")
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	c := deployment.NewCache(deployment.Config{Pool: pool, TTL: time.Hour})
+	for _, name := range []string{"", "-x", "a b", strings.Repeat("m", bud.MaxNameLen+1), strings.Repeat("m", 4<<20)} {
+		_, err := c.Model(t.Context(), uuid.New(), name)
+		require.ErrorIs(t, err, deployment.ErrNotFound)
+		_, err = c.Prompt(t.Context(), uuid.New(), name)
+		require.ErrorIs(t, err, deployment.ErrNotFound)
+	}
+	require.Zero(t, c.Len())
+
+	_, err = c.Model(t.Context(), uuid.New(), "valid")
+	require.Error(t, err)
+	require.NotErrorIs(t, err, deployment.ErrNotFound, "a valid name is read")
+}
+
+func TestCacheKeepsAtMostMaxEntries(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.model(t, "qwen", "http://upstream.test/v1", "", `{}`)
+	c := deployment.NewCache(deployment.Config{Pool: b.pool, Box: b.box, TTL: time.Hour, MaxEntries: 3})
+	for i := range 50 {
+		_, err := c.Get(t.Context(), b.project, fmt.Sprintf("missing-%d", i))
+		require.ErrorIs(t, err, deployment.ErrNotFound)
+		require.LessOrEqual(t, c.Len(), 3)
+	}
+	d, err := c.Model(t.Context(), b.project, "qwen")
+	require.NoError(t, err)
+	require.Equal(t, "qwen", d.Name)
+	require.Equal(t, 3, c.Len())
 }
 
 func TestProviderKeyThatCannotBeOpened(t *testing.T) {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/budhq/bud"
 )
 
 // caller is an authenticated request's project and key.
@@ -63,6 +65,11 @@ func (g *Gateway) authenticate(r *http.Request) (caller, *apiError) {
 	}
 	if secret == "" {
 		return caller{}, errNoKey()
+	}
+	// What cannot be a key we issued is refused before it costs a hash, a
+	// read or a cache entry.
+	if !bud.LooksLikeAPIKey(secret) {
+		return caller{}, errBadKey()
 	}
 	e, err := g.keys.key(r.Context(), hashSecret(secret))
 	if err != nil {

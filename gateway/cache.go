@@ -8,12 +8,17 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/budhq/bud/changes"
 	"github.com/budhq/bud/db"
 	"github.com/budhq/bud/db/dbsqlc"
 )
+
+// maxCachedKeys bounds the key cache: a flood of well-formed wrong keys
+// evicts the least recently used instead of growing it.
+const maxCachedKeys = 10_000
 
 // keyEntry is what the gateway knows of an API key. A missing key is cached
 // too (found=false), so a flood of wrong keys costs no database reads.
@@ -29,32 +34,38 @@ type keyEntry struct {
 // keyCache holds API keys by the hash of their secret. Entries are dropped
 // by notifications from Postgres within milliseconds of a change (it is a
 // changes.Subscriber), and reloaded after ttl in case a notification was
-// missed. Deployments have a cache of their own (package deployment).
+// missed. It holds at most maxCachedKeys keys, dropping the least recently
+// used. Deployments have a cache of their own (package deployment).
 type keyCache struct {
 	q     *dbsqlc.Queries
 	ttl   time.Duration
 	now   func() time.Time
 	group singleflight.Group
 
-	mu sync.RWMutex
+	// mu orders loads' stores after invalidations; keys locks itself, so a
+	// hit takes only keys's lock.
+	mu sync.Mutex
 	// gen counts invalidations; a load stores its result only if none
 	// happened while it ran, so a load racing a change never caches the
 	// pre-change row.
 	gen  uint64
-	keys map[[32]byte]*keyEntry
+	keys *lru.Cache[[32]byte, *keyEntry]
 }
 
-func newKeyCache(q *dbsqlc.Queries, ttl time.Duration) *keyCache {
-	return &keyCache{q: q, ttl: ttl, now: time.Now, keys: map[[32]byte]*keyEntry{}}
+func newKeyCache(q *dbsqlc.Queries, ttl time.Duration, size int) *keyCache {
+	keys, err := lru.New[[32]byte, *keyEntry](size)
+	if err != nil {
+		// New fails only for a size below 1.
+		panic("gateway: key cache: " + err.Error())
+	}
+	return &keyCache{q: q, ttl: ttl, now: time.Now, keys: keys}
 }
 
 func (c *keyCache) fresh(loadedAt time.Time) bool { return c.now().Sub(loadedAt) < c.ttl }
 
 // key returns the entry for a key hash, loading it on a miss.
 func (c *keyCache) key(ctx context.Context, hash [32]byte) (*keyEntry, error) {
-	c.mu.RLock()
-	e := c.keys[hash]
-	c.mu.RUnlock()
+	e, _ := c.keys.Get(hash)
 	if e != nil && c.fresh(e.loadedAt) {
 		return e, nil
 	}
@@ -71,7 +82,7 @@ func (c *keyCache) key(ctx context.Context, hash [32]byte) (*keyEntry, error) {
 		}
 		c.mu.Lock()
 		if c.gen == gen {
-			c.keys[hash] = e
+			c.keys.Add(hash, e)
 		}
 		c.mu.Unlock()
 		return e, nil
@@ -96,13 +107,13 @@ func (c *keyCache) Apply(ch changes.Change) {
 		var h [32]byte
 		if b, err := hex.DecodeString(ch.KeyHash); err == nil && len(b) == len(h) {
 			copy(h[:], b)
-			delete(c.keys, h)
+			c.keys.Remove(h)
 			// The next miss must not join a load that began before the change.
 			c.group.Forget(string(h[:]))
 			return
 		}
 	}
-	c.keys = map[[32]byte]*keyEntry{}
+	c.keys.Purge()
 }
 
 // Reset drops every key: notifications may have been missed. It
@@ -110,12 +121,12 @@ func (c *keyCache) Apply(ch changes.Change) {
 func (c *keyCache) Reset() {
 	c.mu.Lock()
 	c.gen++
-	c.keys = map[[32]byte]*keyEntry{}
+	c.keys.Purge()
 	c.mu.Unlock()
 }
 
 func (c *keyCache) generation() uint64 {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	return c.gen
 }

@@ -56,19 +56,21 @@ func (req *chatRequest) parse(body []byte) *apiError {
 
 // appendUpstreamBody appends the request as the upstream gets it: the
 // upstream's model name, and the deployment's defaults for the fields the
-// caller left out. It is written by hand: every value is already valid
-// JSON, so there is nothing to re-encode, only to join.
+// caller left out. Every spelling of `model` is dropped, since upstreams
+// that decode JSON case-insensitively would take "Model" over the pinned
+// name. It is written by hand: every value is already valid JSON, so there
+// is nothing to re-encode, only to join.
 func (req *chatRequest) appendUpstreamBody(buf []byte, d *deployment.Deployment) []byte {
 	buf = append(buf, `{"model":`...)
 	buf = append(buf, d.UpstreamModelJSON...)
 	for k, v := range req.fields {
-		if k == "model" {
+		if chat.IsModelKey(k) {
 			continue
 		}
 		buf = appendMember(buf, k, v)
 	}
 	for k, v := range d.Defaults {
-		if _, ok := req.fields[k]; !ok {
+		if _, ok := req.fields[k]; !ok && !chat.IsModelKey(k) {
 			buf = appendMember(buf, k, v)
 		}
 	}

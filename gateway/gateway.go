@@ -133,7 +133,7 @@ func New(cfg Config) (*Gateway, error) {
 		}
 	}
 	q := dbsqlc.New(cfg.Pool)
-	keys := newKeyCache(q, cfg.CacheTTL)
+	keys := newKeyCache(q, cfg.CacheTTL, maxCachedKeys)
 	deployments := deployment.NewCache(deployment.Config{Pool: cfg.Pool, Box: cfg.Box, TTL: cfg.CacheTTL})
 	g := &Gateway{
 		cfg:         cfg,
