@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/budhq/bud/run"
 )
@@ -126,12 +127,24 @@ func errInternal() *apiError {
 
 func errModelNotFound(model string) *apiError {
 	return &apiError{Status: http.StatusNotFound, Type: typeInvalidRequest, Param: "model", Code: codeModelNotFound,
-		Message: "The model '" + model + "' does not exist or you do not have access to it."}
+		Message: "The model '" + echoed(model) + "' does not exist or you do not have access to it."}
 }
 
 func errPromptNotFound(prompt string) *apiError {
 	return &apiError{Status: http.StatusNotFound, Type: typeInvalidRequest, Param: "prompt.id", Code: codePromptNotFound,
-		Message: "The prompt '" + prompt + "' does not exist or you do not have access to it."}
+		Message: "The prompt '" + echoed(prompt) + "' does not exist or you do not have access to it."}
+}
+
+// maxEchoed bounds how much of a caller's value an error repeats: a name
+// can be megabytes long, and the answer must not be.
+const maxEchoed = 256
+
+// echoed is s as an error message repeats it, cut to maxEchoed bytes.
+func echoed(s string) string {
+	if len(s) <= maxEchoed {
+		return s
+	}
+	return strings.ToValidUTF8(s[:maxEchoed], "") + "…"
 }
 
 // errResponseNotFound answers a response id that names no run of the
