@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 )
 
 // jsonBody is a request body the gateway reads with readJSON. parse decodes
@@ -16,21 +18,100 @@ type jsonBody interface {
 	parse(body []byte) *apiError
 }
 
+// maxPresize bounds how much of a declared Content-Length is reserved
+// before the bytes arrive: a client may declare 32 MiB and send one byte,
+// so the buffer grows with what is received beyond this.
+const maxPresize = 64 << 10
+
+// presize is how much a buffer reserves for a body that declares n bytes.
+func presize(n int64) int {
+	if n <= 0 {
+		return 0
+	}
+	return int(min(n, maxPresize)) + 1
+}
+
 // readJSON reads r's body, at most MaxBodyBytes (413 beyond), and parses
-// it into v (parseJSON). On failure it returns the error to answer with.
+// it into v (parseJSON). On failure it returns the error to answer with;
+// 503 when the gateway already holds MaxBodyBytesInFlight of bodies.
 func (g *Gateway) readJSON(w http.ResponseWriter, r *http.Request, v jsonBody) *apiError {
 	buf := g.buffers.get()
 	defer g.buffers.put(buf)
-	if n := r.ContentLength; n > 0 && n <= g.cfg.MaxBodyBytes {
-		buf.Grow(int(n) + 1)
-	}
+	buf.Grow(presize(r.ContentLength))
 	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, g.cfg.MaxBodyBytes)); err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			return errTooLarge()
 		}
+		if errors.Is(err, errBodiesFull) {
+			// The condition lasts as long as other requests are in flight.
+			w.Header().Set("Retry-After", "1")
+			return errBodiesBusy()
+		}
 		return errInvalid("", codeInvalidBody, "Could not read the request body.")
 	}
 	return parseJSON(buf.Bytes(), v)
+}
+
+// bodyBudget counts the bytes of request bodies the gateway holds, across
+// all requests, and refuses bytes beyond its limit. Bytes are counted as
+// they arrive, not as declared, so a client that declares a large body and
+// sends little holds little; they are held until the handler returns,
+// since the parsed request keeps a copy of them that long.
+type bodyBudget struct {
+	limit int64
+	held  atomic.Int64
+}
+
+// errBodiesFull is the error a budgeted body's Read returns when its bytes
+// would take the gateway past its limit.
+var errBodiesFull = errors.New("gateway: request bodies in flight are at their limit")
+
+// take counts n more bytes, or reports false (counting nothing) when they
+// would exceed the limit.
+func (b *bodyBudget) take(n int64) bool {
+	if b.held.Add(n) > b.limit {
+		b.held.Add(-n)
+		return false
+	}
+	return true
+}
+
+// bound wraps each request's body so that what it reads is counted
+// against the budget, and gives the count back when the handler returns.
+func (b *bodyBudget) bound(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body == nil || r.Body == http.NoBody {
+			next.ServeHTTP(w, r)
+			return
+		}
+		body := &budgetedBody{ReadCloser: r.Body, budget: b}
+		defer body.release()
+		r.Body = body
+		next.ServeHTTP(w, r)
+	})
+}
+
+// budgetedBody is a request body whose bytes are counted in budget.
+type budgetedBody struct {
+	io.ReadCloser
+	budget *bodyBudget
+	held   int64
+}
+
+func (b *budgetedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if n > 0 {
+		if !b.budget.take(int64(n)) {
+			return 0, errBodiesFull
+		}
+		b.held += int64(n)
+	}
+	return n, err
+}
+
+func (b *budgetedBody) release() {
+	b.budget.held.Add(-b.held)
+	b.held = 0
 }
 
 // parseJSON checks that body is a JSON object and parses it into v.

@@ -179,8 +179,11 @@ func (g *Gateway) chatCompletions(w http.ResponseWriter, r *http.Request) {
 	var req chatRequest
 	if aerr := g.readJSON(w, r, &req); aerr != nil {
 		typ := "invalid_request"
-		if aerr.Status == http.StatusRequestEntityTooLarge {
+		switch aerr.Status {
+		case http.StatusRequestEntityTooLarge:
 			typ = "request_too_large"
+		case http.StatusServiceUnavailable:
+			typ = "server_busy"
 		}
 		fail(aerr, typ)
 		return
@@ -245,9 +248,7 @@ func (g *Gateway) chatCompletions(w http.ResponseWriter, r *http.Request) {
 func (g *Gateway) relayBody(w http.ResponseWriter, resp *http.Response, project, dep string) {
 	buf := g.buffers.get()
 	defer g.buffers.put(buf)
-	if resp.ContentLength > 0 && resp.ContentLength <= maxUpstreamBody {
-		buf.Grow(int(resp.ContentLength) + 1)
-	}
+	buf.Grow(presize(resp.ContentLength))
 	_, err := buf.ReadFrom(io.LimitReader(resp.Body, maxUpstreamBody))
 	b := buf.Bytes()
 	if err != nil {

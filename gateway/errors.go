@@ -20,6 +20,7 @@ const (
 const (
 	codeInvalidAPIKey        = "invalid_api_key"
 	codeRequestTooLarge      = "request_too_large"
+	codeServerBusy           = "server_busy"
 	codeInvalidBody          = "invalid_body"
 	codeInvalidJSON          = "invalid_json"
 	codeMissingParameter     = "missing_required_parameter"
@@ -116,6 +117,14 @@ func errExpiredKey() *apiError {
 func errTooLarge() *apiError {
 	return &apiError{Status: http.StatusRequestEntityTooLarge, Type: typeInvalidRequest, Code: codeRequestTooLarge,
 		Message: "The request body is too large."}
+}
+
+// errBodiesBusy answers a request whose body would take the gateway past
+// MaxBodyBytesInFlight: at once, so that a flood of slow bodies cannot
+// stall the requests behind it.
+func errBodiesBusy() *apiError {
+	return &apiError{Status: http.StatusServiceUnavailable, Type: typeServer, Code: codeServerBusy,
+		Message: "The server is receiving too many requests at once; try again shortly."}
 }
 
 // errInternal answers a failure of the gateway's own; its cause is logged,

@@ -33,11 +33,13 @@ import (
 
 // Defaults for Config's zero values.
 const (
-	DefaultMaxBodyBytes    = 32 << 20
-	DefaultCacheTTL        = 5 * time.Second
-	DefaultUpstreamTimeout = 10 * time.Minute
-	DefaultLastUsedFlush   = time.Second
-	maxUpstreamBody        = 64 << 20
+	DefaultMaxBodyBytes = 32 << 20
+	// DefaultMaxBodyBytesInFlight holds eight bodies of the largest size.
+	DefaultMaxBodyBytesInFlight = 256 << 20
+	DefaultCacheTTL             = 5 * time.Second
+	DefaultUpstreamTimeout      = 10 * time.Minute
+	DefaultLastUsedFlush        = time.Second
+	maxUpstreamBody             = 64 << 20
 )
 
 // Config configures the gateway.
@@ -51,6 +53,11 @@ type Config struct {
 	Registry *prometheus.Registry
 	// MaxBodyBytes bounds a request body (413 beyond it).
 	MaxBodyBytes int64
+	// MaxBodyBytesInFlight bounds the bytes of request bodies the gateway
+	// holds at once, counted as they arrive; a request whose body would
+	// go beyond it is answered 503 server_busy at once. Keep it above
+	// MaxBodyBytes, or the largest bodies are never accepted.
+	MaxBodyBytesInFlight int64
 	// CacheTTL bounds how long a cached key or deployment is trusted
 	// without a notification; notifications usually act within milliseconds.
 	CacheTTL time.Duration
@@ -89,6 +96,7 @@ type Gateway struct {
 	lastUsed    *lastUsed
 	router      chi.Router
 	buffers     buffers
+	bodies      *bodyBudget
 	versions    versions
 	// firstTurn answers a run's first turn as soon as it ends.
 	firstTurn firstTurn
@@ -107,6 +115,9 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.MaxBodyBytesInFlight <= 0 {
+		cfg.MaxBodyBytesInFlight = DefaultMaxBodyBytesInFlight
 	}
 	if cfg.CacheTTL <= 0 {
 		cfg.CacheTTL = DefaultCacheTTL
@@ -145,6 +156,7 @@ func New(cfg Config) (*Gateway, error) {
 		client:      &http.Client{Transport: transport},
 		metrics:     newGatewayMetrics(cfg.Registry),
 		lastUsed:    newLastUsed(),
+		bodies:      &bodyBudget{limit: cfg.MaxBodyBytesInFlight},
 	}
 	g.firstTurn = firstTurn{nats: cfg.NATS, runs: cfg.Runs, q: q, log: cfg.Logger, announceWait: defaultAnnounceWait}
 	g.router = g.routes()
@@ -153,7 +165,7 @@ func New(cfg Config) (*Gateway, error) {
 
 func (g *Gateway) routes() chi.Router {
 	r := chi.NewRouter()
-	r.Use(metrics.NewHTTP(g.cfg.Registry, "bud_gateway").Middleware)
+	r.Use(metrics.NewHTTP(g.cfg.Registry, "bud_gateway").Middleware, g.bodies.bound)
 	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

@@ -53,8 +53,10 @@ type bundle struct {
 
 type setupOpts struct {
 	upstreamTimeout time.Duration
-	temporal        client.Client
-	documents       interface {
+	// maxBodyBytesInFlight is the gateway's MaxBodyBytesInFlight.
+	maxBodyBytesInFlight int64
+	temporal             client.Client
+	documents            interface {
 		Get(ctx context.Context, key string) ([]byte, error)
 	}
 }
@@ -80,11 +82,12 @@ func setup(t testing.TB, opts ...setupOpts) *bundle {
 	g, err := gateway.New(gateway.Config{
 		Pool: pool, Box: box, Registry: reg,
 		// An hour: anything that changes sooner was changed by a notification.
-		CacheTTL:        time.Hour,
-		LastUsedFlush:   20 * time.Millisecond,
-		UpstreamTimeout: o.upstreamTimeout,
-		Runs:            o.runs(t),
-		Documents:       o.documents,
+		CacheTTL:             time.Hour,
+		LastUsedFlush:        20 * time.Millisecond,
+		UpstreamTimeout:      o.upstreamTimeout,
+		MaxBodyBytesInFlight: o.maxBodyBytesInFlight,
+		Runs:                 o.runs(t),
+		Documents:            o.documents,
 	})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -156,7 +156,7 @@ func runDev(ctx context.Context, args []string) error {
 	}
 	defer pw.Stop()
 
-	gwL, err := listen("gateway", cfg.GatewayAddr, gw)
+	gwL, err := listenGateway(cfg.GatewayAddr, gw)
 	if err != nil {
 		return err
 	}

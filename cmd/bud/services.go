@@ -46,6 +46,9 @@ type listener struct {
 	name string
 	ln   net.Listener
 	h    http.Handler
+	// streams is set when h's responses may last as long as an upstream
+	// model takes (see newServer).
+	streams bool
 }
 
 func listen(name, addr string, h http.Handler) (*listener, error) {
@@ -56,6 +59,53 @@ func listen(name, addr string, h http.Handler) (*listener, error) {
 	return &listener{name: name, ln: ln, h: h}, nil
 }
 
+// listenGateway is listen for BudGateway, whose responses stream.
+func listenGateway(addr string, h http.Handler) (*listener, error) {
+	l, err := listen("gateway", addr, h)
+	if err != nil {
+		return nil, err
+	}
+	l.streams = true
+	return l, nil
+}
+
+// Bounds on a client's connection, for every server bud starts. A slow
+// client otherwise holds a connection, a goroutine and its buffers for as
+// long as it likes.
+const (
+	// serverReadHeaderTimeout bounds reading a request's headers.
+	serverReadHeaderTimeout = 10 * time.Second
+	// serverReadTimeout bounds reading a whole request, body included: the
+	// gateway's largest body (32 MiB) arrives within it at about 2 Mbit/s.
+	serverReadTimeout = 2 * time.Minute
+	// serverWriteTimeout bounds a whole response, from the end of its
+	// request's headers, on servers whose responses do not stream.
+	serverWriteTimeout = 2 * time.Minute
+	// serverIdleTimeout bounds a keep-alive connection between requests.
+	serverIdleTimeout = 2 * time.Minute
+)
+
+// newServer builds the server for l; every server bud starts is built
+// here. A streaming listener gets no write timeout: net/http's write
+// deadline covers the whole response from the end of the request's
+// headers, so any bound would cut off a model's stream, or a reply that
+// the upstream may take BUD_UPSTREAM_TIMEOUT (10 min) to begin. Those
+// handlers end when the upstream does or the client goes away.
+func newServer(l *listener, log *slog.Logger) *http.Server {
+	srv := &http.Server{
+		Handler:           l.h,
+		ReadHeaderTimeout: serverReadHeaderTimeout,
+		ReadTimeout:       serverReadTimeout,
+		WriteTimeout:      serverWriteTimeout,
+		IdleTimeout:       serverIdleTimeout,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	if l.streams {
+		srv.WriteTimeout = 0
+	}
+	return srv
+}
+
 func (l *listener) URL() string { return "http://" + l.ln.Addr().String() }
 
 // serveAll serves every listener until ctx ends, then shuts them down
@@ -64,12 +114,7 @@ func serveAll(ctx context.Context, log *slog.Logger, ls ...*listener) error {
 	errc := make(chan error, len(ls))
 	servers := make([]*http.Server, len(ls))
 	for i, l := range ls {
-		srv := &http.Server{
-			Handler:           l.h,
-			ReadHeaderTimeout: 10 * time.Second,
-			IdleTimeout:       120 * time.Second,
-			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		}
+		srv := newServer(l, log)
 		servers[i] = srv
 		go func(l *listener) {
 			if err := srv.Serve(l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -434,7 +479,7 @@ func runOne(ctx context.Context, cfg *config, service string) error {
 		if err != nil {
 			return err
 		}
-		if l, err = listen("gateway", cfg.GatewayAddr, g); err != nil {
+		if l, err = listenGateway(cfg.GatewayAddr, g); err != nil {
 			return err
 		}
 		// Deferred, so it runs after the server has drained: the last
