@@ -97,7 +97,9 @@ type PromptRef struct {
 	Version *int32    `json:"version"`
 }
 
-// CheckBaseURL records a problem when raw is not an absolute http(s) URL.
+// CheckBaseURL records a problem when raw is not an absolute http(s) URL
+// without userinfo: a password in a URL is a secret stored and returned in
+// clear, where the API key is sealed and never shown.
 func CheckBaseURL(p *Problems, field, raw string) {
 	if raw == "" {
 		p.Add(field, "is required")
@@ -110,6 +112,10 @@ func CheckBaseURL(p *Problems, field, raw string) {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		p.Add(field, "must be an absolute http or https URL")
+		return
+	}
+	if u.User != nil {
+		p.Add(field, "must not hold credentials (user:password@): send the key as upstream.api_key")
 		return
 	}
 	if u.RawQuery != "" || u.Fragment != "" {

@@ -94,6 +94,24 @@ func checkConnection(c *connection.Connection) error {
 	return c.Check()
 }
 
+// destinationMoved reports whether next sends a connection's requests
+// anywhere but prev did, and names the field that moved. The whole URL
+// counts, path included: servers on a shared host are told apart by path.
+func destinationMoved(prev, next connection.Config) (string, bool) {
+	switch {
+	case prev.URL != next.URL:
+		return "config.url", true
+	case prev.BaseURL != next.BaseURL:
+		return "config.base_url", true
+	}
+	return "", false
+}
+
+// hasCredentials reports whether creds hold any secret.
+func hasCredentials(creds connection.Credentials) bool {
+	return len(creds.Headers) > 0 || creds.Token != ""
+}
+
 func sortedKeys(m map[string]string) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
@@ -299,6 +317,7 @@ func (s *server) patchConnection(w http.ResponseWriter, r *http.Request) {
 		if in.Name != nil {
 			c.Name = *in.Name
 		}
+		prev := c.Config
 		if in.Config != nil {
 			c.Config = *in.Config
 		}
@@ -310,6 +329,12 @@ func (s *server) patchConnection(w http.ResponseWriter, r *http.Request) {
 		// the credentials kept, and the other way round.
 		if err := checkConnection(&c); err != nil {
 			return err
+		}
+		// Kept credentials follow the connection only where they were
+		// given for; else whoever moves it could read them there.
+		if field, moved := destinationMoved(prev, c.Config); moved && in.Credentials == nil && hasCredentials(c.Credentials) {
+			return secretRequired("credentials",
+				"must be sent again when "+field+" changes: stored credentials are never sent anywhere they were not given for")
 		}
 		if in.Credentials != nil {
 			if sealed, err = s.sealCredentials(c.ID, c.Credentials); err != nil {

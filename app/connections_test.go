@@ -118,11 +118,14 @@ func TestConnectionCRUD(t *testing.T) {
 	require.Equal(t, "docs-2", got.Name)
 
 	// config replaces whole.
-	got = decodeAs[app.Connection](t, b.do(t, "PATCH", path, map[string]any{"config": map[string]any{"url": "https://other.example.com/sse", "transport": "sse"}}), http.StatusOK)
+	// Moving it elsewhere takes the credentials again (see
+	// TestConnectionMoveNeedsCredentials).
+	creds := map[string]any{"headers": map[string]any{"X-Api-Key": "hdr-value-1", "Authorization": "Bearer tok-value-1"}}
+	got = decodeAs[app.Connection](t, b.do(t, "PATCH", path, map[string]any{"config": map[string]any{"url": "https://other.example.com/sse", "transport": "sse"}, "credentials": creds}), http.StatusOK)
 	require.Equal(t, "https://other.example.com/sse", got.Config.URL)
 	require.Equal(t, "sse", got.Config.Transport)
 	require.Equal(t, c.Credentials, got.Credentials)
-	got = decodeAs[app.Connection](t, b.do(t, "PATCH", path, map[string]any{"config": map[string]any{"url": "https://other.example.com/mcp"}}), http.StatusOK)
+	got = decodeAs[app.Connection](t, b.do(t, "PATCH", path, map[string]any{"config": map[string]any{"url": "https://other.example.com/mcp"}, "credentials": creds}), http.StatusOK)
 	require.Equal(t, "streamable_http", got.Config.Transport, "a replaced config takes the defaults again")
 
 	// credentials replace the whole set; null keeps it; {} removes it.
@@ -381,7 +384,7 @@ func TestConnectionCredentialsNeverLeave(t *testing.T) {
 	keep(b.do(t, "GET", base, nil), http.StatusOK)
 	keep(b.do(t, "PATCH", mPath, map[string]any{"name": "docs-2"}), http.StatusOK)
 	keep(b.do(t, "PATCH", mPath, map[string]any{"credentials": map[string]any{"headers": map[string]any{"Authorization": "Bearer " + secrets[0], "X-Other": secrets[3]}}}), http.StatusOK)
-	keep(b.do(t, "PATCH", sPath, map[string]any{"config": map[string]any{"base_url": "https://slack.example/api"}}), http.StatusOK)
+	keep(b.do(t, "PATCH", sPath, map[string]any{"config": map[string]any{"base_url": "https://slack.example/api"}, "credentials": map[string]any{"token": secrets[2]}}), http.StatusOK)
 	keep(b.do(t, "GET", base+"?limit=1", nil), http.StatusOK)
 	for _, r := range bodies {
 		for _, secret := range secrets {
@@ -641,4 +644,72 @@ func TestConnectionSealedUnderAnotherKey(t *testing.T) {
 	require.Equal(t, app.ConnectionCredentials{Headers: []string{"Authorization"}}, got.Credentials)
 	got = decodeAs[app.Connection](t, b.do(t, "GET", path, nil), http.StatusOK)
 	require.Empty(t, got.Credentials.Error)
+}
+
+// TestConnectionMoveNeedsCredentials checks stored credentials do not
+// follow a connection to another URL: whoever holds the admin token could
+// otherwise point it at their own server and read them there.
+func TestConnectionMoveNeedsCredentials(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	p := b.createProject(t, "proj")
+	m := b.createConnection(t, p.ID, mcpBody("docs", "https://x.example/mcp", nil))
+	s := b.createConnection(t, p.ID, map[string]any{"name": "chat", "kind": "slack", "credentials": map[string]any{"token": "xoxb-1"}})
+	h := b.createConnection(t, p.ID, map[string]any{
+		"name": "api", "kind": "http",
+		"config":      map[string]any{"base_url": "https://api.example/v1", "operations": []any{map[string]any{"name": "get", "method": "GET", "path": "/items"}}},
+		"credentials": map[string]any{"headers": map[string]any{"Authorization": "Bearer h-1"}},
+	})
+	mPath := connectionsPath(p.ID) + "/" + m.ID.String()
+	sPath := connectionsPath(p.ID) + "/" + s.ID.String()
+	hPath := connectionsPath(p.ID) + "/" + h.ID.String()
+	ops := []any{map[string]any{"name": "get", "method": "GET", "path": "/items"}}
+
+	for _, tc := range []struct {
+		name, path, field string
+		config            map[string]any
+	}{
+		{"mcp host", mPath, "config.url", map[string]any{"url": "https://attacker.example/mcp"}},
+		// Servers on a shared host are told apart by path.
+		{"mcp path", mPath, "config.url", map[string]any{"url": "https://x.example/other"}},
+		{"slack base url", sPath, "config.base_url", map[string]any{"base_url": "https://attacker.example/api"}},
+		{"http base url", hPath, "config.base_url", map[string]any{"base_url": "https://attacker.example/v1", "operations": ops}},
+	} {
+		sealed := b.connectionRow(t, connectionOf(t, b, tc.path)).CredentialsSealed
+		e := errorOf(t, b.do(t, "PATCH", tc.path, map[string]any{"config": tc.config}), http.StatusUnprocessableEntity)
+		require.Equal(t, "unprocessable", e.Error.Code, tc.name)
+		require.Contains(t, e.Error.Fields, "credentials", tc.name)
+		require.Contains(t, e.Error.Fields["credentials"], tc.field, tc.name)
+		require.Equal(t, sealed, b.connectionRow(t, connectionOf(t, b, tc.path)).CredentialsSealed, "%s: nothing changed", tc.name)
+	}
+	got := decodeAs[app.Connection](t, b.do(t, "GET", mPath, nil), http.StatusOK)
+	require.Equal(t, m.Config, got.Config)
+
+	// Sent again, they go with it.
+	got = decodeAs[app.Connection](t, b.do(t, "PATCH", mPath, map[string]any{
+		"config":      map[string]any{"url": "https://y.example/mcp"},
+		"credentials": map[string]any{"headers": map[string]any{"Authorization": "Bearer y-1"}},
+	}), http.StatusOK)
+	require.Equal(t, "https://y.example/mcp", got.Config.URL)
+	require.Equal(t, []string{"Authorization"}, got.Credentials.Headers)
+	got = decodeAs[app.Connection](t, b.do(t, "PATCH", sPath, map[string]any{
+		"config": map[string]any{"base_url": "https://slack.example/api"}, "credentials": map[string]any{"token": "xoxb-2"},
+	}), http.StatusOK)
+	require.Equal(t, "https://slack.example/api", got.Config.BaseURL)
+
+	// The same URL, or a config change that does not move it, keeps them.
+	got = decodeAs[app.Connection](t, b.do(t, "PATCH", mPath, map[string]any{"config": map[string]any{"url": "https://y.example/mcp", "transport": "sse"}}), http.StatusOK)
+	require.Equal(t, []string{"Authorization"}, got.Credentials.Headers)
+
+	// Without credentials stored, nothing needs sending.
+	got = decodeAs[app.Connection](t, b.do(t, "PATCH", hPath, map[string]any{"credentials": map[string]any{}}), http.StatusOK)
+	require.Empty(t, got.Credentials.Headers)
+	got = decodeAs[app.Connection](t, b.do(t, "PATCH", hPath, map[string]any{"config": map[string]any{"base_url": "https://other.example/v1", "operations": ops}}), http.StatusOK)
+	require.Equal(t, "https://other.example/v1", got.Config.BaseURL)
+}
+
+// connectionOf reads the connection at path.
+func connectionOf(t *testing.T, b *bundle, path string) app.Connection {
+	t.Helper()
+	return decodeAs[app.Connection](t, b.do(t, "GET", path, nil), http.StatusOK)
 }

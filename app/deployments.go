@@ -3,6 +3,8 @@ package app
 import (
 	"encoding/json"
 	"net/http"
+	"net/url"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -376,6 +378,10 @@ func (s *server) applyPatch(in deploymentPatch, cur dbsqlc.Deployment) (dbsqlc.U
 	if err := p.Err(); err != nil {
 		return dbsqlc.UpdateDeploymentParams{}, err
 	}
+	if len(cur.APIKeySealed) > 0 && (in.Upstream == nil || in.Upstream.APIKey == nil) && !sameOrigin(cur.BaseURL, d.baseURL) {
+		return dbsqlc.UpdateDeploymentParams{}, secretRequired("upstream.api_key",
+			"must be sent again when upstream.base_url moves to another host: the stored key is never sent anywhere it was not given for")
+	}
 	settingsJSON, err := json.Marshal(d.settings)
 	if err != nil {
 		return dbsqlc.UpdateDeploymentParams{}, bud.Internal("encode settings", err)
@@ -408,6 +414,30 @@ func (s *server) deleteDeployment(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// sameOrigin reports whether two absolute URLs have the same scheme, host
+// and port (a default port spelled out or not), where a stored secret
+// would go to the same server.
+func sameOrigin(a, b string) bool {
+	ua, errA := url.Parse(a)
+	ub, errB := url.Parse(b)
+	if errA != nil || errB != nil {
+		return false
+	}
+	return strings.EqualFold(ua.Scheme, ub.Scheme) &&
+		strings.EqualFold(ua.Hostname(), ub.Hostname()) &&
+		effectivePort(ua) == effectivePort(ub)
+}
+
+func effectivePort(u *url.URL) string {
+	if p := u.Port(); p != "" {
+		return p
+	}
+	if strings.EqualFold(u.Scheme, "https") {
+		return "443"
+	}
+	return "80"
 }
 
 func deref(s *string) string {

@@ -264,3 +264,81 @@ func TestDeploymentPagination(t *testing.T) {
 
 // A prompt deployment is made by deploying a prompt; this API shows it but
 // gives it no upstream.
+
+// TestDeploymentMoveNeedsAPIKey checks a stored provider key does not
+// follow its deployment to another host: whoever holds the admin token could
+// otherwise point base_url at their own server and read the key there.
+func TestDeploymentMoveNeedsAPIKey(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	q := dbsqlc.New(b.pool)
+	p := b.createProject(t, "proj")
+	const key = "sk-provider-secret-0123456789"
+	d := b.createDeployment(t, p.ID, modelBody("m", map[string]any{
+		"upstream": map[string]any{"base_url": "https://api.example.com/v1", "model": "m", "api_key": key},
+	}))
+	path := deploymentsPath(p.ID) + "/" + d.ID.String()
+	sealed := func() []byte {
+		t.Helper()
+		row, err := q.GetDeployment(ctx, dbsqlc.GetDeploymentParams{ProjectID: p.ID, ID: d.ID})
+		require.NoError(t, err)
+		return row.APIKeySealed
+	}
+	before := sealed()
+
+	for name, to := range map[string]string{
+		"host":   "https://attacker.example/v1",
+		"scheme": "http://api.example.com/v1",
+		"port":   "https://api.example.com:8443/v1",
+	} {
+		e := errorOf(t, b.do(t, "PATCH", path, map[string]any{"upstream": map[string]any{"base_url": to}}), http.StatusUnprocessableEntity)
+		require.Equal(t, bud.EUNPROCESSABLE, e.Error.Code, name)
+		require.Contains(t, e.Error.Fields, "upstream.api_key", name)
+		require.NotContains(t, e.Error.Message, key)
+	}
+	got := decodeAs[bud.Deployment](t, b.do(t, "GET", path, nil), http.StatusOK)
+	require.Equal(t, "https://api.example.com/v1", got.Upstream.BaseURL, "a refused PATCH changes nothing")
+	require.Equal(t, before, sealed())
+
+	// The same host (default port spelled out, another path) keeps the key.
+	got = decodeAs[bud.Deployment](t, b.do(t, "PATCH", path, map[string]any{"upstream": map[string]any{"base_url": "https://API.example.com:443/v2"}}), http.StatusOK)
+	require.True(t, got.Upstream.APIKeySet)
+	require.Equal(t, before, sealed())
+
+	// Sent again, the key goes with it.
+	const next = "sk-other-host-0123456789"
+	got = decodeAs[bud.Deployment](t, b.do(t, "PATCH", path, map[string]any{"upstream": map[string]any{"base_url": "https://other.example/v1", "api_key": next}}), http.StatusOK)
+	require.Equal(t, "https://other.example/v1", got.Upstream.BaseURL)
+	require.True(t, got.Upstream.APIKeySet)
+	opened, err := b.box.Open(sealed(), d.ID[:])
+	require.NoError(t, err)
+	require.Equal(t, next, string(opened))
+
+	// An empty key sent with the move removes it.
+	got = decodeAs[bud.Deployment](t, b.do(t, "PATCH", path, map[string]any{"upstream": map[string]any{"base_url": "https://third.example/v1", "api_key": ""}}), http.StatusOK)
+	require.False(t, got.Upstream.APIKeySet)
+
+	// Without a key stored, nothing needs sending.
+	got = decodeAs[bud.Deployment](t, b.do(t, "PATCH", path, map[string]any{"upstream": map[string]any{"base_url": "https://fourth.example/v1"}}), http.StatusOK)
+	require.Equal(t, "https://fourth.example/v1", got.Upstream.BaseURL)
+}
+
+// TestDeploymentBaseURLRefusesUserinfo checks a password cannot ride in
+// base_url, where it would be stored and returned in clear.
+func TestDeploymentBaseURLRefusesUserinfo(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	p := b.createProject(t, "proj")
+	const withUser = "https://user:pass@api.example.com/v1"
+	e := errorOf(t, b.do(t, "POST", deploymentsPath(p.ID), modelBody("m", map[string]any{
+		"upstream": map[string]any{"base_url": withUser, "model": "m"},
+	})), http.StatusBadRequest)
+	require.Contains(t, e.Error.Fields, "upstream.base_url")
+	require.NotContains(t, e.Error.Message, "user:pass@")
+
+	d := b.createDeployment(t, p.ID, modelBody("m", nil))
+	path := deploymentsPath(p.ID) + "/" + d.ID.String()
+	e = errorOf(t, b.do(t, "PATCH", path, map[string]any{"upstream": map[string]any{"base_url": "https://user@api.example.com/v1"}}), http.StatusBadRequest)
+	require.Contains(t, e.Error.Fields, "upstream.base_url")
+}

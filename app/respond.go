@@ -297,6 +297,18 @@ func fieldError(field, problem string) error {
 	return p.Err()
 }
 
+// secretRequired is the error for a change that would send a stored
+// secret somewhere new without it being sent again: the request is
+// well-formed, but carrying the secret along would let whoever changes
+// the destination read it there, so the secret's field must come with it.
+func secretRequired(field, problem string) error {
+	return &bud.Error{
+		Code:    bud.EUNPROCESSABLE,
+		Message: field + ": " + problem,
+		Fields:  map[string]string{field: problem},
+	}
+}
+
 // Pagination bounds.
 const (
 	defaultLimit = 50

@@ -195,6 +195,10 @@ func checkOperationPath(p *bud.Problems, field, path string, properties map[stri
 		p.Add(field, "has an unbalanced { or }")
 		return
 	}
+	if msg := pathSegmentProblem(path); msg != "" {
+		p.Add(field, "%s", msg)
+		return
+	}
 	for _, m := range placeholderPattern.FindAllStringSubmatch(path, -1) {
 		name := m[1]
 		if !placeholderName.MatchString(name) {
@@ -206,6 +210,29 @@ func checkOperationPath(p *bud.Problems, field, path string, properties map[stri
 			return
 		}
 	}
+}
+
+// pathSegmentProblem returns what is wrong with the segments of an
+// operation's path, or "": a "." or ".." segment (escaped or not) or an
+// empty one ("//") would reach outside the base URL the credentials were
+// given for. A trailing "/" is allowed; some APIs want it.
+func pathSegmentProblem(path string) string {
+	segments := strings.Split(strings.TrimPrefix(path, "/"), "/")
+	for i, seg := range segments {
+		if seg == "" {
+			if i == len(segments)-1 {
+				continue
+			}
+			return "must not have an empty segment (//)"
+		}
+		if plain, err := url.PathUnescape(seg); err == nil {
+			seg = plain
+		}
+		if seg == "." || seg == ".." {
+			return `must not have a "." or ".." segment`
+		}
+	}
+	return ""
 }
 
 // checkBaseURL checks config.base_url: an absolute http(s) URL that paths

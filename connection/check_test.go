@@ -47,6 +47,8 @@ func TestCheck(t *testing.T) {
 		{"slack with base url", with(slackOK, func(c *connection.Connection) { c.Config.BaseURL = "http://127.0.0.1:8080/api" }), nil},
 		{"notion", notionOK, nil},
 		{"http", httpOK, nil},
+		{"http path with a trailing slash", withOp(func(o *connection.Operation) { o.Path = "/users/{id}/" }), nil},
+		{"http path with dots inside a segment", withOp(func(o *connection.Operation) { o.Path = "/users/{id}/v1..2" }), nil},
 		{"http without parameters", with(httpOK, func(c *connection.Connection) {
 			c.Config.Operations = []connection.Operation{{Name: "ping", Method: "POST", Path: "/ping"}}
 		}), nil},
@@ -106,6 +108,10 @@ func TestCheck(t *testing.T) {
 		{"operation path", withOp(func(o *connection.Operation) { o.Path = "users/{id}" }), map[string]string{"config.operations[0].path": `"/"`}},
 		{"operation path with a query", withOp(func(o *connection.Operation) { o.Path = "/users?x=1" }), map[string]string{"config.operations[0].path": "query"}},
 		{"operation path unbalanced", withOp(func(o *connection.Operation) { o.Path = "/users/{id" }), map[string]string{"config.operations[0].path": "unbalanced"}},
+		{"operation path with ..", withOp(func(o *connection.Operation) { o.Path = "/users/../admin/{id}" }), map[string]string{"config.operations[0].path": `".."`}},
+		{"operation path with escaped ..", withOp(func(o *connection.Operation) { o.Path = "/users/%2e%2E/{id}" }), map[string]string{"config.operations[0].path": `".."`}},
+		{"operation path with .", withOp(func(o *connection.Operation) { o.Path = "/./users/{id}" }), map[string]string{"config.operations[0].path": `"."`}},
+		{"operation path with an empty segment", withOp(func(o *connection.Operation) { o.Path = "//users/{id}" }), map[string]string{"config.operations[0].path": "empty segment"}},
 		{"operation placeholder not a parameter", withOp(func(o *connection.Operation) { o.Path = "/users/{user_id}" }), map[string]string{"config.operations[0].path": "{user_id}"}},
 		{"parameters not an object", withOp(func(o *connection.Operation) { o.Parameters = json.RawMessage(`[1]`) }), map[string]string{"config.operations[0].parameters": "JSON object"}},
 		{"parameters not an object schema", withOp(func(o *connection.Operation) { o.Parameters = json.RawMessage(`{"type":"string"}`) }), map[string]string{"config.operations[0].parameters": `"type": "object"`}},

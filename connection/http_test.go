@@ -236,3 +236,40 @@ func TestHTTPUnreachable(t *testing.T) {
 	e := requireReason(t, err, connection.ReasonUnreachable)
 	require.Equal(t, "HTTP API at http://127.0.0.1:1/v1 could not be reached: connection refused", e.Message)
 }
+
+// TestHTTPPathArgumentsStayInside checks a path argument cannot walk the
+// request out of the base URL: "/" is escaped, and "." and "..", which
+// escaping leaves as they are, are refused before any request.
+func TestHTTPPathArgumentsStayInside(t *testing.T) {
+	t.Parallel()
+	api := newRecordingAPI(t, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, `{}`)
+	})
+	c := httpConnection(api.URL)
+	c.Config.Operations = append(c.Config.Operations, connection.Operation{
+		Name: "get_pair", Method: "GET", Path: "/pairs/{a}{b}",
+		Parameters: json.RawMessage(`{"type":"object","properties":{"a":{"type":"string"},"b":{"type":"string"}},"required":["a","b"]}`),
+	})
+	client := open(t, c)
+	ctx := t.Context()
+
+	for _, tc := range []struct{ tool, args string }{
+		{"delete_user", `{"id":".."}`},
+		{"delete_user", `{"id":"."}`},
+		{"get_user", `{"org":"..","id":1}`},
+		{"get_pair", `{"a":".","b":"."}`},
+	} {
+		_, err := client.Call(ctx, tc.tool, json.RawMessage(tc.args))
+		e := requireReason(t, err, connection.ReasonRejected)
+		require.Contains(t, e.Message, `"." or ".."`, tc.args)
+	}
+	require.Zero(t, api.count(), "no request was sent")
+
+	// Slashes are escaped, and dots within a segment are just dots.
+	_, err := client.Call(ctx, "delete_user", json.RawMessage(`{"id":"../../admin"}`))
+	require.NoError(t, err)
+	require.Equal(t, "/v1/users/..%2F..%2Fadmin", api.last().RawPath)
+	_, err = client.Call(ctx, "get_pair", json.RawMessage(`{"a":"a.","b":".b"}`))
+	require.NoError(t, err)
+	require.Equal(t, "/v1/pairs/a..b", api.last().Path)
+}

@@ -82,6 +82,11 @@ func (h *httpAPIClient) Call(ctx context.Context, name string, arguments json.Ra
 	if e != nil {
 		return Result{}, e
 	}
+	// Arguments are escaped, but "." and ".." are not escapes: checked
+	// again here so a model cannot walk the request out of the base URL.
+	if msg := pathSegmentProblem(path); msg != "" {
+		return Result{}, red.errorf(ReasonRejected, 0, "the arguments of tool %s make its path %s, which %s", name, path, msg)
+	}
 	u := joinURL(h.base, path)
 	var req *http.Request
 	var err error

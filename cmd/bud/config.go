@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -28,6 +29,7 @@ type config struct {
 	AppAddr           string
 	WorkerAddr        string
 	AdminToken        string
+	AdminTokenFile    string
 	EncryptionKey     string
 	DataDir           string
 	LogLevel          string
@@ -51,6 +53,7 @@ func (c *config) settings() []setting {
 		{"BUD_APP_ADDR", "app-addr", "127.0.0.1:8081", "BudApp listen address", &c.AppAddr},
 		{"BUD_WORKER_ADDR", "worker-addr", "127.0.0.1:8082", "BudPrompt worker's health and metrics address", &c.WorkerAddr},
 		{"BUD_ADMIN_TOKEN", "admin-token", "", "bearer token for BudApp's /api (`bud dev` generates one in the data directory)", &c.AdminToken},
+		{"BUD_ADMIN_TOKEN_FILE", "admin-token-file", "", "file holding the admin token, surrounding whitespace trimmed; instead of BUD_ADMIN_TOKEN, so the token stays out of the environment", &c.AdminTokenFile},
 		{"BUD_ENCRYPTION_KEY", "encryption-key", "", "base64 32-byte key sealing provider credentials (`bud dev` generates one in the data directory)", &c.EncryptionKey},
 		{"BUD_DATA_DIR", "data-dir", ".bud", "`bud dev` data directory: Temporal's SQLite file, generated token and key", &c.DataDir},
 		{"BUD_UPSTREAM_TIMEOUT", "upstream-timeout", "10m", "how long the gateway waits for an upstream's response headers (504 after)", &c.UpstreamTimeout},
@@ -107,6 +110,34 @@ func (c *config) flagSet(name string, out io.Writer, header string, use ...strin
 		fs.PrintDefaults()
 	}
 	return fs
+}
+
+// minAdminTokenLen is the shortest admin token accepted. The token opens
+// every project and can reseat every stored secret, so it must be too long
+// to guess; `openssl rand -base64 32` makes a 44-character one.
+const minAdminTokenLen = 32
+
+// resolveAdminToken reads the admin token from BUD_ADMIN_TOKEN_FILE when it
+// is set, then refuses a token shorter than minAdminTokenLen. An unset
+// token is left empty for the caller to require or generate.
+func (c *config) resolveAdminToken() error {
+	if c.AdminTokenFile != "" {
+		if c.AdminToken != "" {
+			return errors.New("set BUD_ADMIN_TOKEN or BUD_ADMIN_TOKEN_FILE, not both")
+		}
+		b, err := os.ReadFile(c.AdminTokenFile)
+		if err != nil {
+			return fmt.Errorf("BUD_ADMIN_TOKEN_FILE: %w", err)
+		}
+		c.AdminToken = strings.TrimSpace(string(b))
+		if c.AdminToken == "" {
+			return fmt.Errorf("BUD_ADMIN_TOKEN_FILE: %s is empty", c.AdminTokenFile)
+		}
+	}
+	if c.AdminToken != "" && len(c.AdminToken) < minAdminTokenLen {
+		return fmt.Errorf("the admin token (BUD_ADMIN_TOKEN or BUD_ADMIN_TOKEN_FILE) must be at least %d characters, it has %d; `openssl rand -base64 32` makes one", minAdminTokenLen, len(c.AdminToken))
+	}
+	return nil
 }
 
 func (c *config) logger(w io.Writer) (*slog.Logger, error) {

@@ -45,6 +45,9 @@ func runDev(ctx context.Context, args []string) error {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
+	if err := cfg.resolveAdminToken(); err != nil {
+		return err
+	}
 	if cfg.AdminToken == "" {
 		if cfg.AdminToken, err = loadOrCreate(filepath.Join(dataDir, "admin-token"), newAdminToken); err != nil {
 			return err

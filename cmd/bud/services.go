@@ -196,7 +196,7 @@ func sealBox(key string) (*secrets.Box, error) {
 
 func newApp(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Client, docs *statestore.Store) (http.Handler, error) {
 	if cfg.AdminToken == "" {
-		return nil, errors.New("BUD_ADMIN_TOKEN is required")
+		return nil, errors.New("BUD_ADMIN_TOKEN or BUD_ADMIN_TOKEN_FILE is required")
 	}
 	box, err := sealBox(cfg.EncryptionKey)
 	if err != nil {
@@ -398,7 +398,10 @@ func runMigrate(ctx context.Context, args []string) error {
 
 func runApp(ctx context.Context, args []string) error {
 	var cfg config
-	if err := cfg.parse("app", args, "database-url", "temporal-address", "temporal-namespace", "app-addr", "admin-token", "encryption-key", "dapr-grpc-address", "dapr-store", "log-level", "log-format"); err != nil {
+	if err := cfg.parse("app", args, "database-url", "temporal-address", "temporal-namespace", "app-addr", "admin-token", "admin-token-file", "encryption-key", "dapr-grpc-address", "dapr-store", "log-level", "log-format"); err != nil {
+		return err
+	}
+	if err := cfg.resolveAdminToken(); err != nil {
 		return err
 	}
 	return runOne(ctx, &cfg, "app")

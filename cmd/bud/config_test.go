@@ -1,0 +1,77 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+const longAdminToken = "budadmin-0123456789abcdefghijklmnopqrstuv"
+
+func TestAdminTokenShortRefused(t *testing.T) {
+	c := config{AdminToken: "short-admin-token"}
+	err := c.resolveAdminToken()
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "at least 32 characters")
+	require.NotContains(t, err.Error(), "short-admin-token", "the error must not echo the token")
+}
+
+func TestAdminTokenLongAccepted(t *testing.T) {
+	c := config{AdminToken: longAdminToken}
+	require.NoError(t, c.resolveAdminToken())
+	require.Equal(t, longAdminToken, c.AdminToken)
+}
+
+func TestAdminTokenUnsetLeftEmpty(t *testing.T) {
+	var c config
+	require.NoError(t, c.resolveAdminToken())
+	require.Empty(t, c.AdminToken)
+}
+
+func TestAdminTokenFromFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "admin-token")
+	require.NoError(t, os.WriteFile(path, []byte("\n  "+longAdminToken+"\n"), 0o600))
+	c := config{AdminTokenFile: path}
+	require.NoError(t, c.resolveAdminToken())
+	require.Equal(t, longAdminToken, c.AdminToken)
+}
+
+func TestAdminTokenFileShortRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "admin-token")
+	require.NoError(t, os.WriteFile(path, []byte("too-short\n"), 0o600))
+	c := config{AdminTokenFile: path}
+	require.ErrorContains(t, c.resolveAdminToken(), "at least 32 characters")
+}
+
+func TestAdminTokenFileProblems(t *testing.T) {
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty")
+	require.NoError(t, os.WriteFile(empty, []byte(" \n"), 0o600))
+	for name, c := range map[string]config{
+		"missing": {AdminTokenFile: filepath.Join(dir, "absent")},
+		"empty":   {AdminTokenFile: empty},
+		"both":    {AdminTokenFile: empty, AdminToken: longAdminToken},
+	} {
+		t.Run(name, func(t *testing.T) {
+			err := c.resolveAdminToken()
+			require.Error(t, err)
+			require.True(t, strings.Contains(err.Error(), "BUD_ADMIN_TOKEN_FILE"), err.Error())
+		})
+	}
+}
+
+func TestGeneratedAdminTokenLongEnough(t *testing.T) {
+	require.GreaterOrEqual(t, len(newAdminToken()), minAdminTokenLen)
+}
+
+// TestRunAppRefusesShortAdminToken checks the refusal comes at start,
+// before any dependency is dialled.
+func TestRunAppRefusesShortAdminToken(t *testing.T) {
+	t.Setenv("BUD_ADMIN_TOKEN", "short")
+	t.Setenv("BUD_ADMIN_TOKEN_FILE", "")
+	err := runApp(t.Context(), nil)
+	require.ErrorContains(t, err, "at least 32 characters")
+}
