@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/activity"
 
 	"github.com/budhq/bud/deployment"
+	"github.com/budhq/bud/egress"
 	"github.com/budhq/bud/secrets"
 )
 
@@ -26,9 +27,13 @@ type Config struct {
 	Pool *pgxpool.Pool
 	// Box opens the provider keys of model deployments.
 	Box *secrets.Box
-	// HTTPClient calls model deployments; nil means a client of its own.
-	// It must not retry: the workflow's retry policy does.
+	// HTTPClient calls model deployments; nil means a client of its own
+	// whose dials Egress checks. It must not retry: the workflow's retry
+	// policy does.
 	HTTPClient *http.Client
+	// Egress says which addresses the client of its own may dial; nil
+	// refuses only link-local and cloud metadata addresses.
+	Egress *egress.Policy
 	// Deployments resolves model deployments; run a changes.Listener with
 	// it so that a changed deployment is seen at once. nil means a cache of
 	// its own over Pool and Box, which no notification reaches: entries
@@ -62,7 +67,7 @@ type Activities struct {
 func New(c Config) *Activities {
 	hc := c.HTTPClient
 	if hc == nil {
-		hc = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+		hc = &http.Client{Transport: c.Egress.Transport()}
 	}
 	a := &Activities{Identity: c.Identity, Pool: c.Pool, Box: c.Box, HTTPClient: hc, Tools: c.Tools, NATS: c.NATS, deployments: c.Deployments}
 	if a.deployments == nil && c.Pool != nil {

@@ -96,7 +96,8 @@ func (res CallModelResult) AddTo(t *run.Turn) {
 // a failed publish is logged, never fatal. Failures:
 //   - run.ModelNotFound (non-retryable): no model deployment of that name;
 //   - run.UpstreamRejected (non-retryable): a 4xx other than 408 and 429,
-//     run.Failure carrying the status and the upstream's message;
+//     run.Failure carrying the status and the upstream's message, or an
+//     address the egress policy refuses;
 //   - run.UpstreamUnavailable (retryable): unreachable, 408, 429, 5xx, an
 //     unreadable reply or a stream that broke off; a Retry-After header
 //     sets the next retry's delay;
@@ -197,6 +198,9 @@ func callFailure(ctx context.Context, name string, err error, latency time.Durat
 	case chat.InvalidURL:
 		return temporal.NewNonRetryableApplicationError("call model: "+ce.Error(), run.ModelNotFound, nil,
 			run.Failure{Message: fmt.Sprintf("model deployment %q has an unusable base URL", name)})
+	case chat.Refused:
+		return temporal.NewNonRetryableApplicationError("call model: "+ce.Error(), run.UpstreamRejected, nil,
+			run.Failure{Message: fmt.Sprintf("model deployment %q: its address is refused by the egress policy", name)})
 	case chat.ErrorStatus:
 		msg := fmt.Sprintf("call model: deployment %q answered %d: %s", name, ce.Status, ce.Message)
 		if !ce.Retryable() {

@@ -16,6 +16,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/budhq/bud/egress"
 )
 
 // maxReplyBytes bounds what is read of an upstream reply.
@@ -95,6 +97,9 @@ func (c Client) Call(ctx context.Context, ep Endpoint, req Request, delta func(s
 	}
 	start := time.Now()
 	resp, err := hc.Do(hreq)
+	if egress.IsRefused(err) {
+		return Reply{}, &Error{Kind: Refused, Message: "the model deployment's address is refused by the egress policy", cause: err.Error()}
+	}
 	if err != nil {
 		return Reply{}, &Error{Kind: Unreachable, Message: "the model deployment could not be reached", cause: err.Error()}
 	}

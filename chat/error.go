@@ -25,6 +25,9 @@ const (
 	// BadReply: the reply or its stream broke off, is not a chat
 	// completion, or reported a failure mid-stream.
 	BadReply
+	// Refused: the egress policy refused the address the endpoint's host
+	// resolved to (or a redirect's); no retry mends it.
+	Refused
 )
 
 // Error is a call that got no reply to use.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/budhq/bud/chat"
 	"github.com/budhq/bud/deployment"
+	"github.com/budhq/bud/egress"
 )
 
 // chatRequest is a chat completion request as the gateway needs it: the
@@ -223,6 +224,14 @@ func (g *Gateway) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		if isTimeout(err) {
 			fail(&apiError{Status: http.StatusGatewayTimeout, Type: typeUpstream, Code: codeUpstreamTimeout,
 				Message: "The upstream of model '" + req.model + "' did not answer in time."}, "upstream_timeout")
+			return
+		}
+		if egress.IsRefused(err) {
+			// The error names the address, never the URL with its
+			// userinfo or query.
+			g.log.Warn("upstream refused by egress policy", "err", errors.Unwrap(err), "project", project, "deployment", depName)
+			fail(&apiError{Status: http.StatusBadGateway, Type: typeUpstream, Code: codeUpstreamRefused,
+				Message: "The upstream of model '" + req.model + "' resolves to an address the egress policy refuses."}, "upstream_refused")
 			return
 		}
 		g.log.Warn("upstream unreachable", "err", err, "project", project, "deployment", depName)

@@ -40,6 +40,7 @@ const (
 	codeRunNotStarted        = "run_not_started"
 	codeUpstreamTimeout      = "upstream_timeout"
 	codeUpstreamUnreachable  = "upstream_unreachable"
+	codeUpstreamRefused      = "upstream_refused_by_policy"
 	codeUpstreamRejected     = "upstream_rejected"
 	codeUpstreamUnavailable  = "upstream_unavailable"
 )

@@ -13,7 +13,6 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -26,6 +25,7 @@ import (
 	"github.com/budhq/bud/changes"
 	"github.com/budhq/bud/db/dbsqlc"
 	"github.com/budhq/bud/deployment"
+	"github.com/budhq/bud/egress"
 	"github.com/budhq/bud/metrics"
 	"github.com/budhq/bud/runs"
 	"github.com/budhq/bud/secrets"
@@ -66,8 +66,13 @@ type Config struct {
 	UpstreamTimeout time.Duration
 	// LastUsedFlush is how often keys' last use is written.
 	LastUsedFlush time.Duration
-	// Transport overrides the upstream transport (tests).
+	// Transport overrides the upstream transport (tests); Egress then
+	// does not apply.
 	Transport http.RoundTripper
+	// Egress says which addresses upstreams may resolve to, checked at
+	// each dial (redirects included); nil refuses only link-local and
+	// cloud metadata addresses.
+	Egress *egress.Policy
 	// Runs starts, continues and reads prompt runs; nil disables
 	// /v1/responses.
 	Runs *runs.Client
@@ -130,9 +135,11 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	transport := cfg.Transport
 	if transport == nil {
+		dialer := cfg.Egress.Dialer()
+		dialer.Timeout = 10 * time.Second
 		transport = &http.Transport{
 			Proxy:                 http.ProxyFromEnvironment,
-			DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			DialContext:           dialer.DialContext,
 			MaxIdleConns:          4096,
 			MaxIdleConnsPerHost:   1024,
 			IdleConnTimeout:       90 * time.Second,

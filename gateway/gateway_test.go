@@ -25,6 +25,7 @@ import (
 
 	"github.com/budhq/bud/app"
 	"github.com/budhq/bud/db/dbtest"
+	"github.com/budhq/bud/egress"
 	"github.com/budhq/bud/gateway"
 	"github.com/budhq/bud/metrics"
 	"github.com/budhq/bud/runs"
@@ -56,7 +57,9 @@ type setupOpts struct {
 	// maxBodyBytesInFlight is the gateway's MaxBodyBytesInFlight.
 	maxBodyBytesInFlight int64
 	temporal             client.Client
-	documents            interface {
+	// egress is the gateway's Egress policy.
+	egress    *egress.Policy
+	documents interface {
 		Get(ctx context.Context, key string) ([]byte, error)
 	}
 }
@@ -88,6 +91,7 @@ func setup(t testing.TB, opts ...setupOpts) *bundle {
 		MaxBodyBytesInFlight: o.maxBodyBytesInFlight,
 		Runs:                 o.runs(t),
 		Documents:            o.documents,
+		Egress:               o.egress,
 	})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -20,8 +20,8 @@ const (
 	// RenderFailed: a template failed on this input. Non-retryable.
 	RenderFailed = "RenderFailed"
 	// UpstreamRejected: the model deployment answered 4xx (other than 408
-	// and 429). Non-retryable; Failure carries the status and the
-	// upstream's message.
+	// and 429), or the egress policy refused its address. Non-retryable;
+	// Failure carries the status and the upstream's message.
 	UpstreamRejected = "UpstreamRejected"
 	// UpstreamUnavailable: the model deployment could not be reached, timed
 	// out, answered 408, 429 or 5xx, or sent an unreadable reply. Retryable;

@@ -41,6 +41,7 @@ type config struct {
 	NATSURL           string
 	NATSAddr          string
 	RunWait           string
+	EgressDeny        string
 }
 
 func (c *config) settings() []setting {
@@ -63,6 +64,7 @@ func (c *config) settings() []setting {
 		{"BUD_NATS_URL", "nats-url", "", "NATS server(s) that carry streaming runs' deltas from workers to gateways (nats://host:port); without it `bud gateway` answers stream: true with 503, and `bud dev` starts an embedded server", &c.NATSURL},
 		{"BUD_NATS_ADDR", "nats-addr", "127.0.0.1:4223", "`bud dev` only: listen address of the embedded NATS server (loopback; used when BUD_NATS_URL is empty)", &c.NATSAddr},
 		{"BUD_RUN_WAIT", "run-wait", "start", "how the gateway starts a prompt run and waits for its first turn: start (eager start; the run announces its first turn over NATS, and an update asks for it when it has not within 2 s) or update (update-with-start, whose update answers); see Speed in the README", &c.RunWait},
+		{"BUD_EGRESS_DENY", "egress-deny", "", "comma-separated CIDRs, `loopback` and `private`: addresses of configured URLs (model deployments, connections, their redirects) refused at connect time, besides link-local and cloud metadata addresses, which always are", &c.EgressDeny},
 		{"BUD_LOG_LEVEL", "log-level", "info", "debug, info, warn or error", &c.LogLevel},
 		{"BUD_LOG_FORMAT", "log-format", "text", "text or json", &c.LogFormat},
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/budhq/bud/changes"
 	"github.com/budhq/bud/db"
 	"github.com/budhq/bud/deployment"
+	"github.com/budhq/bud/egress"
 	"github.com/budhq/bud/gateway"
 	"github.com/budhq/bud/metrics"
 	"github.com/budhq/bud/runs"
@@ -257,11 +258,16 @@ func newGateway(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Cli
 	if err != nil || timeout <= 0 {
 		return nil, fmt.Errorf("BUD_UPSTREAM_TIMEOUT: %q is not a positive duration such as 5m", cfg.UpstreamTimeout)
 	}
+	policy, err := egress.Parse(cfg.EgressDeny)
+	if err != nil {
+		return nil, fmt.Errorf("BUD_EGRESS_DENY: %w", err)
+	}
 	rc, err := runsClient(tc, cfg)
 	if err != nil {
 		return nil, err
 	}
 	return gateway.New(gateway.Config{
+		Egress:          policy,
 		Pool:            pool,
 		Box:             box,
 		Logger:          log.With("service", "gateway"),
@@ -330,6 +336,10 @@ func startWorker(ctx context.Context, log *slog.Logger, cfg *config, tc client.C
 	if err != nil {
 		return nil, err
 	}
+	policy, err := egress.Parse(cfg.EgressDeny)
+	if err != nil {
+		return nil, fmt.Errorf("BUD_EGRESS_DENY: %w", err)
+	}
 	// Runs carry search attributes; a cluster that lacks them would refuse
 	// every start. Registering is idempotent.
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -343,8 +353,8 @@ func startWorker(ctx context.Context, log *slog.Logger, cfg *config, tc client.C
 	stopListening := runInBackground(context.WithoutCancel(ctx), changes.NewListener(pool, log.With("service", "worker"), deployments).Run)
 	host, _ := os.Hostname()
 	w := workflows.NewWorker(tc, activities.New(activities.Config{
-		Identity: fmt.Sprintf("%s@%d", host, os.Getpid()), Pool: pool, Box: box, NATS: nc, Deployments: deployments,
-		Tools: &activities.Connections{Pool: pool, Box: box, HTTPClient: &http.Client{Timeout: workflows.CallToolTimeout}},
+		Identity: fmt.Sprintf("%s@%d", host, os.Getpid()), Pool: pool, Box: box, NATS: nc, Deployments: deployments, Egress: policy,
+		Tools: &activities.Connections{Pool: pool, Box: box, HTTPClient: &http.Client{Timeout: workflows.CallToolTimeout, Transport: policy.Transport()}},
 	}))
 	if err := w.Start(); err != nil {
 		stopListening()
@@ -418,7 +428,7 @@ func runGateway(ctx context.Context, args []string) error {
 		debug.SetMemoryLimit(gatewayMemoryLimit)
 	}
 	var cfg config
-	if err := cfg.parse("gateway", args, "database-url", "temporal-address", "temporal-namespace", "gateway-addr", "encryption-key", "upstream-timeout", "dapr-grpc-address", "dapr-store", "nats-url", "run-wait", "log-level", "log-format"); err != nil {
+	if err := cfg.parse("gateway", args, "database-url", "temporal-address", "temporal-namespace", "gateway-addr", "encryption-key", "upstream-timeout", "dapr-grpc-address", "dapr-store", "nats-url", "run-wait", "egress-deny", "log-level", "log-format"); err != nil {
 		return err
 	}
 	return runOne(ctx, &cfg, "gateway")
@@ -426,7 +436,7 @@ func runGateway(ctx context.Context, args []string) error {
 
 func runWorker(ctx context.Context, args []string) error {
 	var cfg config
-	if err := cfg.parse("worker", args, "database-url", "temporal-address", "temporal-namespace", "worker-addr", "encryption-key", "nats-url", "log-level", "log-format"); err != nil {
+	if err := cfg.parse("worker", args, "database-url", "temporal-address", "temporal-namespace", "worker-addr", "encryption-key", "nats-url", "egress-deny", "log-level", "log-format"); err != nil {
 		return err
 	}
 	return runOne(ctx, &cfg, "worker")
