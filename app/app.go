@@ -37,6 +37,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/budhq/bud/db/dbsqlc"
+	"github.com/budhq/bud/egress"
 	"github.com/budhq/bud/metrics"
 	"github.com/budhq/bud/runs"
 	"github.com/budhq/bud/secrets"
@@ -77,6 +78,10 @@ type Config struct {
 	// in progress; nil means the playground endpoints answer 503. The run
 	// history reads the database and works without it.
 	Runs *runs.Client
+	// Egress says which addresses a connection's URL may resolve to when
+	// BudApp opens it to list its tools; nil refuses only link-local and
+	// metadata addresses.
+	Egress *egress.Policy
 }
 
 // server holds the dependencies every handler shares.
@@ -93,6 +98,8 @@ type server struct {
 	// keeps even the token's length out of the timing.
 	adminToken [sha256.Size]byte
 	maxBody    int64
+	// connections reaches connections under the egress policy.
+	connections *http.Client
 }
 
 // New returns the API's handler. It fails when Pool, Box or AdminToken is
@@ -111,16 +118,17 @@ func New(cfg Config) (http.Handler, error) {
 		return nil, errors.New("app: Config.MaxBodyBytes must not be negative")
 	}
 	s := &server{
-		pool:       cfg.Pool,
-		q:          dbsqlc.New(cfg.Pool),
-		box:        cfg.Box,
-		docs:       cfg.Documents,
-		runs:       cfg.Runs,
-		log:        cfg.Logger,
-		ready:      cfg.Ready,
-		reg:        cfg.Registry,
-		adminToken: sha256.Sum256([]byte(cfg.AdminToken)),
-		maxBody:    cfg.MaxBodyBytes,
+		pool:        cfg.Pool,
+		q:           dbsqlc.New(cfg.Pool),
+		box:         cfg.Box,
+		docs:        cfg.Documents,
+		runs:        cfg.Runs,
+		log:         cfg.Logger,
+		ready:       cfg.Ready,
+		reg:         cfg.Registry,
+		adminToken:  sha256.Sum256([]byte(cfg.AdminToken)),
+		maxBody:     cfg.MaxBodyBytes,
+		connections: &http.Client{Timeout: connectionTimeout, Transport: cfg.Egress.Transport()},
 	}
 	if s.log == nil {
 		s.log = slog.Default()

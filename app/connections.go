@@ -407,7 +407,7 @@ func (s *server) listConnectionTools(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), connectionTimeout)
 	defer cancel()
-	client, err := connection.Open(ctx, c, connection.Options{HTTPClient: &http.Client{Timeout: connectionTimeout}})
+	client, err := connection.Open(ctx, c, connection.Options{HTTPClient: s.connections})
 	if err != nil {
 		s.writeError(w, r, connectionError(err, "open connection"))
 		return

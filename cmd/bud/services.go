@@ -207,6 +207,10 @@ func newApp(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Client,
 	if err != nil {
 		return nil, err
 	}
+	policy, err := egress.Parse(cfg.EgressDeny)
+	if err != nil {
+		return nil, fmt.Errorf("BUD_EGRESS_DENY: %w", err)
+	}
 	return app.New(app.Config{
 		Pool:       pool,
 		Box:        box,
@@ -224,6 +228,7 @@ func newApp(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Client,
 		Registry:  metrics.NewRegistry(),
 		Documents: docs,
 		Runs:      rc,
+		Egress:    policy,
 	})
 }
 
