@@ -4,8 +4,9 @@
 // history of runs with the approvals that paused runs wait for.
 //
 // Every route under /api needs the admin token as a bearer token;
-// /healthz, /readyz and /metrics are open so that probes and scrapers need no
-// secret. Errors share one envelope,
+// /healthz and /readyz are open so that probes need no secret. Metrics are
+// not served here: they name every project, so the caller serves Registry
+// on a listener of its own (metrics.NewMux). Errors share one envelope,
 //
 //	{"error": {"code": "invalid", "message": "…", "fields": {"settings.max_concurrency": "must be an integer"}}}
 //
@@ -66,9 +67,9 @@ type Config struct {
 	// Ready reports whether the process's other dependencies are up; nil
 	// means they always are. /readyz also pings Pool itself.
 	Ready func(ctx context.Context) error
-	// Registry receives the bud_app_* metrics and is served at /metrics;
-	// nil means a fresh metrics.NewRegistry(). A registry can hold the
-	// metrics of only one handler.
+	// Registry receives the bud_app_* metrics, which the caller serves on
+	// a listener of its own; nil means a fresh metrics.NewRegistry(). A
+	// registry can hold the metrics of only one handler.
 	Registry *prometheus.Registry
 	// MaxBodyBytes bounds a request body; 0 means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
@@ -153,7 +154,6 @@ func (s *server) routes(m *metrics.HTTP) http.Handler {
 
 	r.Get("/healthz", s.healthz)
 	r.Get("/readyz", s.readyz)
-	r.Method(http.MethodGet, "/metrics", metrics.Handler(s.reg))
 
 	r.Route("/api", func(r chi.Router) {
 		r.Use(s.requireAdmin)

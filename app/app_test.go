@@ -23,6 +23,7 @@ import (
 	"github.com/budhq/bud"
 	"github.com/budhq/bud/app"
 	"github.com/budhq/bud/db/dbtest"
+	"github.com/budhq/bud/metrics"
 	"github.com/budhq/bud/secrets"
 	"github.com/budhq/bud/statestore"
 	"github.com/budhq/bud/statestore/statestoretest"
@@ -243,11 +244,16 @@ func TestReadyzWithoutDatabase(t *testing.T) {
 
 func TestMetrics(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
+	reg := metrics.NewRegistry()
+	b := setup(t, func(c *app.Config) { c.Registry = reg })
 	require.Equal(t, http.StatusOK, b.do(t, "GET", "/api/projects", nil).status)
-	r := b.do(t, "GET", "/metrics", nil, withoutAuth)
-	require.Equal(t, http.StatusOK, r.status)
-	require.Contains(t, string(r.body), `bud_app_http_requests_total{method="GET",route="/api/projects",status="200"} 1`)
+	// The metrics name every project: the handler does not serve them, its
+	// caller serves the registry on a listener of its own.
+	require.Equal(t, http.StatusNotFound, b.do(t, "GET", "/metrics", nil, withoutAuth).status)
+	rec := httptest.NewRecorder()
+	metrics.Handler(reg).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	require.Equal(t, http.StatusOK, rec.Code)
+	require.Contains(t, rec.Body.String(), `bud_app_http_requests_total{method="GET",route="/api/projects",status="200"} 1`)
 }
 
 func TestAdminAuth(t *testing.T) {

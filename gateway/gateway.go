@@ -49,7 +49,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Ready is an extra readiness check (Temporal); nil means none.
 	Ready func(ctx context.Context) error
-	// Registry receives the gateway's metrics; nil makes a fresh one.
+	// Registry receives the gateway's metrics; nil makes a fresh one. The
+	// gateway does not serve it: its series name projects and deployments,
+	// so the caller serves it on a listener of its own (metrics.NewMux).
 	Registry *prometheus.Registry
 	// MaxBodyBytes bounds a request body (413 beyond it).
 	MaxBodyBytes int64
@@ -177,7 +179,6 @@ func (g *Gateway) routes() chi.Router {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	r.Get("/readyz", g.readyz)
-	r.Handle("/metrics", metrics.Handler(g.cfg.Registry))
 	r.With(g.authenticated(endpointChat)).Post("/v1/chat/completions", g.chatCompletions)
 	r.Group(func(r chi.Router) {
 		r.Use(g.authenticated(""))

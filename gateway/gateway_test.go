@@ -185,6 +185,18 @@ func requireAPIError(t testing.TB, err error, status int, code string) *openai.E
 	return apiErr
 }
 
+// TestMetricsNotPublic checks that the public handler does not serve the
+// metrics, whose series name every project and deployment: they go to the
+// registry, which the caller serves on a listener of its own.
+func TestMetricsNotPublic(t *testing.T) {
+	b := setup(t)
+	resp, err := http.Get(b.gw.URL + "/metrics")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusNotFound, resp.StatusCode)
+	require.Contains(t, b.metricsText(), `bud_gateway_http_requests_total{method="GET",route="unmatched",status="404"} 1`)
+}
+
 func TestChatNonStreaming(t *testing.T) {
 	t.Parallel()
 	b := setup(t)

@@ -6,12 +6,14 @@ package metrics
 import (
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // NewRegistry returns a registry with the Go runtime and process collectors.
@@ -24,6 +26,40 @@ func NewRegistry() *prometheus.Registry {
 // Handler serves the registry in the Prometheus text format.
 func Handler(reg *prometheus.Registry) http.Handler {
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
+}
+
+// NewMux serves regs at GET /metrics and answers 404 to everything else.
+// It is the handler of a metrics listener of its own: metrics label series
+// by project and deployment, so they stay off the public listeners. Several
+// registries of one process are served merged (prometheus.Gatherers); the Go
+// runtime and process families that every NewRegistry holds come from the
+// first only, as Gatherers refuses a series that two registries report.
+func NewMux(regs ...*prometheus.Registry) http.Handler {
+	gs := make(prometheus.Gatherers, len(regs))
+	for i, reg := range regs {
+		gs[i] = reg
+		if i > 0 {
+			gs[i] = withoutRuntime{reg}
+		}
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(gs, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// withoutRuntime drops the families of the Go runtime and process
+// collectors from what g gathers.
+type withoutRuntime struct{ g prometheus.Gatherer }
+
+func (w withoutRuntime) Gather() ([]*dto.MetricFamily, error) {
+	mfs, err := w.g.Gather()
+	kept := mfs[:0]
+	for _, mf := range mfs {
+		if name := mf.GetName(); !strings.HasPrefix(name, "go_") && !strings.HasPrefix(name, "process_") {
+			kept = append(kept, mf)
+		}
+	}
+	return kept, err
 }
 
 // HTTP measures requests: a counter and a latency histogram by route

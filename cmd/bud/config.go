@@ -42,6 +42,7 @@ type config struct {
 	NATSAddr          string
 	RunWait           string
 	EgressDeny        string
+	MetricsAddr       string
 }
 
 func (c *config) settings() []setting {
@@ -52,7 +53,8 @@ func (c *config) settings() []setting {
 		{"TEMPORAL_UI_ADDRESS", "temporal-ui-address", "127.0.0.1:8233", "Temporal Web UI address (`bud dev` only; empty disables the UI)", &c.TemporalUIAddr},
 		{"BUD_GATEWAY_ADDR", "gateway-addr", "127.0.0.1:8080", "BudGateway listen address", &c.GatewayAddr},
 		{"BUD_APP_ADDR", "app-addr", "127.0.0.1:8081", "BudApp listen address", &c.AppAddr},
-		{"BUD_WORKER_ADDR", "worker-addr", "127.0.0.1:8082", "BudPrompt worker's health and metrics address", &c.WorkerAddr},
+		{"BUD_WORKER_ADDR", "worker-addr", "127.0.0.1:8082", "BudPrompt worker's health address", &c.WorkerAddr},
+		{"BUD_METRICS_ADDR", "metrics-addr", metricsAddrAuto, "Prometheus /metrics listen address, apart from the public listeners; auto is 127.0.0.1:9090 for `bud dev` (every service's metrics), 127.0.0.1:9091 for `bud gateway`, :9092 for `bud app`, :9093 for `bud worker`; empty or off disables", &c.MetricsAddr},
 		{"BUD_ADMIN_TOKEN", "admin-token", "", "bearer token for BudApp's /api (`bud dev` generates one in the data directory)", &c.AdminToken},
 		{"BUD_ADMIN_TOKEN_FILE", "admin-token-file", "", "file holding the admin token, surrounding whitespace trimmed; instead of BUD_ADMIN_TOKEN, so the token stays out of the environment", &c.AdminTokenFile},
 		{"BUD_ENCRYPTION_KEY", "encryption-key", "", "base64 32-byte key sealing provider credentials (`bud dev` generates one in the data directory)", &c.EncryptionKey},
@@ -112,6 +114,24 @@ func (c *config) flagSet(name string, out io.Writer, header string, use ...strin
 		fs.PrintDefaults()
 	}
 	return fs
+}
+
+// metricsAddrAuto is BUD_METRICS_ADDR's default: a loopback port per
+// command, so that a gateway, an app and a worker on one host do not
+// collide (see metricsAddr).
+const metricsAddrAuto = "auto"
+
+// metricsAddr is where command (dev, gateway, app or worker) serves its
+// metrics, "" when they are off. The metrics name every project and
+// deployment, so the default is loopback.
+func (c *config) metricsAddr(command string) string {
+	switch c.MetricsAddr {
+	case "", "off":
+		return ""
+	case metricsAddrAuto:
+		return map[string]string{"dev": "127.0.0.1:9090", "gateway": "127.0.0.1:9091", "app": "127.0.0.1:9092", "worker": "127.0.0.1:9093"}[command]
+	}
+	return c.MetricsAddr
 }
 
 // minAdminTokenLen is the shortest admin token accepted. The token opens

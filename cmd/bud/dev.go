@@ -18,6 +18,7 @@ import (
 
 	"github.com/budhq/bud/daprd"
 	"github.com/budhq/bud/db"
+	"github.com/budhq/bud/metrics"
 	"github.com/budhq/bud/runs"
 	"github.com/budhq/bud/runstream"
 	"github.com/budhq/bud/secrets"
@@ -144,11 +145,12 @@ func runDev(ctx context.Context, args []string) error {
 	}
 	defer nc.Close()
 
-	appHandler, err := newApp(log, &cfg, pool, tc, docs)
+	appReg, gwReg := metrics.NewRegistry(), metrics.NewRegistry()
+	appHandler, err := newApp(log, &cfg, pool, tc, docs, appReg)
 	if err != nil {
 		return err
 	}
-	gw, err := newGateway(log, &cfg, pool, tc, docs, nc)
+	gw, err := newGateway(log, &cfg, pool, tc, docs, nc, gwReg)
 	if err != nil {
 		return err
 	}
@@ -174,14 +176,28 @@ func runDev(ctx context.Context, args []string) error {
 		appL.ln.Close()
 		return err
 	}
+	ls := []*listener{gwL, appL, wkL}
+	metricsURL := "disabled"
+	if addr := cfg.metricsAddr("dev"); addr != "" {
+		// One process, so one listener serves every service's registry.
+		ml, err := listen("metrics", addr, metrics.NewMux(gwReg, appReg, pw.reg))
+		if err != nil {
+			gwL.ln.Close()
+			appL.ln.Close()
+			wkL.ln.Close()
+			return err
+		}
+		ls = append(ls, ml)
+		metricsURL = ml.URL() + "/metrics"
+	}
 
 	standIn := ""
 	if cfg.StandInAddr != "" {
 		up, err := upstreamtest.Listen(cfg.StandInAddr)
 		if err != nil {
-			gwL.ln.Close()
-			appL.ln.Close()
-			wkL.ln.Close()
+			for _, l := range ls {
+				l.ln.Close()
+			}
 			return fmt.Errorf("stand-in: %w", err)
 		}
 		defer up.Close()
@@ -197,6 +213,7 @@ func runDev(ctx context.Context, args []string) error {
 		Gateway:    gwL.URL(),
 		App:        appL.URL(),
 		Worker:     wkL.URL(),
+		Metrics:    metricsURL,
 		Temporal:   ts.HostPort(),
 		Namespace:  ts.Namespace(),
 		TemporalUI: ts.UIAddr(),
@@ -205,7 +222,7 @@ func runDev(ctx context.Context, args []string) error {
 		AdminToken: cfg.AdminToken,
 		Took:       time.Since(started),
 	})
-	err = serveAll(ctx, log, gwL, appL, wkL)
+	err = serveAll(ctx, log, ls...)
 	log.Info("shutting down")
 	// The worker stops before the server, cancelling its polls and any
 	// workflow task in flight: the server's errors about those are
@@ -215,8 +232,8 @@ func runDev(ctx context.Context, args []string) error {
 }
 
 type banner struct {
-	Gateway, App, Worker, Temporal, Namespace, TemporalUI, Database, DataDir, AdminToken, StandIn, Dapr, NATS string
-	Took                                                                                                      time.Duration
+	Gateway, App, Worker, Metrics, Temporal, Namespace, TemporalUI, Database, DataDir, AdminToken, StandIn, Dapr, NATS string
+	Took                                                                                                               time.Duration
 }
 
 func printBanner(w io.Writer, b banner) {
@@ -233,7 +250,8 @@ Bud is running (started in %s).
 
   BudGateway   %s    OpenAI-compatible API (/v1)
   BudApp       %s    management API (/api)
-  BudPrompt    %s    worker health and metrics
+  BudPrompt    %s    worker health
+  Metrics      %s    Prometheus, every service (keep it private)
   Temporal     %s          namespace %q
   Temporal UI  %s
   Dapr         %s
@@ -245,7 +263,7 @@ Bud is running (started in %s).
                (send as "Authorization: Bearer <token>" to BudApp's /api)
 
 Press Ctrl-C to stop.
-`, b.Took.Round(time.Millisecond), b.Gateway, b.App, b.Worker, b.Temporal, b.Namespace, ui, b.Dapr, b.NATS, b.Database, b.DataDir, standIn, b.AdminToken)
+`, b.Took.Round(time.Millisecond), b.Gateway, b.App, b.Worker, b.Metrics, b.Temporal, b.Namespace, ui, b.Dapr, b.NATS, b.Database, b.DataDir, standIn, b.AdminToken)
 }
 
 // loadOrCreate returns the trimmed content of path, creating it with gen()

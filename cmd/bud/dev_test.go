@@ -99,7 +99,7 @@ func (l *lockedBuffer) String() string {
 type devEnv struct {
 	dbURL, dataDir                         string
 	gateway, app, worker, temporal, uiAddr string
-	standIn, nats                          string
+	standIn, nats, metrics                 string
 }
 
 func newDevEnv(t *testing.T) devEnv {
@@ -113,6 +113,7 @@ func newDevEnv(t *testing.T) devEnv {
 		uiAddr:   freePort(t),
 		standIn:  freePort(t),
 		nats:     freePort(t),
+		metrics:  freePort(t),
 	}
 }
 
@@ -126,6 +127,7 @@ func (e devEnv) start(t *testing.T) *devProcess {
 		"BUD_GATEWAY_ADDR="+e.gateway,
 		"BUD_APP_ADDR="+e.app,
 		"BUD_WORKER_ADDR="+e.worker,
+		"BUD_METRICS_ADDR="+e.metrics,
 		"TEMPORAL_ADDRESS="+e.temporal,
 		"TEMPORAL_UI_ADDRESS="+e.uiAddr,
 		"BUD_STAND_IN_ADDR="+e.standIn,
@@ -227,7 +229,7 @@ func TestDevEndToEnd(t *testing.T) {
 	p := env.start(t)
 
 	out := p.stdout.String()
-	for _, want := range []string{"BudGateway", "Dapr", "nats://" + env.nats, "http://" + env.gateway, "http://" + env.app, env.temporal, "http://" + env.uiAddr, "Admin token"} {
+	for _, want := range []string{"BudGateway", "Dapr", "nats://" + env.nats, "http://" + env.gateway, "http://" + env.app, "http://" + env.metrics + "/metrics", env.temporal, "http://" + env.uiAddr, "Admin token"} {
 		require.Contains(t, out, want)
 	}
 	token, err := os.ReadFile(filepath.Join(env.dataDir, "admin-token"))
@@ -238,7 +240,6 @@ func TestDevEndToEnd(t *testing.T) {
 	for _, u := range []string{"http://" + env.app, "http://" + env.gateway, "http://" + env.worker} {
 		require.Equal(t, http.StatusOK, get(t, u+"/healthz"), u)
 		require.Equal(t, http.StatusOK, get(t, u+"/readyz"), u)
-		require.Equal(t, http.StatusOK, get(t, u+"/metrics"), u)
 	}
 	require.Equal(t, http.StatusOK, get(t, "http://"+env.uiAddr+"/"), "Temporal UI")
 
@@ -325,6 +326,30 @@ func TestDevEndToEnd(t *testing.T) {
 	require.Equal(t, pr.Document, gotPrompt.Document)
 }
 
+// TestDevMetricsPrivate checks that `bud dev` serves every service's
+// metrics on the metrics listener alone: they name every project and
+// deployment, so the public listeners answer 404.
+func TestDevMetricsPrivate(t *testing.T) {
+	env := newDevEnv(t)
+	p := env.start(t)
+	defer p.stop(t)
+
+	for _, u := range []string{"http://" + env.gateway, "http://" + env.app, "http://" + env.worker} {
+		require.Equal(t, http.StatusOK, get(t, u+"/healthz"), u)
+		require.Equal(t, http.StatusNotFound, get(t, u+"/metrics"), u)
+	}
+	resp, err := http.Get("http://" + env.metrics + "/metrics")
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode, "%s", body)
+	for _, want := range []string{"bud_gateway_http_requests_total", "bud_app_http_requests_total", "go_goroutines"} {
+		require.Contains(t, string(body), want)
+	}
+	require.Equal(t, http.StatusNotFound, get(t, "http://"+env.metrics+"/healthz"), "the metrics listener serves /metrics only")
+}
+
 // TestDevPortTaken checks that a busy port stops `bud dev` at once with a
 // message that names it.
 func TestDevPortTaken(t *testing.T) {
@@ -338,7 +363,7 @@ func TestDevPortTaken(t *testing.T) {
 	cmd := exec.CommandContext(ctx, budBinary, "dev")
 	cmd.Env = append(os.Environ(),
 		"DATABASE_URL="+env.dbURL, "BUD_DATA_DIR="+env.dataDir,
-		"BUD_GATEWAY_ADDR="+env.gateway, "BUD_APP_ADDR="+env.app, "BUD_WORKER_ADDR="+env.worker,
+		"BUD_GATEWAY_ADDR="+env.gateway, "BUD_APP_ADDR="+env.app, "BUD_WORKER_ADDR="+env.worker, "BUD_METRICS_ADDR="+env.metrics,
 		"TEMPORAL_ADDRESS="+env.temporal, "TEMPORAL_UI_ADDRESS="+env.uiAddr,
 		"BUD_NATS_ADDR="+env.nats, "BUD_NATS_URL=",
 	)

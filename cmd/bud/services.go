@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
@@ -195,7 +196,8 @@ func sealBox(key string) (*secrets.Box, error) {
 	return secrets.NewBox(k)
 }
 
-func newApp(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Client, docs *statestore.Store) (http.Handler, error) {
+// newApp builds BudApp, whose metrics go to reg.
+func newApp(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Client, docs *statestore.Store, reg *prometheus.Registry) (http.Handler, error) {
 	if cfg.AdminToken == "" {
 		return nil, errors.New("BUD_ADMIN_TOKEN or BUD_ADMIN_TOKEN_FILE is required")
 	}
@@ -225,7 +227,7 @@ func newApp(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Client,
 			}
 			return nil
 		},
-		Registry:  metrics.NewRegistry(),
+		Registry:  reg,
 		Documents: docs,
 		Runs:      rc,
 		Egress:    policy,
@@ -254,7 +256,8 @@ func daprAddress(cfg *config) string {
 	return "127.0.0.1:50001"
 }
 
-func newGateway(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Client, docs *statestore.Store, nc *nats.Conn) (*gateway.Gateway, error) {
+// newGateway builds BudGateway, whose metrics go to reg.
+func newGateway(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Client, docs *statestore.Store, nc *nats.Conn, reg *prometheus.Registry) (*gateway.Gateway, error) {
 	box, err := sealBox(cfg.EncryptionKey)
 	if err != nil {
 		return nil, err
@@ -277,7 +280,7 @@ func newGateway(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Cli
 		Box:             box,
 		Logger:          log.With("service", "gateway"),
 		Ready:           temporalReady(tc),
-		Registry:        metrics.NewRegistry(),
+		Registry:        reg,
 		UpstreamTimeout: timeout,
 		Runs:            rc,
 		Documents:       docs,
@@ -327,6 +330,7 @@ func runInBackground(ctx context.Context, f func(context.Context) error) (stop f
 type promptWorker struct {
 	w             worker.Worker
 	h             http.Handler
+	reg           *prometheus.Registry
 	stopListening func()
 }
 
@@ -389,8 +393,7 @@ func startWorker(ctx context.Context, log *slog.Logger, cfg *config, tc client.C
 		}
 		_, _ = rw.Write([]byte(`{"status":"ok"}` + "\n"))
 	})
-	mux.Handle("GET /metrics", metrics.Handler(reg))
-	return &promptWorker{w: w, h: mux, stopListening: stopListening}, nil
+	return &promptWorker{w: w, h: mux, reg: reg, stopListening: stopListening}, nil
 }
 
 func runMigrate(ctx context.Context, args []string) error {
@@ -413,7 +416,7 @@ func runMigrate(ctx context.Context, args []string) error {
 
 func runApp(ctx context.Context, args []string) error {
 	var cfg config
-	if err := cfg.parse("app", args, "database-url", "temporal-address", "temporal-namespace", "app-addr", "admin-token", "admin-token-file", "encryption-key", "dapr-grpc-address", "dapr-store", "log-level", "log-format"); err != nil {
+	if err := cfg.parse("app", args, "database-url", "temporal-address", "temporal-namespace", "app-addr", "metrics-addr", "admin-token", "admin-token-file", "encryption-key", "dapr-grpc-address", "dapr-store", "run-wait", "egress-deny", "log-level", "log-format"); err != nil {
 		return err
 	}
 	if err := cfg.resolveAdminToken(); err != nil {
@@ -433,7 +436,7 @@ func runGateway(ctx context.Context, args []string) error {
 		debug.SetMemoryLimit(gatewayMemoryLimit)
 	}
 	var cfg config
-	if err := cfg.parse("gateway", args, "database-url", "temporal-address", "temporal-namespace", "gateway-addr", "encryption-key", "upstream-timeout", "dapr-grpc-address", "dapr-store", "nats-url", "run-wait", "egress-deny", "log-level", "log-format"); err != nil {
+	if err := cfg.parse("gateway", args, "database-url", "temporal-address", "temporal-namespace", "gateway-addr", "metrics-addr", "encryption-key", "upstream-timeout", "dapr-grpc-address", "dapr-store", "nats-url", "run-wait", "egress-deny", "log-level", "log-format"); err != nil {
 		return err
 	}
 	return runOne(ctx, &cfg, "gateway")
@@ -441,7 +444,7 @@ func runGateway(ctx context.Context, args []string) error {
 
 func runWorker(ctx context.Context, args []string) error {
 	var cfg config
-	if err := cfg.parse("worker", args, "database-url", "temporal-address", "temporal-namespace", "worker-addr", "encryption-key", "nats-url", "egress-deny", "log-level", "log-format"); err != nil {
+	if err := cfg.parse("worker", args, "database-url", "temporal-address", "temporal-namespace", "worker-addr", "metrics-addr", "encryption-key", "nats-url", "egress-deny", "log-level", "log-format"); err != nil {
 		return err
 	}
 	return runOne(ctx, &cfg, "worker")
@@ -466,6 +469,7 @@ func runOne(ctx context.Context, cfg *config, service string) error {
 	defer tc.Close()
 
 	var l *listener
+	var reg *prometheus.Registry
 	switch service {
 	case "app":
 		docs, err := statestore.NewStore(daprAddress(cfg), cfg.DaprStore)
@@ -473,7 +477,8 @@ func runOne(ctx context.Context, cfg *config, service string) error {
 			return err
 		}
 		defer docs.Close()
-		h, err := newApp(log, cfg, pool, tc, docs)
+		reg = metrics.NewRegistry()
+		h, err := newApp(log, cfg, pool, tc, docs, reg)
 		if err != nil {
 			return err
 		}
@@ -493,7 +498,8 @@ func runOne(ctx context.Context, cfg *config, service string) error {
 		if nc != nil {
 			defer nc.Close()
 		}
-		g, err := newGateway(log, cfg, pool, tc, docs, nc)
+		reg = metrics.NewRegistry()
+		g, err := newGateway(log, cfg, pool, tc, docs, nc, reg)
 		if err != nil {
 			return err
 		}
@@ -519,7 +525,18 @@ func runOne(ctx context.Context, cfg *config, service string) error {
 		if l, err = listen("worker", cfg.WorkerAddr, pw.h); err != nil {
 			return err
 		}
+		reg = pw.reg
 	}
 	log.Info("listening", "service", service, "url", l.URL(), "temporal", cfg.TemporalAddress)
-	return serveAll(ctx, log, l)
+	ls := []*listener{l}
+	if addr := cfg.metricsAddr(service); addr != "" {
+		ml, err := listen("metrics", addr, metrics.NewMux(reg))
+		if err != nil {
+			l.ln.Close()
+			return err
+		}
+		log.Info("listening", "service", service, "metrics", ml.URL()+"/metrics")
+		ls = append(ls, ml)
+	}
+	return serveAll(ctx, log, ls...)
 }

@@ -109,7 +109,7 @@ func (f *workerFixture) startWorker() *exec.Cmd {
 	cmd := exec.Command(budBinary, "worker")
 	cmd.Env = append(os.Environ(),
 		"DATABASE_URL="+f.dbURL, "TEMPORAL_ADDRESS="+f.temporal, "BUD_ENCRYPTION_KEY="+f.key,
-		"BUD_WORKER_ADDR="+addr, "BUD_LOG_LEVEL=warn",
+		"BUD_WORKER_ADDR="+addr, "BUD_METRICS_ADDR="+freePort(t), "BUD_LOG_LEVEL=warn",
 	)
 	cmd.Stderr = os.Stderr
 	require.NoError(t, cmd.Start())
