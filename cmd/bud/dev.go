@@ -101,7 +101,10 @@ func runDev(ctx context.Context, args []string) error {
 		}
 	}()
 
-	tc, err := dialTemporal(log, ts.HostPort(), ts.Namespace())
+	// The embedded server is plaintext on loopback: the TEMPORAL_TLS_* and
+	// TEMPORAL_API_KEY settings, which the Temporal CLI shares, are for an
+	// external one.
+	tc, err := dialTemporal(log, ts.HostPort(), ts.Namespace(), temporalSecurity{})
 	if err != nil {
 		return err
 	}

@@ -159,21 +159,28 @@ func openDB(ctx context.Context, log *slog.Logger, url string, migrate bool) (*p
 }
 
 // dialTemporal returns a lazy client: services start even when Temporal is
-// briefly down, and /readyz says so until it answers.
-func dialTemporal(log *slog.Logger, addr, namespace string) (client.Client, error) {
-	c, err := client.NewLazyClient(client.Options{
-		HostPort:  addr,
-		Namespace: namespace,
-		Logger:    sdklog.NewStructuredLogger(log.With("component", "temporal-sdk")),
-		// The SDK gzips every request by default. Ours are small (a
-		// document of a few KiB at most), so compressing them costs more
-		// CPU than it saves bytes: a run makes about ten requests.
-		ConnectionOptions: client.ConnectionOptions{GrpcCompression: &client.GrpcCompressionNone{}},
-	})
+// briefly down, and /readyz says so until it answers. sec is how it
+// authenticates (see config.temporalSecurity).
+func dialTemporal(log *slog.Logger, addr, namespace string, sec temporalSecurity) (client.Client, error) {
+	c, err := client.NewLazyClient(temporalClientOptions(log, addr, namespace, sec))
 	if err != nil {
 		return nil, fmt.Errorf("temporal client for %s: %w", addr, err)
 	}
 	return c, nil
+}
+
+// temporalClientOptions are the options of every client dialTemporal makes.
+func temporalClientOptions(log *slog.Logger, addr, namespace string, sec temporalSecurity) client.Options {
+	return client.Options{
+		HostPort:    addr,
+		Namespace:   namespace,
+		Logger:      sdklog.NewStructuredLogger(log.With("component", "temporal-sdk")),
+		Credentials: sec.Credentials,
+		// The SDK gzips every request by default. Ours are small (a
+		// document of a few KiB at most), so compressing them costs more
+		// CPU than it saves bytes: a run makes about ten requests.
+		ConnectionOptions: client.ConnectionOptions{GrpcCompression: &client.GrpcCompressionNone{}, TLS: sec.TLS},
+	}
 }
 
 func temporalReady(c client.Client) func(context.Context) error {
@@ -398,7 +405,7 @@ func runMigrate(ctx context.Context, args []string) error {
 
 func runApp(ctx context.Context, args []string) error {
 	var cfg config
-	if err := cfg.parse("app", args, "database-url", "temporal-address", "temporal-namespace", "app-addr", "admin-token", "admin-token-file", "encryption-key", "dapr-grpc-address", "dapr-store", "log-level", "log-format"); err != nil {
+	if err := cfg.parse("app", args, "database-url", "temporal-address", "temporal-namespace", "temporal-tls-cert", "temporal-tls-key", "temporal-tls-ca", "temporal-tls-server-name", "temporal-api-key", "app-addr", "admin-token", "admin-token-file", "encryption-key", "dapr-grpc-address", "dapr-store", "log-level", "log-format"); err != nil {
 		return err
 	}
 	if err := cfg.resolveAdminToken(); err != nil {
@@ -418,7 +425,7 @@ func runGateway(ctx context.Context, args []string) error {
 		debug.SetMemoryLimit(gatewayMemoryLimit)
 	}
 	var cfg config
-	if err := cfg.parse("gateway", args, "database-url", "temporal-address", "temporal-namespace", "gateway-addr", "encryption-key", "upstream-timeout", "dapr-grpc-address", "dapr-store", "nats-url", "run-wait", "log-level", "log-format"); err != nil {
+	if err := cfg.parse("gateway", args, "database-url", "temporal-address", "temporal-namespace", "temporal-tls-cert", "temporal-tls-key", "temporal-tls-ca", "temporal-tls-server-name", "temporal-api-key", "gateway-addr", "encryption-key", "upstream-timeout", "dapr-grpc-address", "dapr-store", "nats-url", "run-wait", "log-level", "log-format"); err != nil {
 		return err
 	}
 	return runOne(ctx, &cfg, "gateway")
@@ -426,7 +433,7 @@ func runGateway(ctx context.Context, args []string) error {
 
 func runWorker(ctx context.Context, args []string) error {
 	var cfg config
-	if err := cfg.parse("worker", args, "database-url", "temporal-address", "temporal-namespace", "worker-addr", "encryption-key", "nats-url", "log-level", "log-format"); err != nil {
+	if err := cfg.parse("worker", args, "database-url", "temporal-address", "temporal-namespace", "temporal-tls-cert", "temporal-tls-key", "temporal-tls-ca", "temporal-tls-server-name", "temporal-api-key", "worker-addr", "encryption-key", "nats-url", "log-level", "log-format"); err != nil {
 		return err
 	}
 	return runOne(ctx, &cfg, "worker")
@@ -444,7 +451,11 @@ func runOne(ctx context.Context, cfg *config, service string) error {
 		return err
 	}
 	defer pool.Close()
-	tc, err := dialTemporal(log, cfg.TemporalAddress, cfg.TemporalNamespace)
+	sec, err := cfg.temporalSecurity()
+	if err != nil {
+		return err
+	}
+	tc, err := dialTemporal(log, cfg.TemporalAddress, cfg.TemporalNamespace, sec)
 	if err != nil {
 		return err
 	}
