@@ -47,6 +47,8 @@ type config struct {
 	TemporalTLSCA         string
 	TemporalTLSServerName string
 	TemporalAPIKey        string
+
+	DaprAPIToken string
 }
 
 func (c *config) settings() []setting {
@@ -74,6 +76,7 @@ func (c *config) settings() []setting {
 		{"TEMPORAL_TLS_CA", "temporal-tls-ca", "", "PEM CA certificate(s) that verify the Temporal server, instead of the system roots", &c.TemporalTLSCA},
 		{"TEMPORAL_TLS_SERVER_NAME", "temporal-tls-server-name", "", "name to verify the Temporal server's certificate against, when not the host of TEMPORAL_ADDRESS", &c.TemporalTLSServerName},
 		{"TEMPORAL_API_KEY", "temporal-api-key", "", "API key sent to an external Temporal (e.g. Temporal Cloud); turns TLS on", &c.TemporalAPIKey},
+		{"DAPR_API_TOKEN", "dapr-api-token", "", "API token of an external daprd (BUD_DAPR_GRPC_ADDRESS), sent with every state store call; the daprd `bud dev` starts gets a random one per start", &c.DaprAPIToken},
 		{"BUD_LOG_LEVEL", "log-level", "info", "debug, info, warn or error", &c.LogLevel},
 		{"BUD_LOG_FORMAT", "log-format", "text", "text or json", &c.LogFormat},
 	}

@@ -99,7 +99,7 @@ func runDev(ctx context.Context, args []string) error {
 	}
 	defer tc.Close()
 
-	daprAddr, daprLabel := cfg.DaprGRPCAddress, "external"
+	daprAddr, daprToken, daprLabel := cfg.DaprGRPCAddress, cfg.DaprAPIToken, "external"
 	if daprAddr == "" {
 		sidecar, err := daprd.Start(ctx, daprd.Config{
 			DatabaseURL: cfg.DatabaseURL,
@@ -113,9 +113,10 @@ func runDev(ctx context.Context, args []string) error {
 				log.Warn("daprd stop", "err", err)
 			}
 		}()
-		daprAddr, daprLabel = sidecar.GRPCAddr(), "daprd child process, state.postgresql v2, HTTP "+sidecar.HTTPAddr()
+		// The sidecar requires a token of its own, made per start.
+		daprAddr, daprToken, daprLabel = sidecar.GRPCAddr(), sidecar.APIToken(), "daprd child process, state.postgresql v2, HTTP "+sidecar.HTTPAddr()
 	}
-	docs, err := statestore.NewStore(daprAddr, cfg.DaprStore)
+	docs, err := statestore.NewStore(daprAddr, cfg.DaprStore, statestore.WithAPIToken(daprToken))
 	if err != nil {
 		return err
 	}

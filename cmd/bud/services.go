@@ -405,7 +405,7 @@ func runMigrate(ctx context.Context, args []string) error {
 
 func runApp(ctx context.Context, args []string) error {
 	var cfg config
-	if err := cfg.parse("app", args, "database-url", "temporal-address", "temporal-namespace", "temporal-tls-cert", "temporal-tls-key", "temporal-tls-ca", "temporal-tls-server-name", "temporal-api-key", "app-addr", "admin-token", "admin-token-file", "encryption-key", "dapr-grpc-address", "dapr-store", "log-level", "log-format"); err != nil {
+	if err := cfg.parse("app", args, "database-url", "temporal-address", "temporal-namespace", "temporal-tls-cert", "temporal-tls-key", "temporal-tls-ca", "temporal-tls-server-name", "temporal-api-key", "app-addr", "admin-token", "admin-token-file", "encryption-key", "dapr-grpc-address", "dapr-store", "dapr-api-token", "log-level", "log-format"); err != nil {
 		return err
 	}
 	if err := cfg.resolveAdminToken(); err != nil {
@@ -425,7 +425,7 @@ func runGateway(ctx context.Context, args []string) error {
 		debug.SetMemoryLimit(gatewayMemoryLimit)
 	}
 	var cfg config
-	if err := cfg.parse("gateway", args, "database-url", "temporal-address", "temporal-namespace", "temporal-tls-cert", "temporal-tls-key", "temporal-tls-ca", "temporal-tls-server-name", "temporal-api-key", "gateway-addr", "encryption-key", "upstream-timeout", "dapr-grpc-address", "dapr-store", "nats-url", "run-wait", "log-level", "log-format"); err != nil {
+	if err := cfg.parse("gateway", args, "database-url", "temporal-address", "temporal-namespace", "temporal-tls-cert", "temporal-tls-key", "temporal-tls-ca", "temporal-tls-server-name", "temporal-api-key", "gateway-addr", "encryption-key", "upstream-timeout", "dapr-grpc-address", "dapr-store", "dapr-api-token", "nats-url", "run-wait", "log-level", "log-format"); err != nil {
 		return err
 	}
 	return runOne(ctx, &cfg, "gateway")
@@ -464,7 +464,7 @@ func runOne(ctx context.Context, cfg *config, service string) error {
 	var l *listener
 	switch service {
 	case "app":
-		docs, err := statestore.NewStore(daprAddress(cfg), cfg.DaprStore)
+		docs, err := statestore.NewStore(daprAddress(cfg), cfg.DaprStore, statestore.WithAPIToken(cfg.DaprAPIToken))
 		if err != nil {
 			return err
 		}
@@ -477,7 +477,7 @@ func runOne(ctx context.Context, cfg *config, service string) error {
 			return err
 		}
 	case "gateway":
-		docs, err := statestore.NewStore(daprAddress(cfg), cfg.DaprStore)
+		docs, err := statestore.NewStore(daprAddress(cfg), cfg.DaprStore, statestore.WithAPIToken(cfg.DaprAPIToken))
 		if err != nil {
 			return err
 		}
