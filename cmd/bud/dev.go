@@ -93,6 +93,9 @@ func runDev(ctx context.Context, args []string) error {
 	// The embedded server is plaintext on loopback: the TEMPORAL_TLS_* and
 	// TEMPORAL_API_KEY settings, which the Temporal CLI shares, are for an
 	// external one.
+	if cfg.TemporalTLSCert != "" || cfg.TemporalTLSKey != "" || cfg.TemporalTLSCA != "" || cfg.TemporalTLSServerName != "" || cfg.TemporalAPIKey != "" {
+		log.Warn("TEMPORAL_TLS_* and TEMPORAL_API_KEY are for an external Temporal; bud dev's embedded server ignores them")
+	}
 	tc, err := dialTemporal(log, ts.HostPort(), ts.Namespace(), temporalSecurity{})
 	if err != nil {
 		return err
