@@ -6,6 +6,8 @@ package daprd
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -65,6 +67,12 @@ type Config struct {
 	// TablePrefix prefixes the state table's name (default
 	// DefaultTablePrefix), given to daprd as BUD_STATESTORE_TABLE_PREFIX.
 	TablePrefix string
+	// APIToken is the token daprd requires on every call to its APIs, in
+	// the dapr-api-token header or gRPC metadata (daprd reads it from
+	// DAPR_API_TOKEN). Empty means a random one per Start, which
+	// Sidecar.APIToken returns: without one, any local process could read
+	// and write the state store.
+	APIToken string
 	// StartTimeout bounds the wait for daprd to become healthy (default 60s).
 	StartTimeout time.Duration
 	// Logger receives daprd's log lines: warnings and errors at their
@@ -80,6 +88,7 @@ type Sidecar struct {
 	cmd      *exec.Cmd
 	httpAddr string
 	grpcAddr string
+	apiToken string
 	tempDir  string
 	out      *output
 
@@ -111,6 +120,13 @@ func Start(ctx context.Context, cfg Config) (*Sidecar, error) {
 	}
 	if cfg.TablePrefix == "" {
 		cfg.TablePrefix = DefaultTablePrefix
+	}
+	if cfg.APIToken == "" {
+		var b [32]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return nil, fmt.Errorf("daprd: start: API token: %w", err)
+		}
+		cfg.APIToken = hex.EncodeToString(b[:])
 	}
 	if cfg.StartTimeout <= 0 {
 		cfg.StartTimeout = defaultStartTimeout
@@ -165,6 +181,7 @@ func launch(ctx context.Context, cfg Config, binary, resources string) (*Sidecar
 	s := &Sidecar{
 		httpAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.HTTPPort)),
 		grpcAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.GRPCPort)),
+		apiToken: cfg.APIToken,
 		out:      &output{listening: map[string]bool{}},
 		done:     make(chan struct{}),
 	}
@@ -186,6 +203,8 @@ func launch(ctx context.Context, cfg Config, binary, resources string) (*Sidecar
 	s.cmd.Env = append(os.Environ(),
 		daprdeploy.EnvDatabaseURL+"="+cfg.DatabaseURL,
 		daprdeploy.EnvTablePrefix+"="+cfg.TablePrefix,
+		// Last, so it wins over a DAPR_API_TOKEN of the environment.
+		daprdeploy.EnvAPIToken+"="+cfg.APIToken,
 	)
 	s.cmd.Stdout = &lineSink{out: s.out, raw: cfg.Stdout, logger: cfg.Logger}
 	s.cmd.Stderr = &lineSink{out: s.out, raw: cfg.Stderr, logger: cfg.Logger}
@@ -296,8 +315,13 @@ func (s *Sidecar) get(ctx context.Context, client *http.Client, path string) (*h
 	if err != nil {
 		return nil, err
 	}
+	req.Header.Set(daprdeploy.APITokenHeader, s.apiToken)
 	return client.Do(req)
 }
+
+// APIToken is the token daprd requires on every API call; pass it to
+// statestore.WithAPIToken.
+func (s *Sidecar) APIToken() string { return s.apiToken }
 
 // GRPCAddr is the address of daprd's gRPC API, for statestore.NewStore.
 func (s *Sidecar) GRPCAddr() string { return s.grpcAddr }

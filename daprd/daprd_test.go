@@ -3,6 +3,7 @@ package daprd_test
 import (
 	"context"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -33,7 +34,7 @@ func TestOtherSidecarAndStop(t *testing.T) {
 	require.NoError(t, err)
 	t.Logf("daprd healthy after %s", time.Since(start).Round(time.Millisecond))
 	t.Cleanup(func() { _ = sc.Stop() })
-	store, err := statestore.NewStore(sc.GRPCAddr(), "")
+	store, err := statestore.NewStore(sc.GRPCAddr(), "", statestore.WithAPIToken(sc.APIToken()))
 	require.NoError(t, err)
 	defer store.Close()
 
@@ -117,4 +118,28 @@ func TestStartPortTaken(t *testing.T) {
 		DatabaseURL: dbURL,
 	})
 	require.ErrorContains(t, err, "address already in use")
+}
+
+// A given API token is the one daprd requires, over HTTP too, even when
+// the environment holds another DAPR_API_TOKEN.
+func TestAPIToken(t *testing.T) {
+	daprdtest.Require(t)
+	t.Setenv("DAPR_API_TOKEN", "from-the-environment")
+	ctx := context.Background()
+	sc, err := daprd.Start(ctx, daprd.Config{AppID: "bud-token", DatabaseURL: daprdtest.DatabaseURL(t), APIToken: "explicit-token"})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sc.Stop() })
+	require.Equal(t, "explicit-token", sc.APIToken())
+
+	for token, want := range map[string]int{"": http.StatusUnauthorized, "from-the-environment": http.StatusUnauthorized, "explicit-token": http.StatusOK} {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+sc.HTTPAddr()+"/v1.0/metadata", nil)
+		require.NoError(t, err)
+		if token != "" {
+			req.Header.Set("dapr-api-token", token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, want, resp.StatusCode, "token %q", token)
+	}
 }

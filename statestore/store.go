@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	daprdeploy "github.com/budhq/bud/deploy/dapr"
@@ -58,8 +59,8 @@ type Store struct {
 // (host:port) and uses the state store component storeName (StoreName if
 // empty). It does not wait for daprd: the connection is made on first use
 // and re-made after daprd restarts; Healthy says whether it serves. Close
-// releases the connection.
-func NewStore(grpcAddr, storeName string) (*Store, error) {
+// releases the connection. opts add, for example, daprd's API token.
+func NewStore(grpcAddr, storeName string, opts ...Option) (*Store, error) {
 	if grpcAddr == "" {
 		return nil, errors.New("statestore: new store: empty daprd address")
 	}
@@ -71,18 +72,46 @@ func NewStore(grpcAddr, storeName string) (*Store, error) {
 	// on loopback, so reconnecting is cheap: retry at most every 2s rather
 	// than gRPC's default of up to 2 minutes, which would keep failing calls
 	// long after a restarted daprd is back.
-	conn, err := grpc.NewClient(grpcAddr,
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	dialOpts := []grpc.DialOption{}
+	if o.apiToken != "" {
+		dialOpts = append(dialOpts, grpc.WithUnaryInterceptor(withAPIToken(o.apiToken)))
+	}
+	conn, err := grpc.NewClient(grpcAddr, append(dialOpts,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithUserAgent("bud"),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
 			MinConnectTimeout: 2 * time.Second,
 		}),
-	)
+	)...)
 	if err != nil {
 		return nil, fmt.Errorf("statestore: new store: %w", err)
 	}
 	return &Store{conn: conn, client: dapr.NewClientWithConnection(conn), storeName: storeName}, nil
+}
+
+// Option configures a Store.
+type Option func(*options)
+
+type options struct {
+	apiToken string
+}
+
+// WithAPIToken sends token with every call, for a daprd started with an
+// API token (DAPR_API_TOKEN); such a daprd refuses calls without it.
+func WithAPIToken(token string) Option {
+	return func(o *options) { o.apiToken = token }
+}
+
+// withAPIToken adds daprd's API token to each call's metadata.
+func withAPIToken(token string) grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		return invoker(metadata.AppendToOutgoingContext(ctx, daprdeploy.APITokenHeader, token), method, req, reply, cc, opts...)
+	}
 }
 
 // Close releases the connection to daprd.

@@ -14,6 +14,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/budhq/bud/daprd"
 	"github.com/budhq/bud/daprd/daprdtest"
@@ -194,7 +196,7 @@ func TestDatabaseGone(t *testing.T) {
 	sc, err := daprd.Start(ctx, daprd.Config{DatabaseURL: dbURL})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = sc.Stop() })
-	store, err := statestore.NewStore(sc.GRPCAddr(), "")
+	store, err := statestore.NewStore(sc.GRPCAddr(), "", statestore.WithAPIToken(sc.APIToken()))
 	require.NoError(t, err)
 	defer store.Close()
 	key := statestoretest.NewKey()
@@ -232,7 +234,7 @@ func TestStoreReconnects(t *testing.T) {
 	cfg := daprd.Config{AppID: "bud-restarted", DatabaseURL: b.dbURL}
 	sc, err := daprd.Start(b.ctx, cfg)
 	require.NoError(t, err)
-	store, err := statestore.NewStore(sc.GRPCAddr(), "")
+	store, err := statestore.NewStore(sc.GRPCAddr(), "", statestore.WithAPIToken(sc.APIToken()))
 	require.NoError(t, err)
 	defer store.Close()
 	key := statestoretest.NewKey()
@@ -247,10 +249,37 @@ func TestStoreReconnects(t *testing.T) {
 
 	_, port, _ := net.SplitHostPort(sc.GRPCAddr())
 	cfg.GRPCPort, _ = strconv.Atoi(port)
+	cfg.APIToken = sc.APIToken()
 	sc, err = daprd.Start(b.ctx, cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = sc.Stop() })
 	start := time.Now()
 	require.Eventually(t, func() bool { _, err := store.Get(b.ctx, key); return err == nil }, 5*time.Second, 20*time.Millisecond)
 	t.Logf("calls succeed again %s after daprd is healthy", time.Since(start).Round(time.Millisecond))
+}
+
+// daprd runs with an API token: a Store without it, or with another, is
+// refused; the Store that sends it is served.
+func TestAPITokenRequired(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	sc := daprdtest.Sidecar(t)
+	require.NotEmpty(t, sc.APIToken())
+	key := statestoretest.NewKey()
+	require.NoError(t, b.store.Put(b.ctx, key, []byte(`{}`)))
+
+	for name, opts := range map[string][]statestore.Option{
+		"no token":    nil,
+		"wrong token": {statestore.WithAPIToken("not-" + sc.APIToken())},
+	} {
+		t.Run(name, func(t *testing.T) {
+			store, err := statestore.NewStore(sc.GRPCAddr(), "", opts...)
+			require.NoError(t, err)
+			defer store.Close()
+			_, err = store.Get(b.ctx, key)
+			require.Error(t, err)
+			require.Equal(t, codes.Unauthenticated, status.Code(err), "%v", err)
+			require.Error(t, store.Put(b.ctx, statestoretest.NewKey(), []byte(`{}`)))
+		})
+	}
 }

@@ -49,7 +49,9 @@ const clusterName = "active"
 
 // Options configure an embedded server.
 type Options struct {
-	// IP the server's services bind to (default 127.0.0.1).
+	// IP the server's services and UI bind to (default 127.0.0.1). It must
+	// be a loopback address: the server has no authentication, so it must
+	// not be reachable from another host; Start refuses any other.
 	IP string
 	// FrontendPort is the gRPC port clients dial (0 picks a free one).
 	FrontendPort int
@@ -95,8 +97,11 @@ func tuning() dynamicconfig.StaticClient {
 
 // Start builds and starts a server and waits until its frontend answers.
 func Start(ctx context.Context, o Options) (*Server, error) {
-	if o.IP == "" {
+	if o.IP == "" || o.IP == "localhost" {
 		o.IP = "127.0.0.1"
+	}
+	if ip := net.ParseIP(o.IP); ip == nil || !ip.IsLoopback() {
+		return nil, fmt.Errorf("temporalserver: IP %q is not a loopback address: the embedded server has no authentication, so it listens on loopback only (127.0.0.1 or ::1)", o.IP)
 	}
 	if o.Namespace == "" {
 		o.Namespace = "default"

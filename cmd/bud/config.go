@@ -43,6 +43,14 @@ type config struct {
 	RunWait           string
 	EgressDeny        string
 	MetricsAddr       string
+
+	TemporalTLSCert       string
+	TemporalTLSKey        string
+	TemporalTLSCA         string
+	TemporalTLSServerName string
+	TemporalAPIKey        string
+
+	DaprAPIToken string
 }
 
 func (c *config) settings() []setting {
@@ -67,6 +75,12 @@ func (c *config) settings() []setting {
 		{"BUD_NATS_ADDR", "nats-addr", "127.0.0.1:4223", "`bud dev` only: listen address of the embedded NATS server (loopback; used when BUD_NATS_URL is empty)", &c.NATSAddr},
 		{"BUD_RUN_WAIT", "run-wait", "start", "how the gateway starts a prompt run and waits for its first turn: start (eager start; the run announces its first turn over NATS, and an update asks for it when it has not within 2 s) or update (update-with-start, whose update answers); see Speed in the README", &c.RunWait},
 		{"BUD_EGRESS_DENY", "egress-deny", "", "comma-separated CIDRs, `loopback` and `private`: addresses of configured URLs (model deployments, connections, their redirects) refused at connect time, besides link-local and cloud metadata addresses, which always are", &c.EgressDeny},
+		{"TEMPORAL_TLS_CERT", "temporal-tls-cert", "", "PEM client certificate for mTLS to an external Temporal (with TEMPORAL_TLS_KEY); any TEMPORAL_TLS_* setting turns TLS on (not `bud dev`, whose embedded server is plaintext on loopback)", &c.TemporalTLSCert},
+		{"TEMPORAL_TLS_KEY", "temporal-tls-key", "", "PEM private key of TEMPORAL_TLS_CERT", &c.TemporalTLSKey},
+		{"TEMPORAL_TLS_CA", "temporal-tls-ca", "", "PEM CA certificate(s) that verify the Temporal server, instead of the system roots", &c.TemporalTLSCA},
+		{"TEMPORAL_TLS_SERVER_NAME", "temporal-tls-server-name", "", "name to verify the Temporal server's certificate against, when not the host of TEMPORAL_ADDRESS", &c.TemporalTLSServerName},
+		{"TEMPORAL_API_KEY", "temporal-api-key", "", "API key sent to an external Temporal (e.g. Temporal Cloud); turns TLS on", &c.TemporalAPIKey},
+		{"DAPR_API_TOKEN", "dapr-api-token", "", "API token of an external daprd (BUD_DAPR_GRPC_ADDRESS), sent with every state store call; the daprd `bud dev` starts gets a random one per start", &c.DaprAPIToken},
 		{"BUD_LOG_LEVEL", "log-level", "info", "debug, info, warn or error", &c.LogLevel},
 		{"BUD_LOG_FORMAT", "log-format", "text", "text or json", &c.LogFormat},
 	}

@@ -75,3 +75,29 @@ func TestRunAppRefusesShortAdminToken(t *testing.T) {
 	err := runApp(t.Context(), nil)
 	require.ErrorContains(t, err, "at least 32 characters")
 }
+
+func TestEmbeddedTemporalLoopbackOnly(t *testing.T) {
+	c := config{TemporalAddress: "localhost:7233", TemporalUIAddr: "127.0.0.1:8233"}
+	ip, port, uiPort, err := embeddedTemporalAddrs(&c)
+	require.NoError(t, err)
+	require.Equal(t, "127.0.0.1", ip)
+	require.Equal(t, 7233, port)
+	require.Equal(t, 8233, uiPort)
+
+	c = config{TemporalAddress: "[::1]:7233"}
+	_, _, uiPort, err = embeddedTemporalAddrs(&c)
+	require.NoError(t, err)
+	require.Zero(t, uiPort)
+
+	for _, tc := range []struct{ frontend, ui, want string }{
+		{"0.0.0.0:7233", "", "TEMPORAL_ADDRESS: 0.0.0.0:7233 is not a loopback address"},
+		{"192.0.2.1:7233", "", "TEMPORAL_ADDRESS: 192.0.2.1:7233 is not a loopback address"},
+		{"temporal.example:7233", "", "TEMPORAL_ADDRESS: temporal.example:7233 is not a loopback address"},
+		{"127.0.0.1:7233", "0.0.0.0:8233", "TEMPORAL_UI_ADDRESS: 0.0.0.0:8233 is not a loopback address"},
+		{"127.0.0.1:7233", "[::]:8233", "TEMPORAL_UI_ADDRESS: [::]:8233 is not a loopback address"},
+	} {
+		c := config{TemporalAddress: tc.frontend, TemporalUIAddr: tc.ui}
+		_, _, _, err := embeddedTemporalAddrs(&c)
+		require.ErrorContains(t, err, tc.want)
+	}
+}

@@ -69,20 +69,9 @@ func runDev(ctx context.Context, args []string) error {
 	}
 	defer pool.Close()
 
-	ip, port, err := splitHostPort(cfg.TemporalAddress, "TEMPORAL_ADDRESS")
+	ip, port, uiPort, err := embeddedTemporalAddrs(&cfg)
 	if err != nil {
 		return err
-	}
-	uiPort := 0
-	if cfg.TemporalUIAddr != "" {
-		uiIP, p, err := splitHostPort(cfg.TemporalUIAddr, "TEMPORAL_UI_ADDRESS")
-		if err != nil {
-			return err
-		}
-		if uiIP != ip {
-			return fmt.Errorf("TEMPORAL_UI_ADDRESS: the embedded UI listens on the frontend's IP %s, not %s", ip, uiIP)
-		}
-		uiPort = p
 	}
 	ts, err := temporalserver.Start(ctx, temporalserver.Options{
 		IP:               ip,
@@ -102,13 +91,19 @@ func runDev(ctx context.Context, args []string) error {
 		}
 	}()
 
-	tc, err := dialTemporal(log, ts.HostPort(), ts.Namespace())
+	// The embedded server is plaintext on loopback: the TEMPORAL_TLS_* and
+	// TEMPORAL_API_KEY settings, which the Temporal CLI shares, are for an
+	// external one.
+	if cfg.TemporalTLSCert != "" || cfg.TemporalTLSKey != "" || cfg.TemporalTLSCA != "" || cfg.TemporalTLSServerName != "" || cfg.TemporalAPIKey != "" {
+		log.Warn("TEMPORAL_TLS_* and TEMPORAL_API_KEY are for an external Temporal; bud dev's embedded server ignores them")
+	}
+	tc, err := dialTemporal(log, ts.HostPort(), ts.Namespace(), temporalSecurity{})
 	if err != nil {
 		return err
 	}
 	defer tc.Close()
 
-	daprAddr, daprLabel := cfg.DaprGRPCAddress, "external"
+	daprAddr, daprToken, daprLabel := cfg.DaprGRPCAddress, cfg.DaprAPIToken, "external"
 	if daprAddr == "" {
 		sidecar, err := daprd.Start(ctx, daprd.Config{
 			DatabaseURL: cfg.DatabaseURL,
@@ -122,9 +117,10 @@ func runDev(ctx context.Context, args []string) error {
 				log.Warn("daprd stop", "err", err)
 			}
 		}()
-		daprAddr, daprLabel = sidecar.GRPCAddr(), "daprd child process, state.postgresql v2, HTTP "+sidecar.HTTPAddr()
+		// The sidecar requires a token of its own, made per start.
+		daprAddr, daprToken, daprLabel = sidecar.GRPCAddr(), sidecar.APIToken(), "daprd child process, state.postgresql v2, HTTP "+sidecar.HTTPAddr()
 	}
-	docs, err := statestore.NewStore(daprAddr, cfg.DaprStore)
+	docs, err := statestore.NewStore(daprAddr, cfg.DaprStore, statestore.WithAPIToken(daprToken))
 	if err != nil {
 		return err
 	}
@@ -289,6 +285,34 @@ func newAdminToken() string {
 	var b [24]byte
 	_, _ = rand.Read(b[:])
 	return "budadmin-" + base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// embeddedTemporalAddrs is where the embedded Temporal server listens:
+// the IP and port of TEMPORAL_ADDRESS, and the port of TEMPORAL_UI_ADDRESS
+// (0 without a UI), which must share that IP. The server has no
+// authentication, so an address that is not loopback is refused.
+func embeddedTemporalAddrs(cfg *config) (ip string, port, uiPort int, err error) {
+	ip, port, err = splitHostPort(cfg.TemporalAddress, "TEMPORAL_ADDRESS")
+	if err != nil {
+		return "", 0, 0, err
+	}
+	if a := net.ParseIP(ip); a == nil || !a.IsLoopback() {
+		return "", 0, 0, fmt.Errorf("TEMPORAL_ADDRESS: %s is not a loopback address; `bud dev`'s embedded Temporal has no authentication, so it listens on 127.0.0.1 (or ::1) only", cfg.TemporalAddress)
+	}
+	if cfg.TemporalUIAddr == "" {
+		return ip, port, 0, nil
+	}
+	uiIP, uiPort, err := splitHostPort(cfg.TemporalUIAddr, "TEMPORAL_UI_ADDRESS")
+	if err != nil {
+		return "", 0, 0, err
+	}
+	if a := net.ParseIP(uiIP); a == nil || !a.IsLoopback() {
+		return "", 0, 0, fmt.Errorf("TEMPORAL_UI_ADDRESS: %s is not a loopback address; `bud dev`'s embedded Temporal UI has no authentication, so it listens on 127.0.0.1 (or ::1) only", cfg.TemporalUIAddr)
+	}
+	if uiIP != ip {
+		return "", 0, 0, fmt.Errorf("TEMPORAL_UI_ADDRESS: the embedded UI listens on the frontend's IP %s, not %s", ip, uiIP)
+	}
+	return ip, port, uiPort, nil
 }
 
 func splitHostPort(addr, name string) (string, int, error) {

@@ -161,21 +161,28 @@ func openDB(ctx context.Context, log *slog.Logger, url string, migrate bool) (*p
 }
 
 // dialTemporal returns a lazy client: services start even when Temporal is
-// briefly down, and /readyz says so until it answers.
-func dialTemporal(log *slog.Logger, addr, namespace string) (client.Client, error) {
-	c, err := client.NewLazyClient(client.Options{
-		HostPort:  addr,
-		Namespace: namespace,
-		Logger:    sdklog.NewStructuredLogger(log.With("component", "temporal-sdk")),
-		// The SDK gzips every request by default. Ours are small (a
-		// document of a few KiB at most), so compressing them costs more
-		// CPU than it saves bytes: a run makes about ten requests.
-		ConnectionOptions: client.ConnectionOptions{GrpcCompression: &client.GrpcCompressionNone{}},
-	})
+// briefly down, and /readyz says so until it answers. sec is how it
+// authenticates (see config.temporalSecurity).
+func dialTemporal(log *slog.Logger, addr, namespace string, sec temporalSecurity) (client.Client, error) {
+	c, err := client.NewLazyClient(temporalClientOptions(log, addr, namespace, sec))
 	if err != nil {
 		return nil, fmt.Errorf("temporal client for %s: %w", addr, err)
 	}
 	return c, nil
+}
+
+// temporalClientOptions are the options of every client dialTemporal makes.
+func temporalClientOptions(log *slog.Logger, addr, namespace string, sec temporalSecurity) client.Options {
+	return client.Options{
+		HostPort:    addr,
+		Namespace:   namespace,
+		Logger:      sdklog.NewStructuredLogger(log.With("component", "temporal-sdk")),
+		Credentials: sec.Credentials,
+		// The SDK gzips every request by default. Ours are small (a
+		// document of a few KiB at most), so compressing them costs more
+		// CPU than it saves bytes: a run makes about ten requests.
+		ConnectionOptions: client.ConnectionOptions{GrpcCompression: &client.GrpcCompressionNone{}, TLS: sec.TLS},
+	}
 }
 
 func temporalReady(c client.Client) func(context.Context) error {
@@ -416,7 +423,7 @@ func runMigrate(ctx context.Context, args []string) error {
 
 func runApp(ctx context.Context, args []string) error {
 	var cfg config
-	if err := cfg.parse("app", args, "database-url", "temporal-address", "temporal-namespace", "app-addr", "metrics-addr", "admin-token", "admin-token-file", "encryption-key", "dapr-grpc-address", "dapr-store", "run-wait", "egress-deny", "log-level", "log-format"); err != nil {
+	if err := cfg.parse("app", args, "database-url", "temporal-address", "temporal-namespace", "temporal-tls-cert", "temporal-tls-key", "temporal-tls-ca", "temporal-tls-server-name", "temporal-api-key", "app-addr", "metrics-addr", "admin-token", "admin-token-file", "encryption-key", "dapr-grpc-address", "dapr-store", "dapr-api-token", "run-wait", "egress-deny", "log-level", "log-format"); err != nil {
 		return err
 	}
 	if err := cfg.resolveAdminToken(); err != nil {
@@ -436,7 +443,7 @@ func runGateway(ctx context.Context, args []string) error {
 		debug.SetMemoryLimit(gatewayMemoryLimit)
 	}
 	var cfg config
-	if err := cfg.parse("gateway", args, "database-url", "temporal-address", "temporal-namespace", "gateway-addr", "metrics-addr", "encryption-key", "upstream-timeout", "dapr-grpc-address", "dapr-store", "nats-url", "run-wait", "egress-deny", "log-level", "log-format"); err != nil {
+	if err := cfg.parse("gateway", args, "database-url", "temporal-address", "temporal-namespace", "temporal-tls-cert", "temporal-tls-key", "temporal-tls-ca", "temporal-tls-server-name", "temporal-api-key", "gateway-addr", "metrics-addr", "encryption-key", "upstream-timeout", "dapr-grpc-address", "dapr-store", "dapr-api-token", "nats-url", "run-wait", "egress-deny", "log-level", "log-format"); err != nil {
 		return err
 	}
 	return runOne(ctx, &cfg, "gateway")
@@ -444,7 +451,7 @@ func runGateway(ctx context.Context, args []string) error {
 
 func runWorker(ctx context.Context, args []string) error {
 	var cfg config
-	if err := cfg.parse("worker", args, "database-url", "temporal-address", "temporal-namespace", "worker-addr", "metrics-addr", "encryption-key", "nats-url", "egress-deny", "log-level", "log-format"); err != nil {
+	if err := cfg.parse("worker", args, "database-url", "temporal-address", "temporal-namespace", "temporal-tls-cert", "temporal-tls-key", "temporal-tls-ca", "temporal-tls-server-name", "temporal-api-key", "worker-addr", "metrics-addr", "encryption-key", "nats-url", "egress-deny", "log-level", "log-format"); err != nil {
 		return err
 	}
 	return runOne(ctx, &cfg, "worker")
@@ -462,7 +469,11 @@ func runOne(ctx context.Context, cfg *config, service string) error {
 		return err
 	}
 	defer pool.Close()
-	tc, err := dialTemporal(log, cfg.TemporalAddress, cfg.TemporalNamespace)
+	sec, err := cfg.temporalSecurity()
+	if err != nil {
+		return err
+	}
+	tc, err := dialTemporal(log, cfg.TemporalAddress, cfg.TemporalNamespace, sec)
 	if err != nil {
 		return err
 	}
@@ -472,7 +483,7 @@ func runOne(ctx context.Context, cfg *config, service string) error {
 	var reg *prometheus.Registry
 	switch service {
 	case "app":
-		docs, err := statestore.NewStore(daprAddress(cfg), cfg.DaprStore)
+		docs, err := statestore.NewStore(daprAddress(cfg), cfg.DaprStore, statestore.WithAPIToken(cfg.DaprAPIToken))
 		if err != nil {
 			return err
 		}
@@ -486,7 +497,7 @@ func runOne(ctx context.Context, cfg *config, service string) error {
 			return err
 		}
 	case "gateway":
-		docs, err := statestore.NewStore(daprAddress(cfg), cfg.DaprStore)
+		docs, err := statestore.NewStore(daprAddress(cfg), cfg.DaprStore, statestore.WithAPIToken(cfg.DaprAPIToken))
 		if err != nil {
 			return err
 		}

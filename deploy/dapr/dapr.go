@@ -23,3 +23,11 @@ const (
 	// EnvTablePrefix prefixes the state table's name ("" gives table "state").
 	EnvTablePrefix = "BUD_STATESTORE_TABLE_PREFIX"
 )
+
+// daprd's API token: daprd reads it from EnvAPIToken and then refuses every
+// API call that does not carry it under APITokenHeader (an HTTP header, or
+// gRPC metadata).
+const (
+	EnvAPIToken    = "DAPR_API_TOKEN"
+	APITokenHeader = "dapr-api-token"
+)

@@ -50,7 +50,7 @@ func Store(tb testing.TB) *statestore.Store {
 	tb.Helper()
 	sidecar := daprdtest.Sidecar(tb)
 	shared.once.Do(func() {
-		shared.store, shared.err = statestore.NewStore(sidecar.GRPCAddr(), statestore.StoreName)
+		shared.store, shared.err = statestore.NewStore(sidecar.GRPCAddr(), statestore.StoreName, statestore.WithAPIToken(sidecar.APIToken()))
 	})
 	if shared.err != nil {
 		tb.Fatalf("statestoretest: %v", shared.err)
