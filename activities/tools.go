@@ -102,8 +102,10 @@ func (c *Connections) Call(ctx context.Context, project, id uuid.UUID, tool stri
 func toolFailure(name string, err error) error {
 	var ce *connection.Error
 	if !errors.As(err, &ce) {
-		return temporal.NewApplicationError(fmt.Sprintf("connection %q: %v", name, err), run.ToolUnavailable,
-			run.Failure{Message: fmt.Sprintf("connection %q failed: %v", name, err)})
+		// Not the connection's own message: a URL in it may carry a token.
+		msg := connection.RedactURLs(err.Error())
+		return temporal.NewApplicationError(fmt.Sprintf("connection %q: %s", name, msg), run.ToolUnavailable,
+			run.Failure{Message: fmt.Sprintf("connection %q failed: %s", name, msg)})
 	}
 	f := run.Failure{Message: fmt.Sprintf("connection %q: %s", name, ce.Message), Status: ce.Status}
 	if ce.Retryable() {

@@ -14,8 +14,8 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 )
 
-// MaxReplyText is how much of an http operation's reply body a Result
-// carries; the rest is cut with a note saying so.
+// MaxReplyText is how much of an http operation's reply body, or of an MCP
+// tool's output, a Result carries; the rest is cut with a note saying so.
 const MaxReplyText = 64 << 10
 
 // httpAPIClient calls the operations of an http connection. Safe for
@@ -133,15 +133,28 @@ func (h *httpAPIClient) Close() error {
 
 // replyText is a reply's body as text, with a note when it was cut.
 func replyText(r reply) string {
-	body := r.body
 	if !r.truncated {
-		return string(body)
+		return string(r.body)
 	}
-	// Cut on a rune boundary: a split rune would be invalid UTF-8.
-	for i := 0; i < utf8.UTFMax && len(body) > 0 && !utf8.Valid(body); i++ {
+	return withCutNote(string(r.body), "the reply")
+}
+
+// cutText is s when it fits in MaxReplyText bytes, else its first
+// MaxReplyText bytes with a note naming what was cut.
+func cutText(s, what string) string {
+	if len(s) <= MaxReplyText {
+		return s
+	}
+	return withCutNote(s[:MaxReplyText], what)
+}
+
+// withCutNote is the text of a cut, trimmed back to a rune boundary (a
+// split rune would be invalid UTF-8), with a note naming what was cut.
+func withCutNote(body, what string) string {
+	for i := 0; i < utf8.UTFMax && len(body) > 0 && !utf8.ValidString(body); i++ {
 		body = body[:len(body)-1]
 	}
-	return string(body) + fmt.Sprintf("\n[truncated: the reply is longer than %d KiB]", MaxReplyText>>10)
+	return body + fmt.Sprintf("\n[truncated: %s is longer than %d KiB]", what, MaxReplyText>>10)
 }
 
 // fillPath replaces the {name} placeholders of path with the arguments of

@@ -40,6 +40,7 @@ func openMCP(ctx context.Context, c Connection, o Options, red redactor) (*mcpCl
 		hc = &http.Client{Transport: t}
 	}
 	client, t := newHTTPClient(hc, c.Config.URL, headerMap(c.Credentials.Headers))
+	t.postsStayHome = c.Config.Transport == TransportSSE
 	m := &mcpClient{url: c.Config.URL, t: t, red: red}
 
 	var transport mcp.Transport
@@ -133,7 +134,9 @@ func (m *mcpClient) Call(ctx context.Context, name string, arguments json.RawMes
 	if err != nil {
 		return Result{}, m.fail(ctx, "calling tool "+name, err)
 	}
-	return m.red.result(contentText(res), res.IsError), nil
+	// Redacted before it is cut, so a cut cannot split a secret and leave
+	// its first part unredacted.
+	return Result{Text: cutText(m.red.redact(contentText(res)), "the tool's output"), IsError: res.IsError}, nil
 }
 
 // Close ends the session.
@@ -152,6 +155,9 @@ func (m *mcpClient) fail(ctx context.Context, doing string, err error) *Error {
 	where := "MCP server at " + m.url
 	if e := m.red.contextError(ctx, where+" did not answer while "+doing); e != nil {
 		return e
+	}
+	if o := m.t.refusedOrigin(); o != "" {
+		return m.red.errorf(ReasonRejected, 0, "%s named a message endpoint at another origin (%s) while %s: refused", where, o, doing)
 	}
 	status := m.t.lastStatus()
 	switch {

@@ -253,7 +253,8 @@ func TestMCPNotFound(t *testing.T) {
 func TestMCPHeadersStayWithTheServer(t *testing.T) {
 	t.Parallel()
 	// The credential headers go to the MCP server's origin and nowhere
-	// else: an SSE server naming a message endpoint elsewhere gets none.
+	// else: an SSE server naming a message endpoint elsewhere is refused
+	// before any request goes there.
 	leaked := make(chan string, 10)
 	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if v := r.Header.Get("X-Api-Key"); v != "" {
@@ -272,7 +273,7 @@ func TestMCPHeadersStayWithTheServer(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	_, err := connection.Open(ctx, mcpConnection(srv.URL+"/sse", connection.TransportSSE, map[string]string{"X-Api-Key": secret}), connection.Options{})
-	requireReason(t, err, connection.ReasonUnauthorized)
+	requireReason(t, err, connection.ReasonRejected)
 	require.Empty(t, leaked)
 }
 

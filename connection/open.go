@@ -89,7 +89,17 @@ type credentialTransport struct {
 	// shared is set when base is http.DefaultTransport, whose idle
 	// connections serve the whole process and are not ours to close.
 	shared bool
+	// postsStayHome is set for an MCP SSE connection: the server's
+	// endpoint event names where messages are POSTed, and the SDK follows
+	// it wherever it points, so a POST to another origin is refused here.
+	postsStayHome bool
+	// refused is the origin of the last POST refused for postsStayHome.
+	refused atomic.Pointer[string]
 }
+
+// errOtherOrigin is the failure of a request refused for going to another
+// origin than the connection's.
+var errOtherOrigin = errors.New("refused: another origin than the connection's")
 
 // RoundTrip implements http.RoundTripper.
 func (t *credentialTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -100,11 +110,44 @@ func (t *credentialTransport) RoundTrip(req *http.Request) (*http.Response, erro
 		}
 	}
 	t.status.Store(0)
+	if t.postsStayHome && req.Method == http.MethodPost && !sameOrigin(req.URL, t.scheme, t.host) {
+		o := req.URL.Scheme + "://" + req.URL.Host
+		t.refused.Store(&o)
+		return nil, errOtherOrigin
+	}
 	resp, err := t.base.RoundTrip(req)
 	if err == nil {
 		t.status.Store(int64(resp.StatusCode))
 	}
 	return resp, err
+}
+
+// sameOrigin reports whether u has scheme and host (a host[:port]), a
+// missing port standing for the scheme's default.
+func sameOrigin(u *url.URL, scheme, host string) bool {
+	if !strings.EqualFold(u.Scheme, scheme) {
+		return false
+	}
+	withPort := func(h string) string {
+		if _, _, err := net.SplitHostPort(h); err == nil {
+			return strings.ToLower(h)
+		}
+		port := "80"
+		if strings.EqualFold(scheme, "https") {
+			port = "443"
+		}
+		return strings.ToLower(net.JoinHostPort(strings.Trim(h, "[]"), port))
+	}
+	return withPort(u.Host) == withPort(host)
+}
+
+// refusedOrigin is the origin of the last POST refused for
+// postsStayHome, "" when none was.
+func (t *credentialTransport) refusedOrigin() string {
+	if o := t.refused.Load(); o != nil {
+		return *o
+	}
+	return ""
 }
 
 // lastStatus is the status of the last response, 0 when the last request
