@@ -11,17 +11,26 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/google/uuid"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/budhq/bud"
 	"github.com/budhq/bud/chat"
+	"github.com/budhq/bud/db/dbsqlc"
 	"github.com/budhq/bud/prompt"
 	"github.com/budhq/bud/run"
 )
 
 // PrepareRunInput is what PrepareRun turns into a chat request: the pinned
-// document and the caller's input.
+// document and the caller's input, and the project, prompt version and
+// prompt deployment the run claims, which PrepareRun checks belong together.
 type PrepareRunInput struct {
+	ProjectID uuid.UUID `json:"project_id,omitempty"`
+	// PromptID and PromptVersion are zero for a playground document.
+	PromptID      uuid.UUID `json:"prompt_id,omitempty"`
+	PromptVersion int32     `json:"prompt_version,omitempty"`
+	// Deployment is the prompt deployment's name, empty in the playground.
+	Deployment string `json:"deployment,omitempty"`
 	// Document is the prompt document as JSON.
 	Document json.RawMessage `json:"document"`
 	// Text is the input of a text prompt.
@@ -67,11 +76,19 @@ type PrepareRunResult struct {
 // response_format.
 const OutputSchemaName = "output"
 
-// PrepareRun parses and compiles the document, validates the input and
-// renders the messages. It is cheap and touches nothing outside the process,
-// so workflows run it as a local activity. Failures are non-retryable, typed
-// run.InvalidPrompt, run.InvalidInput (run.Failure.Param set) or run.RenderFailed.
+// PrepareRun checks that the run's project, prompt version and prompt
+// deployment belong together, then parses and compiles the document,
+// validates the input and renders the messages. It is the run's first step,
+// so no credential of a project is used for a run that only claims it.
+// It is cheap (one indexed read), so workflows run it as a local activity.
+// Failures are non-retryable, typed run.RunRefused, run.InvalidPrompt,
+// run.InvalidInput (run.Failure.Param set) or run.RenderFailed; a database
+// error is retryable. Without a Pool the ownership check is skipped: such
+// Activities cannot call a model or use a connection either.
 func (a *Activities) PrepareRun(ctx context.Context, in PrepareRunInput) (PrepareRunResult, error) {
+	if err := a.checkOwnership(ctx, in); err != nil {
+		return PrepareRunResult{}, err
+	}
 	doc, c, err := a.documents.compile(in.Document)
 	if err != nil {
 		return PrepareRunResult{}, invalidPrompt(err)
@@ -184,6 +201,37 @@ func (a *Activities) CheckOutput(ctx context.Context, in CheckOutputInput) (Chec
 		return CheckOutputResult{}, fmt.Errorf("check output: encode: %w", err)
 	}
 	return CheckOutputResult{Valid: true, Parsed: parsed}, nil
+}
+
+// checkOwnership refuses a run whose project does not exist, whose prompt
+// version is not the project's, or whose prompt deployment is not the
+// project's or serves another prompt: whoever can start a workflow could
+// otherwise claim any project and spend its provider keys and connections.
+// The caller learns only that the run was refused, not which part is
+// absent, as an API answers 404 for both "absent" and "not yours".
+func (a *Activities) checkOwnership(ctx context.Context, in PrepareRunInput) error {
+	if a.Pool == nil {
+		return nil
+	}
+	row, err := dbsqlc.New(a.Pool).CheckRunOwnership(ctx, dbsqlc.CheckRunOwnershipParams{
+		ProjectID: in.ProjectID, PromptID: in.PromptID, PromptVersion: in.PromptVersion, Deployment: in.Deployment,
+	})
+	if err != nil {
+		return fmt.Errorf("prepare run: check ownership: %w", err)
+	}
+	var why string
+	switch {
+	case !row.ProjectExists:
+		why = "project does not exist"
+	case in.PromptID != uuid.Nil && !row.PromptVersionOwned:
+		why = "prompt version is not the project's"
+	case in.Deployment != "" && !row.DeploymentServesPrompt:
+		why = "deployment is not the project's prompt deployment of this prompt"
+	default:
+		return nil
+	}
+	return temporal.NewNonRetryableApplicationError("prepare run: refused: "+why, run.RunRefused, nil,
+		run.Failure{Message: "the run's project, prompt or deployment was not found"})
 }
 
 func invalidPrompt(err error) error {

@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"testing"
 
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
 	"github.com/budhq/bud/activities"
 	"github.com/budhq/bud/chat"
+	"github.com/budhq/bud/db/dbsqlc"
 	"github.com/budhq/bud/run"
 )
 
@@ -161,4 +163,65 @@ func TestCheckOutput(t *testing.T) {
 	notJSON := check("Hello Ada!")
 	require.False(t, notJSON.Valid)
 	require.Contains(t, notJSON.Message, "not valid JSON")
+}
+
+// TestPrepareRunRefusesForeignRuns: a run is refused unless its project
+// exists and its prompt version and prompt deployment are that project's,
+// whoever started the workflow.
+func TestPrepareRunRefusesForeignRuns(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := t.Context()
+	other, err := b.q.CreateProject(ctx, dbsqlc.CreateProjectParams{Name: "other-" + uuid.NewString()[:8]})
+	require.NoError(t, err)
+	savePrompt := func(project uuid.UUID, name string) uuid.UUID {
+		p, err := b.q.CreatePrompt(ctx, dbsqlc.CreatePromptParams{ProjectID: project, Name: name, Tags: []string{}})
+		require.NoError(t, err)
+		_, err = b.q.CreatePromptVersion(ctx, dbsqlc.CreatePromptVersionParams{PromptID: p.ID, Version: 1, StateKey: name + "/1"})
+		require.NoError(t, err)
+		_, err = b.q.CreatePromptDeployment(ctx, dbsqlc.CreatePromptDeploymentParams{ProjectID: project, Name: name, PromptID: &p.ID, Settings: []byte(`{}`)})
+		require.NoError(t, err)
+		return p.ID
+	}
+	mine := savePrompt(b.project, "greeter")
+	mine2 := savePrompt(b.project, "farewell")
+	theirs := savePrompt(other.ID, "their-greeter")
+
+	in := func(project, prompt uuid.UUID, version int32, deployment string) activities.PrepareRunInput {
+		return activities.PrepareRunInput{
+			ProjectID: project, PromptID: prompt, PromptVersion: version, Deployment: deployment,
+			Document: json.RawMessage(greeterDoc), Variables: map[string]any{"name": "Ada"},
+		}
+	}
+	prepareWith := func(in activities.PrepareRunInput) error {
+		_, err := b.env.ExecuteLocalActivity(b.acts.PrepareRun, in)
+		return err
+	}
+
+	t.Run("accepted", func(t *testing.T) {
+		require.NoError(t, prepareWith(in(b.project, mine, 1, "greeter")), "a deployed run")
+		require.NoError(t, prepareWith(in(b.project, mine, 1, "")), "a saved version without a deployment")
+		require.NoError(t, prepareWith(in(b.project, uuid.Nil, 0, "")), "a playground run")
+	})
+	for _, tc := range []struct {
+		name string
+		in   activities.PrepareRunInput
+	}{
+		{"prompt of another project", in(b.project, theirs, 1, "")},
+		{"prompt of another project with its deployment", in(b.project, theirs, 1, "their-greeter")},
+		{"deployment of another project", in(b.project, mine, 1, "their-greeter")},
+		{"deployment serving another prompt", in(b.project, mine, 1, "farewell")},
+		{"deployment without a prompt", in(b.project, uuid.Nil, 0, "greeter")},
+		{"model deployment", in(b.project, mine, 1, "qwen")},
+		{"version that does not exist", in(b.project, mine2, 2, "farewell")},
+		{"missing project", in(uuid.New(), uuid.Nil, 0, "")},
+		{"missing project claiming another's prompt", in(uuid.New(), theirs, 1, "their-greeter")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			appErr, f := appError(t, prepareWith(tc.in))
+			require.Equal(t, run.RunRefused, appErr.Type())
+			require.True(t, appErr.NonRetryable())
+			require.NotContains(t, f.Message, "farewell", "the caller is not told what exists")
+		})
+	}
 }

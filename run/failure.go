@@ -19,6 +19,10 @@ const (
 	InvalidPrompt = "InvalidPrompt"
 	// RenderFailed: a template failed on this input. Non-retryable.
 	RenderFailed = "RenderFailed"
+	// RunRefused: the run's project does not exist, or its prompt version
+	// or prompt deployment is not that project's. The worker refuses it
+	// before any credential is used. Non-retryable; the turn fails with it.
+	RunRefused = "RunRefused"
 	// UpstreamRejected: the model deployment answered 4xx (other than 408
 	// and 429), or the egress policy refused its address. Non-retryable;
 	// Failure carries the status and the upstream's message.

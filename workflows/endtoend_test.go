@@ -44,9 +44,12 @@ type rig struct {
 	q       *dbsqlc.Queries
 	box     *secrets.Box
 	project uuid.UUID
-	up      *upstreamtest.Server
-	c       client.Client
-	nc      *nats.Conn
+	// describer is the saved prompt structuredInput's runs claim: version
+	// 3, served by the prompt deployment "describer" of project.
+	describer uuid.UUID
+	up        *upstreamtest.Server
+	c         client.Client
+	nc        *nats.Conn
 	// weather is the HTTP connection's id; cityCalls counts the calls it
 	// served by city.
 	weather   uuid.UUID
@@ -79,6 +82,7 @@ func newRig(t *testing.T) *rig {
 	project, err := r.q.CreateProject(ctx, dbsqlc.CreateProjectParams{Name: "replay"})
 	require.NoError(t, err)
 	r.project = project.ID
+	r.describer = r.savedPrompt(t)
 	r.weather = r.weatherConnection(t)
 	r.nc = runstreamtest.Connect(t, runstreamtest.Start(t))
 
@@ -168,6 +172,30 @@ func (r *rig) callsOf(city string) int {
 	return r.cityCalls[city]
 }
 
+// savedPrompt saves the prompt structured runs claim in the rig's project,
+// since the worker refuses a run whose prompt or deployment is not its
+// project's.
+func (r *rig) savedPrompt(t *testing.T) uuid.UUID {
+	t.Helper()
+	p, err := r.q.CreatePrompt(r.ctx, dbsqlc.CreatePromptParams{ProjectID: r.project, Name: "describer", Tags: []string{}})
+	require.NoError(t, err)
+	for v := int32(1); v <= 3; v++ {
+		_, err = r.q.CreatePromptVersion(r.ctx, dbsqlc.CreatePromptVersionParams{PromptID: p.ID, Version: v, StateKey: fmt.Sprintf("describer/%d", v)})
+		require.NoError(t, err)
+	}
+	_, err = r.q.CreatePromptDeployment(r.ctx, dbsqlc.CreatePromptDeploymentParams{ProjectID: r.project, Name: "describer", PromptID: &p.ID, Settings: []byte(`{}`)})
+	require.NoError(t, err)
+	return p.ID
+}
+
+// structuredRun is structuredInput as a run of the rig's saved prompt.
+func (r *rig) structuredRun(doc json.RawMessage, vars map[string]any) run.Input {
+	in := structuredInput(doc, vars)
+	in.ProjectID = r.project
+	in.PromptID = r.describer
+	return in
+}
+
 // textRun is a playground run of a text prompt on deployment that asks
 // text, with fields added to its document.
 func (r *rig) textRun(id, deployment, text string, fields map[string]any) run.Input {
@@ -233,9 +261,8 @@ func (r *rig) structuredRepair(t *testing.T) string {
 		upstreamtest.JSONContent(map[string]any{"summary": "Ada, a mathematician.", "score": 42}),
 		upstreamtest.JSONContent(map[string]any{"summary": "Ada, a mathematician.", "score": 9}),
 	)
-	in := structuredInput(structuredDoc(true, 2), map[string]any{"name": "Ada", "age": 36})
+	in := r.structuredRun(structuredDoc(true, 2), map[string]any{"name": "Ada", "age": 36})
 	in.ResponseID = "resp_replay_repair"
-	in.ProjectID = r.project
 
 	we := startWhenAttributesAreKnown(r.ctx, t, r.c, in)
 	var out run.Turn

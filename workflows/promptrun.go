@@ -138,13 +138,17 @@ func (r *promptRun) endTurn(ctx workflow.Context) {
 // fails the workflow.
 func (r *promptRun) prepare(ctx workflow.Context) error {
 	var a *activities.Activities
-	ctx = localOptions(ctx, run.InvalidInput, run.InvalidPrompt, run.RenderFailed)
+	ctx = localOptions(ctx, run.InvalidInput, run.InvalidPrompt, run.RenderFailed, run.RunRefused)
 	err := workflow.ExecuteLocalActivity(ctx, a.PrepareRun, activities.PrepareRunInput{
-		Document:     r.in.Document,
-		Text:         r.in.Text,
-		Variables:    r.in.Variables,
-		InputItems:   r.in.InputItems,
-		Instructions: r.in.Instructions,
+		ProjectID:     r.in.ProjectID,
+		PromptID:      r.in.PromptID,
+		PromptVersion: r.in.PromptVersion,
+		Deployment:    r.in.Deployment,
+		Document:      r.in.Document,
+		Text:          r.in.Text,
+		Variables:     r.in.Variables,
+		InputItems:    r.in.InputItems,
+		Instructions:  r.in.Instructions,
 	}).Get(ctx, &r.prep)
 	if err == nil {
 		r.prepared = true
@@ -160,7 +164,7 @@ func (r *promptRun) prepare(ctx workflow.Context) error {
 	var appErr *temporal.ApplicationError
 	if errors.As(err, &appErr) {
 		switch appErr.Type() {
-		case run.InvalidInput, run.InvalidPrompt, run.RenderFailed:
+		case run.InvalidInput, run.InvalidPrompt, run.RenderFailed, run.RunRefused:
 			f := run.FailureOf(appErr)
 			r.fail(&run.Error{Code: appErr.Type(), Message: f.Message, Param: f.Param})
 			return nil

@@ -580,3 +580,28 @@ func mustJSON(v any) string {
 	}
 	return string(b)
 }
+
+// TestRefusedRunCallsNoModel: a run PrepareRun refuses (its prompt or
+// deployment is not its project's, or the project is gone) fails with
+// run.RunRefused on the first attempt, before any model call.
+func TestRefusedRunCallsNoModel(t *testing.T) {
+	h := newHarness(t)
+	attempts := 0
+	h.env.OnActivity("PrepareRun", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PrepareRunInput) (activities.PrepareRunResult, error) {
+		attempts++
+		require.Equal(t, projectID, in.ProjectID)
+		require.Equal(t, "describer", in.Deployment)
+		require.Equal(t, int32(3), in.PromptVersion)
+		return activities.PrepareRunResult{}, temporal.NewNonRetryableApplicationError("prepare run: refused", run.RunRefused, nil,
+			run.Failure{Message: "the run's project, prompt or deployment was not found"})
+	})
+	h.replies(t)
+
+	out := h.run(t, structuredInput(structuredDoc(true, 2), map[string]any{"name": "Ada", "age": 36}))
+
+	require.Equal(t, run.StatusFailed, out.Status)
+	require.Equal(t, run.RunRefused, out.Error.Code)
+	require.Equal(t, "the run's project, prompt or deployment was not found", out.Error.Message)
+	require.Equal(t, 1, attempts, "a refusal is not retried")
+	require.Empty(t, h.calls, "no model is called")
+}

@@ -126,9 +126,8 @@ func TestPromptRunEndToEnd(t *testing.T) {
 	rc, err := runs.New(r.c, runs.StartThenUpdate)
 	require.NoError(t, err)
 	for i := range 20 {
-		bad := structuredInput(structuredDoc(true, 2), map[string]any{"name": "Ada", "age": -1})
+		bad := r.structuredRun(structuredDoc(true, 2), map[string]any{"name": "Ada", "age": -1})
 		bad.ResponseID = fmt.Sprintf("resp_quick_%d_%s", i, uuid.NewString())
-		bad.ProjectID = r.project
 		wait, err := rc.Start(r.ctx, bad, runs.Completed)
 		require.NoError(t, err)
 		out, err := wait()

@@ -12,6 +12,49 @@ import (
 	"github.com/google/uuid"
 )
 
+const checkRunOwnership = `-- name: CheckRunOwnership :one
+SELECT
+    EXISTS (SELECT 1 FROM projects WHERE projects.id = $1::uuid) AS project_exists,
+    EXISTS (
+        SELECT 1 FROM prompts JOIN prompt_versions ON prompt_versions.prompt_id = prompts.id
+        WHERE prompts.id = $2::uuid AND prompts.project_id = $1::uuid
+          AND prompt_versions.version = $3::integer
+    ) AS prompt_version_owned,
+    EXISTS (
+        SELECT 1 FROM deployments
+        WHERE deployments.project_id = $1::uuid AND deployments.name = $4::text
+          AND deployments.kind = 'prompt' AND deployments.prompt_id = $2::uuid
+    ) AS deployment_serves_prompt
+`
+
+type CheckRunOwnershipParams struct {
+	ProjectID     uuid.UUID
+	PromptID      uuid.UUID
+	PromptVersion int32
+	Deployment    string
+}
+
+type CheckRunOwnershipRow struct {
+	ProjectExists          bool
+	PromptVersionOwned     bool
+	DeploymentServesPrompt bool
+}
+
+// What a worker checks before it spends a project's credentials on a run:
+// the project exists, the prompt version is the project's, and the prompt
+// deployment is the project's and serves that prompt.
+func (q *Queries) CheckRunOwnership(ctx context.Context, arg CheckRunOwnershipParams) (CheckRunOwnershipRow, error) {
+	row := q.db.QueryRow(ctx, checkRunOwnership,
+		arg.ProjectID,
+		arg.PromptID,
+		arg.PromptVersion,
+		arg.Deployment,
+	)
+	var i CheckRunOwnershipRow
+	err := row.Scan(&i.ProjectExists, &i.PromptVersionOwned, &i.DeploymentServesPrompt)
+	return i, err
+}
+
 const countRuns = `-- name: CountRuns :one
 SELECT count(*) FROM runs
 WHERE ($1::uuid IS NULL OR project_id = $1)

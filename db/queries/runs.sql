@@ -60,3 +60,20 @@ WHERE (sqlc.narg(project_id)::uuid IS NULL OR project_id = sqlc.narg(project_id)
   AND (sqlc.narg(status)::text IS NULL OR status = sqlc.narg(status))
   AND (sqlc.narg(created_after)::timestamptz IS NULL OR created_at >= sqlc.narg(created_after))
   AND (sqlc.narg(created_before)::timestamptz IS NULL OR created_at < sqlc.narg(created_before));
+
+-- name: CheckRunOwnership :one
+-- What a worker checks before it spends a project's credentials on a run:
+-- the project exists, the prompt version is the project's, and the prompt
+-- deployment is the project's and serves that prompt.
+SELECT
+    EXISTS (SELECT 1 FROM projects WHERE projects.id = @project_id::uuid) AS project_exists,
+    EXISTS (
+        SELECT 1 FROM prompts JOIN prompt_versions ON prompt_versions.prompt_id = prompts.id
+        WHERE prompts.id = @prompt_id::uuid AND prompts.project_id = @project_id::uuid
+          AND prompt_versions.version = @prompt_version::integer
+    ) AS prompt_version_owned,
+    EXISTS (
+        SELECT 1 FROM deployments
+        WHERE deployments.project_id = @project_id::uuid AND deployments.name = @deployment::text
+          AND deployments.kind = 'prompt' AND deployments.prompt_id = @prompt_id::uuid
+    ) AS deployment_serves_prompt;
