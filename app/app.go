@@ -29,6 +29,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
@@ -103,8 +104,14 @@ type server struct {
 	connections *http.Client
 }
 
+// MinAdminTokenLen is the shortest admin token accepted. The token opens
+// every project and can reseat every stored secret, so it must be too long
+// to guess; `openssl rand -base64 32` makes a 44-character one.
+const MinAdminTokenLen = 32
+
 // New returns the API's handler. It fails when Pool, Box or AdminToken is
-// missing or MaxBodyBytes is negative.
+// missing, AdminToken is shorter than MinAdminTokenLen, or MaxBodyBytes is
+// negative.
 func New(cfg Config) (http.Handler, error) {
 	switch {
 	case cfg.Pool == nil:
@@ -115,6 +122,8 @@ func New(cfg Config) (http.Handler, error) {
 		return nil, errors.New("app: Config.Documents is required")
 	case cfg.AdminToken == "":
 		return nil, errors.New("app: Config.AdminToken is required")
+	case len(cfg.AdminToken) < MinAdminTokenLen:
+		return nil, fmt.Errorf("app: Config.AdminToken must be at least %d characters", MinAdminTokenLen)
 	case cfg.MaxBodyBytes < 0:
 		return nil, errors.New("app: Config.MaxBodyBytes must not be negative")
 	}

@@ -187,19 +187,21 @@ func TestNewRequiresConfig(t *testing.T) {
 	box, err := secrets.NewBox(key)
 	require.NoError(t, err)
 	pool := new(pgxpool.Pool) // never used: New fails first or only stores it
+	longToken := strings.Repeat("t", app.MinAdminTokenLen)
 	docs := new(statestore.Store)
 
 	for name, cfg := range map[string]app.Config{
-		"no pool":       {Box: box, AdminToken: "t", Documents: docs},
-		"no box":        {Pool: pool, AdminToken: "t", Documents: docs},
+		"no pool":       {Box: box, AdminToken: longToken, Documents: docs},
+		"no box":        {Pool: pool, AdminToken: longToken, Documents: docs},
 		"no token":      {Pool: pool, Box: box, Documents: docs},
-		"no documents":  {Pool: pool, Box: box, AdminToken: "t"},
-		"negative body": {Pool: pool, Box: box, AdminToken: "t", Documents: docs, MaxBodyBytes: -1},
+		"short token":   {Pool: pool, Box: box, AdminToken: longToken[:app.MinAdminTokenLen-1], Documents: docs},
+		"no documents":  {Pool: pool, Box: box, AdminToken: longToken},
+		"negative body": {Pool: pool, Box: box, AdminToken: longToken, Documents: docs, MaxBodyBytes: -1},
 	} {
 		_, err := app.New(cfg)
 		require.Error(t, err, name)
 	}
-	_, err = app.New(app.Config{Pool: pool, Box: box, AdminToken: "t", Documents: docs, Registry: prometheus.NewRegistry()})
+	_, err = app.New(app.Config{Pool: pool, Box: box, AdminToken: longToken, Documents: docs, Registry: prometheus.NewRegistry()})
 	require.NoError(t, err)
 }
 

@@ -34,7 +34,7 @@ import (
 	"github.com/budhq/bud/upstreamtest"
 )
 
-const adminToken = "test-admin-token"
+const adminToken = "test-admin-token-of-at-least-32-characters"
 
 func TestMain(m *testing.M) { os.Exit(statestoretest.Main(m)) }
 

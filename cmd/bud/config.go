@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+
+	"github.com/budhq/bud/app"
 )
 
 // setting is one configuration value: an environment variable, the flag
@@ -148,13 +150,8 @@ func (c *config) metricsAddr(command string) string {
 	return c.MetricsAddr
 }
 
-// minAdminTokenLen is the shortest admin token accepted. The token opens
-// every project and can reseat every stored secret, so it must be too long
-// to guess; `openssl rand -base64 32` makes a 44-character one.
-const minAdminTokenLen = 32
-
 // resolveAdminToken reads the admin token from BUD_ADMIN_TOKEN_FILE when it
-// is set, then refuses a token shorter than minAdminTokenLen. An unset
+// is set, then refuses a token shorter than app.MinAdminTokenLen. An unset
 // token is left empty for the caller to require or generate.
 func (c *config) resolveAdminToken() error {
 	if c.AdminTokenFile != "" {
@@ -170,8 +167,8 @@ func (c *config) resolveAdminToken() error {
 			return fmt.Errorf("BUD_ADMIN_TOKEN_FILE: %s is empty", c.AdminTokenFile)
 		}
 	}
-	if c.AdminToken != "" && len(c.AdminToken) < minAdminTokenLen {
-		return fmt.Errorf("the admin token (BUD_ADMIN_TOKEN or BUD_ADMIN_TOKEN_FILE) must be at least %d characters, it has %d; `openssl rand -base64 32` makes one", minAdminTokenLen, len(c.AdminToken))
+	if c.AdminToken != "" && len(c.AdminToken) < app.MinAdminTokenLen {
+		return fmt.Errorf("the admin token (BUD_ADMIN_TOKEN or BUD_ADMIN_TOKEN_FILE) must be at least %d characters, it has %d; `openssl rand -base64 32` makes one", app.MinAdminTokenLen, len(c.AdminToken))
 	}
 	return nil
 }

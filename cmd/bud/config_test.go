@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/budhq/bud/app"
 )
 
 const longAdminToken = "budadmin-0123456789abcdefghijklmnopqrstuv"
@@ -64,7 +66,7 @@ func TestAdminTokenFileProblems(t *testing.T) {
 }
 
 func TestGeneratedAdminTokenLongEnough(t *testing.T) {
-	require.GreaterOrEqual(t, len(newAdminToken()), minAdminTokenLen)
+	require.GreaterOrEqual(t, len(newAdminToken()), app.MinAdminTokenLen)
 }
 
 // TestRunAppRefusesShortAdminToken checks the refusal comes at start,
