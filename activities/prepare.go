@@ -21,30 +21,6 @@ import (
 	"github.com/budhq/bud/run"
 )
 
-// PrepareRunInput is what PrepareRun turns into a chat request: the pinned
-// document and the caller's input, and the project, prompt version and
-// prompt deployment the run claims, which PrepareRun checks belong together.
-type PrepareRunInput struct {
-	ProjectID uuid.UUID `json:"project_id,omitempty"`
-	// PromptID and PromptVersion are zero for a playground document.
-	PromptID      uuid.UUID `json:"prompt_id,omitempty"`
-	PromptVersion int32     `json:"prompt_version,omitempty"`
-	// Deployment is the prompt deployment's name, empty in the playground.
-	Deployment string `json:"deployment,omitempty"`
-	// Document is the prompt document as JSON.
-	Document json.RawMessage `json:"document"`
-	// Text is the input of a text prompt.
-	Text string `json:"text,omitempty"`
-	// Variables is the input of a structured prompt.
-	Variables map[string]any `json:"variables,omitempty"`
-	// InputItems are OpenAI Responses input items appended after the
-	// rendered messages, as a JSON list (a JSON string stands for one user
-	// message).
-	InputItems json.RawMessage `json:"input_items,omitempty"`
-	// Instructions, when set, becomes a leading system message.
-	Instructions string `json:"instructions,omitempty"`
-}
-
 // PrepareRunResult is a run ready for its first model call, and what the
 // workflow needs to know of the document to drive the rest.
 type PrepareRunResult struct {
@@ -85,7 +61,7 @@ const OutputSchemaName = "output"
 // run.InvalidInput (run.Failure.Param set) or run.RenderFailed; a database
 // error is retryable. Without a Pool the ownership check is skipped: such
 // Activities cannot call a model or use a connection either.
-func (a *Activities) PrepareRun(ctx context.Context, in PrepareRunInput) (PrepareRunResult, error) {
+func (a *Activities) PrepareRun(ctx context.Context, in run.Input) (PrepareRunResult, error) {
 	if err := a.checkOwnership(ctx, in); err != nil {
 		return PrepareRunResult{}, err
 	}
@@ -209,7 +185,7 @@ func (a *Activities) CheckOutput(ctx context.Context, in CheckOutputInput) (Chec
 // otherwise claim any project and spend its provider keys and connections.
 // The caller learns only that the run was refused, not which part is
 // absent, as an API answers 404 for both "absent" and "not yours".
-func (a *Activities) checkOwnership(ctx context.Context, in PrepareRunInput) error {
+func (a *Activities) checkOwnership(ctx context.Context, in run.Input) error {
 	if a.Pool == nil {
 		return nil
 	}

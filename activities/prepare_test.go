@@ -35,7 +35,7 @@ const greeterDoc = `{
   "llm_retry_limit": 2
 }`
 
-func prepare(t *testing.T, in activities.PrepareRunInput) (activities.PrepareRunResult, error) {
+func prepare(t *testing.T, in run.Input) (activities.PrepareRunResult, error) {
 	t.Helper()
 	acts := &activities.Activities{}
 	v, err := newActivityEnv(acts).ExecuteLocalActivity(acts.PrepareRun, in)
@@ -49,7 +49,7 @@ func prepare(t *testing.T, in activities.PrepareRunInput) (activities.PrepareRun
 
 func TestPrepareRunRenders(t *testing.T) {
 	t.Parallel()
-	res, err := prepare(t, activities.PrepareRunInput{
+	res, err := prepare(t, run.Input{
 		Document:     json.RawMessage(greeterDoc),
 		Variables:    map[string]any{"name": "Ada", "age": 36},
 		Instructions: "Be brief.",
@@ -82,7 +82,7 @@ func TestPrepareRunRenders(t *testing.T) {
 
 func TestPrepareRunTextPrompt(t *testing.T) {
 	t.Parallel()
-	res, err := prepare(t, activities.PrepareRunInput{
+	res, err := prepare(t, run.Input{
 		Document: json.RawMessage(`{"deployment": "qwen", "messages": [{"role": "user", "content": "Echo: {{ input }}"}]}`),
 		Text:     "ping",
 	})
@@ -99,28 +99,28 @@ func TestPrepareRunFailures(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name     string
-		in       activities.PrepareRunInput
+		in       run.Input
 		errType  string
 		param    string
 		contains string
 	}{
-		{"variable breaks a constraint", activities.PrepareRunInput{Document: json.RawMessage(greeterDoc), Variables: map[string]any{"name": "Ada", "age": -3}},
+		{"variable breaks a constraint", run.Input{Document: json.RawMessage(greeterDoc), Variables: map[string]any{"name": "Ada", "age": -3}},
 			run.InvalidInput, "prompt.variables.age", "must be >= 0"},
-		{"required variable missing", activities.PrepareRunInput{Document: json.RawMessage(greeterDoc), Variables: map[string]any{}},
+		{"required variable missing", run.Input{Document: json.RawMessage(greeterDoc), Variables: map[string]any{}},
 			run.InvalidInput, "prompt.variables.name", "name"},
-		{"unknown variable", activities.PrepareRunInput{Document: json.RawMessage(greeterDoc), Variables: map[string]any{"name": "Ada", "nick": "A"}},
+		{"unknown variable", run.Input{Document: json.RawMessage(greeterDoc), Variables: map[string]any{"name": "Ada", "nick": "A"}},
 			run.InvalidInput, "prompt.variables.nick", "not a variable"},
-		{"text to a structured prompt", activities.PrepareRunInput{Document: json.RawMessage(greeterDoc), Text: "hi", Variables: map[string]any{"name": "Ada"}},
+		{"text to a structured prompt", run.Input{Document: json.RawMessage(greeterDoc), Text: "hi", Variables: map[string]any{"name": "Ada"}},
 			run.InvalidInput, "input", "prompt.variables"},
-		{"unsupported input item", activities.PrepareRunInput{Document: json.RawMessage(greeterDoc), Variables: map[string]any{"name": "Ada"}, InputItems: json.RawMessage(`[{"type": "reasoning"}]`)},
+		{"unsupported input item", run.Input{Document: json.RawMessage(greeterDoc), Variables: map[string]any{"name": "Ada"}, InputItems: json.RawMessage(`[{"type": "reasoning"}]`)},
 			run.InvalidInput, "input[0].type", "not supported"},
-		{"image content", activities.PrepareRunInput{Document: json.RawMessage(greeterDoc), Variables: map[string]any{"name": "Ada"}, InputItems: json.RawMessage(`[{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]`)},
+		{"image content", run.Input{Document: json.RawMessage(greeterDoc), Variables: map[string]any{"name": "Ada"}, InputItems: json.RawMessage(`[{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]`)},
 			run.InvalidInput, "input[0].content[0].type", "not supported"},
-		{"function output without call id", activities.PrepareRunInput{Document: json.RawMessage(greeterDoc), Variables: map[string]any{"name": "Ada"}, InputItems: json.RawMessage(`[{"type": "function_call_output", "output": "x"}]`)},
+		{"function output without call id", run.Input{Document: json.RawMessage(greeterDoc), Variables: map[string]any{"name": "Ada"}, InputItems: json.RawMessage(`[{"type": "function_call_output", "output": "x"}]`)},
 			run.InvalidInput, "input[0].call_id", "required"},
-		{"template fails on this input", activities.PrepareRunInput{Document: json.RawMessage(`{"deployment": "qwen", "messages": [{"role": "user", "content": "{{ input.nothing.deeper }}"}]}`), Text: "7"},
+		{"template fails on this input", run.Input{Document: json.RawMessage(`{"deployment": "qwen", "messages": [{"role": "user", "content": "{{ input.nothing.deeper }}"}]}`), Text: "7"},
 			run.RenderFailed, "", "messages[0].content"},
-		{"document does not parse", activities.PrepareRunInput{Document: json.RawMessage(`{"deployment": "qwen", "mesages": []}`), Text: "x"},
+		{"document does not parse", run.Input{Document: json.RawMessage(`{"deployment": "qwen", "mesages": []}`), Text: "x"},
 			run.InvalidPrompt, "", "mesages"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -187,13 +187,13 @@ func TestPrepareRunRefusesForeignRuns(t *testing.T) {
 	mine2 := savePrompt(b.project, "farewell")
 	theirs := savePrompt(other.ID, "their-greeter")
 
-	in := func(project, prompt uuid.UUID, version int32, deployment string) activities.PrepareRunInput {
-		return activities.PrepareRunInput{
+	in := func(project, prompt uuid.UUID, version int32, deployment string) run.Input {
+		return run.Input{
 			ProjectID: project, PromptID: prompt, PromptVersion: version, Deployment: deployment,
 			Document: json.RawMessage(greeterDoc), Variables: map[string]any{"name": "Ada"},
 		}
 	}
-	prepareWith := func(in activities.PrepareRunInput) error {
+	prepareWith := func(in run.Input) error {
 		_, err := b.env.ExecuteLocalActivity(b.acts.PrepareRun, in)
 		return err
 	}
@@ -205,7 +205,7 @@ func TestPrepareRunRefusesForeignRuns(t *testing.T) {
 	})
 	for _, tc := range []struct {
 		name string
-		in   activities.PrepareRunInput
+		in   run.Input
 	}{
 		{"prompt of another project", in(b.project, theirs, 1, "")},
 		{"prompt of another project with its deployment", in(b.project, theirs, 1, "their-greeter")},

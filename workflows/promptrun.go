@@ -139,17 +139,7 @@ func (r *promptRun) endTurn(ctx workflow.Context) {
 func (r *promptRun) prepare(ctx workflow.Context) error {
 	var a *activities.Activities
 	ctx = localOptions(ctx, run.InvalidInput, run.InvalidPrompt, run.RenderFailed, run.RunRefused)
-	err := workflow.ExecuteLocalActivity(ctx, a.PrepareRun, activities.PrepareRunInput{
-		ProjectID:     r.in.ProjectID,
-		PromptID:      r.in.PromptID,
-		PromptVersion: r.in.PromptVersion,
-		Deployment:    r.in.Deployment,
-		Document:      r.in.Document,
-		Text:          r.in.Text,
-		Variables:     r.in.Variables,
-		InputItems:    r.in.InputItems,
-		Instructions:  r.in.Instructions,
-	}).Get(ctx, &r.prep)
+	err := workflow.ExecuteLocalActivity(ctx, a.PrepareRun, r.in).Get(ctx, &r.prep)
 	if err == nil {
 		r.prepared = true
 		r.cur.Model = r.prep.Deployment

@@ -378,7 +378,7 @@ func TestStepCapStopsTheLoop(t *testing.T) {
 	// A document cannot allow more than 10 repairs; a prepared run that
 	// asks for more still stops at the hard cap.
 	var prep activities.PrepareRunResult
-	h.env.OnActivity("PrepareRun", mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.PrepareRunInput) (activities.PrepareRunResult, error) {
+	h.env.OnActivity("PrepareRun", mock.Anything, mock.Anything).Return(func(ctx context.Context, in run.Input) (activities.PrepareRunResult, error) {
 		res, err := (&activities.Activities{}).PrepareRun(ctx, in)
 		res.LLMRetryLimit = 100
 		prep = res
@@ -587,7 +587,7 @@ func mustJSON(v any) string {
 func TestRefusedRunCallsNoModel(t *testing.T) {
 	h := newHarness(t)
 	attempts := 0
-	h.env.OnActivity("PrepareRun", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PrepareRunInput) (activities.PrepareRunResult, error) {
+	h.env.OnActivity("PrepareRun", mock.Anything, mock.Anything).Return(func(_ context.Context, in run.Input) (activities.PrepareRunResult, error) {
 		attempts++
 		require.Equal(t, projectID, in.ProjectID)
 		require.Equal(t, "describer", in.Deployment)
