@@ -54,7 +54,6 @@ type Activities struct {
 	// can tell which worker did the work.
 	Identity   string
 	Pool       *pgxpool.Pool
-	Box        *secrets.Box
 	HTTPClient *http.Client
 	Tools      ToolExecutor
 	NATS       *nats.Conn
@@ -69,7 +68,7 @@ func New(c Config) *Activities {
 	if hc == nil {
 		hc = &http.Client{Transport: c.Egress.Transport()}
 	}
-	a := &Activities{Identity: c.Identity, Pool: c.Pool, Box: c.Box, HTTPClient: hc, Tools: c.Tools, NATS: c.NATS, deployments: c.Deployments}
+	a := &Activities{Identity: c.Identity, Pool: c.Pool, HTTPClient: hc, Tools: c.Tools, NATS: c.NATS, deployments: c.Deployments}
 	if a.deployments == nil && c.Pool != nil {
 		a.deployments = deployment.NewCache(deployment.Config{Pool: c.Pool, Box: c.Box})
 	}
