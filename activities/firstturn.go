@@ -170,6 +170,6 @@ func (a *Activities) recordedReply(ctx context.Context, runID string) (res CallM
 	c := calls[0]
 	return CallModelResult{
 		Content: out.Text, FinishReason: c.FinishReason, Usage: c.Usage, LatencyMS: c.LatencyMS,
-		Model: c.Model, Attempt: c.Attempt, Recorded: true, Parsed: out.Parsed,
+		Model: c.Model, UpstreamModel: c.UpstreamModel, Attempt: c.Attempt, Recorded: true, Parsed: out.Parsed,
 	}, true, nil
 }

@@ -55,6 +55,8 @@ type CallModelResult struct {
 	LatencyMS int64 `json:"latency_ms"`
 	// Model is the model the upstream says answered.
 	Model string `json:"model"`
+	// UpstreamModel is the model the deployment asked its upstream for.
+	UpstreamModel string `json:"upstream_model,omitempty"`
 	// Attempt is the activity attempt that got this reply (1 for the first).
 	Attempt int32 `json:"attempt"`
 	// Recorded says the call ended the first turn itself: the run's row is
@@ -152,13 +154,14 @@ func (a *Activities) callModel(ctx context.Context, in CallModelInput) (CallMode
 		return CallModelResult{}, callFailure(ctx, in.Deployment, err, time.Since(start))
 	}
 	out := CallModelResult{
-		Content:      reply.Content,
-		ToolCalls:    reply.ToolCalls,
-		FinishReason: reply.FinishReason,
-		Usage:        reply.Usage,
-		LatencyMS:    reply.Latency.Milliseconds(),
-		Model:        reply.Model,
-		Attempt:      attempt,
+		Content:       reply.Content,
+		ToolCalls:     reply.ToolCalls,
+		FinishReason:  reply.FinishReason,
+		Usage:         reply.Usage,
+		LatencyMS:     reply.Latency.Milliseconds(),
+		Model:         reply.Model,
+		UpstreamModel: d.UpstreamModel,
+		Attempt:       attempt,
 	}
 	if err := pub.Done(ctx, out.FinishReason); err != nil {
 		activity.GetLogger(ctx).Warn("stream deltas not published", "subject", in.StreamSubject, "err", err)

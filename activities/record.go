@@ -46,6 +46,14 @@ type RunRecord struct {
 	OutputTokens int64 `json:"output_tokens"`
 	// LatencyMS is the run's wall time.
 	LatencyMS int64 `json:"latency_ms"`
+	// ToolListings are what each connection listed for the run
+	// ([]ToolListing as JSON); nil when it listed none.
+	ToolListings json.RawMessage `json:"tool_listings,omitempty"`
+	// DocumentKey is the state store key of the document that ran, empty
+	// when it is a saved version as it is (run.Input.DocumentKey).
+	DocumentKey string `json:"document_key,omitempty"`
+	// ReplayOf is the run this run replays, if any.
+	ReplayOf string `json:"replay_of,omitempty"`
 	// Error is the run's error as JSON, nil when it did not fail.
 	Error      json.RawMessage   `json:"error,omitempty"`
 	Metadata   map[string]string `json:"metadata,omitempty"`
@@ -80,6 +88,8 @@ type ModelCall struct {
 	FinishReason string     `json:"finish_reason,omitempty"`
 	// Model is the model the upstream says answered.
 	Model string `json:"model,omitempty"`
+	// UpstreamModel is the model the deployment asked its upstream for.
+	UpstreamModel string `json:"upstream_model,omitempty"`
 	// Error is why the call failed, in the run error's words.
 	Error string `json:"error,omitempty"`
 }
@@ -158,6 +168,13 @@ func (a *Activities) writeRun(ctx context.Context, r RunRecord, once bool) (wrot
 		CreatedAt:        r.CreatedAt,
 		FinishedAt:       r.FinishedAt,
 		Replace:          !once,
+		ToolListings:     nullJSON(r.ToolListings),
+	}
+	if r.DocumentKey != "" {
+		p.DocumentKey = &r.DocumentKey
+	}
+	if r.ReplayOf != "" {
+		p.ReplayOf = &r.ReplayOf
 	}
 	if tc := nullJSON(r.ToolCalls); tc != nil {
 		p.ToolCalls = tc
@@ -212,7 +229,7 @@ func (r *RunRecord) AddReply(res CallModelResult, status string, now time.Time) 
 func ModelCallOf(n int, res CallModelResult) ModelCall {
 	return ModelCall{
 		Call: n, Attempt: res.Attempt, LatencyMS: res.LatencyMS, Usage: res.Usage,
-		FinishReason: res.FinishReason, Model: res.Model,
+		FinishReason: res.FinishReason, Model: res.Model, UpstreamModel: res.UpstreamModel,
 	}
 }
 

@@ -121,6 +121,10 @@ type ResolveToolsInput struct {
 	Tools     []prompt.Tool `json:"tools"`
 	// Taken are names the offered tools must not use (the function tools').
 	Taken []string `json:"taken,omitempty"`
+	// RecordedFrom, when set, is the run whose recorded listings
+	// (ToolListing) stand in for the connections' own: a replay with
+	// recorded tools lists nothing from the live servers.
+	RecordedFrom string `json:"recorded_from,omitempty"`
 }
 
 // ToolRoute says where a tool offered to the model leads.
@@ -139,6 +143,9 @@ type ToolRoute struct {
 type ResolveToolsResult struct {
 	Tools  []chat.Tool `json:"tools"`
 	Routes []ToolRoute `json:"routes"`
+	// Listings are what each connection listed, kept in the run's row for
+	// replays.
+	Listings []ToolListing `json:"listings,omitempty"`
 }
 
 // maxToolName is OpenAI's limit on a function name.
@@ -150,9 +157,18 @@ var toolNameUnsafe = regexp.MustCompile(`[^a-zA-Z0-9_-]+`)
 // now, keeps the allowed tools, and names them for the model: the tool's own
 // name when it is free, else the connection's name and the tool's, always
 // unique and within 64 characters. A connection that cannot be listed fails
-// the step (retried when the failure is transient).
+// the step (retried when the failure is transient). With RecordedFrom the
+// listings are that run's, and no connection is reached; a connection it
+// did not list fails the step (run.ToolNotRecorded).
 func (a *Activities) ResolveTools(ctx context.Context, in ResolveToolsInput) (ResolveToolsResult, error) {
-	if a.Tools == nil {
+	list := func(id uuid.UUID) (string, []connection.Tool, error) { return a.Tools.Tools(ctx, in.ProjectID, id) }
+	if in.RecordedFrom != "" {
+		listings, _, err := a.recordedTools(ctx, in.ProjectID, in.RecordedFrom)
+		if err != nil {
+			return ResolveToolsResult{}, err
+		}
+		list = recordedLister{runID: in.RecordedFrom, listings: listings}.list
+	} else if a.Tools == nil {
 		return ResolveToolsResult{}, temporal.NewNonRetryableApplicationError("resolve tools: no tool executor configured", run.ToolRejected, nil,
 			run.Failure{Message: "this worker cannot run connection tools"})
 	}
@@ -170,10 +186,11 @@ func (a *Activities) ResolveTools(ctx context.Context, in ResolveToolsInput) (Re
 			return ResolveToolsResult{}, temporal.NewNonRetryableApplicationError("resolve tools: bad connection id", run.ConnectionNotFound, nil,
 				run.Failure{Message: fmt.Sprintf("connection id %q is not a UUID", t.ConnectionID)})
 		}
-		label, tools, err := a.Tools.Tools(ctx, in.ProjectID, id)
+		label, tools, err := list(id)
 		if err != nil {
 			return ResolveToolsResult{}, err
 		}
+		out.Listings = append(out.Listings, ToolListing{ConnectionID: id, ServerLabel: label, Tools: tools})
 		for _, tool := range tools {
 			if len(t.AllowedTools) > 0 && !slices.Contains(t.AllowedTools, tool.Name) {
 				continue

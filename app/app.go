@@ -88,14 +88,16 @@ type Config struct {
 
 // server holds the dependencies every handler shares.
 type server struct {
-	pool  *pgxpool.Pool
-	q     *dbsqlc.Queries
-	box   *secrets.Box
-	docs  Documents
-	runs  *runs.Client
-	log   *slog.Logger
-	ready func(context.Context) error
-	reg   *prometheus.Registry
+	pool *pgxpool.Pool
+	q    *dbsqlc.Queries
+	box  *secrets.Box
+	docs Documents
+	// runDocs keeps the documents of runs by content, for replays.
+	runDocs *runDocuments
+	runs    *runs.Client
+	log     *slog.Logger
+	ready   func(context.Context) error
+	reg     *prometheus.Registry
 	// adminToken is the SHA-256 of the token: comparing fixed-length digests
 	// keeps even the token's length out of the timing.
 	adminToken [sha256.Size]byte
@@ -132,6 +134,7 @@ func New(cfg Config) (http.Handler, error) {
 		q:           dbsqlc.New(cfg.Pool),
 		box:         cfg.Box,
 		docs:        cfg.Documents,
+		runDocs:     newRunDocuments(cfg.Documents),
 		runs:        cfg.Runs,
 		log:         cfg.Logger,
 		ready:       cfg.Ready,
@@ -183,6 +186,7 @@ func (s *server) routes(m *metrics.HTTP) http.Handler {
 		r.Get("/runs", s.listRuns)
 		r.Get("/runs/{run_id}", s.getRun)
 		r.Post("/runs/{run_id}/approvals/{call_id}", s.approve)
+		r.Post("/runs/{run_id}/replay", s.replayRun)
 		r.Route("/projects", func(r chi.Router) {
 			r.Get("/", s.listProjects)
 			r.Post("/", s.createProject)

@@ -106,6 +106,21 @@ type runTarget struct {
 	// raw is the document the run carries.
 	raw      json.RawMessage
 	compiled *prompt.Compiled
+	// documentKey is where raw is kept by content (runDocuments) when it is
+	// no saved version as it is; set by keepDocument.
+	documentKey string
+}
+
+// keepDocument keeps the document of t, when it is no saved version as it
+// is, by its content in the state store, so that its runs can be run again
+// after Temporal has deleted their histories.
+func (s *server) keepDocument(ctx context.Context, t *runTarget) error {
+	if t.promptID != uuid.Nil {
+		return nil
+	}
+	key, err := s.runDocs.keep(ctx, t.raw)
+	t.documentKey = key
+	return err
 }
 
 // errRunsUnconfigured answers the playground when no Temporal client is
@@ -154,6 +169,10 @@ func (s *server) playgroundRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := checkInput(t, in.Input, in.Variables, ""); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := s.keepDocument(ctx, t); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -217,6 +236,12 @@ func (s *server) playgroundCompare(w http.ResponseWriter, r *http.Request) {
 	if len(refused) > 0 {
 		s.writeError(w, r, mergeRefusals(refused))
 		return
+	}
+	for _, t := range targets {
+		if err := s.keepDocument(ctx, t); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
 	}
 
 	results := make([]compareResult, len(targets))
@@ -447,6 +472,7 @@ func playgroundInput(projectID uuid.UUID, t *runTarget, text string, vars map[st
 		PromptID:      t.promptID,
 		PromptVersion: t.version,
 		Document:      t.raw,
+		DocumentKey:   t.documentKey,
 		Text:          text,
 		Variables:     vars,
 		Instructions:  instructions,

@@ -107,7 +107,10 @@ func startRunEnv() error {
 	if err != nil {
 		return fmt.Errorf("dial temporal: %w", err)
 	}
-	runEnv.worker = workflows.NewWorker(runEnv.client, activities.New(activities.Config{Identity: "test", Pool: runEnv.pool, Box: runEnv.box}))
+	runEnv.worker = workflows.NewWorker(runEnv.client, activities.New(activities.Config{
+		Identity: "test", Pool: runEnv.pool, Box: runEnv.box,
+		Tools: &activities.Connections{Pool: runEnv.pool, Box: runEnv.box, HTTPClient: &http.Client{Timeout: workflows.CallToolTimeout}},
+	}))
 	if err := runEnv.worker.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}

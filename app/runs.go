@@ -39,7 +39,7 @@ type RunSummary struct {
 	Deployment string `json:"deployment"`
 	// Model is the model deployment that served the run.
 	Model string `json:"model"`
-	// Source is "api" (the gateway) or "playground".
+	// Source is "api" (the gateway), "playground" or "replay".
 	Source string `json:"source"`
 	// Status is completed, failed, incomplete, or waiting: paused for the
 	// caller's function outputs or for approvals.
@@ -74,6 +74,15 @@ type Run struct {
 	// function calls; null when there is none.
 	Output   json.RawMessage `json:"output"`
 	Metadata json.RawMessage `json:"metadata"`
+	// ReplayOf is the run this run replays; null for a run that is no
+	// replay.
+	ReplayOf *string `json:"replay_of"`
+	// DocumentKey is the state store key of the exact document that ran,
+	// kept by content; null when the run ran its saved version as it is.
+	DocumentKey *string `json:"document_key"`
+	// ToolListings are the tools each connection offered the run
+	// (connection_id, server_label, tools); null when it listed none.
+	ToolListings json.RawMessage `json:"tool_listings"`
 }
 
 // runInProgress is the answer for a run that is still running: it has no
@@ -97,6 +106,7 @@ func runFromRow(row dbsqlc.Run) Run {
 	return Run{
 		RunSummary: runSummaryFromRow(row), Input: row.Input, RenderedMessages: row.RenderedMessages,
 		ModelCalls: row.ModelCalls, ToolCalls: row.ToolCalls, Output: row.Output, Metadata: row.Metadata,
+		ReplayOf: row.ReplayOf, DocumentKey: row.DocumentKey, ToolListings: row.ToolListings,
 	}
 }
 

@@ -53,6 +53,10 @@ const (
 	// ToolRejected: a connection refused the call or its credentials.
 	// Non-retryable.
 	ToolRejected = "ToolRejected"
+	// ToolNotRecorded: a replay with recorded tools made a call the
+	// replayed run did not make, so it was not made. Non-retryable; the
+	// model reads why.
+	ToolNotRecorded = "ToolNotRecorded"
 	// ConnectionNotFound: a prompt's connection is gone from its project.
 	// Non-retryable.
 	ConnectionNotFound = "ConnectionNotFound"

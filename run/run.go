@@ -24,6 +24,7 @@ const TaskQueue = "bud-prompt"
 const (
 	SourceAPI        = "api"        // POST /v1/responses
 	SourcePlayground = "playground" // BudApp's playground and compare
+	SourceReplay     = "replay"     // BudApp's replay of a recorded run
 )
 
 // Input is everything one run needs. The pinned version's document travels
@@ -58,11 +59,33 @@ type Input struct {
 	// deltas and verdicts to as they happen (package runstream). Only a
 	// streaming caller sets it; without it the run publishes nothing.
 	StreamSubject string `json:"stream_subject,omitempty"`
+	// DocumentKey, when set, is the state store key (statestore.ContentKey)
+	// under which Document is kept for as long as the run's row: set for
+	// every run whose document is not a saved version as it is, so that the
+	// run can be run again after Temporal has deleted its history.
+	DocumentKey string `json:"document_key,omitempty"`
+	// ReplayOf, when set, is the id of the run this run replays.
+	ReplayOf string `json:"replay_of,omitempty"`
+	// ReplayTools says how a replay's connection tools answer:
+	// ReplayToolsRecorded or ReplayToolsLive; empty for a run that is no
+	// replay.
+	ReplayTools string `json:"replay_tools,omitempty"`
 	// TurnSubject, when set, is the NATS subject on which the run announces
 	// the end of its first turn once it is recorded (runstream.TypeTurnEnded).
 	// The announcement is best effort; UpdateAwaitTurn always answers.
 	TurnSubject string `json:"turn_subject,omitempty"`
 }
+
+// How a replay's connection tools answer (Input.ReplayTools).
+const (
+	// ReplayToolsRecorded: every tool call is answered with the result the
+	// replayed run recorded for the same tool and arguments, and no tool is
+	// listed or called; a call the replayed run did not make fails, and no
+	// call waits for approval.
+	ReplayToolsRecorded = "recorded"
+	// ReplayToolsLive: tools are listed and called as in any run.
+	ReplayToolsLive = "live"
+)
 
 // Updates and queries of a run. A run has turns: the first starts with the
 // run; a turn ends when the run finishes, or when it pauses for the

@@ -21,6 +21,7 @@ const (
 	SearchAttributePromptID      = "BudPromptId"      // Keyword: the prompt's UUID; unset in the playground
 	SearchAttributePromptVersion = "BudPromptVersion" // Int: the version run; unset in the playground
 	SearchAttributeDeployment    = "BudDeployment"    // Keyword: the prompt deployment named; unset in the playground
+	SearchAttributeReplayOf      = "BudReplayOf"      // Keyword: the run a replay replays; unset for other runs
 )
 
 // Typed keys of the search attributes, for
@@ -30,6 +31,7 @@ var (
 	PromptIDKey      = temporal.NewSearchAttributeKeyKeyword(SearchAttributePromptID)
 	PromptVersionKey = temporal.NewSearchAttributeKeyInt64(SearchAttributePromptVersion)
 	DeploymentKey    = temporal.NewSearchAttributeKeyKeyword(SearchAttributeDeployment)
+	ReplayOfKey      = temporal.NewSearchAttributeKeyKeyword(SearchAttributeReplayOf)
 )
 
 // SearchAttributes are the custom search attributes a namespace needs for
@@ -40,6 +42,7 @@ func SearchAttributes() map[string]enumspb.IndexedValueType {
 		SearchAttributePromptID:      enumspb.INDEXED_VALUE_TYPE_KEYWORD,
 		SearchAttributePromptVersion: enumspb.INDEXED_VALUE_TYPE_INT,
 		SearchAttributeDeployment:    enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+		SearchAttributeReplayOf:      enumspb.INDEXED_VALUE_TYPE_KEYWORD,
 	}
 }
 
@@ -79,7 +82,8 @@ func RegisterSearchAttributes(ctx context.Context, c client.Client, namespace st
 }
 
 // RunSearchAttributes are the search attributes of a run of in. Those a
-// playground run lacks (prompt, version, deployment) are left unset.
+// playground run lacks (prompt, version, deployment), and the replayed run
+// of a run that is no replay, are left unset.
 func RunSearchAttributes(in run.Input) temporal.SearchAttributes {
 	updates := []temporal.SearchAttributeUpdate{ProjectIDKey.ValueSet(in.ProjectID.String())}
 	if in.PromptID != uuid.Nil {
@@ -90,6 +94,9 @@ func RunSearchAttributes(in run.Input) temporal.SearchAttributes {
 	}
 	if in.Deployment != "" {
 		updates = append(updates, DeploymentKey.ValueSet(in.Deployment))
+	}
+	if in.ReplayOf != "" {
+		updates = append(updates, ReplayOfKey.ValueSet(in.ReplayOf))
 	}
 	return temporal.NewSearchAttributes(updates...)
 }

@@ -92,6 +92,10 @@ func tuning() dynamicconfig.StaticClient {
 		dynamicconfig.MakeKey("history.longPollExpirationInterval"):    time.Second,
 		dynamicconfig.MakeKey("history.cacheHostLevelMaxSize"):         8192,
 		dynamicconfig.MakeKey("frontend.namespaceRPS.visibility"):      100,
+		// A deleted run's history goes once the transfer queue has acked the
+		// run's close; at the default 30 s ack interval a deletion waits that
+		// long.
+		dynamicconfig.TransferProcessorUpdateAckInterval.Key(): time.Second,
 	}
 }
 

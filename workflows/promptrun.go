@@ -86,11 +86,15 @@ type promptRun struct {
 	prepared  bool
 	prep      activities.PrepareRunResult
 
-	tools     []chat.Tool                     // offered to the model
-	routes    map[string]activities.ToolRoute // connection tools by offered name
-	functions map[string]bool                 // the caller's function tools
-	messages  []chat.Message
-	repairs   int
+	tools    []chat.Tool                     // offered to the model
+	routes   map[string]activities.ToolRoute // connection tools by offered name
+	listings []activities.ToolListing        // what each connection listed
+	// replayCalls counts a replay's recorded-tool calls by
+	// activities.CallKey, so the n-th call gets the n-th recorded result.
+	replayCalls map[string]int
+	functions   map[string]bool // the caller's function tools
+	messages    []chat.Message
+	repairs     int
 
 	calls     []activities.ModelCall // every model call, numbered from 1
 	toolCalls []run.ToolCall         // every connection tool call

@@ -81,6 +81,8 @@ func (r *promptRun) runRecord(ctx workflow.Context, status string) (activities.R
 		Metadata:     r.in.Metadata,
 		CreatedAt:    r.startedAt,
 		FinishedAt:   now,
+		DocumentKey:  r.in.DocumentKey,
+		ReplayOf:     r.in.ReplayOf,
 	}
 	if r.prepared {
 		rec.RenderedMessages = r.prep.Messages
@@ -89,6 +91,11 @@ func (r *promptRun) runRecord(ctx workflow.Context, status string) (activities.R
 		}
 	}
 	var err error
+	if len(r.listings) > 0 {
+		if rec.ToolListings, err = json.Marshal(r.listings); err != nil {
+			return rec, fmt.Errorf("prompt run: encode tool listings: %w", err)
+		}
+	}
 	if len(r.toolCalls) > 0 {
 		if rec.ToolCalls, err = json.Marshal(r.toolCalls); err != nil {
 			return rec, fmt.Errorf("prompt run: encode tool calls: %w", err)

@@ -55,20 +55,30 @@ func (r *promptRun) resolveTools(ctx workflow.Context) error {
 	for _, t := range r.tools {
 		taken = append(taken, t.Function.Name)
 	}
+	in := activities.ResolveToolsInput{ProjectID: r.in.ProjectID, Tools: r.prep.ConnectionTools, Taken: taken}
+	if r.recordedTools() {
+		in.RecordedFrom = r.in.ReplayOf
+	}
 	var res activities.ResolveToolsResult
-	err := workflow.ExecuteActivity(toolOptions(ctx, ResolveToolsTimeout), a.ResolveTools, activities.ResolveToolsInput{
-		ProjectID: r.in.ProjectID, Tools: r.prep.ConnectionTools, Taken: taken,
-	}).Get(ctx, &res)
+	err := workflow.ExecuteActivity(toolOptions(ctx, ResolveToolsTimeout), a.ResolveTools, in).Get(ctx, &res)
 	if err != nil {
 		r.fail(&run.Error{Code: run.ToolsUnavailable, Message: toolErrorText(err)})
 		return nil
 	}
 	r.tools = append(slices.Clip(r.tools), res.Tools...)
+	r.listings = res.Listings
 	r.routes = map[string]activities.ToolRoute{}
 	for _, rt := range res.Routes {
 		r.routes[rt.Name] = rt
 	}
 	return nil
+}
+
+// recordedTools says that the run is a replay whose tool calls are
+// answered from the replayed run's record (run.ReplayToolsRecorded): no
+// tool is listed or called, and nothing waits for approval.
+func (r *promptRun) recordedTools() bool {
+	return r.in.ReplayOf != "" && r.in.ReplayTools == run.ReplayToolsRecorded
 }
 
 // toolErrorText is a failed tool step's error as its caller and the model
@@ -111,7 +121,7 @@ func (r *promptRun) toolStep(ctx workflow.Context, n int, calls []chat.ToolCall)
 			continue
 		}
 		tc := run.ToolCall{ID: c.ID, Name: route.Tool, ServerLabel: route.ServerLabel, ConnectionID: route.ConnectionID.String(), Arguments: c.Function.Arguments, Turn: r.cur.Turn}
-		if route.RequireApproval {
+		if route.RequireApproval && !r.recordedTools() {
 			req := run.ApprovalRequest{ID: "mcpr_" + c.ID, CallID: c.ID, Name: route.Tool, ServerLabel: route.ServerLabel, Arguments: c.Function.Arguments}
 			r.approvals = append(r.approvals, &approval{req: req, route: route})
 			r.cur.ApprovalRequests = append(r.cur.ApprovalRequests, req)
@@ -148,6 +158,10 @@ func (r *promptRun) execute(ctx workflow.Context, n int, idx []int) error {
 		tc.StartedAt = workflow.Now(ctx)
 		conn, _ := uuid.Parse(tc.ConnectionID)
 		r.toolEvent(ctx, n, runstream.TypeToolCall, &runstream.Tool{CallID: tc.ID, Name: tc.Name, ServerLabel: tc.ServerLabel, Arguments: tc.Arguments, ApprovalRequestID: tc.ApprovalRequestID})
+		if r.recordedTools() {
+			futures[i] = workflow.ExecuteActivity(actx, a.RecordedToolCall, r.recordedCall(conn, tc))
+			continue
+		}
 		futures[i] = workflow.ExecuteActivity(actx, a.CallTool, activities.CallToolInput{
 			ProjectID: r.in.ProjectID, ConnectionID: conn, Tool: tc.Name, Arguments: tc.Arguments,
 		})
@@ -181,6 +195,20 @@ func (r *promptRun) execute(ctx workflow.Context, n int, idx []int) error {
 		r.toolEvent(ctx, n, runstream.TypeToolResult, ev)
 	}
 	return nil
+}
+
+// recordedCall is the input that answers tc, a replay's call, from the
+// replayed run's record: the next occurrence of its tool and arguments.
+func (r *promptRun) recordedCall(conn uuid.UUID, tc *run.ToolCall) activities.RecordedToolCallInput {
+	if r.replayCalls == nil {
+		r.replayCalls = map[string]int{}
+	}
+	key := activities.CallKey(tc.ConnectionID, tc.Name, tc.Arguments)
+	r.replayCalls[key]++
+	return activities.RecordedToolCallInput{
+		ProjectID: r.in.ProjectID, ReplayOf: r.in.ReplayOf, ConnectionID: conn,
+		Tool: tc.Name, Arguments: tc.Arguments, Occurrence: r.replayCalls[key],
+	}
 }
 
 // applyResume runs what a paused run was waiting for: the approved calls

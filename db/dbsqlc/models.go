@@ -98,4 +98,7 @@ type Run struct {
 	CreatedAt        time.Time
 	FinishedAt       time.Time
 	ToolCalls        []byte
+	DocumentKey      *string
+	ToolListings     []byte
+	ReplayOf         *string
 }

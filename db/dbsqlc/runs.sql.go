@@ -92,11 +92,12 @@ const createRun = `-- name: CreateRun :execrows
 INSERT INTO runs (
     id, project_id, prompt_id, prompt_version, deployment, model, source, status,
     input, rendered_messages, output, model_calls, tool_calls, input_tokens, output_tokens,
-    latency_ms, error, metadata, created_at, finished_at
+    latency_ms, error, metadata, created_at, finished_at, document_key, tool_listings, replay_of
 ) VALUES (
     $1, $2, $3, $4, $5, $6, $7, $8,
     $9, $10, $11, $12, $13, $14, $15,
-    $16, $17, $18, $19, $20
+    $16, $17, $18, $19, $20,
+    $21, $22, $23
 )
 ON CONFLICT (id) DO UPDATE SET
     project_id = EXCLUDED.project_id,
@@ -117,8 +118,11 @@ ON CONFLICT (id) DO UPDATE SET
     error = EXCLUDED.error,
     metadata = EXCLUDED.metadata,
     created_at = EXCLUDED.created_at,
-    finished_at = EXCLUDED.finished_at
-WHERE $21::boolean
+    finished_at = EXCLUDED.finished_at,
+    document_key = EXCLUDED.document_key,
+    tool_listings = EXCLUDED.tool_listings,
+    replay_of = EXCLUDED.replay_of
+WHERE $24::boolean
 `
 
 type CreateRunParams struct {
@@ -142,6 +146,9 @@ type CreateRunParams struct {
 	Metadata         []byte
 	CreatedAt        time.Time
 	FinishedAt       time.Time
+	DocumentKey      *string
+	ToolListings     []byte
+	ReplayOf         *string
 	Replace          bool
 }
 
@@ -171,6 +178,9 @@ func (q *Queries) CreateRun(ctx context.Context, arg CreateRunParams) (int64, er
 		arg.Metadata,
 		arg.CreatedAt,
 		arg.FinishedAt,
+		arg.DocumentKey,
+		arg.ToolListings,
+		arg.ReplayOf,
 		arg.Replace,
 	)
 	if err != nil {
@@ -180,7 +190,7 @@ func (q *Queries) CreateRun(ctx context.Context, arg CreateRunParams) (int64, er
 }
 
 const getRun = `-- name: GetRun :one
-SELECT id, project_id, prompt_id, prompt_version, deployment, model, source, status, input, rendered_messages, output, model_calls, input_tokens, output_tokens, latency_ms, error, metadata, created_at, finished_at, tool_calls FROM runs WHERE project_id = $1 AND id = $2
+SELECT id, project_id, prompt_id, prompt_version, deployment, model, source, status, input, rendered_messages, output, model_calls, input_tokens, output_tokens, latency_ms, error, metadata, created_at, finished_at, tool_calls, document_key, tool_listings, replay_of FROM runs WHERE project_id = $1 AND id = $2
 `
 
 type GetRunParams struct {
@@ -212,12 +222,15 @@ func (q *Queries) GetRun(ctx context.Context, arg GetRunParams) (Run, error) {
 		&i.CreatedAt,
 		&i.FinishedAt,
 		&i.ToolCalls,
+		&i.DocumentKey,
+		&i.ToolListings,
+		&i.ReplayOf,
 	)
 	return i, err
 }
 
 const getRunByID = `-- name: GetRunByID :one
-SELECT id, project_id, prompt_id, prompt_version, deployment, model, source, status, input, rendered_messages, output, model_calls, input_tokens, output_tokens, latency_ms, error, metadata, created_at, finished_at, tool_calls FROM runs WHERE id = $1
+SELECT id, project_id, prompt_id, prompt_version, deployment, model, source, status, input, rendered_messages, output, model_calls, input_tokens, output_tokens, latency_ms, error, metadata, created_at, finished_at, tool_calls, document_key, tool_listings, replay_of FROM runs WHERE id = $1
 `
 
 // Not scoped to a project: for the worker and administrative tools only.
@@ -245,12 +258,35 @@ func (q *Queries) GetRunByID(ctx context.Context, id string) (Run, error) {
 		&i.CreatedAt,
 		&i.FinishedAt,
 		&i.ToolCalls,
+		&i.DocumentKey,
+		&i.ToolListings,
+		&i.ReplayOf,
 	)
 	return i, err
 }
 
+const getRunRecordedTools = `-- name: GetRunRecordedTools :one
+SELECT project_id, tool_listings, tool_calls FROM runs WHERE id = $1
+`
+
+type GetRunRecordedToolsRow struct {
+	ProjectID    uuid.UUID
+	ToolListings []byte
+	ToolCalls    []byte
+}
+
+// What a replay with recorded tools answers from: the tools each connection
+// offered the original run, and the calls it made with their results. Not
+// scoped to a project: for the worker, whose run input names the project.
+func (q *Queries) GetRunRecordedTools(ctx context.Context, id string) (GetRunRecordedToolsRow, error) {
+	row := q.db.QueryRow(ctx, getRunRecordedTools, id)
+	var i GetRunRecordedToolsRow
+	err := row.Scan(&i.ProjectID, &i.ToolListings, &i.ToolCalls)
+	return i, err
+}
+
 const listRuns = `-- name: ListRuns :many
-SELECT id, project_id, prompt_id, prompt_version, deployment, model, source, status, input, rendered_messages, output, model_calls, input_tokens, output_tokens, latency_ms, error, metadata, created_at, finished_at, tool_calls FROM runs
+SELECT id, project_id, prompt_id, prompt_version, deployment, model, source, status, input, rendered_messages, output, model_calls, input_tokens, output_tokens, latency_ms, error, metadata, created_at, finished_at, tool_calls, document_key, tool_listings, replay_of FROM runs
 WHERE ($1::uuid IS NULL OR project_id = $1)
   AND ($2::uuid IS NULL OR prompt_id = $2)
   AND ($3::integer IS NULL OR prompt_version = $3)
@@ -311,6 +347,9 @@ func (q *Queries) ListRuns(ctx context.Context, arg ListRunsParams) ([]Run, erro
 			&i.CreatedAt,
 			&i.FinishedAt,
 			&i.ToolCalls,
+			&i.DocumentKey,
+			&i.ToolListings,
+			&i.ReplayOf,
 		); err != nil {
 			return nil, err
 		}

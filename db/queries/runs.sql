@@ -6,11 +6,12 @@
 INSERT INTO runs (
     id, project_id, prompt_id, prompt_version, deployment, model, source, status,
     input, rendered_messages, output, model_calls, tool_calls, input_tokens, output_tokens,
-    latency_ms, error, metadata, created_at, finished_at
+    latency_ms, error, metadata, created_at, finished_at, document_key, tool_listings, replay_of
 ) VALUES (
     @id, @project_id, sqlc.narg(prompt_id), sqlc.narg(prompt_version), @deployment, @model, @source, @status,
     @input, sqlc.narg(rendered_messages), sqlc.narg(output), @model_calls, @tool_calls, @input_tokens, @output_tokens,
-    @latency_ms, sqlc.narg(error), @metadata, @created_at, @finished_at
+    @latency_ms, sqlc.narg(error), @metadata, @created_at, @finished_at,
+    sqlc.narg(document_key), sqlc.narg(tool_listings), sqlc.narg(replay_of)
 )
 ON CONFLICT (id) DO UPDATE SET
     project_id = EXCLUDED.project_id,
@@ -31,7 +32,10 @@ ON CONFLICT (id) DO UPDATE SET
     error = EXCLUDED.error,
     metadata = EXCLUDED.metadata,
     created_at = EXCLUDED.created_at,
-    finished_at = EXCLUDED.finished_at
+    finished_at = EXCLUDED.finished_at,
+    document_key = EXCLUDED.document_key,
+    tool_listings = EXCLUDED.tool_listings,
+    replay_of = EXCLUDED.replay_of
 WHERE sqlc.arg(replace)::boolean;
 
 -- name: GetRun :one
@@ -77,3 +81,9 @@ SELECT
         WHERE deployments.project_id = @project_id::uuid AND deployments.name = @deployment::text
           AND deployments.kind = 'prompt' AND deployments.prompt_id = @prompt_id::uuid
     ) AS deployment_serves_prompt;
+
+-- name: GetRunRecordedTools :one
+-- What a replay with recorded tools answers from: the tools each connection
+-- offered the original run, and the calls it made with their results. Not
+-- scoped to a project: for the worker, whose run input names the project.
+SELECT project_id, tool_listings, tool_calls FROM runs WHERE id = @id;
