@@ -292,11 +292,11 @@ func TestReplayOverridesAndRefusals(t *testing.T) {
 	path := "/api/runs/" + first.ID + "/replay"
 	require.Equal(t, []string{"tools"}, fields(b.post(t, path, map[string]any{"tools": "sometimes"}), http.StatusBadRequest))
 	require.Equal(t, []string{"deployment"}, fields(b.post(t, path, map[string]any{"deployment": "nope"}), http.StatusUnprocessableEntity))
-	require.Equal(t, []string{"model_params.temperature"}, fields(b.post(t, path, map[string]any{"model_params": map[string]any{"temperature": 5}}), http.StatusBadRequest))
+	require.Equal(t, []string{"model_params.temperature"}, fields(b.post(t, path, map[string]any{"model_params": map[string]any{"temperature": 5}}), http.StatusUnprocessableEntity))
 	structured := textDoc("llm", "")
 	structured["messages"] = []any{map[string]any{"role": "user", "content": "Hi {{ name }}"}}
 	structured["input"] = map[string]any{"type": "structured", "variables": []any{map[string]any{"name": "name", "type": "string", "required": true}}}
-	require.Equal(t, []string{"input.variables.name"}, fields(b.post(t, path, map[string]any{"document": structured}), http.StatusUnprocessableEntity))
+	require.Equal(t, []string{"input.text", "input.variables.name"}, fields(b.post(t, path, map[string]any{"document": structured}), http.StatusUnprocessableEntity))
 	require.Equal(t, http.StatusNotFound, b.post(t, "/api/runs/resp_nope/replay", map[string]any{}).status)
 	other := b.createProject(t, "other-"+randomHex(4))
 	require.Equal(t, http.StatusNotFound, b.post(t, path, map[string]any{"project_id": other.ID}).status, "a run of another project is not found")
