@@ -184,7 +184,7 @@ func (s *server) replayedRun(ctx context.Context, id, project string) (dbsqlc.Ru
 		return row, notFound("run")
 	case err != nil:
 		return row, bud.Internal("get run", err)
-	case project != "" && row.ProjectID.String() != project:
+	case project != "" && row.ProjectID != uuid.MustParse(project): // checked
 		return row, notFound("run")
 	case row.Status == run.StatusWaiting:
 		return row, bud.Errorf(bud.ECONFLICT, "the run is waiting for function outputs or approvals; replay it once it has ended")
