@@ -309,57 +309,116 @@ func TestReplayOverridesAndRefusals(t *testing.T) {
 	require.Equal(t, "Say hello to Ada.", given.OutputText)
 }
 
+// countingDocuments counts the state store calls that pass through it.
+type countingDocuments struct {
+	app.Documents
+	puts, gets atomic.Int64
+}
+
+func (c *countingDocuments) Put(ctx context.Context, key string, doc []byte) error {
+	c.puts.Add(1)
+	return c.Documents.Put(ctx, key, doc)
+}
+
+func (c *countingDocuments) Get(ctx context.Context, key string) ([]byte, error) {
+	c.gets.Add(1)
+	return c.Documents.Get(ctx, key)
+}
+
+// directAPI is BudApp on runEnv with docs as its state store, without the
+// *testing.T helpers, so that benchmarks can use it too.
+type directAPI struct {
+	tb      testing.TB
+	h       http.Handler
+	token   string
+	up      *upstreamtest.Server
+	project string
+}
+
+func newDirectAPI(tb testing.TB, docs app.Documents) *directAPI {
+	runEnv.once.Do(func() { runEnv.err = startRunEnv() })
+	require.NoError(tb, runEnv.err)
+	rc, err := runs.New(runEnv.client, "")
+	require.NoError(tb, err)
+	a := &directAPI{tb: tb, token: "admin-" + randomHex(16), up: upstreamtest.Start(tb)}
+	a.h, err = app.New(app.Config{Pool: runEnv.pool, Box: runEnv.box, AdminToken: a.token, Documents: docs, Runs: rc,
+		Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(tb, err)
+	a.up.SetDefault(upstreamtest.Echo())
+	var project struct{ ID string }
+	require.NoError(tb, json.Unmarshal(a.do("POST", "/api/projects", map[string]any{"name": "direct-" + randomHex(6)}, http.StatusCreated), &project))
+	a.project = project.ID
+	a.do("POST", "/api/projects/"+a.project+"/deployments", modelBody("llm", map[string]any{
+		"upstream": map[string]any{"base_url": a.up.URL(), "model": "model-llm"},
+	}), http.StatusCreated)
+	return a
+}
+
+func (a *directAPI) do(method, path string, body any, want int) []byte {
+	var rd *bytes.Reader
+	if body != nil {
+		data, err := json.Marshal(body)
+		require.NoError(a.tb, err)
+		rd = bytes.NewReader(data)
+	} else {
+		rd = bytes.NewReader(nil)
+	}
+	req := httptest.NewRequest(method, path, rd)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+a.token)
+	rec := httptest.NewRecorder()
+	a.h.ServeHTTP(rec, req)
+	require.Equal(a.tb, want, rec.Code, "%s %s: %s", method, path, rec.Body)
+	return rec.Body.Bytes()
+}
+
+// waitCompleted waits until the run is recorded as completed.
+func (a *directAPI) waitCompleted(id string) {
+	require.Eventually(a.tb, func() bool {
+		req := httptest.NewRequest("GET", "/api/runs/"+id, nil)
+		req.Header.Set("Authorization", "Bearer "+a.token)
+		rec := httptest.NewRecorder()
+		a.h.ServeHTTP(rec, req)
+		return rec.Code == http.StatusOK && strings.Contains(rec.Body.String(), `"status":"completed"`)
+	}, 30*time.Second, 10*time.Millisecond)
+}
+
+// An unsaved document is stored once however often it runs: runs after the
+// first, and replays, cost no state store call.
+func TestRunDocumentKeptOnce(t *testing.T) {
+	t.Parallel()
+	docs := &countingDocuments{Documents: statestoretest.Store(t)}
+	a := newDirectAPI(t, docs)
+	body := map[string]any{"project_id": a.project, "document": textDoc("llm", "Kept once "+randomHex(4)), "input": "Ada"}
+	var first playgroundResponse
+	require.NoError(t, json.Unmarshal(a.do("POST", "/api/playground/run", body, http.StatusOK), &first))
+	require.Equal(t, int64(1), docs.puts.Load())
+	a.do("POST", "/api/playground/run", body, http.StatusOK)
+	a.waitCompleted(first.ID)
+	a.do("POST", "/api/runs/"+first.ID+"/replay", map[string]any{}, http.StatusOK)
+	require.Equal(t, int64(1), docs.puts.Load(), "the same document is not stored again")
+	require.Zero(t, docs.gets.Load(), "nor read back")
+}
+
 // BenchmarkPlaygroundVersusReplay alternates a playground run of an unsaved
 // document and a replay of its first run, and reports each one's mean
 // latency: a replay reads the run's row and its document (cached by
 // content) on top of what a playground run does.
 func BenchmarkPlaygroundVersusReplay(b *testing.B) {
-	docs := statestoretest.Store(b)
-	runEnv.once.Do(func() { runEnv.err = startRunEnv() })
-	require.NoError(b, runEnv.err)
-	rc, err := runs.New(runEnv.client, "")
-	require.NoError(b, err)
-	token := "admin-" + randomHex(16)
-	h, err := app.New(app.Config{Pool: runEnv.pool, Box: runEnv.box, AdminToken: token, Documents: docs, Runs: rc,
-		Logger: slog.New(slog.DiscardHandler)})
-	require.NoError(b, err)
-	up := upstreamtest.Start(b)
-	up.SetDefault(upstreamtest.Echo())
-	do := func(method, path string, body any, want int) []byte {
-		data, err := json.Marshal(body)
-		require.NoError(b, err)
-		req := httptest.NewRequest(method, path, bytes.NewReader(data))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer "+token)
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
-		require.Equal(b, want, rec.Code, "%s %s: %s", method, path, rec.Body)
-		return rec.Body.Bytes()
-	}
-	var project struct{ ID string }
-	require.NoError(b, json.Unmarshal(do("POST", "/api/projects", map[string]any{"name": "bench-" + randomHex(6)}, http.StatusCreated), &project))
-	do("POST", "/api/projects/"+project.ID+"/deployments", modelBody("llm", map[string]any{
-		"upstream": map[string]any{"base_url": up.URL(), "model": "model-llm"},
-	}), http.StatusCreated)
-	body := map[string]any{"project_id": project.ID, "document": textDoc("llm", "You are terse."), "input": "Ada"}
+	a := newDirectAPI(b, statestoretest.Store(b))
+	body := map[string]any{"project_id": a.project, "document": textDoc("llm", "You are terse."), "input": "Ada"}
 	var first playgroundResponse
-	require.NoError(b, json.Unmarshal(do("POST", "/api/playground/run", body, http.StatusOK), &first))
-	require.Eventually(b, func() bool {
-		req := httptest.NewRequest("GET", "/api/runs/"+first.ID, nil)
-		req.Header.Set("Authorization", "Bearer "+token)
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
-		return rec.Code == http.StatusOK && strings.Contains(rec.Body.String(), `"status":"completed"`)
-	}, 30*time.Second, 10*time.Millisecond)
+	require.NoError(b, json.Unmarshal(a.do("POST", "/api/playground/run", body, http.StatusOK), &first))
+	a.waitCompleted(first.ID)
 
 	var play, replay time.Duration
 	b.ResetTimer()
 	for range b.N {
 		start := time.Now()
-		do("POST", "/api/playground/run", body, http.StatusOK)
+		a.do("POST", "/api/playground/run", body, http.StatusOK)
 		play += time.Since(start)
 		start = time.Now()
-		do("POST", "/api/runs/"+first.ID+"/replay", map[string]any{}, http.StatusOK)
+		a.do("POST", "/api/runs/"+first.ID+"/replay", map[string]any{}, http.StatusOK)
 		replay += time.Since(start)
 	}
 	b.StopTimer()
