@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -121,6 +122,86 @@ func CheckBaseURL(p *Problems, field, raw string) {
 	if u.RawQuery != "" || u.Fragment != "" {
 		p.Add(field, "must not have a query or fragment")
 	}
+}
+
+// urlPattern finds URLs in a text: a scheme, "://" and everything up to
+// whitespace, a quote or an angle bracket. It may take trailing
+// punctuation along, which only ever widens what is redacted.
+var urlPattern = regexp.MustCompile(`[A-Za-z][A-Za-z0-9+.-]*://[^\s"'<>` + "`" + `]+`)
+
+// RedactURLs returns s with the userinfo of every URL in it replaced by
+// "REDACTED@", and all from its query or fragment on by "?REDACTED" or
+// "#REDACTED": those are where providers and servers put credentials, and
+// an error quotes a URL whole (net/http's `Post "https://host/p?token=…":
+// …`). The scheme, host and path stay, so a person can still tell which
+// server failed. It is the one rule for every text that leaves a process:
+// callers' errors and log lines.
+func RedactURLs(s string) string {
+	if !strings.Contains(s, "://") {
+		return s
+	}
+	return urlPattern.ReplaceAllStringFunc(s, redactURL)
+}
+
+// redactURL redacts one match of urlPattern as RedactURLs says, by its
+// text rather than by url.Parse: a URL that does not parse must be
+// redacted too. A match may hold several URLs joined by commas (NATS
+// takes a list): each URL that begins before the first one's query is
+// redacted on its own.
+func redactURL(u string) string {
+	i := strings.Index(u, "://") + len("://")
+	scheme, rest := u[:i], u[i:]
+	var next string
+	if end := strings.IndexAny(rest, "?#"); end != 0 {
+		head := rest
+		if end > 0 {
+			head = rest[:end]
+		}
+		if j := nextURL(head); j >= 0 {
+			rest, next = rest[:j], rest[j:]
+		}
+	}
+	authority := rest
+	if end := strings.IndexAny(rest, "/?#"); end >= 0 {
+		authority = rest[:end]
+	}
+	if at := strings.LastIndex(authority, "@"); at >= 0 {
+		rest = "REDACTED" + rest[at:]
+	}
+	if q := strings.IndexAny(rest, "?#"); q >= 0 {
+		rest = rest[:q+1] + "REDACTED"
+	}
+	if next != "" {
+		return scheme + rest + redactURL(next)
+	}
+	return scheme + rest
+}
+
+// nextURL is where the second URL in s begins (its scheme's first
+// letter), or -1 when s holds no other "scheme://".
+func nextURL(s string) int {
+	j := strings.Index(s, "://")
+	if j < 0 {
+		return -1
+	}
+	start := j
+	for start > 0 && isSchemeByte(s[start-1]) {
+		start--
+	}
+	// A scheme begins with a letter.
+	for start < j && !isLetter(s[start]) {
+		start++
+	}
+	if start == j {
+		return -1
+	}
+	return start
+}
+
+func isLetter(c byte) bool { return 'a' <= c|0x20 && c|0x20 <= 'z' }
+
+func isSchemeByte(c byte) bool {
+	return isLetter(c) || '0' <= c && c <= '9' || c == '+' || c == '.' || c == '-'
 }
 
 // Settings says how a deployment is served. The gateway enforces them.

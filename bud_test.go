@@ -61,3 +61,23 @@ func TestValidNameAgreesWithCheckName(t *testing.T) {
 		require.Equal(t, p.Err() == nil, bud.ValidName(name), "%q", name)
 	}
 }
+
+// TestRedactURLs: a URL's userinfo and everything from its query or
+// fragment on are gone, whatever the scheme and wherever it stands in the
+// text; each URL of a comma-joined list is redacted on its own.
+func TestRedactURLs(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		`Post "https://user:pass@host:8443/mcp?token=secret": dial tcp: refused`: `Post "https://REDACTED@host:8443/mcp?REDACTED": dial tcp: refused`,
+		"MCP server at http://h/p#access_token=secret could not be reached":      "MCP server at http://h/p#REDACTED could not be reached",
+		"at https://user@h?x=1 and wss://h/a/b":                                  "at https://REDACTED@h?REDACTED and wss://h/a/b",
+		"no URL here: a@b?c":                                                     "no URL here: a@b?c",
+		"https://h/users/@me stays":                                              "https://h/users/@me stays",
+		"nats://a:secret1@h1:4222,nats://b:secret2@h2:4222":                      "nats://REDACTED@h1:4222,nats://REDACTED@h2:4222",
+		"tls://u:secret@h,h2:4222/x?y=1":                                         "tls://REDACTED@h,h2:4222/x?REDACTED",
+		"https://h/go?to=https://u:secret@elsewhere/?t=1":                        "https://h/go?REDACTED",
+		"postgres://bud:secret@db:5432/bud?sslmode=require&password=x":           "postgres://REDACTED@db:5432/bud?REDACTED",
+	} {
+		require.Equal(t, want, bud.RedactURLs(in), in)
+	}
+}

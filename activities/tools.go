@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/budhq/bud"
 	"github.com/budhq/bud/chat"
 	"github.com/budhq/bud/connection"
 	"github.com/budhq/bud/db"
@@ -103,7 +104,7 @@ func toolFailure(name string, err error) error {
 	var ce *connection.Error
 	if !errors.As(err, &ce) {
 		// Not the connection's own message: a URL in it may carry a token.
-		msg := connection.RedactURLs(err.Error())
+		msg := bud.RedactURLs(err.Error())
 		return temporal.NewApplicationError(fmt.Sprintf("connection %q: %s", name, msg), run.ToolUnavailable,
 			run.Failure{Message: fmt.Sprintf("connection %q failed: %s", name, msg)})
 	}

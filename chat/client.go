@@ -139,9 +139,26 @@ func (c Client) Call(ctx context.Context, ep Endpoint, req Request, delta func(s
 	return out, nil
 }
 
-// IsModelKey reports whether k names the request's model for an upstream
-// that matches JSON keys as Go's encoding/json does, case-insensitively.
-func IsModelKey(k string) bool { return strings.EqualFold(k, "model") }
+// pinnedFields are the request fields whose values are not only the
+// caller's: the model the deployment names, the messages, response format
+// and tools a prompt sets, and whether and how the reply streams, which
+// the one who reads the reply must know.
+var pinnedFields = [...]string{"model", "messages", "stream", "stream_options", "response_format", "tools"}
+
+// Respelled reports whether k is a pinned field's name spelled another way,
+// such as "Model" or "STREAM". An upstream that matches keys
+// case-insensitively, as Go's encoding/json does, reads such a key as the
+// field itself, whichever of the spellings comes last: a request body
+// keeps a pinned field under its exact name only, and drops every other
+// spelling. Both the worker's calls and the gateway's proxy follow it.
+func Respelled(k string) bool {
+	for _, name := range pinnedFields {
+		if k != name && strings.EqualFold(k, name) {
+			return true
+		}
+	}
+	return false
+}
 
 // body is the request the upstream gets: the defaults, then the
 // parameters over them, then what the call sets.
@@ -162,15 +179,9 @@ func (req Request) body() ([]byte, error) {
 	// Whether the call streams is the caller's choice, not the parameters'.
 	delete(fields, "stream")
 	delete(fields, "stream_options")
-	// Upstreams that match keys case-insensitively would read "Model" or
-	// "Messages" as a field the call sets, whichever came last: parameters
-	// may not name those fields in another spelling.
 	for k := range fields {
-		for _, name := range [...]string{"model", "messages", "stream", "stream_options", "response_format", "tools"} {
-			if k != name && strings.EqualFold(k, name) {
-				delete(fields, k)
-				break
-			}
+		if Respelled(k) {
+			delete(fields, k)
 		}
 	}
 

@@ -5,9 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/budhq/bud"
 )
 
 // Reasons of an Error: what went wrong, and so whether to try again.
@@ -107,40 +108,7 @@ func (r redactor) redact(s string) string {
 // errorf returns an *Error whose message is redacted: the connection's
 // secrets, and the userinfo, query and fragment of every URL in it.
 func (r redactor) errorf(reason string, status int, format string, args ...any) *Error {
-	return &Error{Reason: reason, Status: status, Message: RedactURLs(r.redact(fmt.Sprintf(format, args...)))}
-}
-
-// urlPattern finds URLs in a text: a scheme, "://" and everything up to
-// whitespace or a quote. It may take trailing punctuation along, which
-// only ever widens what is redacted.
-var urlPattern = regexp.MustCompile(`[A-Za-z][A-Za-z0-9+.-]*://[^\s"'<>` + "`" + `]+`)
-
-// RedactURLs returns s with the userinfo of every URL in it replaced by
-// "REDACTED@", and all from its query or fragment on by "?REDACTED" or
-// "#REDACTED":
-// those are where providers put tokens, and an error quotes a URL whole
-// (net/http's "Post \"https://host/path?token=…\": …"). The scheme, host
-// and path stay, so a person can still tell which server failed.
-func RedactURLs(s string) string {
-	return urlPattern.ReplaceAllStringFunc(s, redactURL)
-}
-
-// redactURL redacts one URL as RedactURLs says, by its text rather than by
-// url.Parse: a URL that does not parse must be redacted too.
-func redactURL(u string) string {
-	i := strings.Index(u, "://") + len("://")
-	scheme, rest := u[:i], u[i:]
-	authority := rest
-	if end := strings.IndexAny(rest, "/?#"); end >= 0 {
-		authority = rest[:end]
-	}
-	if at := strings.LastIndex(authority, "@"); at >= 0 {
-		rest = "REDACTED" + rest[at:]
-	}
-	if q := strings.IndexAny(rest, "?#"); q >= 0 {
-		rest = rest[:q+1] + "REDACTED"
-	}
-	return scheme + rest
+	return &Error{Reason: reason, Status: status, Message: bud.RedactURLs(r.redact(fmt.Sprintf(format, args...)))}
 }
 
 // result returns a Result whose text is redacted: a far end may echo a

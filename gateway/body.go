@@ -14,6 +14,8 @@ import (
 // jsonBody is a request body the gateway reads with readJSON. parse decodes
 // body, a JSON object, into it; body is reused once parse returns, so
 // parse copies what it keeps (as encoding/json does, RawMessage included).
+// A chat completion is read otherwise (chatRequest), to keep the body
+// without a copy.
 type jsonBody interface {
 	parse(body []byte) *apiError
 }
@@ -37,6 +39,15 @@ func presize(n int64) int {
 func (g *Gateway) readJSON(w http.ResponseWriter, r *http.Request, v jsonBody) *apiError {
 	buf := g.buffers.get()
 	defer g.buffers.put(buf)
+	if aerr := g.readBody(w, r, buf); aerr != nil {
+		return aerr
+	}
+	return parseJSON(buf.Bytes(), v)
+}
+
+// readBody reads r's body into buf, at most MaxBodyBytes (413 beyond); 503
+// when the gateway already holds MaxBodyBytesInFlight of bodies.
+func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request, buf *bytes.Buffer) *apiError {
 	buf.Grow(presize(r.ContentLength))
 	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, g.cfg.MaxBodyBytes)); err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
@@ -49,7 +60,7 @@ func (g *Gateway) readJSON(w http.ResponseWriter, r *http.Request, v jsonBody) *
 		}
 		return errInvalid("", codeInvalidBody, "Could not read the request body.")
 	}
-	return parseJSON(buf.Bytes(), v)
+	return nil
 }
 
 // bodyBudget counts the bytes of request bodies the gateway holds, across
@@ -116,14 +127,24 @@ func (b *budgetedBody) release() {
 
 // parseJSON checks that body is a JSON object and parses it into v.
 func parseJSON(body []byte, v jsonBody) *apiError {
-	body = bytes.TrimSpace(body)
-	if len(body) == 0 {
-		return errInvalid("", codeInvalidJSON, "The request body is empty; send a JSON object.")
-	}
-	if body[0] != '{' {
-		return errInvalid("", codeInvalidJSON, "The request body must be a JSON object.")
+	body, aerr := objectBody(body)
+	if aerr != nil {
+		return aerr
 	}
 	return v.parse(body)
+}
+
+// objectBody is body without surrounding whitespace, or the error of a body
+// that does not begin as a JSON object.
+func objectBody(body []byte) ([]byte, *apiError) {
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 {
+		return nil, errInvalid("", codeInvalidJSON, "The request body is empty; send a JSON object.")
+	}
+	if body[0] != '{' {
+		return nil, errInvalid("", codeInvalidJSON, "The request body must be a JSON object.")
+	}
+	return body, nil
 }
 
 // errJSON answers a body that encoding/json could not decode, with the

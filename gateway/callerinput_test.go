@@ -147,3 +147,34 @@ func TestModelInAnotherSpellingReachesNoUpstream(t *testing.T) {
 		require.Equal(t, "upstream-m", r.JSON["model"])
 	}
 }
+
+// TestStreamInAnotherSpellingReachesNoUpstream: an upstream that decodes
+// JSON case-insensitively would stream a reply on "Stream": true, which a
+// gateway that read no `stream` would take whole; and one that takes the
+// first of a repeated key would stream on the first of two. The upstream
+// gets `stream` and `stream_options` only as the gateway read them.
+func TestStreamInAnotherSpellingReachesNoUpstream(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	p := b.project("acme")
+	b.deployment(p, "m", nil)
+	_, secret := b.key(p)
+	b.up.SetDefault(upstreamtest.Text("ok"))
+
+	for _, body := range []string{
+		`{"model":"m","Stream":true,"STREAM_OPTIONS":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}`,
+		`{"model":"m","stream":true,"stream":false,"stream_options":{"include_usage":true},"stream_options":null,"messages":[{"role":"user","content":"hi"}]}`,
+	} {
+		status, _ := b.send(t, "POST", "/v1/chat/completions", []byte(body), "Authorization", "Bearer "+secret)
+		require.Equal(t, http.StatusOK, status)
+	}
+	reqs := b.up.Requests()
+	require.Len(t, reqs, 2)
+	for k := range reqs[0].JSON {
+		require.False(t, strings.EqualFold(k, "stream") || strings.EqualFold(k, "stream_options"), "%s reached the upstream", k)
+	}
+	require.Equal(t, 1, strings.Count(string(reqs[1].Body), `"stream"`), "%s", reqs[1].Body)
+	require.Equal(t, 1, strings.Count(string(reqs[1].Body), `"stream_options"`), "%s", reqs[1].Body)
+	require.Equal(t, false, reqs[1].JSON["stream"])
+	require.Nil(t, reqs[1].JSON["stream_options"])
+}

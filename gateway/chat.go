@@ -13,76 +13,211 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/budhq/bud"
 	"github.com/budhq/bud/chat"
 	"github.com/budhq/bud/deployment"
 	"github.com/budhq/bud/egress"
 )
 
 // chatRequest is a chat completion request as the gateway needs it: the
-// top-level fields kept as raw JSON so every field, known or not, reaches
-// the upstream untouched.
+// caller's JSON object as it came, so every field, known or not, reaches
+// the upstream untouched, and what routing reads of it. It is read
+// without decoding the object (members), since the gateway needs two of
+// its fields and a decode costs an allocation per field.
 type chatRequest struct {
-	fields map[string]json.RawMessage
-	model  string
-	stream bool
-	// size is the body's length, to size the upstream's.
-	size int
+	// body is the caller's object, valid JSON. It is the request's read
+	// buffer, not a copy: it is valid only until the buffer is put back.
+	body  []byte
+	model string
+	// modelWhole is false when model is only the start of one too long to
+	// name any deployment.
+	modelWhole bool
+	stream     bool
+	// streamAt and streamOptionsAt are the offsets in body of the last
+	// "stream" and "stream_options" members' values, the ones the
+	// gateway reads as encoding/json does (-1: none): earlier repeats
+	// are not sent, so that no upstream can read another one.
+	streamAt, streamOptionsAt int
 }
 
-// parse reads what routing needs and checks only that: `model` is a
-// non-empty string and `stream` a boolean. The upstream validates the
-// rest, as it would for a direct call.
+// parse reads what routing needs and checks only that: body is a JSON
+// object, `model` a non-empty string and `stream` a boolean, read as
+// encoding/json reads them (escaped keys decoded; of repeated keys, the
+// last). The upstream validates the rest, as it would for a direct call.
+// req keeps body (see chatRequest.body).
 func (req *chatRequest) parse(body []byte) *apiError {
-	if err := json.Unmarshal(body, &req.fields); err != nil {
-		return errJSON(err)
+	if !json.Valid(body) {
+		return errJSON(json.Unmarshal(body, new(json.RawMessage)))
 	}
-	req.size = len(body)
-	raw, ok := req.fields["model"]
-	if !ok || bytes.Equal(raw, []byte("null")) {
+	req.body = body
+	req.streamAt, req.streamOptionsAt = -1, -1
+	var model []byte
+	m := newMembers(body)
+	for {
+		k, v, ok := m.next()
+		if !ok {
+			break
+		}
+		switch {
+		case keyIs(k, "model"):
+			model = v
+		case keyIs(k, "stream"):
+			req.streamAt = offset(body, v)
+		case keyIs(k, "stream_options"):
+			req.streamOptionsAt = offset(body, v)
+		}
+	}
+	if model == nil || string(model) == "null" {
 		return errInvalid("model", codeMissingParameter, "You must provide a model parameter.")
 	}
-	if err := json.Unmarshal(raw, &req.model); err != nil {
+	if model[0] != '"' {
 		return errInvalid("model", codeInvalidType, "Invalid type for 'model': expected a string.")
 	}
-	if req.model == "" {
+	req.model, req.modelWhole = decodeModel(model)
+	if req.model == "" && req.modelWhole {
 		return errInvalid("model", codeMissingParameter, "You must provide a model parameter.")
 	}
-	if raw, ok := req.fields["stream"]; ok && !bytes.Equal(raw, []byte("null")) {
-		if err := json.Unmarshal(raw, &req.stream); err != nil {
+	if req.streamAt >= 0 {
+		switch v := body[req.streamAt:]; {
+		case hasLiteral(v, "true"):
+			req.stream = true
+		case hasLiteral(v, "false"), hasLiteral(v, "null"):
+		default:
 			return errInvalid("stream", codeInvalidType, "Invalid type for 'stream': expected a boolean.")
 		}
 	}
 	return nil
 }
 
+// parseBody is parseJSON for a chat completion, without the interface
+// that would put req on the heap.
+func (req *chatRequest) parseBody(body []byte) *apiError {
+	body, aerr := objectBody(body)
+	if aerr != nil {
+		return aerr
+	}
+	return req.parse(body)
+}
+
+// offset is where v, a subslice of b, begins in b.
+func offset(b, v []byte) int { return cap(b) - cap(v) }
+
+// hasLiteral reports whether the value at the start of v is lit.
+func hasLiteral(v []byte, lit string) bool {
+	return len(v) >= len(lit) && string(v[:len(lit)]) == lit && valueEnd(v, 0) == len(lit)
+}
+
+// maxModelJSON bounds the JSON text of a model that can name a
+// deployment: a name is at most bud.MaxNameLen ASCII characters, each at
+// most six bytes escaped (\u0041).
+const maxModelJSON = 6*bud.MaxNameLen + 2
+
+// decodeModel decodes a model, a JSON string. One too long to name a
+// deployment is decoded only as far as an error message repeats it
+// (echoed), with whole false, so that a caller's megabytes are not copied.
+func decodeModel(raw []byte) (model string, whole bool) {
+	if len(raw) > maxModelJSON {
+		cut := 1
+		for cut < len(raw)-1 && cut < 6*maxEchoed {
+			switch {
+			case raw[cut] != '\\':
+				cut++
+			case raw[cut+1] == 'u':
+				cut += 6
+			default:
+				cut += 2
+			}
+		}
+		prefix := make([]byte, 0, cut+1)
+		prefix = append(append(prefix, raw[:cut]...), '"')
+		_ = json.Unmarshal(prefix, &model) // cut between characters
+		return model, false
+	}
+	if inner := raw[1 : len(raw)-1]; plainString(inner) {
+		return string(inner), true
+	}
+	_ = json.Unmarshal(raw, &model) // valid JSON string
+	return model, true
+}
+
 // appendUpstreamBody appends the request as the upstream gets it: the
-// upstream's model name, and the deployment's defaults for the fields the
-// caller left out. Every spelling of `model` is dropped, since upstreams
-// that decode JSON case-insensitively would take "Model" over the pinned
-// name. It is written by hand: every value is already valid JSON, so there
-// is nothing to re-encode, only to join.
+// upstream's model name, the caller's members, and the deployment's
+// defaults for the fields the caller left out. No spelling of `model` is
+// taken from the caller or the defaults, and a pinned field only under its
+// exact name (chat.Respelled): an upstream that decodes JSON
+// case-insensitively would take "Model" over the deployment's model, or
+// stream a reply on "Stream" that the gateway reads whole. Members are
+// copied as written: every value is valid JSON already, so there is
+// nothing to re-encode, only to join.
 func (req *chatRequest) appendUpstreamBody(buf []byte, d *deployment.Deployment) []byte {
 	buf = append(buf, `{"model":`...)
 	buf = append(buf, d.UpstreamModelJSON...)
-	for k, v := range req.fields {
-		if chat.IsModelKey(k) {
+	// The caller's keys the defaults name, to leave those defaults out.
+	var set [16][]byte
+	nset, overflow := 0, false
+	m := newMembers(req.body)
+	for {
+		k, v, ok := m.next()
+		if !ok {
+			break
+		}
+		key := k
+		if !plainString(k) {
+			key = []byte(decodeKey(k))
+		}
+		switch {
+		case string(key) == "model" || chat.Respelled(string(key)):
+			continue
+		case string(key) == "stream" && offset(req.body, v) != req.streamAt,
+			string(key) == "stream_options" && offset(req.body, v) != req.streamOptionsAt:
 			continue
 		}
-		buf = appendMember(buf, k, v)
+		if _, ok := d.Defaults[string(key)]; ok {
+			if nset < len(set) {
+				set[nset] = key
+				nset++
+			} else {
+				overflow = true
+			}
+		}
+		buf = append(buf, ',', '"')
+		buf = append(buf, k...)
+		buf = append(buf, '"', ':')
+		buf = append(buf, v...)
 	}
 	for k, v := range d.Defaults {
-		if _, ok := req.fields[k]; !ok && !chat.IsModelKey(k) {
-			buf = appendMember(buf, k, v)
+		if k == "model" || k == "stream" || k == "stream_options" || chat.Respelled(k) || req.sets(k, set[:nset], overflow) {
+			continue
 		}
+		buf = append(buf, ',')
+		buf = appendJSONString(buf, k)
+		buf = append(buf, ':')
+		buf = append(buf, v...)
 	}
 	return append(buf, '}')
 }
 
-func appendMember(buf []byte, k string, v json.RawMessage) []byte {
-	buf = append(buf, ',')
-	buf = appendJSONString(buf, k)
-	buf = append(buf, ':')
-	return append(buf, v...)
+// sets reports whether the caller's object has key k: among set, the keys
+// already seen, unless there were more than set holds.
+func (req *chatRequest) sets(k string, set [][]byte, overflow bool) bool {
+	for _, s := range set {
+		if string(s) == k {
+			return true
+		}
+	}
+	if !overflow {
+		return false
+	}
+	m := newMembers(req.body)
+	for {
+		key, _, ok := m.next()
+		if !ok {
+			return false
+		}
+		if keyIs(key, k) {
+			return true
+		}
+	}
 }
 
 // appendJSONString quotes s as a JSON string. Keys come out of
@@ -105,80 +240,33 @@ func appendJSONString(buf []byte, s string) []byte {
 	return append(buf, '"')
 }
 
-// usage is the token count an upstream reports.
-type usage struct {
-	PromptTokens     int64 `json:"prompt_tokens"`
-	CompletionTokens int64 `json:"completion_tokens"`
-}
-
-// findUsage decodes the last "usage" object of a reply or stream chunk
-// without decoding the rest: upstreams put it last, and a full decode of
-// every reply would cost more than the rest of the request's handling.
-func findUsage(b []byte) (usage, bool) {
-	var u usage
-	i := bytes.LastIndex(b, []byte(`"usage"`))
-	if i < 0 {
-		return u, false
-	}
-	rest := bytes.TrimLeft(b[i+len(`"usage"`):], " \t\r\n")
-	if len(rest) == 0 || rest[0] != ':' {
-		return u, false
-	}
-	rest = bytes.TrimLeft(rest[1:], " \t\r\n")
-	n := objectLen(rest)
-	if n == 0 || json.Unmarshal(rest[:n], &u) != nil {
-		return u, false
-	}
-	return u, true
-}
-
-// objectLen is the length of the JSON object that b starts with, or 0 when
-// b does not start with a whole one. It only matches braces outside
-// strings; json.Unmarshal checks the rest.
-func objectLen(b []byte) int {
-	if len(b) == 0 || b[0] != '{' {
-		return 0
-	}
-	depth, inString := 0, false
-	for i := 0; i < len(b); i++ {
-		c := b[i]
-		switch {
-		case inString && c == '\\':
-			i++ // skip the escaped character
-		case c == '"':
-			inString = !inString
-		case inString:
-		case c == '{':
-			depth++
-		case c == '}':
-			depth--
-			if depth == 0 {
-				return i + 1
-			}
-		}
-	}
-	return 0
-}
-
 // chatCompletions routes a chat completion to the upstream of the caller's
 // model deployment and relays the reply, streamed or whole, counting its
 // tokens.
 func (g *Gateway) chatCompletions(w http.ResponseWriter, r *http.Request) {
 	c := callerFrom(r.Context())
-	project, depName := c.projectID.String(), ""
+	series := g.metrics.chat(c.projectID, "")
 	status := 0
 	defer func() {
-		g.metrics.requests.WithLabelValues(project, depName, endpointChat, strconv.Itoa(status)).Inc()
-		g.metrics.latency.WithLabelValues(project, depName, endpointChat).Observe(time.Since(c.arrived).Seconds())
+		series.requests(status).Inc()
+		series.latency.Observe(time.Since(c.arrived).Seconds())
 	}()
 	fail := func(e *apiError, typ string) {
 		status = e.Status
-		g.metrics.errors.WithLabelValues(project, depName, typ).Inc()
+		series.failed(typ)
 		writeAPIError(w, e)
 	}
 
+	// The request keeps its body (chatRequest.body) until the upstream's
+	// is written.
+	in := g.buffers.get()
+	defer g.buffers.put(in)
 	var req chatRequest
-	if aerr := g.readJSON(w, r, &req); aerr != nil {
+	aerr := g.readBody(w, r, in)
+	if aerr == nil {
+		aerr = req.parseBody(in.Bytes())
+	}
+	if aerr != nil {
 		typ := "invalid_request"
 		switch aerr.Status {
 		case http.StatusRequestEntityTooLarge:
@@ -189,21 +277,25 @@ func (g *Gateway) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		fail(aerr, typ)
 		return
 	}
-	d, err := g.deployments.Model(r.Context(), c.projectID, req.model)
+	var d *deployment.Deployment
+	err := deployment.ErrNotFound
+	if req.modelWhole {
+		d, err = g.deployments.Model(r.Context(), c.projectID, req.model)
+	}
 	switch {
 	case errors.Is(err, deployment.ErrNotFound):
 		fail(errModelNotFound(req.model), "model_not_found")
 		return
 	case err != nil:
-		g.log.Error("load deployment", "err", err, "project", project, "model", req.model)
+		g.log.Error("load deployment", "err", err, "project", series.project, "model", echoed(req.model))
 		fail(errInternal(), "internal")
 		return
 	}
-	depName = d.Name
+	series = g.metrics.chat(c.projectID, d.Name)
 
 	// Not pooled: the transport may still be writing it after the reply
 	// is in, when an upstream answers before reading the whole request.
-	upBody := req.appendUpstreamBody(make([]byte, 0, req.size+len(d.UpstreamModelJSON)+64*len(d.Defaults)+16), d)
+	upBody := req.appendUpstreamBody(make([]byte, 0, len(req.body)+len(d.UpstreamModelJSON)+64*len(d.Defaults)+16), d)
 	// The caller's context: a client that goes away cancels the upstream
 	// request at once.
 	ureq, err := http.NewRequestWithContext(r.Context(), http.MethodPost, d.ChatURL, bytes.NewReader(upBody))
@@ -218,7 +310,7 @@ func (g *Gateway) chatCompletions(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		if r.Context().Err() != nil {
 			status = 499 // the client closed the request
-			g.metrics.errors.WithLabelValues(project, depName, "client_closed").Inc()
+			series.failed("client_closed")
 			return
 		}
 		if isTimeout(err) {
@@ -229,45 +321,45 @@ func (g *Gateway) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		if egress.IsRefused(err) {
 			// The error names the address, never the URL with its
 			// userinfo or query.
-			g.log.Warn("upstream refused by egress policy", "err", errors.Unwrap(err), "project", project, "deployment", depName)
+			g.log.Warn("upstream refused by egress policy", "err", errors.Unwrap(err), "project", series.project, "deployment", series.deployment)
 			fail(&apiError{Status: http.StatusBadGateway, Type: typeUpstream, Code: codeUpstreamRefused,
 				Message: "The upstream of model '" + req.model + "' resolves to an address the egress policy refuses."}, "upstream_refused")
 			return
 		}
-		g.log.Warn("upstream unreachable", "err", err, "project", project, "deployment", depName)
+		g.log.Warn("upstream unreachable", "err", err, "project", series.project, "deployment", series.deployment)
 		fail(&apiError{Status: http.StatusBadGateway, Type: typeUpstream, Code: codeUpstreamUnreachable,
 			Message: "The upstream of model '" + req.model + "' could not be reached."}, "upstream_unreachable")
 		return
 	}
 	defer resp.Body.Close()
-	g.metrics.upstream.WithLabelValues(project, depName).Observe(time.Since(upStart).Seconds())
+	series.upstream.Observe(time.Since(upStart).Seconds())
 	status = resp.StatusCode
 	if resp.StatusCode >= 400 {
-		g.metrics.errors.WithLabelValues(project, depName, "upstream_"+strconv.Itoa(resp.StatusCode/100)+"xx").Inc()
+		series.failed("upstream_" + strconv.Itoa(resp.StatusCode/100) + "xx")
 	}
 
 	if req.stream && resp.StatusCode < 300 && isEventStream(resp.Header.Get("Content-Type")) {
-		g.relayStream(w, resp, project, depName)
+		g.relayStream(w, resp, series)
 		return
 	}
-	g.relayBody(w, resp, project, depName)
+	g.relayBody(w, resp, series)
 }
 
 // relayBody passes a whole response back with its status, counting tokens.
-func (g *Gateway) relayBody(w http.ResponseWriter, resp *http.Response, project, dep string) {
+func (g *Gateway) relayBody(w http.ResponseWriter, resp *http.Response, series *chatSeries) {
 	buf := g.buffers.get()
 	defer g.buffers.put(buf)
 	buf.Grow(presize(resp.ContentLength))
 	_, err := buf.ReadFrom(io.LimitReader(resp.Body, maxUpstreamBody))
 	b := buf.Bytes()
 	if err != nil {
-		g.metrics.errors.WithLabelValues(project, dep, "upstream_read").Inc()
+		series.failed("upstream_read")
 		writeAPIError(w, &apiError{Status: http.StatusBadGateway, Type: typeUpstream, Code: codeUpstreamUnreachable,
 			Message: "The upstream closed the connection before its reply was complete."})
 		return
 	}
 	if resp.StatusCode < 300 {
-		g.countUsage(b, project, dep)
+		countUsage(b, series)
 	}
 	h := w.Header()
 	ct := resp.Header.Get("Content-Type")
@@ -283,7 +375,7 @@ func (g *Gateway) relayBody(w http.ResponseWriter, resp *http.Response, project,
 
 // relayStream passes server-sent events through one event at a time,
 // flushing after each, and counts the usage chunk if the upstream sends one.
-func (g *Gateway) relayStream(w http.ResponseWriter, resp *http.Response, project, dep string) {
+func (g *Gateway) relayStream(w http.ResponseWriter, resp *http.Response, series *chatSeries) {
 	h := w.Header()
 	h.Set("Content-Type", resp.Header.Get("Content-Type"))
 	h.Set("Cache-Control", "no-cache")
@@ -306,8 +398,8 @@ func (g *Gateway) relayStream(w http.ResponseWriter, resp *http.Response, projec
 			continue
 		}
 		if len(line) > 0 {
-			if bytes.HasPrefix(line, dataPrefix) {
-				g.countUsage(line, project, dep)
+			if data, ok := bytes.CutPrefix(line, dataPrefix); ok {
+				countUsage(data, series)
 			}
 			if _, werr := w.Write(line); werr != nil {
 				return // the client went away; returning closes the upstream
@@ -321,7 +413,7 @@ func (g *Gateway) relayStream(w http.ResponseWriter, resp *http.Response, projec
 		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
-				g.metrics.errors.WithLabelValues(project, dep, "upstream_stream").Inc()
+				series.failed("upstream_stream")
 			}
 			_ = rc.Flush()
 			return
@@ -329,16 +421,16 @@ func (g *Gateway) relayStream(w http.ResponseWriter, resp *http.Response, projec
 	}
 }
 
-func (g *Gateway) countUsage(b []byte, project, dep string) {
+func countUsage(b []byte, series *chatSeries) {
 	u, ok := findUsage(b)
 	if !ok {
 		return
 	}
 	if u.PromptTokens > 0 {
-		g.metrics.tokens.WithLabelValues(project, dep, "in").Add(float64(u.PromptTokens))
+		series.tokensIn.Add(float64(u.PromptTokens))
 	}
 	if u.CompletionTokens > 0 {
-		g.metrics.tokens.WithLabelValues(project, dep, "out").Add(float64(u.CompletionTokens))
+		series.tokensOut.Add(float64(u.CompletionTokens))
 	}
 }
 

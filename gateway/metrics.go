@@ -2,8 +2,10 @@ package gateway
 
 import (
 	"strconv"
+	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -19,6 +21,16 @@ type gatewayMetrics struct {
 	upstream *prometheus.HistogramVec
 	tokens   *prometheus.CounterVec
 	errors   *prometheus.CounterVec
+
+	seriesMu sync.RWMutex
+	// series holds each deployment's chat series. Deployment names come
+	// from the database, so it grows as the vectors' own children do.
+	series map[seriesKey]*chatSeries
+}
+
+type seriesKey struct {
+	project    uuid.UUID
+	deployment string
 }
 
 func newGatewayMetrics(reg prometheus.Registerer) *gatewayMetrics {
@@ -48,7 +60,65 @@ func newGatewayMetrics(reg prometheus.Registerer) *gatewayMetrics {
 		}, []string{"project", "deployment", "type"}),
 	}
 	reg.MustRegister(m.requests, m.latency, m.upstream, m.tokens, m.errors)
+	m.series = make(map[seriesKey]*chatSeries)
 	return m
+}
+
+// chatSeries are the chat completion series of a project's deployment
+// ("" until the request names one), resolved once: WithLabelValues costs
+// an allocation per call, and a request makes several.
+type chatSeries struct {
+	vecs                *gatewayMetrics
+	project, deployment string
+	latency, upstream   prometheus.Observer
+	tokensIn, tokensOut prometheus.Counter
+
+	mu       sync.Mutex
+	byStatus map[int]prometheus.Counter
+}
+
+// chat returns the chat series of project's deployment dep.
+func (m *gatewayMetrics) chat(project uuid.UUID, dep string) *chatSeries {
+	k := seriesKey{project, dep}
+	m.seriesMu.RLock()
+	s := m.series[k]
+	m.seriesMu.RUnlock()
+	if s != nil {
+		return s
+	}
+	m.seriesMu.Lock()
+	defer m.seriesMu.Unlock()
+	if s = m.series[k]; s != nil {
+		return s
+	}
+	p := project.String()
+	s = &chatSeries{
+		vecs: m, project: p, deployment: dep,
+		latency:   m.latency.WithLabelValues(p, dep, endpointChat),
+		upstream:  m.upstream.WithLabelValues(p, dep),
+		tokensIn:  m.tokens.WithLabelValues(p, dep, "in"),
+		tokensOut: m.tokens.WithLabelValues(p, dep, "out"),
+		byStatus:  make(map[int]prometheus.Counter),
+	}
+	m.series[k] = s
+	return s
+}
+
+// requests is the request counter of status.
+func (s *chatSeries) requests(status int) prometheus.Counter {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.byStatus[status]
+	if c == nil {
+		c = s.vecs.requests.WithLabelValues(s.project, s.deployment, endpointChat, strconv.Itoa(status))
+		s.byStatus[status] = c
+	}
+	return c
+}
+
+// failed counts a failure of type typ.
+func (s *chatSeries) failed(typ string) {
+	s.vecs.errors.WithLabelValues(s.project, s.deployment, typ).Inc()
 }
 
 // refused counts a request to endpoint that was refused for its key, begun

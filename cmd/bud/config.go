@@ -173,6 +173,9 @@ func (c *config) resolveAdminToken() error {
 	return nil
 }
 
+// logger is every service's logger, writing to w as BUD_LOG_LEVEL and
+// BUD_LOG_FORMAT say, with the URLs in its lines redacted
+// (redactingHandler).
 func (c *config) logger(w io.Writer) (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
@@ -181,9 +184,9 @@ func (c *config) logger(w io.Writer) (*slog.Logger, error) {
 	opts := &slog.HandlerOptions{Level: level}
 	switch strings.ToLower(c.LogFormat) {
 	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		return slog.New(newRedactingHandler(slog.NewTextHandler(w, opts))), nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		return slog.New(newRedactingHandler(slog.NewJSONHandler(w, opts))), nil
 	default:
 		return nil, fmt.Errorf("BUD_LOG_FORMAT: %q is not text or json", c.LogFormat)
 	}

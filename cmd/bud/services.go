@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -34,10 +33,6 @@ import (
 	"github.com/budhq/bud/statestore"
 	"github.com/budhq/bud/workflows"
 )
-
-// gatewayMemoryLimit is where a gateway collects when GOGC and GOMEMLIMIT
-// are unset (see runGateway).
-const gatewayMemoryLimit = 512 << 20
 
 // shutdownTimeout bounds how long servers get to finish in-flight requests.
 const shutdownTimeout = 5 * time.Second
@@ -433,15 +428,6 @@ func runApp(ctx context.Context, args []string) error {
 }
 
 func runGateway(ctx context.Context, args []string) error {
-	// A gateway's live heap is a few MB of caches, and almost all it
-	// allocates is per-request garbage. Collecting by a memory limit
-	// instead of by heap growth makes collections rare (tens of seconds
-	// apart under load) and keeps them out of the tail latency; GOGC or
-	// GOMEMLIMIT in the environment still win.
-	if os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetGCPercent(-1)
-		debug.SetMemoryLimit(gatewayMemoryLimit)
-	}
 	var cfg config
 	if err := cfg.parse("gateway", args, "database-url", "temporal-address", "temporal-namespace", "temporal-tls-cert", "temporal-tls-key", "temporal-tls-ca", "temporal-tls-server-name", "temporal-api-key", "gateway-addr", "metrics-addr", "encryption-key", "upstream-timeout", "dapr-grpc-address", "dapr-store", "dapr-api-token", "nats-url", "run-wait", "egress-deny", "log-level", "log-format"); err != nil {
 		return err

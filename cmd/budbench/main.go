@@ -5,7 +5,9 @@
 // are sent on schedule whether or not earlier ones have returned, and
 // latency counts from the scheduled time, so a slow response cannot hide
 // behind a closed loop), and prints latency percentiles, the gateway's
-// added latency, throughput, errors and the gateway's memory.
+// added latency, throughput, errors and the gateway's memory: the largest
+// resident set and its anonymous part (heap and stacks), sampled every
+// 100 ms while the gateway is measured at each rate.
 //
 //	go run ./cmd/budbench -bud bin/bud -rates 500,1000,2000 -duration 10s
 //
@@ -162,7 +164,7 @@ func run(ctx context.Context, budPath, serverURL, ratesFlag string, duration, wa
 	}
 
 	fmt.Printf("budbench: %d cores, duration %s per rate and target, warm-up %s, open loop\n", runtimeCPUs(), duration, warmup)
-	fmt.Printf("%-8s | %-28s | %-28s | %-26s | %-16s | %s\n", "rate", "direct p50 / p99 / p99.9", "gateway p50 / p99 / p99.9", "added p50 / p99 / p99.9", "rps direct/gw", "errors d/gw  gw RSS (peak)")
+	fmt.Printf("%-8s | %-28s | %-28s | %-26s | %-16s | %s\n", "rate", "direct p50 / p99 / p99.9", "gateway p50 / p99 / p99.9", "added p50 / p99 / p99.9", "rps direct/gw", "errors d/gw  gw RSS max (anon)")
 	for _, rate := range rates {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -327,10 +329,11 @@ func pct(sorted []time.Duration, p float64) time.Duration {
 }
 
 type row struct {
-	rate      int
-	direct    stats
-	gw        stats
-	rss, peak int64
+	rate   int
+	direct stats
+	gw     stats
+	// mem is the most the gateway held while it was measured at rate.
+	mem memory
 }
 
 func measure(ctx context.Context, c *http.Client, direct, via target, rate int, d, warmup time.Duration, gw *gatewayProcess) (row, error) {
@@ -342,8 +345,9 @@ func measure(ctx context.Context, c *http.Client, direct, via target, rate int, 
 	if warmup > 0 {
 		load(ctx, c, via, rate, warmup)
 	}
+	stop := gw.sampleMemory(100 * time.Millisecond)
 	r.gw = load(ctx, c, via, rate, d)
-	r.rss, r.peak = gw.memory()
+	r.mem = stop()
 	return r, ctx.Err()
 }
 
@@ -356,7 +360,7 @@ func (r row) print() {
 		ms(r.gw.p50)+" / "+ms(r.gw.p99)+" / "+ms(r.gw.p999)+" ms",
 		ms(r.gw.p50-r.direct.p50)+" / "+ms(r.gw.p99-r.direct.p99)+" / "+ms(r.gw.p999-r.direct.p999)+" ms",
 		fmt.Sprintf("%.0f/%.0f", r.direct.achieved, r.gw.achieved),
-		r.direct.errors, r.gw.errors, r.rss>>20, r.peak>>20)
+		r.direct.errors, r.gw.errors, r.mem.rss>>20, r.mem.anon>>20)
 }
 
 func createDatabase(ctx context.Context, serverURL string) (string, func(), error) {
@@ -468,11 +472,17 @@ func (g *gatewayProcess) stop() {
 	}
 }
 
-// memory reads the gateway's resident set size and its peak.
-func (g *gatewayProcess) memory() (rss, peak int64) {
+// memory is what a process holds in RAM, from /proc/<pid>/status: its
+// resident set (VmRSS), and the anonymous part of it (RssAnon: heap and
+// stacks, where the rest is the binary's pages).
+type memory struct{ rss, anon int64 }
+
+// memory reads the gateway's memory now.
+func (g *gatewayProcess) memory() memory {
+	var m memory
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", g.cmd.Process.Pid))
 	if err != nil {
-		return 0, 0
+		return m
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
@@ -484,10 +494,37 @@ func (g *gatewayProcess) memory() (rss, peak int64) {
 		kb, _ := strconv.ParseInt(fields[1], 10, 64)
 		switch fields[0] {
 		case "VmRSS:":
-			rss = kb << 10
-		case "VmHWM:":
-			peak = kb << 10
+			m.rss = kb << 10
+		case "RssAnon:":
+			m.anon = kb << 10
 		}
 	}
-	return rss, peak
+	return m
+}
+
+// sampleMemory reads the gateway's memory every interval until the
+// returned stop is called, which returns the most it held: the largest
+// resident set, and the largest anonymous part.
+func (g *gatewayProcess) sampleMemory(interval time.Duration) (stop func() memory) {
+	done := make(chan struct{})
+	result := make(chan memory, 1)
+	go func() {
+		var most memory
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			m := g.memory()
+			most.rss, most.anon = max(most.rss, m.rss), max(most.anon, m.anon)
+			select {
+			case <-done:
+				result <- most
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() memory {
+		close(done)
+		return <-result
+	}
 }
