@@ -177,10 +177,12 @@ func (s *server) routes(m *metrics.HTTP) http.Handler {
 			r.Post("/versions", s.createVersion)
 			r.Get("/versions/{version}", s.getVersion)
 			r.Get("/versions/{version}/form", s.versionForm)
+			r.Get("/versions/{a}/diff/{b}", s.versionDiff)
 		})
 		r.Post("/playground/run", s.playgroundRun)
 		r.Post("/playground/compare", s.playgroundCompare)
 		r.Get("/runs", s.listRuns)
+		r.Post("/runs/compare", s.compareRuns)
 		r.Get("/runs/{run_id}", s.getRun)
 		r.Post("/runs/{run_id}/approvals/{call_id}", s.approve)
 		r.Route("/projects", func(r chi.Router) {
