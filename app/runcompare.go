@@ -524,9 +524,9 @@ func outputTextDiff(a, b ComparedRun) TextDiff {
 // one rune, and runes stop at U+10FFFF less the surrogates.
 const maxWordTokens = utf8.MaxRune - 0x800
 
-// wordDiff diffs two texts word by word: each word and each run of
-// whitespace is one token, coded as one rune, so that the diff
-// (diff-match-patch over the runes) never splits a word.
+// wordDiff diffs two texts word by word: each token (wordTokens) is coded
+// as one rune, so that the diff (diff-match-patch over the runes) never
+// splits a word.
 func wordDiff(a, b string) []TextChange {
 	ta, tb := wordTokens(a), wordTokens(b)
 	codes := map[string]rune{}
@@ -589,24 +589,42 @@ func tokenIndex(r rune) int {
 	return int(r) - 1
 }
 
-// wordTokens splits s into words and the runs of whitespace between them.
+// wordTokens splits s into words (letters, digits, marks, "_"), runs of
+// whitespace, and each other character on its own, so that punctuation
+// next to a word does not make the word differ.
 func wordTokens(s string) []string {
 	var out []string
-	start := 0
+	start, prev := 0, tokenNone
 	for i, r := range s {
-		if i == 0 {
-			continue
-		}
-		prev, _ := utf8.DecodeLastRuneInString(s[:i])
-		if unicode.IsSpace(prev) != unicode.IsSpace(r) {
+		class := tokenClass(r)
+		if i > 0 && (class != prev || class == tokenOther) {
 			out = append(out, s[start:i])
 			start = i
 		}
+		prev = class
 	}
 	if start < len(s) {
 		out = append(out, s[start:])
 	}
 	return out
+}
+
+// Classes of the runes of a text, for wordTokens.
+const (
+	tokenNone = iota
+	tokenSpace
+	tokenWord
+	tokenOther
+)
+
+func tokenClass(r rune) int {
+	switch {
+	case unicode.IsSpace(r):
+		return tokenSpace
+	case unicode.IsLetter(r), unicode.IsDigit(r), unicode.IsMark(r), r == '_':
+		return tokenWord
+	}
+	return tokenOther
 }
 
 // mergeTextChanges drops empty stretches and joins neighbours of one kind.

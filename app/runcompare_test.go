@@ -152,7 +152,11 @@ func TestCompareRuns(t *testing.T) {
 	// The structured output field by field.
 	require.True(t, d.StructuredOutput.Available, d.StructuredOutput.Note)
 	require.Len(t, d.StructuredOutput.Fields, 2)
-	summary, score := d.StructuredOutput.Fields[0], d.StructuredOutput.Fields[1]
+	fields := map[string]app.FieldChange{}
+	for _, f := range d.StructuredOutput.Fields {
+		fields[f.Path] = f
+	}
+	summary, score := fields["/summary"], fields["/score"]
 	require.Equal(t, "/summary", summary.Path)
 	require.Equal(t, app.FieldChanged, summary.Status)
 	require.Equal(t, "Ada wrote the first program.", rawJSON(t, summary.Old))
