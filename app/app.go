@@ -1,7 +1,8 @@
 // Package app is BudApp's management HTTP API: projects, the model
 // deployments in them and their API keys, the tool connections their
-// prompts use, prompts, the playground that runs and compares them, and the
-// history of runs with the approvals that paused runs wait for.
+// prompts use, prompts and the differences between their versions, the
+// playground that runs and compares them, and the history of runs, compared
+// side by side, with the approvals that paused runs wait for.
 //
 // Every route under /api needs the admin token as a bearer token;
 // /healthz and /readyz are open so that probes need no secret. Metrics are
