@@ -28,8 +28,12 @@ build:
 run: build $(DAPRD)
 	$(BIN)/bud dev $(ARGS)
 
-test: verify $(DAPRD) node_modules/.bin/mcp-server-everything
+# After the tests, the binary just built replays every recorded history in
+# workflows/testdata against its own workflow code, as `bud replay` would
+# before an upgrade (it exits 1 on any non-deterministic history).
+test: verify $(DAPRD) node_modules/.bin/mcp-server-everything build
 	$(GO) test $(GOTEST_FLAGS) ./...
+	$(BIN)/bud replay workflows/testdata/*.json
 
 # A real MCP server for connection's end-to-end test, pinned by package-lock.json.
 node_modules/.bin/mcp-server-everything: package.json package-lock.json

@@ -1,7 +1,8 @@
 // Package app is BudApp's management HTTP API: projects, the model
 // deployments in them and their API keys, the tool connections their
-// prompts use, prompts, the playground that runs and compares them, and the
-// history of runs with the approvals that paused runs wait for.
+// prompts use, prompts and the differences between their versions, the
+// playground that runs and compares them, and the history of runs, compared
+// side by side, with the approvals that paused runs wait for.
 //
 // Every route under /api needs the admin token as a bearer token;
 // /healthz and /readyz are open so that probes need no secret. Metrics are
@@ -180,10 +181,12 @@ func (s *server) routes(m *metrics.HTTP) http.Handler {
 			r.Post("/versions", s.createVersion)
 			r.Get("/versions/{version}", s.getVersion)
 			r.Get("/versions/{version}/form", s.versionForm)
+			r.Get("/versions/{a}/diff/{b}", s.versionDiff)
 		})
 		r.Post("/playground/run", s.playgroundRun)
 		r.Post("/playground/compare", s.playgroundCompare)
 		r.Get("/runs", s.listRuns)
+		r.Post("/runs/compare", s.compareRuns)
 		r.Get("/runs/{run_id}", s.getRun)
 		r.Post("/runs/{run_id}/approvals/{call_id}", s.approve)
 		r.Post("/runs/{run_id}/replay", s.replayRun)

@@ -2,7 +2,8 @@
 // embedded defaults; `bud gateway`, `bud app` and `bud worker` run one
 // service each against an external Postgres and Temporal; `bud migrate`
 // applies the database migrations; `bud rotate-key` re-seals the stored
-// credentials under a new encryption key.
+// credentials under a new encryption key; `bud replay` checks recorded runs
+// against this binary's workflow code.
 package main
 
 import (
@@ -31,6 +32,8 @@ commands:
   rotate-key
             re-seal every stored credential under a new encryption key
             (services stopped; prints the new key when it generates one)
+  replay    replay recent runs' histories (or history files) against this
+            binary's workflow code; exits 1 if any is non-deterministic
 
 Run 'bud <command> -h' for the flags of a command. Every flag can also be
 set through the environment variable named in its help.
@@ -68,6 +71,8 @@ func main() {
 		err = runMigrate(ctx, args)
 	case "rotate-key":
 		err = runRotateKey(ctx, args, os.Stdout, os.Stderr)
+	case "replay":
+		err = runReplay(ctx, args, os.Stdout, os.Stderr)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return
