@@ -21,6 +21,7 @@ import (
 	"github.com/budhq/bud/prompt"
 	"github.com/budhq/bud/run"
 	"github.com/budhq/bud/runs"
+	"github.com/budhq/bud/statestore"
 )
 
 // Bounds on the runs of one comparison.
@@ -40,6 +41,9 @@ const (
 	// DocumentUnavailable: neither is there any more; DocumentNote says
 	// why.
 	DocumentUnavailable = "unavailable"
+	// DocumentKept: the copy the run kept of its own document, by content
+	// (an unsaved document, or a saved one changed for a replay).
+	DocumentKept = "run_document"
 )
 
 // validationUnknown is a run's validation when its document is not
@@ -348,7 +352,20 @@ func (s *server) comparedRun(ctx context.Context, i int, row dbsqlc.Run) (Compar
 // When neither is there it says why rather than guess.
 func (s *server) runDocument(ctx context.Context, row dbsqlc.Run) (json.RawMessage, string, string, error) {
 	var notes []string
-	if row.PromptID != nil && row.PromptVersion != nil {
+	if row.DocumentKey != nil {
+		// The run kept its own document by content: exactly what ran.
+		doc, err := s.runDocs.get(ctx, *row.DocumentKey)
+		switch {
+		case err == nil:
+			return doc, DocumentKept, "", nil
+		case errors.Is(err, statestore.ErrNotFound):
+			notes = append(notes, "the state store no longer holds the run's document")
+		case bud.ErrorCode(err) == bud.EUNAVAILABLE:
+			notes = append(notes, "the prompt store (Dapr state store) is unavailable")
+		default:
+			return nil, "", "", err
+		}
+	} else if row.PromptID != nil && row.PromptVersion != nil {
 		_, doc, err := s.document(ctx, *row.PromptID, *row.PromptVersion)
 		switch {
 		case err == nil:

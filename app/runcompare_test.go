@@ -117,7 +117,7 @@ func TestCompareRuns(t *testing.T) {
 	require.Contains(t, string(a.Document), `"system_prompt":"You summarize."`)
 	require.Equal(t, app.DocumentFromVersion, bb.DocumentSource)
 	require.Contains(t, string(bb.Document), `"system_prompt":"You summarize briefly."`)
-	require.Equal(t, app.DocumentFromHistory, c.DocumentSource, c.DocumentNote)
+	require.Equal(t, app.DocumentKept, c.DocumentSource, c.DocumentNote)
 	require.Nil(t, c.PromptID)
 	require.Equal(t, "plain", c.Model)
 	require.Contains(t, string(c.Document), `"system_prompt":"You are terse."`)
