@@ -41,7 +41,8 @@ func connectNATS(log *slog.Logger, cfg *config, service string) (*nats.Conn, err
 				log.Warn("nats disconnected", "err", err)
 			}
 		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted()) }),
+		// ConnectedUrlRedacted would print a token (token@) in the clear.
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("nats reconnected", "url", runstream.RedactURLs(nc.ConnectedUrl())) }),
 		// The connection retries in the background, so a refused
 		// credential or certificate shows only here.
 		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
