@@ -28,6 +28,9 @@ import (
 // leaves both to the workflow, as without an Announcement.
 type Announcement struct {
 	Subject string `json:"subject"`
+	// EventKey signs the announcement (run.Input.EventKey); empty, it goes
+	// unsigned.
+	EventKey string `json:"event_key,omitempty"`
 	// Record is the run's row as it stands before the call; its
 	// RenderedMessages, when nil, are the call's Messages (the first call's
 	// are the rendered ones), which the history then holds once.
@@ -143,7 +146,7 @@ func (f firstTurn) announce(ctx context.Context, res CallModelResult) {
 		activity.GetLogger(ctx).Warn("turn end not announced", "run", an.Record.ID, "subject", an.Subject, "err", err)
 		return
 	}
-	a.announce(ctx, an.Record.ID, an.Subject, runstream.Event{Type: runstream.TypeTurnEnded, Output: an.Turn, Reply: reply})
+	a.announce(ctx, an.Record.ID, an.Subject, an.EventKey, runstream.Event{Type: runstream.TypeTurnEnded, Output: an.Turn, Reply: reply})
 }
 
 // recordedReply is the reply with which a model call ended the run's first

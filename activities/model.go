@@ -36,6 +36,9 @@ type CallModelInput struct {
 	// and the activity attempt. The result is the same as without.
 	Stream        bool   `json:"stream,omitempty"`
 	StreamSubject string `json:"stream_subject,omitempty"`
+	// EventKey signs what is published to StreamSubject
+	// (run.Input.EventKey); empty, it goes unsigned.
+	EventKey string `json:"event_key,omitempty"`
 	// Call is the call's number in its run, 1 for the first; set for
 	// streaming calls, whose deltas it tells apart.
 	Call int `json:"call,omitempty"`
@@ -129,7 +132,7 @@ func (a *Activities) callModel(ctx context.Context, in CallModelInput) (CallMode
 		published bool
 	)
 	if in.Stream {
-		if pub = runstream.NewPublisher(a.NATS, in.StreamSubject, in.Call, attempt); pub != nil {
+		if pub = runstream.NewPublisher(a.NATS, in.StreamSubject, in.EventKey, in.Call, attempt); pub != nil {
 			delta = func(s string) {
 				published = true
 				pub.Delta(s)

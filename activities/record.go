@@ -65,6 +65,10 @@ type RunRecord struct {
 	// runstream.TypeTurnEnded event, best effort.
 	TurnSubject string          `json:"turn_subject,omitempty"`
 	Turn        json.RawMessage `json:"turn,omitempty"`
+	// EventKey signs the announcement on TurnSubject
+	// (run.Input.EventKey); empty, it goes unsigned. It is not written to
+	// the row.
+	EventKey string `json:"event_key,omitempty"`
 }
 
 // RunInput is what the caller gave a run.
@@ -101,15 +105,16 @@ func (a *Activities) RecordRun(ctx context.Context, r RunRecord) error {
 		return err
 	}
 	if r.TurnSubject != "" {
-		a.announce(ctx, r.ID, r.TurnSubject, runstream.Event{Type: runstream.TypeTurnEnded, Output: r.Turn})
+		a.announce(ctx, r.ID, r.TurnSubject, r.EventKey, runstream.Event{Type: runstream.TypeTurnEnded, Output: r.Turn})
 	}
 	return nil
 }
 
-// announce publishes ev, the end of run runID's first turn, on subject.
-// Best effort: a caller that misses it asks the workflow instead.
-func (a *Activities) announce(ctx context.Context, runID, subject string, ev runstream.Event) {
-	if err := runstream.Publish(ctx, a.NATS, subject, ev); err != nil {
+// announce publishes ev, the end of run runID's first turn, on subject,
+// signed with key. Best effort: a caller that misses it asks the workflow
+// instead.
+func (a *Activities) announce(ctx context.Context, runID, subject, key string, ev runstream.Event) {
+	if err := runstream.Publish(ctx, a.NATS, subject, key, ev); err != nil {
 		activity.GetLogger(ctx).Warn("turn end not announced", "run", runID, "subject", subject, "err", err)
 	}
 }

@@ -24,6 +24,10 @@ import (
 	"github.com/budhq/bud/workflows"
 )
 
+// streamKey is the event key of run "resp_s": the subscription of
+// streaming takes only events signed with it.
+const streamKey = "resp_s-event-key"
+
 // streaming is a bundle whose activities publish to an embedded NATS
 // server, and a subscription to run "resp_s".
 func streaming(t *testing.T) (*bundle, *runstream.Subscription) {
@@ -32,7 +36,7 @@ func streaming(t *testing.T) (*bundle, *runstream.Subscription) {
 	srv := runstreamtest.Start(t)
 	b.acts = activities.New(activities.Config{Identity: "test", Pool: b.pool, Box: b.box, NATS: runstreamtest.Connect(t, srv)})
 	b.env = newActivityEnv(b.acts)
-	sub, err := runstream.Subscribe(runstreamtest.Connect(t, srv), "resp_s")
+	sub, err := runstream.Subscribe(runstreamtest.Connect(t, srv), "resp_s", streamKey)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = sub.Close() })
 	return b, sub
@@ -71,7 +75,7 @@ func TestCallModelStreamPublishesDeltasAsTheyArrive(t *testing.T) {
 			}
 		}
 	}()
-	res, err := b.callModel(t, activities.CallModelInput{Stream: true, StreamSubject: runstream.Subject("resp_s"), Call: 2})
+	res, err := b.callModel(t, activities.CallModelInput{Stream: true, StreamSubject: runstream.Subject("resp_s"), EventKey: streamKey, Call: 2})
 	returned := time.Now()
 	require.NoError(t, err)
 
@@ -112,7 +116,7 @@ func TestCallModelStreamReturnsToolCalls(t *testing.T) {
 		{ID: "call_2", Name: "get_time", Arguments: `{"tz":"Europe/Paris"}`},
 	}})
 
-	res, err := b.callModel(t, activities.CallModelInput{Stream: true, StreamSubject: runstream.Subject("resp_s"), Call: 1})
+	res, err := b.callModel(t, activities.CallModelInput{Stream: true, StreamSubject: runstream.Subject("resp_s"), EventKey: streamKey, Call: 1})
 
 	require.NoError(t, err)
 	require.Equal(t, "Checking.", res.Content)
@@ -131,7 +135,7 @@ func TestCallModelStreamThatBreaksOffIsRetryable(t *testing.T) {
 	b, sub := streaming(t)
 	b.upstream.Script(upstreamtest.Text("alpha beta gamma delta").WithDropAfter(3))
 
-	_, err := b.callModel(t, activities.CallModelInput{Stream: true, StreamSubject: runstream.Subject("resp_s"), Call: 1})
+	_, err := b.callModel(t, activities.CallModelInput{Stream: true, StreamSubject: runstream.Subject("resp_s"), EventKey: streamKey, Call: 1})
 
 	appErr, f := appError(t, err)
 	require.Equal(t, run.UpstreamUnavailable, appErr.Type())
@@ -150,7 +154,7 @@ func TestCallModelStreamErrorBeforeTheStreamIsTheUsualFailure(t *testing.T) {
 	b, _ := streaming(t)
 	b.upstream.Script(upstreamtest.Error(400, "invalid_request_error", "Invalid 'temperature'."))
 
-	_, err := b.callModel(t, activities.CallModelInput{Stream: true, StreamSubject: runstream.Subject("resp_s"), Call: 1})
+	_, err := b.callModel(t, activities.CallModelInput{Stream: true, StreamSubject: runstream.Subject("resp_s"), EventKey: streamKey, Call: 1})
 
 	appErr, f := appError(t, err)
 	require.Equal(t, run.UpstreamRejected, appErr.Type())
@@ -164,7 +168,7 @@ func TestCallModelStreamWithoutNATS(t *testing.T) {
 	b := setup(t)
 	b.upstream.Script(upstreamtest.Text("no one listens"))
 
-	res, err := b.callModel(t, activities.CallModelInput{Stream: true, StreamSubject: runstream.Subject("resp_s"), Call: 1})
+	res, err := b.callModel(t, activities.CallModelInput{Stream: true, StreamSubject: runstream.Subject("resp_s"), EventKey: streamKey, Call: 1})
 
 	require.NoError(t, err)
 	require.Equal(t, "no one listens", res.Content)
@@ -178,7 +182,7 @@ func TestRecordRunAnnouncesTheTurnAfterTheRow(t *testing.T) {
 	t.Parallel()
 	b, sub := streaming(t)
 	rec := runRecord(b, "resp_s")
-	rec.TurnSubject = runstream.Subject("resp_s")
+	rec.TurnSubject, rec.EventKey = runstream.Subject("resp_s"), streamKey
 	rec.Turn = []byte(`{"response_id":"resp_s","turn":1,"text":"Hi"}`)
 
 	require.NoError(t, b.recordRun(t, rec))
@@ -207,7 +211,7 @@ func announcement(b *bundle, id string) *activities.Announcement {
 	rec := runRecord(b, id)
 	rec.Status, rec.Output, rec.ModelCalls, rec.RenderedMessages = "", nil, nil, nil
 	rec.InputTokens, rec.OutputTokens = 0, 0
-	return &activities.Announcement{Subject: runstream.Subject("resp_s"), Record: rec,
+	return &activities.Announcement{Subject: runstream.Subject("resp_s"), EventKey: streamKey, Record: rec,
 		Turn: []byte(`{"response_id":"` + id + `","turn":1,"status":"","model":"qwen","text":"","usage":{"input_tokens":0,"output_tokens":0,"total_tokens":0},"model_calls":0,"started_at":"2026-03-01T12:00:00Z","finished_at":"0001-01-01T00:00:00Z"}`)}
 }
 
@@ -307,7 +311,7 @@ func TestStreamedCallEndsTheTurnAfterItsDeltas(t *testing.T) {
 	b.upstream.Script(upstreamtest.Text("one two three"))
 
 	res, err := b.callModel(t, activities.CallModelInput{Messages: []chat.Message{{Role: "user", Content: "Count."}},
-		Stream: true, StreamSubject: runstream.Subject("resp_s"), Call: 1, Announce: announcement(b, "resp_s")})
+		Stream: true, StreamSubject: runstream.Subject("resp_s"), EventKey: streamKey, Call: 1, Announce: announcement(b, "resp_s")})
 	require.NoError(t, err)
 	require.True(t, res.Recorded)
 

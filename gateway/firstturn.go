@@ -47,19 +47,21 @@ type firstTurn struct {
 }
 
 // subscribe subscribes to the announcement of the end of the first turn of
-// the run in and sets the run's TurnSubject. Without NATS, or when the run
-// starts with its update (which answers as soon as the turn ends), it
-// returns nil and the turn is awaited with the update alone.
+// the run in and sets the run's TurnSubject and the EventKey that the
+// announcement must be signed with. Without NATS, or when the run starts
+// with its update (which answers as soon as the turn ends), it returns nil
+// and the turn is awaited with the update alone.
 func (f *firstTurn) subscribe(in *run.Input) *runstream.Subscription {
 	if f.nats == nil || f.runs.WaitsByUpdate() {
 		return nil
 	}
-	sub, err := runstream.Subscribe(f.nats, in.ResponseID)
+	key := runstream.NewEventKey()
+	sub, err := runstream.Subscribe(f.nats, in.ResponseID, key)
 	if err != nil {
 		f.log.Warn("subscribe to run announcements", "err", err, "response_id", in.ResponseID)
 		return nil
 	}
-	in.TurnSubject = runstream.Subject(in.ResponseID)
+	in.TurnSubject, in.EventKey = runstream.Subject(in.ResponseID), key
 	return sub
 }
 

@@ -24,9 +24,11 @@ const flushWait = time.Second
 // streamResponses runs a prompt as responses does, and streams OpenAI's
 // Responses events while it runs. It subscribes to the run's subject before
 // it starts the run, so no delta can be missed for want of a subscriber,
-// then streams the first turn (streamTurn).
+// then streams the first turn (streamTurn). The run signs its events with
+// a key made here, and the subscription takes no other.
 func (g *Gateway) streamResponses(w http.ResponseWriter, r *http.Request, in run.Input, v *version) {
-	sub, err := runstream.Subscribe(g.cfg.NATS, in.ResponseID)
+	key := runstream.NewEventKey()
+	sub, err := runstream.Subscribe(g.cfg.NATS, in.ResponseID, key)
 	if err != nil {
 		g.log.Warn("subscribe to run stream", "err", err, "response_id", in.ResponseID)
 		writeAPIError(w, errStreamUnavailable())
@@ -35,6 +37,7 @@ func (g *Gateway) streamResponses(w http.ResponseWriter, r *http.Request, in run
 	defer func() { _ = sub.Close() }()
 	in.StreamSubject = runstream.Subject(in.ResponseID)
 	in.TurnSubject = in.StreamSubject
+	in.EventKey = key
 	wait, err := g.cfg.Runs.Start(r.Context(), in, runs.Accepted)
 	if err != nil {
 		g.log.Error("start prompt run", "err", err)
@@ -102,14 +105,15 @@ func (g *Gateway) streamTurn(w http.ResponseWriter, r *http.Request, sub *runstr
 // subscribes to the turn's subject before it sends the input. A continue
 // the run refuses is answered like an unstreamed one, before any event.
 func (g *Gateway) streamContinue(w http.ResponseWriter, r *http.Request, in run.Input, v *version, ci run.ContinueInput, head run.Turn) {
-	sub, err := runstream.Subscribe(g.cfg.NATS, head.ResponseID)
+	key := runstream.NewEventKey()
+	sub, err := runstream.Subscribe(g.cfg.NATS, head.ResponseID, key)
 	if err != nil {
 		g.log.Warn("subscribe to run stream", "err", err, "response_id", head.ResponseID)
 		writeAPIError(w, errStreamUnavailable())
 		return
 	}
 	defer func() { _ = sub.Close() }()
-	ci.StreamSubject = runstream.Subject(head.ResponseID)
+	ci.StreamSubject, ci.EventKey = runstream.Subject(head.ResponseID), key
 	wait, err := g.cfg.Runs.Continue(r.Context(), in.ResponseID, ci, runs.Accepted)
 	if err != nil {
 		if r.Context().Err() != nil {

@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strconv"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/budhq/bud/prompt"
 	"github.com/budhq/bud/run"
+	"github.com/budhq/bud/runs"
 	"github.com/budhq/bud/runstream"
 	"github.com/budhq/bud/runstream/runstreamtest"
 )
@@ -590,16 +592,17 @@ func TestAwaitFirstTurn(t *testing.T) {
 		asked++
 		return run.Turn{ResponseID: "resp_a", Text: "from the update"}, nil
 	}
+	const key = "test-event-key"
 	subscribe := func(id string) *runstream.Subscription {
-		sub, err := runstream.Subscribe(nc, id)
+		sub, err := runstream.Subscribe(nc, id, key)
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = sub.Close() })
 		return sub
 	}
 
 	sub := subscribe("resp_a")
-	require.NoError(t, runstream.Publish(t.Context(), nc, runstream.Subject("resp_a"), runstream.Event{Type: runstream.TypeDelta, Text: "x"}))
-	require.NoError(t, runstream.Publish(t.Context(), nc, runstream.Subject("resp_a"),
+	require.NoError(t, runstream.Publish(t.Context(), nc, runstream.Subject("resp_a"), key, runstream.Event{Type: runstream.TypeDelta, Text: "x"}))
+	require.NoError(t, runstream.Publish(t.Context(), nc, runstream.Subject("resp_a"), key,
 		runstream.Event{Type: runstream.TypeTurnEnded, Output: []byte(`{"response_id":"resp_a","text":"announced"}`)}))
 	out, err := f.await(t.Context(), sub, wait)
 	require.NoError(t, err)
@@ -614,7 +617,7 @@ func TestAwaitFirstTurn(t *testing.T) {
 	require.GreaterOrEqual(t, time.Since(start), f.announceWait)
 
 	sub = subscribe("resp_c")
-	require.NoError(t, runstream.Publish(t.Context(), nc, runstream.Subject("resp_c"),
+	require.NoError(t, runstream.Publish(t.Context(), nc, runstream.Subject("resp_c"), key,
 		runstream.Event{Type: runstream.TypeTurnEnded, Output: []byte(`"not a turn"`)}))
 	out, err = f.await(t.Context(), sub, wait)
 	require.NoError(t, err)
@@ -624,6 +627,41 @@ func TestAwaitFirstTurn(t *testing.T) {
 	out, err = f.await(t.Context(), nil, wait)
 	require.NoError(t, err)
 	require.Equal(t, "from the update", out.Text, "without NATS the update answers")
+}
+
+// TestAwaitFirstTurnIgnoresForgedAnnouncements: the gateway takes as the
+// run's answer only an announcement signed with the key it gave the run:
+// a turn_ended that someone else publishes on the run's subject, unsigned
+// or signed with a key of their own, is dropped, and the run's own is
+// the answer.
+func TestAwaitFirstTurnIgnoresForgedAnnouncements(t *testing.T) {
+	srv := runstreamtest.Start(t)
+	rc, err := runs.New(nil, runs.StartThenUpdate)
+	require.NoError(t, err)
+	f := &firstTurn{nats: runstreamtest.Connect(t, srv), runs: rc, announceWait: time.Minute}
+
+	in := run.Input{ResponseID: "resp_forged"}
+	sub := f.subscribe(&in)
+	require.NotNil(t, sub)
+	defer func() { _ = sub.Close() }()
+	require.Equal(t, runstream.Subject(in.ResponseID), in.TurnSubject)
+	require.NotEmpty(t, in.EventKey, "the run is given the key its announcement must be signed with")
+
+	forger := runstreamtest.Connect(t, srv)
+	forged := runstream.Event{Type: runstream.TypeTurnEnded, Output: []byte(`{"response_id":"resp_forged","text":"forged"}`)}
+	require.NoError(t, runstream.Publish(t.Context(), forger, in.TurnSubject, "", forged))
+	require.NoError(t, runstream.Publish(t.Context(), forger, in.TurnSubject, runstream.NewEventKey(), forged))
+	// The worker, which has the key from the run's input.
+	worker := runstreamtest.Connect(t, srv)
+	require.NoError(t, runstream.Publish(t.Context(), worker, in.TurnSubject, in.EventKey,
+		runstream.Event{Type: runstream.TypeTurnEnded, Output: []byte(`{"response_id":"resp_forged","text":"real"}`)}))
+
+	out, err := f.await(t.Context(), sub, func() (run.Turn, error) {
+		return run.Turn{}, errors.New("the update is not asked: the run announced its turn")
+	})
+	require.NoError(t, err)
+	require.Equal(t, "real", out.Text)
+	require.Equal(t, int64(2), sub.Dropped())
 }
 
 // BenchmarkResponseStream measures the Responses events of one streamed

@@ -74,6 +74,11 @@ type Input struct {
 	// the end of its first turn once it is recorded (runstream.TypeTurnEnded).
 	// The announcement is best effort; UpdateAwaitTurn always answers.
 	TurnSubject string `json:"turn_subject,omitempty"`
+	// EventKey, set by a caller that subscribes to StreamSubject or
+	// TurnSubject, is the key the run signs the first turn's events with
+	// (runstream.NewEventKey): the caller takes only events signed with
+	// it. It travels nowhere but here; without it the events are unsigned.
+	EventKey string `json:"event_key,omitempty"`
 }
 
 // How a replay's connection tools answer (Input.ReplayTools).
@@ -153,6 +158,9 @@ type ContinueInput struct {
 	InputItems json.RawMessage `json:"input_items"`
 	// StreamSubject, when set, is where the next turn streams.
 	StreamSubject string `json:"stream_subject,omitempty"`
+	// EventKey is the key the next turn signs its events on StreamSubject
+	// with, as Input.EventKey is the first turn's.
+	EventKey string `json:"event_key,omitempty"`
 }
 
 // Who decided an approval (ApprovalDecision.Source).

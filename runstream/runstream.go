@@ -23,6 +23,13 @@
 // that made the call (Temporal retries a call that failed, even mid-stream),
 // and seq numbers one attempt's events from 1 so a gap shows. A higher
 // attempt of a call, or a later call, supersedes what came before it.
+//
+// Every event of a run is signed with the turn's event key (NewEventKey),
+// which the gateway makes and hands to the run in the workflow's input, and
+// the gateway's Subscription drops any event that is unsigned or signed
+// otherwise (SignatureHeader): only the run's worker can speak for the run,
+// not everyone who can publish on the subject. A run started without a key
+// publishes unsigned events, which no Subscription accepts.
 package runstream
 
 import (
@@ -32,7 +39,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	neturl "net/url"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -104,10 +114,11 @@ type Tool struct {
 }
 
 // Connect connects to the NATS server at url (nats://host:port; several
-// may be given, comma-separated). The connection reconnects for ever, and
-// a server that is down at start is retried in the background, so a
-// service starts while NATS is briefly away; streams lose their deltas
-// meanwhile, never their result.
+// may be given, comma-separated; user:password@ or token@ before the host
+// authenticate). The connection reconnects for ever, and a server that is
+// down at start is retried in the background, so a service starts while
+// NATS is briefly away; streams lose their deltas meanwhile, never their
+// result.
 func Connect(url string, opts ...nats.Option) (*nats.Conn, error) {
 	base := []nats.Option{
 		nats.Name("bud"),
@@ -117,9 +128,31 @@ func Connect(url string, opts ...nats.Option) (*nats.Conn, error) {
 	}
 	nc, err := nats.Connect(url, append(base, opts...)...)
 	if err != nil {
-		return nil, fmt.Errorf("runstream: connect to %s: %w", url, err)
+		return nil, fmt.Errorf("runstream: connect to %s: %w", RedactURLs(url), err)
 	}
 	return nc, nil
+}
+
+// RedactURLs is urls (NATS URLs, comma-separated) fit to print: the
+// password of user:password@ and a token (token@) are replaced by xxxxx.
+func RedactURLs(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		u, err := neturl.Parse(strings.TrimSpace(p))
+		if err != nil {
+			parts[i] = "(unparsable URL)"
+			continue
+		}
+		if u.User != nil {
+			if _, ok := u.User.Password(); ok {
+				u.User = neturl.UserPassword(u.User.Username(), "xxxxx")
+			} else {
+				u.User = neturl.User("xxxxx")
+			}
+		}
+		parts[i] = u.String()
+	}
+	return strings.Join(parts, ",")
 }
 
 // flushTimeout bounds the wait for the server to confirm what was
@@ -132,19 +165,21 @@ const flushTimeout = 2 * time.Second
 type Publisher struct {
 	nc      *nats.Conn
 	subject string
+	key     string
 	call    int
 	attempt int32
 	seq     int
 	err     error
 }
 
-// NewPublisher returns a publisher for attempt of call on subject, or nil
-// when nc is nil or subject empty.
-func NewPublisher(nc *nats.Conn, subject string, call int, attempt int32) *Publisher {
+// NewPublisher returns a publisher for attempt of call on subject, whose
+// events it signs with key (none when key is empty), or nil when nc is nil
+// or subject empty.
+func NewPublisher(nc *nats.Conn, subject, key string, call int, attempt int32) *Publisher {
 	if nc == nil || subject == "" {
 		return nil
 	}
-	return &Publisher{nc: nc, subject: subject, call: call, attempt: attempt}
+	return &Publisher{nc: nc, subject: subject, key: key, call: call, attempt: attempt}
 }
 
 // Delta publishes a piece of content. It does not wait for the server: the
@@ -155,7 +190,7 @@ func (p *Publisher) Delta(text string) {
 		return
 	}
 	p.seq++
-	p.err = publish(p.nc, p.subject, Event{Type: TypeDelta, Call: p.call, Attempt: p.attempt, Seq: p.seq, Text: text})
+	p.err = publish(p.nc, p.subject, p.key, Event{Type: TypeDelta, Call: p.call, Attempt: p.attempt, Seq: p.seq, Text: text})
 }
 
 // Done publishes call_done and waits until the server has every event of
@@ -169,7 +204,7 @@ func (p *Publisher) Done(ctx context.Context, finishReason string) error {
 		return p.err
 	}
 	p.seq++
-	if p.err = publish(p.nc, p.subject, Event{Type: TypeCallDone, Call: p.call, Attempt: p.attempt, Seq: p.seq, FinishReason: finishReason}); p.err != nil {
+	if p.err = publish(p.nc, p.subject, p.key, Event{Type: TypeCallDone, Call: p.call, Attempt: p.attempt, Seq: p.seq, FinishReason: finishReason}); p.err != nil {
 		return p.err
 	}
 	p.err = flush(ctx, p.nc)
@@ -194,24 +229,25 @@ func (p *Publisher) Err() error {
 	return p.err
 }
 
-// Publish publishes ev on subject and waits until the server has it. A nil
-// nc or an empty subject publishes nothing.
-func Publish(ctx context.Context, nc *nats.Conn, subject string, ev Event) error {
+// Publish publishes ev on subject, signed with key (unsigned when key is
+// empty), and waits until the server has it. A nil nc or an empty subject
+// publishes nothing.
+func Publish(ctx context.Context, nc *nats.Conn, subject, key string, ev Event) error {
 	if nc == nil || subject == "" {
 		return nil
 	}
-	if err := publish(nc, subject, ev); err != nil {
+	if err := publish(nc, subject, key, ev); err != nil {
 		return err
 	}
 	return flush(ctx, nc)
 }
 
-func publish(nc *nats.Conn, subject string, ev Event) error {
+func publish(nc *nats.Conn, subject, key string, ev Event) error {
 	b, err := json.Marshal(ev)
 	if err != nil {
 		return fmt.Errorf("runstream: encode %s: %w", ev.Type, err)
 	}
-	if err := nc.Publish(subject, b); err != nil {
+	if err := nc.PublishMsg(signedMsg(key, subject, b)); err != nil {
 		return fmt.Errorf("runstream: publish %s: %w", ev.Type, err)
 	}
 	return nil
@@ -234,27 +270,40 @@ const eventBuffer = 256
 // NATS server at the moment.
 var ErrNotConnected = errors.New("runstream: not connected to NATS")
 
-// Subscription receives the events of one run.
+// errNoKey is Subscribe's error without an event key: a subscription that
+// verified nothing would take anyone's event for the run's.
+var errNoKey = errors.New("runstream: subscribe without an event key")
+
+// Subscription receives the events of one run that are signed with its
+// event key; it drops every other message on the subject.
 type Subscription struct {
 	nc      *nats.Conn
 	sub     *nats.Subscription
 	subject string
+	key     string
 	events  chan Event
 	done    chan struct{}
 	once    sync.Once
+	dropped atomic.Int64
 }
 
-// Subscribe subscribes to the run of responseID and returns once the
+// Subscribe subscribes to the run of responseID, whose events are signed
+// with key (NewEventKey; the run's input carries it), and returns once the
 // server has the subscription: every event published after Subscribe
-// returns reaches it. Subscribe before starting the run.
-func Subscribe(nc *nats.Conn, responseID string) (*Subscription, error) {
+// returns reaches it. Subscribe before starting the run. An empty key is
+// an error.
+func Subscribe(nc *nats.Conn, responseID, key string) (*Subscription, error) {
+	if key == "" {
+		return nil, errNoKey
+	}
 	if nc == nil || !nc.IsConnected() {
 		return nil, ErrNotConnected
 	}
-	s := &Subscription{nc: nc, subject: Subject(responseID), events: make(chan Event, eventBuffer), done: make(chan struct{})}
+	s := &Subscription{nc: nc, subject: Subject(responseID), key: key, events: make(chan Event, eventBuffer), done: make(chan struct{})}
 	sub, err := nc.Subscribe(s.subject, func(m *nats.Msg) {
 		var ev Event
-		if json.Unmarshal(m.Data, &ev) != nil {
+		if !verified(s.key, m) || json.Unmarshal(m.Data, &ev) != nil {
+			s.dropped.Add(1)
 			return
 		}
 		// Blocking here is safe: NATS queues further messages for this
@@ -281,6 +330,10 @@ func Subscribe(nc *nats.Conn, responseID string) (*Subscription, error) {
 // from each publisher.
 func (s *Subscription) Events() <-chan Event { return s.events }
 
+// Dropped is how many messages the subscription has dropped so far because
+// they were not signed with the run's key or were not events.
+func (s *Subscription) Dropped() int64 { return s.dropped.Load() }
+
 // Flush returns the events not yet read from Events that the server
 // received before Flush was called, in order: it publishes a barrier on the
 // run's subject and collects events until the barrier comes back. The
@@ -292,7 +345,7 @@ func (s *Subscription) Flush(ctx context.Context) ([]Event, error) {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	token := hex.EncodeToString(b[:])
-	if err := Publish(ctx, s.nc, s.subject, Event{Type: typeBarrier, Text: token}); err != nil {
+	if err := Publish(ctx, s.nc, s.subject, s.key, Event{Type: typeBarrier, Text: token}); err != nil {
 		return nil, err
 	}
 	var out []Event

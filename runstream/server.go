@@ -1,9 +1,11 @@
 package runstream
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
+	neturl "net/url"
 	"strconv"
 	"sync"
 	"time"
@@ -15,16 +17,22 @@ import (
 const startTimeout = 10 * time.Second
 
 // Server is a NATS server embedded in the process, for `bud dev` and tests:
-// core NATS only (no JetStream, no clustering), no authentication, so it
-// listens on loopback only.
+// core NATS only (no JetStream, no clustering). It accepts only clients
+// that give user ServerUser and the password made for this start, which
+// only URL tells; it has no TLS, so it listens on loopback only.
 type Server struct {
-	ns   *server.Server
-	addr string
+	ns       *server.Server
+	addr     string
+	password string
 }
 
+// ServerUser is the one user of an embedded server.
+const ServerUser = "bud"
+
 // StartServer starts an embedded NATS server on addr (host:port on a
-// loopback address; port 0 picks a free one) and returns once it accepts
-// connections. A taken port fails at once with an error naming it.
+// loopback address; port 0 picks a free one) with a fresh random password,
+// and returns once it accepts connections. A taken port fails at once with
+// an error naming it.
 func StartServer(addr string) (*Server, error) {
 	host, p, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -34,7 +42,7 @@ func StartServer(addr string) (*Server, error) {
 		host = "127.0.0.1"
 	}
 	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
-		return nil, fmt.Errorf("nats server: %s is not a loopback address; the embedded server has no authentication", host)
+		return nil, fmt.Errorf("nats server: %s is not a loopback address; the embedded server has no TLS", host)
 	}
 	port, err := strconv.Atoi(p)
 	if err != nil || port < 0 || port > 65535 {
@@ -43,10 +51,14 @@ func StartServer(addr string) (*Server, error) {
 	if port == 0 {
 		port = server.RANDOM_PORT // nats-server reads 0 as its default port, 4222
 	}
+	// 128 random bits: nothing to guess, and URL-safe as it is.
+	password := rand.Text()
 	ns, err := server.NewServer(&server.Options{
 		ServerName: "bud-dev",
 		Host:       host,
 		Port:       port,
+		Username:   ServerUser,
+		Password:   password,
 		NoLog:      true,
 		NoSigs:     true,
 		// No HTTP monitoring, no cluster, no JetStream: the zero values.
@@ -75,14 +87,17 @@ func StartServer(addr string) (*Server, error) {
 		ns.Shutdown()
 		return nil, errors.New("nats server: no listener")
 	}
-	return &Server{ns: ns, addr: net.JoinHostPort(host, strconv.Itoa(a.Port))}, nil
+	return &Server{ns: ns, addr: net.JoinHostPort(host, strconv.Itoa(a.Port)), password: password}, nil
 }
 
 // Addr is the host:port the server listens on.
 func (s *Server) Addr() string { return s.addr }
 
-// URL is the address clients connect to, nats://host:port.
-func (s *Server) URL() string { return "nats://" + s.addr }
+// URL is what clients connect with, nats://bud:password@host:port: it holds
+// the password, so print it only through RedactURLs.
+func (s *Server) URL() string {
+	return (&neturl.URL{Scheme: "nats", User: neturl.UserPassword(ServerUser, s.password), Host: s.addr}).String()
+}
 
 // Shutdown closes every connection and the listener, and returns once the
 // server has stopped. Calling it again does nothing.

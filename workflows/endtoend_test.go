@@ -301,8 +301,8 @@ func (r *rig) announced(t *testing.T) string {
 	model := r.deployment(t, "announced")
 	r.up.ScriptModel(model, upstreamtest.Text("Hello there."))
 	in := r.textRun("resp_replay_announced", "announced", "hello", nil)
-	in.TurnSubject = runstream.Subject(in.ResponseID)
-	sub, err := runstream.Subscribe(r.nc, in.ResponseID)
+	in.TurnSubject, in.EventKey = runstream.Subject(in.ResponseID), runstream.NewEventKey()
+	sub, err := runstream.Subscribe(r.nc, in.ResponseID, in.EventKey)
 	require.NoError(t, err)
 	defer func() { _ = sub.Close() }()
 
@@ -480,8 +480,8 @@ func (r *rig) streamed(t *testing.T) string {
 		}},
 	})
 	in.StreamSubject = runstream.Subject(in.ResponseID)
-	in.TurnSubject = in.StreamSubject
-	sub, err := runstream.Subscribe(r.nc, in.ResponseID)
+	in.TurnSubject, in.EventKey = in.StreamSubject, runstream.NewEventKey()
+	sub, err := runstream.Subscribe(r.nc, in.ResponseID, in.EventKey)
 	require.NoError(t, err)
 	defer func() { _ = sub.Close() }()
 

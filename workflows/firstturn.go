@@ -70,7 +70,7 @@ func (r *promptRun) announcement(ctx workflow.Context, structured bool) (*activi
 	if err != nil {
 		return nil, fmt.Errorf("prompt run: encode turn: %w", err)
 	}
-	an := &activities.Announcement{Subject: r.in.TurnSubject, Record: rec, Turn: turn}
+	an := &activities.Announcement{Subject: r.in.TurnSubject, EventKey: r.in.EventKey, Record: rec, Turn: turn}
 	if structured {
 		an.Document = r.in.Document
 	}

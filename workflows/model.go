@@ -110,7 +110,7 @@ func (r *promptRun) callInput(ctx workflow.Context, n int) (activities.CallModel
 		Tools:          r.tools,
 	}
 	if r.streaming() {
-		call.Stream, call.StreamSubject, call.Call = true, r.subject, n
+		call.Stream, call.StreamSubject, call.EventKey, call.Call = true, r.subject, r.eventKey, n
 	}
 	an, err := r.firstTurn(ctx, n)
 	call.Announce = an

@@ -30,7 +30,7 @@ const MaxModelCalls = 16
 // stays invalid); the workflow itself fails only when the worker's own
 // infrastructure does, such as the database after every retry.
 func PromptRun(ctx workflow.Context, in run.Input) (run.Turn, error) {
-	r := &promptRun{in: in, subject: in.StreamSubject, startedAt: workflow.Now(ctx)}
+	r := &promptRun{in: in, subject: in.StreamSubject, eventKey: in.EventKey, startedAt: workflow.Now(ctx)}
 	if err := beforeFirstCommand(ctx); err != nil {
 		return run.Turn{}, err
 	}
@@ -85,6 +85,7 @@ const PauseTimeout = 7 * 24 * time.Hour
 type promptRun struct {
 	in        run.Input
 	subject   string // where the current turn streams
+	eventKey  string // what the current turn's stream is signed with
 	startedAt time.Time
 	prepared  bool
 	prep      activities.PrepareRunResult

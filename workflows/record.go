@@ -30,7 +30,7 @@ func (r *promptRun) record(ctx workflow.Context, status string) error {
 		// that ended before): RecordRun announces it once the row is
 		// written, so the caller's answer never runs ahead of the runs
 		// table.
-		rec.TurnSubject = r.in.TurnSubject
+		rec.TurnSubject, rec.EventKey = r.in.TurnSubject, r.in.EventKey
 		if rec.Turn, err = json.Marshal(r.turns[0]); err != nil {
 			return fmt.Errorf("prompt run: encode turn: %w", err)
 		}

@@ -24,7 +24,7 @@ func (r *promptRun) publish(ctx workflow.Context, ev runstream.Event) {
 	}
 	var a *activities.Activities
 	lctx := localOptions(ctx)
-	err := workflow.ExecuteLocalActivity(lctx, a.PublishRunEvent, activities.PublishRunEventInput{Subject: r.subject, Event: ev}).Get(lctx, nil)
+	err := workflow.ExecuteLocalActivity(lctx, a.PublishRunEvent, activities.PublishRunEventInput{Subject: r.subject, EventKey: r.eventKey, Event: ev}).Get(lctx, nil)
 	if err != nil {
 		workflow.GetLogger(ctx).Warn("run event not published", "type", ev.Type, "err", err)
 	}

@@ -69,7 +69,7 @@ func (r *promptRun) handlers(ctx workflow.Context) error {
 			for _, d := range res.decisions {
 				d.a.decided, d.a.approved, d.a.reason = true, d.approved, d.reason
 			}
-			r.subject = c.StreamSubject
+			r.subject, r.eventKey = c.StreamSubject, c.EventKey
 			r.resume = res
 			if err := workflow.Await(ctx, func() bool { return len(r.turns) > k }); err != nil {
 				return run.Turn{}, err
@@ -94,7 +94,7 @@ func (r *promptRun) handlers(ctx workflow.Context) error {
 			if r.resume == nil && r.ready() {
 				// Nobody watches the turn this starts: the paused turn's
 				// stream is over.
-				r.subject = ""
+				r.subject, r.eventKey = "", ""
 				r.resume = &resumeInput{}
 			}
 			return nil

@@ -42,6 +42,10 @@ type config struct {
 	DaprStore         string
 	NATSURL           string
 	NATSAddr          string
+	NATSCreds         string
+	NATSTLSCA         string
+	NATSTLSCert       string
+	NATSTLSKey        string
 	RunWait           string
 	EgressDeny        string
 	MetricsAddr       string
@@ -73,8 +77,12 @@ func (c *config) settings() []setting {
 		{"BUD_STAND_IN_ADDR", "stand-in", "", "`bud dev` only: also serve an OpenAI-compatible stand-in model at this address (e.g. 127.0.0.1:8090), to try Bud without a model", &c.StandInAddr},
 		{"BUD_DAPR_GRPC_ADDRESS", "dapr-grpc-address", "", "daprd's gRPC API (host:port) for prompt documents; `bud app` falls back to 127.0.0.1:$DAPR_GRPC_PORT, then 127.0.0.1:50001; `bud dev` starts its own daprd when unset", &c.DaprGRPCAddress},
 		{"BUD_DAPR_STORE", "dapr-store", "bud-prompts", "name of the Dapr state store component that keeps prompt documents", &c.DaprStore},
-		{"BUD_NATS_URL", "nats-url", "", "NATS server(s) that carry streaming runs' deltas from workers to gateways (nats://host:port); without it `bud gateway` answers stream: true with 503, and `bud dev` starts an embedded server", &c.NATSURL},
-		{"BUD_NATS_ADDR", "nats-addr", "127.0.0.1:4223", "`bud dev` only: listen address of the embedded NATS server (loopback; used when BUD_NATS_URL is empty)", &c.NATSAddr},
+		{"BUD_NATS_URL", "nats-url", "", "NATS server(s) that carry streaming runs' deltas from workers to gateways (nats://host:port, comma-separated; nats://user:password@host:port or nats://token@host:port authenticate); without it `bud gateway` answers stream: true with 503, and `bud dev` starts an embedded server", &c.NATSURL},
+		{"BUD_NATS_ADDR", "nats-addr", "127.0.0.1:4223", "`bud dev` only: listen address of the embedded NATS server (loopback; used when BUD_NATS_URL is empty), which requires user bud and a password made at each start", &c.NATSAddr},
+		{"BUD_NATS_CREDS", "nats-creds", "", "credentials file (user JWT and nkey seed, as `nsc` writes it) for BUD_NATS_URL's servers", &c.NATSCreds},
+		{"BUD_NATS_TLS_CA", "nats-tls-ca", "", "PEM CA certificate(s) that verify BUD_NATS_URL's servers, instead of the system roots; any BUD_NATS_TLS_* setting turns TLS on", &c.NATSTLSCA},
+		{"BUD_NATS_TLS_CERT", "nats-tls-cert", "", "PEM client certificate for mutual TLS to BUD_NATS_URL's servers (with BUD_NATS_TLS_KEY)", &c.NATSTLSCert},
+		{"BUD_NATS_TLS_KEY", "nats-tls-key", "", "PEM private key of BUD_NATS_TLS_CERT", &c.NATSTLSKey},
 		{"BUD_RUN_WAIT", "run-wait", "start", "how the gateway and the playground start a prompt run and wait for its first turn: start (eager start; the run announces its first turn over NATS, and an update asks for it when it has not within 2 s) or update (update-with-start, whose update answers); see Speed in the README", &c.RunWait},
 		{"BUD_EGRESS_DENY", "egress-deny", "", "comma-separated CIDRs, `loopback` and `private`: addresses of configured URLs (model deployments, connections, their redirects) refused at connect time, besides link-local and cloud metadata addresses, which always are", &c.EgressDeny},
 		{"TEMPORAL_TLS_CERT", "temporal-tls-cert", "", "PEM client certificate for mTLS to an external Temporal (with TEMPORAL_TLS_KEY); any TEMPORAL_TLS_* setting turns TLS on (not `bud dev`, whose embedded server is plaintext on loopback)", &c.TemporalTLSCert},

@@ -4,14 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -32,6 +31,9 @@ func runDev(ctx context.Context, args []string) error {
 	var cfg config
 	if err := cfg.parse("dev", args); err != nil {
 		return err
+	}
+	if cfg.NATSURL == "" && cfg.natsSecured() {
+		return errors.New("BUD_NATS_CREDS and BUD_NATS_TLS_* are for an external NATS (BUD_NATS_URL); bud dev's embedded server makes a password of its own")
 	}
 	log, err := cfg.logger(os.Stderr)
 	if err != nil {
@@ -128,6 +130,8 @@ func runDev(ctx context.Context, args []string) error {
 
 	natsLabel := "external"
 	if cfg.NATSURL == "" {
+		// The URL holds the password made for this start: the banner
+		// prints it redacted.
 		ns, err := runstream.StartServer(cfg.NATSAddr)
 		if err != nil {
 			return fmt.Errorf("BUD_NATS_ADDR: %w", err)
@@ -205,7 +209,7 @@ func runDev(ctx context.Context, args []string) error {
 	printBanner(os.Stdout, banner{
 		StandIn:    standIn,
 		Dapr:       daprAddr + "  (" + daprLabel + ")",
-		NATS:       redactNATSURL(cfg.NATSURL) + "  (" + natsLabel + ", streams run deltas)",
+		NATS:       runstream.RedactURLs(cfg.NATSURL) + "  (" + natsLabel + ", streams run deltas)",
 		Gateway:    gwL.URL(),
 		App:        appL.URL(),
 		Worker:     wkL.URL(),
@@ -328,20 +332,6 @@ func splitHostPort(addr, name string) (string, int, error) {
 		host = "127.0.0.1"
 	}
 	return host, port, nil
-}
-
-// redactNATSURL hides the passwords of NATS URLs before they are printed.
-func redactNATSURL(urls string) string {
-	parts := strings.Split(urls, ",")
-	for i, p := range parts {
-		u, err := url.Parse(strings.TrimSpace(p))
-		if err != nil {
-			parts[i] = "(unparsable URL)"
-			continue
-		}
-		parts[i] = u.Redacted()
-	}
-	return strings.Join(parts, ",")
 }
 
 // redactURL hides a password in a connection string before it is printed.

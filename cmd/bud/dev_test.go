@@ -100,6 +100,8 @@ type devEnv struct {
 	dbURL, dataDir                         string
 	gateway, app, worker, temporal, uiAddr string
 	standIn, nats, metrics                 string
+	// env is more of the environment of `bud dev`, after the rest: it wins.
+	env []string
 }
 
 func newDevEnv(t *testing.T) devEnv {
@@ -134,6 +136,7 @@ func (e devEnv) start(t *testing.T) *devProcess {
 		"BUD_NATS_ADDR="+e.nats, "BUD_NATS_URL=",
 		"BUD_ADMIN_TOKEN=", "BUD_ENCRYPTION_KEY=",
 	)
+	cmd.Env = append(cmd.Env, e.env...)
 	p := &devProcess{cmd: cmd, stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, done: make(chan error, 1)}
 	pr, pw := io.Pipe()
 	cmd.Stdout = io.MultiWriter(p.stdout, pw)
@@ -229,7 +232,7 @@ func TestDevEndToEnd(t *testing.T) {
 	p := env.start(t)
 
 	out := p.stdout.String()
-	for _, want := range []string{"BudGateway", "Dapr", "nats://" + env.nats, "http://" + env.gateway, "http://" + env.app, "http://" + env.metrics + "/metrics", env.temporal, "http://" + env.uiAddr, "Admin token"} {
+	for _, want := range []string{"BudGateway", "Dapr", "nats://bud:xxxxx@" + env.nats, "http://" + env.gateway, "http://" + env.app, "http://" + env.metrics + "/metrics", env.temporal, "http://" + env.uiAddr, "Admin token"} {
 		require.Contains(t, out, want)
 	}
 	token, err := os.ReadFile(filepath.Join(env.dataDir, "admin-token"))

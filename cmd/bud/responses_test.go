@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 	"github.com/openai/openai-go/v3/responses"
@@ -240,7 +241,14 @@ func TestDevPromptRunStreaming(t *testing.T) {
 	env := newDevEnv(t)
 	p := env.start(t)
 	defer p.stop(t)
-	require.Contains(t, p.stdout.String(), "nats://"+env.nats)
+	// The embedded NATS shows its URL with the password redacted, and
+	// refuses a client without it.
+	require.Contains(t, p.stdout.String(), "nats://bud:xxxxx@"+env.nats)
+	intruder, err := nats.Connect("nats://"+env.nats, nats.NoReconnect())
+	if err == nil {
+		intruder.Close()
+	}
+	require.ErrorIs(t, err, nats.ErrAuthorization)
 	token, err := os.ReadFile(filepath.Join(env.dataDir, "admin-token"))
 	require.NoError(t, err)
 	api := apiClient{t: t, base: "http://" + env.app, token: strings.TrimSpace(string(token))}

@@ -28,7 +28,6 @@ import (
 	"github.com/budhq/bud/gateway"
 	"github.com/budhq/bud/metrics"
 	"github.com/budhq/bud/runs"
-	"github.com/budhq/bud/runstream"
 	"github.com/budhq/bud/secrets"
 	"github.com/budhq/bud/statestore"
 	"github.com/budhq/bud/workflows"
@@ -290,29 +289,6 @@ func newGateway(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Cli
 	})
 }
 
-// connectNATS connects to BUD_NATS_URL, or returns nil when it is empty:
-// the service then runs without streaming.
-func connectNATS(log *slog.Logger, cfg *config, service string) (*nats.Conn, error) {
-	if cfg.NATSURL == "" {
-		if service == "worker" {
-			// Gateways that have NATS wait for runs' announcements.
-			log.Warn("BUD_NATS_URL is not set: streaming prompt runs are off, and gateways hear of a run's answer only by asking, 2 s after its start", "service", service)
-		} else {
-			log.Warn("BUD_NATS_URL is not set: streaming prompt runs are off", "service", service)
-		}
-		return nil, nil
-	}
-	return runstream.Connect(cfg.NATSURL,
-		nats.Name("bud-"+service),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil {
-				log.Warn("nats disconnected", "err", err)
-			}
-		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted()) }),
-	)
-}
-
 // runInBackground runs f until the returned stop is called, and waits for it.
 func runInBackground(ctx context.Context, f func(context.Context) error) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
@@ -429,7 +405,7 @@ func runApp(ctx context.Context, args []string) error {
 
 func runGateway(ctx context.Context, args []string) error {
 	var cfg config
-	if err := cfg.parse("gateway", args, "database-url", "temporal-address", "temporal-namespace", "temporal-tls-cert", "temporal-tls-key", "temporal-tls-ca", "temporal-tls-server-name", "temporal-api-key", "gateway-addr", "metrics-addr", "encryption-key", "upstream-timeout", "dapr-grpc-address", "dapr-store", "dapr-api-token", "nats-url", "run-wait", "egress-deny", "log-level", "log-format"); err != nil {
+	if err := cfg.parse("gateway", args, "database-url", "temporal-address", "temporal-namespace", "temporal-tls-cert", "temporal-tls-key", "temporal-tls-ca", "temporal-tls-server-name", "temporal-api-key", "gateway-addr", "metrics-addr", "encryption-key", "upstream-timeout", "dapr-grpc-address", "dapr-store", "dapr-api-token", "nats-url", "nats-creds", "nats-tls-ca", "nats-tls-cert", "nats-tls-key", "run-wait", "egress-deny", "log-level", "log-format"); err != nil {
 		return err
 	}
 	return runOne(ctx, &cfg, "gateway")
@@ -437,7 +413,7 @@ func runGateway(ctx context.Context, args []string) error {
 
 func runWorker(ctx context.Context, args []string) error {
 	var cfg config
-	if err := cfg.parse("worker", args, "database-url", "temporal-address", "temporal-namespace", "temporal-tls-cert", "temporal-tls-key", "temporal-tls-ca", "temporal-tls-server-name", "temporal-api-key", "worker-addr", "metrics-addr", "encryption-key", "nats-url", "egress-deny", "log-level", "log-format"); err != nil {
+	if err := cfg.parse("worker", args, "database-url", "temporal-address", "temporal-namespace", "temporal-tls-cert", "temporal-tls-key", "temporal-tls-ca", "temporal-tls-server-name", "temporal-api-key", "worker-addr", "metrics-addr", "encryption-key", "nats-url", "nats-creds", "nats-tls-ca", "nats-tls-cert", "nats-tls-key", "egress-deny", "log-level", "log-format"); err != nil {
 		return err
 	}
 	return runOne(ctx, &cfg, "worker")

@@ -1,0 +1,234 @@
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+	"github.com/stretchr/testify/require"
+)
+
+// startNATS starts an in-process NATS server with opts on a free loopback
+// port, shut down with t, and returns its host:port.
+func startNATS(t *testing.T, opts *server.Options) string {
+	t.Helper()
+	opts.Host, opts.Port, opts.NoLog, opts.NoSigs = "127.0.0.1", server.RANDOM_PORT, true, true
+	ns, err := server.NewServer(opts)
+	require.NoError(t, err)
+	ns.Start()
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	require.True(t, ns.ReadyForConnections(10*time.Second), "NATS not ready")
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(ns.Addr().(*net.TCPAddr).Port))
+}
+
+// pki is a throwaway CA and the PEM files of a server and a client
+// certificate it signed.
+type pki struct {
+	dir                                              string
+	pool                                             *x509.CertPool
+	ca, serverCert, serverKey, clientCert, clientKey string
+}
+
+func newPKI(t *testing.T) pki {
+	t.Helper()
+	p := pki{dir: t.TempDir(), pool: x509.NewCertPool()}
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "bud test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	require.NoError(t, err)
+	caCert, err := x509.ParseCertificate(caDER)
+	require.NoError(t, err)
+	p.pool.AddCert(caCert)
+	p.ca = p.write(t, "ca.pem", "CERTIFICATE", caDER)
+	leaf := func(name string, serial int64, usage x509.ExtKeyUsage) (certFile, keyFile string) {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		require.NoError(t, err)
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
+			IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
+		require.NoError(t, err)
+		keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+		require.NoError(t, err)
+		return p.write(t, name+".pem", "CERTIFICATE", der), p.write(t, name+"-key.pem", "PRIVATE KEY", keyDER)
+	}
+	p.serverCert, p.serverKey = leaf("server", 2, x509.ExtKeyUsageServerAuth)
+	p.clientCert, p.clientKey = leaf("client", 3, x509.ExtKeyUsageClientAuth)
+	return p
+}
+
+func (p pki) write(t *testing.T, name, typ string, der []byte) string {
+	t.Helper()
+	path := filepath.Join(p.dir, name)
+	require.NoError(t, os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600))
+	return path
+}
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// TestNATSMutualTLSAndPassword: an external NATS that requires TLS, a
+// client certificate and a password is reached with BUD_NATS_URL
+// (user:password@), BUD_NATS_TLS_CA, BUD_NATS_TLS_CERT and
+// BUD_NATS_TLS_KEY; without the client certificate, or without the CA, it
+// is not.
+func TestNATSMutualTLSAndPassword(t *testing.T) {
+	t.Parallel()
+	p := newPKI(t)
+	serverPair, err := tls.LoadX509KeyPair(p.serverCert, p.serverKey)
+	require.NoError(t, err)
+	addr := startNATS(t, &server.Options{
+		Username: "bud", Password: "s3cret-pass",
+		TLS: true, TLSVerify: true,
+		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{serverPair}, ClientCAs: p.pool, ClientAuth: tls.RequireAndVerifyClientCert},
+	})
+	cfg := config{NATSURL: "nats://bud:s3cret-pass@" + addr, NATSTLSCA: p.ca, NATSTLSCert: p.clientCert, NATSTLSKey: p.clientKey}
+	nc, err := connectNATS(quiet, &cfg, "gateway")
+	require.NoError(t, err)
+	defer nc.Close()
+	require.True(t, nc.IsConnected())
+	state, err := nc.TLSConnectionState()
+	require.NoError(t, err)
+	require.True(t, state.HandshakeComplete)
+	require.Equal(t, "server", state.PeerCertificates[0].Subject.CommonName)
+	require.NoError(t, nc.Flush())
+
+	refused := func(c config) error {
+		t.Helper()
+		opts, err := c.natsSecurity()
+		require.NoError(t, err)
+		nc, err := nats.Connect(c.NATSURL, append(opts, nats.NoReconnect())...)
+		if err == nil {
+			nc.Close()
+		}
+		return err
+	}
+	noClientCert := cfg
+	noClientCert.NATSTLSCert, noClientCert.NATSTLSKey = "", ""
+	require.Error(t, refused(noClientCert), "mutual TLS: no client certificate, no connection")
+	noCA := cfg
+	noCA.NATSTLSCA = ""
+	require.ErrorContains(t, refused(noCA), "certificate", "the server's certificate is checked against BUD_NATS_TLS_CA")
+	wrongPassword := cfg
+	wrongPassword.NATSURL = "nats://bud:nope@" + addr
+	require.ErrorIs(t, refused(wrongPassword), nats.ErrAuthorization)
+}
+
+// TestNATSCredsFile: an external NATS in operator mode (JWT accounts) is
+// reached with the user credentials file of BUD_NATS_CREDS, and refuses a
+// client without it.
+func TestNATSCredsFile(t *testing.T) {
+	t.Parallel()
+	op, err := nkeys.CreateOperator()
+	require.NoError(t, err)
+	opPub, err := op.PublicKey()
+	require.NoError(t, err)
+	opJWT, err := jwt.NewOperatorClaims(opPub).Encode(op)
+	require.NoError(t, err)
+	opClaims, err := jwt.DecodeOperatorClaims(opJWT)
+	require.NoError(t, err)
+
+	acct, err := nkeys.CreateAccount()
+	require.NoError(t, err)
+	acctPub, err := acct.PublicKey()
+	require.NoError(t, err)
+	acctJWT, err := jwt.NewAccountClaims(acctPub).Encode(op)
+	require.NoError(t, err)
+
+	user, err := nkeys.CreateUser()
+	require.NoError(t, err)
+	userPub, err := user.PublicKey()
+	require.NoError(t, err)
+	userJWT, err := jwt.NewUserClaims(userPub).Encode(acct)
+	require.NoError(t, err)
+	seed, err := user.Seed()
+	require.NoError(t, err)
+	creds, err := jwt.FormatUserConfig(userJWT, seed)
+	require.NoError(t, err)
+	credsFile := filepath.Join(t.TempDir(), "bud.creds")
+	require.NoError(t, os.WriteFile(credsFile, creds, 0o600))
+
+	resolver := &server.MemAccResolver{}
+	require.NoError(t, resolver.Store(acctPub, acctJWT))
+	addr := startNATS(t, &server.Options{TrustedOperators: []*jwt.OperatorClaims{opClaims}, AccountResolver: resolver, NoSystemAccount: true})
+
+	cfg := config{NATSURL: "nats://" + addr, NATSCreds: credsFile}
+	nc, err := connectNATS(quiet, &cfg, "worker")
+	require.NoError(t, err)
+	defer nc.Close()
+	require.True(t, nc.IsConnected())
+	require.NoError(t, nc.Flush())
+
+	anonymous, err := nats.Connect("nats://"+addr, nats.NoReconnect())
+	if err == nil {
+		anonymous.Close()
+	}
+	require.Error(t, err, "no credentials, no connection")
+}
+
+// TestNATSSettingsCheckedAtStart: a file that is missing or is not what
+// its setting says fails before any connection, naming the setting.
+func TestNATSSettingsCheckedAtStart(t *testing.T) {
+	t.Parallel()
+	p := newPKI(t)
+	dir := t.TempDir()
+	junk := filepath.Join(dir, "junk")
+	require.NoError(t, os.WriteFile(junk, []byte("not a certificate"), 0o600))
+	missing := filepath.Join(dir, "missing")
+	url := "nats://127.0.0.1:1"
+	for want, c := range map[string]config{
+		"BUD_NATS_CREDS: open":                  {NATSURL: url, NATSCreds: missing},
+		"BUD_NATS_CREDS: " + junk + " holds no": {NATSURL: url, NATSCreds: junk},
+		"BUD_NATS_TLS_CA: open":                 {NATSURL: url, NATSTLSCA: missing},
+		"BUD_NATS_TLS_CA: " + junk:              {NATSURL: url, NATSTLSCA: junk},
+		"BUD_NATS_TLS_CERT: open":               {NATSURL: url, NATSTLSCert: missing, NATSTLSKey: p.clientKey},
+		"BUD_NATS_TLS_KEY: open":                {NATSURL: url, NATSTLSCert: p.clientCert, NATSTLSKey: missing},
+		"not a matching PEM":                    {NATSURL: url, NATSTLSCert: p.clientCert, NATSTLSKey: p.serverKey},
+		"BUD_NATS_TLS_KEY is not":               {NATSURL: url, NATSTLSCert: p.clientCert},
+		"BUD_NATS_TLS_CERT is not":              {NATSURL: url, NATSTLSKey: p.clientKey},
+		"BUD_NATS_URL is not":                   {NATSTLSCA: p.ca},
+	} {
+		_, err := connectNATS(quiet, &c, "gateway")
+		require.ErrorContains(t, err, want)
+	}
+}
+
+// TestDevRefusesNATSSettingsForTheEmbeddedServer: BUD_NATS_CREDS and
+// BUD_NATS_TLS_* name an external server's credentials; bud dev without
+// BUD_NATS_URL refuses them rather than ignoring them.
+func TestDevRefusesNATSSettingsForTheEmbeddedServer(t *testing.T) {
+	t.Parallel()
+	env := newDevEnv(t)
+	cmd := exec.Command(budBinary, "dev")
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+env.dbURL, "BUD_DATA_DIR="+env.dataDir,
+		"BUD_NATS_URL=", "BUD_NATS_CREDS=/nonexistent.creds",
+		"TEMPORAL_ADDRESS="+env.temporal, "TEMPORAL_UI_ADDRESS=", "BUD_NATS_ADDR="+env.nats)
+	out, err := cmd.CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(out), "are for an external NATS")
+}
