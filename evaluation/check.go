@@ -79,14 +79,22 @@ type CheckResult struct {
 	Message string `json:"message,omitempty"`
 }
 
-// Compiler compiles checks. Build one with NewCompiler and share it: the
-// CEL environment costs more to build than a check does to compile.
+// Compiler compiles checks. Reuse one where many rows are compiled: the
+// CEL environment, built on the first CEL check, costs more than a check
+// does to compile. A Compiler is not safe for concurrent use.
 type Compiler struct {
 	env *cel.Env
 }
 
 // NewCompiler returns a Compiler.
-func NewCompiler() (*Compiler, error) {
+func NewCompiler() (*Compiler, error) { return &Compiler{}, nil }
+
+// celEnv is the CEL environment, built on first use: rows without a CEL
+// check never pay for it.
+func (c *Compiler) celEnv() (*cel.Env, error) {
+	if c.env != nil {
+		return c.env, nil
+	}
 	env, err := cel.NewEnv(
 		cel.Variable("output", cel.DynType),
 		cel.Variable("text", cel.StringType),
@@ -96,7 +104,8 @@ func NewCompiler() (*Compiler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("evaluation: CEL environment: %w", err)
 	}
-	return &Compiler{env: env}, nil
+	c.env = env
+	return env, nil
 }
 
 // Checks are a row's checks compiled, with its expected output.
@@ -244,14 +253,18 @@ func (c *Compiler) compileCEL(expr string) (prg cel.Program, problem string) {
 	if strings.TrimSpace(expr) == "" {
 		return nil, "is required: a CEL expression"
 	}
-	ast, iss := c.env.Compile(expr)
+	env, err := c.celEnv()
+	if err != nil {
+		return nil, "cannot be compiled here"
+	}
+	ast, iss := env.Compile(expr)
 	if iss.Err() != nil {
 		return nil, "does not compile: " + strings.ReplaceAll(iss.Err().Error(), "\n", " ")
 	}
 	if t := ast.OutputType(); !t.IsExactType(types.BoolType) && !t.IsExactType(types.DynType) {
 		return nil, fmt.Sprintf("must be a boolean expression, not %s", t)
 	}
-	prg, err := c.env.Program(ast, cel.CostLimit(celCostLimit))
+	prg, err = env.Program(ast, cel.CostLimit(celCostLimit))
 	if err != nil {
 		return nil, "does not compile: " + err.Error()
 	}

@@ -62,6 +62,11 @@ type Input struct {
 	// the end of its first turn once it is recorded (runstream.TypeTurnEnded).
 	// The announcement is best effort; UpdateAwaitTurn always answers.
 	TurnSubject string `json:"turn_subject,omitempty"`
+	// EndAtPause ends the run where it would pause for function outputs
+	// or approvals: its turn ends incomplete, with error EndedAtPause and
+	// the calls it asked for in its output. Evaluations set it, since
+	// nobody answers their runs.
+	EndAtPause bool `json:"end_at_pause,omitempty"`
 }
 
 // Updates and queries of a run. A run has turns: the first starts with the
