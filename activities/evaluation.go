@@ -90,11 +90,7 @@ func (a *Activities) ScoreEvaluationRun(ctx context.Context, in ScoreRunInput) e
 	if err := json.Unmarshal(row.Checks, &checks); err != nil {
 		return fmt.Errorf("score run %s: decode checks: %w", in.RunID, err)
 	}
-	compiler, err := evaluation.NewCompiler()
-	if err != nil {
-		return err
-	}
-	cs, err := compiler.Compile(checks, row.ExpectedOutput, "")
+	cs, err := a.checks.Compile(checks, row.ExpectedOutput, "")
 	if err != nil {
 		return fmt.Errorf("score run %s: compile checks: %w", in.RunID, err)
 	}

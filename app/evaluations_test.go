@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
 
 	"github.com/budhq/bud/activities"
 	"github.com/budhq/bud/app"
@@ -20,6 +21,7 @@ import (
 	"github.com/budhq/bud/run"
 	"github.com/budhq/bud/statestore/statestoretest"
 	"github.com/budhq/bud/upstreamtest"
+	"github.com/budhq/bud/workflows"
 )
 
 // datasetBody is a dataset as a client reads it.
@@ -325,4 +327,42 @@ func TestEvaluationCancel(t *testing.T) {
 	_, err = b.up.WaitCancelled(ctx, 2)
 	require.NoError(t, err, "the runs in flight were canceled at the model")
 	require.True(t, strings.HasPrefix(evaluation.RunID(ev.ID, 0, 0), "resp_"))
+}
+
+// TestEvaluationContinuesAsNew: an evaluation past its history limit lets
+// its runs in flight finish and continues as new from the next row, and
+// every row is run and scored once.
+func TestEvaluationContinuesAsNew(t *testing.T) {
+	t.Parallel()
+	b := evalSetup(t)
+	b.deploy(t, "llm", "model-llm")
+	b.up.SetDefault(upstreamtest.Echo())
+	const n = 12
+	rows := []any{}
+	for i := range n {
+		rows = append(rows, map[string]any{"text": fmt.Sprintf("r%d", i)})
+	}
+	d := decodeAs[app.Dataset](t, b.do(t, "POST", fmt.Sprintf("/api/projects/%s/datasets", b.project.ID), map[string]any{"name": "long", "rows": rows}), http.StatusCreated)
+	doc, err := json.Marshal(textDoc("llm", "Go on."))
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	q := dbsqlc.New(runEnv.pool)
+	ev, err := q.CreateEvaluation(ctx, dbsqlc.CreateEvaluationParams{ProjectID: b.project.ID, DatasetID: d.ID, Candidates: []byte("[]"), Tools: "live", Parallelism: 2, RowCount: n})
+	require.NoError(t, err)
+	we, err := runEnv.client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: evaluation.WorkflowID(ev.ID), TaskQueue: run.TaskQueue}, workflows.EvaluationWorkflowName, workflows.EvaluationInput{
+		EvaluationID: ev.ID, ProjectID: b.project.ID, DatasetID: d.ID, Rows: n, Parallelism: 2,
+		Candidates: []workflows.EvaluationCandidate{{Document: doc}}, HistoryLimit: 30,
+	})
+	require.NoError(t, err)
+	var out workflows.EvaluationOutput
+	require.NoError(t, we.Get(ctx, &out), "Get follows the chain of runs")
+	require.Equal(t, workflows.EvaluationCompleted, out.Status)
+	require.NotEqual(t, we.GetRunID(), runEnv.client.GetWorkflow(ctx, evaluation.WorkflowID(ev.ID), "").GetRunID(), "it continued as new")
+
+	got := decodeAs[evaluationBody](t, b.do(t, "GET", "/api/evaluations/"+ev.ID.String(), nil), http.StatusOK)
+	require.Equal(t, "completed", got.Status)
+	require.Equal(t, int64(n), got.Progress[0].Done)
+	require.Equal(t, int64(n), got.Scorecard.Candidates[0].Overall.Runs)
+	require.Len(t, b.up.Requests(), n, "each row ran once")
 }

@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/common/types"
@@ -79,11 +80,13 @@ type CheckResult struct {
 	Message string `json:"message,omitempty"`
 }
 
-// Compiler compiles checks. Reuse one where many rows are compiled: the
+// Compiler compiles checks. Share one where many rows are compiled: the
 // CEL environment, built on the first CEL check, costs more than a check
-// does to compile. A Compiler is not safe for concurrent use.
+// does to compile. It is safe for concurrent use.
 type Compiler struct {
-	env *cel.Env
+	once   sync.Once
+	env    *cel.Env
+	envErr error
 }
 
 // NewCompiler returns a Compiler.
@@ -92,9 +95,11 @@ func NewCompiler() (*Compiler, error) { return &Compiler{}, nil }
 // celEnv is the CEL environment, built on first use: rows without a CEL
 // check never pay for it.
 func (c *Compiler) celEnv() (*cel.Env, error) {
-	if c.env != nil {
-		return c.env, nil
-	}
+	c.once.Do(func() { c.env, c.envErr = newCELEnv() })
+	return c.env, c.envErr
+}
+
+func newCELEnv() (*cel.Env, error) {
 	env, err := cel.NewEnv(
 		cel.Variable("output", cel.DynType),
 		cel.Variable("text", cel.StringType),
@@ -104,7 +109,6 @@ func (c *Compiler) celEnv() (*cel.Env, error) {
 	if err != nil {
 		return nil, fmt.Errorf("evaluation: CEL environment: %w", err)
 	}
-	c.env = env
 	return env, nil
 }
 

@@ -62,6 +62,9 @@ type EvaluationInput struct {
 	// Next is the first row not yet started, when the evaluation continues
 	// as new.
 	Next int `json:"next,omitempty"`
+	// HistoryLimit, when set, replaces EvaluationHistoryLimit (tests make
+	// an evaluation continue as new with a few rows).
+	HistoryLimit int `json:"history_limit,omitempty"`
 }
 
 // EvaluationOutput is how an evaluation ended; the scorecard is in the
@@ -122,10 +125,14 @@ type evaluationRun struct {
 func (e *evaluationRun) run(ctx workflow.Context) error {
 	var a *activities.Activities
 	par := max(e.in.Parallelism, 1)
+	limit := EvaluationHistoryLimit
+	if e.in.HistoryLimit > 0 {
+		limit = e.in.HistoryLimit
+	}
 	next := e.in.Next
 	more := false
 	for next < e.in.Rows && e.err == nil {
-		if workflow.GetInfo(ctx).GetCurrentHistoryLength() > EvaluationHistoryLimit {
+		if workflow.GetInfo(ctx).GetCurrentHistoryLength() > limit {
 			more = true
 			break
 		}
@@ -164,7 +171,7 @@ func (e *evaluationRun) run(ctx workflow.Context) error {
 				break
 			}
 			next = row.Position + 1
-			if workflow.GetInfo(ctx).GetCurrentHistoryLength() > EvaluationHistoryLimit {
+			if workflow.GetInfo(ctx).GetCurrentHistoryLength() > limit {
 				break
 			}
 		}
