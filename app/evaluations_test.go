@@ -348,17 +348,20 @@ func TestEvaluationContinuesAsNew(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	q := dbsqlc.New(runEnv.pool)
-	ev, err := q.CreateEvaluation(ctx, dbsqlc.CreateEvaluationParams{ProjectID: b.project.ID, DatasetID: d.ID, Candidates: []byte("[]"), Tools: "live", Parallelism: 2, RowCount: n})
+	ev, err := q.CreateEvaluation(ctx, dbsqlc.CreateEvaluationParams{ProjectID: b.project.ID, DatasetID: d.ID, Candidates: []byte(`[{"document":` + string(doc) + `}]`), Tools: "live", Parallelism: 2, RowCount: n})
 	require.NoError(t, err)
 	we, err := runEnv.client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: evaluation.WorkflowID(ev.ID), TaskQueue: run.TaskQueue}, workflows.EvaluationWorkflowName, workflows.EvaluationInput{
 		EvaluationID: ev.ID, ProjectID: b.project.ID, DatasetID: d.ID, Rows: n, Parallelism: 2,
 		Candidates: []workflows.EvaluationCandidate{{Document: doc}}, HistoryLimit: 30,
 	})
 	require.NoError(t, err)
+	firstRun := we.GetRunID()
 	var out workflows.EvaluationOutput
 	require.NoError(t, we.Get(ctx, &out), "Get follows the chain of runs")
 	require.Equal(t, workflows.EvaluationCompleted, out.Status)
-	require.NotEqual(t, we.GetRunID(), runEnv.client.GetWorkflow(ctx, evaluation.WorkflowID(ev.ID), "").GetRunID(), "it continued as new")
+	desc, err := runEnv.client.DescribeWorkflowExecution(ctx, evaluation.WorkflowID(ev.ID), "")
+	require.NoError(t, err)
+	require.NotEqual(t, firstRun, desc.GetWorkflowExecutionInfo().GetExecution().GetRunId(), "it continued as new")
 
 	got := decodeAs[evaluationBody](t, b.do(t, "GET", "/api/evaluations/"+ev.ID.String(), nil), http.StatusOK)
 	require.Equal(t, "completed", got.Status)
