@@ -364,3 +364,22 @@ func TestEvaluationContinuesAsNew(t *testing.T) {
 	require.Equal(t, int64(n), got.Scorecard.Candidates[0].Overall.Runs)
 	require.Len(t, b.up.Requests(), n, "each row ran once")
 }
+
+// TestEvaluationRefusesRowsThatDoNotFit: a row whose input a candidate's
+// input refuses is named before anything runs.
+func TestEvaluationRefusesRowsThatDoNotFit(t *testing.T) {
+	t.Parallel()
+	b := evalSetup(t)
+	b.deploy(t, "llm", "model-llm")
+	doc := textDoc("llm", "Greet.")
+	doc["messages"] = []any{map[string]any{"role": "user", "content": "Greet {{ name }}."}}
+	doc["input"] = map[string]any{"type": "structured", "variables": []any{map[string]any{"name": "name", "type": "string", "required": true}}}
+	d := decodeAs[app.Dataset](t, b.do(t, "POST", fmt.Sprintf("/api/projects/%s/datasets", b.project.ID), map[string]any{"name": "fit", "rows": []any{
+		map[string]any{"variables": map[string]any{"name": "Ada"}},
+		map[string]any{"variables": map[string]any{"name": 7}},
+	}}), http.StatusCreated)
+	e := errorOf(t, b.do(t, "POST", "/api/datasets/"+d.ID.String()+"/evaluations", map[string]any{"candidates": []any{map[string]any{"document": doc}}}), http.StatusBadRequest)
+	require.Contains(t, e.Error.Fields, "rows[1].variables.name")
+	require.NotContains(t, e.Error.Fields, "rows[0].variables.name")
+	require.Empty(t, b.up.Requests(), "nothing ran")
+}
