@@ -15,6 +15,7 @@ import (
 
 	"github.com/budhq/bud/deployment"
 	"github.com/budhq/bud/egress"
+	"github.com/budhq/bud/evaluation"
 	"github.com/budhq/bud/secrets"
 )
 
@@ -60,6 +61,8 @@ type Activities struct {
 
 	deployments *deployment.Cache
 	documents   documentCache
+	// checks compiles evaluations' checks, sharing one CEL environment.
+	checks evaluation.Compiler
 }
 
 // New returns Activities with the given dependencies.

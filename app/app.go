@@ -38,6 +38,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.temporal.io/sdk/client"
 
 	"github.com/budhq/bud/db/dbsqlc"
 	"github.com/budhq/bud/egress"
@@ -81,6 +82,10 @@ type Config struct {
 	// in progress; nil means the playground endpoints answer 503. The run
 	// history reads the database and works without it.
 	Runs *runs.Client
+	// Evaluations starts and cancels evaluations' workflows; nil means
+	// starting or canceling one answers 503. Datasets and reading
+	// evaluations need only the database.
+	Evaluations client.Client
 	// Egress says which addresses a connection's URL may resolve to when
 	// BudApp opens it to list its tools; nil refuses only link-local and
 	// metadata addresses.
@@ -96,6 +101,7 @@ type server struct {
 	// runDocs keeps the documents of runs by content, for replays.
 	runDocs *runDocuments
 	runs    *runs.Client
+	evals   client.Client
 	log     *slog.Logger
 	ready   func(context.Context) error
 	reg     *prometheus.Registry
@@ -137,6 +143,7 @@ func New(cfg Config) (http.Handler, error) {
 		docs:        cfg.Documents,
 		runDocs:     newRunDocuments(cfg.Documents),
 		runs:        cfg.Runs,
+		evals:       cfg.Evaluations,
 		log:         cfg.Logger,
 		ready:       cfg.Ready,
 		reg:         cfg.Registry,
@@ -185,6 +192,15 @@ func (s *server) routes(m *metrics.HTTP) http.Handler {
 		})
 		r.Post("/playground/run", s.playgroundRun)
 		r.Post("/playground/compare", s.playgroundCompare)
+		r.Route("/datasets/{dataset_id}", func(r chi.Router) {
+			r.Get("/", s.getDataset)
+			r.Delete("/", s.deleteDataset)
+			r.Post("/rows", s.addDatasetRows)
+			r.Get("/evaluations", s.listEvaluations)
+			r.Post("/evaluations", s.createEvaluation)
+		})
+		r.Get("/evaluations/{evaluation_id}", s.getEvaluation)
+		r.Post("/evaluations/{evaluation_id}/cancel", s.cancelEvaluation)
 		r.Get("/runs", s.listRuns)
 		r.Post("/runs/compare", s.compareRuns)
 		r.Get("/runs/{run_id}", s.getRun)
@@ -215,6 +231,8 @@ func (s *server) routes(m *metrics.HTTP) http.Handler {
 				})
 				r.Get("/prompts", s.listPrompts)
 				r.Post("/prompts", s.createPrompt)
+				r.Get("/datasets", s.listDatasets)
+				r.Post("/datasets", s.createDataset)
 				r.Route("/api-keys", func(r chi.Router) {
 					r.Get("/", s.listAPIKeys)
 					r.Post("/", s.createAPIKey)

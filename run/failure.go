@@ -47,6 +47,9 @@ const (
 	ToolsUnavailable = "ToolsUnavailable"
 	// PauseTimeout: nobody answered a paused run in time.
 	PauseTimeout = "PauseTimeout"
+	// EndedAtPause: a run started with Input.EndAtPause asked for
+	// function outputs or approvals, and ended there.
+	EndedAtPause = "EndedAtPause"
 	// ToolUnavailable: a connection could not be reached, timed out or
 	// answered 429 or 5xx. Retryable.
 	ToolUnavailable = "ToolUnavailable"

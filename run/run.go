@@ -79,6 +79,11 @@ type Input struct {
 	// (runstream.NewEventKey): the caller takes only events signed with
 	// it. It travels nowhere but here; without it the events are unsigned.
 	EventKey string `json:"event_key,omitempty"`
+	// EndAtPause ends the run where it would pause for function outputs
+	// or approvals: its turn ends incomplete, with error EndedAtPause and
+	// the calls it asked for in its output. Evaluations set it, since
+	// nobody answers their runs.
+	EndAtPause bool `json:"end_at_pause,omitempty"`
 }
 
 // How a replay's connection tools answer (Input.ReplayTools).

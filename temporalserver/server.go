@@ -80,6 +80,11 @@ type Server struct {
 	stopping *atomic.Bool
 }
 
+// historyCacheSize bounds the workflows the history service keeps in
+// memory. A thousand covers the runs one node has in flight; a workflow
+// evicted from the cache is read back from the database when it next moves.
+const historyCacheSize = 1024
+
 // tuning are the dynamic-config values that make a single-node server fast:
 // with the defaults a two-activity workflow takes ~150 ms, with these ~20 ms,
 // and without the long-poll setting some start-then-wait calls stall for 20 s.
@@ -90,12 +95,14 @@ func tuning() dynamicconfig.StaticClient {
 		dynamicconfig.MakeKey("matching.numTaskqueueReadPartitions"):   1,
 		dynamicconfig.MakeKey("matching.numTaskqueueWritePartitions"):  1,
 		dynamicconfig.MakeKey("history.longPollExpirationInterval"):    time.Second,
-		dynamicconfig.MakeKey("history.cacheHostLevelMaxSize"):         8192,
 		dynamicconfig.MakeKey("frontend.namespaceRPS.visibility"):      100,
 		// A deleted run's history goes once the transfer queue has acked the
 		// run's close; at the default 30 s ack interval a deletion waits that
 		// long.
 		dynamicconfig.TransferProcessorUpdateAckInterval.Key(): time.Second,
+		// Workflows the history service keeps in memory: the default,
+		// 128,000, lets a long-lived `bud dev` grow tens of KB per run.
+		dynamicconfig.HistoryCacheHostLevelMaxSize.Key(): historyCacheSize,
 	}
 }
 

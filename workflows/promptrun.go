@@ -53,6 +53,10 @@ func PromptRun(ctx workflow.Context, in run.Input) (run.Turn, error) {
 		if !r.waiting {
 			break
 		}
+		if r.in.EndAtPause {
+			r.endAtPause()
+			break
+		}
 		// Paused: the turn is over for its caller, the run is not.
 		r.endTurn(ctx)
 		if err := r.record(ctx, run.StatusWaiting); err != nil {
@@ -169,6 +173,14 @@ func (r *promptRun) prepare(ctx workflow.Context) error {
 		}
 	}
 	return fmt.Errorf("prompt run: prepare: %w", err)
+}
+
+// endAtPause ends, instead of pausing, a run whose caller cannot answer
+// it: the turn is incomplete, with the calls it asked for in its output.
+func (r *promptRun) endAtPause() {
+	r.waiting = false
+	r.cur.Status = run.StatusIncomplete
+	r.cur.Error = &run.Error{Code: run.EndedAtPause, Message: "the run asked for function outputs or approvals, which nobody gives the runs of an evaluation"}
 }
 
 func (r *promptRun) fail(e *run.Error) {

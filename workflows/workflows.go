@@ -46,6 +46,7 @@ func Ping(ctx workflow.Context, in PingInput) (PingOutput, error) {
 func Register(r worker.Registry, a *activities.Activities) {
 	r.RegisterWorkflow(Ping)
 	r.RegisterWorkflowWithOptions(PromptRun, workflow.RegisterOptions{Name: run.WorkflowName})
+	r.RegisterWorkflowWithOptions(Evaluation, workflow.RegisterOptions{Name: EvaluationWorkflowName})
 	r.RegisterActivity(a)
 }
 

@@ -51,10 +51,14 @@ import (
 
 func main() {
 	mode := "gateway"
-	if len(os.Args) > 1 && os.Args[1] == "responses" {
-		mode = "responses"
+	if len(os.Args) > 1 && (os.Args[1] == "responses" || os.Args[1] == "evaluate") {
+		mode = os.Args[1]
 		os.Args = append(os.Args[:1], os.Args[2:]...)
 	}
+	evalRows := flag.Int("rows", 1000, "evaluate: dataset rows")
+	evalCandidates := flag.Int("candidates", 2, "evaluate: candidate prompts")
+	evalParallelism := flag.Int("parallelism", 32, "evaluate: runs at once")
+	evalRounds := flag.Int("eval-rounds", 2, "evaluate: evaluations run one after another on the same bud dev")
 	sequential := flag.Int("sequential", 1000, "responses: runs sent one after another (1,000 span ~15 s, so a few seconds of other load on the machine move the p50 little)")
 	concurrency := flag.Int("concurrency", 50, "responses: concurrent callers")
 	waits := flag.String("waits", "start,update", "responses: ways to start and await a run to compare (BUD_RUN_WAIT values), the first also streamed")
@@ -89,7 +93,9 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var err error
-	if mode == "responses" {
+	if mode == "evaluate" {
+		err = runEvaluate(ctx, *budPath, *dbURL, *evalRows, *evalCandidates, *evalParallelism, *evalRounds)
+	} else if mode == "responses" {
 		err = runResponses(ctx, *budPath, *dbURL, *sequential, *concurrency, *duration, strings.Split(*waits, ","))
 		if err == nil && *compare != "" {
 			err = compareBinaries(ctx, *budPath, *compare, *dbURL, *rounds, *sequential, *concurrency, *duration)

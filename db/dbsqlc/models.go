@@ -33,6 +33,26 @@ type Connection struct {
 	UpdatedAt         time.Time
 }
 
+type Dataset struct {
+	ID          uuid.UUID
+	ProjectID   uuid.UUID
+	Name        string
+	Description string
+	RowCount    int32
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+}
+
+type DatasetRow struct {
+	DatasetID      uuid.UUID
+	Position       int32
+	Text           *string
+	Variables      []byte
+	ExpectedOutput []byte
+	Checks         []byte
+	RunID          *string
+}
+
 type Deployment struct {
 	ID            uuid.UUID
 	ProjectID     uuid.UUID
@@ -47,6 +67,37 @@ type Deployment struct {
 	UpdatedAt     time.Time
 	PromptID      *uuid.UUID
 	PromptVersion *int32
+}
+
+type Evaluation struct {
+	ID          uuid.UUID
+	ProjectID   uuid.UUID
+	DatasetID   uuid.UUID
+	Candidates  []byte
+	Tools       string
+	Parallelism int32
+	RowCount    int32
+	Status      string
+	CreatedAt   time.Time
+	FinishedAt  *time.Time
+}
+
+type EvaluationResult struct {
+	EvaluationID uuid.UUID
+	RowPosition  int32
+	Candidate    int32
+	RunID        string
+	RunStatus    string
+	Validation   string
+	Passed       bool
+	Checks       []byte
+	Output       []byte
+	Error        []byte
+	InputTokens  int64
+	OutputTokens int64
+	LatencyMs    int64
+	ModelCalls   int32
+	ScoredAt     time.Time
 }
 
 type Project struct {

@@ -1,0 +1,253 @@
+package workflows
+
+// Evaluations: every row of a dataset run against every candidate prompt,
+// each run a child PromptRun, each finished run scored from its record.
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/budhq/bud/activities"
+	"github.com/budhq/bud/evaluation"
+	"github.com/budhq/bud/run"
+	"github.com/budhq/bud/runs"
+)
+
+// EvaluationWorkflowName is the registered name of the evaluation workflow.
+const EvaluationWorkflowName = "Evaluation"
+
+// Bounds of an evaluation's workflow.
+const (
+	// EvaluationPageRows is how many rows one read brings: the rows live
+	// in the database, and only a page at a time in the history.
+	EvaluationPageRows = 100
+	// EvaluationHistoryLimit is the history length past which the
+	// evaluation lets its runs in flight finish and continues as new.
+	EvaluationHistoryLimit = 10_000
+	// awaitRecordTimeout bounds the wait for the record of a run the
+	// evaluation found already started.
+	awaitRecordTimeout = time.Hour
+)
+
+// EvaluationCandidate is one prompt an evaluation runs the rows against.
+type EvaluationCandidate struct {
+	// PromptID and Version name the saved version; zero for a document.
+	PromptID uuid.UUID `json:"prompt_id"`
+	Version  int32     `json:"version"`
+	// Document is the pinned document every run of the candidate carries.
+	Document json.RawMessage `json:"document"`
+	// Structured says its output is structured, so its runs' outputs are
+	// validated.
+	Structured bool `json:"structured,omitempty"`
+}
+
+// EvaluationInput is what an evaluation runs.
+type EvaluationInput struct {
+	EvaluationID uuid.UUID `json:"evaluation_id"`
+	ProjectID    uuid.UUID `json:"project_id"`
+	DatasetID    uuid.UUID `json:"dataset_id"`
+	// Rows is how many rows the dataset had at the start: rows 0 to Rows-1
+	// run.
+	Rows        int                   `json:"rows"`
+	Candidates  []EvaluationCandidate `json:"candidates"`
+	Parallelism int                   `json:"parallelism"`
+	// Next is the first row not yet started, when the evaluation continues
+	// as new.
+	Next int `json:"next,omitempty"`
+	// HistoryLimit, when set, replaces EvaluationHistoryLimit (tests make
+	// an evaluation continue as new with a few rows).
+	HistoryLimit int `json:"history_limit,omitempty"`
+}
+
+// EvaluationOutput is how an evaluation ended; the scorecard is in the
+// database, written run by run.
+type EvaluationOutput struct {
+	Status string `json:"status"`
+}
+
+// Statuses of an evaluation.
+const (
+	EvaluationRunning   = "running"
+	EvaluationCompleted = "completed"
+	EvaluationCanceled  = "canceled"
+	EvaluationFailed    = "failed"
+)
+
+// Evaluation runs every row from in.Next on against every candidate, at
+// most in.Parallelism runs at once. Each run is a child PromptRun whose id
+// is fixed by (evaluation, row, candidate), so a row never runs twice to
+// completion: starting a run that exists finds it, and its record is
+// scored once it has one. Past EvaluationHistoryLimit events it waits for
+// the runs in flight and continues as new from the next row. It records
+// how it ended: completed, canceled (when canceled), or failed.
+func Evaluation(ctx workflow.Context, in EvaluationInput) (EvaluationOutput, error) {
+	e := &evaluationRun{in: in}
+	err := e.run(ctx)
+	status := EvaluationCompleted
+	switch {
+	case err == nil:
+	case workflow.IsContinueAsNewError(err):
+		return EvaluationOutput{}, err
+	case temporal.IsCanceledError(err) || errors.Is(ctx.Err(), workflow.ErrCanceled):
+		status = EvaluationCanceled
+	default:
+		status = EvaluationFailed
+	}
+	// Recorded even when canceled: the record outlives the workflow.
+	dctx, cancel := workflow.NewDisconnectedContext(ctx)
+	defer cancel()
+	var a *activities.Activities
+	dctx = localOptions(dctx)
+	if ferr := workflow.ExecuteLocalActivity(dctx, a.FinishEvaluation, activities.FinishEvaluationInput{EvaluationID: in.EvaluationID, Status: status}).Get(dctx, nil); ferr != nil {
+		return EvaluationOutput{}, fmt.Errorf("evaluation: finish: %w", ferr)
+	}
+	if err != nil {
+		return EvaluationOutput{Status: status}, err
+	}
+	return EvaluationOutput{Status: status}, nil
+}
+
+// evaluationRun is one run of the evaluation workflow as it advances.
+type evaluationRun struct {
+	in       EvaluationInput
+	inflight int
+	err      error // the first failure of a run's step
+}
+
+func (e *evaluationRun) run(ctx workflow.Context) error {
+	var a *activities.Activities
+	par := max(e.in.Parallelism, 1)
+	limit := EvaluationHistoryLimit
+	if e.in.HistoryLimit > 0 {
+		limit = e.in.HistoryLimit
+	}
+	next := e.in.Next
+	more := false
+	for next < e.in.Rows && e.err == nil {
+		if workflow.GetInfo(ctx).GetCurrentHistoryLength() > limit {
+			more = true
+			break
+		}
+		var page []activities.EvaluationRow
+		rctx := localOptions(ctx)
+		if err := workflow.ExecuteLocalActivity(rctx, a.ReadEvaluationRows, activities.EvaluationRowsInput{
+			DatasetID: e.in.DatasetID, From: next, Limit: min(EvaluationPageRows, e.in.Rows-next),
+		}).Get(rctx, &page); err != nil {
+			e.err = fmt.Errorf("evaluation: read rows from %d: %w", next, err)
+			break
+		}
+		if len(page) == 0 {
+			break
+		}
+		for _, row := range page {
+			if row.Position >= e.in.Rows {
+				next = e.in.Rows
+				break
+			}
+			for c := range e.in.Candidates {
+				if err := workflow.Await(ctx, func() bool { return e.inflight < par || e.err != nil }); err != nil {
+					e.err = err
+				}
+				if e.err != nil {
+					break
+				}
+				e.inflight++
+				workflow.Go(ctx, func(gctx workflow.Context) {
+					defer func() { e.inflight-- }()
+					if err := e.runOne(gctx, row, c); err != nil && e.err == nil {
+						e.err = err
+					}
+				})
+			}
+			if e.err != nil {
+				break
+			}
+			next = row.Position + 1
+			if workflow.GetInfo(ctx).GetCurrentHistoryLength() > limit {
+				break
+			}
+		}
+	}
+	// The runs in flight finish (or are canceled with the evaluation) first.
+	dctx, cancel := workflow.NewDisconnectedContext(ctx)
+	defer cancel()
+	if err := workflow.Await(dctx, func() bool { return e.inflight == 0 }); err != nil && e.err == nil {
+		e.err = err
+	}
+	if e.err == nil && ctx.Err() != nil {
+		e.err = ctx.Err()
+	}
+	if e.err != nil {
+		return e.err
+	}
+	if more || next < e.in.Rows {
+		in := e.in
+		in.Next = next
+		return workflow.NewContinueAsNewError(ctx, EvaluationWorkflowName, in)
+	}
+	return nil
+}
+
+// runOne runs row against candidate c as a child PromptRun and scores it.
+func (e *evaluationRun) runOne(ctx workflow.Context, row activities.EvaluationRow, c int) error {
+	cand := e.in.Candidates[c]
+	id := evaluation.RunID(e.in.EvaluationID, row.Position, c)
+	in := run.Input{
+		ResponseID: id, ProjectID: e.in.ProjectID, PromptID: cand.PromptID, PromptVersion: cand.Version,
+		Document: cand.Document, Variables: row.Variables, Source: evaluation.RunSource, EndAtPause: true,
+		Metadata: map[string]string{"evaluation_id": e.in.EvaluationID.String(), "row": strconv.Itoa(row.Position), "candidate": strconv.Itoa(c)},
+	}
+	if row.Text != nil {
+		in.Text = *row.Text
+	}
+	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+		WorkflowID:            id,
+		TaskQueue:             run.TaskQueue,
+		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+		ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_REQUEST_CANCEL,
+		TypedSearchAttributes: runs.RunSearchAttributes(in),
+	})
+	var out run.Turn
+	err := workflow.ExecuteChildWorkflow(cctx, run.WorkflowName, in).Get(cctx, &out)
+	score := activities.ScoreRunInput{
+		EvaluationID: e.in.EvaluationID, DatasetID: e.in.DatasetID, Row: row.Position, Candidate: c,
+		RunID: id, Structured: cand.Structured,
+	}
+	var a *activities.Activities
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case temporal.IsWorkflowExecutionAlreadyStartedError(err):
+		// Started before (by an earlier run of this evaluation): its
+		// record is scored once the run has one.
+		actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+			ScheduleToCloseTimeout: awaitRecordTimeout,
+			StartToCloseTimeout:    localStepTimeout,
+			RetryPolicy:            &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second},
+		})
+		if err := workflow.ExecuteActivity(actx, a.ScoreEvaluationRun, score).Get(actx, nil); err != nil {
+			return fmt.Errorf("evaluation: score run %s: %w", id, err)
+		}
+		return nil
+	default:
+		// The run's workflow failed: it has no record, and scores failed.
+		score.WorkflowFailed = true
+	}
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: localStepTimeout,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second, MaximumAttempts: 10},
+	})
+	if err := workflow.ExecuteLocalActivity(lctx, a.ScoreEvaluationRun, score).Get(lctx, nil); err != nil {
+		return fmt.Errorf("evaluation: score run %s: %w", id, err)
+	}
+	return nil
+}
