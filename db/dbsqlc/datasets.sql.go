@@ -210,7 +210,7 @@ func (q *Queries) ListDatasets(ctx context.Context, arg ListDatasetsParams) ([]D
 }
 
 const listRunsForDataset = `-- name: ListRunsForDataset :many
-SELECT id, project_id, prompt_id, prompt_version, deployment, model, source, status, input, rendered_messages, output, model_calls, input_tokens, output_tokens, latency_ms, error, metadata, created_at, finished_at, tool_calls FROM runs
+SELECT id, project_id, prompt_id, prompt_version, deployment, model, source, status, input, rendered_messages, output, model_calls, input_tokens, output_tokens, latency_ms, error, metadata, created_at, finished_at, tool_calls, document_key, tool_listings, replay_of FROM runs
 WHERE project_id = $1
   AND prompt_id = $2
   AND status = $3
@@ -268,6 +268,9 @@ func (q *Queries) ListRunsForDataset(ctx context.Context, arg ListRunsForDataset
 			&i.CreatedAt,
 			&i.FinishedAt,
 			&i.ToolCalls,
+			&i.DocumentKey,
+			&i.ToolListings,
+			&i.ReplayOf,
 		); err != nil {
 			return nil, err
 		}
