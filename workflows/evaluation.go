@@ -59,6 +59,11 @@ type EvaluationInput struct {
 	Rows        int                   `json:"rows"`
 	Candidates  []EvaluationCandidate `json:"candidates"`
 	Parallelism int                   `json:"parallelism"`
+	// Tools is how the runs' connection tools answer: empty (or
+	// run.ReplayToolsLive) calls them; run.ReplayToolsRecorded answers each
+	// row's calls from the record of the run the row was made from, as a
+	// replay of that run does, so every row must have one.
+	Tools string `json:"tools,omitempty"`
 	// Next is the first row not yet started, when the evaluation continues
 	// as new.
 	Next int `json:"next,omitempty"`
@@ -207,6 +212,12 @@ func (e *evaluationRun) runOne(ctx workflow.Context, row activities.EvaluationRo
 	}
 	if row.Text != nil {
 		in.Text = *row.Text
+	}
+	if e.in.Tools == run.ReplayToolsRecorded {
+		if row.RunID == "" {
+			return fmt.Errorf("evaluation: row %d was not made from a run, so it has no recorded tool results", row.Position)
+		}
+		in.ReplayOf, in.ReplayTools = row.RunID, run.ReplayToolsRecorded
 	}
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
 		WorkflowID:            id,
