@@ -32,6 +32,9 @@ const (
 	// EvaluationHistoryLimit is the history length past which the
 	// evaluation lets its runs in flight finish and continues as new.
 	EvaluationHistoryLimit = 10_000
+	// refillShare: a full evaluation starts runs again once 1/refillShare
+	// of its parallelism has finished.
+	refillShare = 8
 	// awaitRecordTimeout bounds the wait for the record of a run the
 	// evaluation found already started.
 	awaitRecordTimeout = time.Hour
@@ -130,6 +133,7 @@ type evaluationRun struct {
 func (e *evaluationRun) run(ctx workflow.Context) error {
 	var a *activities.Activities
 	par := max(e.in.Parallelism, 1)
+	refill := max(par/refillShare, 1)
 	limit := EvaluationHistoryLimit
 	if e.in.HistoryLimit > 0 {
 		limit = e.in.HistoryLimit
@@ -158,8 +162,14 @@ func (e *evaluationRun) run(ctx workflow.Context) error {
 				break
 			}
 			for c := range e.in.Candidates {
-				if err := workflow.Await(ctx, func() bool { return e.inflight < par || e.err != nil }); err != nil {
-					e.err = err
+				if e.inflight >= par {
+					// Refill a batch of slots at once: the runs started in one
+					// workflow task announce their start together, so the
+					// evaluation wakes once for the batch instead of once
+					// per run.
+					if err := workflow.Await(ctx, func() bool { return e.inflight <= par-refill || e.err != nil }); err != nil {
+						e.err = err
+					}
 				}
 				if e.err != nil {
 					break
