@@ -31,6 +31,9 @@ type EvaluationRow struct {
 	Position  int            `json:"position"`
 	Text      *string        `json:"text,omitempty"`
 	Variables map[string]any `json:"variables,omitempty"`
+	// RunID is the past run the row was made from; empty for a row given
+	// as it is.
+	RunID string `json:"run_id,omitempty"`
 }
 
 // ReadEvaluationRows returns the rows of a page, in order.
@@ -47,6 +50,9 @@ func (a *Activities) ReadEvaluationRows(ctx context.Context, in EvaluationRowsIn
 	out := make([]EvaluationRow, 0, len(rows))
 	for _, r := range rows {
 		row := EvaluationRow{Position: int(r.Position), Text: r.Text}
+		if r.RunID != nil {
+			row.RunID = *r.RunID
+		}
 		if r.Variables != nil {
 			if err := json.Unmarshal(r.Variables, &row.Variables); err != nil {
 				return nil, fmt.Errorf("read evaluation rows: row %d: %w", r.Position, err)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"strconv"
 	"time"
@@ -114,9 +115,17 @@ type candidateScore struct {
 	ModelCalls       int64        `json:"model_calls"`
 }
 
+// latency is a candidate's run latency percentiles in milliseconds,
+// rounded to 0.1 ms: interpolated percentiles carry float noise
+// (68.04999999999995) that says nothing the tenth does not.
 type latency struct {
 	P50 float64 `json:"p50"`
 	P95 float64 `json:"p95"`
+}
+
+// latencyOf rounds the percentiles p50 and p95 to 0.1 ms.
+func latencyOf(p50, p95 float64) latency {
+	return latency{P50: math.Round(p50*10) / 10, P95: math.Round(p95*10) / 10}
 }
 
 type disagreements struct {
@@ -164,9 +173,8 @@ func (s *server) createEvaluation(w http.ResponseWriter, r *http.Request) {
 	case "", toolsLive:
 		in.Tools = toolsLive
 	case toolsRecorded:
-		p.Add("tools", "recorded tool results are not available to evaluations yet: use live (the runs call their tools for real)")
 	default:
-		p.Add("tools", "must be live")
+		p.Add("tools", "must be %q (the runs call their tools) or %q (each row's runs are answered from the record of the run the row was made from)", toolsLive, toolsRecorded)
 	}
 	par := defaultParallelism
 	if in.Parallelism != nil {
@@ -200,7 +208,7 @@ func (s *server) createEvaluation(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, mergeRefusals(refused))
 		return
 	}
-	if err := s.checkRowsFit(r, d, targets); err != nil {
+	if err := s.checkRowsFit(r, d, targets, in.Tools == toolsRecorded); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -237,6 +245,9 @@ func (s *server) createEvaluation(w http.ResponseWriter, r *http.Request) {
 		EvaluationID: ev.ID, ProjectID: d.ProjectID, DatasetID: d.ID, Rows: int(d.RowCount),
 		Candidates: wcands, Parallelism: par,
 	}
+	if in.Tools == toolsRecorded {
+		input.Tools = run.ReplayToolsRecorded
+	}
 	_, err = s.evals.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: evaluation.WorkflowID(ev.ID), TaskQueue: run.TaskQueue}, workflows.EvaluationWorkflowName, input)
 	if err != nil {
 		s.log.ErrorContext(ctx, "start evaluation", "request_id", requestIDFrom(ctx), "evaluation_id", ev.ID, "err", err)
@@ -254,10 +265,13 @@ func (s *server) createEvaluation(w http.ResponseWriter, r *http.Request) {
 
 // checkRowsFit checks every row's input against every candidate's input,
 // so that rows that cannot run are refused before any run starts; the
-// first maxInputProblems are named rows[position].….
-func (s *server) checkRowsFit(r *http.Request, d dbsqlc.Dataset, targets []*runTarget) error {
+// first maxInputProblems are named rows[position].…. With recorded tools
+// every row must have been made from a run, whose record answers its
+// runs' tool calls: the first that was not is named under tools.
+func (s *server) checkRowsFit(r *http.Request, d dbsqlc.Dataset, targets []*runTarget, recorded bool) error {
 	var p bud.Problems
 	problems := 0
+	sourceless := false
 	for from := int32(0); from < d.RowCount && problems < maxInputProblems; from += rowCheckPage {
 		rows, err := s.q.ListDatasetRows(r.Context(), dbsqlc.ListDatasetRowsParams{DatasetID: d.ID, FirstPosition: from, MaxRows: rowCheckPage})
 		if err != nil {
@@ -266,6 +280,10 @@ func (s *server) checkRowsFit(r *http.Request, d dbsqlc.Dataset, targets []*runT
 		for _, row := range rows {
 			if row.Position >= d.RowCount {
 				break
+			}
+			if recorded && row.RunID == nil && !sourceless {
+				sourceless = true
+				p.Add("tools", "rows[%d] was not made from a run, so it has no recorded tool results: evaluate with tools %q, or a dataset made from runs", row.Position, toolsLive)
 			}
 			var text string
 			var vars map[string]any
@@ -431,7 +449,7 @@ func (s *server) scorecardOf(r *http.Request, ev dbsqlc.Evaluation, n int) (*sco
 			c.OutputValidation = &v
 		}
 		c.Tokens = RunUsage{InputTokens: sc.InputTokens, OutputTokens: sc.OutputTokens, TotalTokens: sc.InputTokens + sc.OutputTokens}
-		c.LatencyMS = latency{P50: sc.LatencyP50, P95: sc.LatencyP95}
+		c.LatencyMS = latencyOf(sc.LatencyP50, sc.LatencyP95)
 		c.ModelCalls = sc.ModelCalls
 	}
 	for _, ch := range checks {

@@ -16,9 +16,11 @@ import (
 
 	"github.com/budhq/bud/activities"
 	"github.com/budhq/bud/app"
+	"github.com/budhq/bud/connection/mcpeverything"
 	"github.com/budhq/bud/db/dbsqlc"
 	"github.com/budhq/bud/evaluation"
 	"github.com/budhq/bud/run"
+	"github.com/budhq/bud/runs"
 	"github.com/budhq/bud/statestore/statestoretest"
 	"github.com/budhq/bud/upstreamtest"
 	"github.com/budhq/bud/workflows"
@@ -130,9 +132,11 @@ func TestDatasetFromRuns(t *testing.T) {
 func evalSetup(t *testing.T) *runBundle {
 	b := runSetup(t)
 	token := "admin-" + randomHex(16)
+	rc, err := runs.New(runEnv.client, "")
+	require.NoError(t, err)
 	h, err := app.New(app.Config{
 		Pool: runEnv.pool, Box: runEnv.box, AdminToken: token, Documents: statestoretest.Store(t),
-		Evaluations: runEnv.client, Logger: slog.New(slog.DiscardHandler),
+		Evaluations: runEnv.client, Runs: rc, Logger: slog.New(slog.DiscardHandler),
 	})
 	require.NoError(t, err)
 	b.handler, b.token = h, token
@@ -382,4 +386,73 @@ func TestEvaluationRefusesRowsThatDoNotFit(t *testing.T) {
 	require.Contains(t, e.Error.Fields, "rows[1].variables.name")
 	require.NotContains(t, e.Error.Fields, "rows[0].variables.name")
 	require.Empty(t, b.up.Requests(), "nothing ran")
+}
+
+// An evaluation with recorded tools of a dataset made from a run that
+// called a real MCP server: every candidate's run is answered from that
+// run's record, so the server hears nothing and the outputs carry the
+// recorded result. A row made from no run is refused, named.
+func TestEvaluationRecordedTools(t *testing.T) {
+	t.Parallel()
+	b := evalSetup(t)
+	b.deploy(t, "llm", "model-llm")
+	mcp := newCountingProxy(t, mcpeverything.Start(t))
+	conn := b.createConnection(t, b.project.ID, map[string]any{"name": "everything", "kind": "mcp", "config": map[string]any{"url": mcp.URL}})
+	b.deploy(t, "llm2", "model-two")
+	doc := func(dep, system string) map[string]any {
+		return map[string]any{
+			"deployment": dep, "system_prompt": system,
+			"messages":             []any{map[string]any{"role": "user", "content": "{{ input }}"}},
+			"tools":                []any{map[string]any{"type": "connection", "connection_id": conn.ID.String(), "require_approval": "never", "allowed_tools": []any{"echo"}}},
+			"allow_multiple_calls": true,
+		}
+	}
+	pr := decodeAs[promptOut](t, b.do(t, "POST", "/api/projects/"+b.project.ID.String()+"/prompts",
+		map[string]any{"name": "echoer", "document": doc("llm", "Echo.")}), http.StatusCreated)
+	b.up.Script(upstreamtest.ToolCalls(upstreamtest.ToolCall{ID: "call_echo", Name: "echo", Arguments: `{"message":"hello"}`}), upstreamtest.EchoToolResults())
+	first := decodeAs[playgroundResponse](t, b.post(t, "/api/playground/run", map[string]any{
+		"project_id": b.project.ID, "prompt_id": pr.ID, "input": "echo hello",
+	}), http.StatusOK)
+	orig := b.waitRun(t, first.ID, run.StatusCompleted)
+	require.Len(t, orig.ToolCalls, 1)
+	require.Equal(t, "Echo: hello", orig.ToolCalls[0].Output)
+
+	d := decodeAs[app.Dataset](t, b.do(t, "POST", fmt.Sprintf("/api/projects/%s/datasets", b.project.ID), map[string]any{
+		"name": "from a tool run", "from_runs": map[string]any{"prompt_id": pr.ID},
+	}), http.StatusCreated)
+	require.Equal(t, int32(1), d.RowCount)
+
+	// Each candidate's run calls echo as the original did (arguments
+	// spaced otherwise), then says what it got.
+	served := mcp.count()
+	call := upstreamtest.ToolCalls(upstreamtest.ToolCall{ID: "e_echo", Name: "echo", Arguments: `{ "message": "hello" }`})
+	b.up.ScriptModel("model-llm", call, upstreamtest.EchoToolResults())
+	b.up.ScriptModel("model-two", call, upstreamtest.EchoToolResults())
+	ev := decodeAs[evaluationBody](t, b.do(t, "POST", "/api/datasets/"+d.ID.String()+"/evaluations", map[string]any{
+		"tools":      "recorded",
+		"candidates": []any{map[string]any{"prompt_id": pr.ID}, map[string]any{"document": doc("llm2", "Echo, briefly.")}},
+	}), http.StatusCreated)
+	ev = b.waitEvaluation(t, ev.ID, func(e evaluationBody) bool { return e.Status != "running" })
+	require.Equal(t, "completed", ev.Status)
+	require.Equal(t, served, mcp.count(), "the MCP server heard nothing of the evaluation, not even a listing")
+	for c := range 2 {
+		rec := b.waitRun(t, evaluation.RunID(ev.ID, 0, c), run.StatusCompleted)
+		require.Len(t, rec.ToolCalls, 1, "candidate %d", c)
+		require.Equal(t, "Echo: hello", rec.ToolCalls[0].Output, "candidate %d", c)
+		require.NotNil(t, rec.ReplayOf)
+		require.Equal(t, first.ID, *rec.ReplayOf)
+		out := decodeAs[app.Run](t, b.do(t, "GET", "/api/runs/"+rec.ID, nil), http.StatusOK)
+		require.Contains(t, string(out.Output), "Echo: hello", "candidate %d", c)
+	}
+
+	// A row given as it is has no run to answer from.
+	decodeAs[map[string]any](t, b.do(t, "POST", "/api/datasets/"+d.ID.String()+"/rows", map[string]any{"rows": []any{map[string]any{"text": "given"}}}), http.StatusOK)
+	e := errorOf(t, b.do(t, "POST", "/api/datasets/"+d.ID.String()+"/evaluations", map[string]any{
+		"tools": "recorded", "candidates": []any{map[string]any{"prompt_id": pr.ID}},
+	}), http.StatusBadRequest)
+	require.Contains(t, e.Error.Fields["tools"], "rows[1]")
+	e = errorOf(t, b.do(t, "POST", "/api/datasets/"+d.ID.String()+"/evaluations", map[string]any{
+		"tools": "canned", "candidates": []any{map[string]any{"prompt_id": pr.ID}},
+	}), http.StatusBadRequest)
+	require.Contains(t, e.Error.Fields, "tools")
 }

@@ -32,6 +32,9 @@ const (
 	// EvaluationHistoryLimit is the history length past which the
 	// evaluation lets its runs in flight finish and continues as new.
 	EvaluationHistoryLimit = 10_000
+	// refillShare: a full evaluation starts runs again once 1/refillShare
+	// of its parallelism has finished.
+	refillShare = 8
 	// awaitRecordTimeout bounds the wait for the record of a run the
 	// evaluation found already started.
 	awaitRecordTimeout = time.Hour
@@ -59,6 +62,11 @@ type EvaluationInput struct {
 	Rows        int                   `json:"rows"`
 	Candidates  []EvaluationCandidate `json:"candidates"`
 	Parallelism int                   `json:"parallelism"`
+	// Tools is how the runs' connection tools answer: empty (or
+	// run.ReplayToolsLive) calls them; run.ReplayToolsRecorded answers each
+	// row's calls from the record of the run the row was made from, as a
+	// replay of that run does, so every row must have one.
+	Tools string `json:"tools,omitempty"`
 	// Next is the first row not yet started, when the evaluation continues
 	// as new.
 	Next int `json:"next,omitempty"`
@@ -125,6 +133,7 @@ type evaluationRun struct {
 func (e *evaluationRun) run(ctx workflow.Context) error {
 	var a *activities.Activities
 	par := max(e.in.Parallelism, 1)
+	refill := max(par/refillShare, 1)
 	limit := EvaluationHistoryLimit
 	if e.in.HistoryLimit > 0 {
 		limit = e.in.HistoryLimit
@@ -153,8 +162,14 @@ func (e *evaluationRun) run(ctx workflow.Context) error {
 				break
 			}
 			for c := range e.in.Candidates {
-				if err := workflow.Await(ctx, func() bool { return e.inflight < par || e.err != nil }); err != nil {
-					e.err = err
+				if e.inflight >= par {
+					// Refill a batch of slots at once: the runs started in one
+					// workflow task announce their start together, so the
+					// evaluation wakes once for the batch instead of once
+					// per run.
+					if err := workflow.Await(ctx, func() bool { return e.inflight <= par-refill || e.err != nil }); err != nil {
+						e.err = err
+					}
 				}
 				if e.err != nil {
 					break
@@ -207,6 +222,12 @@ func (e *evaluationRun) runOne(ctx workflow.Context, row activities.EvaluationRo
 	}
 	if row.Text != nil {
 		in.Text = *row.Text
+	}
+	if e.in.Tools == run.ReplayToolsRecorded {
+		if row.RunID == "" {
+			return fmt.Errorf("evaluation: row %d was not made from a run, so it has no recorded tool results", row.Position)
+		}
+		in.ReplayOf, in.ReplayTools = row.RunID, run.ReplayToolsRecorded
 	}
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
 		WorkflowID:            id,
