@@ -245,15 +245,26 @@ func appendJSONString(buf []byte, s string) []byte {
 // tokens.
 func (g *Gateway) chatCompletions(w http.ResponseWriter, r *http.Request) {
 	c := callerFrom(r.Context())
-	series := g.metrics.chat(c.projectID, "")
+	// series are the deployment's once the request names one. A request
+	// refused before that counts under no deployment, a series made only
+	// then: a request that is routed looks up one series, and a project
+	// whose requests all are has no series without a deployment.
+	var series *chatSeries
+	counted := func() *chatSeries {
+		if series == nil {
+			series = g.metrics.chat(c.projectID, "")
+		}
+		return series
+	}
 	status := 0
 	defer func() {
-		series.requests(status).Inc()
-		series.latency.Observe(time.Since(c.arrived).Seconds())
+		s := counted()
+		s.requests(status).Inc()
+		s.latency.Observe(time.Since(c.arrived).Seconds())
 	}()
 	fail := func(e *apiError, typ string) {
 		status = e.Status
-		series.failed(typ)
+		counted().failed(typ)
 		writeAPIError(w, e)
 	}
 
@@ -287,7 +298,7 @@ func (g *Gateway) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		fail(errModelNotFound(req.model), "model_not_found")
 		return
 	case err != nil:
-		g.log.Error("load deployment", "err", err, "project", series.project, "model", echoed(req.model))
+		g.log.Error("load deployment", "err", err, "project", c.projectID, "model", echoed(req.model))
 		fail(errInternal(), "internal")
 		return
 	}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -233,7 +234,8 @@ func TestChatNonStreaming(t *testing.T) {
 
 	m := b.metricsText()
 	require.Contains(t, m, `bud_gateway_requests_total{deployment="qwen3-32b",endpoint="chat.completions",project="`+p+`",status="200"} 1`)
-	require.Contains(t, m, `bud_gateway_tokens_total{deployment="qwen3-32b",direction="out",project="`+p+`"}`)
+	require.Contains(t, m, `bud_gateway_tokens_total{deployment="qwen3-32b",direction="out",project="`+p+`"} `+strconv.FormatInt(resp.Usage.CompletionTokens, 10)+"\n")
+	require.NotContains(t, m, `deployment=""`, "a request that names its deployment counts under it alone")
 }
 
 func TestChatStreaming(t *testing.T) {
@@ -337,6 +339,11 @@ func TestErrors(t *testing.T) {
 		_, err := c.Chat.Completions.New(ctx(t), openai.ChatCompletionNewParams{Model: "nope", Messages: msg})
 		e := requireAPIError(t, err, 404, "model_not_found")
 		require.Equal(t, "model", e.Param)
+		m := b.metricsText()
+		require.Contains(t, m, `bud_gateway_errors_total{deployment="",project="`+p+`",type="model_not_found"} 1`)
+		require.Contains(t, m, `bud_gateway_requests_total{deployment="",endpoint="chat.completions",project="`+p+`",status="404"} 1`)
+		require.NotContains(t, m, `bud_gateway_upstream_duration_seconds_count{deployment="",project="`+p+`"}`, "no upstream was called")
+		require.NotContains(t, m, `bud_gateway_tokens_total{deployment="",`)
 	})
 	t.Run("upstream error passes through", func(t *testing.T) {
 		b.up.Script(upstreamtest.Reply{Status: 429, Error: &upstreamtest.APIError{Message: "Slow down.", Type: "requests", Code: "rate_limit_exceeded"}})

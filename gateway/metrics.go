@@ -64,9 +64,11 @@ func newGatewayMetrics(reg prometheus.Registerer) *gatewayMetrics {
 	return m
 }
 
-// chatSeries are the chat completion series of a project's deployment
-// ("" until the request names one), resolved once: WithLabelValues costs
-// an allocation per call, and a request makes several.
+// chatSeries are the chat completion series of a project's deployment, or
+// of none ("": a request refused before it named one), resolved once:
+// WithLabelValues costs an allocation per call, and a request makes
+// several. Without a deployment there is no upstream and so no upstream
+// or token series: those are nil.
 type chatSeries struct {
 	vecs                *gatewayMetrics
 	project, deployment string
@@ -94,11 +96,12 @@ func (m *gatewayMetrics) chat(project uuid.UUID, dep string) *chatSeries {
 	p := project.String()
 	s = &chatSeries{
 		vecs: m, project: p, deployment: dep,
-		latency:   m.latency.WithLabelValues(p, dep, endpointChat),
-		upstream:  m.upstream.WithLabelValues(p, dep),
-		tokensIn:  m.tokens.WithLabelValues(p, dep, "in"),
-		tokensOut: m.tokens.WithLabelValues(p, dep, "out"),
-		byStatus:  make(map[int]prometheus.Counter),
+		latency:  m.latency.WithLabelValues(p, dep, endpointChat),
+		byStatus: make(map[int]prometheus.Counter),
+	}
+	if dep != "" {
+		s.upstream = m.upstream.WithLabelValues(p, dep)
+		s.tokensIn, s.tokensOut = m.tokens.WithLabelValues(p, dep, "in"), m.tokens.WithLabelValues(p, dep, "out")
 	}
 	m.series[k] = s
 	return s
