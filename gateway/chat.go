@@ -268,10 +268,16 @@ func (g *Gateway) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		writeAPIError(w, e)
 	}
 
-	// The request keeps its body (chatRequest.body) until the upstream's
-	// is written.
+	// The request keeps its body (chatRequest.body) in in until the
+	// upstream's is written, and gives the buffer back then rather than at
+	// the end: an upstream may take minutes to answer, and the reply
+	// (relayBody) can reuse it.
 	in := g.buffers.get()
-	defer g.buffers.put(in)
+	defer func() {
+		if in != nil {
+			g.buffers.put(in)
+		}
+	}()
 	var req chatRequest
 	aerr := g.readBody(w, r, in)
 	if aerr == nil {
@@ -307,6 +313,8 @@ func (g *Gateway) chatCompletions(w http.ResponseWriter, r *http.Request) {
 	// Not pooled: the transport may still be writing it after the reply
 	// is in, when an upstream answers before reading the whole request.
 	upBody := req.appendUpstreamBody(make([]byte, 0, len(req.body)+len(d.UpstreamModelJSON)+64*len(d.Defaults)+16), d)
+	g.buffers.put(in)
+	in, req.body = nil, nil
 	// The caller's context: a client that goes away cancels the upstream
 	// request at once.
 	ureq, err := http.NewRequestWithContext(r.Context(), http.MethodPost, d.ChatURL, bytes.NewReader(upBody))
