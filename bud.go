@@ -288,9 +288,31 @@ var paramKinds = map[string]string{
 // perRequest are fields that belong to one request, never to a deployment.
 var perRequest = map[string]bool{"model": true, "messages": true, "stream": true, "stream_options": true}
 
+// pinnedFields are the request fields whose values are not only the
+// caller's: the model the deployment names, the messages, response format
+// and tools a prompt sets, and whether and how the reply streams, which
+// the one who reads the reply must know.
+var pinnedFields = [...]string{"model", "messages", "stream", "stream_options", "response_format", "tools"}
+
+// Respelled reports whether k is a pinned field's name spelled another way,
+// such as "Model" or "STREAM". An upstream that matches keys
+// case-insensitively, as Go's encoding/json does, reads such a key as the
+// field itself, whichever of the spellings comes last: a request body
+// keeps a pinned field under its exact name only, and drops every other
+// spelling. The worker's calls and the gateway's proxy both follow it, and
+// a deployment's defaults may not hold such a key (CheckDefaultParams).
+func Respelled(k string) bool {
+	for _, name := range pinnedFields {
+		if k != name && strings.EqualFold(k, name) {
+			return true
+		}
+	}
+	return false
+}
+
 // CheckDefaultParams records problems in a deployment's default parameters:
 // they must form a JSON object whose known OpenAI parameters have the right
-// types and ranges.
+// types and ranges, with no per-request field in any spelling.
 func CheckDefaultParams(p *Problems, field string, raw json.RawMessage) {
 	if len(raw) == 0 {
 		return
@@ -304,6 +326,10 @@ func CheckDefaultParams(p *Problems, field string, raw json.RawMessage) {
 		f := field + "." + k
 		if perRequest[k] {
 			p.Add(f, "is set per request and cannot be a default")
+			continue
+		}
+		if Respelled(k) {
+			p.Add(f, "is another spelling of a field every request sets under its own name, and is never sent")
 			continue
 		}
 		switch paramKinds[k] {

@@ -2,6 +2,8 @@ package bud_test
 
 import (
 	"encoding/json"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -27,6 +29,19 @@ func TestProblemsCollectsEveryField(t *testing.T) {
 		require.Contains(t, fields, f)
 	}
 	require.True(t, strings.Contains(bud.ErrorMessage(err), "settings.min_concurrency"))
+}
+
+// TestDefaultParamsRefuseRespelledFields: a default under another spelling
+// of a field every request sets is never sent (bud.Respelled), so it is
+// refused rather than kept; the fields' own names as defaults stay allowed
+// where they were.
+func TestDefaultParamsRefuseRespelledFields(t *testing.T) {
+	t.Parallel()
+	var p bud.Problems
+	bud.CheckDefaultParams(&p, "default_params", json.RawMessage(
+		`{"Stream": true, "MODEL": "x", "Tools": [], "Response_Format": {}, "temperature": 0.2, "response_format": {"type": "json_object"}, "tools": []}`))
+	require.ElementsMatch(t, []string{"default_params.Stream", "default_params.MODEL", "default_params.Tools", "default_params.Response_Format"},
+		slices.Collect(maps.Keys(bud.ErrorFields(p.Err()))))
 }
 
 func TestInternalErrorsKeepTheirCause(t *testing.T) {

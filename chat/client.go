@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/budhq/bud"
 	"github.com/budhq/bud/egress"
 )
 
@@ -139,27 +140,6 @@ func (c Client) Call(ctx context.Context, ep Endpoint, req Request, delta func(s
 	return out, nil
 }
 
-// pinnedFields are the request fields whose values are not only the
-// caller's: the model the deployment names, the messages, response format
-// and tools a prompt sets, and whether and how the reply streams, which
-// the one who reads the reply must know.
-var pinnedFields = [...]string{"model", "messages", "stream", "stream_options", "response_format", "tools"}
-
-// Respelled reports whether k is a pinned field's name spelled another way,
-// such as "Model" or "STREAM". An upstream that matches keys
-// case-insensitively, as Go's encoding/json does, reads such a key as the
-// field itself, whichever of the spellings comes last: a request body
-// keeps a pinned field under its exact name only, and drops every other
-// spelling. Both the worker's calls and the gateway's proxy follow it.
-func Respelled(k string) bool {
-	for _, name := range pinnedFields {
-		if k != name && strings.EqualFold(k, name) {
-			return true
-		}
-	}
-	return false
-}
-
 // body is the request the upstream gets: the defaults, then the
 // parameters over them, then what the call sets.
 func (req Request) body() ([]byte, error) {
@@ -180,7 +160,7 @@ func (req Request) body() ([]byte, error) {
 	delete(fields, "stream")
 	delete(fields, "stream_options")
 	for k := range fields {
-		if Respelled(k) {
+		if bud.Respelled(k) {
 			delete(fields, k)
 		}
 	}

@@ -144,7 +144,7 @@ func decodeModel(raw []byte) (model string, whole bool) {
 // upstream's model name, the caller's members, and the deployment's
 // defaults for the fields the caller left out. No spelling of `model` is
 // taken from the caller or the defaults, and a pinned field only under its
-// exact name (chat.Respelled): an upstream that decodes JSON
+// exact name (bud.Respelled): an upstream that decodes JSON
 // case-insensitively would take "Model" over the deployment's model, or
 // stream a reply on "Stream" that the gateway reads whole. Members are
 // copied as written: every value is valid JSON already, so there is
@@ -166,7 +166,7 @@ func (req *chatRequest) appendUpstreamBody(buf []byte, d *deployment.Deployment)
 			key = []byte(decodeKey(k))
 		}
 		switch {
-		case string(key) == "model" || chat.Respelled(string(key)):
+		case string(key) == "model" || bud.Respelled(string(key)):
 			continue
 		case string(key) == "stream" && offset(req.body, v) != req.streamAt,
 			string(key) == "stream_options" && offset(req.body, v) != req.streamOptionsAt:
@@ -186,7 +186,7 @@ func (req *chatRequest) appendUpstreamBody(buf []byte, d *deployment.Deployment)
 		buf = append(buf, v...)
 	}
 	for k, v := range d.Defaults {
-		if k == "model" || k == "stream" || k == "stream_options" || chat.Respelled(k) || req.sets(k, set[:nset], overflow) {
+		if k == "model" || k == "stream" || k == "stream_options" || bud.Respelled(k) || req.sets(k, set[:nset], overflow) {
 			continue
 		}
 		buf = append(buf, ',')

@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/budhq/bud"
-	"github.com/budhq/bud/chat"
 	"github.com/budhq/bud/deployment"
 )
 
@@ -109,12 +108,12 @@ func FuzzParseChatRequest(f *testing.F) {
 		}
 		expected := map[string]json.RawMessage{"model": json.RawMessage(`"upstream/model"`)}
 		for k, v := range want.fields {
-			if k != "model" && !chat.Respelled(k) {
+			if k != "model" && !bud.Respelled(k) {
 				expected[k] = v
 			}
 		}
 		for k, v := range d.Defaults {
-			if _, set := want.fields[k]; !set && k != "model" && k != "stream" && k != "stream_options" && !chat.Respelled(k) {
+			if _, set := want.fields[k]; !set && k != "model" && k != "stream" && k != "stream_options" && !bud.Respelled(k) {
 				expected[k] = v
 			}
 		}

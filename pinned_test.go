@@ -1,4 +1,4 @@
-package chat_test
+package bud_test
 
 import (
 	"encoding/json"
@@ -6,7 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/budhq/bud/chat"
+	"github.com/budhq/bud"
 )
 
 // TestRespelledAgreesWithEncodingJSON holds Respelled to the
@@ -39,6 +39,6 @@ func TestRespelledAgreesWithEncodingJSON(t *testing.T) {
 		for _, name := range []string{"model", "messages", "stream", "stream_options", "response_format", "tools"} {
 			exact = exact || k == name
 		}
-		require.Equal(t, readAsPinned && !exact, chat.Respelled(k), "%q", k)
+		require.Equal(t, readAsPinned && !exact, bud.Respelled(k), "%q", k)
 	}
 }
