@@ -483,10 +483,10 @@ func (g *gatewayProcess) stop() {
 // stacks, where the rest is the binary's pages).
 type memory struct{ rss, anon int64 }
 
-// memory reads the gateway's memory now.
-func (g *gatewayProcess) memory() memory {
+// processMemory reads process pid's memory now (zero when it cannot).
+func processMemory(pid int) memory {
 	var m memory
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", g.cmd.Process.Pid))
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return m
 	}
@@ -519,7 +519,7 @@ func (g *gatewayProcess) sampleMemory(interval time.Duration) (stop func() memor
 		t := time.NewTicker(interval)
 		defer t.Stop()
 		for {
-			m := g.memory()
+			m := processMemory(g.cmd.Process.Pid)
 			most.rss, most.anon = max(most.rss, m.rss), max(most.anon, m.anon)
 			select {
 			case <-done:
