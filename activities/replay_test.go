@@ -115,6 +115,10 @@ func TestRecordedTools(t *testing.T) {
 	})
 	appErr, _ = appError(t, err)
 	require.Equal(t, run.ToolNotRecorded, appErr.Type())
+	_, err = env.ExecuteActivity(b.acts.ResolveTools, activities.ResolveToolsInput{ProjectID: uuid.New(), RecordedFrom: "resp_original",
+		Tools: []prompt.Tool{{Type: prompt.ToolConnection, ConnectionID: conn.String(), Active: true}}})
+	appErr, _ = appError(t, err)
+	require.Equal(t, run.ToolNotRecorded, appErr.Type())
 }
 
 // BenchmarkRecordedTools is what a replay with recorded tools reads of the
