@@ -80,29 +80,54 @@ func CanonicalArguments(arguments string) string {
 	return strings.TrimSuffix(b.String(), "\n")
 }
 
-// recordedTools reads what the replayed run runID recorded of its tools;
-// a run of another project is as absent as one of none.
-func (a *Activities) recordedTools(ctx context.Context, project uuid.UUID, runID string) (listings []ToolListing, calls []run.ToolCall, err error) {
+// recordedListings reads what each connection offered the replayed run
+// runID.
+func (a *Activities) recordedListings(ctx context.Context, project uuid.UUID, runID string) ([]ToolListing, error) {
 	if a.Pool == nil {
-		return nil, nil, errors.New("recorded tools: no database configured")
+		return nil, errors.New("recorded tools: no database configured")
 	}
-	row, err := dbsqlc.New(a.Pool).GetRunRecordedTools(ctx, runID)
-	switch {
-	case db.IsNoRows(err) || err == nil && row.ProjectID != project:
-		return nil, nil, temporal.NewNonRetryableApplicationError("recorded tools: no run "+runID+" in project "+project.String(), run.ToolNotRecorded, nil,
-			run.Failure{Message: fmt.Sprintf("replay with recorded tools: the replayed run %s has no record", runID)})
-	case err != nil:
-		return nil, nil, fmt.Errorf("recorded tools: read run %s: %w", runID, err)
+	row, err := dbsqlc.New(a.Pool).GetRunToolListings(ctx, runID)
+	if err := recordedRunError(err, row.ProjectID, project, runID); err != nil {
+		return nil, err
 	}
+	var listings []ToolListing
 	if len(row.ToolListings) > 0 {
 		if err := json.Unmarshal(row.ToolListings, &listings); err != nil {
-			return nil, nil, fmt.Errorf("recorded tools: decode the listings of run %s: %w", runID, err)
+			return nil, fmt.Errorf("recorded tools: decode the listings of run %s: %w", runID, err)
 		}
 	}
-	if err := json.Unmarshal(row.ToolCalls, &calls); err != nil {
-		return nil, nil, fmt.Errorf("recorded tools: decode the tool calls of run %s: %w", runID, err)
+	return listings, nil
+}
+
+// recordedCalls reads the tool calls the replayed run runID made, with
+// their results.
+func (a *Activities) recordedCalls(ctx context.Context, project uuid.UUID, runID string) ([]run.ToolCall, error) {
+	if a.Pool == nil {
+		return nil, errors.New("recorded tools: no database configured")
 	}
-	return listings, calls, nil
+	row, err := dbsqlc.New(a.Pool).GetRunToolCalls(ctx, runID)
+	if err := recordedRunError(err, row.ProjectID, project, runID); err != nil {
+		return nil, err
+	}
+	var calls []run.ToolCall
+	if err := json.Unmarshal(row.ToolCalls, &calls); err != nil {
+		return nil, fmt.Errorf("recorded tools: decode the tool calls of run %s: %w", runID, err)
+	}
+	return calls, nil
+}
+
+// recordedRunError is the failure of err, reading the replayed run runID
+// of owner for project: a run of another project is as absent as one of
+// none (non-retryable run.ToolNotRecorded); a database error is retried.
+func recordedRunError(err error, owner, project uuid.UUID, runID string) error {
+	switch {
+	case db.IsNoRows(err) || err == nil && owner != project:
+		return temporal.NewNonRetryableApplicationError("recorded tools: no run "+runID+" in project "+project.String(), run.ToolNotRecorded, nil,
+			run.Failure{Message: fmt.Sprintf("replay with recorded tools: the replayed run %s has no record", runID)})
+	case err != nil:
+		return fmt.Errorf("recorded tools: read run %s: %w", runID, err)
+	}
+	return nil
 }
 
 // recordedLister lists connections from a replayed run's listings.
@@ -130,7 +155,7 @@ func (l recordedLister) list(conn uuid.UUID) (string, []connection.Tool, error) 
 // recorded text. Reading the record may fail retryably.
 func (a *Activities) RecordedToolCall(ctx context.Context, in RecordedToolCallInput) (CallToolResult, error) {
 	start := time.Now()
-	_, calls, err := a.recordedTools(ctx, in.ProjectID, in.ReplayOf)
+	calls, err := a.recordedCalls(ctx, in.ProjectID, in.ReplayOf)
 	if err != nil {
 		return CallToolResult{}, err
 	}

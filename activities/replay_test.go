@@ -2,6 +2,8 @@ package activities_test
 
 import (
 	"encoding/json"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,6 +12,8 @@ import (
 
 	"github.com/budhq/bud/activities"
 	"github.com/budhq/bud/connection"
+	"github.com/budhq/bud/db/dbsqlc"
+	"github.com/budhq/bud/db/dbtest"
 	"github.com/budhq/bud/prompt"
 	"github.com/budhq/bud/run"
 )
@@ -111,4 +115,56 @@ func TestRecordedTools(t *testing.T) {
 	})
 	appErr, _ = appError(t, err)
 	require.Equal(t, run.ToolNotRecorded, appErr.Type())
+	_, err = env.ExecuteActivity(b.acts.ResolveTools, activities.ResolveToolsInput{ProjectID: uuid.New(), RecordedFrom: "resp_original",
+		Tools: []prompt.Tool{{Type: prompt.ToolConnection, ConnectionID: conn.String(), Active: true}}})
+	appErr, _ = appError(t, err)
+	require.Equal(t, run.ToolNotRecorded, appErr.Type())
+}
+
+// BenchmarkRecordedTools is what a replay with recorded tools reads of the
+// replayed run: one ResolveTools, then one RecordedToolCall per call, here
+// of a run that listed two connections of 15 tools each and made 8 calls.
+func BenchmarkRecordedTools(b *testing.B) {
+	pool, _ := dbtest.NewSchema(b)
+	ctx := b.Context()
+	project, err := dbsqlc.New(pool).CreateProject(ctx, dbsqlc.CreateProjectParams{Name: "p-" + uuid.NewString()[:8]})
+	require.NoError(b, err)
+	acts := activities.New(activities.Config{Identity: "bench", Pool: pool})
+	schema := json.RawMessage(`{"type":"object","properties":{"message":{"type":"string","description":"` + strings.Repeat("x", 300) + `"}},"required":["message"]}`)
+	var listings []activities.ToolListing
+	var tools []prompt.Tool
+	for range 2 {
+		l := activities.ToolListing{ConnectionID: uuid.New(), ServerLabel: "everything"}
+		for i := range 15 {
+			l.Tools = append(l.Tools, connection.Tool{Name: fmt.Sprintf("tool%d", i), InputSchema: schema})
+		}
+		listings = append(listings, l)
+		tools = append(tools, prompt.Tool{Type: prompt.ToolConnection, ConnectionID: l.ConnectionID.String(), Active: true})
+	}
+	conn := listings[0].ConnectionID
+	var calls []run.ToolCall
+	for i := range 8 {
+		calls = append(calls, run.ToolCall{ID: fmt.Sprintf("c%d", i), Name: "tool0", ConnectionID: conn.String(),
+			Arguments: fmt.Sprintf(`{"message":"m%d"}`, i), Output: strings.Repeat("y", 1000)})
+	}
+	rawCalls, err := json.Marshal(calls)
+	require.NoError(b, err)
+	rawListings, err := json.Marshal(listings)
+	require.NoError(b, err)
+	now := time.Now()
+	require.NoError(b, acts.RecordRun(ctx, activities.RunRecord{
+		ID: "resp_bench", ProjectID: project.ID, Source: run.SourcePlayground, Status: run.StatusCompleted,
+		ToolCalls: rawCalls, ToolListings: rawListings, CreatedAt: now, FinishedAt: now,
+	}))
+	env := newActivityEnv(acts)
+	for b.Loop() {
+		_, err := env.ExecuteActivity(acts.ResolveTools, activities.ResolveToolsInput{ProjectID: project.ID, RecordedFrom: "resp_bench", Tools: tools})
+		require.NoError(b, err)
+		for _, c := range calls {
+			_, err := env.ExecuteActivity(acts.RecordedToolCall, activities.RecordedToolCallInput{
+				ProjectID: project.ID, ReplayOf: "resp_bench", ConnectionID: conn, Tool: c.Name, Arguments: c.Arguments, Occurrence: 1,
+			})
+			require.NoError(b, err)
+		}
+	}
 }

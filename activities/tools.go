@@ -164,7 +164,7 @@ var toolNameUnsafe = regexp.MustCompile(`[^a-zA-Z0-9_-]+`)
 func (a *Activities) ResolveTools(ctx context.Context, in ResolveToolsInput) (ResolveToolsResult, error) {
 	list := func(id uuid.UUID) (string, []connection.Tool, error) { return a.Tools.Tools(ctx, in.ProjectID, id) }
 	if in.RecordedFrom != "" {
-		listings, _, err := a.recordedTools(ctx, in.ProjectID, in.RecordedFrom)
+		listings, err := a.recordedListings(ctx, in.ProjectID, in.RecordedFrom)
 		if err != nil {
 			return ResolveToolsResult{}, err
 		}

@@ -269,6 +269,7 @@ func TestEvaluationScorecard(t *testing.T) {
 	rec := decodeAs[app.Run](t, b.do(t, "GET", "/api/runs/"+evaluation.RunID(ev.ID, 2, 0), nil), http.StatusOK)
 	require.Equal(t, evaluation.RunSource, rec.Source)
 	require.Contains(t, string(rec.Output), "Say hello to row2.")
+	require.NotNil(t, rec.DocumentKey, "an unsaved candidate's document is kept by content, so its runs can be replayed")
 	require.Equal(t, 2*n, len(b.up.Requests()), "one model call per row and candidate")
 
 	// Once ended, it cannot be canceled, and its dataset can go.

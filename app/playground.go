@@ -176,8 +176,7 @@ func (s *server) playgroundRun(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	run := playgroundInput(projectID, t, in.Input, in.Variables, in.Instructions)
-	out, latency, err := s.execute(ctx, run)
+	res, err := s.runPlayground(ctx, t, playgroundInput(projectID, t, in.Input, in.Variables, in.Instructions))
 	switch {
 	case ctx.Err() != nil:
 		return // the caller has gone; the run goes on and is recorded
@@ -185,11 +184,21 @@ func (s *server) playgroundRun(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, playgroundRunResponse{
-		Response:  responseObject(run, t, out, time.Now()),
-		RunID:     run.ResponseID,
+	writeJSON(w, http.StatusOK, res)
+}
+
+// runPlayground runs in, a run of t, and returns a playground run's answer
+// once its first turn has ended. The error is execute's.
+func (s *server) runPlayground(ctx context.Context, t *runTarget, in run.Input) (playgroundRunResponse, error) {
+	out, latency, err := s.execute(ctx, in)
+	if err != nil {
+		return playgroundRunResponse{}, err
+	}
+	return playgroundRunResponse{
+		Response:  responseObject(in, t, out, time.Now()),
+		RunID:     in.ResponseID,
 		LatencyMS: latency.Milliseconds(),
-	})
+	}, nil
 }
 
 // playgroundCompare runs 2 to 8 candidates on one input at once. Every
@@ -358,11 +367,40 @@ func (s *server) requestProject(ctx context.Context, raw string) (uuid.UUID, err
 func (s *server) resolveTarget(ctx context.Context, projectID uuid.UUID, document json.RawMessage, promptID string, version *int32, prefix string) (*runTarget, error) {
 	var p bud.Problems
 	hasDoc := !isAbsent(document)
+	if !hasDoc && promptID == "" {
+		p.Add(prefix+"document", "is required (or name a saved prompt with prompt_id)")
+	}
+	id := checkTargetFields(&p, hasDoc, promptID, version, prefix)
+	if err := p.Err(); err != nil {
+		return nil, err
+	}
+
+	if hasDoc {
+		return s.unsavedTarget(ctx, projectID, document, prefix)
+	}
+	n, raw, err := s.savedVersion(ctx, projectID, id, version, prefix+"prompt_id", prefix+"version")
+	if err != nil {
+		return nil, err
+	}
+	doc, err := prompt.Parse(raw)
+	if err != nil {
+		return nil, bud.Internal("parse stored prompt document", err)
+	}
+	compiled, err := prompt.Compile(doc)
+	if err != nil {
+		return nil, bud.Internal("compile stored prompt document", err)
+	}
+	return &runTarget{promptID: id, version: n, doc: doc, raw: raw, compiled: compiled}, nil
+}
+
+// checkTargetFields adds to p what is malformed in how a request names its
+// prompt — both a document and a prompt_id, a version of a document, a
+// prompt_id that is no UUID, a version below 1 — keyed below prefix, and
+// returns the prompt id parsed (uuid.Nil when absent or malformed).
+func checkTargetFields(p *bud.Problems, hasDoc bool, promptID string, version *int32, prefix string) uuid.UUID {
 	switch {
 	case hasDoc && promptID != "":
 		p.Add(prefix+"prompt_id", "give either document or prompt_id, not both")
-	case !hasDoc && promptID == "":
-		p.Add(prefix+"document", "is required (or name a saved prompt with prompt_id)")
 	case hasDoc && version != nil:
 		p.Add(prefix+"version", "only a saved prompt (prompt_id) has versions")
 	}
@@ -376,28 +414,35 @@ func (s *server) resolveTarget(ctx context.Context, projectID uuid.UUID, documen
 	if version != nil && *version < 1 {
 		p.Add(prefix+"version", "must be a positive integer")
 	}
-	if err := p.Err(); err != nil {
+	return id
+}
+
+// unsavedTarget is raw, an unsaved document of the project, checked as a
+// save would check it and compiled; its problems are keyed
+// prefix+"document.…" (422).
+func (s *server) unsavedTarget(ctx context.Context, projectID uuid.UUID, raw json.RawMessage, prefix string) (*runTarget, error) {
+	doc, canonical, err := s.parseDocument(ctx, projectID, raw, prefix+"document.")
+	if err != nil {
 		return nil, err
 	}
-
-	if hasDoc {
-		doc, canonical, err := s.parseDocument(ctx, projectID, document, prefix+"document.")
-		if err != nil {
-			return nil, err
-		}
-		compiled, err := prompt.Compile(doc)
-		if err != nil {
-			return nil, compileError(err, prefix+"document.")
-		}
-		return &runTarget{doc: doc, raw: canonical, compiled: compiled}, nil
+	compiled, err := prompt.Compile(doc)
+	if err != nil {
+		return nil, compileError(err, prefix+"document.")
 	}
+	return &runTarget{doc: doc, raw: canonical, compiled: compiled}, nil
+}
 
+// savedVersion reads prompt id of the project at version (its default
+// when nil): the version's number and document. A prompt that is absent or
+// of another project is a 404 naming idField, an absent version one naming
+// versionField.
+func (s *server) savedVersion(ctx context.Context, projectID, id uuid.UUID, version *int32, idField, versionField string) (int32, []byte, error) {
 	row, err := s.q.GetPrompt(ctx, id)
 	if err != nil {
-		return nil, notFoundField(lookupError(err, "prompt", "get prompt"), prefix+"prompt_id")
+		return 0, nil, notFoundField(lookupError(err, "prompt", "get prompt"), idField)
 	}
 	if row.ProjectID != projectID {
-		return nil, notFoundField(notFound("prompt"), prefix+"prompt_id")
+		return 0, nil, notFoundField(notFound("prompt"), idField)
 	}
 	n := row.DefaultVersion
 	if version != nil {
@@ -405,17 +450,9 @@ func (s *server) resolveTarget(ctx context.Context, projectID uuid.UUID, documen
 	}
 	_, raw, err := s.document(ctx, id, n)
 	if err != nil {
-		return nil, notFoundField(err, prefix+"version")
+		return 0, nil, notFoundField(err, versionField)
 	}
-	doc, err := prompt.Parse(raw)
-	if err != nil {
-		return nil, bud.Internal("parse stored prompt document", err)
-	}
-	compiled, err := prompt.Compile(doc)
-	if err != nil {
-		return nil, bud.Internal("compile stored prompt document", err)
-	}
-	return &runTarget{promptID: id, version: n, doc: doc, raw: raw, compiled: compiled}, nil
+	return n, raw, nil
 }
 
 // notFoundField names field in a 404, so that a caller sending several

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
@@ -106,7 +105,7 @@ func (s *server) replayRun(w http.ResponseWriter, r *http.Request) {
 	ri.InputItems = rec.InputItems
 	ri.Source = run.SourceReplay
 	ri.ReplayOf, ri.ReplayTools = row.ID, in.Tools
-	out, latency, err := s.execute(ctx, ri)
+	res, err := s.runPlayground(ctx, t, ri)
 	switch {
 	case ctx.Err() != nil:
 		return // the caller has gone; the run goes on and is recorded
@@ -114,14 +113,7 @@ func (s *server) replayRun(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, replayResponse{
-		playgroundRunResponse: playgroundRunResponse{
-			Response:  responseObject(ri, t, out, time.Now()),
-			RunID:     ri.ResponseID,
-			LatencyMS: latency.Milliseconds(),
-		},
-		ReplayOf: row.ID,
-	})
+	writeJSON(w, http.StatusOK, replayResponse{playgroundRunResponse: res, ReplayOf: row.ID})
 }
 
 // check refuses what is malformed or contradictory before anything is read,
@@ -133,21 +125,7 @@ func (in *replayRequest) check() error {
 			p.Add("project_id", "must be a UUID")
 		}
 	}
-	hasDoc := !isAbsent(in.Document)
-	switch {
-	case hasDoc && in.PromptID != "":
-		p.Add("prompt_id", "give either document or prompt_id, not both")
-	case hasDoc && in.Version != nil:
-		p.Add("version", "only a saved prompt (prompt_id) has versions")
-	}
-	if in.PromptID != "" {
-		if _, err := uuid.Parse(in.PromptID); err != nil {
-			p.Add("prompt_id", "must be a UUID")
-		}
-	}
-	if in.Version != nil && *in.Version < 1 {
-		p.Add("version", "must be a positive integer")
-	}
+	checkTargetFields(&p, !isAbsent(in.Document), in.PromptID, in.Version, "")
 	if in.Deployment != nil && strings.TrimSpace(*in.Deployment) == "" {
 		p.Add("deployment", "must name a model deployment of the project")
 	}
@@ -232,18 +210,16 @@ func (s *server) replayTarget(ctx context.Context, row dbsqlc.Run, in replayRequ
 		}
 		promptID, version = uuid.Nil, 0
 	}
-	doc, canonical, err := s.parseDocument(ctx, row.ProjectID, raw, "document.")
+	// Even a saved version is checked as a save would check it: its
+	// deployment or connections may be gone since, which the caller can
+	// then replace.
+	t, err := s.unsavedTarget(ctx, row.ProjectID, raw, "")
 	if err != nil {
 		return nil, replayFields(err, fromStore, in)
 	}
-	compiled, err := prompt.Compile(doc)
-	if err != nil {
-		return nil, replayFields(compileError(err, "document."), fromStore, in)
-	}
-	t := &runTarget{promptID: promptID, version: version, doc: doc, raw: canonical, compiled: compiled}
 	if promptID != uuid.Nil {
 		// A saved version runs as it was saved, byte for byte.
-		t.raw = raw
+		t.promptID, t.version, t.raw = promptID, version, raw
 	}
 	return t, nil
 }
@@ -263,22 +239,8 @@ func (s *server) replayVersion(ctx context.Context, row dbsqlc.Run, in replayReq
 		}
 		id, field = *row.PromptID, "version"
 	}
-	p, err := s.q.GetPrompt(ctx, id)
-	if err != nil {
-		return id, 0, nil, notFoundField(lookupError(err, "prompt", "get prompt"), field)
-	}
-	if p.ProjectID != row.ProjectID {
-		return id, 0, nil, notFoundField(notFound("prompt"), field)
-	}
-	n := p.DefaultVersion
-	if in.Version != nil {
-		n = *in.Version
-	}
-	_, raw, err := s.document(ctx, id, n)
-	if err != nil {
-		return id, 0, nil, notFoundField(err, "version")
-	}
-	return id, n, raw, nil
+	n, raw, err := s.savedVersion(ctx, row.ProjectID, id, in.Version, field, "version")
+	return id, n, raw, err
 }
 
 // recordedDocument reads the document the run ran: kept by content, or its

@@ -126,26 +126,13 @@ func DocumentKey(promptID uuid.UUID, version int) string {
 	return "prompt:" + promptID.String() + ":v" + strconv.Itoa(version)
 }
 
-// contentKeyPrefix starts every ContentKey.
-const contentKeyPrefix = "document:sha256:"
-
 // ContentKey is the key under which a document is kept by its content,
 // "document:sha256:<hex SHA-256 of doc>": the same bytes always get the same
 // key and other bytes another, so Put under it is first-write-wins without
 // a conflict, and a document that many runs carried is stored once.
 func ContentKey(doc []byte) string {
 	sum := sha256.Sum256(doc)
-	return contentKeyPrefix + hex.EncodeToString(sum[:])
-}
-
-// IsContentKey reports whether key has the form of a ContentKey.
-func IsContentKey(key string) bool {
-	h, ok := strings.CutPrefix(key, contentKeyPrefix)
-	if !ok || len(h) != 2*sha256.Size {
-		return false
-	}
-	_, err := hex.DecodeString(h)
-	return err == nil && strings.ToLower(h) == h
+	return "document:sha256:" + hex.EncodeToString(sum[:])
 }
 
 // Put stores doc, which must be JSON, under key. The first write wins: when

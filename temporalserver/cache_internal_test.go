@@ -2,6 +2,7 @@ package temporalserver
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/server/common/dynamicconfig"
@@ -15,4 +16,13 @@ func TestHistoryCacheIsBounded(t *testing.T) {
 	dc := dynamicconfig.NewCollection(tuning(), log.NewNoopLogger())
 	require.Equal(t, historyCacheSize, dynamicconfig.HistoryCacheHostLevelMaxSize.Get(dc)())
 	require.LessOrEqual(t, historyCacheSize, 1024)
+}
+
+// TestTransferAckIsFrequent reads the transfer queue's ack interval as the
+// history service does: a deleted run's history goes only once the queue
+// has acked the run's close, so at the 30 s default a deletion waits that
+// long.
+func TestTransferAckIsFrequent(t *testing.T) {
+	dc := dynamicconfig.NewCollection(tuning(), log.NewNoopLogger())
+	require.Equal(t, time.Second, dynamicconfig.TransferProcessorUpdateAckInterval.Get(dc)())
 }

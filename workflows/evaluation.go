@@ -47,6 +47,9 @@ type EvaluationCandidate struct {
 	Version  int32     `json:"version"`
 	// Document is the pinned document every run of the candidate carries.
 	Document json.RawMessage `json:"document"`
+	// DocumentKey is where Document is kept by content when it is no saved
+	// version (run.Input.DocumentKey), so that its runs can be run again.
+	DocumentKey string `json:"document_key,omitempty"`
 	// Structured says its output is structured, so its runs' outputs are
 	// validated.
 	Structured bool `json:"structured,omitempty"`
@@ -217,7 +220,7 @@ func (e *evaluationRun) runOne(ctx workflow.Context, row activities.EvaluationRo
 	id := evaluation.RunID(e.in.EvaluationID, row.Position, c)
 	in := run.Input{
 		ResponseID: id, ProjectID: e.in.ProjectID, PromptID: cand.PromptID, PromptVersion: cand.Version,
-		Document: cand.Document, Variables: row.Variables, Source: evaluation.RunSource, EndAtPause: true,
+		Document: cand.Document, DocumentKey: cand.DocumentKey, Variables: row.Variables, Source: evaluation.RunSource, EndAtPause: true,
 		Metadata: map[string]string{"evaluation_id": e.in.EvaluationID.String(), "row": strconv.Itoa(row.Position), "candidate": strconv.Itoa(c)},
 	}
 	if row.Text != nil {

@@ -265,23 +265,41 @@ func (q *Queries) GetRunByID(ctx context.Context, id string) (Run, error) {
 	return i, err
 }
 
-const getRunRecordedTools = `-- name: GetRunRecordedTools :one
-SELECT project_id, tool_listings, tool_calls FROM runs WHERE id = $1
+const getRunToolCalls = `-- name: GetRunToolCalls :one
+SELECT project_id, tool_calls FROM runs WHERE id = $1
 `
 
-type GetRunRecordedToolsRow struct {
-	ProjectID    uuid.UUID
-	ToolListings []byte
-	ToolCalls    []byte
+type GetRunToolCallsRow struct {
+	ProjectID uuid.UUID
+	ToolCalls []byte
 }
 
-// What a replay with recorded tools answers from: the tools each connection
-// offered the original run, and the calls it made with their results. Not
-// scoped to a project: for the worker, whose run input names the project.
-func (q *Queries) GetRunRecordedTools(ctx context.Context, id string) (GetRunRecordedToolsRow, error) {
-	row := q.db.QueryRow(ctx, getRunRecordedTools, id)
-	var i GetRunRecordedToolsRow
-	err := row.Scan(&i.ProjectID, &i.ToolListings, &i.ToolCalls)
+// What a replay with recorded tools answers a call from: the calls the
+// original run made with their results. Not scoped to a project, as
+// GetRunToolListings.
+func (q *Queries) GetRunToolCalls(ctx context.Context, id string) (GetRunToolCallsRow, error) {
+	row := q.db.QueryRow(ctx, getRunToolCalls, id)
+	var i GetRunToolCallsRow
+	err := row.Scan(&i.ProjectID, &i.ToolCalls)
+	return i, err
+}
+
+const getRunToolListings = `-- name: GetRunToolListings :one
+SELECT project_id, tool_listings FROM runs WHERE id = $1
+`
+
+type GetRunToolListingsRow struct {
+	ProjectID    uuid.UUID
+	ToolListings []byte
+}
+
+// What a replay with recorded tools offers the model: the tools each
+// connection offered the original run. Not scoped to a project: for the
+// worker, whose run input names the project.
+func (q *Queries) GetRunToolListings(ctx context.Context, id string) (GetRunToolListingsRow, error) {
+	row := q.db.QueryRow(ctx, getRunToolListings, id)
+	var i GetRunToolListingsRow
+	err := row.Scan(&i.ProjectID, &i.ToolListings)
 	return i, err
 }
 

@@ -11,10 +11,8 @@
 ALTER TABLE runs ADD COLUMN document_key text;
 ALTER TABLE runs ADD COLUMN tool_listings jsonb;
 ALTER TABLE runs ADD COLUMN replay_of text;
-CREATE INDEX runs_replay_of_idx ON runs (replay_of, created_at DESC) WHERE replay_of IS NOT NULL;
 
 -- +goose Down
-DROP INDEX runs_replay_of_idx;
 ALTER TABLE runs DROP COLUMN replay_of;
 ALTER TABLE runs DROP COLUMN tool_listings;
 ALTER TABLE runs DROP COLUMN document_key;

@@ -82,8 +82,14 @@ SELECT
           AND deployments.kind = 'prompt' AND deployments.prompt_id = @prompt_id::uuid
     ) AS deployment_serves_prompt;
 
--- name: GetRunRecordedTools :one
--- What a replay with recorded tools answers from: the tools each connection
--- offered the original run, and the calls it made with their results. Not
--- scoped to a project: for the worker, whose run input names the project.
-SELECT project_id, tool_listings, tool_calls FROM runs WHERE id = @id;
+-- name: GetRunToolListings :one
+-- What a replay with recorded tools offers the model: the tools each
+-- connection offered the original run. Not scoped to a project: for the
+-- worker, whose run input names the project.
+SELECT project_id, tool_listings FROM runs WHERE id = @id;
+
+-- name: GetRunToolCalls :one
+-- What a replay with recorded tools answers a call from: the calls the
+-- original run made with their results. Not scoped to a project, as
+-- GetRunToolListings.
+SELECT project_id, tool_calls FROM runs WHERE id = @id;
