@@ -39,13 +39,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	neturl "net/url"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/budhq/bud"
 )
 
 // SubjectPrefix starts every run's subject.
@@ -128,31 +128,9 @@ func Connect(url string, opts ...nats.Option) (*nats.Conn, error) {
 	}
 	nc, err := nats.Connect(url, append(base, opts...)...)
 	if err != nil {
-		return nil, fmt.Errorf("runstream: connect to %s: %w", RedactURLs(url), err)
+		return nil, fmt.Errorf("runstream: connect to %s: %w", bud.RedactURLs(url), err)
 	}
 	return nc, nil
-}
-
-// RedactURLs is urls (NATS URLs, comma-separated) fit to print: the
-// password of user:password@ and a token (token@) are replaced by xxxxx.
-func RedactURLs(urls string) string {
-	parts := strings.Split(urls, ",")
-	for i, p := range parts {
-		u, err := neturl.Parse(strings.TrimSpace(p))
-		if err != nil {
-			parts[i] = "(unparsable URL)"
-			continue
-		}
-		if u.User != nil {
-			if _, ok := u.User.Password(); ok {
-				u.User = neturl.UserPassword(u.User.Username(), "xxxxx")
-			} else {
-				u.User = neturl.User("xxxxx")
-			}
-		}
-		parts[i] = u.String()
-	}
-	return strings.Join(parts, ",")
 }
 
 // flushTimeout bounds the wait for the server to confirm what was

@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -137,6 +138,42 @@ func TestNATSMutualTLSAndPassword(t *testing.T) {
 	wrongPassword := cfg
 	wrongPassword.NATSURL = "nats://bud:nope@" + addr
 	require.ErrorIs(t, refused(wrongPassword), nats.ErrAuthorization)
+}
+
+// lineWriter hands each write (one log line) to lines.
+type lineWriter chan string
+
+func (w lineWriter) Write(p []byte) (int, error) {
+	w <- string(p)
+	return len(p), nil
+}
+
+// TestNATSRefusedCredentialsAreLoggedRedacted: a server that refuses
+// BUD_NATS_URL's password is logged through the service's logger with
+// the URL, whose password it never prints.
+func TestNATSRefusedCredentialsAreLoggedRedacted(t *testing.T) {
+	t.Parallel()
+	addr := startNATS(t, &server.Options{Username: "bud", Password: "right-pass"})
+	lines := make(lineWriter, 64)
+	cfg := config{NATSURL: "nats://bud:wrong-pass-1234@" + addr, LogLevel: "info", LogFormat: "text"}
+	log, err := cfg.logger(lines)
+	require.NoError(t, err)
+	nc, err := connectNATS(log, &cfg, "worker")
+	require.NoError(t, err, "a refused connection is retried in the background")
+	defer nc.Close()
+	deadline := time.After(30 * time.Second)
+	for {
+		select {
+		case line := <-lines:
+			require.NotContains(t, line, "wrong-pass-1234")
+			if strings.Contains(line, "nats connect failed") {
+				require.Contains(t, line, "nats://REDACTED@"+addr)
+				return
+			}
+		case <-deadline:
+			t.Fatal("the refused connection was never logged")
+		}
+	}
 }
 
 // TestNATSCredsFile: an external NATS in operator mode (JWT accounts) is
