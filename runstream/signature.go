@@ -22,8 +22,8 @@ const eventKeyBytes = 32
 
 // NewEventKey returns a fresh random event key: the gateway makes one for
 // each turn it waits on and hands it to the run in the workflow's input
-// (run.Input.EventKey, run.ContinueInput.EventKey), the only place it
-// travels; the run signs every event of the turn with it, and the
+// (run.Input.EventKey, run.ContinueInput.EventKey): it never goes on
+// NATS. The run signs every event of the turn with it, and the
 // gateway's subscription drops any event that is not signed with it. Anyone
 // else who can publish on the run's subject can therefore not make the
 // gateway take their event for the run's.
