@@ -137,18 +137,33 @@ var urlPattern = regexp.MustCompile(`[A-Za-z][A-Za-z0-9+.-]*://[^\s"'<>` + "`" +
 // server failed. It is the one rule for every text that leaves a process:
 // callers' errors and log lines.
 func RedactURLs(s string) string {
+	return redactURLs(s, "REDACTED", false)
+}
+
+// RedactURLsKeepingUsers is RedactURLs for showing operators the URLs
+// they set (`bud dev`'s banner): the same parts are hidden, but each reads
+// xxxxx, as net/url's URL.Redacted writes it, and a user name before a
+// password stays, so that the operator can tell which account a service
+// uses. A lone userinfo (a token) is hidden whole.
+func RedactURLsKeepingUsers(s string) string {
+	return redactURLs(s, "xxxxx", true)
+}
+
+// redactURLs replaces what RedactURLs hides in s by hidden, keeping the
+// user name before a password when keepUser is set.
+func redactURLs(s, hidden string, keepUser bool) string {
 	if !strings.Contains(s, "://") {
 		return s
 	}
-	return urlPattern.ReplaceAllStringFunc(s, redactURL)
+	return urlPattern.ReplaceAllStringFunc(s, func(u string) string { return redactURL(u, hidden, keepUser) })
 }
 
-// redactURL redacts one match of urlPattern as RedactURLs says, by its
+// redactURL redacts one match of urlPattern as redactURLs says, by its
 // text rather than by url.Parse: a URL that does not parse must be
 // redacted too. A match may hold several URLs joined by commas (NATS
 // takes a list): each URL that begins before the first one's query is
 // redacted on its own.
-func redactURL(u string) string {
+func redactURL(u, hidden string, keepUser bool) string {
 	i := strings.Index(u, "://") + len("://")
 	scheme, rest := u[:i], u[i:]
 	var next string
@@ -166,13 +181,17 @@ func redactURL(u string) string {
 		authority = rest[:end]
 	}
 	if at := strings.LastIndex(authority, "@"); at >= 0 {
-		rest = "REDACTED" + rest[at:]
+		userinfo := hidden
+		if user, _, password := strings.Cut(authority[:at], ":"); keepUser && password {
+			userinfo = user + ":" + hidden
+		}
+		rest = userinfo + rest[at:]
 	}
 	if q := strings.IndexAny(rest, "?#"); q >= 0 {
-		rest = rest[:q+1] + "REDACTED"
+		rest = rest[:q+1] + hidden
 	}
 	if next != "" {
-		return scheme + rest + redactURL(next)
+		return scheme + rest + redactURL(next, hidden, keepUser)
 	}
 	return scheme + rest
 }

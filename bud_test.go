@@ -96,3 +96,19 @@ func TestRedactURLs(t *testing.T) {
 		require.Equal(t, want, bud.RedactURLs(in), in)
 	}
 }
+
+// TestRedactURLsKeepingUsers: what RedactURLs hides reads xxxxx, a user
+// name before a password stays, and a lone userinfo (a NATS token) is
+// hidden whole, in each URL of a comma-joined list.
+func TestRedactURLsKeepingUsers(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"nats://bud:s3cret@127.0.0.1:4223, tls://t0ken@nats.example:4222,nats://plain:4222": "nats://bud:xxxxx@127.0.0.1:4223, tls://xxxxx@nats.example:4222,nats://plain:4222",
+		"nats://a:secret1@h1:4222,nats://b:secret2@h2:4222":                                 "nats://a:xxxxx@h1:4222,nats://b:xxxxx@h2:4222",
+		"https://user:pass@host:8443/mcp?token=secret":                                      "https://user:xxxxx@host:8443/mcp?xxxxx",
+		"http://h/p#access_token=secret":                                                    "http://h/p#xxxxx",
+		"nats://plain:4222":                                                                 "nats://plain:4222",
+	} {
+		require.Equal(t, want, bud.RedactURLsKeepingUsers(in), in)
+	}
+}

@@ -77,7 +77,9 @@ type Input struct {
 	// EventKey, set by a caller that subscribes to StreamSubject or
 	// TurnSubject, is the key the run signs the first turn's events with
 	// (runstream.NewEventKey): the caller takes only events signed with
-	// it. It travels nowhere but here; without it the events are unsigned.
+	// it. It never goes on NATS: only the run's history holds it (here and
+	// in the inputs of the activities that publish); without it the events
+	// are unsigned.
 	EventKey string `json:"event_key,omitempty"`
 	// EndAtPause ends the run where it would pause for function outputs
 	// or approvals: its turn ends incomplete, with error EndedAtPause and

@@ -39,13 +39,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	neturl "net/url"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/budhq/bud"
 )
 
 // SubjectPrefix starts every run's subject.
@@ -128,31 +128,9 @@ func Connect(url string, opts ...nats.Option) (*nats.Conn, error) {
 	}
 	nc, err := nats.Connect(url, append(base, opts...)...)
 	if err != nil {
-		return nil, fmt.Errorf("runstream: connect to %s: %w", RedactURLs(url), err)
+		return nil, fmt.Errorf("runstream: connect to %s: %w", bud.RedactURLs(url), err)
 	}
 	return nc, nil
-}
-
-// RedactURLs is urls (NATS URLs, comma-separated) fit to print: the
-// password of user:password@ and a token (token@) are replaced by xxxxx.
-func RedactURLs(urls string) string {
-	parts := strings.Split(urls, ",")
-	for i, p := range parts {
-		u, err := neturl.Parse(strings.TrimSpace(p))
-		if err != nil {
-			parts[i] = "(unparsable URL)"
-			continue
-		}
-		if u.User != nil {
-			if _, ok := u.User.Password(); ok {
-				u.User = neturl.UserPassword(u.User.Username(), "xxxxx")
-			} else {
-				u.User = neturl.User("xxxxx")
-			}
-		}
-		parts[i] = u.String()
-	}
-	return strings.Join(parts, ",")
 }
 
 // flushTimeout bounds the wait for the server to confirm what was
@@ -165,7 +143,7 @@ const flushTimeout = 2 * time.Second
 type Publisher struct {
 	nc      *nats.Conn
 	subject string
-	key     string
+	mac     *eventMAC // nil: unsigned
 	call    int
 	attempt int32
 	seq     int
@@ -179,7 +157,7 @@ func NewPublisher(nc *nats.Conn, subject, key string, call int, attempt int32) *
 	if nc == nil || subject == "" {
 		return nil
 	}
-	return &Publisher{nc: nc, subject: subject, key: key, call: call, attempt: attempt}
+	return &Publisher{nc: nc, subject: subject, mac: macOf(key, subject), call: call, attempt: attempt}
 }
 
 // Delta publishes a piece of content. It does not wait for the server: the
@@ -190,7 +168,7 @@ func (p *Publisher) Delta(text string) {
 		return
 	}
 	p.seq++
-	p.err = publish(p.nc, p.subject, p.key, Event{Type: TypeDelta, Call: p.call, Attempt: p.attempt, Seq: p.seq, Text: text})
+	p.err = publish(p.nc, p.subject, p.mac, Event{Type: TypeDelta, Call: p.call, Attempt: p.attempt, Seq: p.seq, Text: text})
 }
 
 // Done publishes call_done and waits until the server has every event of
@@ -204,7 +182,7 @@ func (p *Publisher) Done(ctx context.Context, finishReason string) error {
 		return p.err
 	}
 	p.seq++
-	if p.err = publish(p.nc, p.subject, p.key, Event{Type: TypeCallDone, Call: p.call, Attempt: p.attempt, Seq: p.seq, FinishReason: finishReason}); p.err != nil {
+	if p.err = publish(p.nc, p.subject, p.mac, Event{Type: TypeCallDone, Call: p.call, Attempt: p.attempt, Seq: p.seq, FinishReason: finishReason}); p.err != nil {
 		return p.err
 	}
 	p.err = flush(ctx, p.nc)
@@ -236,18 +214,18 @@ func Publish(ctx context.Context, nc *nats.Conn, subject, key string, ev Event) 
 	if nc == nil || subject == "" {
 		return nil
 	}
-	if err := publish(nc, subject, key, ev); err != nil {
+	if err := publish(nc, subject, macOf(key, subject), ev); err != nil {
 		return err
 	}
 	return flush(ctx, nc)
 }
 
-func publish(nc *nats.Conn, subject, key string, ev Event) error {
+func publish(nc *nats.Conn, subject string, mac *eventMAC, ev Event) error {
 	b, err := json.Marshal(ev)
 	if err != nil {
 		return fmt.Errorf("runstream: encode %s: %w", ev.Type, err)
 	}
-	if err := nc.PublishMsg(signedMsg(key, subject, b)); err != nil {
+	if err := nc.PublishMsg(signedMsg(mac, subject, b)); err != nil {
 		return fmt.Errorf("runstream: publish %s: %w", ev.Type, err)
 	}
 	return nil
@@ -281,6 +259,7 @@ type Subscription struct {
 	sub     *nats.Subscription
 	subject string
 	key     string
+	mac     *eventMAC
 	events  chan Event
 	done    chan struct{}
 	once    sync.Once
@@ -299,10 +278,11 @@ func Subscribe(nc *nats.Conn, responseID, key string) (*Subscription, error) {
 	if nc == nil || !nc.IsConnected() {
 		return nil, ErrNotConnected
 	}
-	s := &Subscription{nc: nc, subject: Subject(responseID), key: key, events: make(chan Event, eventBuffer), done: make(chan struct{})}
+	subject := Subject(responseID)
+	s := &Subscription{nc: nc, subject: subject, key: key, mac: newEventMAC(key, subject), events: make(chan Event, eventBuffer), done: make(chan struct{})}
 	sub, err := nc.Subscribe(s.subject, func(m *nats.Msg) {
 		var ev Event
-		if !verified(s.key, m) || json.Unmarshal(m.Data, &ev) != nil {
+		if !s.mac.verified(m) || json.Unmarshal(m.Data, &ev) != nil {
 			s.dropped.Add(1)
 			return
 		}

@@ -257,9 +257,3 @@ func TestSubscribeRequiresAKey(t *testing.T) {
 	_, err := runstream.Subscribe(nc, "resp_nokey", "")
 	require.ErrorContains(t, err, "event key")
 }
-
-func TestRedactURLs(t *testing.T) {
-	t.Parallel()
-	require.Equal(t, "nats://bud:xxxxx@127.0.0.1:4223,tls://xxxxx@nats.example:4222,nats://plain:4222",
-		runstream.RedactURLs("nats://bud:s3cret@127.0.0.1:4223, tls://t0ken@nats.example:4222,nats://plain:4222"))
-}

@@ -94,7 +94,7 @@ func StartServer(addr string) (*Server, error) {
 func (s *Server) Addr() string { return s.addr }
 
 // URL is what clients connect with, nats://bud:password@host:port: it holds
-// the password, so print it only through RedactURLs.
+// the password, so print it only redacted (bud.RedactURLs).
 func (s *Server) URL() string {
 	return (&neturl.URL{Scheme: "nats", User: neturl.UserPassword(ServerUser, s.password), Host: s.addr}).String()
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"hash"
 
 	"github.com/nats-io/nats.go"
 )
@@ -22,8 +23,8 @@ const eventKeyBytes = 32
 
 // NewEventKey returns a fresh random event key: the gateway makes one for
 // each turn it waits on and hands it to the run in the workflow's input
-// (run.Input.EventKey, run.ContinueInput.EventKey), the only place it
-// travels; the run signs every event of the turn with it, and the
+// (run.Input.EventKey, run.ContinueInput.EventKey): it never goes on
+// NATS. The run signs every event of the turn with it, and the
 // gateway's subscription drops any event that is not signed with it. Anyone
 // else who can publish on the run's subject can therefore not make the
 // gateway take their event for the run's.
@@ -33,34 +34,67 @@ func NewEventKey() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// signature is the signature of data published on subject under key.
-func signature(key, subject string, data []byte) string {
-	mac := hmac.New(sha256.New, []byte(key))
-	mac.Write([]byte(subject))
-	mac.Write([]byte{0})
-	mac.Write(data)
-	return hex.EncodeToString(mac.Sum(nil))
+// macOf is the HMAC of subject's events under key, or nil when key is
+// empty: the events then go unsigned.
+func macOf(key, subject string) *eventMAC {
+	if key == "" {
+		return nil
+	}
+	return newEventMAC(key, subject)
 }
 
-// signedMsg is the message that publishes data on subject, signed with key;
-// an empty key (a run whose caller gave none) leaves it unsigned.
-func signedMsg(key, subject string, data []byte) *nats.Msg {
+// signedMsg is the message that publishes data on subject, signed with
+// mac, or unsigned when mac is nil (a run whose caller gave no key).
+func signedMsg(mac *eventMAC, subject string, data []byte) *nats.Msg {
 	m := &nats.Msg{Subject: subject, Data: data}
-	if key != "" {
-		m.Header = nats.Header{SignatureHeader: []string{signature(key, subject, data)}}
+	if mac != nil {
+		m.Header = nats.Header{SignatureHeader: []string{hex.EncodeToString(mac.sum(data))}}
 	}
 	return m
 }
 
-// verified reports whether m carries exactly one signature and it is key's
-// for m's subject and payload.
-func verified(key string, m *nats.Msg) bool {
-	if key == "" || m.Header == nil {
+// eventMAC is the HMAC-SHA256 of the events on one subject under one
+// key, its state reused from event to event: a publisher signs each delta
+// with one, and a subscription checks every event it relays with one. It
+// is not safe for concurrent use; a Publisher is not either, and a
+// subscription's handler sees one message at a time.
+type eventMAC struct {
+	// signed is what a signature covers before the payload: the subject
+	// and a zero byte.
+	signed []byte
+	mac    hash.Hash
+	buf    []byte
+}
+
+// newEventMAC returns the HMAC of subject's events under key.
+func newEventMAC(key, subject string) *eventMAC {
+	return &eventMAC{signed: append([]byte(subject), 0), mac: hmac.New(sha256.New, []byte(key)), buf: make([]byte, 0, sha256.Size)}
+}
+
+// sum is the HMAC of data published on the subject, valid until the next
+// call.
+func (e *eventMAC) sum(data []byte) []byte {
+	e.mac.Reset()
+	e.mac.Write(e.signed)
+	e.mac.Write(data)
+	e.buf = e.mac.Sum(e.buf[:0])
+	return e.buf
+}
+
+// verified reports whether m is on the subject and carries exactly one
+// signature, and it is the key's for m's payload. The key must not be
+// empty: anyone can sign with an empty key.
+func (e *eventMAC) verified(m *nats.Msg) bool {
+	if m.Header == nil || m.Subject != string(e.signed[:len(e.signed)-1]) {
 		return false
 	}
 	got := m.Header.Values(SignatureHeader)
-	if len(got) != 1 {
+	if len(got) != 1 || len(got[0]) != hex.EncodedLen(sha256.Size) {
 		return false
 	}
-	return hmac.Equal([]byte(got[0]), []byte(signature(key, m.Subject, m.Data)))
+	sig, err := hex.DecodeString(got[0])
+	if err != nil {
+		return false
+	}
+	return hmac.Equal(sig, e.sum(m.Data))
 }

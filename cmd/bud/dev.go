@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/budhq/bud"
 	"github.com/budhq/bud/daprd"
 	"github.com/budhq/bud/db"
 	"github.com/budhq/bud/metrics"
@@ -209,7 +210,7 @@ func runDev(ctx context.Context, args []string) error {
 	printBanner(os.Stdout, banner{
 		StandIn:    standIn,
 		Dapr:       daprAddr + "  (" + daprLabel + ")",
-		NATS:       runstream.RedactURLs(cfg.NATSURL) + "  (" + natsLabel + ", streams run deltas)",
+		NATS:       bud.RedactURLsKeepingUsers(cfg.NATSURL) + "  (" + natsLabel + ", streams run deltas)",
 		Gateway:    gwL.URL(),
 		App:        appL.URL(),
 		Worker:     wkL.URL(),

@@ -41,12 +41,13 @@ func connectNATS(log *slog.Logger, cfg *config, service string) (*nats.Conn, err
 				log.Warn("nats disconnected", "err", err)
 			}
 		}),
-		// ConnectedUrlRedacted would print a token (token@) in the clear.
-		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("nats reconnected", "url", runstream.RedactURLs(nc.ConnectedUrl())) }),
+		// The URLs hold the password or token: the logger redacts them
+		// (redactingHandler), as it does every URL.
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("nats reconnected", "url", nc.ConnectedUrl()) }),
 		// The connection retries in the background, so a refused
 		// credential or certificate shows only here.
 		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
-			log.Warn("nats connect failed", "url", runstream.RedactURLs(cfg.NATSURL), "err", err)
+			log.Warn("nats connect failed", "url", cfg.NATSURL, "err", err)
 		}),
 	)...)
 }

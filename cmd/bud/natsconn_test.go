@@ -1,21 +1,15 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -39,57 +33,6 @@ func startNATS(t *testing.T, opts *server.Options) string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(ns.Addr().(*net.TCPAddr).Port))
 }
 
-// pki is a throwaway CA and the PEM files of a server and a client
-// certificate it signed.
-type pki struct {
-	dir                                              string
-	pool                                             *x509.CertPool
-	ca, serverCert, serverKey, clientCert, clientKey string
-}
-
-func newPKI(t *testing.T) pki {
-	t.Helper()
-	p := pki{dir: t.TempDir(), pool: x509.NewCertPool()}
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "bud test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	require.NoError(t, err)
-	caCert, err := x509.ParseCertificate(caDER)
-	require.NoError(t, err)
-	p.pool.AddCert(caCert)
-	p.ca = p.write(t, "ca.pem", "CERTIFICATE", caDER)
-	leaf := func(name string, serial int64, usage x509.ExtKeyUsage) (certFile, keyFile string) {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		require.NoError(t, err)
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-			IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-		require.NoError(t, err)
-		keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-		require.NoError(t, err)
-		return p.write(t, name+".pem", "CERTIFICATE", der), p.write(t, name+"-key.pem", "PRIVATE KEY", keyDER)
-	}
-	p.serverCert, p.serverKey = leaf("server", 2, x509.ExtKeyUsageServerAuth)
-	p.clientCert, p.clientKey = leaf("client", 3, x509.ExtKeyUsageClientAuth)
-	return p
-}
-
-func (p pki) write(t *testing.T, name, typ string, der []byte) string {
-	t.Helper()
-	path := filepath.Join(p.dir, name)
-	require.NoError(t, os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600))
-	return path
-}
-
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // TestNATSMutualTLSAndPassword: an external NATS that requires TLS, a
@@ -99,15 +42,13 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // is not.
 func TestNATSMutualTLSAndPassword(t *testing.T) {
 	t.Parallel()
-	p := newPKI(t)
-	serverPair, err := tls.LoadX509KeyPair(p.serverCert, p.serverKey)
-	require.NoError(t, err)
+	p := newTestPKI(t)
 	addr := startNATS(t, &server.Options{
 		Username: "bud", Password: "s3cret-pass",
 		TLS: true, TLSVerify: true,
-		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{serverPair}, ClientCAs: p.pool, ClientAuth: tls.RequireAndVerifyClientCert},
+		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{p.server}, ClientCAs: p.pool, ClientAuth: tls.RequireAndVerifyClientCert},
 	})
-	cfg := config{NATSURL: "nats://bud:s3cret-pass@" + addr, NATSTLSCA: p.ca, NATSTLSCert: p.clientCert, NATSTLSKey: p.clientKey}
+	cfg := config{NATSURL: "nats://bud:s3cret-pass@" + addr, NATSTLSCA: p.caFile, NATSTLSCert: p.certFile, NATSTLSKey: p.keyFile}
 	nc, err := connectNATS(quiet, &cfg, "gateway")
 	require.NoError(t, err)
 	defer nc.Close()
@@ -115,7 +56,7 @@ func TestNATSMutualTLSAndPassword(t *testing.T) {
 	state, err := nc.TLSConnectionState()
 	require.NoError(t, err)
 	require.True(t, state.HandshakeComplete)
-	require.Equal(t, "server", state.PeerCertificates[0].Subject.CommonName)
+	require.Equal(t, "temporal.test", state.PeerCertificates[0].Subject.CommonName, "the test CA's server certificate")
 	require.NoError(t, nc.Flush())
 
 	refused := func(c config) error {
@@ -137,6 +78,42 @@ func TestNATSMutualTLSAndPassword(t *testing.T) {
 	wrongPassword := cfg
 	wrongPassword.NATSURL = "nats://bud:nope@" + addr
 	require.ErrorIs(t, refused(wrongPassword), nats.ErrAuthorization)
+}
+
+// lineWriter hands each write (one log line) to lines.
+type lineWriter chan string
+
+func (w lineWriter) Write(p []byte) (int, error) {
+	w <- string(p)
+	return len(p), nil
+}
+
+// TestNATSRefusedCredentialsAreLoggedRedacted: a server that refuses
+// BUD_NATS_URL's password is logged through the service's logger with
+// the URL, whose password it never prints.
+func TestNATSRefusedCredentialsAreLoggedRedacted(t *testing.T) {
+	t.Parallel()
+	addr := startNATS(t, &server.Options{Username: "bud", Password: "right-pass"})
+	lines := make(lineWriter, 64)
+	cfg := config{NATSURL: "nats://bud:wrong-pass-1234@" + addr, LogLevel: "info", LogFormat: "text"}
+	log, err := cfg.logger(lines)
+	require.NoError(t, err)
+	nc, err := connectNATS(log, &cfg, "worker")
+	require.NoError(t, err, "a refused connection is retried in the background")
+	defer nc.Close()
+	deadline := time.After(30 * time.Second)
+	for {
+		select {
+		case line := <-lines:
+			require.NotContains(t, line, "wrong-pass-1234")
+			if strings.Contains(line, "nats connect failed") {
+				require.Contains(t, line, "nats://REDACTED@"+addr)
+				return
+			}
+		case <-deadline:
+			t.Fatal("the refused connection was never logged")
+		}
+	}
 }
 
 // TestNATSCredsFile: an external NATS in operator mode (JWT accounts) is
@@ -195,7 +172,7 @@ func TestNATSCredsFile(t *testing.T) {
 // its setting says fails before any connection, naming the setting.
 func TestNATSSettingsCheckedAtStart(t *testing.T) {
 	t.Parallel()
-	p := newPKI(t)
+	p := newTestPKI(t)
 	dir := t.TempDir()
 	junk := filepath.Join(dir, "junk")
 	require.NoError(t, os.WriteFile(junk, []byte("not a certificate"), 0o600))
@@ -206,12 +183,12 @@ func TestNATSSettingsCheckedAtStart(t *testing.T) {
 		"BUD_NATS_CREDS: " + junk + " holds no": {NATSURL: url, NATSCreds: junk},
 		"BUD_NATS_TLS_CA: open":                 {NATSURL: url, NATSTLSCA: missing},
 		"BUD_NATS_TLS_CA: " + junk:              {NATSURL: url, NATSTLSCA: junk},
-		"BUD_NATS_TLS_CERT: open":               {NATSURL: url, NATSTLSCert: missing, NATSTLSKey: p.clientKey},
-		"BUD_NATS_TLS_KEY: open":                {NATSURL: url, NATSTLSCert: p.clientCert, NATSTLSKey: missing},
-		"not a matching PEM":                    {NATSURL: url, NATSTLSCert: p.clientCert, NATSTLSKey: p.serverKey},
-		"BUD_NATS_TLS_KEY is not":               {NATSURL: url, NATSTLSCert: p.clientCert},
-		"BUD_NATS_TLS_CERT is not":              {NATSURL: url, NATSTLSKey: p.clientKey},
-		"BUD_NATS_URL is not":                   {NATSTLSCA: p.ca},
+		"BUD_NATS_TLS_CERT: open":               {NATSURL: url, NATSTLSCert: missing, NATSTLSKey: p.keyFile},
+		"BUD_NATS_TLS_KEY: open":                {NATSURL: url, NATSTLSCert: p.certFile, NATSTLSKey: missing},
+		"not a matching PEM":                    {NATSURL: url, NATSTLSCert: p.caFile, NATSTLSKey: p.keyFile},
+		"BUD_NATS_TLS_KEY is not":               {NATSURL: url, NATSTLSCert: p.certFile},
+		"BUD_NATS_TLS_CERT is not":              {NATSURL: url, NATSTLSKey: p.keyFile},
+		"BUD_NATS_URL is not":                   {NATSTLSCA: p.caFile},
 	} {
 		_, err := connectNATS(quiet, &c, "gateway")
 		require.ErrorContains(t, err, want)

@@ -31,7 +31,7 @@ import (
 )
 
 // testPKI is a CA, a server certificate it signed for "temporal.test" and
-// a client certificate it signed, written as PEM files.
+// 127.0.0.1 and a client certificate it signed, written as PEM files.
 type testPKI struct {
 	caFile, certFile, keyFile string
 	pool                      *x509.CertPool
@@ -59,6 +59,7 @@ func newTestPKI(t *testing.T) testPKI {
 			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
 			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
 			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
+			IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
 		}
 		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 		require.NoError(t, err)
