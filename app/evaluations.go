@@ -10,13 +10,11 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"go.temporal.io/api/serviceerror"
-	"go.temporal.io/sdk/client"
 
 	"github.com/budhq/bud"
 	"github.com/budhq/bud/db/dbsqlc"
-	"github.com/budhq/bud/evaluation"
 	"github.com/budhq/bud/run"
+	"github.com/budhq/bud/runs"
 	"github.com/budhq/bud/workflows"
 )
 
@@ -154,7 +152,7 @@ func errEvaluationsUnconfigured() error {
 // createEvaluation checks the candidates and the dataset's rows against
 // them, records the evaluation and starts its workflow.
 func (s *server) createEvaluation(w http.ResponseWriter, r *http.Request) {
-	if s.evals == nil {
+	if s.runs == nil {
 		s.writeError(w, r, errEvaluationsUnconfigured())
 		return
 	}
@@ -248,8 +246,7 @@ func (s *server) createEvaluation(w http.ResponseWriter, r *http.Request) {
 	if in.Tools == toolsRecorded {
 		input.Tools = run.ReplayToolsRecorded
 	}
-	_, err = s.evals.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: evaluation.WorkflowID(ev.ID), TaskQueue: run.TaskQueue}, workflows.EvaluationWorkflowName, input)
-	if err != nil {
+	if err := s.runs.StartEvaluation(ctx, ev.ID, input); err != nil {
 		s.log.ErrorContext(ctx, "start evaluation", "request_id", requestIDFrom(ctx), "evaluation_id", ev.ID, "err", err)
 		_, _ = s.q.FinishEvaluation(ctx, dbsqlc.FinishEvaluationParams{ID: ev.ID, Status: workflows.EvaluationFailed})
 		s.writeError(w, r, bud.Errorf(bud.EUNAVAILABLE, "the evaluation could not be started; try again"))
@@ -490,7 +487,7 @@ func (s *server) scorecardOf(r *http.Request, ev dbsqlc.Evaluation, n int) (*sco
 // cancelEvaluation asks a running evaluation to stop: its runs in flight
 // are canceled, and it records itself canceled. 409 once it has ended.
 func (s *server) cancelEvaluation(w http.ResponseWriter, r *http.Request) {
-	if s.evals == nil {
+	if s.runs == nil {
 		s.writeError(w, r, errEvaluationsUnconfigured())
 		return
 	}
@@ -503,10 +500,9 @@ func (s *server) cancelEvaluation(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, bud.Errorf(bud.ECONFLICT, "the evaluation has ended (%s)", ev.Status))
 		return
 	}
-	err = s.evals.CancelWorkflow(r.Context(), evaluation.WorkflowID(ev.ID), "")
-	var nf *serviceerror.NotFound
+	err = s.runs.CancelEvaluation(r.Context(), ev.ID)
 	switch {
-	case errors.As(err, &nf):
+	case errors.Is(err, runs.ErrNotFound):
 		s.writeError(w, r, bud.Errorf(bud.ECONFLICT, "the evaluation has ended"))
 		return
 	case err != nil:

@@ -136,7 +136,7 @@ func evalSetup(t *testing.T) *runBundle {
 	require.NoError(t, err)
 	h, err := app.New(app.Config{
 		Pool: runEnv.pool, Box: runEnv.box, AdminToken: token, Documents: statestoretest.Store(t),
-		Evaluations: runEnv.client, Runs: rc, Logger: slog.New(slog.DiscardHandler),
+		Runs: rc, Logger: slog.New(slog.DiscardHandler),
 	})
 	require.NoError(t, err)
 	b.handler, b.token = h, token
@@ -349,7 +349,7 @@ func TestEvaluationContinuesAsNew(t *testing.T) {
 	q := dbsqlc.New(runEnv.pool)
 	ev, err := q.CreateEvaluation(ctx, dbsqlc.CreateEvaluationParams{ProjectID: b.project.ID, DatasetID: d.ID, Candidates: []byte(`[{"document":` + string(doc) + `}]`), Tools: "live", Parallelism: 2, RowCount: n})
 	require.NoError(t, err)
-	we, err := runEnv.client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: evaluation.WorkflowID(ev.ID), TaskQueue: run.TaskQueue}, workflows.EvaluationWorkflowName, workflows.EvaluationInput{
+	we, err := runEnv.client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: evaluation.WorkflowID(ev.ID), TaskQueue: run.TaskQueue}, evaluation.WorkflowName, workflows.EvaluationInput{
 		EvaluationID: ev.ID, ProjectID: b.project.ID, DatasetID: d.ID, Rows: n, Parallelism: 2,
 		Candidates: []workflows.EvaluationCandidate{{Document: doc}}, HistoryLimit: 30,
 	})

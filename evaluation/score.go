@@ -86,6 +86,9 @@ func RunID(evaluation uuid.UUID, row, candidate int) string {
 	return fmt.Sprintf("resp_eval%sr%dc%d", strings.ReplaceAll(evaluation.String(), "-", ""), row, candidate)
 }
 
+// WorkflowName is the registered name of the evaluation workflow.
+const WorkflowName = "Evaluation"
+
 // WorkflowID is the workflow id of evaluation.
 func WorkflowID(evaluation uuid.UUID) string {
 	return "evaluation-" + evaluation.String()

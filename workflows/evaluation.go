@@ -21,9 +21,6 @@ import (
 	"github.com/budhq/bud/runs"
 )
 
-// EvaluationWorkflowName is the registered name of the evaluation workflow.
-const EvaluationWorkflowName = "Evaluation"
-
 // Bounds of an evaluation's workflow.
 const (
 	// EvaluationPageRows is how many rows one read brings: the rows live
@@ -206,7 +203,7 @@ func (e *evaluationRun) run(ctx workflow.Context) error {
 	if more || next < e.in.Rows {
 		in := e.in
 		in.Next = next
-		return workflow.NewContinueAsNewError(ctx, EvaluationWorkflowName, in)
+		return workflow.NewContinueAsNewError(ctx, evaluation.WorkflowName, in)
 	}
 	return nil
 }

@@ -56,7 +56,7 @@ func TestEvaluationSurvivesItsWorker(t *testing.T) {
 		})
 		require.NoError(t, err)
 		we, err := f.c.ExecuteWorkflow(f.ctx, client.StartWorkflowOptions{ID: evaluation.WorkflowID(ev.ID), TaskQueue: run.TaskQueue},
-			workflows.EvaluationWorkflowName, workflows.EvaluationInput{
+			evaluation.WorkflowName, workflows.EvaluationInput{
 				EvaluationID: ev.ID, ProjectID: f.project.ID, DatasetID: ds.ID, Rows: rows, Candidates: cands, Parallelism: parallelism,
 			})
 		require.NoError(t, err)
