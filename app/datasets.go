@@ -362,26 +362,33 @@ func (s *server) listDatasets(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// loadDataset finds the dataset of the path.
-func (s *server) loadDataset(r *http.Request) (dbsqlc.Dataset, error) {
-	id, ok := pathID(r, "dataset_id")
-	if !ok {
-		return dbsqlc.Dataset{}, notFound("dataset")
-	}
-	d, err := s.q.GetDataset(r.Context(), id)
-	if err != nil {
-		return d, lookupError(err, "dataset", "get dataset")
-	}
-	return d, nil
+type datasetKey struct{}
+
+// loadDataset puts the dataset named by {dataset_id} in the context, or
+// answers 404.
+func (s *server) loadDataset(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, ok := pathID(r, "dataset_id")
+		if !ok {
+			s.writeError(w, r, notFound("dataset"))
+			return
+		}
+		d, err := s.q.GetDataset(r.Context(), id)
+		if err != nil {
+			s.writeError(w, r, lookupError(err, "dataset", "get dataset"))
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), datasetKey{}, d)))
+	})
+}
+
+func datasetFrom(r *http.Request) dbsqlc.Dataset {
+	return r.Context().Value(datasetKey{}).(dbsqlc.Dataset)
 }
 
 // getDataset answers a dataset with a page of its rows (?limit=&offset=).
 func (s *server) getDataset(w http.ResponseWriter, r *http.Request) {
-	d, err := s.loadDataset(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
+	d := datasetFrom(r)
 	limit, offset, err := pageParams(r)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -412,12 +419,9 @@ func nullable(raw []byte) json.RawMessage {
 
 // addDatasetRows appends rows (JSON {rows} or JSON Lines) to a dataset.
 func (s *server) addDatasetRows(w http.ResponseWriter, r *http.Request) {
-	d, err := s.loadDataset(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
+	d := datasetFrom(r)
 	var in addRowsRequest
+	var err error
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if mt == ndjsonType {
 		in.Rows, err = readRowLines(http.MaxBytesReader(w, r.Body, maxDatasetBody))
@@ -459,12 +463,8 @@ func (s *server) addDatasetRows(w http.ResponseWriter, r *http.Request) {
 // deleteDataset deletes a dataset with its rows and evaluations; 409 while
 // an evaluation of it runs.
 func (s *server) deleteDataset(w http.ResponseWriter, r *http.Request) {
-	d, err := s.loadDataset(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	err = pgx.BeginFunc(r.Context(), s.pool, func(tx pgx.Tx) error {
+	d := datasetFrom(r)
+	err := pgx.BeginFunc(r.Context(), s.pool, func(tx pgx.Tx) error {
 		q := dbsqlc.New(tx)
 		if _, err := q.LockDataset(r.Context(), d.ID); err != nil {
 			return lookupError(err, "dataset", "lock dataset")

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -156,11 +157,7 @@ func (s *server) createEvaluation(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errEvaluationsUnconfigured())
 		return
 	}
-	d, err := s.loadDataset(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
+	d := datasetFrom(r)
 	var in evaluationRequest
 	if !s.decode(w, r, &in) {
 		return
@@ -313,27 +310,34 @@ func (s *server) checkRowsFit(r *http.Request, d dbsqlc.Dataset, targets []*runT
 	return p.Err()
 }
 
-// loadEvaluation finds the evaluation of the path.
-func (s *server) loadEvaluation(r *http.Request) (dbsqlc.Evaluation, error) {
-	id, ok := pathID(r, "evaluation_id")
-	if !ok {
-		return dbsqlc.Evaluation{}, notFound("evaluation")
-	}
-	ev, err := s.q.GetEvaluation(r.Context(), id)
-	if err != nil {
-		return ev, lookupError(err, "evaluation", "get evaluation")
-	}
-	return ev, nil
+type evaluationKey struct{}
+
+// loadEvaluation puts the evaluation named by {evaluation_id} in the
+// context, or answers 404.
+func (s *server) loadEvaluation(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, ok := pathID(r, "evaluation_id")
+		if !ok {
+			s.writeError(w, r, notFound("evaluation"))
+			return
+		}
+		ev, err := s.q.GetEvaluation(r.Context(), id)
+		if err != nil {
+			s.writeError(w, r, lookupError(err, "evaluation", "get evaluation"))
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), evaluationKey{}, ev)))
+	})
+}
+
+func evaluationFrom(r *http.Request) dbsqlc.Evaluation {
+	return r.Context().Value(evaluationKey{}).(dbsqlc.Evaluation)
 }
 
 // getEvaluation answers an evaluation: its progress while it runs, from
 // the scores written so far, and its scorecard once it has ended.
 func (s *server) getEvaluation(w http.ResponseWriter, r *http.Request) {
-	ev, err := s.loadEvaluation(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
+	ev := evaluationFrom(r)
 	out, err := s.evaluationOf(r, ev)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -345,11 +349,7 @@ func (s *server) getEvaluation(w http.ResponseWriter, r *http.Request) {
 // listEvaluations answers a dataset's evaluations, newest first, without
 // their scorecards.
 func (s *server) listEvaluations(w http.ResponseWriter, r *http.Request) {
-	d, err := s.loadDataset(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
+	d := datasetFrom(r)
 	limit, offset, err := pageParams(r)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -491,16 +491,12 @@ func (s *server) cancelEvaluation(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errEvaluationsUnconfigured())
 		return
 	}
-	ev, err := s.loadEvaluation(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
+	ev := evaluationFrom(r)
 	if ev.Status != workflows.EvaluationRunning {
 		s.writeError(w, r, bud.Errorf(bud.ECONFLICT, "the evaluation has ended (%s)", ev.Status))
 		return
 	}
-	err = s.runs.CancelEvaluation(r.Context(), ev.ID)
+	err := s.runs.CancelEvaluation(r.Context(), ev.ID)
 	switch {
 	case errors.Is(err, runs.ErrNotFound):
 		s.writeError(w, r, bud.Errorf(bud.ECONFLICT, "the evaluation has ended"))

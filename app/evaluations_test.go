@@ -85,6 +85,13 @@ func TestDatasetChecksRefusedByPath(t *testing.T) {
 	require.Equal(t, int64(1), list.Total)
 	require.Equal(t, http.StatusNoContent, b.do(t, "DELETE", "/api/datasets/"+d.ID.String(), nil).status)
 	require.Equal(t, http.StatusNotFound, b.do(t, "GET", "/api/datasets/"+d.ID.String(), nil).status)
+	// Every route under a dataset or an evaluation answers 404 for one
+	// that is absent, or not even an id.
+	require.Equal(t, http.StatusNotFound, b.do(t, "POST", "/api/datasets/"+d.ID.String()+"/rows", map[string]any{"rows": []any{map[string]any{"text": "c"}}}).status)
+	require.Equal(t, http.StatusNotFound, b.do(t, "GET", "/api/datasets/"+d.ID.String()+"/evaluations", nil).status)
+	require.Equal(t, http.StatusNotFound, b.do(t, "DELETE", "/api/datasets/nope", nil).status)
+	require.Equal(t, http.StatusNotFound, b.do(t, "GET", "/api/evaluations/"+uuid.NewString(), nil).status)
+	require.Equal(t, http.StatusNotFound, b.do(t, "POST", "/api/evaluations/nope/cancel", nil).status)
 }
 
 func TestDatasetFromRuns(t *testing.T) {
