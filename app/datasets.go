@@ -172,20 +172,28 @@ func insertRows(ctx context.Context, tx pgx.Tx, d dbsqlc.Dataset, rows []newRow)
 	return n, q.SetDatasetRowCount(ctx, dbsqlc.SetDatasetRowCountParams{ID: d.ID, RowCount: n})
 }
 
-// readDatasetRequest reads a create request: JSON, or with Content-Type
-// application/x-ndjson one row per line and the name and description in
-// the query (?name=&description=).
-func (s *server) readDatasetRequest(w http.ResponseWriter, r *http.Request) (createDatasetRequest, error) {
-	var in createDatasetRequest
+// readRows reads a body that carries rows, up to maxDatasetBody: with
+// Content-Type application/x-ndjson one row per line into rows, and it
+// reports true; otherwise a JSON object into v.
+func (s *server) readRows(w http.ResponseWriter, r *http.Request, v any, rows *[]DatasetRowInput) (lines bool, err error) {
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if mt != ndjsonType {
 		big := *s
 		big.maxBody = maxDatasetBody
-		return in, big.readJSON(w, r, &in)
+		return false, big.readJSON(w, r, v)
 	}
-	in.Name, in.Description = r.URL.Query().Get("name"), r.URL.Query().Get("description")
-	rows, err := readRowLines(http.MaxBytesReader(w, r.Body, maxDatasetBody))
-	in.Rows = rows
+	*rows, err = readRowLines(http.MaxBytesReader(w, r.Body, maxDatasetBody))
+	return true, err
+}
+
+// readDatasetRequest reads a create request: JSON, or JSON Lines rows with
+// the name and description in the query (?name=&description=).
+func (s *server) readDatasetRequest(w http.ResponseWriter, r *http.Request) (createDatasetRequest, error) {
+	var in createDatasetRequest
+	lines, err := s.readRows(w, r, &in, &in.Rows)
+	if lines {
+		in.Name, in.Description = r.URL.Query().Get("name"), r.URL.Query().Get("description")
+	}
 	return in, err
 }
 
@@ -201,8 +209,13 @@ func readRowLines(body io.Reader) ([]DatasetRowInput, error) {
 			continue
 		}
 		var row DatasetRowInput
-		if err := unmarshalStrict(line, &row, fmt.Sprintf("rows[%d].", len(rows))); err != nil {
-			return nil, fmt.Errorf("line of rows[%d]: %w", len(rows), err)
+		at := fmt.Sprintf("rows[%d]", len(rows))
+		if err := unmarshalStrict(line, &row, at+"."); err != nil {
+			if bud.ErrorFields(err) != nil {
+				return nil, err
+			}
+			// A line that is not JSON has no field to name: the row is.
+			return nil, fieldError(at, bud.ErrorMessage(err))
 		}
 		rows = append(rows, row)
 	}
@@ -221,10 +234,6 @@ func (s *server) createDataset(w http.ResponseWriter, r *http.Request) {
 	project := projectFrom(r)
 	in, err := s.readDatasetRequest(w, r)
 	if err != nil {
-		var e *bud.Error
-		if !errors.As(err, &e) {
-			err = bud.Errorf(bud.EINVALID, "%s", err.Error())
-		}
 		s.writeError(w, r, err)
 		return
 	}
@@ -421,16 +430,7 @@ func nullable(raw []byte) json.RawMessage {
 func (s *server) addDatasetRows(w http.ResponseWriter, r *http.Request) {
 	d := datasetFrom(r)
 	var in addRowsRequest
-	var err error
-	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if mt == ndjsonType {
-		in.Rows, err = readRowLines(http.MaxBytesReader(w, r.Body, maxDatasetBody))
-	} else {
-		big := *s
-		big.maxBody = maxDatasetBody
-		err = big.readJSON(w, r, &in)
-	}
-	if err != nil {
+	if _, err := s.readRows(w, r, &in, &in.Rows); err != nil {
 		s.writeError(w, r, err)
 		return
 	}

@@ -65,6 +65,11 @@ func TestDatasetChecksRefusedByPath(t *testing.T) {
 	e = errorOf(t, b.do(t, "POST", path+"?name=up", "{\"text\":\"a\"}\n{\"text\":\"b\",\"checks\":[{\"type\":\"json_path\",\"path\":\"x\",\"value\":1}]}\n",
 		withHeader("Content-Type", "application/x-ndjson")), http.StatusBadRequest)
 	require.Contains(t, e.Error.Fields, "rows[1].checks[0].path")
+	// A line that is not JSON is named by its row, blank lines not counted.
+	e = errorOf(t, b.do(t, "POST", path+"?name=up", "{\"text\":\"a\"}\n\n{\"text\": \"b\",\n",
+		withHeader("Content-Type", "application/x-ndjson")), http.StatusBadRequest)
+	require.Contains(t, e.Error.Fields, "rows[1]")
+	require.Contains(t, e.Error.Fields["rows[1]"], "invalid JSON")
 
 	// A good upload, then rows added, read a page at a time.
 	d := decodeAs[app.Dataset](t, b.do(t, "POST", path+"?name=up&description=uploaded",
