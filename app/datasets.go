@@ -335,11 +335,7 @@ func (s *server) rowsFromRuns(ctx context.Context, projectID uuid.UUID, f fromRu
 			if err := json.Unmarshal(rec.Output, &out); err != nil {
 				return nil, bud.Internal("decode run output", err)
 			}
-			if !isAbsent(out.Parsed) {
-				nr.expected = out.Parsed
-			} else {
-				nr.expected, _ = json.Marshal(out.Text)
-			}
+			nr.expected = evaluation.Output{Text: out.Text, Parsed: out.Parsed}.Compared()
 		}
 		rows = append(rows, nr)
 	}
