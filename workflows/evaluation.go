@@ -114,10 +114,7 @@ func Evaluation(ctx workflow.Context, in EvaluationInput) (EvaluationOutput, err
 	if ferr := workflow.ExecuteLocalActivity(dctx, a.FinishEvaluation, activities.FinishEvaluationInput{EvaluationID: in.EvaluationID, Status: status}).Get(dctx, nil); ferr != nil {
 		return EvaluationOutput{}, fmt.Errorf("evaluation: finish: %w", ferr)
 	}
-	if err != nil {
-		return EvaluationOutput{Status: status}, err
-	}
-	return EvaluationOutput{Status: status}, nil
+	return EvaluationOutput{Status: status}, err
 }
 
 // evaluationRun is one run of the evaluation workflow as it advances.
@@ -136,10 +133,8 @@ func (e *evaluationRun) run(ctx workflow.Context) error {
 		limit = e.in.HistoryLimit
 	}
 	next := e.in.Next
-	more := false
 	for next < e.in.Rows && e.err == nil {
 		if workflow.GetInfo(ctx).GetCurrentHistoryLength() > limit {
-			more = true
 			break
 		}
 		var page []activities.EvaluationRow
@@ -151,6 +146,9 @@ func (e *evaluationRun) run(ctx workflow.Context) error {
 			break
 		}
 		if len(page) == 0 {
+			// Rows are only ever appended, so a row the evaluation started
+			// with is gone only with its dataset (its project deleted).
+			e.err = fmt.Errorf("evaluation: the dataset has no row %d: it was deleted", next)
 			break
 		}
 		for _, row := range page {
@@ -200,7 +198,8 @@ func (e *evaluationRun) run(ctx workflow.Context) error {
 	if e.err != nil {
 		return e.err
 	}
-	if more || next < e.in.Rows {
+	// Rows are left only when the history grew past its limit.
+	if next < e.in.Rows {
 		in := e.in
 		in.Next = next
 		return workflow.NewContinueAsNewError(ctx, evaluation.WorkflowName, in)
