@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/budhq/bud"
+	"github.com/budhq/bud/activities"
 	"github.com/budhq/bud/db/dbsqlc"
 	"github.com/budhq/bud/run"
 	"github.com/budhq/bud/runs"
@@ -271,26 +272,24 @@ func (s *server) checkRowsFit(r *http.Request, d dbsqlc.Dataset, targets []*runT
 		if err != nil {
 			return bud.Internal("read dataset rows", err)
 		}
-		for _, row := range rows {
-			if row.Position >= d.RowCount {
+		for _, stored := range rows {
+			if stored.Position >= d.RowCount {
 				break
 			}
-			if recorded && row.RunID == nil && !sourceless {
+			row, err := activities.EvaluationRowOf(stored)
+			if err != nil {
+				return bud.Internal("decode dataset row", err)
+			}
+			if recorded && row.RunID == "" && !sourceless {
 				sourceless = true
 				p.Add("tools", "rows[%d] was not made from a run, so it has no recorded tool results: evaluate with tools %q, or a dataset made from runs", row.Position, toolsLive)
 			}
 			var text string
-			var vars map[string]any
 			if row.Text != nil {
 				text = *row.Text
 			}
-			if row.Variables != nil {
-				if err := json.Unmarshal(row.Variables, &vars); err != nil {
-					return bud.Internal("decode row variables", err)
-				}
-			}
 			for i, t := range targets {
-				err := checkInput(t, text, vars, fmt.Sprintf("rows[%d].", row.Position))
+				err := checkInput(t, text, row.Variables, fmt.Sprintf("rows[%d].", row.Position))
 				if err == nil {
 					continue
 				}
