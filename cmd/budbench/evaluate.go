@@ -1,12 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"os"
-	"strconv"
-	"strings"
 	"time"
 )
 
@@ -67,7 +63,7 @@ func runEvaluate(ctx context.Context, budPath, serverURL string, rows, candidate
 		fmt.Printf("load average (1 min) before: %s\n", l)
 	}
 	for round := 1; round <= rounds; round++ {
-		before, _ := processMemory(pid)
+		before := memoryOf(pid).rss
 		start := time.Now()
 		ev, err := dev.api("POST", "/api/datasets/"+d["id"].(string)+"/evaluations", map[string]any{"candidates": cands, "parallelism": parallelism})
 		if err != nil {
@@ -76,7 +72,7 @@ func runEvaluate(ctx context.Context, budPath, serverURL string, rows, candidate
 		peak := before
 		var status string
 		for {
-			if rss, _ := processMemory(pid); rss > peak {
+			if rss := memoryOf(pid).rss; rss > peak {
 				peak = rss
 			}
 			got, err := dev.api("GET", "/api/evaluations/"+ev["id"].(string), nil)
@@ -94,7 +90,7 @@ func runEvaluate(ctx context.Context, budPath, serverURL string, rows, candidate
 			}
 		}
 		elapsed := time.Since(start)
-		after, _ := processMemory(pid)
+		after := memoryOf(pid).rss
 		runs := rows * candidates
 		fmt.Printf("round %d: %s, %d runs in %.1f s: %.1f runs/s; bud RSS before %d MiB, peak %d MiB, after %d MiB\n",
 			round, status, runs, elapsed.Seconds(), float64(runs)/elapsed.Seconds(), before>>20, peak>>20, after>>20)
@@ -111,28 +107,4 @@ func runEvaluate(ctx context.Context, budPath, serverURL string, rows, candidate
 		}
 	}
 	return nil
-}
-
-// processMemory reads a process's resident set size and its peak.
-func processMemory(pid int) (rss, peak int64) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 2 {
-			continue
-		}
-		kb, _ := strconv.ParseInt(fields[1], 10, 64)
-		switch fields[0] {
-		case "VmRSS:":
-			rss = kb << 10
-		case "VmHWM:":
-			peak = kb << 10
-		}
-	}
-	return rss, peak
 }

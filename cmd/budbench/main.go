@@ -484,9 +484,12 @@ func (g *gatewayProcess) stop() {
 type memory struct{ rss, anon int64 }
 
 // memory reads the gateway's memory now.
-func (g *gatewayProcess) memory() memory {
+func (g *gatewayProcess) memory() memory { return memoryOf(g.cmd.Process.Pid) }
+
+// memoryOf reads the memory of the process pid now; zero when it cannot.
+func memoryOf(pid int) memory {
 	var m memory
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", g.cmd.Process.Pid))
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return m
 	}
