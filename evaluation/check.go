@@ -98,15 +98,13 @@ type CheckResult struct {
 
 // Compiler compiles checks. Share one where many rows are compiled: the
 // CEL environment, built on the first CEL check, costs more than a check
-// does to compile. It is safe for concurrent use.
+// does to compile. The zero Compiler is ready to use; it is safe for
+// concurrent use and must not be copied after first use.
 type Compiler struct {
 	once   sync.Once
 	env    *cel.Env
 	envErr error
 }
-
-// NewCompiler returns a Compiler.
-func NewCompiler() (*Compiler, error) { return &Compiler{}, nil }
 
 // celEnv is the CEL environment, built on first use: rows without a CEL
 // check never pay for it.
