@@ -150,8 +150,8 @@ func checkRows(rows []DatasetRowInput) ([]newRow, error) {
 }
 
 // insertRows appends rows to the dataset, locked by the caller in tx, and
-// returns its new row count.
-func insertRows(ctx context.Context, tx pgx.Tx, d dbsqlc.Dataset, rows []newRow) (int32, error) {
+// returns the dataset as it now stands.
+func insertRows(ctx context.Context, tx pgx.Tx, d dbsqlc.Dataset, rows []newRow) (dbsqlc.Dataset, error) {
 	q := dbsqlc.New(tx)
 	params := make([]dbsqlc.InsertDatasetRowsParams, len(rows))
 	for i, r := range rows {
@@ -162,11 +162,10 @@ func insertRows(ctx context.Context, tx pgx.Tx, d dbsqlc.Dataset, rows []newRow)
 	}
 	if len(params) > 0 {
 		if _, err := q.InsertDatasetRows(ctx, params); err != nil {
-			return 0, err
+			return d, err
 		}
 	}
-	n := d.RowCount + int32(len(rows))
-	return n, q.SetDatasetRowCount(ctx, dbsqlc.SetDatasetRowCountParams{ID: d.ID, RowCount: n})
+	return q.SetDatasetRowCount(ctx, dbsqlc.SetDatasetRowCountParams{ID: d.ID, RowCount: d.RowCount + int32(len(rows))})
 }
 
 // readRows reads a body that carries rows, up to maxDatasetBody: with
@@ -267,7 +266,7 @@ func (s *server) createDataset(w http.ResponseWriter, r *http.Request) {
 		if d, err = dbsqlc.New(tx).CreateDataset(r.Context(), dbsqlc.CreateDatasetParams{ProjectID: project.ID, Name: in.Name, Description: in.Description}); err != nil {
 			return err
 		}
-		d.RowCount, err = insertRows(r.Context(), tx, d, rows)
+		d, err = insertRows(r.Context(), tx, d, rows)
 		return err
 	})
 	if err != nil {
@@ -441,15 +440,13 @@ func (s *server) addDatasetRows(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
-		d = locked
-		d.RowCount, err = insertRows(r.Context(), tx, locked, rows)
+		d, err = insertRows(r.Context(), tx, locked, rows)
 		return err
 	})
 	if err != nil {
 		s.writeError(w, r, lookupError(err, "dataset", "add dataset rows"))
 		return
 	}
-	d.UpdatedAt = time.Now()
 	writeJSON(w, http.StatusOK, datasetFromRow(d))
 }
 

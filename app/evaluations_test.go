@@ -80,6 +80,7 @@ func TestDatasetChecksRefusedByPath(t *testing.T) {
 	d = decodeAs[app.Dataset](t, b.do(t, "POST", "/api/datasets/"+d.ID.String()+"/rows", map[string]any{"rows": []any{map[string]any{"text": "c"}}}), http.StatusOK)
 	require.Equal(t, int32(3), d.RowCount)
 	got := decodeAs[datasetBody](t, b.do(t, "GET", "/api/datasets/"+d.ID.String()+"?limit=2&offset=1", nil), http.StatusOK)
+	require.True(t, d.UpdatedAt.Equal(got.UpdatedAt), "adding rows answers the dataset as stored: updated %s, read back %s", d.UpdatedAt, got.UpdatedAt)
 	require.Equal(t, int64(3), got.Rows.Total)
 	require.Len(t, got.Rows.Data, 2)
 	require.Equal(t, int32(1), got.Rows.Data[0].Position)

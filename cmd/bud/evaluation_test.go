@@ -39,7 +39,8 @@ func TestEvaluationSurvivesItsWorker(t *testing.T) {
 	}
 	_, err = f.q.InsertDatasetRows(f.ctx, params)
 	require.NoError(t, err)
-	require.NoError(t, f.q.SetDatasetRowCount(f.ctx, dbsqlc.SetDatasetRowCountParams{ID: ds.ID, RowCount: rows}))
+	_, err = f.q.SetDatasetRowCount(f.ctx, dbsqlc.SetDatasetRowCountParams{ID: ds.ID, RowCount: rows})
+	require.NoError(t, err)
 
 	cands := make([]workflows.EvaluationCandidate, candidates)
 	for c := range cands {
