@@ -212,13 +212,18 @@ func (s *server) createEvaluation(w http.ResponseWriter, r *http.Request) {
 	stored := make([]evaluationCandidate, len(targets))
 	wcands := make([]workflows.EvaluationCandidate, len(targets))
 	for i, t := range targets {
+		// As a playground run's, so that every run can be run again.
+		if err := s.keepDocument(ctx, t); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
 		if t.promptID != uuid.Nil {
 			id, v := t.promptID, t.version
 			stored[i] = evaluationCandidate{PromptID: &id, Version: &v}
 		} else {
 			stored[i] = evaluationCandidate{Document: t.raw}
 		}
-		wcands[i] = workflows.EvaluationCandidate{PromptID: t.promptID, Version: t.version, Document: t.raw, Structured: t.doc.Output.Structured()}
+		wcands[i] = workflows.EvaluationCandidate{PromptID: t.promptID, Version: t.version, Document: t.raw, DocumentKey: t.documentKey, Structured: t.doc.Output.Structured()}
 	}
 	candJSON, err := json.Marshal(stored)
 	if err != nil {

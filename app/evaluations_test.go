@@ -282,6 +282,11 @@ func TestEvaluationScorecard(t *testing.T) {
 	rec := decodeAs[app.Run](t, b.do(t, "GET", "/api/runs/"+evaluation.RunID(ev.ID, 2, 0), nil), http.StatusOK)
 	require.Equal(t, evaluation.RunSource, rec.Source)
 	require.Contains(t, string(rec.Output), "Say hello to row2.")
+	// and keeps its unsaved document, as any run does, to be run again.
+	other1 := decodeAs[app.Run](t, b.do(t, "GET", "/api/runs/"+evaluation.RunID(ev.ID, 2, 1), nil), http.StatusOK)
+	require.NotNil(t, rec.DocumentKey)
+	require.NotNil(t, other1.DocumentKey)
+	require.NotEqual(t, *rec.DocumentKey, *other1.DocumentKey, "each candidate's own document")
 	require.Equal(t, 2*n, len(b.up.Requests()), "one model call per row and candidate")
 
 	// Once ended, it cannot be canceled, and its dataset can go.

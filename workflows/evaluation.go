@@ -44,6 +44,9 @@ type EvaluationCandidate struct {
 	Version  int32     `json:"version"`
 	// Document is the pinned document every run of the candidate carries.
 	Document json.RawMessage `json:"document"`
+	// DocumentKey is where Document is kept by content (run.Input's), for
+	// a candidate that is no saved version; empty for one that is.
+	DocumentKey string `json:"document_key,omitempty"`
 	// Structured says its output is structured, so its runs' outputs are
 	// validated.
 	Structured bool `json:"structured,omitempty"`
@@ -213,7 +216,7 @@ func (e *evaluationRun) runOne(ctx workflow.Context, row activities.EvaluationRo
 	id := evaluation.RunID(e.in.EvaluationID, row.Position, c)
 	in := run.Input{
 		ResponseID: id, ProjectID: e.in.ProjectID, PromptID: cand.PromptID, PromptVersion: cand.Version,
-		Document: cand.Document, Variables: row.Variables, Source: evaluation.RunSource, EndAtPause: true,
+		Document: cand.Document, DocumentKey: cand.DocumentKey, Variables: row.Variables, Source: evaluation.RunSource, EndAtPause: true,
 		Metadata: map[string]string{"evaluation_id": e.in.EvaluationID.String(), "row": strconv.Itoa(row.Position), "candidate": strconv.Itoa(c)},
 	}
 	if row.Text != nil {
