@@ -49,18 +49,27 @@ func (a *Activities) ReadEvaluationRows(ctx context.Context, in EvaluationRowsIn
 	}
 	out := make([]EvaluationRow, 0, len(rows))
 	for _, r := range rows {
-		row := EvaluationRow{Position: int(r.Position), Text: r.Text}
-		if r.RunID != nil {
-			row.RunID = *r.RunID
-		}
-		if r.Variables != nil {
-			if err := json.Unmarshal(r.Variables, &row.Variables); err != nil {
-				return nil, fmt.Errorf("read evaluation rows: row %d: %w", r.Position, err)
-			}
+		row, err := EvaluationRowOf(r)
+		if err != nil {
+			return nil, fmt.Errorf("read evaluation rows: %w", err)
 		}
 		out = append(out, row)
 	}
 	return out, nil
+}
+
+// EvaluationRowOf is a stored dataset row's input, as a run of it needs it.
+func EvaluationRowOf(r dbsqlc.DatasetRow) (EvaluationRow, error) {
+	row := EvaluationRow{Position: int(r.Position), Text: r.Text}
+	if r.RunID != nil {
+		row.RunID = *r.RunID
+	}
+	if r.Variables != nil {
+		if err := json.Unmarshal(r.Variables, &row.Variables); err != nil {
+			return row, fmt.Errorf("row %d: decode variables: %w", r.Position, err)
+		}
+	}
+	return row, nil
 }
 
 // ScoreRunInput names one finished run of an evaluation.

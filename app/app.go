@@ -38,7 +38,6 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
-	"go.temporal.io/sdk/client"
 
 	"github.com/budhq/bud/db/dbsqlc"
 	"github.com/budhq/bud/egress"
@@ -78,14 +77,12 @@ type Config struct {
 	MaxBodyBytes int64
 	// Documents keeps prompt documents (the Dapr state store). Required.
 	Documents Documents
-	// Runs starts playground runs, decides approvals and finds runs still
-	// in progress; nil means the playground endpoints answer 503. The run
-	// history reads the database and works without it.
+	// Runs starts playground runs, decides approvals, finds runs still in
+	// progress, and starts and cancels evaluations; nil means the
+	// playground endpoints, and starting or canceling an evaluation,
+	// answer 503. The run history, datasets and reading evaluations need
+	// only the database.
 	Runs *runs.Client
-	// Evaluations starts and cancels evaluations' workflows; nil means
-	// starting or canceling one answers 503. Datasets and reading
-	// evaluations need only the database.
-	Evaluations client.Client
 	// Egress says which addresses a connection's URL may resolve to when
 	// BudApp opens it to list its tools; nil refuses only link-local and
 	// metadata addresses.
@@ -101,7 +98,6 @@ type server struct {
 	// runDocs keeps the documents of runs by content, for replays.
 	runDocs *runDocuments
 	runs    *runs.Client
-	evals   client.Client
 	log     *slog.Logger
 	ready   func(context.Context) error
 	reg     *prometheus.Registry
@@ -143,7 +139,6 @@ func New(cfg Config) (http.Handler, error) {
 		docs:        cfg.Documents,
 		runDocs:     newRunDocuments(cfg.Documents),
 		runs:        cfg.Runs,
-		evals:       cfg.Evaluations,
 		log:         cfg.Logger,
 		ready:       cfg.Ready,
 		reg:         cfg.Registry,
@@ -193,14 +188,18 @@ func (s *server) routes(m *metrics.HTTP) http.Handler {
 		r.Post("/playground/run", s.playgroundRun)
 		r.Post("/playground/compare", s.playgroundCompare)
 		r.Route("/datasets/{dataset_id}", func(r chi.Router) {
+			r.Use(s.loadDataset)
 			r.Get("/", s.getDataset)
 			r.Delete("/", s.deleteDataset)
 			r.Post("/rows", s.addDatasetRows)
 			r.Get("/evaluations", s.listEvaluations)
 			r.Post("/evaluations", s.createEvaluation)
 		})
-		r.Get("/evaluations/{evaluation_id}", s.getEvaluation)
-		r.Post("/evaluations/{evaluation_id}/cancel", s.cancelEvaluation)
+		r.Route("/evaluations/{evaluation_id}", func(r chi.Router) {
+			r.Use(s.loadEvaluation)
+			r.Get("/", s.getEvaluation)
+			r.Post("/cancel", s.cancelEvaluation)
+		})
 		r.Get("/runs", s.listRuns)
 		r.Post("/runs/compare", s.compareRuns)
 		r.Get("/runs/{run_id}", s.getRun)

@@ -116,10 +116,7 @@ type newRow struct {
 // checkRows checks the rows of a request, keyed rows[i].…, compiling each
 // row's checks; every problem is reported at once.
 func checkRows(rows []DatasetRowInput) ([]newRow, error) {
-	compiler, err := evaluation.NewCompiler()
-	if err != nil {
-		return nil, bud.Internal("checks compiler", err)
-	}
+	var compiler evaluation.Compiler
 	var p bud.Problems
 	out := make([]newRow, 0, len(rows))
 	for i, r := range rows {
@@ -153,8 +150,8 @@ func checkRows(rows []DatasetRowInput) ([]newRow, error) {
 }
 
 // insertRows appends rows to the dataset, locked by the caller in tx, and
-// returns its new row count.
-func insertRows(ctx context.Context, tx pgx.Tx, d dbsqlc.Dataset, rows []newRow) (int32, error) {
+// returns the dataset as it now stands.
+func insertRows(ctx context.Context, tx pgx.Tx, d dbsqlc.Dataset, rows []newRow) (dbsqlc.Dataset, error) {
 	q := dbsqlc.New(tx)
 	params := make([]dbsqlc.InsertDatasetRowsParams, len(rows))
 	for i, r := range rows {
@@ -165,27 +162,34 @@ func insertRows(ctx context.Context, tx pgx.Tx, d dbsqlc.Dataset, rows []newRow)
 	}
 	if len(params) > 0 {
 		if _, err := q.InsertDatasetRows(ctx, params); err != nil {
-			return 0, err
+			return d, err
 		}
 	}
-	n := d.RowCount + int32(len(rows))
-	return n, q.SetDatasetRowCount(ctx, dbsqlc.SetDatasetRowCountParams{ID: d.ID, RowCount: n})
+	return q.SetDatasetRowCount(ctx, dbsqlc.SetDatasetRowCountParams{ID: d.ID, RowCount: d.RowCount + int32(len(rows))})
 }
 
-// readDatasetRequest reads a create request: JSON, or with Content-Type
-// application/x-ndjson one row per line and the name and description in
-// the query (?name=&description=).
-func (s *server) readDatasetRequest(w http.ResponseWriter, r *http.Request) (createDatasetRequest, error) {
-	var in createDatasetRequest
+// readRows reads a body that carries rows, up to maxDatasetBody: with
+// Content-Type application/x-ndjson one row per line into rows, and it
+// reports true; otherwise a JSON object into v.
+func (s *server) readRows(w http.ResponseWriter, r *http.Request, v any, rows *[]DatasetRowInput) (lines bool, err error) {
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if mt != ndjsonType {
 		big := *s
 		big.maxBody = maxDatasetBody
-		return in, big.readJSON(w, r, &in)
+		return false, big.readJSON(w, r, v)
 	}
-	in.Name, in.Description = r.URL.Query().Get("name"), r.URL.Query().Get("description")
-	rows, err := readRowLines(http.MaxBytesReader(w, r.Body, maxDatasetBody))
-	in.Rows = rows
+	*rows, err = readRowLines(http.MaxBytesReader(w, r.Body, maxDatasetBody))
+	return true, err
+}
+
+// readDatasetRequest reads a create request: JSON, or JSON Lines rows with
+// the name and description in the query (?name=&description=).
+func (s *server) readDatasetRequest(w http.ResponseWriter, r *http.Request) (createDatasetRequest, error) {
+	var in createDatasetRequest
+	lines, err := s.readRows(w, r, &in, &in.Rows)
+	if lines {
+		in.Name, in.Description = r.URL.Query().Get("name"), r.URL.Query().Get("description")
+	}
 	return in, err
 }
 
@@ -201,8 +205,13 @@ func readRowLines(body io.Reader) ([]DatasetRowInput, error) {
 			continue
 		}
 		var row DatasetRowInput
-		if err := unmarshalStrict(line, &row, fmt.Sprintf("rows[%d].", len(rows))); err != nil {
-			return nil, fmt.Errorf("line of rows[%d]: %w", len(rows), err)
+		at := fmt.Sprintf("rows[%d]", len(rows))
+		if err := unmarshalStrict(line, &row, at+"."); err != nil {
+			if bud.ErrorFields(err) != nil {
+				return nil, err
+			}
+			// A line that is not JSON has no field to name: the row is.
+			return nil, fieldError(at, bud.ErrorMessage(err))
 		}
 		rows = append(rows, row)
 	}
@@ -221,10 +230,6 @@ func (s *server) createDataset(w http.ResponseWriter, r *http.Request) {
 	project := projectFrom(r)
 	in, err := s.readDatasetRequest(w, r)
 	if err != nil {
-		var e *bud.Error
-		if !errors.As(err, &e) {
-			err = bud.Errorf(bud.EINVALID, "%s", err.Error())
-		}
 		s.writeError(w, r, err)
 		return
 	}
@@ -261,7 +266,7 @@ func (s *server) createDataset(w http.ResponseWriter, r *http.Request) {
 		if d, err = dbsqlc.New(tx).CreateDataset(r.Context(), dbsqlc.CreateDatasetParams{ProjectID: project.ID, Name: in.Name, Description: in.Description}); err != nil {
 			return err
 		}
-		d.RowCount, err = insertRows(r.Context(), tx, d, rows)
+		d, err = insertRows(r.Context(), tx, d, rows)
 		return err
 	})
 	if err != nil {
@@ -326,11 +331,7 @@ func (s *server) rowsFromRuns(ctx context.Context, projectID uuid.UUID, f fromRu
 			if err := json.Unmarshal(rec.Output, &out); err != nil {
 				return nil, bud.Internal("decode run output", err)
 			}
-			if !isAbsent(out.Parsed) {
-				nr.expected = out.Parsed
-			} else {
-				nr.expected, _ = json.Marshal(out.Text)
-			}
+			nr.expected = evaluation.Output{Text: out.Text, Parsed: out.Parsed}.Compared()
 		}
 		rows = append(rows, nr)
 	}
@@ -362,26 +363,33 @@ func (s *server) listDatasets(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// loadDataset finds the dataset of the path.
-func (s *server) loadDataset(r *http.Request) (dbsqlc.Dataset, error) {
-	id, ok := pathID(r, "dataset_id")
-	if !ok {
-		return dbsqlc.Dataset{}, notFound("dataset")
-	}
-	d, err := s.q.GetDataset(r.Context(), id)
-	if err != nil {
-		return d, lookupError(err, "dataset", "get dataset")
-	}
-	return d, nil
+type datasetKey struct{}
+
+// loadDataset puts the dataset named by {dataset_id} in the context, or
+// answers 404.
+func (s *server) loadDataset(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, ok := pathID(r, "dataset_id")
+		if !ok {
+			s.writeError(w, r, notFound("dataset"))
+			return
+		}
+		d, err := s.q.GetDataset(r.Context(), id)
+		if err != nil {
+			s.writeError(w, r, lookupError(err, "dataset", "get dataset"))
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), datasetKey{}, d)))
+	})
+}
+
+func datasetFrom(r *http.Request) dbsqlc.Dataset {
+	return r.Context().Value(datasetKey{}).(dbsqlc.Dataset)
 }
 
 // getDataset answers a dataset with a page of its rows (?limit=&offset=).
 func (s *server) getDataset(w http.ResponseWriter, r *http.Request) {
-	d, err := s.loadDataset(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
+	d := datasetFrom(r)
 	limit, offset, err := pageParams(r)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -412,21 +420,9 @@ func nullable(raw []byte) json.RawMessage {
 
 // addDatasetRows appends rows (JSON {rows} or JSON Lines) to a dataset.
 func (s *server) addDatasetRows(w http.ResponseWriter, r *http.Request) {
-	d, err := s.loadDataset(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
+	d := datasetFrom(r)
 	var in addRowsRequest
-	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if mt == ndjsonType {
-		in.Rows, err = readRowLines(http.MaxBytesReader(w, r.Body, maxDatasetBody))
-	} else {
-		big := *s
-		big.maxBody = maxDatasetBody
-		err = big.readJSON(w, r, &in)
-	}
-	if err != nil {
+	if _, err := s.readRows(w, r, &in, &in.Rows); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -444,27 +440,21 @@ func (s *server) addDatasetRows(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
-		d = locked
-		d.RowCount, err = insertRows(r.Context(), tx, locked, rows)
+		d, err = insertRows(r.Context(), tx, locked, rows)
 		return err
 	})
 	if err != nil {
 		s.writeError(w, r, lookupError(err, "dataset", "add dataset rows"))
 		return
 	}
-	d.UpdatedAt = time.Now()
 	writeJSON(w, http.StatusOK, datasetFromRow(d))
 }
 
 // deleteDataset deletes a dataset with its rows and evaluations; 409 while
 // an evaluation of it runs.
 func (s *server) deleteDataset(w http.ResponseWriter, r *http.Request) {
-	d, err := s.loadDataset(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	err = pgx.BeginFunc(r.Context(), s.pool, func(tx pgx.Tx) error {
+	d := datasetFrom(r)
+	err := pgx.BeginFunc(r.Context(), s.pool, func(tx pgx.Tx) error {
 		q := dbsqlc.New(tx)
 		if _, err := q.LockDataset(r.Context(), d.ID); err != nil {
 			return lookupError(err, "dataset", "lock dataset")

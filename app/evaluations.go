@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,13 +11,12 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"go.temporal.io/api/serviceerror"
-	"go.temporal.io/sdk/client"
 
 	"github.com/budhq/bud"
+	"github.com/budhq/bud/activities"
 	"github.com/budhq/bud/db/dbsqlc"
-	"github.com/budhq/bud/evaluation"
 	"github.com/budhq/bud/run"
+	"github.com/budhq/bud/runs"
 	"github.com/budhq/bud/workflows"
 )
 
@@ -154,15 +154,11 @@ func errEvaluationsUnconfigured() error {
 // createEvaluation checks the candidates and the dataset's rows against
 // them, records the evaluation and starts its workflow.
 func (s *server) createEvaluation(w http.ResponseWriter, r *http.Request) {
-	if s.evals == nil {
+	if s.runs == nil {
 		s.writeError(w, r, errEvaluationsUnconfigured())
 		return
 	}
-	d, err := s.loadDataset(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
+	d := datasetFrom(r)
 	var in evaluationRequest
 	if !s.decode(w, r, &in) {
 		return
@@ -216,6 +212,7 @@ func (s *server) createEvaluation(w http.ResponseWriter, r *http.Request) {
 	stored := make([]evaluationCandidate, len(targets))
 	wcands := make([]workflows.EvaluationCandidate, len(targets))
 	for i, t := range targets {
+		// As a playground run's, so that every run can be run again.
 		if err := s.keepDocument(ctx, t); err != nil {
 			s.writeError(w, r, err)
 			return
@@ -252,8 +249,7 @@ func (s *server) createEvaluation(w http.ResponseWriter, r *http.Request) {
 	if in.Tools == toolsRecorded {
 		input.Tools = run.ReplayToolsRecorded
 	}
-	_, err = s.evals.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: evaluation.WorkflowID(ev.ID), TaskQueue: run.TaskQueue}, workflows.EvaluationWorkflowName, input)
-	if err != nil {
+	if err := s.runs.StartEvaluation(ctx, ev.ID, input); err != nil {
 		s.log.ErrorContext(ctx, "start evaluation", "request_id", requestIDFrom(ctx), "evaluation_id", ev.ID, "err", err)
 		_, _ = s.q.FinishEvaluation(ctx, dbsqlc.FinishEvaluationParams{ID: ev.ID, Status: workflows.EvaluationFailed})
 		s.writeError(w, r, bud.Errorf(bud.EUNAVAILABLE, "the evaluation could not be started; try again"))
@@ -281,26 +277,24 @@ func (s *server) checkRowsFit(r *http.Request, d dbsqlc.Dataset, targets []*runT
 		if err != nil {
 			return bud.Internal("read dataset rows", err)
 		}
-		for _, row := range rows {
-			if row.Position >= d.RowCount {
+		for _, stored := range rows {
+			if stored.Position >= d.RowCount {
 				break
 			}
-			if recorded && row.RunID == nil && !sourceless {
+			row, err := activities.EvaluationRowOf(stored)
+			if err != nil {
+				return bud.Internal("decode dataset row", err)
+			}
+			if recorded && row.RunID == "" && !sourceless {
 				sourceless = true
 				p.Add("tools", "rows[%d] was not made from a run, so it has no recorded tool results: evaluate with tools %q, or a dataset made from runs", row.Position, toolsLive)
 			}
 			var text string
-			var vars map[string]any
 			if row.Text != nil {
 				text = *row.Text
 			}
-			if row.Variables != nil {
-				if err := json.Unmarshal(row.Variables, &vars); err != nil {
-					return bud.Internal("decode row variables", err)
-				}
-			}
 			for i, t := range targets {
-				err := checkInput(t, text, vars, fmt.Sprintf("rows[%d].", row.Position))
+				err := checkInput(t, text, row.Variables, fmt.Sprintf("rows[%d].", row.Position))
 				if err == nil {
 					continue
 				}
@@ -320,27 +314,34 @@ func (s *server) checkRowsFit(r *http.Request, d dbsqlc.Dataset, targets []*runT
 	return p.Err()
 }
 
-// loadEvaluation finds the evaluation of the path.
-func (s *server) loadEvaluation(r *http.Request) (dbsqlc.Evaluation, error) {
-	id, ok := pathID(r, "evaluation_id")
-	if !ok {
-		return dbsqlc.Evaluation{}, notFound("evaluation")
-	}
-	ev, err := s.q.GetEvaluation(r.Context(), id)
-	if err != nil {
-		return ev, lookupError(err, "evaluation", "get evaluation")
-	}
-	return ev, nil
+type evaluationKey struct{}
+
+// loadEvaluation puts the evaluation named by {evaluation_id} in the
+// context, or answers 404.
+func (s *server) loadEvaluation(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, ok := pathID(r, "evaluation_id")
+		if !ok {
+			s.writeError(w, r, notFound("evaluation"))
+			return
+		}
+		ev, err := s.q.GetEvaluation(r.Context(), id)
+		if err != nil {
+			s.writeError(w, r, lookupError(err, "evaluation", "get evaluation"))
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), evaluationKey{}, ev)))
+	})
+}
+
+func evaluationFrom(r *http.Request) dbsqlc.Evaluation {
+	return r.Context().Value(evaluationKey{}).(dbsqlc.Evaluation)
 }
 
 // getEvaluation answers an evaluation: its progress while it runs, from
 // the scores written so far, and its scorecard once it has ended.
 func (s *server) getEvaluation(w http.ResponseWriter, r *http.Request) {
-	ev, err := s.loadEvaluation(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
+	ev := evaluationFrom(r)
 	out, err := s.evaluationOf(r, ev)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -352,11 +353,7 @@ func (s *server) getEvaluation(w http.ResponseWriter, r *http.Request) {
 // listEvaluations answers a dataset's evaluations, newest first, without
 // their scorecards.
 func (s *server) listEvaluations(w http.ResponseWriter, r *http.Request) {
-	d, err := s.loadDataset(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
+	d := datasetFrom(r)
 	limit, offset, err := pageParams(r)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -494,23 +491,18 @@ func (s *server) scorecardOf(r *http.Request, ev dbsqlc.Evaluation, n int) (*sco
 // cancelEvaluation asks a running evaluation to stop: its runs in flight
 // are canceled, and it records itself canceled. 409 once it has ended.
 func (s *server) cancelEvaluation(w http.ResponseWriter, r *http.Request) {
-	if s.evals == nil {
+	if s.runs == nil {
 		s.writeError(w, r, errEvaluationsUnconfigured())
 		return
 	}
-	ev, err := s.loadEvaluation(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
+	ev := evaluationFrom(r)
 	if ev.Status != workflows.EvaluationRunning {
 		s.writeError(w, r, bud.Errorf(bud.ECONFLICT, "the evaluation has ended (%s)", ev.Status))
 		return
 	}
-	err = s.evals.CancelWorkflow(r.Context(), evaluation.WorkflowID(ev.ID), "")
-	var nf *serviceerror.NotFound
+	err := s.runs.CancelEvaluation(r.Context(), ev.ID)
 	switch {
-	case errors.As(err, &nf):
+	case errors.Is(err, runs.ErrNotFound):
 		s.writeError(w, r, bud.Errorf(bud.ECONFLICT, "the evaluation has ended"))
 		return
 	case err != nil:

@@ -65,6 +65,11 @@ func TestDatasetChecksRefusedByPath(t *testing.T) {
 	e = errorOf(t, b.do(t, "POST", path+"?name=up", "{\"text\":\"a\"}\n{\"text\":\"b\",\"checks\":[{\"type\":\"json_path\",\"path\":\"x\",\"value\":1}]}\n",
 		withHeader("Content-Type", "application/x-ndjson")), http.StatusBadRequest)
 	require.Contains(t, e.Error.Fields, "rows[1].checks[0].path")
+	// A line that is not JSON is named by its row, blank lines not counted.
+	e = errorOf(t, b.do(t, "POST", path+"?name=up", "{\"text\":\"a\"}\n\n{\"text\": \"b\",\n",
+		withHeader("Content-Type", "application/x-ndjson")), http.StatusBadRequest)
+	require.Contains(t, e.Error.Fields, "rows[1]")
+	require.Contains(t, e.Error.Fields["rows[1]"], "invalid JSON")
 
 	// A good upload, then rows added, read a page at a time.
 	d := decodeAs[app.Dataset](t, b.do(t, "POST", path+"?name=up&description=uploaded",
@@ -75,6 +80,7 @@ func TestDatasetChecksRefusedByPath(t *testing.T) {
 	d = decodeAs[app.Dataset](t, b.do(t, "POST", "/api/datasets/"+d.ID.String()+"/rows", map[string]any{"rows": []any{map[string]any{"text": "c"}}}), http.StatusOK)
 	require.Equal(t, int32(3), d.RowCount)
 	got := decodeAs[datasetBody](t, b.do(t, "GET", "/api/datasets/"+d.ID.String()+"?limit=2&offset=1", nil), http.StatusOK)
+	require.True(t, d.UpdatedAt.Equal(got.UpdatedAt), "adding rows answers the dataset as stored: updated %s, read back %s", d.UpdatedAt, got.UpdatedAt)
 	require.Equal(t, int64(3), got.Rows.Total)
 	require.Len(t, got.Rows.Data, 2)
 	require.Equal(t, int32(1), got.Rows.Data[0].Position)
@@ -85,6 +91,13 @@ func TestDatasetChecksRefusedByPath(t *testing.T) {
 	require.Equal(t, int64(1), list.Total)
 	require.Equal(t, http.StatusNoContent, b.do(t, "DELETE", "/api/datasets/"+d.ID.String(), nil).status)
 	require.Equal(t, http.StatusNotFound, b.do(t, "GET", "/api/datasets/"+d.ID.String(), nil).status)
+	// Every route under a dataset or an evaluation answers 404 for one
+	// that is absent, or not even an id.
+	require.Equal(t, http.StatusNotFound, b.do(t, "POST", "/api/datasets/"+d.ID.String()+"/rows", map[string]any{"rows": []any{map[string]any{"text": "c"}}}).status)
+	require.Equal(t, http.StatusNotFound, b.do(t, "GET", "/api/datasets/"+d.ID.String()+"/evaluations", nil).status)
+	require.Equal(t, http.StatusNotFound, b.do(t, "DELETE", "/api/datasets/nope", nil).status)
+	require.Equal(t, http.StatusNotFound, b.do(t, "GET", "/api/evaluations/"+uuid.NewString(), nil).status)
+	require.Equal(t, http.StatusNotFound, b.do(t, "POST", "/api/evaluations/nope/cancel", nil).status)
 }
 
 func TestDatasetFromRuns(t *testing.T) {
@@ -136,7 +149,7 @@ func evalSetup(t *testing.T) *runBundle {
 	require.NoError(t, err)
 	h, err := app.New(app.Config{
 		Pool: runEnv.pool, Box: runEnv.box, AdminToken: token, Documents: statestoretest.Store(t),
-		Evaluations: runEnv.client, Runs: rc, Logger: slog.New(slog.DiscardHandler),
+		Runs: rc, Logger: slog.New(slog.DiscardHandler),
 	})
 	require.NoError(t, err)
 	b.handler, b.token = h, token
@@ -269,7 +282,11 @@ func TestEvaluationScorecard(t *testing.T) {
 	rec := decodeAs[app.Run](t, b.do(t, "GET", "/api/runs/"+evaluation.RunID(ev.ID, 2, 0), nil), http.StatusOK)
 	require.Equal(t, evaluation.RunSource, rec.Source)
 	require.Contains(t, string(rec.Output), "Say hello to row2.")
-	require.NotNil(t, rec.DocumentKey, "an unsaved candidate's document is kept by content, so its runs can be replayed")
+	// and keeps its unsaved document, as any run does, to be run again.
+	other1 := decodeAs[app.Run](t, b.do(t, "GET", "/api/runs/"+evaluation.RunID(ev.ID, 2, 1), nil), http.StatusOK)
+	require.NotNil(t, rec.DocumentKey)
+	require.NotNil(t, other1.DocumentKey)
+	require.NotEqual(t, *rec.DocumentKey, *other1.DocumentKey, "each candidate's own document")
 	require.Equal(t, 2*n, len(b.up.Requests()), "one model call per row and candidate")
 
 	// Once ended, it cannot be canceled, and its dataset can go.
@@ -350,7 +367,7 @@ func TestEvaluationContinuesAsNew(t *testing.T) {
 	q := dbsqlc.New(runEnv.pool)
 	ev, err := q.CreateEvaluation(ctx, dbsqlc.CreateEvaluationParams{ProjectID: b.project.ID, DatasetID: d.ID, Candidates: []byte(`[{"document":` + string(doc) + `}]`), Tools: "live", Parallelism: 2, RowCount: n})
 	require.NoError(t, err)
-	we, err := runEnv.client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: evaluation.WorkflowID(ev.ID), TaskQueue: run.TaskQueue}, workflows.EvaluationWorkflowName, workflows.EvaluationInput{
+	we, err := runEnv.client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: evaluation.WorkflowID(ev.ID), TaskQueue: run.TaskQueue}, evaluation.WorkflowName, workflows.EvaluationInput{
 		EvaluationID: ev.ID, ProjectID: b.project.ID, DatasetID: d.ID, Rows: n, Parallelism: 2,
 		Candidates: []workflows.EvaluationCandidate{{Document: doc}}, HistoryLimit: 30,
 	})

@@ -71,6 +71,22 @@ type Output struct {
 	Parsed json.RawMessage
 }
 
+// structured reports whether the output has a structured value.
+func (o Output) structured() bool {
+	return len(o.Parsed) > 0 && string(o.Parsed) != "null"
+}
+
+// Compared is the output as candidates are compared by it, and as a row
+// made from the run expects it: the structured output, else the text as a
+// JSON string.
+func (o Output) Compared() json.RawMessage {
+	if o.structured() {
+		return o.Parsed
+	}
+	b, _ := json.Marshal(o.Text) // a string always encodes
+	return b
+}
+
 // CheckResult is one check's verdict on one run.
 type CheckResult struct {
 	Name   string `json:"name"`
@@ -82,15 +98,13 @@ type CheckResult struct {
 
 // Compiler compiles checks. Share one where many rows are compiled: the
 // CEL environment, built on the first CEL check, costs more than a check
-// does to compile. It is safe for concurrent use.
+// does to compile. The zero Compiler is ready to use; it is safe for
+// concurrent use and must not be copied after first use.
 type Compiler struct {
 	once   sync.Once
 	env    *cel.Env
 	envErr error
 }
-
-// NewCompiler returns a Compiler.
-func NewCompiler() (*Compiler, error) { return &Compiler{}, nil }
 
 // celEnv is the CEL environment, built on first use: rows without a CEL
 // check never pay for it.
@@ -286,12 +300,7 @@ func (cs *Checks) Len() int { return len(cs.list) }
 func (cs *Checks) Run(out Output) []CheckResult {
 	res := make([]CheckResult, 0, len(cs.list))
 	var parsed any
-	structured := len(out.Parsed) > 0 && string(out.Parsed) != "null"
-	if structured {
-		if json.Unmarshal(out.Parsed, &parsed) != nil {
-			structured = false
-		}
-	}
+	structured := out.structured() && json.Unmarshal(out.Parsed, &parsed) == nil
 	for _, k := range cs.list {
 		r := CheckResult{Name: k.name, Type: k.typ}
 		r.Passed, r.Message = k.run(out, parsed, structured)

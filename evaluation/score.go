@@ -45,8 +45,8 @@ type Verdict struct {
 	// check passed.
 	Passed bool
 	Checks []CheckResult
-	// Compared is the output candidates are compared by: the structured
-	// output, else the text as a JSON string; nil when there is none.
+	// Compared is the output candidates are compared by (Output.Compared);
+	// nil when there is none.
 	Compared json.RawMessage
 }
 
@@ -55,7 +55,7 @@ func Judge(cs *Checks, r Run) Verdict {
 	v := Verdict{Validation: ValidationNotApplicable}
 	if r.Structured {
 		switch {
-		case r.Output != nil && len(r.Output.Parsed) > 0 && string(r.Output.Parsed) != "null":
+		case r.Output != nil && r.Output.structured():
 			v.Validation = ValidationPassed
 		case r.ErrorCode == codeInvalidOutput || r.ErrorCode == codeStepLimit:
 			v.Validation = ValidationFailed
@@ -65,11 +65,7 @@ func Judge(cs *Checks, r Run) Verdict {
 		v.Checks = cs.Fail(fmt.Sprintf("the run ended %s without output", r.Status))
 	} else {
 		v.Checks = cs.Run(*r.Output)
-		if len(r.Output.Parsed) > 0 && string(r.Output.Parsed) != "null" {
-			v.Compared = r.Output.Parsed
-		} else {
-			v.Compared, _ = json.Marshal(r.Output.Text)
-		}
+		v.Compared = r.Output.Compared()
 	}
 	v.Passed = r.Status == "completed" && v.Validation != ValidationFailed
 	for _, c := range v.Checks {
@@ -85,6 +81,9 @@ func Judge(cs *Checks, r Run) Verdict {
 func RunID(evaluation uuid.UUID, row, candidate int) string {
 	return fmt.Sprintf("resp_eval%sr%dc%d", strings.ReplaceAll(evaluation.String(), "-", ""), row, candidate)
 }
+
+// WorkflowName is the registered name of the evaluation workflow.
+const WorkflowName = "Evaluation"
 
 // WorkflowID is the workflow id of evaluation.
 func WorkflowID(evaluation uuid.UUID) string {

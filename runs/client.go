@@ -1,6 +1,7 @@
 // Package runs is the one client through which BudApp and the gateway ask
 // Temporal about prompt runs: start one, continue or approve it, read a
-// turn, its input and its history, cancel it. Callers name runs by their
+// turn, its input and its history, cancel it; and start or cancel an
+// evaluation, whose runs are its children. Callers name runs by their
 // response ids; nothing outside this package holds a Temporal client for
 // runs or parses a response id.
 package runs
@@ -18,6 +19,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
+	"github.com/budhq/bud/evaluation"
 	"github.com/budhq/bud/run"
 )
 
@@ -357,6 +359,25 @@ func (c *Client) Cancel(ctx context.Context, runID string) error {
 		return ErrNotFound
 	}
 	return notFoundAs(c.tc.CancelWorkflow(ctx, runID, ""), ErrNotFound)
+}
+
+// StartEvaluation starts the workflow of the evaluation id
+// (evaluation.WorkflowID) on the runs' task queue with in, the workflow's
+// input (workflows.EvaluationInput, which this package cannot name: the
+// workflow starts its runs through it).
+func (c *Client) StartEvaluation(ctx context.Context, id uuid.UUID, in any) error {
+	_, err := c.tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: evaluation.WorkflowID(id), TaskQueue: run.TaskQueue}, evaluation.WorkflowName, in)
+	if err != nil {
+		return fmt.Errorf("start evaluation: %w", err)
+	}
+	return nil
+}
+
+// CancelEvaluation asks the evaluation id to stop, its runs in flight with
+// it. Asking one that has ended changes nothing; ErrNotFound when the
+// server has no such evaluation.
+func (c *Client) CancelEvaluation(ctx context.Context, id uuid.UUID) error {
+	return notFoundAs(c.tc.CancelWorkflow(ctx, evaluation.WorkflowID(id), ""), ErrNotFound)
 }
 
 // notFoundAs is err, or target wrapping it when the server has no such run

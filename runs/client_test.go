@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/budhq/bud/evaluation"
 	"github.com/budhq/bud/run"
 	"github.com/budhq/bud/runs"
 	"github.com/budhq/bud/temporalserver"
@@ -85,9 +86,19 @@ func standIn(ctx workflow.Context, in run.Input) (run.Turn, error) {
 	return cur, nil
 }
 
+// evaluationStandIn is a workflow under the evaluation's name that ends at
+// once when its input says done, and otherwise runs until it is canceled.
+func evaluationStandIn(ctx workflow.Context, in map[string]any) error {
+	if in["done"] == true {
+		return nil
+	}
+	return workflow.Await(ctx, func() bool { return false })
+}
+
 type bundle struct {
 	ctx     context.Context
 	client  *runs.Client
+	tc      client.Client
 	project uuid.UUID
 }
 
@@ -104,11 +115,12 @@ func setup(t *testing.T, mode string) *bundle {
 	t.Cleanup(tc.Close)
 	w := worker.New(tc, run.TaskQueue, worker.Options{})
 	w.RegisterWorkflowWithOptions(standIn, workflow.RegisterOptions{Name: run.WorkflowName})
+	w.RegisterWorkflowWithOptions(evaluationStandIn, workflow.RegisterOptions{Name: evaluation.WorkflowName})
 	require.NoError(t, w.Start())
 	t.Cleanup(w.Stop)
 	rc, err := runs.New(tc, mode)
 	require.NoError(t, err)
-	return &bundle{ctx: ctx, client: rc, project: uuid.New()}
+	return &bundle{ctx: ctx, client: rc, tc: tc, project: uuid.New()}
 }
 
 func (b *bundle) input() run.Input {
@@ -211,4 +223,28 @@ func TestApproveAndCancel(t *testing.T) {
 	require.NoError(t, b.client.Cancel(b.ctx, in.ResponseID), "asking twice is harmless")
 	require.ErrorIs(t, b.client.Cancel(b.ctx, "resp_none"), runs.ErrNotFound)
 	require.ErrorIs(t, b.client.Cancel(b.ctx, "not-a-response"), runs.ErrNotFound)
+}
+
+// TestStartAndCancelAnEvaluation: the client that starts runs starts an
+// evaluation's workflow under the evaluation's workflow id and cancels it;
+// canceling one that has ended is harmless, one that never was ErrNotFound.
+func TestStartAndCancelAnEvaluation(t *testing.T) {
+	b := setup(t, "")
+	id := uuid.New()
+	require.NoError(t, b.client.StartEvaluation(b.ctx, id, map[string]any{"rows": 1}))
+	desc, err := b.tc.DescribeWorkflowExecution(b.ctx, evaluation.WorkflowID(id), "")
+	require.NoError(t, err)
+	require.Equal(t, evaluation.WorkflowName, desc.GetWorkflowExecutionInfo().GetType().GetName())
+	require.Equal(t, run.TaskQueue, desc.GetWorkflowExecutionInfo().GetTaskQueue())
+
+	require.NoError(t, b.client.CancelEvaluation(b.ctx, id))
+	err = b.tc.GetWorkflow(b.ctx, evaluation.WorkflowID(id), "").Get(b.ctx, nil)
+	var canceled *temporal.CanceledError
+	require.ErrorAs(t, err, &canceled)
+
+	done := uuid.New()
+	require.NoError(t, b.client.StartEvaluation(b.ctx, done, map[string]any{"done": true}))
+	require.NoError(t, b.tc.GetWorkflow(b.ctx, evaluation.WorkflowID(done), "").Get(b.ctx, nil))
+	require.NoError(t, b.client.CancelEvaluation(b.ctx, done), "canceling one that has ended changes nothing")
+	require.ErrorIs(t, b.client.CancelEvaluation(b.ctx, uuid.New()), runs.ErrNotFound, "it never was")
 }

@@ -21,9 +21,6 @@ import (
 	"github.com/budhq/bud/runs"
 )
 
-// EvaluationWorkflowName is the registered name of the evaluation workflow.
-const EvaluationWorkflowName = "Evaluation"
-
 // Bounds of an evaluation's workflow.
 const (
 	// EvaluationPageRows is how many rows one read brings: the rows live
@@ -47,8 +44,8 @@ type EvaluationCandidate struct {
 	Version  int32     `json:"version"`
 	// Document is the pinned document every run of the candidate carries.
 	Document json.RawMessage `json:"document"`
-	// DocumentKey is where Document is kept by content when it is no saved
-	// version (run.Input.DocumentKey), so that its runs can be run again.
+	// DocumentKey is where Document is kept by content (run.Input's), for
+	// a candidate that is no saved version; empty for one that is.
 	DocumentKey string `json:"document_key,omitempty"`
 	// Structured says its output is structured, so its runs' outputs are
 	// validated.
@@ -120,10 +117,7 @@ func Evaluation(ctx workflow.Context, in EvaluationInput) (EvaluationOutput, err
 	if ferr := workflow.ExecuteLocalActivity(dctx, a.FinishEvaluation, activities.FinishEvaluationInput{EvaluationID: in.EvaluationID, Status: status}).Get(dctx, nil); ferr != nil {
 		return EvaluationOutput{}, fmt.Errorf("evaluation: finish: %w", ferr)
 	}
-	if err != nil {
-		return EvaluationOutput{Status: status}, err
-	}
-	return EvaluationOutput{Status: status}, nil
+	return EvaluationOutput{Status: status}, err
 }
 
 // evaluationRun is one run of the evaluation workflow as it advances.
@@ -142,10 +136,8 @@ func (e *evaluationRun) run(ctx workflow.Context) error {
 		limit = e.in.HistoryLimit
 	}
 	next := e.in.Next
-	more := false
 	for next < e.in.Rows && e.err == nil {
 		if workflow.GetInfo(ctx).GetCurrentHistoryLength() > limit {
-			more = true
 			break
 		}
 		var page []activities.EvaluationRow
@@ -157,6 +149,9 @@ func (e *evaluationRun) run(ctx workflow.Context) error {
 			break
 		}
 		if len(page) == 0 {
+			// Rows are only ever appended, so a row the evaluation started
+			// with is gone only with its dataset (its project deleted).
+			e.err = fmt.Errorf("evaluation: the dataset has no row %d: it was deleted", next)
 			break
 		}
 		for _, row := range page {
@@ -206,10 +201,11 @@ func (e *evaluationRun) run(ctx workflow.Context) error {
 	if e.err != nil {
 		return e.err
 	}
-	if more || next < e.in.Rows {
+	// Rows are left only when the history grew past its limit.
+	if next < e.in.Rows {
 		in := e.in
 		in.Next = next
-		return workflow.NewContinueAsNewError(ctx, EvaluationWorkflowName, in)
+		return workflow.NewContinueAsNewError(ctx, evaluation.WorkflowName, in)
 	}
 	return nil
 }

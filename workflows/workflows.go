@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/budhq/bud/activities"
+	"github.com/budhq/bud/evaluation"
 	"github.com/budhq/bud/run"
 )
 
@@ -46,7 +47,7 @@ func Ping(ctx workflow.Context, in PingInput) (PingOutput, error) {
 func Register(r worker.Registry, a *activities.Activities) {
 	r.RegisterWorkflow(Ping)
 	r.RegisterWorkflowWithOptions(PromptRun, workflow.RegisterOptions{Name: run.WorkflowName})
-	r.RegisterWorkflowWithOptions(Evaluation, workflow.RegisterOptions{Name: EvaluationWorkflowName})
+	r.RegisterWorkflowWithOptions(Evaluation, workflow.RegisterOptions{Name: evaluation.WorkflowName})
 	r.RegisterActivity(a)
 }
 

@@ -39,7 +39,8 @@ func TestEvaluationSurvivesItsWorker(t *testing.T) {
 	}
 	_, err = f.q.InsertDatasetRows(f.ctx, params)
 	require.NoError(t, err)
-	require.NoError(t, f.q.SetDatasetRowCount(f.ctx, dbsqlc.SetDatasetRowCountParams{ID: ds.ID, RowCount: rows}))
+	_, err = f.q.SetDatasetRowCount(f.ctx, dbsqlc.SetDatasetRowCountParams{ID: ds.ID, RowCount: rows})
+	require.NoError(t, err)
 
 	cands := make([]workflows.EvaluationCandidate, candidates)
 	for c := range cands {
@@ -56,7 +57,7 @@ func TestEvaluationSurvivesItsWorker(t *testing.T) {
 		})
 		require.NoError(t, err)
 		we, err := f.c.ExecuteWorkflow(f.ctx, client.StartWorkflowOptions{ID: evaluation.WorkflowID(ev.ID), TaskQueue: run.TaskQueue},
-			workflows.EvaluationWorkflowName, workflows.EvaluationInput{
+			evaluation.WorkflowName, workflows.EvaluationInput{
 				EvaluationID: ev.ID, ProjectID: f.project.ID, DatasetID: ds.ID, Rows: rows, Candidates: cands, Parallelism: parallelism,
 			})
 		require.NoError(t, err)

@@ -228,11 +228,10 @@ func newApp(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Client,
 			}
 			return nil
 		},
-		Registry:    reg,
-		Documents:   docs,
-		Runs:        rc,
-		Evaluations: tc,
-		Egress:      policy,
+		Registry:  reg,
+		Documents: docs,
+		Runs:      rc,
+		Egress:    policy,
 	})
 }
 

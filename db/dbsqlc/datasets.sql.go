@@ -303,8 +303,9 @@ func (q *Queries) LockDataset(ctx context.Context, id uuid.UUID) (Dataset, error
 	return i, err
 }
 
-const setDatasetRowCount = `-- name: SetDatasetRowCount :exec
+const setDatasetRowCount = `-- name: SetDatasetRowCount :one
 UPDATE datasets SET row_count = $1, updated_at = now() WHERE id = $2
+RETURNING id, project_id, name, description, row_count, created_at, updated_at
 `
 
 type SetDatasetRowCountParams struct {
@@ -312,7 +313,17 @@ type SetDatasetRowCountParams struct {
 	ID       uuid.UUID
 }
 
-func (q *Queries) SetDatasetRowCount(ctx context.Context, arg SetDatasetRowCountParams) error {
-	_, err := q.db.Exec(ctx, setDatasetRowCount, arg.RowCount, arg.ID)
-	return err
+func (q *Queries) SetDatasetRowCount(ctx context.Context, arg SetDatasetRowCountParams) (Dataset, error) {
+	row := q.db.QueryRow(ctx, setDatasetRowCount, arg.RowCount, arg.ID)
+	var i Dataset
+	err := row.Scan(
+		&i.ID,
+		&i.ProjectID,
+		&i.Name,
+		&i.Description,
+		&i.RowCount,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
 }

@@ -20,8 +20,9 @@ LIMIT @max_rows OFFSET @skip_rows;
 -- name: CountDatasets :one
 SELECT count(*) FROM datasets WHERE project_id = @project_id;
 
--- name: SetDatasetRowCount :exec
-UPDATE datasets SET row_count = @row_count, updated_at = now() WHERE id = @id;
+-- name: SetDatasetRowCount :one
+UPDATE datasets SET row_count = @row_count, updated_at = now() WHERE id = @id
+RETURNING *;
 
 -- name: InsertDatasetRows :copyfrom
 INSERT INTO dataset_rows (dataset_id, position, text, variables, expected_output, checks, run_id)
