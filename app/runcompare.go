@@ -273,9 +273,9 @@ func checkCompareRequest(in runCompareRequest) error {
 func (s *server) comparedRows(ctx context.Context, in runCompareRequest) (uuid.UUID, []dbsqlc.Run, error) {
 	var project uuid.UUID
 	if in.ProjectID != "" {
-		project = uuid.MustParse(in.ProjectID) // checked by checkCompareRequest
-		if _, err := s.q.GetProject(ctx, project); err != nil {
-			return project, nil, notFoundField(lookupError(err, "project", "get project"), "project_id")
+		var err error
+		if project, err = s.requestProject(ctx, in.ProjectID); err != nil {
+			return project, nil, err
 		}
 	}
 	rows := make([]dbsqlc.Run, len(in.RunIDs))
