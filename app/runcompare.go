@@ -74,7 +74,8 @@ type ComparedRun struct {
 	// Document is the prompt document the run ran; null when
 	// DocumentSource is "unavailable".
 	Document json.RawMessage `json:"document"`
-	// DocumentSource is prompt_version, run_history or unavailable.
+	// DocumentSource is prompt_version, run_document, run_history or
+	// unavailable.
 	DocumentSource string `json:"document_source"`
 	// DocumentNote says why the document is unavailable.
 	DocumentNote string `json:"document_note,omitempty"`
@@ -272,9 +273,9 @@ func checkCompareRequest(in runCompareRequest) error {
 func (s *server) comparedRows(ctx context.Context, in runCompareRequest) (uuid.UUID, []dbsqlc.Run, error) {
 	var project uuid.UUID
 	if in.ProjectID != "" {
-		project = uuid.MustParse(in.ProjectID) // checked by checkCompareRequest
-		if _, err := s.q.GetProject(ctx, project); err != nil {
-			return project, nil, notFoundField(lookupError(err, "project", "get project"), "project_id")
+		var err error
+		if project, err = s.requestProject(ctx, in.ProjectID); err != nil {
+			return project, nil, err
 		}
 	}
 	rows := make([]dbsqlc.Run, len(in.RunIDs))
@@ -347,8 +348,9 @@ func (s *server) comparedRun(ctx context.Context, i int, row dbsqlc.Run) (Compar
 	return c, nil
 }
 
-// runDocument finds the document a run ran: its saved version's, from the
-// state store, else the one its workflow started with, from Temporal.
+// runDocument finds the document a run ran: the copy it kept by content,
+// or else its saved version's, both from the state store, or else the one
+// its workflow started with, from Temporal.
 // When neither is there it says why rather than guess.
 func (s *server) runDocument(ctx context.Context, row dbsqlc.Run) (json.RawMessage, string, string, error) {
 	var notes []string

@@ -1,11 +1,16 @@
 package app
 
 import (
+	"encoding/json"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/budhq/bud/db/dbsqlc"
+	"github.com/budhq/bud/prompt"
+	"github.com/budhq/bud/run"
 )
 
 func TestWordTokens(t *testing.T) {
@@ -112,4 +117,52 @@ func TestJSONChanges(t *testing.T) {
 	require.Len(t, short, 1)
 	require.Equal(t, "add", short[0].Op)
 	require.Equal(t, "/1", short[0].Path)
+}
+
+// TestRunValidation: what a run's validation says from its record, with
+// and without its document.
+func TestRunValidation(t *testing.T) {
+	t.Parallel()
+	parse := func(output string) *prompt.Document {
+		doc, err := prompt.Parse([]byte(`{"deployment": "d", "messages": [{"role": "user", "content": "{{ input }}"}]` + output + `}`))
+		require.NoError(t, err)
+		return doc
+	}
+	structured := parse(`, "output": {"type": "structured", "variables": [{"name": "summary", "type": "string"}]}`)
+	text := parse("")
+	require.True(t, structured.Output.Structured())
+	require.False(t, text.Output.Structured())
+	row := func(status, code string) dbsqlc.Run {
+		r := dbsqlc.Run{Status: status}
+		if code != "" {
+			r.Error = json.RawMessage(`{"code": "` + code + `", "message": "` + code + ` happened"}`)
+		}
+		return r
+	}
+	parsed := json.RawMessage(`{"summary": "s"}`)
+	for _, tc := range []struct {
+		name    string
+		doc     *prompt.Document
+		row     dbsqlc.Run
+		parsed  json.RawMessage
+		want    string
+		message string
+	}{
+		{"parsed output", nil, row(run.StatusCompleted, ""), parsed, validationPassed, ""},
+		{"invalid output", nil, row(run.StatusFailed, run.InvalidOutput), nil, validationFailed, "InvalidOutput happened"},
+		{"step limit, no document", nil, row(run.StatusFailed, run.StepLimit), nil, validationUnknown, "model call limit"},
+		{"completed text, no document", nil, row(run.StatusCompleted, ""), nil, validationNotApplicable, ""},
+		{"other failure, no document", nil, row(run.StatusFailed, run.UpstreamUnavailable), nil, validationUnknown, "unavailable"},
+		{"step limit, structured", structured, row(run.StatusFailed, run.StepLimit), nil, validationFailed, "StepLimit happened"},
+		{"step limit, text", text, row(run.StatusFailed, run.StepLimit), nil, validationNotApplicable, ""},
+		{"completed text", text, row(run.StatusCompleted, ""), nil, validationNotApplicable, ""},
+	} {
+		got := runValidation(tc.doc, tc.row, tc.parsed)
+		require.Equal(t, tc.want, got.Status, tc.name)
+		if tc.message == "" {
+			require.Empty(t, got.Message, tc.name)
+		} else {
+			require.Contains(t, got.Message, tc.message, tc.name)
+		}
+	}
 }

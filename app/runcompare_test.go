@@ -108,8 +108,8 @@ func TestCompareRuns(t *testing.T) {
 		require.JSONEq(t, `{"text": "Ada"}`, string(r.Input))
 	}
 
-	// Each run's record and the document it ran: the saved versions from
-	// the state store, the unsaved document from the run's history.
+	// Each run's record and the document it ran: the saved versions
+	// through their versions, the unsaved document from the copy it kept.
 	a, bb, c := got.Runs[0], got.Runs[1], got.Runs[2]
 	require.Equal(t, app.DocumentFromVersion, a.DocumentSource)
 	require.EqualValues(t, 1, *a.PromptVersion)

@@ -31,9 +31,6 @@ const MaxModelCalls = 16
 // infrastructure does, such as the database after every retry.
 func PromptRun(ctx workflow.Context, in run.Input) (run.Turn, error) {
 	r := &promptRun{in: in, subject: in.StreamSubject, eventKey: in.EventKey, startedAt: workflow.Now(ctx)}
-	if err := beforeFirstCommand(ctx); err != nil {
-		return run.Turn{}, err
-	}
 	if err := r.handlers(ctx); err != nil {
 		return run.Turn{}, err
 	}

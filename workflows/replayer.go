@@ -5,6 +5,7 @@ package workflows
 import (
 	"fmt"
 	"log/slog"
+	"sort"
 	"strings"
 
 	"github.com/nexus-rpc/sdk-go/nexus"
@@ -127,37 +128,57 @@ func isExtraCommand(err error) bool {
 // locate finds the event a non-deterministic replay failed on. The SDK
 // names the event by its type and attributes but not its id, and may
 // report the failure events later (as a completion it cannot place), so
-// the history is replayed cut after each event in turn: a cut whose
-// commands so far match fails at most for commands the code issues past
-// its end, and the first cut that fails otherwise ends at the event the
-// code no longer matches. A cut right after a WorkflowTaskStarted event is
-// skipped: the SDK runs that last task as a new one, matching nothing.
+// the history is replayed cut after chosen events: a cut whose commands so
+// far match fails at most for commands the code issues past its end, and
+// the first cut that fails otherwise ends at the event the code no longer
+// matches. A cut that fails so keeps failing as it grows, since the
+// events that did not match are still there and are met in the same
+// order, so the first such cut is found by bisection: a history of n
+// events costs about log2(n) replays rather than one per event up to the
+// failure. A cut right after a WorkflowTaskStarted event is never made:
+// the SDK runs that last task as a new one, matching nothing.
 func (r *Replayer) locate(events []*historypb.HistoryEvent, cause error) error {
-	nd := &NonDeterminismError{Err: cause}
-	var completed int64
+	var cuts []int // lengths of the cuts that may be replayed
 	for k := 3; k <= len(events); k++ {
-		last := events[k-1]
-		switch last.GetEventType() {
-		case enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
-			completed = last.GetEventId()
-		case enumspb.EVENT_TYPE_WORKFLOW_TASK_STARTED:
-			continue
+		if events[k-1].GetEventType() != enumspb.EVENT_TYPE_WORKFLOW_TASK_STARTED {
+			cuts = append(cuts, k)
 		}
-		err := r.replay(events[:k])
+	}
+	failures := make([]error, len(cuts))
+	first := sort.Search(len(cuts), func(i int) bool {
+		err := r.replay(events[:cuts[i]])
 		if err == nil || !isNonDeterminism(err) || isExtraCommand(err) {
-			continue
+			return false
 		}
-		nd.EventID, nd.EventType, nd.TaskCompletedEventID, nd.Err = last.GetEventId(), typeName(last), completed, err
-		nd.Command = replayCommand(err.Error())
+		failures[i] = err
+		return true
+	})
+	nd := &NonDeterminismError{Err: cause}
+	if first == len(cuts) {
+		// Every cut matched as far as it went: the code issues commands
+		// past the end of the last task's.
+		nd.TaskCompletedEventID = lastTaskCompleted(events)
+		if isExtraCommand(cause) {
+			nd.Command = extraCommand(cause.Error())
+		}
 		return nd
 	}
-	// Every cut matched as far as it went: the code issues commands past
-	// the end of the last task's.
-	nd.TaskCompletedEventID = completed
-	if isExtraCommand(cause) {
-		nd.Command = extraCommand(cause.Error())
-	}
+	k := cuts[first]
+	last := events[k-1]
+	nd.EventID, nd.EventType, nd.TaskCompletedEventID, nd.Err = last.GetEventId(), typeName(last), lastTaskCompleted(events[:k]), failures[first]
+	nd.Command = replayCommand(nd.Err.Error())
 	return nd
+}
+
+// lastTaskCompleted is the id of the last WorkflowTaskCompleted event of
+// events, 0 when there is none.
+func lastTaskCompleted(events []*historypb.HistoryEvent) int64 {
+	for i := len(events) - 1; i >= 0; i-- {
+		if events[i].GetEventType() == enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED {
+			return events[i].GetEventId()
+		}
+	}
+	return 0
 }
 
 // replayCommand is the command type a mismatch message says the code

@@ -46,7 +46,7 @@ func Ping(ctx workflow.Context, in PingInput) (PingOutput, error) {
 // Register registers every workflow and activity of BudPrompt on r.
 func Register(r worker.Registry, a *activities.Activities) {
 	r.RegisterWorkflow(Ping)
-	r.RegisterWorkflowWithOptions(PromptRun, workflow.RegisterOptions{Name: run.WorkflowName})
+	registerPromptRun(r)
 	r.RegisterWorkflowWithOptions(Evaluation, workflow.RegisterOptions{Name: evaluation.WorkflowName})
 	r.RegisterActivity(a)
 }
