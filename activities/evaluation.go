@@ -147,6 +147,19 @@ func (a *Activities) ScoreEvaluationRun(ctx context.Context, in ScoreRunInput) e
 	return nil
 }
 
+// ScoreEvaluationRuns scores finished runs one after another, each as
+// ScoreEvaluationRun does: an evaluation scores the runs that finished
+// while it waited in one step, one marker in its history for the batch.
+// Scoring again scores the same, so a retried batch is harmless.
+func (a *Activities) ScoreEvaluationRuns(ctx context.Context, in []ScoreRunInput) error {
+	for _, s := range in {
+		if err := a.ScoreEvaluationRun(ctx, s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // scoredRun is a run's record as scoring reads it.
 func scoredRun(rec dbsqlc.Run, structured bool) (evaluation.Run, error) {
 	r := evaluation.Run{Status: rec.Status, Structured: structured}

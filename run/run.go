@@ -86,6 +86,11 @@ type Input struct {
 	// the calls it asked for in its output. Evaluations set it, since
 	// nobody answers their runs.
 	EndAtPause bool `json:"end_at_pause,omitempty"`
+	// Batch marks a run nobody waits on as it goes (an evaluation's): its
+	// model calls run as local activities of the workflow, so that a run
+	// of one call ends in one workflow task (see workflows.modelCalls).
+	// It streams nothing, so it carries no StreamSubject or TurnSubject.
+	Batch bool `json:"batch,omitempty"`
 }
 
 // How a replay's connection tools answer (Input.ReplayTools).

@@ -24,6 +24,7 @@ import (
 	"github.com/budhq/bud/connection"
 	"github.com/budhq/bud/db/dbsqlc"
 	"github.com/budhq/bud/db/dbtest"
+	"github.com/budhq/bud/evaluation"
 	"github.com/budhq/bud/run"
 	"github.com/budhq/bud/runs"
 	"github.com/budhq/bud/runstream"
@@ -63,7 +64,7 @@ const cityAPIKey = "city-api-key-5c1e"
 
 // cityWeather is what cityAPI answers for city.
 func cityWeather(city string) string {
-	temp := map[string]int{"Paris": 21, "Rome": 26, "Oslo": 9}[city]
+	temp := map[string]int{"Paris": 21, "Rome": 26, "Oslo": 9, "Lima": 18}[city]
 	return fmt.Sprintf(`{"city":%q,"temp_c":%d}`, city, temp)
 }
 
@@ -363,6 +364,85 @@ func (r *rig) toolCall(t *testing.T) string {
 	require.Equal(t, cityWeather("Paris"), tc.Output)
 	require.Equal(t, map[string]string{"call_paris": cityWeather("Paris")}, lastToolMessages(t, r.requests(model)[1]))
 	return in.ResponseID
+}
+
+// batch: a run as an evaluation starts it. Its model calls are local
+// activities (no activity task), the tool call between them an activity.
+func (r *rig) batch(t *testing.T) string {
+	model := r.deployment(t, "batch")
+	r.up.ScriptModel(model,
+		upstreamtest.ToolCalls(upstreamtest.ToolCall{ID: "call_lima", Name: "city_weather", Arguments: `{"city":"Lima"}`}),
+		upstreamtest.EchoToolResults(),
+	)
+	in := r.textRun("resp_replay_batch", "batch", "Weather in Lima?", map[string]any{
+		"tools": []any{r.weatherTool("never")}, "allow_multiple_calls": true,
+	})
+	in.Batch, in.EndAtPause = true, true
+
+	we := startWhenAttributesAreKnown(r.ctx, t, r.c, in)
+	var out run.Turn
+	require.NoError(t, we.Get(r.ctx, &out))
+
+	require.Equal(t, run.StatusCompleted, out.Status, "%+v", out.Error)
+	require.Equal(t, 2, out.ModelCalls)
+	require.Equal(t, cityWeather("Lima"), out.Text, "the second call read the tool's result")
+	row, err := r.q.GetRun(r.ctx, dbsqlc.GetRunParams{ProjectID: r.project, ID: in.ResponseID})
+	require.NoError(t, err)
+	require.Equal(t, run.StatusCompleted, row.Status)
+	var activities []string
+	markers := 0
+	for _, e := range history(r.ctx, t, r.c, in.ResponseID).Events {
+		switch e.GetEventType() {
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+			activities = append(activities, e.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName())
+		case enumspb.EVENT_TYPE_MARKER_RECORDED:
+			markers++
+		}
+	}
+	require.Equal(t, []string{"ResolveTools", "CallTool"}, activities, "the model calls are local activities")
+	require.Equal(t, 4, markers, "PrepareRun, two model calls, RecordRun")
+	return in.ResponseID
+}
+
+// evaluation: three rows of a text dataset against one candidate, two
+// runs at a time; every run is scored.
+func (r *rig) evaluation(t *testing.T) string {
+	model := r.deployment(t, "evaluated")
+	r.up.ScriptModel(model, upstreamtest.Text("One."), upstreamtest.Text("Two."), upstreamtest.Text("Three."))
+	ds, err := r.q.CreateDataset(r.ctx, dbsqlc.CreateDatasetParams{ProjectID: r.project, Name: "replayed"})
+	require.NoError(t, err)
+	var rows []dbsqlc.InsertDatasetRowsParams
+	for i, text := range []string{"one", "two", "three"} {
+		rows = append(rows, dbsqlc.InsertDatasetRowsParams{DatasetID: ds.ID, Position: int32(i), Text: &text, Checks: []byte(`[]`)})
+	}
+	_, err = r.q.InsertDatasetRows(r.ctx, rows)
+	require.NoError(t, err)
+	_, err = r.q.SetDatasetRowCount(r.ctx, dbsqlc.SetDatasetRowCountParams{ID: ds.ID, RowCount: int32(len(rows))})
+	require.NoError(t, err)
+	ev, err := r.q.CreateEvaluation(r.ctx, dbsqlc.CreateEvaluationParams{
+		ProjectID: r.project, DatasetID: ds.ID, Candidates: []byte(`[]`), Tools: run.ReplayToolsLive, Parallelism: 2, RowCount: int32(len(rows)),
+	})
+	require.NoError(t, err)
+	doc := r.textRun("", "evaluated", "", nil).Document
+	in := workflows.EvaluationInput{
+		EvaluationID: ev.ID, ProjectID: r.project, DatasetID: ds.ID, Rows: len(rows),
+		Candidates: []workflows.EvaluationCandidate{{Document: doc}}, Parallelism: 2,
+	}
+	id := "evaluation_replay_" + ev.ID.String()
+	we, err := r.c.ExecuteWorkflow(r.ctx, client.StartWorkflowOptions{ID: id, TaskQueue: run.TaskQueue}, evaluation.WorkflowName, in)
+	require.NoError(t, err)
+	var out workflows.EvaluationOutput
+	require.NoError(t, we.Get(r.ctx, &out))
+	require.Equal(t, workflows.EvaluationCompleted, out.Status)
+
+	progress, err := r.q.EvaluationProgress(r.ctx, ev.ID)
+	require.NoError(t, err)
+	scored := 0
+	for _, p := range progress {
+		scored += int(p.Done)
+	}
+	require.Equal(t, len(rows), scored, "every run is scored: %+v", progress)
+	return id
 }
 
 // approval: two calls of a tool that needs approval pause the run; one is

@@ -32,6 +32,8 @@ const (
 	// refillShare: a full evaluation starts runs again once 1/refillShare
 	// of its parallelism has finished.
 	refillShare = 8
+	// maxScoreBatch bounds the finished runs scored in one step.
+	maxScoreBatch = 100
 	// awaitRecordTimeout bounds the wait for the record of a run the
 	// evaluation found already started.
 	awaitRecordTimeout = time.Hour
@@ -125,6 +127,38 @@ type evaluationRun struct {
 	in       EvaluationInput
 	inflight int
 	err      error // the first failure of a run's step
+	// scores are finished runs waiting to be scored; scoring is true
+	// while a batch of them is.
+	scores  []activities.ScoreRunInput
+	scoring bool
+}
+
+// scorer scores finished runs in batches until stop says so and none is
+// left: a run frees its place for the next as soon as it finishes, and
+// the runs that finish while a batch is scored make the next batch. It
+// scores on a context that outlives the evaluation's cancellation, so that
+// a run that finished is scored even then.
+func (e *evaluationRun) scorer(ctx workflow.Context, stop *bool) {
+	var a *activities.Activities
+	ctx = workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: localStepTimeout,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second, MaximumAttempts: 10},
+	})
+	for {
+		_ = workflow.Await(ctx, func() bool { return len(e.scores) > 0 || *stop })
+		if len(e.scores) == 0 {
+			return
+		}
+		n := min(len(e.scores), maxScoreBatch)
+		batch := e.scores[:n:n]
+		e.scores = e.scores[n:]
+		e.scoring = true
+		err := workflow.ExecuteLocalActivity(ctx, a.ScoreEvaluationRuns, batch).Get(ctx, nil)
+		e.scoring = false
+		if err != nil && e.err == nil {
+			e.err = fmt.Errorf("evaluation: score runs from %s: %w", batch[0].RunID, err)
+		}
+	}
 }
 
 func (e *evaluationRun) run(ctx workflow.Context) error {
@@ -136,6 +170,12 @@ func (e *evaluationRun) run(ctx workflow.Context) error {
 		limit = e.in.HistoryLimit
 	}
 	next := e.in.Next
+	// The scorer works on until the runs in flight are scored, even when
+	// the evaluation is canceled.
+	sctx, cancelScorer := workflow.NewDisconnectedContext(ctx)
+	defer cancelScorer()
+	stopScorer := false
+	workflow.Go(sctx, func(gctx workflow.Context) { e.scorer(gctx, &stopScorer) })
 	for next < e.in.Rows && e.err == nil {
 		if workflow.GetInfo(ctx).GetCurrentHistoryLength() > limit {
 			break
@@ -195,6 +235,10 @@ func (e *evaluationRun) run(ctx workflow.Context) error {
 	if err := workflow.Await(dctx, func() bool { return e.inflight == 0 }); err != nil && e.err == nil {
 		e.err = err
 	}
+	stopScorer = true
+	if err := workflow.Await(dctx, func() bool { return len(e.scores) == 0 && !e.scoring }); err != nil && e.err == nil {
+		e.err = err
+	}
 	if e.err == nil && ctx.Err() != nil {
 		e.err = ctx.Err()
 	}
@@ -216,7 +260,7 @@ func (e *evaluationRun) runOne(ctx workflow.Context, row activities.EvaluationRo
 	id := evaluation.RunID(e.in.EvaluationID, row.Position, c)
 	in := run.Input{
 		ResponseID: id, ProjectID: e.in.ProjectID, PromptID: cand.PromptID, PromptVersion: cand.Version,
-		Document: cand.Document, DocumentKey: cand.DocumentKey, Variables: row.Variables, Source: evaluation.RunSource, EndAtPause: true,
+		Document: cand.Document, DocumentKey: cand.DocumentKey, Variables: row.Variables, Source: evaluation.RunSource, EndAtPause: true, Batch: true,
 		Metadata: map[string]string{"evaluation_id": e.in.EvaluationID.String(), "row": strconv.Itoa(row.Position), "candidate": strconv.Itoa(c)},
 	}
 	if row.Text != nil {
@@ -262,12 +306,6 @@ func (e *evaluationRun) runOne(ctx workflow.Context, row activities.EvaluationRo
 		// The run's workflow failed: it has no record, and scores failed.
 		score.WorkflowFailed = true
 	}
-	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
-		StartToCloseTimeout: localStepTimeout,
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second, MaximumAttempts: 10},
-	})
-	if err := workflow.ExecuteLocalActivity(lctx, a.ScoreEvaluationRun, score).Get(lctx, nil); err != nil {
-		return fmt.Errorf("evaluation: score run %s: %w", id, err)
-	}
+	e.scores = append(e.scores, score)
 	return nil
 }

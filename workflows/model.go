@@ -36,8 +36,7 @@ const (
 // function outputs or approvals, a reply cut off, a valid reply, or an
 // invalid one once the repairs are used up.
 func (r *promptRun) callLoop(ctx workflow.Context) error {
-	var a *activities.Activities
-	ctx = modelCallOptions(ctx)
+	calls := modelCalls{local: r.in.Batch}
 	for {
 		if len(r.calls) >= MaxModelCalls {
 			r.fail(stepLimit())
@@ -49,7 +48,7 @@ func (r *promptRun) callLoop(ctx workflow.Context) error {
 			return err
 		}
 		var res activities.CallModelResult
-		if err := workflow.ExecuteActivity(ctx, a.CallModel, call).Get(ctx, &res); err != nil {
+		if err := calls.call(ctx, call).Get(ctx, &res); err != nil {
 			return r.callFailed(n, err)
 		}
 		r.addCall(n, res)
@@ -77,23 +76,45 @@ func (r *promptRun) callLoop(ctx workflow.Context) error {
 	}
 }
 
-// modelCallOptions are a model call's timeouts and retry policy: the
-// upstream's refusals and a missing deployment are final, anything else
-// is retried with backoff.
-func modelCallOptions(ctx workflow.Context) workflow.Context {
-	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+// modelCalls is how a run calls its model. By default each call is an
+// activity: a task of its own that any worker may take, retried by the
+// server, heartbeating so that a dead worker is noticed within seconds.
+// A batch run (run.Input.Batch) calls it as a local activity instead, in
+// the worker that runs the workflow: a run of one model call then ends in
+// a single workflow task, with no activity task and about half the
+// server's work, which is what bounds an evaluation's throughput. What it
+// gives up: a call whose worker dies is made again from the start when
+// another worker replays the workflow task (no heartbeat), and a call that
+// waits long holds the workflow task open, which the SDK extends.
+type modelCalls struct{ local bool }
+
+// call starts one model call, with the timeouts and retry policy of
+// either kind: the upstream's refusals and a missing deployment are
+// final, anything else is retried with backoff.
+func (m modelCalls) call(ctx workflow.Context, in activities.CallModelInput) workflow.Future {
+	var a *activities.Activities
+	retry := &temporal.RetryPolicy{
+		InitialInterval:        time.Second,
+		BackoffCoefficient:     2,
+		MaximumInterval:        30 * time.Second,
+		MaximumAttempts:        CallModelAttempts,
+		NonRetryableErrorTypes: []string{run.UpstreamRejected, run.ModelNotFound},
+	}
+	if m.local {
+		ctx = workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+			StartToCloseTimeout: CallModelTimeout,
+			RetryPolicy:         retry,
+		})
+		return workflow.ExecuteLocalActivity(ctx, a.CallModel, in)
+	}
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: CallModelTimeout,
 		// A model call can take minutes; the heartbeat lets the server see
 		// within seconds that its worker died, and retry it elsewhere.
 		HeartbeatTimeout: CallModelHeartbeatTimeout,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:        time.Second,
-			BackoffCoefficient:     2,
-			MaximumInterval:        30 * time.Second,
-			MaximumAttempts:        CallModelAttempts,
-			NonRetryableErrorTypes: []string{run.UpstreamRejected, run.ModelNotFound},
-		},
+		RetryPolicy:      retry,
 	})
+	return workflow.ExecuteActivity(ctx, a.CallModel, in)
 }
 
 // callInput is model call n of the run: the conversation so far, streamed

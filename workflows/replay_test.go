@@ -22,6 +22,7 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/budhq/bud/evaluation"
 	"github.com/budhq/bud/run"
 	"github.com/budhq/bud/runs"
 	"github.com/budhq/bud/workflows"
@@ -62,6 +63,13 @@ func recordedRuns() []recordedRun {
 		// gateway streams): a connection tool call, a rejected reply and its
 		// repair, each step published.
 		{"streamed", "promptrun_streamed.json", (*rig).streamed},
+		// A run as an evaluation starts it (Batch, EndAtPause): its model
+		// calls are local activities, a connection tool call between them
+		// an activity.
+		{"batch", "promptrun_batch.json", (*rig).batch},
+		// An evaluation of three rows against one candidate, two runs at a
+		// time: each a child run, the finished ones scored in batches.
+		{"evaluation", "evaluation.json", (*rig).evaluation},
 	}
 }
 
@@ -81,7 +89,7 @@ func TestPromptRunReplaysEveryHistory(t *testing.T) {
 	for _, rr := range recordedRuns() {
 		want = append(want, filepath.Join("testdata", rr.file))
 	}
-	require.ElementsMatch(t, want, files, "every history in testdata is made by a run of TestPromptRunEndToEnd")
+	require.ElementsMatch(t, want, files, "every history in testdata is made by TestPromptRunEndToEnd")
 
 	for _, rr := range recordedRuns() {
 		t.Run(rr.name, func(t *testing.T) {
@@ -185,6 +193,7 @@ func anonymizeStickyQueues(h *historypb.History) {
 func replayer() worker.WorkflowReplayer {
 	r := worker.NewWorkflowReplayer()
 	r.RegisterWorkflowWithOptions(workflows.PromptRun, workflow.RegisterOptions{Name: run.WorkflowName})
+	r.RegisterWorkflowWithOptions(workflows.Evaluation, workflow.RegisterOptions{Name: evaluation.WorkflowName})
 	return r
 }
 
