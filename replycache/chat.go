@@ -249,4 +249,3 @@ func endsWithDone(events []byte) bool {
 func isEventStream(ct string) bool {
 	return len(ct) >= 17 && ct[:17] == "text/event-stream"
 }
-
