@@ -2,8 +2,10 @@ package replycache
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"hash"
 	"slices"
 	"unicode/utf8"
 )
@@ -34,6 +36,13 @@ type canonicalizer struct {
 	spans []span
 	// tmp holds an object's members while they are reordered.
 	tmp []byte
+	// top are the members of the value when it is an object, in order.
+	top []span
+	// h hashes keys; it is reset for each. scratch holds what is hashed
+	// beside the body, and sum the hash.
+	h       hash.Hash
+	scratch []byte
+	sum     [sha256.Size]byte
 }
 
 // span is one member of an object written to out: its key is
@@ -43,7 +52,7 @@ type span struct{ key, colon, end int }
 // canonical replaces c.out with the canonical form of in, which must be
 // exactly one JSON value with optional whitespace around it.
 func (c *canonicalizer) canonical(in []byte) error {
-	c.in, c.i, c.out, c.spans = in, 0, c.out[:0], c.spans[:0]
+	c.in, c.i, c.out, c.spans, c.top = in, 0, c.out[:0], c.spans[:0], c.top[:0]
 	c.space()
 	if err := c.value(0); err != nil {
 		return err
@@ -274,7 +283,10 @@ func (c *canonicalizer) object(depth int) error {
 		c.i++
 		break
 	}
-	c.order(start, c.spans[base:])
+	members := c.order(start, c.spans[base:])
+	if depth == 0 {
+		c.top = append(c.top, members...)
+	}
 	c.out = append(c.out, '}')
 	c.spans = c.spans[:base]
 	return nil
@@ -282,9 +294,9 @@ func (c *canonicalizer) object(depth int) error {
 
 // order sorts the members of the object that starts at out[start] (its
 // '{', members written after it, no '}' yet) by key, keeping the last of
-// each repeated key. Most objects come sorted already, or nearly: only
-// an object that is not is copied.
-func (c *canonicalizer) order(start int, members []span) {
+// each repeated key, and returns them as they are then. Most objects come
+// sorted already, or nearly: only an object that is not is copied.
+func (c *canonicalizer) order(start int, members []span) []span {
 	sorted := true
 	for j := 1; j < len(members); j++ {
 		if bytes.Compare(c.out[members[j-1].key:members[j-1].colon], c.out[members[j].key:members[j].colon]) >= 0 {
@@ -293,86 +305,42 @@ func (c *canonicalizer) order(start int, members []span) {
 		}
 	}
 	if sorted {
-		return
+		return members
 	}
 	c.tmp = append(c.tmp[:0], c.out[start:]...)
 	key := func(s span) []byte { return c.tmp[s.key-start : s.colon-start] }
 	// Stable: among equal keys the last written stays last.
 	slices.SortStableFunc(members, func(a, b span) int { return bytes.Compare(key(a), key(b)) })
 	c.out = c.out[:start+1]
-	first := true
+	kept := members[:0]
 	for j, m := range members {
 		if j+1 < len(members) && bytes.Equal(key(m), key(members[j+1])) {
 			continue
 		}
-		if !first {
+		if len(kept) > 0 {
 			c.out = append(c.out, ',')
 		}
-		first = false
+		at := len(c.out)
 		c.out = append(c.out, c.tmp[m.key-start:m.end-start]...)
+		kept = append(kept, span{key: at, colon: at + m.colon - m.key, end: len(c.out)})
 	}
+	return kept
 }
 
-// topMembers walks the members of a canonical object (the output of
-// canonical for an object): each key as written, quotes included, and its
-// value.
-func topMembers(obj []byte, yield func(key, value []byte) bool) {
-	if len(obj) < 2 || obj[0] != '{' {
-		return
-	}
-	i := 1
-	for i < len(obj)-1 {
-		kEnd := stringEnd(obj, i)
-		vEnd := valueEnd(obj, kEnd+1)
-		if !yield(obj[i:kEnd], obj[kEnd+1:vEnd]) {
-			return
-		}
-		i = vEnd + 1 // the ',' or the final '}'
-	}
+// member is the i-th member of the value, an object, in canonical order:
+// its key as written, quotes included, and its value.
+func (c *canonicalizer) member(i int) (key, value []byte) {
+	m := c.top[i]
+	return c.out[m.key:m.colon], c.out[m.colon+1 : m.end]
 }
 
-// stringEnd is the index just past the string that starts at b[i].
-func stringEnd(b []byte, i int) int {
-	for i++; i < len(b); i++ {
-		switch b[i] {
-		case '\\':
-			i++
-		case '"':
-			return i + 1
+// lookup is the value of the value's member whose key as written
+// (quotes included) is key.
+func (c *canonicalizer) lookup(key string) ([]byte, bool) {
+	for i := range c.top {
+		if k, v := c.member(i); string(k) == key {
+			return v, true
 		}
 	}
-	return len(b)
-}
-
-// valueEnd is the index just past the value that starts at b[i] in
-// canonical JSON, where no whitespace separates anything.
-func valueEnd(b []byte, i int) int {
-	switch b[i] {
-	case '"':
-		return stringEnd(b, i)
-	case '{', '[':
-		depth := 0
-		for ; i < len(b); i++ {
-			switch b[i] {
-			case '"':
-				i = stringEnd(b, i) - 1
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return i + 1
-				}
-			}
-		}
-		return len(b)
-	default:
-		for ; i < len(b); i++ {
-			switch b[i] {
-			case ',', '}', ']':
-				return i
-			}
-		}
-		return len(b)
-	}
+	return nil, false
 }

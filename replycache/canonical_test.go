@@ -66,6 +66,18 @@ func FuzzCanonical(f *testing.F) {
 			return
 		}
 		require.Equal(t, a, b, "%q and its canonical %q differ", in, out)
+		if out[0] == '{' {
+			// The members the keys are read from are the object's own.
+			joined := []byte{'{'}
+			for i := range c.top {
+				if i > 0 {
+					joined = append(joined, ',')
+				}
+				k, v := c.member(i)
+				joined = append(append(append(joined, k...), ':'), v...)
+			}
+			require.Equal(t, out, string(append(joined, '}')))
+		}
 		var again canonicalizer
 		require.NoError(t, again.canonical(c.out))
 		require.Equal(t, out, string(again.out), "canonical is not a fixed point")

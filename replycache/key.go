@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
-	"hash"
 	"strconv"
 	"sync"
 	"time"
@@ -51,11 +50,17 @@ var unanswered = map[string]bool{
 	`"metadata"`: true, `"store"`: true, `"prompt_cache_key"`: true,
 }
 
-var comma, colon, zero = []byte{','}, []byte{':'}, []byte{0}
+var comma, colon = []byte{','}, []byte{':'}
 
 // canonicalizers are reused across requests: a key costs no allocation
 // beyond its string once they have grown to the bodies seen.
-var canonicalizers = sync.Pool{New: func() any { return new(canonicalizer) }}
+var canonicalizers = sync.Pool{New: func() any { return &canonicalizer{h: sha256.New()} }}
+
+func getCanonicalizer() *canonicalizer {
+	c := canonicalizers.Get().(*canonicalizer)
+	c.h.Reset()
+	return c
+}
 
 // maxPooledCanonical keeps one huge body from pinning its buffers.
 const maxPooledCanonical = 1 << 20
@@ -76,27 +81,23 @@ func putCanonicalizer(c *canonicalizer) {
 // unanswered; `stream` enters it only when true, and `stream_options`
 // only with it, since an upstream ignores (or refuses) them otherwise.
 func chatKey(prefix string, g Generation, body []byte, defaults map[string]json.RawMessage) (key string, stream, determ, ok bool) {
-	c := canonicalizers.Get().(*canonicalizer)
+	c := getCanonicalizer()
 	defer putCanonicalizer(c)
 	if c.canonical(body) != nil || len(c.out) == 0 || c.out[0] != '{' {
 		return "", false, false, false
 	}
-	topMembers(c.out, func(k, v []byte) bool {
-		if string(k) == `"stream"` {
-			stream = string(v) == "true"
-			return false
-		}
-		return true
-	})
-	h := sha256.New()
-	writeHead(h, "chat", g)
+	v, _ := c.lookup(`"stream"`)
+	stream = string(v) == "true"
+	h := c.h
+	c.writeHead("chat", g)
 	first := true
-	topMembers(c.out, func(k, v []byte) bool {
+	for i := range c.top {
+		k, v := c.member(i)
 		switch {
 		case unanswered[string(k)]:
-			return true
+			continue
 		case !stream && (string(k) == `"stream"` || string(k) == `"stream_options"`):
-			return true
+			continue
 		}
 		if !first {
 			h.Write(comma)
@@ -105,33 +106,30 @@ func chatKey(prefix string, g Generation, body []byte, defaults map[string]json.
 		h.Write(k)
 		h.Write(colon)
 		h.Write(v)
-		return true
-	})
-	return sum(prefix, "chat:", h), stream, deterministic(c.out, defaults), true
+	}
+	return c.key(prefix, "chat:"), stream, deterministic(c, defaults), true
 }
 
 // writeHead starts a key's hash: the key version, the kind of request,
 // and the generations of the deployments its answer depends on.
-func writeHead(h hash.Hash, kind string, gens ...Generation) {
-	h.Write([]byte(keyVersion))
-	h.Write(zero)
-	h.Write([]byte(kind))
-	var b [8]byte
+func (c *canonicalizer) writeHead(kind string, gens ...Generation) {
+	b := append(c.scratch[:0], keyVersion...)
+	b = append(append(append(b, 0), kind...), 0)
 	for _, g := range gens {
-		h.Write(zero)
-		h.Write(g.ID[:])
-		binary.BigEndian.PutUint64(b[:], uint64(g.UpdatedAt.UnixNano()))
-		h.Write(b[:])
+		b = append(b, g.ID[:]...)
+		b = binary.BigEndian.AppendUint64(b, uint64(g.UpdatedAt.UnixNano()))
+		b = append(b, 0)
 	}
-	h.Write(zero)
+	c.scratch = b
+	c.h.Write(b)
 }
 
-// sum is a key: the prefix, the kind, and the hash in hex.
-func sum(prefix, kind string, h hash.Hash) string {
-	var d [sha256.Size]byte
-	out := make([]byte, 0, len(prefix)+len(kind)+2*len(d))
-	out = append(append(out, prefix...), kind...)
-	return string(hex.AppendEncode(out, h.Sum(d[:0])))
+// key is the key hashed so far: the prefix, the kind, and the hash in
+// hex.
+func (c *canonicalizer) key(prefix, kind string) string {
+	var x [2 * sha256.Size]byte
+	hex.Encode(x[:], c.h.Sum(c.sum[:0]))
+	return prefix + kind + string(x[:])
 }
 
 // promptKey is the key of a prompt run's first turn: the project, the
@@ -141,10 +139,10 @@ func sum(prefix, kind string, h hash.Hash) string {
 // generations of the deployments the answer depends on. ok is false when
 // a JSON part cannot be read.
 func promptKey(prefix string, in run.Input, gens []Generation) (string, bool) {
-	c := canonicalizers.Get().(*canonicalizer)
+	c := getCanonicalizer()
 	defer putCanonicalizer(c)
-	h := sha256.New()
-	writeHead(h, "prompt", gens...)
+	h := c.h
+	c.writeHead("prompt", gens...)
 	field := func(name string, value []byte) {
 		h.Write([]byte(name))
 		var n [8]byte
@@ -180,7 +178,7 @@ func promptKey(prefix string, in run.Input, gens []Generation) (string, bool) {
 	field("replay_of", []byte(in.ReplayOf))
 	field("replay_tools", []byte(in.ReplayTools))
 	field("end_at_pause", strconv.AppendBool(nil, in.EndAtPause))
-	return sum(prefix, "prompt:", h), true
+	return c.key(prefix, "prompt:"), true
 }
 
 // Cacheable reports whether a request may be answered from the cache
@@ -206,7 +204,7 @@ func Cacheable(s bud.CacheSettings, params []byte, defaults map[string]json.RawM
 	if s.Nondeterministic {
 		return isObject(params)
 	}
-	c := canonicalizers.Get().(*canonicalizer)
+	c := getCanonicalizer()
 	defer putCanonicalizer(c)
 	if len(bytes.TrimSpace(params)) == 0 {
 		params = []byte("{}")
@@ -214,25 +212,16 @@ func Cacheable(s bud.CacheSettings, params []byte, defaults map[string]json.RawM
 	if c.canonical(params) != nil || c.out[0] != '{' {
 		return false
 	}
-	return deterministic(c.out, defaults)
+	return deterministic(c, defaults)
 }
 
-// deterministic reports whether the request whose canonical body is obj,
-// with defaults, has a temperature of 0 or none, or a seed. A temperature
+// deterministic reports whether the request c holds the canonical body
+// of, with defaults, has a temperature of 0 or none, or a seed. A temperature
 // that is not a number is not deterministic: the upstream refuses it, and
 // a refusal is not cached anyway.
-func deterministic(obj []byte, defaults map[string]json.RawMessage) bool {
-	var temperature, seed []byte
-	var hasTemperature, hasSeed bool
-	topMembers(obj, func(k, v []byte) bool {
-		switch string(k) {
-		case `"temperature"`:
-			temperature, hasTemperature = v, true
-		case `"seed"`:
-			seed, hasSeed = v, true
-		}
-		return true
-	})
+func deterministic(c *canonicalizer, defaults map[string]json.RawMessage) bool {
+	temperature, hasTemperature := c.lookup(`"temperature"`)
+	seed, hasSeed := c.lookup(`"seed"`)
 	// The caller's member wins over the default, null included, as the
 	// gateway and the worker merge them.
 	if !hasTemperature {

@@ -21,7 +21,8 @@ import (
 // route is a chat completions route as the gateway wires the cache into
 // one: look up, mark the miss, watch the upstream's body while relaying
 // it unchanged (a body whole, a stream event by event), store. Each
-// answered request is reported on done once the handler has returned.
+// answered request is reported on done, when set, once the handler has
+// returned.
 type route struct {
 	cache    *replycache.Cache
 	settings bud.CacheSettings
@@ -30,7 +31,9 @@ type route struct {
 }
 
 func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	defer func() { rt.done <- struct{}{} }()
+	if rt.done != nil {
+		defer func() { rt.done <- struct{}{} }()
+	}
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		http.Error(w, "read", http.StatusBadRequest)
