@@ -1,6 +1,12 @@
 // Package replycache answers a repeated request from the answer given to
 // the first, without calling the model or starting a run, when the
-// deployment's cache settings allow it (bud.CacheSettings).
+// deployment's cache settings allow it (bud.CacheSettings, Cacheable).
+//
+// A route uses it in a few lines (see the package example): Cache.Chat
+// makes the request's key, nil when caching does not apply; Answer
+// serves a hit, or marks the miss; Watch wraps the upstream's body while
+// the route relays it as it always does; Store keeps the answer when it
+// came whole. A nil request does nothing, so caching off costs nothing.
 //
 // What is cached. For a model deployment, the upstream's answer to a chat
 // completion, as it sent it: the JSON body, or the server-sent events of
@@ -14,18 +20,23 @@
 // upstream sends. A stream and a whole answer to the same messages are
 // two entries.
 //
-// For a prompt deployment, the first turn of a run that ended: its
-// run.Turn, from which the gateway renders the Response, and streams it,
-// as it does for a run it has just awaited. The turn keeps its response
-// id: the cached answer names the run it reuses (MetadataCachedFrom), and
-// GET /v1/responses/{id} finds that run.
+// For a prompt deployment, the first turn of a run that ended
+// (Reusable): its run.Turn, from which the gateway renders the Response,
+// and streams it, with the renderers it uses for a run it has just
+// awaited. The turn keeps its response id: the cached answer names the
+// run it reuses (MetadataCachedFrom), and GET /v1/responses/{id} finds
+// that run.
 //
 // Keys. A chat completion's key is its deployment's Generation and its
 // body: canonical JSON (keys sorted and unique, no insignificant
 // whitespace, strings in one spelling, numbers as written) without the
-// fields that do not change the answer (see unanswered: model, user,
-// metadata, store, …). A prompt run's key is its prompt version and input
-// (see promptKey). Each is a SHA-256 in hex after the cache's prefix.
+// fields that do not change the answer: model (the generation stands for
+// it), user and safety_identifier (who the end user is), metadata and
+// store (what the provider keeps for its dashboards), prompt_cache_key (a
+// hint for the provider's own cache). A prompt run's key is its project,
+// prompt version, input, instructions and the generations of its prompt
+// and model deployments. Each is a SHA-256 in hex after the cache's
+// prefix.
 //
 // What is never stored: an answer other than 200, a body the upstream
 // did not send to its end, a stream that did not end with data: [DONE], a
@@ -35,9 +46,9 @@
 // Where entries live. In Memory, an LRU bounded in bytes within one
 // process, or in Redis, shared by every process. A store that fails (Redis
 // down) makes every lookup a miss and every store a no-op: requests are
-// answered by the upstream as without a cache. The Cache logs the outage
-// once and its end once, and asks the store again only every RetryAfter,
-// so an outage costs requests no timeouts.
+// answered by the upstream as without a cache (the cache fails open). The
+// Cache logs the outage once and its end once, and asks the store again
+// only every RetryAfter, so an outage costs requests no timeouts.
 package replycache
 
 import (

@@ -44,7 +44,8 @@ const keyVersion = "bud-replycache/1"
 //     cache.
 //
 // stream and stream_options change the answer's form and stay in the key
-// (see the package documentation).
+// (see the package documentation). Keep the list in step with the
+// package documentation.
 var unanswered = map[string]bool{
 	`"model"`: true, `"user"`: true, `"safety_identifier"`: true,
 	`"metadata"`: true, `"store"`: true, `"prompt_cache_key"`: true,
