@@ -196,8 +196,9 @@ func promptKey(prefix string, in run.Input, gens []Generation) (string, bool) {
 // without them (OpenAI samples at 1, vLLM at the model's generation
 // config), which Bud cannot know. A request for several choices (n > 1)
 // is cached like any other: n is part of its key, and the rule above
-// decides whether its choices are reproducible. A params that is not a
-// JSON object is never cacheable.
+// decides whether its choices are reproducible. A temperature under
+// another spelling ("Temperature") counts, a seed does not (see
+// deterministic). A params that is not a JSON object is never cacheable.
 func Cacheable(s bud.CacheSettings, params []byte, defaults map[string]json.RawMessage) bool {
 	if !s.Enabled || s.TTLSeconds <= 0 {
 		return false
@@ -217,9 +218,13 @@ func Cacheable(s bud.CacheSettings, params []byte, defaults map[string]json.RawM
 }
 
 // deterministic reports whether the request c holds the canonical body
-// of, with defaults, has a temperature of 0 or none, or a seed. A temperature
-// that is not a number is not deterministic: the upstream refuses it, and
-// a refusal is not cached anyway.
+// of, with defaults, has a temperature of 0 or none, or a seed. A
+// temperature that is not a number is not deterministic: the upstream
+// refuses it, and a refusal is not cached anyway. An upstream that reads
+// keys case-insensitively (encoding/json does) may sample on
+// "Temperature", so any spelling of it above 0 counts; a seed counts
+// only under its own name, since an upstream that reads keys as written
+// ignores "Seed".
 func deterministic(c *canonicalizer, defaults map[string]json.RawMessage) bool {
 	temperature, hasTemperature := c.lookup(`"temperature"`)
 	seed, hasSeed := c.lookup(`"seed"`)
@@ -234,11 +239,26 @@ func deterministic(c *canonicalizer, defaults map[string]json.RawMessage) bool {
 	if len(seed) > 0 && string(seed) != "null" {
 		return true
 	}
+	if samples(temperature) {
+		return false
+	}
+	for i := range c.top {
+		k, v := c.member(i)
+		if name := k[1 : len(k)-1]; string(name) != "temperature" && bytes.EqualFold(name, []byte("temperature")) && samples(v) {
+			return false
+		}
+	}
+	return true
+}
+
+// samples reports whether a temperature's JSON value makes a model
+// sample: a number above 0, or anything but a number or null.
+func samples(temperature []byte) bool {
 	if len(temperature) == 0 || string(temperature) == "null" {
-		return true
+		return false
 	}
 	t, err := strconv.ParseFloat(string(temperature), 64)
-	return err == nil && t <= 0
+	return err != nil || t > 0
 }
 
 func isObject(b []byte) bool {

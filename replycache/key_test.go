@@ -116,6 +116,9 @@ func TestCacheable(t *testing.T) {
 		{"several choices, sampling", cacheOn, `{"n":3,"temperature":1}`, nil, false},
 		{"not a number", cacheOn, `{"temperature":"hot"}`, nil, false},
 		{"repeated, last wins", cacheOn, `{"temperature":0,"temperature":0.5}`, nil, false},
+		{"another spelling samples", cacheOn, `{"Temperature":0.5}`, nil, false},
+		{"another spelling at 0", cacheOn, `{"TEMPERATURE":0}`, nil, true},
+		{"a seed of another spelling is no seed", cacheOn, `{"temperature":0.5,"Seed":1}`, nil, false},
 		{"disabled", bud.CacheSettings{TTLSeconds: 60, Nondeterministic: true}, `{}`, nil, false},
 		{"not an object", nondeterministic, `[1]`, nil, false},
 	} {
