@@ -162,7 +162,8 @@ func (q *ChatRequest) Store(ctx context.Context, w http.ResponseWriter) bool {
 	if w != nil {
 		_ = http.NewResponseController(w).Flush()
 	}
-	return q.c.set(ctx, q.key, rec.buf, q.ttl)
+	// A whole answer is worth keeping even when its caller has gone.
+	return q.c.set(context.WithoutCancel(ctx), q.key, rec.buf, q.ttl)
 }
 
 // recordBuffers recycle the buffers answers are copied into: a store

@@ -93,7 +93,8 @@ func (q *PromptRequest) Store(ctx context.Context, out run.Turn) bool {
 	if err != nil {
 		return false
 	}
-	return q.c.set(ctx, q.key, append(buf, b...), q.ttl)
+	// The turn ended; it is worth keeping even when its caller has gone.
+	return q.c.set(context.WithoutCancel(ctx), q.key, append(buf, b...), q.ttl)
 }
 
 // Reusable reports whether a turn may answer another request: it
