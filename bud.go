@@ -236,6 +236,11 @@ type Settings struct {
 type CacheSettings struct {
 	Enabled    bool `json:"enabled"`
 	TTLSeconds int  `json:"ttl_seconds"`
+	// Nondeterministic caches requests that sample (temperature > 0
+	// without a seed) too. Their answers differ from call to call, so a
+	// cached one stands in for a different answer the caller would have
+	// got: only a deployment that says so explicitly gets that.
+	Nondeterministic bool `json:"nondeterministic"`
 }
 
 // RateLimitSettings is a token bucket: requests_per_minute refill, burst size.

@@ -22,7 +22,7 @@ func TestParseFullDocument(t *testing.T) {
 	require.True(t, d.Tools[0].Active)
 	require.Equal(t, 2, d.LLMRetryLimit)
 	require.Equal(t, bud.Settings{MinConcurrency: 1, MaxConcurrency: 10, Autoscale: true,
-		Cache:     bud.CacheSettings{Enabled: true, TTLSeconds: 60},
+		Cache:     bud.CacheSettings{Enabled: true, TTLSeconds: 60, Nondeterministic: true},
 		RateLimit: bud.RateLimitSettings{Enabled: true, RequestsPerMinute: 600, Burst: 20}}, d.Settings)
 	// Unknown model parameters are kept; numbers keep their text.
 	require.JSONEq(t, `{"temperature": 0.7, "max_tokens": 512, "top_p": 1, "stop": ["\n\n"], "seed": 7, "logit_bias": {}}`, string(d.ModelParams))
