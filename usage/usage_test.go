@@ -137,6 +137,8 @@ func TestConcurrentRecordsAddUp(t *testing.T) {
 	var mu sync.Mutex
 	byKey, byDeployment, byHour := map[string]sums{}, map[string]sums{}, map[string]sums{}
 	var wg sync.WaitGroup
+	var flushes atomic.Int64
+	var flushErr atomic.Pointer[error]
 	for w := range workers {
 		wg.Add(1)
 		go func() {
@@ -147,16 +149,24 @@ func TestConcurrentRecordsAddUp(t *testing.T) {
 				dep := deployments[n%len(deployments)]
 				e := usage.Event{
 					ProjectID: b.project, DeploymentID: dep, Deployment: "dep-" + dep.String()[:4],
-					APIKeyID:     keys[n%len(keys)],
-					InputTokens:  int64(n % 97), OutputTokens: int64(n % 31),
-					Error:        n%7 == 0, CacheHit: n%11 == 0, RateLimited: n%13 == 0,
-					Latency:      time.Duration(n%5000) * time.Millisecond,
-					At:           base.Add(time.Duration(n%3)*time.Hour + time.Duration(n%60)*time.Minute),
+					APIKeyID:    keys[n%len(keys)],
+					InputTokens: int64(n % 97), OutputTokens: int64(n % 31),
+					Error: n%7 == 0, CacheHit: n%11 == 0, RateLimited: n%13 == 0,
+					Latency: time.Duration(n%5000) * time.Millisecond,
+					At:      base.Add(time.Duration(n%3)*time.Hour + time.Duration(n%60)*time.Minute),
 				}
 				if n%2 == 0 {
 					e.PromptID, e.PromptVersion = prompt, int32(1+n%3)
 				}
 				b.rec.Record(e)
+				// Flushes run while the other workers record: each
+				// takes what is there.
+				if i%250 == 249 {
+					flushes.Add(1)
+					if err := b.rec.Flush(ctx); err != nil {
+						flushErr.CompareAndSwap(nil, &err)
+					}
+				}
 				kk := ""
 				if e.APIKeyID != uuid.Nil {
 					kk = e.APIKeyID.String()
@@ -189,28 +199,10 @@ func TestConcurrentRecordsAddUp(t *testing.T) {
 			}
 		}()
 	}
-	// Flushes run while the workers record: each takes what is there.
-	stop := make(chan struct{})
-	var flushes atomic.Int64
-	flusher := make(chan error, 1)
-	go func() {
-		for {
-			select {
-			case <-stop:
-				flusher <- nil
-				return
-			default:
-			}
-			flushes.Add(1)
-			if err := b.rec.Flush(ctx); err != nil {
-				flusher <- err
-				return
-			}
-		}
-	}()
 	wg.Wait()
-	close(stop)
-	require.NoError(t, <-flusher)
+	if p := flushErr.Load(); p != nil {
+		require.NoError(t, *p)
+	}
 	flushes.Add(1)
 	require.NoError(t, b.rec.Flush(ctx))
 
