@@ -44,6 +44,7 @@ import (
 	"github.com/budhq/bud/metrics"
 	"github.com/budhq/bud/runs"
 	"github.com/budhq/bud/secrets"
+	"github.com/budhq/bud/usage"
 )
 
 // DefaultMaxBodyBytes bounds a request body when Config.MaxBodyBytes is 0.
@@ -87,6 +88,11 @@ type Config struct {
 	// BudApp opens it to list its tools; nil refuses only link-local and
 	// metadata addresses.
 	Egress *egress.Policy
+	// Usage is this process's usage recorder. The usage report writes what
+	// it holds before reading, so requests this process served are in the
+	// report at once; nil means the report has what recorders have written
+	// on their own, every second.
+	Usage *usage.Recorder
 }
 
 // server holds the dependencies every handler shares.
@@ -98,6 +104,7 @@ type server struct {
 	// runDocs keeps the documents of runs by content, for replays.
 	runDocs *runDocuments
 	runs    *runs.Client
+	usage   *usage.Recorder
 	log     *slog.Logger
 	ready   func(context.Context) error
 	reg     *prometheus.Registry
@@ -139,6 +146,7 @@ func New(cfg Config) (http.Handler, error) {
 		docs:        cfg.Documents,
 		runDocs:     newRunDocuments(cfg.Documents),
 		runs:        cfg.Runs,
+		usage:       cfg.Usage,
 		log:         cfg.Logger,
 		ready:       cfg.Ready,
 		reg:         cfg.Registry,
@@ -230,6 +238,7 @@ func (s *server) routes(m *metrics.HTTP) http.Handler {
 				})
 				r.Get("/prompts", s.listPrompts)
 				r.Post("/prompts", s.createPrompt)
+				r.Get("/usage", s.getUsage)
 				r.Get("/datasets", s.listDatasets)
 				r.Post("/datasets", s.createDataset)
 				r.Route("/api-keys", func(r chi.Router) {

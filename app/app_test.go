@@ -64,10 +64,14 @@ func setup(t *testing.T, opts ...func(*app.Config)) *bundle {
 		Box:        box,
 		AdminToken: "admin-" + hex.EncodeToString(tok[:]),
 		Logger:     slog.New(slog.NewTextHandler(logs, nil)),
-		Documents:  statestoretest.Store(t),
 	}
 	for _, o := range opts {
 		o(&cfg)
+	}
+	// Started only for the tests that need it: daprd is slow to start and
+	// may not be built.
+	if cfg.Documents == nil {
+		cfg.Documents = statestoretest.Store(t)
 	}
 	h, err := app.New(cfg)
 	require.NoError(t, err)

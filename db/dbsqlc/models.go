@@ -153,3 +153,21 @@ type Run struct {
 	ToolListings     []byte
 	ReplayOf         *string
 }
+
+type UsageHourly struct {
+	ProjectID      uuid.UUID
+	DeploymentID   *uuid.UUID
+	ApiKeyID       *uuid.UUID
+	PromptID       *uuid.UUID
+	PromptVersion  *int32
+	Hour           time.Time
+	Requests       int64
+	InputTokens    int64
+	OutputTokens   int64
+	Errors         int64
+	CacheHits      int64
+	RateLimited    int64
+	LatencyUsSum   int64
+	LatencyUsMax   int64
+	LatencyBuckets []int64
+}
