@@ -64,6 +64,7 @@ func runEvaluate(ctx context.Context, budPath, serverURL string, rows, candidate
 	}
 	for round := 1; round <= rounds; round++ {
 		before := processMemory(pid).rss
+		cpuBefore := processCPU(pid)
 		start := time.Now()
 		ev, err := dev.api("POST", "/api/datasets/"+d["id"].(string)+"/evaluations", map[string]any{"candidates": cands, "parallelism": parallelism})
 		if err != nil {
@@ -90,10 +91,17 @@ func runEvaluate(ctx context.Context, budPath, serverURL string, rows, candidate
 			}
 		}
 		elapsed := time.Since(start)
+		cpu := processCPU(pid) - cpuBefore
 		after := processMemory(pid).rss
 		runs := rows * candidates
 		fmt.Printf("round %d: %s, %d runs in %.1f s: %.1f runs/s; bud RSS before %d MiB, peak %d MiB, after %d MiB\n",
 			round, status, runs, elapsed.Seconds(), float64(runs)/elapsed.Seconds(), before>>20, peak>>20, after>>20)
+		// What bud itself spent, which the rest of a busy machine does not
+		// change much: runs per CPU second is the throughput bud alone
+		// would reach on one idle core.
+		if cpu > 0 {
+			fmt.Printf("  bud used %.1f s of CPU: %.1f runs per CPU second\n", cpu.Seconds(), float64(runs)/cpu.Seconds())
+		}
 		if card, ok := ev["scorecard"].(map[string]any); ok {
 			for _, c := range card["candidates"].([]any) {
 				c := c.(map[string]any)

@@ -508,6 +508,29 @@ func processMemory(pid int) memory {
 	return m
 }
 
+// processCPU is the CPU time process pid has used, user and system,
+// from /proc (0 where there is none).
+func processCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name, in parentheses, may hold spaces: fields count
+	// from after it. utime and stime are the 14th and 15th fields.
+	rest := string(b)
+	if i := strings.LastIndexByte(rest, ')'); i >= 0 {
+		rest = rest[i+1:]
+	}
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	// Linux counts them in clock ticks of 1/100 s (USER_HZ).
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
 // sampleMemory reads the gateway's memory every interval until the
 // returned stop is called, which returns the most it held: the largest
 // resident set, and the largest anonymous part.
