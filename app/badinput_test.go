@@ -124,6 +124,8 @@ func deploymentBadInput() []badInput {
 		{name: "max_concurrency of wrong type", body: `{"settings":{"max_concurrency":"x"}}`, field: "settings.max_concurrency", message: "must be an integer"},
 		{name: "fractional ttl", body: `{"settings":{"cache":{"ttl_seconds":1.5}}}`, field: "settings.cache.ttl_seconds"},
 		{name: "autoscale of wrong type", body: `{"settings":{"autoscale":"yes"}}`, field: "settings.autoscale", message: "must be a boolean"},
+		{name: "autoscale on", body: `{"settings":{"autoscale":true}}`, field: "settings.autoscale", message: "BUD_WORKER_AUTOSCALE",
+			status: http.StatusUnprocessableEntity, code: bud.EUNPROCESSABLE},
 		{name: "settings not an object", body: `{"settings":"fast"}`, field: "settings", message: "must be an object"},
 		{name: "upstream not an object", body: `{"upstream":"https://a.example"}`, field: "upstream"},
 		{name: "model of wrong type", body: `{"upstream":{"model":4}}`, field: "upstream.model"},

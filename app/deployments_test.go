@@ -29,7 +29,7 @@ func TestDeploymentCRUD(t *testing.T) {
 		"upstream":       map[string]any{"base_url": "https://api.example.com/v1", "model": "gpt-4o-mini", "api_key": "sk-live-123"},
 		"default_params": map[string]any{"temperature": 0.2, "max_tokens": 512},
 		"settings": map[string]any{
-			"min_concurrency": 1, "max_concurrency": 8, "autoscale": true,
+			"min_concurrency": 1, "max_concurrency": 8, "autoscale": false,
 			"cache":      map[string]any{"enabled": true, "ttl_seconds": 300},
 			"rate_limit": map[string]any{"enabled": true, "requests_per_minute": 600, "burst": 20},
 		},
@@ -43,7 +43,7 @@ func TestDeploymentCRUD(t *testing.T) {
 	require.Equal(t, &bud.Upstream{BaseURL: "https://api.example.com/v1", Model: "gpt-4o-mini", APIKeySet: true}, d.Upstream)
 	require.JSONEq(t, `{"temperature":0.2,"max_tokens":512}`, string(d.DefaultParams))
 	require.Equal(t, bud.Settings{
-		MinConcurrency: 1, MaxConcurrency: 8, Autoscale: true,
+		MinConcurrency: 1, MaxConcurrency: 8,
 		Cache:     bud.CacheSettings{Enabled: true, TTLSeconds: 300},
 		RateLimit: bud.RateLimitSettings{Enabled: true, RequestsPerMinute: 600, Burst: 20},
 	}, d.Settings)
@@ -116,7 +116,7 @@ func TestDeploymentPatchReplaces(t *testing.T) {
 	p := b.createProject(t, "proj")
 	d := b.createDeployment(t, p.ID, modelBody("m", map[string]any{
 		"default_params": map[string]any{"temperature": 0.5},
-		"settings":       map[string]any{"max_concurrency": 10, "autoscale": true, "rate_limit": map[string]any{"enabled": true, "requests_per_minute": 60}},
+		"settings":       map[string]any{"max_concurrency": 10, "rate_limit": map[string]any{"enabled": true, "requests_per_minute": 60}},
 	}))
 	path := deploymentsPath(p.ID) + "/" + d.ID.String()
 

@@ -110,7 +110,7 @@ func startRunEnv() error {
 	runEnv.worker = workflows.NewWorker(runEnv.client, activities.New(activities.Config{
 		Identity: "test", Pool: runEnv.pool, Box: runEnv.box,
 		Tools: &activities.Connections{Pool: runEnv.pool, Box: runEnv.box, HTTPClient: &http.Client{Timeout: workflows.CallToolTimeout}},
-	}))
+	}), worker.Options{})
 	if err := runEnv.worker.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}

@@ -125,6 +125,8 @@ func (g *Gateway) responses(w http.ResponseWriter, r *http.Request) {
 	if req.Instructions != nil {
 		in.Instructions = *req.Instructions
 	}
+	// The deployment's share of the workers for its runs (runs.Priority).
+	in.DeploymentID, in.MinConcurrency = d.ID, d.Settings.MinConcurrency
 	if req.Stream {
 		g.streamResponses(w, r, in, v)
 		return

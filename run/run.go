@@ -41,6 +41,14 @@ type Input struct {
 	// Deployment is the prompt deployment's name (the caller's prompt.id);
 	// empty in the playground.
 	Deployment string `json:"deployment,omitempty"`
+	// DeploymentID is that deployment's id: its runs share the workers
+	// under it, apart from the runs of every other deployment
+	// (runs.Priority). Nil in the playground.
+	DeploymentID uuid.UUID `json:"deployment_id,omitzero"`
+	// MinConcurrency is the deployment's settings.min_concurrency when the
+	// run started: the weight of its runs' share of the workers when runs
+	// wait for them (runs.Priority).
+	MinConcurrency int `json:"min_concurrency,omitzero"`
 	// Document is the prompt document (prompt.Document as JSON).
 	Document json.RawMessage `json:"document"`
 	// Text is the text input of a text prompt.

@@ -364,9 +364,11 @@ func (c *Client) Cancel(ctx context.Context, runID string) error {
 // StartEvaluation starts the workflow of the evaluation id
 // (evaluation.WorkflowID) on the runs' task queue with in, the workflow's
 // input (workflows.EvaluationInput, which this package cannot name: the
-// workflow starts its runs through it).
+// workflow starts its runs through it), with EvaluationPriority, which its
+// runs inherit.
 func (c *Client) StartEvaluation(ctx context.Context, id uuid.UUID, in any) error {
-	_, err := c.tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: evaluation.WorkflowID(id), TaskQueue: run.TaskQueue}, evaluation.WorkflowName, in)
+	opts := client.StartWorkflowOptions{ID: evaluation.WorkflowID(id), TaskQueue: run.TaskQueue, Priority: EvaluationPriority(id)}
+	_, err := c.tc.ExecuteWorkflow(ctx, opts, evaluation.WorkflowName, in)
 	if err != nil {
 		return fmt.Errorf("start evaluation: %w", err)
 	}

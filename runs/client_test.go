@@ -88,9 +88,18 @@ func standIn(ctx workflow.Context, in run.Input) (run.Turn, error) {
 
 // evaluationStandIn is a workflow under the evaluation's name that ends at
 // once when its input says done, and otherwise runs until it is canceled.
+// Given a child, it first starts a run of that id as Evaluation starts its
+// runs (options without a priority of their own).
 func evaluationStandIn(ctx workflow.Context, in map[string]any) error {
 	if in["done"] == true {
 		return nil
+	}
+	if id, ok := in["child"].(string); ok {
+		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{WorkflowID: id, TaskQueue: run.TaskQueue})
+		child := workflow.ExecuteChildWorkflow(cctx, run.WorkflowName, run.Input{ResponseID: id})
+		if err := child.GetChildWorkflowExecution().Get(ctx, nil); err != nil {
+			return err
+		}
 	}
 	return workflow.Await(ctx, func() bool { return false })
 }
@@ -247,4 +256,45 @@ func TestStartAndCancelAnEvaluation(t *testing.T) {
 	require.NoError(t, b.tc.GetWorkflow(b.ctx, evaluation.WorkflowID(done), "").Get(b.ctx, nil))
 	require.NoError(t, b.client.CancelEvaluation(b.ctx, done), "canceling one that has ended changes nothing")
 	require.ErrorIs(t, b.client.CancelEvaluation(b.ctx, uuid.New()), runs.ErrNotFound, "it never was")
+}
+
+// TestRunsCarryTheirShare: a deployment's run starts with its deployment's
+// fairness key and min_concurrency as weight, a playground run with its
+// project's key, an evaluation with its own, which its runs inherit.
+func TestRunsCarryTheirShare(t *testing.T) {
+	b := setup(t, "")
+	in := b.input()
+	in.Deployment, in.DeploymentID, in.MinConcurrency = "bot", uuid.New(), 3
+	wait, err := b.client.Start(b.ctx, in, runs.Completed)
+	require.NoError(t, err)
+	_, err = wait()
+	require.NoError(t, err)
+	desc, err := b.tc.DescribeWorkflowExecution(b.ctx, in.ResponseID, "")
+	require.NoError(t, err)
+	pri := desc.GetWorkflowExecutionInfo().GetPriority()
+	require.Equal(t, "deployment:"+in.DeploymentID.String(), pri.GetFairnessKey())
+	require.Equal(t, float32(3), pri.GetFairnessWeight())
+
+	play := b.input()
+	wait, err = b.client.Start(b.ctx, play, runs.Completed)
+	require.NoError(t, err)
+	_, err = wait()
+	require.NoError(t, err)
+	desc, err = b.tc.DescribeWorkflowExecution(b.ctx, play.ResponseID, "")
+	require.NoError(t, err)
+	require.Equal(t, "project:"+b.project.String(), desc.GetWorkflowExecutionInfo().GetPriority().GetFairnessKey())
+
+	id, child := uuid.New(), "resp_evalchild"+uuid.NewString()[:8]
+	require.NoError(t, b.client.StartEvaluation(b.ctx, id, map[string]any{"child": child}))
+	require.Eventually(t, func() bool {
+		desc, err := b.tc.DescribeWorkflowExecution(b.ctx, child, "")
+		return err == nil && desc.GetWorkflowExecutionInfo().GetPriority().GetFairnessKey() == "evaluation:"+id.String()
+	}, 10*time.Second, 50*time.Millisecond, "an evaluation's runs draw on the evaluation's share")
+	require.NoError(t, b.client.CancelEvaluation(b.ctx, id))
+}
+
+func TestFairnessWeight(t *testing.T) {
+	for minConcurrency, want := range map[int]float32{0: 1, 1: 1, 4: 4, 1000: 1000, 5000: runs.MaxFairnessWeight} {
+		require.Equal(t, want, runs.FairnessWeight(minConcurrency), "min_concurrency %d", minConcurrency)
+	}
 }

@@ -103,7 +103,8 @@ func RunSearchAttributes(in run.Input) temporal.SearchAttributes {
 
 // StartOptions are the options to start a run of in with: the response
 // id as workflow id (a second start with the same id is refused, even after
-// the first run ended), run.TaskQueue, and RunSearchAttributes. Start with
+// the first run ended), run.TaskQueue, RunSearchAttributes, and the
+// task Priority (fairness) of its deployment. Start with
 // client.ExecuteWorkflow(ctx, StartOptions(in), run.WorkflowName, in).
 func StartOptions(in run.Input) client.StartWorkflowOptions {
 	return client.StartWorkflowOptions{
@@ -111,6 +112,7 @@ func StartOptions(in run.Input) client.StartWorkflowOptions {
 		TaskQueue:             run.TaskQueue,
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		TypedSearchAttributes: RunSearchAttributes(in),
+		Priority:              Priority(in),
 		// When a worker shares the starter's client (bud dev), the first
 		// workflow task runs on it at once instead of going through a poll;
 		// elsewhere the server ignores the request.

@@ -65,6 +65,11 @@ type Options struct {
 	SearchAttributes map[string]enumspb.IndexedValueType
 	// Logger receives the server's warnings and errors; nil discards them.
 	Logger *slog.Logger
+	// FirstComeFirstServed turns task queue fairness off: tasks are then
+	// handed to workers in the order they were queued, whatever their
+	// fairness keys, as a server without matching.enableFairness does.
+	// Tests measure what fairness changes with it.
+	FirstComeFirstServed bool
 }
 
 // Server is a running embedded Temporal server.
@@ -88,8 +93,15 @@ const historyCacheSize = 1024
 // tuning are the dynamic-config values that make a single-node server fast:
 // with the defaults a two-activity workflow takes ~150 ms, with these ~20 ms,
 // and without the long-poll setting some start-then-wait calls stall for 20 s.
-func tuning() dynamicconfig.StaticClient {
+//
+// matching.enableFairness makes the matching service hand out a task
+// queue's waiting tasks in turn between their fairness keys, in proportion
+// to their weights (runs.Priority), instead of first come first served: a
+// flooded deployment's backlog then delays its own runs only. fifo turns
+// it off.
+func tuning(fifo bool) dynamicconfig.StaticClient {
 	return dynamicconfig.StaticClient{
+		dynamicconfig.MatchingEnableFairness.Key():                     !fifo,
 		dynamicconfig.MakeKey("history.transferProcessorMaxPollRPS"):   10000,
 		dynamicconfig.MakeKey("history.visibilityProcessorMaxPollRPS"): 10000,
 		dynamicconfig.MakeKey("matching.numTaskqueueReadPartitions"):   1,
@@ -209,7 +221,7 @@ func newServer(o Options, stopping *atomic.Bool) (temporal.Server, error) {
 		temporal.WithLogger(logger),
 		temporal.WithAuthorizer(authorizer),
 		temporal.WithClaimMapper(func(*config.Config) authorization.ClaimMapper { return claimMapper }),
-		temporal.WithDynamicConfigClient(tuning()),
+		temporal.WithDynamicConfigClient(tuning(o.FirstComeFirstServed)),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("temporalserver: new server: %w", err)

@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/worker"
 	_ "modernc.org/sqlite"
 
 	"github.com/budhq/bud/activities"
@@ -32,7 +33,7 @@ func TestPingThroughWorkerWiring(t *testing.T) {
 	require.NoError(t, err)
 	c, err := client.Dial(client.Options{HostPort: srv.HostPort(), Namespace: srv.Namespace()})
 	require.NoError(t, err)
-	w := workflows.NewWorker(c, &activities.Activities{Identity: "test-worker"})
+	w := workflows.NewWorker(c, &activities.Activities{Identity: "test-worker"}, worker.Options{})
 	require.NoError(t, w.Start())
 
 	we, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "ping-1", TaskQueue: run.TaskQueue}, workflows.Ping, workflows.PingInput{Message: "hello"})
@@ -86,7 +87,7 @@ func TestRunListsLiveInTheirOwnDatabase(t *testing.T) {
 	require.NoError(t, err)
 	c, err := client.Dial(client.Options{HostPort: srv.HostPort(), Namespace: srv.Namespace()})
 	require.NoError(t, err)
-	w := workflows.NewWorker(c, &activities.Activities{Identity: "test-worker"})
+	w := workflows.NewWorker(c, &activities.Activities{Identity: "test-worker"}, worker.Options{})
 	require.NoError(t, w.Start())
 	we, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "ping-listed", TaskQueue: run.TaskQueue,
 		TypedSearchAttributes: temporal.NewSearchAttributes(project.ValueSet("p1"))}, workflows.Ping, workflows.PingInput{Message: "hi"})

@@ -18,6 +18,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/worker"
 
 	"github.com/budhq/bud/activities"
 	"github.com/budhq/bud/chat"
@@ -99,7 +100,7 @@ func newRig(t *testing.T) *rig {
 	w := workflows.NewWorker(r.c, activities.New(activities.Config{
 		Identity: "promptrun-test", Pool: pool, Box: r.box, NATS: r.nc,
 		Tools: &activities.Connections{Pool: pool, Box: r.box},
-	}))
+	}), worker.Options{})
 	require.NoError(t, w.Start())
 	t.Cleanup(w.Stop)
 	return r

@@ -272,6 +272,8 @@ func (e *evaluationRun) runOne(ctx workflow.Context, row activities.EvaluationRo
 		}
 		in.ReplayOf, in.ReplayTools = row.RunID, run.ReplayToolsRecorded
 	}
+	// No Priority: a run inherits the evaluation's (runs.EvaluationPriority),
+	// so that the evaluation's runs share one fairness key.
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
 		WorkflowID:            id,
 		TaskQueue:             run.TaskQueue,

@@ -51,10 +51,11 @@ func Register(r worker.Registry, a *activities.Activities) {
 	r.RegisterActivity(a)
 }
 
-// NewWorker returns a worker on run.TaskQueue with everything registered. The
-// caller starts and stops it.
-func NewWorker(c client.Client, a *activities.Activities) worker.Worker {
-	w := worker.New(c, run.TaskQueue, worker.Options{})
+// NewWorker returns a worker on run.TaskQueue with everything registered,
+// sized by opts (scaling.Config.WorkerOptions; the zero value is the
+// SDK's default worker). The caller starts and stops it.
+func NewWorker(c client.Client, a *activities.Activities, opts worker.Options) worker.Worker {
+	w := worker.New(c, run.TaskQueue, opts)
 	Register(w, a)
 	return w
 }

@@ -7,9 +7,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/budhq/bud/app"
+	"github.com/budhq/bud/scaling"
 )
 
 // setting is one configuration value: an environment variable, the flag
@@ -50,6 +52,13 @@ type config struct {
 	EgressDeny        string
 	MetricsAddr       string
 
+	WorkerAutoscale    string
+	WorkerMinSlots     string
+	WorkerMaxSlots     string
+	WorkerMaxPollers   string
+	WorkerTargetCPU    string
+	WorkerTargetMemory string
+
 	TemporalTLSCert       string
 	TemporalTLSKey        string
 	TemporalTLSCA         string
@@ -85,6 +94,12 @@ func (c *config) settings() []setting {
 		{"BUD_NATS_TLS_KEY", "nats-tls-key", "", "PEM private key of BUD_NATS_TLS_CERT", &c.NATSTLSKey},
 		{"BUD_RUN_WAIT", "run-wait", "start", "how the gateway and the playground start a prompt run and wait for its first turn: start (eager start; the run announces its first turn over NATS, and an update asks for it when it has not within 2 s) or update (update-with-start, whose update answers); see Speed in the README", &c.RunWait},
 		{"BUD_EGRESS_DENY", "egress-deny", "", "comma-separated CIDRs, `loopback` and `private`: addresses of configured URLs (model deployments, connections, their redirects) refused at connect time, besides link-local and cloud metadata addresses, which always are", &c.EgressDeny},
+		{"BUD_WORKER_AUTOSCALE", "worker-autoscale", "off", "on: the BudPrompt worker's pollers scale with the server's hints (1 to BUD_WORKER_MAX_POLLERS, the Temporal SDK's poller autoscaling) and its slots with its CPU and memory use (BUD_WORKER_MIN_SLOTS to BUD_WORKER_MAX_SLOTS, the SDK's resource-based slot suppliers); off: fixed slots and pollers", &c.WorkerAutoscale},
+		{"BUD_WORKER_MAX_SLOTS", "worker-max-slots", strconv.Itoa(scaling.DefaultMaxSlots), "tasks of each kind (workflow tasks, activities, local activities) the worker runs at once: all of them with autoscale off, the ceiling with it on", &c.WorkerMaxSlots},
+		{"BUD_WORKER_MIN_SLOTS", "worker-min-slots", "", fmt.Sprintf("autoscale on only: slots of each kind handed out without looking at CPU and memory (default %d)", scaling.DefaultMinSlots), &c.WorkerMinSlots},
+		{"BUD_WORKER_MAX_POLLERS", "worker-max-pollers", "", fmt.Sprintf("polls the worker keeps open for each task kind: all of them with autoscale off (default %d), the ceiling with it on (default %d)", scaling.DefaultFixedPollers, scaling.DefaultMaxPollers), &c.WorkerMaxPollers},
+		{"BUD_WORKER_TARGET_CPU", "worker-target-cpu", "", fmt.Sprintf("autoscale on only: share of CPU (of the container's cgroup limit, else of the machine) past which no more slots are handed out (default %g)", scaling.DefaultTargetCPU), &c.WorkerTargetCPU},
+		{"BUD_WORKER_TARGET_MEMORY", "worker-target-memory", "", fmt.Sprintf("autoscale on only: share of memory (of the container's cgroup limit, else of the machine) past which no more slots are handed out (default %g)", scaling.DefaultTargetMemory), &c.WorkerTargetMemory},
 		{"TEMPORAL_TLS_CERT", "temporal-tls-cert", "", "PEM client certificate for mTLS to an external Temporal (with TEMPORAL_TLS_KEY); any TEMPORAL_TLS_* setting turns TLS on (not `bud dev`, whose embedded server is plaintext on loopback)", &c.TemporalTLSCert},
 		{"TEMPORAL_TLS_KEY", "temporal-tls-key", "", "PEM private key of TEMPORAL_TLS_CERT", &c.TemporalTLSKey},
 		{"TEMPORAL_TLS_CA", "temporal-tls-ca", "", "PEM CA certificate(s) that verify the Temporal server, instead of the system roots", &c.TemporalTLSCA},
@@ -198,4 +213,70 @@ func (c *config) logger(w io.Writer) (*slog.Logger, error) {
 	default:
 		return nil, fmt.Errorf("BUD_LOG_FORMAT: %q is not text or json", c.LogFormat)
 	}
+}
+
+// workerScaling is how the BudPrompt worker is sized, from the
+// BUD_WORKER_* settings; an unparsable value, one that contradicts
+// another, or one that autoscale off would not read is an error naming
+// the setting, before anything starts.
+func (c *config) workerScaling() (scaling.Config, error) {
+	var sc scaling.Config
+	var errs []error
+	intSetting := func(env, v string, def int) int {
+		if v == "" {
+			return def
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %q is not a whole number", env, v))
+		}
+		return n
+	}
+	shareSetting := func(env, v string, def float64) float64 {
+		if v == "" {
+			return def
+		}
+		f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if err != nil || !(f > 0 && f <= 1) {
+			errs = append(errs, fmt.Errorf("%s: %q is not a share above 0 and at most 1, such as 0.8", env, v))
+		}
+		return f
+	}
+	switch strings.ToLower(strings.TrimSpace(c.WorkerAutoscale)) {
+	case "on":
+		sc.Autoscale = true
+	case "off", "":
+	default:
+		return sc, fmt.Errorf("BUD_WORKER_AUTOSCALE: %q is neither on nor off", c.WorkerAutoscale)
+	}
+	sc.MaxSlots = intSetting("BUD_WORKER_MAX_SLOTS", c.WorkerMaxSlots, scaling.DefaultMaxSlots)
+	if sc.MaxSlots < scaling.MinWorkflowSlots {
+		errs = append(errs, fmt.Errorf("BUD_WORKER_MAX_SLOTS: %d is below %d, the fewest workflow task slots a worker runs with", sc.MaxSlots, scaling.MinWorkflowSlots))
+	}
+	if !sc.Autoscale {
+		sc.MaxPollers = intSetting("BUD_WORKER_MAX_POLLERS", c.WorkerMaxPollers, scaling.DefaultFixedPollers)
+		for _, s := range []struct{ env, v string }{
+			{"BUD_WORKER_MIN_SLOTS", c.WorkerMinSlots}, {"BUD_WORKER_TARGET_CPU", c.WorkerTargetCPU}, {"BUD_WORKER_TARGET_MEMORY", c.WorkerTargetMemory},
+		} {
+			if s.v != "" {
+				errs = append(errs, fmt.Errorf("%s is set, but it sizes an autoscaled worker and BUD_WORKER_AUTOSCALE is off: set BUD_WORKER_AUTOSCALE=on, or BUD_WORKER_MAX_SLOTS for fixed slots", s.env))
+			}
+		}
+	} else {
+		sc.MaxPollers = intSetting("BUD_WORKER_MAX_POLLERS", c.WorkerMaxPollers, scaling.DefaultMaxPollers)
+		sc.MinSlots = intSetting("BUD_WORKER_MIN_SLOTS", c.WorkerMinSlots, scaling.DefaultMinSlots)
+		if sc.MinSlots < 1 || sc.MinSlots > sc.MaxSlots {
+			errs = append(errs, fmt.Errorf("BUD_WORKER_MIN_SLOTS: %d is not between 1 and BUD_WORKER_MAX_SLOTS (%d)", sc.MinSlots, sc.MaxSlots))
+		}
+		sc.TargetCPU = shareSetting("BUD_WORKER_TARGET_CPU", c.WorkerTargetCPU, scaling.DefaultTargetCPU)
+		sc.TargetMemory = shareSetting("BUD_WORKER_TARGET_MEMORY", c.WorkerTargetMemory, scaling.DefaultTargetMemory)
+	}
+	if sc.MaxPollers < scaling.MinPollers {
+		errs = append(errs, fmt.Errorf("BUD_WORKER_MAX_POLLERS: %d is below %d, the fewest pollers a worker runs with", sc.MaxPollers, scaling.MinPollers))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return sc, err
+	}
+	// What the settings cannot say wrong, Check would still catch.
+	return sc, sc.Check()
 }

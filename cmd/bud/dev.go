@@ -40,6 +40,14 @@ func runDev(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	sc, err := cfg.workerScaling()
+	if err != nil {
+		return err
+	}
+	wopts, err := workerOptions(log, sc)
+	if err != nil {
+		return err
+	}
 	started := time.Now()
 
 	dataDir, err := filepath.Abs(cfg.DataDir)
@@ -100,7 +108,12 @@ func runDev(ctx context.Context, args []string) error {
 	if cfg.TemporalTLSCert != "" || cfg.TemporalTLSKey != "" || cfg.TemporalTLSCA != "" || cfg.TemporalTLSServerName != "" || cfg.TemporalAPIKey != "" {
 		log.Warn("TEMPORAL_TLS_* and TEMPORAL_API_KEY are for an external Temporal; bud dev's embedded server ignores them")
 	}
-	tc, err := dialTemporal(log, ts.HostPort(), ts.Namespace(), temporalSecurity{})
+	// One client for every service, so that the worker takes a run's
+	// first workflow task as the gateway starts it (eager start): it
+	// reports the SDK's metrics, the worker's among them, to the worker's
+	// registry.
+	workerReg, mh := workerMetrics()
+	tc, err := dialTemporal(log, ts.HostPort(), ts.Namespace(), temporalSecurity{}, mh)
 	if err != nil {
 		return err
 	}
@@ -156,7 +169,7 @@ func runDev(ctx context.Context, args []string) error {
 		return err
 	}
 	defer runInBackground(context.WithoutCancel(ctx), gw.Run)()
-	pw, err := startWorker(ctx, log, &cfg, tc, pool, nc)
+	pw, err := startWorker(ctx, log, &cfg, wopts, tc, pool, nc, workerReg)
 	if err != nil {
 		return err
 	}

@@ -350,6 +350,24 @@ func TestDevMetricsPrivate(t *testing.T) {
 	for _, want := range []string{"bud_gateway_http_requests_total", "bud_app_http_requests_total", "go_goroutines"} {
 		require.Contains(t, string(body), want)
 	}
+	// The worker's slots and pollers, as the SDK reports them.
+	for _, want := range []string{
+		`(?m)^temporal_worker_task_slots_available\{[^}]*task_queue="bud-prompt",worker_type="ActivityWorker"[^}]*\} 1000$`,
+		`(?m)^temporal_worker_task_slots_used\{[^}]*task_queue="bud-prompt",worker_type="ActivityWorker"[^}]*\} 0$`,
+		`(?m)^temporal_num_pollers\{[^}]*poller_type="activity_task",task_queue="bud-prompt"[^}]*\} 2$`,
+	} {
+		require.Regexp(t, want, string(body))
+	}
+	// The runs' task queue backlog, once the worker has asked the server.
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + env.metrics + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		return err == nil && strings.Contains(string(body), `bud_worker_task_queue_backlog{task_queue="bud-prompt",task_type="activity"} 0`)
+	}, 20*time.Second, 100*time.Millisecond)
 	require.Equal(t, http.StatusNotFound, get(t, "http://"+env.metrics+"/healthz"), "the metrics listener serves /metrics only")
 }
 

@@ -42,8 +42,10 @@ func TestDevPromptRun(t *testing.T) {
 	api.do("POST", "/api/projects/"+project.ID+"/deployments", map[string]any{
 		"name": "echo", "kind": "model", "upstream": map[string]any{"base_url": "http://" + env.standIn + "/v1", "model": "stand-in"},
 	}, http.StatusCreated, nil)
+	var deployment struct{ ID string }
 	api.do("POST", "/api/projects/"+project.ID+"/deployments", map[string]any{
-		"kind": "prompt",
+		"kind":     "prompt",
+		"settings": map[string]any{"min_concurrency": 2},
 		"prompt": map[string]any{"name": "greeter", "document": map[string]any{
 			"deployment":    "echo",
 			"system_prompt": "You greet people.",
@@ -54,7 +56,7 @@ func TestDevPromptRun(t *testing.T) {
 				map[string]any{"name": "loud", "type": "boolean", "default": false},
 			}},
 		}},
-	}, http.StatusCreated, nil)
+	}, http.StatusCreated, &deployment)
 	var key struct{ Secret string }
 	api.do("POST", "/api/projects/"+project.ID+"/api-keys", map[string]any{"name": "k"}, http.StatusCreated, &key)
 
@@ -79,6 +81,15 @@ func TestDevPromptRun(t *testing.T) {
 	again, err := c.Responses.Get(ctx, resp.ID, responses.ResponseGetParams{})
 	require.NoError(t, err)
 	require.Equal(t, resp.OutputText(), again.OutputText())
+
+	// The run drew on its deployment's share of the workers.
+	tc, err := client.Dial(client.Options{HostPort: env.temporal, Logger: sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler))})
+	require.NoError(t, err)
+	defer tc.Close()
+	desc, err := tc.DescribeWorkflowExecution(ctx, resp.ID, "")
+	require.NoError(t, err)
+	require.Equal(t, "deployment:"+deployment.ID, desc.GetWorkflowExecutionInfo().GetPriority().GetFairnessKey())
+	require.Equal(t, float32(2), desc.GetWorkflowExecutionInfo().GetPriority().GetFairnessWeight())
 
 	// A variable that breaks its constraint: 400 naming it, no run.
 	_, err = c.Responses.New(ctx, responses.ResponseNewParams{

@@ -27,7 +27,9 @@ import (
 	"github.com/budhq/bud/egress"
 	"github.com/budhq/bud/gateway"
 	"github.com/budhq/bud/metrics"
+	"github.com/budhq/bud/run"
 	"github.com/budhq/bud/runs"
+	"github.com/budhq/bud/scaling"
 	"github.com/budhq/bud/secrets"
 	"github.com/budhq/bud/statestore"
 	"github.com/budhq/bud/workflows"
@@ -156,9 +158,12 @@ func openDB(ctx context.Context, log *slog.Logger, url string, migrate bool) (*p
 
 // dialTemporal returns a lazy client: services start even when Temporal is
 // briefly down, and /readyz says so until it answers. sec is how it
-// authenticates (see config.temporalSecurity).
-func dialTemporal(log *slog.Logger, addr, namespace string, sec temporalSecurity) (client.Client, error) {
-	c, err := client.NewLazyClient(temporalClientOptions(log, addr, namespace, sec))
+// authenticates (see config.temporalSecurity); mh, when not nil, receives
+// the SDK's metrics (a worker's slots and pollers among them).
+func dialTemporal(log *slog.Logger, addr, namespace string, sec temporalSecurity, mh client.MetricsHandler) (client.Client, error) {
+	opts := temporalClientOptions(log, addr, namespace, sec)
+	opts.MetricsHandler = mh
+	c, err := client.NewLazyClient(opts)
 	if err != nil {
 		return nil, fmt.Errorf("temporal client for %s: %w", addr, err)
 	}
@@ -304,21 +309,52 @@ func runInBackground(ctx context.Context, f func(context.Context) error) (stop f
 }
 
 // promptWorker is a started BudPrompt worker, the listener that keeps its
-// model deployments fresh, and the HTTP handler that reports its health.
+// model deployments fresh, the poller that exports its task queue's
+// backlog, and the HTTP handler that reports its health.
 type promptWorker struct {
 	w             worker.Worker
 	h             http.Handler
 	reg           *prometheus.Registry
 	stopListening func()
+	stopBacklog   func()
 }
 
 // Stop stops the worker, then the listener its model calls relied on.
 func (pw *promptWorker) Stop() {
 	pw.w.Stop()
+	pw.stopBacklog()
 	pw.stopListening()
 }
 
-func startWorker(ctx context.Context, log *slog.Logger, cfg *config, tc client.Client, pool *pgxpool.Pool, nc *nats.Conn) (*promptWorker, error) {
+// workerMetrics are the registry of a worker's metrics and the SDK metrics
+// handler that fills it, which the worker's Temporal client is dialed with.
+func workerMetrics() (*prometheus.Registry, client.MetricsHandler) {
+	reg := metrics.NewRegistry()
+	return reg, metrics.NewTemporal(reg)
+}
+
+// workerOptions are the options of a worker sized by sc; an autoscaled
+// one reads this machine's CPU and memory use.
+func workerOptions(log *slog.Logger, sc scaling.Config) (worker.Options, error) {
+	var sys worker.SysInfoProvider
+	if sc.Autoscale {
+		si, err := scaling.NewSysInfo()
+		if err != nil {
+			return worker.Options{}, fmt.Errorf("BUD_WORKER_AUTOSCALE=on: %w", err)
+		}
+		sys = si
+	}
+	opts, err := sc.WorkerOptions(sys)
+	if err == nil {
+		log.Info("worker sized", "autoscale", sc.Autoscale, "min_slots", sc.MinSlots, "max_slots", sc.MaxSlots, "max_pollers", sc.MaxPollers)
+	}
+	return opts, err
+}
+
+// startWorker starts a BudPrompt worker with opts (workerOptions), whose
+// metrics go to reg: tc must have been dialed with reg's SDK metrics
+// handler (workerMetrics), which reports its slots and pollers.
+func startWorker(ctx context.Context, log *slog.Logger, cfg *config, opts worker.Options, tc client.Client, pool *pgxpool.Pool, nc *nats.Conn, reg *prometheus.Registry) (*promptWorker, error) {
 	box, err := sealBox(cfg.EncryptionKey)
 	if err != nil {
 		return nil, err
@@ -342,12 +378,13 @@ func startWorker(ctx context.Context, log *slog.Logger, cfg *config, tc client.C
 	w := workflows.NewWorker(tc, activities.New(activities.Config{
 		Identity: fmt.Sprintf("%s@%d", host, os.Getpid()), Pool: pool, Box: box, NATS: nc, Deployments: deployments, Egress: policy,
 		Tools: &activities.Connections{Pool: pool, Box: box, HTTPClient: &http.Client{Timeout: workflows.CallToolTimeout, Transport: policy.Transport()}},
-	}))
+	}), opts)
 	if err := w.Start(); err != nil {
 		stopListening()
 		return nil, fmt.Errorf("worker: start: %w", err)
 	}
-	reg := metrics.NewRegistry()
+	backlog := scaling.NewBacklog(reg, tc.WorkflowService(), cfg.TemporalNamespace, run.TaskQueue, log.With("service", "worker"))
+	stopBacklog := runInBackground(context.WithoutCancel(ctx), func(ctx context.Context) error { return backlog.Run(ctx, scaling.BacklogEvery) })
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, r *http.Request) {
 		rw.Header().Set("Content-Type", "application/json")
@@ -371,7 +408,7 @@ func startWorker(ctx context.Context, log *slog.Logger, cfg *config, tc client.C
 		}
 		_, _ = rw.Write([]byte(`{"status":"ok"}` + "\n"))
 	})
-	return &promptWorker{w: w, h: mux, reg: reg, stopListening: stopListening}, nil
+	return &promptWorker{w: w, h: mux, reg: reg, stopListening: stopListening, stopBacklog: stopBacklog}, nil
 }
 
 func runMigrate(ctx context.Context, args []string) error {
@@ -413,7 +450,7 @@ func runGateway(ctx context.Context, args []string) error {
 
 func runWorker(ctx context.Context, args []string) error {
 	var cfg config
-	if err := cfg.parse("worker", args, "database-url", "temporal-address", "temporal-namespace", "temporal-tls-cert", "temporal-tls-key", "temporal-tls-ca", "temporal-tls-server-name", "temporal-api-key", "worker-addr", "metrics-addr", "encryption-key", "nats-url", "nats-creds", "nats-tls-ca", "nats-tls-cert", "nats-tls-key", "egress-deny", "log-level", "log-format"); err != nil {
+	if err := cfg.parse("worker", args, "database-url", "temporal-address", "temporal-namespace", "temporal-tls-cert", "temporal-tls-key", "temporal-tls-ca", "temporal-tls-server-name", "temporal-api-key", "worker-addr", "metrics-addr", "encryption-key", "nats-url", "nats-creds", "nats-tls-ca", "nats-tls-cert", "nats-tls-key", "egress-deny", "worker-autoscale", "worker-min-slots", "worker-max-slots", "worker-max-pollers", "worker-target-cpu", "worker-target-memory", "log-level", "log-format"); err != nil {
 		return err
 	}
 	return runOne(ctx, &cfg, "worker")
@@ -426,6 +463,21 @@ func runOne(ctx context.Context, cfg *config, service string) error {
 	if err != nil {
 		return err
 	}
+	// A worker's sizing is checked before anything is dialed, and its
+	// client reports the SDK's metrics to the worker's registry.
+	var wopts worker.Options
+	var reg *prometheus.Registry
+	var mh client.MetricsHandler
+	if service == "worker" {
+		sc, err := cfg.workerScaling()
+		if err != nil {
+			return err
+		}
+		if wopts, err = workerOptions(log, sc); err != nil {
+			return err
+		}
+		reg, mh = workerMetrics()
+	}
 	pool, err := openDB(ctx, log, cfg.DatabaseURL, false)
 	if err != nil {
 		return err
@@ -435,14 +487,13 @@ func runOne(ctx context.Context, cfg *config, service string) error {
 	if err != nil {
 		return err
 	}
-	tc, err := dialTemporal(log, cfg.TemporalAddress, cfg.TemporalNamespace, sec)
+	tc, err := dialTemporal(log, cfg.TemporalAddress, cfg.TemporalNamespace, sec, mh)
 	if err != nil {
 		return err
 	}
 	defer tc.Close()
 
 	var l *listener
-	var reg *prometheus.Registry
 	switch service {
 	case "app":
 		docs, err := statestore.NewStore(daprAddress(cfg), cfg.DaprStore, statestore.WithAPIToken(cfg.DaprAPIToken))
@@ -490,7 +541,7 @@ func runOne(ctx context.Context, cfg *config, service string) error {
 		if nc != nil {
 			defer nc.Close()
 		}
-		pw, err := startWorker(ctx, log, cfg, tc, pool, nc)
+		pw, err := startWorker(ctx, log, cfg, wopts, tc, pool, nc, reg)
 		if err != nil {
 			return err
 		}
@@ -498,7 +549,6 @@ func runOne(ctx context.Context, cfg *config, service string) error {
 		if l, err = listen("worker", cfg.WorkerAddr, pw.h); err != nil {
 			return err
 		}
-		reg = pw.reg
 	}
 	log.Info("listening", "service", service, "url", l.URL(), "temporal", cfg.TemporalAddress)
 	ls := []*listener{l}

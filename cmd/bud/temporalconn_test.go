@@ -168,7 +168,7 @@ func TestTemporalClientMutualTLS(t *testing.T) {
 	c := config{TemporalTLSCert: p.certFile, TemporalTLSKey: p.keyFile, TemporalTLSCA: p.caFile, TemporalTLSServerName: "temporal.test", TemporalAPIKey: "key-1"}
 	sec, err := c.temporalSecurity()
 	require.NoError(t, err)
-	tc, err := dialTemporal(slog.New(slog.NewTextHandler(io.Discard, nil)), ln.Addr().String(), "default", sec)
+	tc, err := dialTemporal(slog.New(slog.NewTextHandler(io.Discard, nil)), ln.Addr().String(), "default", sec, nil)
 	require.NoError(t, err)
 	defer tc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
