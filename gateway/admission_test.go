@@ -8,11 +8,15 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/budhq/bud/upstreamtest"
@@ -366,4 +370,121 @@ func TestStreamUsageKeptWhenAskedFor(t *testing.T) {
 	left, err := strconv.Atoi(res.header.Get("X-Ratelimit-Remaining-Tokens"))
 	require.NoError(t, err)
 	require.InDelta(t, 993, left, 3, "the stream's 7 tokens were charged")
+}
+
+// newRedis returns a client of the machine's Redis and a fresh key prefix,
+// whose keys are deleted when the test ends.
+func newRedis(t *testing.T) (*redis.Client, string) {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+	require.NoError(t, c.Ping(t.Context()).Err())
+	prefix := randomName("budtest:") + ":"
+	t.Cleanup(func() {
+		keys, _ := c.Keys(context.Background(), prefix+"*").Result()
+		if len(keys) > 0 {
+			_ = c.Del(context.Background(), keys...).Err()
+		}
+		_ = c.Close()
+	})
+	return c, prefix
+}
+
+// inFlight wraps an upstream's handler and keeps the most requests it
+// ever served at once.
+type inFlight struct {
+	now, peak atomic.Int64
+}
+
+func (f *inFlight) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := f.now.Add(1)
+		for p := f.peak.Load(); n > p && !f.peak.CompareAndSwap(p, n); p = f.peak.Load() {
+		}
+		defer f.now.Add(-1)
+		h.ServeHTTP(w, r)
+	})
+}
+
+// TestLimitsSharedByGatewaysThroughRedis: two gateways on one database and
+// one Redis, as two processes, admit together no more than a deployment's
+// burst and its rate's refill, and hold no more than its max_concurrency
+// requests in flight at once.
+func TestLimitsSharedByGatewaysThroughRedis(t *testing.T) {
+	t.Parallel()
+	c1, prefix := newRedis(t)
+	c2 := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+	t.Cleanup(func() { _ = c2.Close() })
+	first := setup(t, setupOpts{redis: c1, redisPrefix: prefix})
+	second := setup(t, setupOpts{pool: first.pool, box: first.box, redis: c2, redisPrefix: prefix})
+	gateways := []*bundle{first, second}
+
+	var flight inFlight
+	up := httptest.NewServer(flight.wrap(first.up.Handler()))
+	t.Cleanup(up.Close)
+	first.up.SetRecording(false)
+	first.up.SetDefault(upstreamtest.Text("ok").WithDelay(20 * time.Millisecond))
+	project := first.project("shared")
+	secret := first.keyWithLimit(project, nil)
+	deploy := func(name string, settings map[string]any) {
+		first.api("POST", "/api/projects/"+project+"/deployments", map[string]any{
+			"name": name, "kind": "model", "upstream": map[string]any{"base_url": up.URL + "/v1", "model": "stand-in"}, "settings": settings,
+		}, http.StatusCreated)
+	}
+	chat := func(b *bundle, model string) int {
+		res, err := b.post(context.Background(), t, "/v1/chat/completions", secret, map[string]any{"model": model, "messages": []any{map[string]any{"role": "user", "content": "hi"}}})
+		if err != nil {
+			return 0
+		}
+		return res.status
+	}
+
+	t.Run("rate", func(t *testing.T) {
+		const rpm, burst = 600, 10
+		deploy("rated", map[string]any{"rate_limit": map[string]any{"enabled": true, "requests_per_minute": rpm, "burst": burst}})
+		var admitted, refused atomic.Int64
+		start := time.Now()
+		var wg sync.WaitGroup
+		for _, g := range gateways {
+			for range 4 {
+				wg.Go(func() {
+					for time.Since(start) < 500*time.Millisecond {
+						switch chat(g, "rated") {
+						case http.StatusOK:
+							admitted.Add(1)
+						case http.StatusTooManyRequests:
+							refused.Add(1)
+						default:
+							t.Error("neither admitted nor refused")
+							return
+						}
+					}
+				})
+			}
+		}
+		wg.Wait()
+		elapsed := time.Since(start)
+		allowed := burst + elapsed.Milliseconds()*rpm/60_000
+		t.Logf("two gateways admitted %d and refused %d in %s; the burst and the refill allow %d", admitted.Load(), refused.Load(), elapsed, allowed)
+		require.GreaterOrEqual(t, admitted.Load(), int64(burst))
+		require.LessOrEqual(t, admitted.Load(), allowed)
+	})
+
+	t.Run("concurrency", func(t *testing.T) {
+		deploy("narrow", map[string]any{"max_concurrency": 2, "queue_timeout_ms": 30_000})
+		flight.peak.Store(0)
+		statuses := make(chan int, 24)
+		var wg sync.WaitGroup
+		for _, g := range gateways {
+			for range 12 {
+				wg.Go(func() { statuses <- chat(g, "narrow") })
+			}
+		}
+		wg.Wait()
+		close(statuses)
+		for s := range statuses {
+			require.Equal(t, http.StatusOK, s, "every request got a slot within its queue time")
+		}
+		t.Logf("peak in flight at the upstream: %d", flight.peak.Load())
+		require.Equal(t, int64(2), flight.peak.Load())
+	})
 }

@@ -51,6 +51,8 @@ type bundle struct {
 	gateway  *gateway.Gateway
 	metrics  http.Handler
 	schema   string
+	pool     *pgxpool.Pool
+	box      *secrets.Box
 	dbExec   func(sql string, args ...any)
 	dbScalar func(dst any, sql string, args ...any)
 }
@@ -123,7 +125,7 @@ func setup(t testing.TB, opts ...setupOpts) *bundle {
 	gwSrv := httptest.NewServer(g)
 	t.Cleanup(gwSrv.Close)
 
-	b := &bundle{t: t, gw: gwSrv, appURL: appSrv.URL, up: upstreamtest.Start(t), gateway: g, metrics: metrics.Handler(reg), schema: schema}
+	b := &bundle{t: t, gw: gwSrv, appURL: appSrv.URL, up: upstreamtest.Start(t), gateway: g, metrics: metrics.Handler(reg), schema: schema, pool: pool, box: box}
 	b.dbExec = func(sql string, args ...any) {
 		_, err := pool.Exec(context.Background(), sql, args...)
 		require.NoError(t, err)

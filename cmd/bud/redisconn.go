@@ -39,7 +39,20 @@ func connectRedis(ctx context.Context, log *slog.Logger, cfg *config, service st
 	if opts.WriteTimeout == 0 {
 		opts.WriteTimeout = redisIOTimeout
 	}
+	// A decision does not wait on retries: a script that timed out may
+	// have run, and one outage is noticed at once, then Redis is tried
+	// again a second later (package admission).
+	if opts.MaxRetries == 0 {
+		opts.MaxRetries = -1
+	}
+	if opts.DialerRetries == 0 {
+		opts.DialerRetries = 1
+	}
 	opts.ClientName = "bud-" + service
+	// go-redis logs every failed dial on its own logger, the process's
+	// only one; admission logs an outage once, so go-redis's lines are
+	// debug detail.
+	redis.SetLogger(redisLogger{log})
 	c := redis.NewClient(opts)
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -48,4 +61,12 @@ func connectRedis(ctx context.Context, log *slog.Logger, cfg *config, service st
 		return nil, fmt.Errorf("BUD_REDIS_URL: %s does not answer: %w", cfg.RedisURL, err)
 	}
 	return c, nil
+}
+
+// redisLogger passes go-redis's log lines to the service's log at debug
+// level.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, fmt.Sprintf(format, v...), "component", "go-redis")
 }
