@@ -177,7 +177,7 @@ func (l *local) admit(ctx context.Context, a *Admitter, req *Request, rates bool
 			h = headersOf(req, d, k)
 		}
 		unlock(d, k)
-		t := &Ticket{a: a, req: *req, headers: h, localRates: rates, dep: d, key: k}
+		t := &Ticket{a: a, req: *req, headers: h, localRates: rates, dep: d, key: k, admitted: now}
 		if req.concurrency() {
 			t.slot = d
 		}
@@ -327,9 +327,11 @@ func (s *subject) releaseLocked() {
 	s.inflight--
 }
 
-// charge takes tokens from the token buckets of t's request.
+// charge takes tokens from the token buckets of t's request. It refills
+// them no further than the request's admission: the next refill adds
+// what has come since, and the hot path reads the clock once.
 func (l *local) charge(t *Ticket, tokens int64) {
-	now := l.now().UnixMilli()
+	now := t.admitted
 	if t.req.deploymentRate() && t.req.Deployment.TokensPerMinute > 0 {
 		l.chargeOne(t.dep, kindDeployment, t.req.DeploymentID, int64(t.req.Deployment.TokensPerMinute), tokens, now)
 	}

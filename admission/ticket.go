@@ -20,6 +20,8 @@ type Ticket struct {
 	// this process, rates only when localRates (no Redis configured).
 	remote     bool
 	localRates bool
+	// admitted is when an in-process decision was taken, ms.
+	admitted int64
 	// slot is the in-process slot held, if any; dep and key are the
 	// in-process states charged with tokens.
 	slot     *subject
@@ -130,20 +132,78 @@ func (h *headers) addTokens(w window) {
 	}
 }
 
-// write sets the headers. The names are set as stored (canonical) to
-// spare a canonicalization per header.
+// write sets the headers. The values share one string and the headers'
+// slices one array, so that six headers cost two allocations; the names
+// are set as stored (canonical) to spare a canonicalization each.
 func (h *headers) write(hdr http.Header) {
+	if !h.hasRequests && !h.hasTokens {
+		return
+	}
+	var buf [128]byte
+	b := buf[:0]
+	var ends [6]int
+	n := 0
+	add := func(w window) {
+		b = strconv.AppendInt(b, w.limit, 10)
+		ends[n] = len(b)
+		b = strconv.AppendInt(b, w.remaining, 10)
+		ends[n+1] = len(b)
+		b = appendReset(b, w.resetMS)
+		ends[n+2] = len(b)
+		n += 3
+	}
 	if h.hasRequests {
-		hdr["X-Ratelimit-Limit-Requests"] = []string{strconv.FormatInt(h.requests.limit, 10)}
-		hdr["X-Ratelimit-Remaining-Requests"] = []string{strconv.FormatInt(h.requests.remaining, 10)}
-		hdr["X-Ratelimit-Reset-Requests"] = []string{resetText(h.requests.resetMS)}
+		add(h.requests)
 	}
 	if h.hasTokens {
-		hdr["X-Ratelimit-Limit-Tokens"] = []string{strconv.FormatInt(h.tokens.limit, 10)}
-		hdr["X-Ratelimit-Remaining-Tokens"] = []string{strconv.FormatInt(h.tokens.remaining, 10)}
-		hdr["X-Ratelimit-Reset-Tokens"] = []string{resetText(h.tokens.resetMS)}
+		add(h.tokens)
+	}
+	all := string(b)
+	values := make([]string, n)
+	start := 0
+	for i := range n {
+		values[i] = all[start:ends[i]]
+		start = ends[i]
+	}
+	names := [...]string{"X-Ratelimit-Limit-Requests", "X-Ratelimit-Remaining-Requests", "X-Ratelimit-Reset-Requests"}
+	if h.hasRequests {
+		for i, name := range names {
+			hdr[name] = values[i : i+1 : i+1]
+		}
+		values = values[3:]
+	}
+	if h.hasTokens {
+		names = [...]string{"X-Ratelimit-Limit-Tokens", "X-Ratelimit-Remaining-Tokens", "X-Ratelimit-Reset-Tokens"}
+		for i, name := range names {
+			hdr[name] = values[i : i+1 : i+1]
+		}
 	}
 }
 
-// resetText writes a reset time as OpenAI does: "1s", "6m0s", "20ms".
-func resetText(ms int64) string { return (time.Duration(ms) * time.Millisecond).String() }
+// appendReset appends a reset time of ms milliseconds as OpenAI writes
+// it: "20ms", "1s", "17.28s", "6m0s", time.Duration's form, without the
+// string its String method allocates.
+func appendReset(b []byte, ms int64) []byte {
+	switch {
+	case ms <= 0:
+		return append(b, "0s"...)
+	case ms < 1000:
+		return append(strconv.AppendInt(b, ms, 10), "ms"...)
+	}
+	if h := ms / 3_600_000; h > 0 {
+		b = append(strconv.AppendInt(b, h, 10), 'h')
+		b = append(strconv.AppendInt(b, ms/60_000%60, 10), 'm')
+	} else if m := ms / 60_000; m > 0 {
+		b = append(strconv.AppendInt(b, m, 10), 'm')
+	}
+	b = strconv.AppendInt(b, ms/1000%60, 10)
+	if frac := ms % 1000; frac > 0 {
+		digits := [3]byte{byte('0' + frac/100), byte('0' + frac/10%10), byte('0' + frac%10)}
+		end := 3
+		for digits[end-1] == '0' {
+			end--
+		}
+		b = append(append(b, '.'), digits[:end]...)
+	}
+	return append(b, 's')
+}
