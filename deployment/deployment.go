@@ -39,8 +39,8 @@ type Deployment struct {
 	// Kind is bud.KindModel or bud.KindPrompt.
 	Kind      string
 	CreatedAt time.Time
-	// Settings are how the deployment is served: its stored settings read
-	// over bud.DefaultSettings(), as BudApp reads them.
+	// Settings are how the deployment is served: its limits, its cache.
+	// Fields its stored settings lack take bud.DefaultSettings().
 	Settings bud.Settings
 
 	// ChatURL is the upstream's chat completions endpoint (model
