@@ -10,12 +10,16 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/budhq/bud"
+	"github.com/budhq/bud/admission"
 )
 
 // caller is an authenticated request's project and key.
 type caller struct {
 	keyID     uuid.UUID
 	projectID uuid.UUID
+	// rate is the key's own rate limit (zero: none), which admission
+	// applies on top of each deployment's.
+	rate admission.Rate
 	// arrived is when the gateway began on the request, so that a
 	// handler's latency includes the key's lookup.
 	arrived time.Time
@@ -85,7 +89,7 @@ func (g *Gateway) authenticate(r *http.Request) (caller, *apiError) {
 		return caller{}, errExpiredKey()
 	}
 	g.lastUsed.mark(e.id)
-	return caller{keyID: e.id, projectID: e.projectID}, nil
+	return caller{keyID: e.id, projectID: e.projectID, rate: e.rate}, nil
 }
 
 // hashSecret is the SHA-256 of secret, by which keys are stored and cached.

@@ -11,6 +11,7 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/budhq/bud/admission"
 	"github.com/budhq/bud/changes"
 	"github.com/budhq/bud/db"
 	"github.com/budhq/bud/db/dbsqlc"
@@ -28,7 +29,9 @@ type keyEntry struct {
 	projectID uuid.UUID
 	expiresAt *time.Time
 	revoked   bool
-	loadedAt  time.Time
+	// rate is the key's own rate limit; zero for none.
+	rate     admission.Rate
+	loadedAt time.Time
 }
 
 // keyCache holds API keys by the hash of their secret. Entries are dropped
@@ -79,6 +82,7 @@ func (c *keyCache) key(ctx context.Context, hash [32]byte) (*keyEntry, error) {
 			return nil, fmt.Errorf("load api key: %w", err)
 		default:
 			e.found, e.id, e.projectID, e.expiresAt, e.revoked = true, row.ID, row.ProjectID, row.ExpiresAt, row.RevokedAt != nil
+			e.rate = admission.Rate{RequestsPerMinute: int(row.RateRequestsPerMinute), Burst: int(row.RateBurst), TokensPerMinute: int(row.RateTokensPerMinute)}
 		}
 		c.mu.Lock()
 		if c.gen == gen {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/budhq/bud"
+	"github.com/budhq/bud/admission"
 	"github.com/budhq/bud/chat"
 	"github.com/budhq/bud/deployment"
 	"github.com/budhq/bud/egress"
@@ -149,7 +150,11 @@ func decodeModel(raw []byte) (model string, whole bool) {
 // stream a reply on "Stream" that the gateway reads whole. Members are
 // copied as written: every value is valid JSON already, so there is
 // nothing to re-encode, only to join.
-func (req *chatRequest) appendUpstreamBody(buf []byte, d *deployment.Deployment) []byte {
+//
+// With forceUsage, a streamed reply is asked for its usage
+// (stream_options.include_usage), which a token limit needs to charge the
+// request; the caller's other stream options stay.
+func (req *chatRequest) appendUpstreamBody(buf []byte, d *deployment.Deployment, forceUsage bool) []byte {
 	buf = append(buf, `{"model":`...)
 	buf = append(buf, d.UpstreamModelJSON...)
 	// The caller's keys the defaults name, to leave those defaults out.
@@ -183,7 +188,14 @@ func (req *chatRequest) appendUpstreamBody(buf []byte, d *deployment.Deployment)
 		buf = append(buf, ',', '"')
 		buf = append(buf, k...)
 		buf = append(buf, '"', ':')
+		if forceUsage && string(key) == "stream_options" {
+			buf = appendWithUsage(buf, v)
+			continue
+		}
 		buf = append(buf, v...)
+	}
+	if forceUsage && req.streamOptionsAt < 0 {
+		buf = append(buf, `,"stream_options":{"include_usage":true}`...)
 	}
 	for k, v := range d.Defaults {
 		if k == "model" || k == "stream" || k == "stream_options" || bud.Respelled(k) || req.sets(k, set[:nset], overflow) {
@@ -195,6 +207,54 @@ func (req *chatRequest) appendUpstreamBody(buf []byte, d *deployment.Deployment)
 		buf = append(buf, v...)
 	}
 	return append(buf, '}')
+}
+
+// appendWithUsage appends stream options v with include_usage true, in
+// place of any spelling of it the caller sent. A v that is not an object
+// is appended as it is, for the upstream to refuse, as it would directly.
+func appendWithUsage(buf, v []byte) []byte {
+	switch v[0] {
+	case 'n':
+		return append(buf, `{"include_usage":true}`...)
+	case '{':
+	default:
+		return append(buf, v...)
+	}
+	buf = append(buf, `{"include_usage":true`...)
+	m := newMembers(v)
+	for {
+		k, mv, ok := m.next()
+		if !ok {
+			break
+		}
+		if keyFolds(k, "include_usage") {
+			continue
+		}
+		buf = append(buf, ',', '"')
+		buf = append(buf, k...)
+		buf = append(buf, '"', ':')
+		buf = append(buf, mv...)
+	}
+	return append(buf, '}')
+}
+
+// asksUsage reports whether the caller asked for the usage of a streamed
+// reply (stream_options.include_usage: true).
+func (req *chatRequest) asksUsage() bool {
+	if req.streamOptionsAt < 0 || req.body[req.streamOptionsAt] != '{' {
+		return false
+	}
+	asks := false
+	m := newMembers(req.body[req.streamOptionsAt:])
+	for {
+		k, v, ok := m.next()
+		if !ok {
+			return asks
+		}
+		if keyIs(k, "include_usage") {
+			asks = hasLiteral(v, "true")
+		}
+	}
 }
 
 // sets reports whether the caller's object has key k: among set, the keys
@@ -310,9 +370,31 @@ func (g *Gateway) chatCompletions(w http.ResponseWriter, r *http.Request) {
 	}
 	series = g.metrics.chat(c.projectID, d.Name)
 
+	ticket, aerr := g.admit(r, w.Header(), c, d)
+	if aerr == errClientGone {
+		status = 499
+		series.failed("client_closed")
+		return
+	}
+	if aerr != nil {
+		fail(aerr, "rate_limited")
+		return
+	}
+	// The reply's end calls Done with its usage; this one covers the paths
+	// that end before.
+	defer ticket.Done(0)
+	// The response cache is looked up here, once the request is admitted:
+	// a hit counts against the rate limits as any request, and ends the
+	// ticket with Done(0). Usage is recorded where the ticket is done.
+
+	// A token limit charges a stream from its usage, which only a stream
+	// asked for it reports; the caller gets the usage chunk only if it
+	// asked too.
+	forceUsage := req.stream && tokenLimited(d, c)
+	dropUsage := forceUsage && !req.asksUsage()
 	// Not pooled: the transport may still be writing it after the reply
 	// is in, when an upstream answers before reading the whole request.
-	upBody := req.appendUpstreamBody(make([]byte, 0, len(req.body)+len(d.UpstreamModelJSON)+64*len(d.Defaults)+16), d)
+	upBody := req.appendUpstreamBody(make([]byte, 0, len(req.body)+len(d.UpstreamModelJSON)+64*len(d.Defaults)+48), d, forceUsage)
 	g.buffers.put(in)
 	in, req.body = nil, nil
 	// The caller's context: a client that goes away cancels the upstream
@@ -358,14 +440,23 @@ func (g *Gateway) chatCompletions(w http.ResponseWriter, r *http.Request) {
 	}
 
 	if req.stream && resp.StatusCode < 300 && isEventStream(resp.Header.Get("Content-Type")) {
-		g.relayStream(w, resp, series)
+		g.relayStream(w, resp, series, ticket, dropUsage)
 		return
 	}
-	g.relayBody(w, resp, series)
+	g.relayBody(w, resp, series, ticket)
+}
+
+// tokenLimited reports whether a token limit applies to the caller's
+// requests to d.
+func tokenLimited(d *deployment.Deployment, c caller) bool {
+	return c.rate.TokensPerMinute > 0 || (d.Settings.RateLimit.Enabled && d.Settings.RateLimit.TokensPerMinute > 0)
 }
 
 // relayBody passes a whole response back with its status, counting tokens.
-func (g *Gateway) relayBody(w http.ResponseWriter, resp *http.Response, series *chatSeries) {
+// The ticket is done, with the reply's tokens, before the reply is
+// written: a client that sends its next request on reading this one finds
+// the slot free.
+func (g *Gateway) relayBody(w http.ResponseWriter, resp *http.Response, series *chatSeries, ticket *admission.Ticket) {
 	buf := g.buffers.get()
 	defer g.buffers.put(buf)
 	buf.Grow(presize(resp.ContentLength))
@@ -377,9 +468,11 @@ func (g *Gateway) relayBody(w http.ResponseWriter, resp *http.Response, series *
 			Message: "The upstream closed the connection before its reply was complete."})
 		return
 	}
+	tokens := 0
 	if resp.StatusCode < 300 {
-		countUsage(b, series)
+		tokens = countUsage(b, series)
 	}
+	ticket.Done(tokens)
 	h := w.Header()
 	ct := resp.Header.Get("Content-Type")
 	if ct == "" {
@@ -394,7 +487,13 @@ func (g *Gateway) relayBody(w http.ResponseWriter, resp *http.Response, series *
 
 // relayStream passes server-sent events through one event at a time,
 // flushing after each, and counts the usage chunk if the upstream sends one.
-func (g *Gateway) relayStream(w http.ResponseWriter, resp *http.Response, series *chatSeries) {
+// The ticket is done with its tokens before the closing `data: [DONE]`
+// is passed on (as relayBody does before the reply), or when the stream
+// ends without one. With dropUsage the usage chunk, which the gateway
+// asked for and the caller did not, is counted and not passed on.
+func (g *Gateway) relayStream(w http.ResponseWriter, resp *http.Response, series *chatSeries, ticket *admission.Ticket, dropUsage bool) {
+	tokens := 0
+	defer func() { ticket.Done(tokens) }()
 	h := w.Header()
 	h.Set("Content-Type", resp.Header.Get("Content-Type"))
 	h.Set("Cache-Control", "no-cache")
@@ -406,6 +505,9 @@ func (g *Gateway) relayStream(w http.ResponseWriter, resp *http.Response, series
 
 	br := bufio.NewReaderSize(resp.Body, 32<<10)
 	dataPrefix := []byte("data:")
+	// dropping is set from a dropped usage chunk to the blank line that
+	// ends its event, which goes too.
+	dropping := false
 	for {
 		line, err := br.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
@@ -418,7 +520,17 @@ func (g *Gateway) relayStream(w http.ResponseWriter, resp *http.Response, series
 		}
 		if len(line) > 0 {
 			if data, ok := bytes.CutPrefix(line, dataPrefix); ok {
-				countUsage(data, series)
+				if n := countUsage(data, series); n > 0 {
+					tokens = n
+					dropping = dropUsage && noChoices(data)
+				}
+				if string(bytes.TrimSpace(data)) == "[DONE]" {
+					ticket.Done(tokens)
+				}
+			}
+			if dropping {
+				dropping = len(bytes.TrimSpace(line)) != 0
+				continue
 			}
 			if _, werr := w.Write(line); werr != nil {
 				return // the client went away; returning closes the upstream
@@ -440,16 +552,39 @@ func (g *Gateway) relayStream(w http.ResponseWriter, resp *http.Response, series
 	}
 }
 
-func countUsage(b []byte, series *chatSeries) {
+// countUsage counts the tokens of a reply or a chunk that reports its
+// usage, and returns them: prompt and completion, 0 when it reports none.
+func countUsage(b []byte, series *chatSeries) int {
 	u, ok := findUsage(b)
 	if !ok {
-		return
+		return 0
 	}
 	if u.PromptTokens > 0 {
 		series.tokensIn.Add(float64(u.PromptTokens))
 	}
 	if u.CompletionTokens > 0 {
 		series.tokensOut.Add(float64(u.CompletionTokens))
+	}
+	return int(min(max(u.PromptTokens, 0)+max(u.CompletionTokens, 0), 1<<31))
+}
+
+// noChoices reports whether a stream chunk's choices are empty, as in the
+// chunk that only reports usage.
+func noChoices(data []byte) bool {
+	data = trimSpace(data)
+	if len(data) == 0 || data[0] != '{' {
+		return false
+	}
+	empty := false
+	m := newMembers(data)
+	for {
+		k, v, ok := m.next()
+		if !ok {
+			return empty
+		}
+		if keyIs(k, "choices") {
+			empty = len(v) >= 2 && v[0] == '[' && len(trimSpace(v[1:len(v)-1])) == 0
+		}
 	}
 }
 

@@ -101,7 +101,7 @@ func FuzzParseChatRequest(f *testing.F) {
 			t.Fatalf("stream %v, encoding/json reads %v", req.stream, want.stream)
 		}
 
-		out := req.appendUpstreamBody(nil, d)
+		out := req.appendUpstreamBody(nil, d, false)
 		var got map[string]json.RawMessage
 		if err := json.Unmarshal(out, &got); err != nil {
 			t.Fatalf("upstream body is not a JSON object: %v: %s", err, out)

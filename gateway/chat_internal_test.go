@@ -49,7 +49,7 @@ func BenchmarkChatRequestBody(b *testing.B) {
 			if aerr := req.parseBody(body); aerr != nil || req.model != "m" {
 				b.Fatal(aerr)
 			}
-			out = req.appendUpstreamBody(out[:0], d)
+			out = req.appendUpstreamBody(out[:0], d, false)
 			if u, ok := findUsage(reply); !ok || u.PromptTokens != 12 {
 				b.Fatal(u)
 			}

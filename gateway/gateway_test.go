@@ -17,10 +17,12 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 	"github.com/openai/openai-go/v3/responses"
 	"github.com/openai/openai-go/v3/shared"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
 
@@ -37,7 +39,7 @@ import (
 
 const adminToken = "test-admin-token-of-at-least-32-characters"
 
-func TestMain(m *testing.M) { os.Exit(statestoretest.Main(m)) }
+func TestMain(m *testing.M) { os.Exit(stopRunEnv(statestoretest.Main(m))) }
 
 // bundle is a gateway wired to a real schema, BudApp for set-up, and the
 // upstream stand-in.
@@ -49,6 +51,8 @@ type bundle struct {
 	gateway  *gateway.Gateway
 	metrics  http.Handler
 	schema   string
+	pool     *pgxpool.Pool
+	box      *secrets.Box
 	dbExec   func(sql string, args ...any)
 	dbScalar func(dst any, sql string, args ...any)
 }
@@ -63,6 +67,14 @@ type setupOpts struct {
 	documents interface {
 		Get(ctx context.Context, key string) ([]byte, error)
 	}
+	// pool and box, when set, are the database and secrets box to use
+	// instead of a fresh schema (setupRuns).
+	pool *pgxpool.Pool
+	box  *secrets.Box
+	// redis and redisPrefix are the gateway's shared state; none keeps it
+	// in the process.
+	redis       redis.UniversalClient
+	redisPrefix string
 }
 
 func setup(t testing.TB, opts ...setupOpts) *bundle {
@@ -71,11 +83,15 @@ func setup(t testing.TB, opts ...setupOpts) *bundle {
 	if len(opts) > 0 {
 		o = opts[0]
 	}
-	pool, schema := dbtest.NewSchema(t)
-	key := make([]byte, secrets.KeySize)
-	_, _ = rand.Read(key)
-	box, err := secrets.NewBox(key)
-	require.NoError(t, err)
+	pool, box, schema := o.pool, o.box, ""
+	if pool == nil {
+		pool, schema = dbtest.NewSchema(t)
+		key := make([]byte, secrets.KeySize)
+		_, _ = rand.Read(key)
+		var err error
+		box, err = secrets.NewBox(key)
+		require.NoError(t, err)
+	}
 
 	appH, err := app.New(app.Config{Pool: pool, Box: box, AdminToken: adminToken, Documents: statestoretest.Store(t)})
 	require.NoError(t, err)
@@ -93,6 +109,8 @@ func setup(t testing.TB, opts ...setupOpts) *bundle {
 		Runs:                 o.runs(t),
 		Documents:            o.documents,
 		Egress:               o.egress,
+		Redis:                o.redis,
+		RedisPrefix:          o.redisPrefix,
 	})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -107,7 +125,7 @@ func setup(t testing.TB, opts ...setupOpts) *bundle {
 	gwSrv := httptest.NewServer(g)
 	t.Cleanup(gwSrv.Close)
 
-	b := &bundle{t: t, gw: gwSrv, appURL: appSrv.URL, up: upstreamtest.Start(t), gateway: g, metrics: metrics.Handler(reg), schema: schema}
+	b := &bundle{t: t, gw: gwSrv, appURL: appSrv.URL, up: upstreamtest.Start(t), gateway: g, metrics: metrics.Handler(reg), schema: schema, pool: pool, box: box}
 	b.dbExec = func(sql string, args ...any) {
 		_, err := pool.Exec(context.Background(), sql, args...)
 		require.NoError(t, err)

@@ -109,6 +109,21 @@ func (g *Gateway) responses(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	ticket, aerr := g.admit(r, w.Header(), c, d)
+	if aerr == errClientGone {
+		return
+	}
+	if aerr != nil {
+		writeAPIError(w, aerr)
+		return
+	}
+	// The turn's end calls Done with its usage; this one covers the paths
+	// that end before.
+	defer ticket.Done(0)
+	// The response cache is looked up here, once the request is admitted:
+	// a hit starts no run, and ends the ticket with Done(0). Usage is
+	// recorded where the ticket is done.
+
 	in := run.Input{
 		ResponseID:    response.NewID(),
 		ProjectID:     c.projectID,
@@ -126,7 +141,7 @@ func (g *Gateway) responses(w http.ResponseWriter, r *http.Request) {
 		in.Instructions = *req.Instructions
 	}
 	if req.Stream {
-		g.streamResponses(w, r, in, v)
+		g.streamResponses(w, r, in, v, ticket)
 		return
 	}
 	sub := g.firstTurn.subscribe(&in)
@@ -150,7 +165,13 @@ func (g *Gateway) responses(w http.ResponseWriter, r *http.Request) {
 		g.log.Error("prompt run failed", "err", err, "response_id", in.ResponseID)
 		out = run.Turn{Status: run.StatusFailed, Error: runs.ServerFailure(in.ResponseID)}
 	}
+	ticket.Done(turnTokens(out))
 	writeTurn(w, in, v, out, time.Now())
+}
+
+// turnTokens is what a turn's model calls used, for a token limit.
+func turnTokens(out run.Turn) int {
+	return int(min(max(out.Usage.InputTokens, 0)+max(out.Usage.OutputTokens, 0), 1<<31))
 }
 
 // continueResponse resumes the paused run whose turn req.PreviousResponseID
@@ -196,10 +217,30 @@ func (g *Gateway) continueResponse(w http.ResponseWriter, r *http.Request, c cal
 		writeAPIError(w, aerr)
 		return
 	}
+	// A continued run is admitted by its prompt deployment's settings as
+	// they are now; one deleted since leaves the key's limit alone.
+	d, err := g.deployments.Prompt(r.Context(), c.projectID, in.Deployment)
+	switch {
+	case errors.Is(err, deployment.ErrNotFound):
+		d = nil
+	case err != nil:
+		g.log.Error("load deployment", "err", err)
+		writeAPIError(w, errInternal())
+		return
+	}
+	ticket, aerr := g.admit(r, w.Header(), c, d)
+	if aerr == errClientGone {
+		return
+	}
+	if aerr != nil {
+		writeAPIError(w, aerr)
+		return
+	}
+	defer ticket.Done(0)
 	ci := run.ContinueInput{PreviousResponseID: prev, InputItems: items}
 	v := g.versionOf(in)
 	if req.Stream {
-		g.streamContinue(w, r, in, v, ci, run.Turn{ResponseID: found.NextResponseID(), Turn: found.Turn + 1, PreviousResponseID: prev})
+		g.streamContinue(w, r, in, v, ci, run.Turn{ResponseID: found.NextResponseID(), Turn: found.Turn + 1, PreviousResponseID: prev}, ticket)
 		return
 	}
 	wait, err := g.cfg.Runs.Continue(r.Context(), found.ID, ci, runs.Completed)
@@ -214,6 +255,7 @@ func (g *Gateway) continueResponse(w http.ResponseWriter, r *http.Request, c cal
 		writeAPIError(w, g.continueError(prev, err))
 		return
 	}
+	ticket.Done(turnTokens(out))
 	writeTurn(w, in, v, out, created)
 }
 

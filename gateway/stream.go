@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/budhq/bud/admission"
 	"github.com/budhq/bud/response"
 	"github.com/budhq/bud/run"
 	"github.com/budhq/bud/runs"
@@ -26,7 +27,7 @@ const flushWait = time.Second
 // it starts the run, so no delta can be missed for want of a subscriber,
 // then streams the first turn (streamTurn). The run signs its events with
 // a key made here, and the subscription takes no other.
-func (g *Gateway) streamResponses(w http.ResponseWriter, r *http.Request, in run.Input, v *version) {
+func (g *Gateway) streamResponses(w http.ResponseWriter, r *http.Request, in run.Input, v *version, ticket *admission.Ticket) {
 	key := runstream.NewEventKey()
 	sub, err := runstream.Subscribe(g.cfg.NATS, in.ResponseID, key)
 	if err != nil {
@@ -45,7 +46,7 @@ func (g *Gateway) streamResponses(w http.ResponseWriter, r *http.Request, in run
 		return
 	}
 	s := newResponseStream(w, http.NewResponseController(w).Flush, in, v, run.Turn{ResponseID: in.ResponseID, Turn: 1}, time.Now())
-	g.streamTurn(w, r, sub, s, wait, g.firstTurn.announceWait)
+	g.streamTurn(w, r, sub, s, wait, g.firstTurn.announceWait, ticket)
 }
 
 // streamTurn streams one turn of a run whose events come on sub, once the
@@ -57,8 +58,9 @@ func (g *Gateway) streamResponses(w http.ResponseWriter, r *http.Request, in run
 // away ends the stream, not the run: runs are durable. wait is asked for
 // the turn's output after askDelay: a first turn announces its end on sub
 // (run.Input.TurnSubject), after every event of the turn, and is asked
-// only when it has not done so in time.
-func (g *Gateway) streamTurn(w http.ResponseWriter, r *http.Request, sub *runstream.Subscription, s *responseStream, wait runs.Wait, askDelay time.Duration) {
+// only when it has not done so in time. The ticket is done with the
+// turn's tokens before the closing events are sent.
+func (g *Gateway) streamTurn(w http.ResponseWriter, r *http.Request, sub *runstream.Subscription, s *responseStream, wait runs.Wait, askDelay time.Duration, ticket *admission.Ticket) {
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream; charset=utf-8")
 	h.Set("Cache-Control", "no-cache")
@@ -74,6 +76,7 @@ func (g *Gateway) streamTurn(w http.ResponseWriter, r *http.Request, sub *runstr
 			if out, ok := workflows.AnnouncedTurn(ev); ok {
 				// The run announces the end after its events; one still
 				// on its way is covered by the turn itself, as after a gap.
+				ticket.Done(turnTokens(out))
 				s.finish(out)
 				return
 			}
@@ -92,6 +95,7 @@ func (g *Gateway) streamTurn(w http.ResponseWriter, r *http.Request, sub *runstr
 				g.log.Error("prompt run failed", "err", res.err, "response_id", s.head.ResponseID)
 				res.out = run.Turn{Status: run.StatusFailed, Error: runs.ServerFailure(s.in.ResponseID)}
 			}
+			ticket.Done(turnTokens(res.out))
 			s.finish(res.out)
 			return
 		case <-r.Context().Done():
@@ -104,7 +108,7 @@ func (g *Gateway) streamTurn(w http.ResponseWriter, r *http.Request, sub *runstr
 // the next turn (head) as streamResponses streams the first: it
 // subscribes to the turn's subject before it sends the input. A continue
 // the run refuses is answered like an unstreamed one, before any event.
-func (g *Gateway) streamContinue(w http.ResponseWriter, r *http.Request, in run.Input, v *version, ci run.ContinueInput, head run.Turn) {
+func (g *Gateway) streamContinue(w http.ResponseWriter, r *http.Request, in run.Input, v *version, ci run.ContinueInput, head run.Turn, ticket *admission.Ticket) {
 	key := runstream.NewEventKey()
 	sub, err := runstream.Subscribe(g.cfg.NATS, head.ResponseID, key)
 	if err != nil {
@@ -123,7 +127,7 @@ func (g *Gateway) streamContinue(w http.ResponseWriter, r *http.Request, in run.
 		return
 	}
 	s := newResponseStream(w, http.NewResponseController(w).Flush, in, v, head, time.Now())
-	g.streamTurn(w, r, sub, s, wait, 0)
+	g.streamTurn(w, r, sub, s, wait, 0, ticket)
 }
 
 // responseStream turns a run's events (package runstream) into OpenAI's

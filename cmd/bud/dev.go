@@ -146,12 +146,20 @@ func runDev(ctx context.Context, args []string) error {
 	}
 	defer nc.Close()
 
+	rc, err := connectRedis(ctx, log, &cfg, "dev")
+	if err != nil {
+		return err
+	}
+	if rc != nil {
+		defer rc.Close()
+	}
+
 	appReg, gwReg := metrics.NewRegistry(), metrics.NewRegistry()
 	appHandler, err := newApp(log, &cfg, pool, tc, docs, appReg)
 	if err != nil {
 		return err
 	}
-	gw, err := newGateway(log, &cfg, pool, tc, docs, nc, gwReg)
+	gw, err := newGateway(log, &cfg, pool, tc, docs, nc, rc, gwReg)
 	if err != nil {
 		return err
 	}

@@ -195,7 +195,15 @@ func startGateway(t *testing.T) *gatewayUnderTest {
 	secret, prefix, hash := bud.NewAPIKeySecret()
 	_, err = q.CreateAPIKey(ctx, dbsqlc.CreateAPIKeyParams{ProjectID: p.ID, Name: "k", Prefix: prefix, SecretHash: hash})
 	require.NoError(t, err)
+	gw := startGatewayOn(t, dbURL)
+	gw.secret = secret
+	return gw
+}
 
+// startGatewayOn starts `bud gateway` on the database at dbURL, with env
+// added to its environment, and waits until it answers.
+func startGatewayOn(t *testing.T, dbURL string, env ...string) *gatewayUnderTest {
+	t.Helper()
 	addr := freePort(t)
 	cmd := exec.Command(budBinary, "gateway")
 	for _, kv := range os.Environ() {
@@ -209,6 +217,7 @@ func startGateway(t *testing.T) *gatewayUnderTest {
 		"TEMPORAL_ADDRESS=127.0.0.1:1", // chat completions need no Temporal
 		"BUD_LOG_LEVEL=error",
 	)
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stderr = os.Stderr
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
@@ -220,7 +229,7 @@ func startGateway(t *testing.T) *gatewayUnderTest {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	}, time.Minute, 20*time.Millisecond, "gateway up")
-	return &gatewayUnderTest{cmd: cmd, addr: addr, url: "http://" + addr, secret: secret}
+	return &gatewayUnderTest{cmd: cmd, addr: addr, url: "http://" + addr}
 }
 
 // rss is the gateway's resident set size now, from /proc.

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
@@ -258,7 +259,7 @@ func daprAddress(cfg *config) string {
 }
 
 // newGateway builds BudGateway, whose metrics go to reg.
-func newGateway(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Client, docs *statestore.Store, nc *nats.Conn, reg *prometheus.Registry) (*gateway.Gateway, error) {
+func newGateway(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Client, docs *statestore.Store, nc *nats.Conn, rc *redis.Client, reg *prometheus.Registry) (*gateway.Gateway, error) {
 	box, err := sealBox(cfg.EncryptionKey)
 	if err != nil {
 		return nil, err
@@ -271,11 +272,11 @@ func newGateway(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Cli
 	if err != nil {
 		return nil, fmt.Errorf("BUD_EGRESS_DENY: %w", err)
 	}
-	rc, err := runsClient(tc, cfg)
+	runsc, err := runsClient(tc, cfg)
 	if err != nil {
 		return nil, err
 	}
-	return gateway.New(gateway.Config{
+	gc := gateway.Config{
 		Egress:          policy,
 		Pool:            pool,
 		Box:             box,
@@ -283,10 +284,16 @@ func newGateway(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Cli
 		Ready:           temporalReady(tc),
 		Registry:        reg,
 		UpstreamTimeout: timeout,
-		Runs:            rc,
+		Runs:            runsc,
 		Documents:       docs,
 		NATS:            nc,
-	})
+		RedisPrefix:     cfg.RedisPrefix,
+	}
+	if rc != nil {
+		// Not a nil *redis.Client in the interface, which would not be nil.
+		gc.Redis = rc
+	}
+	return gateway.New(gc)
 }
 
 // runInBackground runs f until the returned stop is called, and waits for it.
@@ -405,7 +412,7 @@ func runApp(ctx context.Context, args []string) error {
 
 func runGateway(ctx context.Context, args []string) error {
 	var cfg config
-	if err := cfg.parse("gateway", args, "database-url", "temporal-address", "temporal-namespace", "temporal-tls-cert", "temporal-tls-key", "temporal-tls-ca", "temporal-tls-server-name", "temporal-api-key", "gateway-addr", "metrics-addr", "encryption-key", "upstream-timeout", "dapr-grpc-address", "dapr-store", "dapr-api-token", "nats-url", "nats-creds", "nats-tls-ca", "nats-tls-cert", "nats-tls-key", "run-wait", "egress-deny", "log-level", "log-format"); err != nil {
+	if err := cfg.parse("gateway", args, "database-url", "temporal-address", "temporal-namespace", "temporal-tls-cert", "temporal-tls-key", "temporal-tls-ca", "temporal-tls-server-name", "temporal-api-key", "gateway-addr", "metrics-addr", "encryption-key", "upstream-timeout", "redis-url", "redis-prefix", "dapr-grpc-address", "dapr-store", "dapr-api-token", "nats-url", "nats-creds", "nats-tls-ca", "nats-tls-cert", "nats-tls-key", "run-wait", "egress-deny", "log-level", "log-format"); err != nil {
 		return err
 	}
 	return runOne(ctx, &cfg, "gateway")
@@ -471,8 +478,15 @@ func runOne(ctx context.Context, cfg *config, service string) error {
 		if nc != nil {
 			defer nc.Close()
 		}
+		rc, err := connectRedis(ctx, log, cfg, service)
+		if err != nil {
+			return err
+		}
+		if rc != nil {
+			defer rc.Close()
+		}
 		reg = metrics.NewRegistry()
-		g, err := newGateway(log, cfg, pool, tc, docs, nc, reg)
+		g, err := newGateway(log, cfg, pool, tc, docs, nc, rc, reg)
 		if err != nil {
 			return err
 		}
