@@ -223,10 +223,17 @@ func isSchemeByte(c byte) bool {
 	return isLetter(c) || '0' <= c && c <= '9' || c == '+' || c == '.' || c == '-'
 }
 
-// Settings says how a deployment is served. The gateway enforces them.
+// Settings says how a deployment is served. The gateway enforces the
+// rate limit and max_concurrency on every request that reaches the
+// deployment (package admission).
 type Settings struct {
-	MinConcurrency int               `json:"min_concurrency"`
-	MaxConcurrency int               `json:"max_concurrency"`
+	MinConcurrency int `json:"min_concurrency"`
+	// MaxConcurrency bounds the deployment's requests in flight, across
+	// every gateway process when they share Redis.
+	MaxConcurrency int `json:"max_concurrency"`
+	// QueueTimeoutMS is how long a request waits for one of those slots
+	// before it is answered 429; 0 answers at once.
+	QueueTimeoutMS int               `json:"queue_timeout_ms"`
 	Autoscale      bool              `json:"autoscale"`
 	Cache          CacheSettings     `json:"cache"`
 	RateLimit      RateLimitSettings `json:"rate_limit"`
@@ -243,11 +250,16 @@ type CacheSettings struct {
 	Nondeterministic bool `json:"nondeterministic"`
 }
 
-// RateLimitSettings is a token bucket: requests_per_minute refill, burst size.
+// RateLimitSettings are token buckets, enforced when Enabled. Requests:
+// refilled by requests_per_minute, holding burst (0: a minute's worth,
+// requests_per_minute). Tokens: refilled by tokens_per_minute and holding
+// as much, charged with each reply's usage after it, refusing requests
+// while it is empty. A zero rate is no limit of that kind.
 type RateLimitSettings struct {
 	Enabled           bool `json:"enabled"`
 	RequestsPerMinute int  `json:"requests_per_minute"`
 	Burst             int  `json:"burst"`
+	TokensPerMinute   int  `json:"tokens_per_minute"`
 }
 
 // DefaultSettings are the settings of a deployment created without any.
@@ -260,6 +272,10 @@ const (
 	MaxConcurrencyLimit = 100000
 	MaxCacheTTLSeconds  = 30 * 24 * 3600
 	MaxRequestsPerMin   = 10_000_000
+	MaxTokensPerMin     = 10_000_000_000
+	// MaxQueueTimeoutMS bounds a wait for a concurrency slot: a waiting
+	// request holds its connection.
+	MaxQueueTimeoutMS = 60_000
 )
 
 // Check records every problem of s under the field prefix.
@@ -273,18 +289,53 @@ func (s Settings) Check(p *Problems, prefix string) {
 	if s.MinConcurrency > s.MaxConcurrency && s.MaxConcurrency >= 1 {
 		p.Add(prefix+".min_concurrency", "must not exceed max_concurrency (%d)", s.MaxConcurrency)
 	}
+	if s.QueueTimeoutMS < 0 || s.QueueTimeoutMS > MaxQueueTimeoutMS {
+		p.Add(prefix+".queue_timeout_ms", "must be between 0 and %d", MaxQueueTimeoutMS)
+	}
 	if s.Cache.TTLSeconds < 0 || s.Cache.TTLSeconds > MaxCacheTTLSeconds {
 		p.Add(prefix+".cache.ttl_seconds", "must be between 0 and %d", MaxCacheTTLSeconds)
 	} else if s.Cache.Enabled && s.Cache.TTLSeconds == 0 {
 		p.Add(prefix+".cache.ttl_seconds", "must be > 0 when the cache is enabled")
 	}
-	if s.RateLimit.RequestsPerMinute < 0 || s.RateLimit.RequestsPerMinute > MaxRequestsPerMin {
-		p.Add(prefix+".rate_limit.requests_per_minute", "must be between 0 and %d", MaxRequestsPerMin)
-	} else if s.RateLimit.Enabled && s.RateLimit.RequestsPerMinute == 0 {
-		p.Add(prefix+".rate_limit.requests_per_minute", "must be > 0 when the rate limit is enabled")
+	rl := s.RateLimit
+	checkRates(p, prefix+".rate_limit", rl.RequestsPerMinute, rl.Burst, rl.TokensPerMinute)
+	if rl.Enabled && rl.RequestsPerMinute == 0 && rl.TokensPerMinute == 0 {
+		p.Add(prefix+".rate_limit.requests_per_minute", "must be > 0 when the rate limit is enabled (or set tokens_per_minute)")
 	}
-	if s.RateLimit.Burst < 0 || s.RateLimit.Burst > MaxRequestsPerMin {
-		p.Add(prefix+".rate_limit.burst", "must be between 0 and %d", MaxRequestsPerMin)
+}
+
+// checkRates records problems of a rate limit's values under prefix: each
+// within bounds, and no burst without a request rate, whose bucket it
+// sizes.
+func checkRates(p *Problems, prefix string, rpm, burst, tpm int) {
+	if rpm < 0 || rpm > MaxRequestsPerMin {
+		p.Add(prefix+".requests_per_minute", "must be between 0 and %d", MaxRequestsPerMin)
+	}
+	if burst < 0 || burst > MaxRequestsPerMin {
+		p.Add(prefix+".burst", "must be between 0 and %d", MaxRequestsPerMin)
+	} else if burst > 0 && rpm == 0 {
+		p.Add(prefix+".burst", "must be 0 without requests_per_minute: it is the size of the requests' bucket")
+	}
+	if tpm < 0 || tpm > MaxTokensPerMin {
+		p.Add(prefix+".tokens_per_minute", "must be between 0 and %d", MaxTokensPerMin)
+	}
+}
+
+// KeyRateLimit is an API key's own rate limit: the same token buckets as
+// a deployment's (RateLimitSettings), kept per key across every deployment
+// the key calls, on top of each deployment's.
+type KeyRateLimit struct {
+	RequestsPerMinute int `json:"requests_per_minute"`
+	Burst             int `json:"burst"`
+	TokensPerMinute   int `json:"tokens_per_minute"`
+}
+
+// Check records every problem of l under the field prefix. A limit must
+// limit something: a key without one has none (null), not a zero one.
+func (l KeyRateLimit) Check(p *Problems, prefix string) {
+	checkRates(p, prefix, l.RequestsPerMinute, l.Burst, l.TokensPerMinute)
+	if l.RequestsPerMinute == 0 && l.TokensPerMinute == 0 {
+		p.Add(prefix, "must set requests_per_minute or tokens_per_minute; send null for no limit")
 	}
 }
 
@@ -438,6 +489,8 @@ type APIKey struct {
 	LastUsedAt *time.Time `json:"last_used_at"`
 	RevokedAt  *time.Time `json:"revoked_at"`
 	Revoked    bool       `json:"revoked"`
+	// RateLimit is the key's own limit; nil when it has none.
+	RateLimit *KeyRateLimit `json:"rate_limit"`
 }
 
 // Usable reports whether the key may authenticate at time now.

@@ -112,3 +112,39 @@ func TestRedactURLsKeepingUsers(t *testing.T) {
 		require.Equal(t, want, bud.RedactURLsKeepingUsers(in), in)
 	}
 }
+
+func TestRateLimitChecks(t *testing.T) {
+	t.Parallel()
+	fields := func(check func(p *bud.Problems)) []string {
+		var p bud.Problems
+		check(&p)
+		return slices.Sorted(maps.Keys(bud.ErrorFields(p.Err())))
+	}
+	settings := func(s bud.Settings) []string {
+		return fields(func(p *bud.Problems) { s.Check(p, "settings") })
+	}
+	ok := bud.DefaultSettings()
+	require.Empty(t, settings(ok))
+	tokensOnly := ok
+	tokensOnly.RateLimit = bud.RateLimitSettings{Enabled: true, TokensPerMinute: 1000}
+	require.Empty(t, settings(tokensOnly), "a token limit alone is a limit")
+	queued := ok
+	queued.QueueTimeoutMS = bud.MaxQueueTimeoutMS
+	require.Empty(t, settings(queued))
+
+	bad := ok
+	bad.QueueTimeoutMS = bud.MaxQueueTimeoutMS + 1
+	bad.RateLimit = bud.RateLimitSettings{Enabled: true, Burst: 3}
+	require.Equal(t, []string{"settings.queue_timeout_ms", "settings.rate_limit.burst", "settings.rate_limit.requests_per_minute"}, settings(bad))
+	bad = ok
+	bad.RateLimit = bud.RateLimitSettings{TokensPerMinute: -1}
+	require.Equal(t, []string{"settings.rate_limit.tokens_per_minute"}, settings(bad), "checked even while disabled")
+
+	key := func(l bud.KeyRateLimit) []string {
+		return fields(func(p *bud.Problems) { l.Check(p, "rate_limit") })
+	}
+	require.Empty(t, key(bud.KeyRateLimit{RequestsPerMinute: 60, Burst: 10}))
+	require.Empty(t, key(bud.KeyRateLimit{TokensPerMinute: bud.MaxTokensPerMin}))
+	require.Equal(t, []string{"rate_limit"}, key(bud.KeyRateLimit{}))
+	require.Equal(t, []string{"rate_limit.burst", "rate_limit.tokens_per_minute"}, key(bud.KeyRateLimit{Burst: 1, TokensPerMinute: bud.MaxTokensPerMin + 1}))
+}

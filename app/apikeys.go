@@ -1,6 +1,7 @@
 package app
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 	"time"
@@ -16,6 +17,15 @@ import (
 type apiKeyInput struct {
 	Name      string  `json:"name"`
 	ExpiresAt *string `json:"expires_at"`
+	// RateLimit is the key's own limit; absent or null for none.
+	RateLimit *bud.KeyRateLimit `json:"rate_limit"`
+}
+
+// apiKeyPatch is the body of PATCH .../api-keys/{id}. Absent fields keep
+// their value; rate_limit null removes the key's limit.
+type apiKeyPatch struct {
+	Name      *string         `json:"name"`
+	RateLimit json.RawMessage `json:"rate_limit"`
 }
 
 // createdAPIKey is the answer to a key's creation: the only time its secret
@@ -26,7 +36,12 @@ type createdAPIKey struct {
 }
 
 func apiKeyFromRow(row dbsqlc.APIKey) bud.APIKey {
+	var limit *bud.KeyRateLimit
+	if row.RateRequestsPerMinute > 0 || row.RateTokensPerMinute > 0 {
+		limit = &bud.KeyRateLimit{RequestsPerMinute: int(row.RateRequestsPerMinute), Burst: int(row.RateBurst), TokensPerMinute: int(row.RateTokensPerMinute)}
+	}
 	return bud.APIKey{
+		RateLimit:  limit,
 		ID:         row.ID,
 		ProjectID:  row.ProjectID,
 		Name:       row.Name,
@@ -46,10 +61,7 @@ func (s *server) createAPIKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var p bud.Problems
-	if strings.TrimSpace(in.Name) == "" {
-		p.Add("name", "is required")
-	}
-	bud.CheckText(&p, "name", in.Name, bud.MaxNameLen)
+	checkKeyName(&p, in.Name)
 	var expiresAt *time.Time
 	if in.ExpiresAt != nil {
 		t, err := time.Parse(time.RFC3339, *in.ExpiresAt)
@@ -62,17 +74,24 @@ func (s *server) createAPIKey(w http.ResponseWriter, r *http.Request) {
 			expiresAt = &t
 		}
 	}
+	if in.RateLimit != nil {
+		in.RateLimit.Check(&p, "rate_limit")
+	}
 	if err := p.Err(); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	secret, prefix, hash := bud.NewAPIKeySecret()
+	rpm, burst, tpm := keyLimitColumns(in.RateLimit)
 	row, err := s.q.CreateAPIKey(r.Context(), dbsqlc.CreateAPIKeyParams{
-		ProjectID:  project.ID,
-		Name:       in.Name,
-		Prefix:     prefix,
-		SecretHash: hash,
-		ExpiresAt:  expiresAt,
+		ProjectID:             project.ID,
+		Name:                  in.Name,
+		Prefix:                prefix,
+		SecretHash:            hash,
+		ExpiresAt:             expiresAt,
+		RateRequestsPerMinute: rpm,
+		RateBurst:             burst,
+		RateTokensPerMinute:   tpm,
 	})
 	switch {
 	case isForeignKeyViolation(err):
@@ -86,6 +105,75 @@ func (s *server) createAPIKey(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Location", "/api/projects/"+project.ID.String()+"/api-keys/"+row.ID.String())
 	writeJSON(w, http.StatusCreated, createdAPIKey{APIKey: apiKeyFromRow(row), Secret: secret})
+}
+
+// keyLimitColumns is a key's limit as stored: zeros for none. Check has
+// bounded the values to the columns' types.
+func keyLimitColumns(l *bud.KeyRateLimit) (rpm, burst int32, tpm int64) {
+	if l == nil {
+		return 0, 0, 0
+	}
+	return int32(l.RequestsPerMinute), int32(l.Burst), int64(l.TokensPerMinute)
+}
+
+// checkKeyName records the problems of a key's name.
+func checkKeyName(p *bud.Problems, name string) {
+	if strings.TrimSpace(name) == "" {
+		p.Add("name", "is required")
+	}
+	bud.CheckText(p, "name", name, bud.MaxNameLen)
+}
+
+// patchAPIKey changes a key's name or its own rate limit. Gateways see
+// the change within moments (the key's change notification).
+func (s *server) patchAPIKey(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(r, "key_id")
+	if !ok {
+		s.writeError(w, r, notFound("api key"))
+		return
+	}
+	var in apiKeyPatch
+	if !s.decode(w, r, &in) {
+		return
+	}
+	project := projectFrom(r)
+	row, err := s.q.GetAPIKey(r.Context(), dbsqlc.GetAPIKeyParams{ProjectID: project.ID, ID: id})
+	if err != nil {
+		s.writeError(w, r, lookupError(err, "api key", "get api key"))
+		return
+	}
+	key := apiKeyFromRow(row)
+	var p bud.Problems
+	if in.Name != nil {
+		key.Name = *in.Name
+		checkKeyName(&p, key.Name)
+	}
+	if len(in.RateLimit) > 0 {
+		key.RateLimit = nil
+		if !isAbsent(in.RateLimit) {
+			var l bud.KeyRateLimit
+			if err := unmarshalStrict(in.RateLimit, &l, "rate_limit."); err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			l.Check(&p, "rate_limit")
+			key.RateLimit = &l
+		}
+	}
+	if err := p.Err(); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	rpm, burst, tpm := keyLimitColumns(key.RateLimit)
+	row, err = s.q.UpdateAPIKey(r.Context(), dbsqlc.UpdateAPIKeyParams{
+		ProjectID: project.ID, ID: id, Name: key.Name,
+		RateRequestsPerMinute: rpm, RateBurst: burst, RateTokensPerMinute: tpm,
+	})
+	if err != nil {
+		s.writeError(w, r, lookupError(err, "api key", "update api key"))
+		return
+	}
+	writeJSON(w, http.StatusOK, apiKeyFromRow(row))
 }
 
 func (s *server) listAPIKeys(w http.ResponseWriter, r *http.Request) {

@@ -108,3 +108,37 @@ func TestAPIKeyOfAnotherProjectIsNotFound(t *testing.T) {
 	require.Zero(t, list.Total)
 	require.Empty(t, list.Data)
 }
+
+// TestAPIKeyRateLimit: a key's own limit is set at creation, changed,
+// removed, and shown on every read; a key without one shows null.
+func TestAPIKeyRateLimit(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	p := b.createProject(t, "proj")
+	limit := bud.KeyRateLimit{RequestsPerMinute: 60, Burst: 5, TokensPerMinute: 100_000}
+	r := b.do(t, "POST", keysPath(p.ID), map[string]any{"name": "limited", "rate_limit": limit})
+	k := decodeAs[createdKey](t, r, http.StatusCreated)
+	require.Equal(t, &limit, k.RateLimit)
+	path := keysPath(p.ID) + "/" + k.ID.String()
+	require.Equal(t, &limit, decodeAs[bud.APIKey](t, b.do(t, "GET", path, nil), http.StatusOK).RateLimit)
+
+	plain := b.createKey(t, p.ID, "plain")
+	require.Nil(t, plain.RateLimit)
+	require.Contains(t, string(b.do(t, "GET", keysPath(p.ID)+"/"+plain.ID.String(), nil).body), `"rate_limit":null`)
+
+	// A patch changes what it names and keeps the rest.
+	got := decodeAs[bud.APIKey](t, b.do(t, "PATCH", path, map[string]any{"rate_limit": map[string]any{"tokens_per_minute": 5000}}), http.StatusOK)
+	require.Equal(t, &bud.KeyRateLimit{TokensPerMinute: 5000}, got.RateLimit)
+	require.Equal(t, "limited", got.Name)
+	got = decodeAs[bud.APIKey](t, b.do(t, "PATCH", path, map[string]any{"name": "renamed"}), http.StatusOK)
+	require.Equal(t, "renamed", got.Name)
+	require.Equal(t, &bud.KeyRateLimit{TokensPerMinute: 5000}, got.RateLimit)
+	got = decodeAs[bud.APIKey](t, b.do(t, "PATCH", path, map[string]any{"rate_limit": nil}), http.StatusOK)
+	require.Nil(t, got.RateLimit)
+	require.Nil(t, decodeAs[bud.APIKey](t, b.do(t, "GET", path, nil), http.StatusOK).RateLimit)
+
+	// Another project's key is not found.
+	other := b.createProject(t, "other")
+	errorOf(t, b.do(t, "PATCH", keysPath(other.ID)+"/"+k.ID.String(), map[string]any{"name": "x"}), http.StatusNotFound)
+	errorOf(t, b.do(t, "PATCH", keysPath(p.ID)+"/"+uuid.NewString(), map[string]any{"name": "x"}), http.StatusNotFound)
+}

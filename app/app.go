@@ -236,6 +236,7 @@ func (s *server) routes(m *metrics.HTTP) http.Handler {
 					r.Get("/", s.listAPIKeys)
 					r.Post("/", s.createAPIKey)
 					r.Get("/{key_id}", s.getAPIKey)
+					r.Patch("/{key_id}", s.patchAPIKey)
 					r.Delete("/{key_id}", s.revokeAPIKey)
 				})
 			})

@@ -137,6 +137,11 @@ func deploymentBadInput() []badInput {
 		{name: "negative min", body: `{"settings":{"min_concurrency":-1}}`, field: "settings.min_concurrency"},
 		{name: "cache on without ttl", body: `{"settings":{"cache":{"enabled":true,"ttl_seconds":0}}}`, field: "settings.cache.ttl_seconds"},
 		{name: "rate limit on without rpm", body: `{"settings":{"rate_limit":{"enabled":true,"requests_per_minute":0}}}`, field: "settings.rate_limit.requests_per_minute"},
+		{name: "negative tpm", body: `{"settings":{"rate_limit":{"enabled":true,"tokens_per_minute":-1}}}`, field: "settings.rate_limit.tokens_per_minute"},
+		{name: "tpm too high", body: `{"settings":{"rate_limit":{"enabled":true,"tokens_per_minute":10000000001}}}`, field: "settings.rate_limit.tokens_per_minute"},
+		{name: "burst without rpm", body: `{"settings":{"rate_limit":{"enabled":true,"tokens_per_minute":1000,"burst":5}}}`, field: "settings.rate_limit.burst"},
+		{name: "queue timeout too long", body: `{"settings":{"queue_timeout_ms":60001}}`, field: "settings.queue_timeout_ms"},
+		{name: "negative queue timeout", body: `{"settings":{"queue_timeout_ms":-1}}`, field: "settings.queue_timeout_ms"},
 		{name: "temperature too high", body: `{"default_params":{"temperature":3}}`, field: "default_params.temperature"},
 		{name: "temperature of wrong type", body: `{"default_params":{"temperature":"hot"}}`, field: "default_params.temperature"},
 		{name: "model as a default", body: `{"default_params":{"model":"gpt-4o"}}`, field: "default_params.model"},
@@ -233,10 +238,44 @@ func TestBadInputCreateAPIKey(t *testing.T) {
 		{name: "expires_at without zone", body: `{"name":"k","expires_at":"2999-01-01T00:00:00"}`, field: "expires_at"},
 		{name: "expires_at in the past", body: fmt.Sprintf(`{"name":"k","expires_at":%q}`, time.Now().Add(-time.Minute).Format(time.RFC3339)), field: "expires_at", message: "future"},
 	}...)
+	cases = append(cases, keyLimitBadInput(`"name":"k",`)...)
 	runBadInput(t, b, "POST", keysPath(p.ID), cases)
 
 	list := decodeAs[page[bud.APIKey]](t, b.do(t, "GET", keysPath(p.ID), nil), http.StatusOK)
 	require.Zero(t, list.Total, "nothing was created")
+}
+
+// keyLimitBadInput are the refusals of a key's rate_limit, in a body that
+// begins with before.
+func keyLimitBadInput(before string) []badInput {
+	return []badInput{
+		{name: "rate_limit not an object", body: `{` + before + `"rate_limit":60}`, field: "rate_limit"},
+		{name: "unknown rate_limit field", body: `{` + before + `"rate_limit":{"requests_per_minute":1,"per_day":5}}`, field: "rate_limit.per_day"},
+		{name: "rpm of wrong type", body: `{` + before + `"rate_limit":{"requests_per_minute":"60"}}`, field: "rate_limit.requests_per_minute", message: "must be an integer"},
+		{name: "empty rate_limit", body: `{` + before + `"rate_limit":{}}`, field: "rate_limit", message: "null"},
+		{name: "negative rpm", body: `{` + before + `"rate_limit":{"requests_per_minute":-1}}`, field: "rate_limit.requests_per_minute"},
+		{name: "rpm too high", body: `{` + before + `"rate_limit":{"requests_per_minute":10000001}}`, field: "rate_limit.requests_per_minute"},
+		{name: "tpm too high", body: `{` + before + `"rate_limit":{"tokens_per_minute":10000000001}}`, field: "rate_limit.tokens_per_minute"},
+		{name: "burst without rpm", body: `{` + before + `"rate_limit":{"tokens_per_minute":100,"burst":3}}`, field: "rate_limit.burst"},
+	}
+}
+
+func TestBadInputPatchAPIKey(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	p := b.createProject(t, "proj")
+	k := b.createKey(t, p.ID, "k")
+	path := keysPath(p.ID) + "/" + k.ID.String()
+	cases := append(bodyProblems(), []badInput{
+		{name: "unknown field", body: `{"expires_at":"2999-01-01T00:00:00Z"}`, field: "expires_at"},
+		{name: "blank name", body: `{"name":" "}`, field: "name"},
+		{name: "name of wrong type", body: `{"name":5}`, field: "name"},
+	}...)
+	cases = append(cases, keyLimitBadInput("")...)
+	runBadInput(t, b, "PATCH", path, cases)
+	got := decodeAs[bud.APIKey](t, b.do(t, "GET", path, nil), http.StatusOK)
+	require.Equal(t, "k", got.Name, "unchanged")
+	require.Nil(t, got.RateLimit)
 }
 
 // A smaller MaxBodyBytes is honoured.

@@ -93,6 +93,29 @@ func TestModelIsReadyToCall(t *testing.T) {
 	require.Equal(t, map[string]json.RawMessage{"temperature": json.RawMessage(`0.2`), "max_tokens": json.RawMessage(`64`)}, d.Defaults)
 }
 
+// TestSettingsAreRead: a deployment carries its settings, the fields its
+// stored ones lack at their defaults, and a change of them is read again
+// once notified.
+func TestSettingsAreRead(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	row := b.model(t, "qwen", "http://upstream.test/v1", "", `{}`)
+	d, err := b.cache.Model(t.Context(), b.project, "qwen")
+	require.NoError(t, err)
+	require.Equal(t, bud.DefaultSettings(), d.Settings)
+
+	row = b.update(t, row, func(p *dbsqlc.UpdateDeploymentParams) {
+		p.Settings = []byte(`{"max_concurrency": 3, "queue_timeout_ms": 250, "rate_limit": {"enabled": true, "requests_per_minute": 60, "burst": 5, "tokens_per_minute": 1000}}`)
+	})
+	b.cache.Apply(deploymentChanged(row))
+	d, err = b.cache.Model(t.Context(), b.project, "qwen")
+	require.NoError(t, err)
+	want := bud.DefaultSettings()
+	want.MaxConcurrency, want.QueueTimeoutMS = 3, 250
+	want.RateLimit = bud.RateLimitSettings{Enabled: true, RequestsPerMinute: 60, Burst: 5, TokensPerMinute: 1000}
+	require.Equal(t, want, d.Settings)
+}
+
 func TestChatURL(t *testing.T) {
 	t.Parallel()
 	for _, base := range []string{"http://h:8000/v1", "http://h:8000/v1/", "http://h:8000/v1//"} {

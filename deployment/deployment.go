@@ -39,6 +39,9 @@ type Deployment struct {
 	// Kind is bud.KindModel or bud.KindPrompt.
 	Kind      string
 	CreatedAt time.Time
+	// Settings are how the deployment is served: its limits, its cache.
+	// Fields its stored settings lack take bud.DefaultSettings().
+	Settings bud.Settings
 
 	// ChatURL is the upstream's chat completions endpoint (model
 	// deployments): its base URL joined with "chat/completions".
@@ -77,7 +80,12 @@ func joinURL(base, path string) string {
 // compile makes a deployment of its row. A prompt deployment's
 // DefaultVersion is left to the caller, which reads the prompt.
 func compile(row dbsqlc.Deployment, box *secrets.Box) (Deployment, error) {
-	d := Deployment{ID: row.ID, ProjectID: row.ProjectID, Name: row.Name, Kind: row.Kind, CreatedAt: row.CreatedAt}
+	d := Deployment{ID: row.ID, ProjectID: row.ProjectID, Name: row.Name, Kind: row.Kind, CreatedAt: row.CreatedAt, Settings: bud.DefaultSettings()}
+	if len(row.Settings) > 0 {
+		if err := json.Unmarshal(row.Settings, &d.Settings); err != nil {
+			return Deployment{}, fmt.Errorf("deployment %s: settings: %w", row.ID, err)
+		}
+	}
 	if row.Kind == bud.KindPrompt && row.PromptID != nil {
 		d.PromptID, d.PromptVersion = *row.PromptID, row.PromptVersion
 	}

@@ -24,17 +24,22 @@ func (q *Queries) CountAPIKeys(ctx context.Context, projectID uuid.UUID) (int64,
 }
 
 const createAPIKey = `-- name: CreateAPIKey :one
-INSERT INTO api_keys (project_id, name, prefix, secret_hash, expires_at)
-VALUES ($1, $2, $3, $4, $5)
-RETURNING id, project_id, name, prefix, secret_hash, created_at, expires_at, last_used_at, revoked_at
+INSERT INTO api_keys (project_id, name, prefix, secret_hash, expires_at,
+                      rate_requests_per_minute, rate_burst, rate_tokens_per_minute)
+VALUES ($1, $2, $3, $4, $5,
+        $6, $7, $8)
+RETURNING id, project_id, name, prefix, secret_hash, created_at, expires_at, last_used_at, revoked_at, rate_requests_per_minute, rate_burst, rate_tokens_per_minute
 `
 
 type CreateAPIKeyParams struct {
-	ProjectID  uuid.UUID
-	Name       string
-	Prefix     string
-	SecretHash []byte
-	ExpiresAt  *time.Time
+	ProjectID             uuid.UUID
+	Name                  string
+	Prefix                string
+	SecretHash            []byte
+	ExpiresAt             *time.Time
+	RateRequestsPerMinute int32
+	RateBurst             int32
+	RateTokensPerMinute   int64
 }
 
 func (q *Queries) CreateAPIKey(ctx context.Context, arg CreateAPIKeyParams) (APIKey, error) {
@@ -44,6 +49,9 @@ func (q *Queries) CreateAPIKey(ctx context.Context, arg CreateAPIKeyParams) (API
 		arg.Prefix,
 		arg.SecretHash,
 		arg.ExpiresAt,
+		arg.RateRequestsPerMinute,
+		arg.RateBurst,
+		arg.RateTokensPerMinute,
 	)
 	var i APIKey
 	err := row.Scan(
@@ -56,12 +64,15 @@ func (q *Queries) CreateAPIKey(ctx context.Context, arg CreateAPIKeyParams) (API
 		&i.ExpiresAt,
 		&i.LastUsedAt,
 		&i.RevokedAt,
+		&i.RateRequestsPerMinute,
+		&i.RateBurst,
+		&i.RateTokensPerMinute,
 	)
 	return i, err
 }
 
 const getAPIKey = `-- name: GetAPIKey :one
-SELECT id, project_id, name, prefix, secret_hash, created_at, expires_at, last_used_at, revoked_at FROM api_keys WHERE project_id = $1 AND id = $2
+SELECT id, project_id, name, prefix, secret_hash, created_at, expires_at, last_used_at, revoked_at, rate_requests_per_minute, rate_burst, rate_tokens_per_minute FROM api_keys WHERE project_id = $1 AND id = $2
 `
 
 type GetAPIKeyParams struct {
@@ -82,12 +93,15 @@ func (q *Queries) GetAPIKey(ctx context.Context, arg GetAPIKeyParams) (APIKey, e
 		&i.ExpiresAt,
 		&i.LastUsedAt,
 		&i.RevokedAt,
+		&i.RateRequestsPerMinute,
+		&i.RateBurst,
+		&i.RateTokensPerMinute,
 	)
 	return i, err
 }
 
 const getAPIKeyByHash = `-- name: GetAPIKeyByHash :one
-SELECT id, project_id, name, prefix, secret_hash, created_at, expires_at, last_used_at, revoked_at FROM api_keys WHERE secret_hash = $1
+SELECT id, project_id, name, prefix, secret_hash, created_at, expires_at, last_used_at, revoked_at, rate_requests_per_minute, rate_burst, rate_tokens_per_minute FROM api_keys WHERE secret_hash = $1
 `
 
 func (q *Queries) GetAPIKeyByHash(ctx context.Context, secretHash []byte) (APIKey, error) {
@@ -103,12 +117,15 @@ func (q *Queries) GetAPIKeyByHash(ctx context.Context, secretHash []byte) (APIKe
 		&i.ExpiresAt,
 		&i.LastUsedAt,
 		&i.RevokedAt,
+		&i.RateRequestsPerMinute,
+		&i.RateBurst,
+		&i.RateTokensPerMinute,
 	)
 	return i, err
 }
 
 const listAPIKeys = `-- name: ListAPIKeys :many
-SELECT id, project_id, name, prefix, secret_hash, created_at, expires_at, last_used_at, revoked_at FROM api_keys
+SELECT id, project_id, name, prefix, secret_hash, created_at, expires_at, last_used_at, revoked_at, rate_requests_per_minute, rate_burst, rate_tokens_per_minute FROM api_keys
 WHERE project_id = $1
 ORDER BY created_at, id
 LIMIT $3 OFFSET $2
@@ -139,6 +156,9 @@ func (q *Queries) ListAPIKeys(ctx context.Context, arg ListAPIKeysParams) ([]API
 			&i.ExpiresAt,
 			&i.LastUsedAt,
 			&i.RevokedAt,
+			&i.RateRequestsPerMinute,
+			&i.RateBurst,
+			&i.RateTokensPerMinute,
 		); err != nil {
 			return nil, err
 		}
@@ -154,7 +174,7 @@ const revokeAPIKey = `-- name: RevokeAPIKey :one
 UPDATE api_keys
 SET revoked_at = coalesce(revoked_at, now())
 WHERE project_id = $1 AND id = $2
-RETURNING id, project_id, name, prefix, secret_hash, created_at, expires_at, last_used_at, revoked_at
+RETURNING id, project_id, name, prefix, secret_hash, created_at, expires_at, last_used_at, revoked_at, rate_requests_per_minute, rate_burst, rate_tokens_per_minute
 `
 
 type RevokeAPIKeyParams struct {
@@ -175,6 +195,9 @@ func (q *Queries) RevokeAPIKey(ctx context.Context, arg RevokeAPIKeyParams) (API
 		&i.ExpiresAt,
 		&i.LastUsedAt,
 		&i.RevokedAt,
+		&i.RateRequestsPerMinute,
+		&i.RateBurst,
+		&i.RateTokensPerMinute,
 	)
 	return i, err
 }
@@ -195,4 +218,50 @@ type TouchAPIKeysParams struct {
 func (q *Queries) TouchAPIKeys(ctx context.Context, arg TouchAPIKeysParams) error {
 	_, err := q.db.Exec(ctx, touchAPIKeys, arg.Ids, arg.UsedAt)
 	return err
+}
+
+const updateAPIKey = `-- name: UpdateAPIKey :one
+UPDATE api_keys
+SET name = $1,
+    rate_requests_per_minute = $2,
+    rate_burst = $3,
+    rate_tokens_per_minute = $4
+WHERE project_id = $5 AND id = $6
+RETURNING id, project_id, name, prefix, secret_hash, created_at, expires_at, last_used_at, revoked_at, rate_requests_per_minute, rate_burst, rate_tokens_per_minute
+`
+
+type UpdateAPIKeyParams struct {
+	Name                  string
+	RateRequestsPerMinute int32
+	RateBurst             int32
+	RateTokensPerMinute   int64
+	ProjectID             uuid.UUID
+	ID                    uuid.UUID
+}
+
+func (q *Queries) UpdateAPIKey(ctx context.Context, arg UpdateAPIKeyParams) (APIKey, error) {
+	row := q.db.QueryRow(ctx, updateAPIKey,
+		arg.Name,
+		arg.RateRequestsPerMinute,
+		arg.RateBurst,
+		arg.RateTokensPerMinute,
+		arg.ProjectID,
+		arg.ID,
+	)
+	var i APIKey
+	err := row.Scan(
+		&i.ID,
+		&i.ProjectID,
+		&i.Name,
+		&i.Prefix,
+		&i.SecretHash,
+		&i.CreatedAt,
+		&i.ExpiresAt,
+		&i.LastUsedAt,
+		&i.RevokedAt,
+		&i.RateRequestsPerMinute,
+		&i.RateBurst,
+		&i.RateTokensPerMinute,
+	)
+	return i, err
 }

@@ -11,15 +11,18 @@ import (
 )
 
 type APIKey struct {
-	ID         uuid.UUID
-	ProjectID  uuid.UUID
-	Name       string
-	Prefix     string
-	SecretHash []byte
-	CreatedAt  time.Time
-	ExpiresAt  *time.Time
-	LastUsedAt *time.Time
-	RevokedAt  *time.Time
+	ID                    uuid.UUID
+	ProjectID             uuid.UUID
+	Name                  string
+	Prefix                string
+	SecretHash            []byte
+	CreatedAt             time.Time
+	ExpiresAt             *time.Time
+	LastUsedAt            *time.Time
+	RevokedAt             *time.Time
+	RateRequestsPerMinute int32
+	RateBurst             int32
+	RateTokensPerMinute   int64
 }
 
 type Connection struct {

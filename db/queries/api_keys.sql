@@ -1,6 +1,8 @@
 -- name: CreateAPIKey :one
-INSERT INTO api_keys (project_id, name, prefix, secret_hash, expires_at)
-VALUES (@project_id, @name, @prefix, @secret_hash, @expires_at)
+INSERT INTO api_keys (project_id, name, prefix, secret_hash, expires_at,
+                      rate_requests_per_minute, rate_burst, rate_tokens_per_minute)
+VALUES (@project_id, @name, @prefix, @secret_hash, @expires_at,
+        @rate_requests_per_minute, @rate_burst, @rate_tokens_per_minute)
 RETURNING *;
 
 -- name: GetAPIKey :one
@@ -17,6 +19,15 @@ LIMIT @max_rows OFFSET @skip_rows;
 
 -- name: CountAPIKeys :one
 SELECT count(*) FROM api_keys WHERE project_id = @project_id;
+
+-- name: UpdateAPIKey :one
+UPDATE api_keys
+SET name = @name,
+    rate_requests_per_minute = @rate_requests_per_minute,
+    rate_burst = @rate_burst,
+    rate_tokens_per_minute = @rate_tokens_per_minute
+WHERE project_id = @project_id AND id = @id
+RETURNING *;
 
 -- name: RevokeAPIKey :one
 UPDATE api_keys
