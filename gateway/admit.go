@@ -26,7 +26,7 @@ func (g *Gateway) admit(r *http.Request, h http.Header, c caller, d *deployment.
 	req := admission.Request{KeyID: c.keyID, Key: c.rate}
 	name := ""
 	if d != nil {
-		req.DeploymentID, req.Deployment, name = d.ID, limitsOf(d), d.Name
+		req.DeploymentID, req.Deployment, name = d.ID, admission.DeploymentLimits(d.Settings), d.Name
 	}
 	t, err := g.admitter.Admit(r.Context(), req)
 	if err == nil {
@@ -40,16 +40,6 @@ func (g *Gateway) admit(r *http.Request, h http.Header, c caller, d *deployment.
 	refused.Headers(h)
 	h.Set("Retry-After", strconv.Itoa(refused.RetryAfterSeconds()))
 	return nil, errRateLimited(refused, name)
-}
-
-// limitsOf is what admission enforces of a deployment's settings.
-func limitsOf(d *deployment.Deployment) admission.Limits {
-	s := d.Settings
-	l := admission.Limits{MaxConcurrency: s.MaxConcurrency, QueueTimeout: time.Duration(s.QueueTimeoutMS) * time.Millisecond}
-	if s.RateLimit.Enabled {
-		l.Rate = admission.Rate{RequestsPerMinute: s.RateLimit.RequestsPerMinute, Burst: s.RateLimit.Burst, TokensPerMinute: s.RateLimit.TokensPerMinute}
-	}
-	return l
 }
 
 // errClientGone stands for a request whose client went away before it

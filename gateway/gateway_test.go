@@ -26,6 +26,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
 
+	"github.com/budhq/bud/admission"
 	"github.com/budhq/bud/app"
 	"github.com/budhq/bud/db/dbtest"
 	"github.com/budhq/bud/egress"
@@ -99,6 +100,8 @@ func setup(t testing.TB, opts ...setupOpts) *bundle {
 	t.Cleanup(appSrv.Close)
 
 	reg := metrics.NewRegistry()
+	adm := admission.New(admission.Config{Redis: o.redis, Prefix: o.redisPrefix})
+	t.Cleanup(adm.Close)
 	g, err := gateway.New(gateway.Config{
 		Pool: pool, Box: box, Registry: reg,
 		// An hour: anything that changes sooner was changed by a notification.
@@ -109,8 +112,7 @@ func setup(t testing.TB, opts ...setupOpts) *bundle {
 		Runs:                 o.runs(t),
 		Documents:            o.documents,
 		Egress:               o.egress,
-		Redis:                o.redis,
-		RedisPrefix:          o.redisPrefix,
+		Admitter:             adm,
 	})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -154,17 +154,22 @@ func runDev(ctx context.Context, args []string) error {
 		defer rc.Close()
 	}
 
+	// One Admitter: the gateway's requests and the worker's model calls
+	// count against the same limits.
+	adm := newAdmitter(log, &cfg, rc)
+	defer adm.Close()
+
 	appReg, gwReg := metrics.NewRegistry(), metrics.NewRegistry()
 	appHandler, err := newApp(log, &cfg, pool, tc, docs, appReg)
 	if err != nil {
 		return err
 	}
-	gw, err := newGateway(log, &cfg, pool, tc, docs, nc, rc, gwReg)
+	gw, err := newGateway(log, &cfg, pool, tc, docs, nc, adm, gwReg)
 	if err != nil {
 		return err
 	}
 	defer runInBackground(context.WithoutCancel(ctx), gw.Run)()
-	pw, err := startWorker(ctx, log, &cfg, tc, pool, nc)
+	pw, err := startWorker(ctx, log, &cfg, tc, pool, nc, adm)
 	if err != nil {
 		return err
 	}

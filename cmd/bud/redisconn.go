@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/budhq/bud/admission"
 )
 
 // Bounds on one Redis call, unless BUD_REDIS_URL sets its own
@@ -69,4 +71,17 @@ type redisLogger struct{ log *slog.Logger }
 
 func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
 	l.log.DebugContext(ctx, fmt.Sprintf(format, v...), "component", "go-redis")
+}
+
+// newAdmitter is the process's one Admitter, which its gateway and its
+// worker's model calls share, so that a deployment's limits count both:
+// in Redis when rc is set (every process shares them), else in this
+// process. The caller closes it once both have stopped.
+func newAdmitter(log *slog.Logger, cfg *config, rc *redis.Client) *admission.Admitter {
+	ac := admission.Config{Prefix: cfg.RedisPrefix, Logger: log}
+	if rc != nil {
+		// Not a nil *redis.Client in the interface, which would not be nil.
+		ac.Redis = rc
+	}
+	return admission.New(ac)
 }

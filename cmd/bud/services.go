@@ -15,12 +15,12 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/budhq/bud/activities"
+	"github.com/budhq/bud/admission"
 	"github.com/budhq/bud/app"
 	"github.com/budhq/bud/changes"
 	"github.com/budhq/bud/db"
@@ -259,7 +259,7 @@ func daprAddress(cfg *config) string {
 }
 
 // newGateway builds BudGateway, whose metrics go to reg.
-func newGateway(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Client, docs *statestore.Store, nc *nats.Conn, rc *redis.Client, reg *prometheus.Registry) (*gateway.Gateway, error) {
+func newGateway(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Client, docs *statestore.Store, nc *nats.Conn, adm *admission.Admitter, reg *prometheus.Registry) (*gateway.Gateway, error) {
 	box, err := sealBox(cfg.EncryptionKey)
 	if err != nil {
 		return nil, err
@@ -287,11 +287,7 @@ func newGateway(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Cli
 		Runs:            runsc,
 		Documents:       docs,
 		NATS:            nc,
-		RedisPrefix:     cfg.RedisPrefix,
-	}
-	if rc != nil {
-		// Not a nil *redis.Client in the interface, which would not be nil.
-		gc.Redis = rc
+		Admitter:        adm,
 	}
 	return gateway.New(gc)
 }
@@ -325,7 +321,7 @@ func (pw *promptWorker) Stop() {
 	pw.stopListening()
 }
 
-func startWorker(ctx context.Context, log *slog.Logger, cfg *config, tc client.Client, pool *pgxpool.Pool, nc *nats.Conn) (*promptWorker, error) {
+func startWorker(ctx context.Context, log *slog.Logger, cfg *config, tc client.Client, pool *pgxpool.Pool, nc *nats.Conn, adm *admission.Admitter) (*promptWorker, error) {
 	box, err := sealBox(cfg.EncryptionKey)
 	if err != nil {
 		return nil, err
@@ -347,7 +343,7 @@ func startWorker(ctx context.Context, log *slog.Logger, cfg *config, tc client.C
 	stopListening := runInBackground(context.WithoutCancel(ctx), changes.NewListener(pool, log.With("service", "worker"), deployments).Run)
 	host, _ := os.Hostname()
 	w := workflows.NewWorker(tc, activities.New(activities.Config{
-		Identity: fmt.Sprintf("%s@%d", host, os.Getpid()), Pool: pool, Box: box, NATS: nc, Deployments: deployments, Egress: policy,
+		Identity: fmt.Sprintf("%s@%d", host, os.Getpid()), Pool: pool, Box: box, NATS: nc, Deployments: deployments, Egress: policy, Admitter: adm,
 		Tools: &activities.Connections{Pool: pool, Box: box, HTTPClient: &http.Client{Timeout: workflows.CallToolTimeout, Transport: policy.Transport()}},
 	}))
 	if err := w.Start(); err != nil {
@@ -420,7 +416,7 @@ func runGateway(ctx context.Context, args []string) error {
 
 func runWorker(ctx context.Context, args []string) error {
 	var cfg config
-	if err := cfg.parse("worker", args, "database-url", "temporal-address", "temporal-namespace", "temporal-tls-cert", "temporal-tls-key", "temporal-tls-ca", "temporal-tls-server-name", "temporal-api-key", "worker-addr", "metrics-addr", "encryption-key", "nats-url", "nats-creds", "nats-tls-ca", "nats-tls-cert", "nats-tls-key", "egress-deny", "log-level", "log-format"); err != nil {
+	if err := cfg.parse("worker", args, "database-url", "temporal-address", "temporal-namespace", "temporal-tls-cert", "temporal-tls-key", "temporal-tls-ca", "temporal-tls-server-name", "temporal-api-key", "worker-addr", "metrics-addr", "encryption-key", "redis-url", "redis-prefix", "nats-url", "nats-creds", "nats-tls-ca", "nats-tls-cert", "nats-tls-key", "egress-deny", "log-level", "log-format"); err != nil {
 		return err
 	}
 	return runOne(ctx, &cfg, "worker")
@@ -485,8 +481,10 @@ func runOne(ctx context.Context, cfg *config, service string) error {
 		if rc != nil {
 			defer rc.Close()
 		}
+		adm := newAdmitter(log, cfg, rc)
+		defer adm.Close()
 		reg = metrics.NewRegistry()
-		g, err := newGateway(log, cfg, pool, tc, docs, nc, rc, reg)
+		g, err := newGateway(log, cfg, pool, tc, docs, nc, adm, reg)
 		if err != nil {
 			return err
 		}
@@ -504,7 +502,16 @@ func runOne(ctx context.Context, cfg *config, service string) error {
 		if nc != nil {
 			defer nc.Close()
 		}
-		pw, err := startWorker(ctx, log, cfg, tc, pool, nc)
+		rc, err := connectRedis(ctx, log, cfg, service)
+		if err != nil {
+			return err
+		}
+		if rc != nil {
+			defer rc.Close()
+		}
+		adm := newAdmitter(log, cfg, rc)
+		defer adm.Close()
+		pw, err := startWorker(ctx, log, cfg, tc, pool, nc, adm)
 		if err != nil {
 			return err
 		}
