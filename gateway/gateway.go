@@ -28,8 +28,10 @@ import (
 	"github.com/budhq/bud/deployment"
 	"github.com/budhq/bud/egress"
 	"github.com/budhq/bud/metrics"
+	"github.com/budhq/bud/replycache"
 	"github.com/budhq/bud/runs"
 	"github.com/budhq/bud/secrets"
+	budusage "github.com/budhq/bud/usage"
 )
 
 // Defaults for Config's zero values.
@@ -93,6 +95,13 @@ type Config struct {
 	// so that a deployment's limits hold for both; the caller owns it and
 	// closes it. nil makes one that counts in this gateway alone.
 	Admitter *admission.Admitter
+	// Usage counts every request that reaches a deployment (package
+	// usage); the caller runs it. nil counts nothing.
+	Usage *budusage.Recorder
+	// Cache answers repeated requests to deployments whose settings cache
+	// them, without calling the model or starting a run (package
+	// replycache); nil caches nothing.
+	Cache *replycache.Cache
 }
 
 // Gateway serves the OpenAI-compatible API. Run must be running for

@@ -25,6 +25,7 @@ import (
 	"github.com/budhq/bud/statestore"
 	"github.com/budhq/bud/temporalserver"
 	"github.com/budhq/bud/upstreamtest"
+	budusage "github.com/budhq/bud/usage"
 )
 
 // runDev runs the whole stack in one process on embedded defaults.
@@ -159,12 +160,25 @@ func runDev(ctx context.Context, args []string) error {
 	adm := newAdmitter(log, &cfg, rc)
 	defer adm.Close()
 
-	appReg, gwReg := metrics.NewRegistry(), metrics.NewRegistry()
-	appHandler, err := newApp(log, &cfg, pool, tc, docs, appReg)
+	cache, err := newReplyCache(log, &cfg, rc)
 	if err != nil {
 		return err
 	}
-	gw, err := newGateway(log, &cfg, pool, tc, docs, nc, adm, gwReg)
+
+	appReg, gwReg := metrics.NewRegistry(), metrics.NewRegistry()
+	// One usage recorder, its metrics registered once: the gateway counts
+	// into it, and BudApp's usage report writes it before reading, so the
+	// report includes the last second's requests.
+	rec, err := budusage.New(budusage.Config{Pool: pool, Registry: gwReg, Logger: log.With("service", "usage")})
+	if err != nil {
+		return err
+	}
+	defer runInBackground(context.WithoutCancel(ctx), rec.Run)()
+	appHandler, err := newApp(log, &cfg, pool, tc, docs, appReg, rec)
+	if err != nil {
+		return err
+	}
+	gw, err := newGateway(log, &cfg, pool, tc, docs, nc, adm, cache, rec, gwReg)
 	if err != nil {
 		return err
 	}

@@ -28,9 +28,11 @@ import (
 	"github.com/budhq/bud/egress"
 	"github.com/budhq/bud/gateway"
 	"github.com/budhq/bud/metrics"
+	"github.com/budhq/bud/replycache"
 	"github.com/budhq/bud/runs"
 	"github.com/budhq/bud/secrets"
 	"github.com/budhq/bud/statestore"
+	budusage "github.com/budhq/bud/usage"
 	"github.com/budhq/bud/workflows"
 )
 
@@ -199,7 +201,7 @@ func sealBox(key string) (*secrets.Box, error) {
 }
 
 // newApp builds BudApp, whose metrics go to reg.
-func newApp(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Client, docs *statestore.Store, reg *prometheus.Registry) (http.Handler, error) {
+func newApp(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Client, docs *statestore.Store, reg *prometheus.Registry, rec *budusage.Recorder) (http.Handler, error) {
 	if cfg.AdminToken == "" {
 		return nil, errors.New("BUD_ADMIN_TOKEN or BUD_ADMIN_TOKEN_FILE is required")
 	}
@@ -233,6 +235,7 @@ func newApp(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Client,
 		Documents: docs,
 		Runs:      rc,
 		Egress:    policy,
+		Usage:     rec,
 	})
 }
 
@@ -259,7 +262,7 @@ func daprAddress(cfg *config) string {
 }
 
 // newGateway builds BudGateway, whose metrics go to reg.
-func newGateway(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Client, docs *statestore.Store, nc *nats.Conn, adm *admission.Admitter, reg *prometheus.Registry) (*gateway.Gateway, error) {
+func newGateway(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Client, docs *statestore.Store, nc *nats.Conn, adm *admission.Admitter, cache *replycache.Cache, rec *budusage.Recorder, reg *prometheus.Registry) (*gateway.Gateway, error) {
 	box, err := sealBox(cfg.EncryptionKey)
 	if err != nil {
 		return nil, err
@@ -288,6 +291,8 @@ func newGateway(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Cli
 		Documents:       docs,
 		NATS:            nc,
 		Admitter:        adm,
+		Cache:           cache,
+		Usage:           rec,
 	}
 	return gateway.New(gc)
 }
@@ -408,7 +413,7 @@ func runApp(ctx context.Context, args []string) error {
 
 func runGateway(ctx context.Context, args []string) error {
 	var cfg config
-	if err := cfg.parse("gateway", args, "database-url", "temporal-address", "temporal-namespace", "temporal-tls-cert", "temporal-tls-key", "temporal-tls-ca", "temporal-tls-server-name", "temporal-api-key", "gateway-addr", "metrics-addr", "encryption-key", "upstream-timeout", "redis-url", "redis-prefix", "dapr-grpc-address", "dapr-store", "dapr-api-token", "nats-url", "nats-creds", "nats-tls-ca", "nats-tls-cert", "nats-tls-key", "run-wait", "egress-deny", "log-level", "log-format"); err != nil {
+	if err := cfg.parse("gateway", args, "database-url", "temporal-address", "temporal-namespace", "temporal-tls-cert", "temporal-tls-key", "temporal-tls-ca", "temporal-tls-server-name", "temporal-api-key", "gateway-addr", "metrics-addr", "encryption-key", "upstream-timeout", "redis-url", "redis-prefix", "cache-bytes", "dapr-grpc-address", "dapr-store", "dapr-api-token", "nats-url", "nats-creds", "nats-tls-ca", "nats-tls-cert", "nats-tls-key", "run-wait", "egress-deny", "log-level", "log-format"); err != nil {
 		return err
 	}
 	return runOne(ctx, &cfg, "gateway")
@@ -454,7 +459,10 @@ func runOne(ctx context.Context, cfg *config, service string) error {
 		}
 		defer docs.Close()
 		reg = metrics.NewRegistry()
-		h, err := newApp(log, cfg, pool, tc, docs, reg)
+		// BudApp alone serves requests of no deployment: its recorder
+		// counts nothing of its own, and the report reads what the
+		// gateways wrote.
+		h, err := newApp(log, cfg, pool, tc, docs, reg, nil)
 		if err != nil {
 			return err
 		}
@@ -483,8 +491,19 @@ func runOne(ctx context.Context, cfg *config, service string) error {
 		}
 		adm := newAdmitter(log, cfg, rc)
 		defer adm.Close()
+		cache, err := newReplyCache(log, cfg, rc)
+		if err != nil {
+			return err
+		}
 		reg = metrics.NewRegistry()
-		g, err := newGateway(log, cfg, pool, tc, docs, nc, adm, reg)
+		rec, err := budusage.New(budusage.Config{Pool: pool, Registry: reg, Logger: log.With("service", "gateway")})
+		if err != nil {
+			return err
+		}
+		// Deferred first, so it runs last: the requests the server drains
+		// are written too.
+		defer runInBackground(context.WithoutCancel(ctx), rec.Run)()
+		g, err := newGateway(log, cfg, pool, tc, docs, nc, adm, cache, rec, reg)
 		if err != nil {
 			return err
 		}
