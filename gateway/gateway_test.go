@@ -32,10 +32,12 @@ import (
 	"github.com/budhq/bud/egress"
 	"github.com/budhq/bud/gateway"
 	"github.com/budhq/bud/metrics"
+	"github.com/budhq/bud/replycache"
 	"github.com/budhq/bud/runs"
 	"github.com/budhq/bud/secrets"
 	"github.com/budhq/bud/statestore/statestoretest"
 	"github.com/budhq/bud/upstreamtest"
+	"github.com/budhq/bud/usage"
 )
 
 const adminToken = "test-admin-token-of-at-least-32-characters"
@@ -56,6 +58,9 @@ type bundle struct {
 	box      *secrets.Box
 	dbExec   func(sql string, args ...any)
 	dbScalar func(dst any, sql string, args ...any)
+	// usage is the gateway's usage recorder, flushed by the tests that
+	// read usage_hourly.
+	usage *usage.Recorder
 }
 
 type setupOpts struct {
@@ -102,7 +107,10 @@ func setup(t testing.TB, opts ...setupOpts) *bundle {
 	reg := metrics.NewRegistry()
 	adm := admission.New(admission.Config{Redis: o.redis, Prefix: o.redisPrefix})
 	t.Cleanup(adm.Close)
+	rec, err := usage.New(usage.Config{Pool: pool})
+	require.NoError(t, err)
 	g, err := gateway.New(gateway.Config{
+		Usage: rec, Cache: replycache.New(replycache.NewMemory(0), replycache.Options{}),
 		Pool: pool, Box: box, Registry: reg,
 		// An hour: anything that changes sooner was changed by a notification.
 		CacheTTL:             time.Hour,
@@ -127,7 +135,7 @@ func setup(t testing.TB, opts ...setupOpts) *bundle {
 	gwSrv := httptest.NewServer(g)
 	t.Cleanup(gwSrv.Close)
 
-	b := &bundle{t: t, gw: gwSrv, appURL: appSrv.URL, up: upstreamtest.Start(t), gateway: g, metrics: metrics.Handler(reg), schema: schema, pool: pool, box: box}
+	b := &bundle{t: t, gw: gwSrv, appURL: appSrv.URL, up: upstreamtest.Start(t), gateway: g, metrics: metrics.Handler(reg), schema: schema, pool: pool, box: box, usage: rec}
 	b.dbExec = func(sql string, args ...any) {
 		_, err := pool.Exec(context.Background(), sql, args...)
 		require.NoError(t, err)
