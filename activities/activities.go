@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.temporal.io/sdk/activity"
 
+	"github.com/budhq/bud/admission"
 	"github.com/budhq/bud/deployment"
 	"github.com/budhq/bud/egress"
 	"github.com/budhq/bud/evaluation"
@@ -46,6 +47,11 @@ type Config struct {
 	// NATS carries a streaming run's deltas to the gateway; nil means a
 	// streaming call still streams from the model but publishes nothing.
 	NATS *nats.Conn
+	// Admitter holds model deployments to their rate limits and
+	// concurrency; give the one the gateway of the same process uses, so
+	// that both count against one state. nil means one of its own, in
+	// this process.
+	Admitter *admission.Admitter
 }
 
 // Activities holds what activities need. Construct one per worker with New;
@@ -60,6 +66,7 @@ type Activities struct {
 	NATS       *nats.Conn
 
 	deployments *deployment.Cache
+	admitter    *admission.Admitter
 	documents   documentCache
 	// checks compiles evaluations' checks, sharing one CEL environment.
 	checks evaluation.Compiler
@@ -71,7 +78,10 @@ func New(c Config) *Activities {
 	if hc == nil {
 		hc = &http.Client{Transport: c.Egress.Transport()}
 	}
-	a := &Activities{Identity: c.Identity, Pool: c.Pool, HTTPClient: hc, Tools: c.Tools, NATS: c.NATS, deployments: c.Deployments}
+	a := &Activities{Identity: c.Identity, Pool: c.Pool, HTTPClient: hc, Tools: c.Tools, NATS: c.NATS, deployments: c.Deployments, admitter: c.Admitter}
+	if a.admitter == nil {
+		a.admitter = admission.New(admission.Config{})
+	}
 	if a.deployments == nil && c.Pool != nil {
 		a.deployments = deployment.NewCache(deployment.Config{Pool: c.Pool, Box: c.Box})
 	}

@@ -126,6 +126,12 @@ func (a *Activities) callModel(ctx context.Context, in CallModelInput) (CallMode
 	if err != nil {
 		return CallModelResult{}, err
 	}
+	ticket, err := a.admitCall(ctx, d)
+	if err != nil {
+		return CallModelResult{}, err
+	}
+	tokens := 0
+	defer func() { ticket.Done(tokens) }()
 	var (
 		pub       *runstream.Publisher
 		delta     func(string)
@@ -156,6 +162,7 @@ func (a *Activities) callModel(ctx context.Context, in CallModelInput) (CallMode
 		}
 		return CallModelResult{}, callFailure(ctx, in.Deployment, err, time.Since(start))
 	}
+	tokens = int(reply.Usage.PromptTokens + reply.Usage.CompletionTokens)
 	out := CallModelResult{
 		Content:       reply.Content,
 		ToolCalls:     reply.ToolCalls,

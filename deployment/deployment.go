@@ -39,6 +39,10 @@ type Deployment struct {
 	// Kind is bud.KindModel or bud.KindPrompt.
 	Kind      string
 	CreatedAt time.Time
+	// UpdatedAt is when the deployment last changed: with ID, it names
+	// the deployment as it stands, so that a response cached before a
+	// change is never served after it (replycache.Generation).
+	UpdatedAt time.Time
 	// Settings are how the deployment is served: its limits, its cache.
 	// Fields its stored settings lack take bud.DefaultSettings().
 	Settings bud.Settings
@@ -80,7 +84,7 @@ func joinURL(base, path string) string {
 // compile makes a deployment of its row. A prompt deployment's
 // DefaultVersion is left to the caller, which reads the prompt.
 func compile(row dbsqlc.Deployment, box *secrets.Box) (Deployment, error) {
-	d := Deployment{ID: row.ID, ProjectID: row.ProjectID, Name: row.Name, Kind: row.Kind, CreatedAt: row.CreatedAt, Settings: bud.DefaultSettings()}
+	d := Deployment{ID: row.ID, ProjectID: row.ProjectID, Name: row.Name, Kind: row.Kind, CreatedAt: row.CreatedAt, UpdatedAt: row.UpdatedAt, Settings: bud.DefaultSettings()}
 	if len(row.Settings) > 0 {
 		if err := json.Unmarshal(row.Settings, &d.Settings); err != nil {
 			return Deployment{}, fmt.Errorf("deployment %s: settings: %w", row.ID, err)

@@ -19,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/budhq/bud/replycache"
 	"github.com/budhq/bud/upstreamtest"
 )
 
@@ -279,6 +280,51 @@ func TestAdmissionOnEveryRoute(t *testing.T) {
 				<-done
 			},
 		},
+	}
+	// The cache column: on the routes it applies to, the repeated request
+	// is a hit that reaches no upstream (for a prompt, starts no run, and
+	// names the run it reuses); a continued turn is never cached.
+	cacheOn := map[string]any{"cache": map[string]any{"enabled": true, "ttl_seconds": 60}}
+	for _, route := range []admissionRoute{chatRoute(false), chatRoute(true), responsesStart, responsesContinue} {
+		t.Run(route.name+"/response cache", func(t *testing.T) {
+			project := b.project(randomName("cache-"))
+			secret := b.keyWithLimit(project, nil)
+			up := upstreamtest.Start(t)
+			send := route.prepare(t, b, project, secret, up, cacheOn)
+			before := up.Received()
+			first, err := send(ctx(t), &ok)
+			require.NoError(t, err)
+			require.Equal(t, http.StatusOK, first.status, "%s", first.body)
+			if route.name == responsesContinue.name {
+				require.Empty(t, first.header.Get(replycache.Header))
+				return
+			}
+			require.Equal(t, "miss", first.header.Get(replycache.Header))
+			calls := up.Received()
+			require.Greater(t, calls, before)
+			second, err := send(ctx(t), nil)
+			require.NoError(t, err)
+			require.Equal(t, http.StatusOK, second.status, "%s", second.body)
+			require.Equal(t, "hit", second.header.Get(replycache.Header))
+			require.Equal(t, calls, up.Received(), "a hit reaches no upstream")
+			if route.name == responsesStart.name {
+				var a, c struct {
+					ID       string            `json:"id"`
+					Metadata map[string]string `json:"metadata"`
+				}
+				require.NoError(t, json.Unmarshal(first.body, &a))
+				require.NoError(t, json.Unmarshal(second.body, &c))
+				require.Equal(t, a.ID, c.ID, "the run reused")
+				require.Equal(t, a.ID, c.Metadata[replycache.MetadataCachedFrom])
+				countRuns := func() (n int) {
+					b.dbScalar(&n, `SELECT count(*) FROM runs WHERE project_id = $1`, project)
+					return n
+				}
+				require.Eventually(t, func() bool { return countRuns() >= 1 }, 10*time.Second, 20*time.Millisecond)
+				time.Sleep(300 * time.Millisecond)
+				require.Equal(t, 1, countRuns(), "no run started for the hit")
+			}
+		})
 	}
 	for _, route := range []admissionRoute{chatRoute(false), chatRoute(true), responsesStart, responsesContinue} {
 		for _, p := range policies {

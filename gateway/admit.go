@@ -22,11 +22,18 @@ const codeRateLimited = "rate_limit_exceeded"
 // When r's context ends while the request waits for a slot, it returns
 // errClientGone, which the route does not answer. d may be nil (a run
 // whose deployment is gone): the key's limit applies alone.
-func (g *Gateway) admit(r *http.Request, h http.Header, c caller, d *deployment.Deployment) (*admission.Ticket, *apiError) {
+//
+// A request the response cache answers (cached) counts against the rate
+// limits as any request, but takes no concurrency slot: it holds no
+// upstream connection or run, so it is never queued behind those that do.
+func (g *Gateway) admit(r *http.Request, h http.Header, c caller, d *deployment.Deployment, cached bool) (*admission.Ticket, *apiError) {
 	req := admission.Request{KeyID: c.keyID, Key: c.rate}
 	name := ""
 	if d != nil {
-		req.DeploymentID, req.Deployment, name = d.ID, limitsOf(d), d.Name
+		req.DeploymentID, req.Deployment, name = d.ID, admission.DeploymentLimits(d.Settings), d.Name
+		if cached {
+			req.Deployment.MaxConcurrency = 0
+		}
 	}
 	t, err := g.admitter.Admit(r.Context(), req)
 	if err == nil {
@@ -40,16 +47,6 @@ func (g *Gateway) admit(r *http.Request, h http.Header, c caller, d *deployment.
 	refused.Headers(h)
 	h.Set("Retry-After", strconv.Itoa(refused.RetryAfterSeconds()))
 	return nil, errRateLimited(refused, name)
-}
-
-// limitsOf is what admission enforces of a deployment's settings.
-func limitsOf(d *deployment.Deployment) admission.Limits {
-	s := d.Settings
-	l := admission.Limits{MaxConcurrency: s.MaxConcurrency, QueueTimeout: time.Duration(s.QueueTimeoutMS) * time.Millisecond}
-	if s.RateLimit.Enabled {
-		l.Rate = admission.Rate{RequestsPerMinute: s.RateLimit.RequestsPerMinute, Burst: s.RateLimit.Burst, TokensPerMinute: s.RateLimit.TokensPerMinute}
-	}
-	return l
 }
 
 // errClientGone stands for a request whose client went away before it

@@ -18,6 +18,7 @@ import (
 	"github.com/budhq/bud/chat"
 	"github.com/budhq/bud/deployment"
 	"github.com/budhq/bud/egress"
+	"github.com/budhq/bud/replycache"
 )
 
 // chatRequest is a chat completion request as the gateway needs it: the
@@ -317,10 +318,16 @@ func (g *Gateway) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		return series
 	}
 	status := 0
+	// u is the request's usage once it names a deployment.
+	var u *served
 	defer func() {
 		s := counted()
 		s.requests(status).Inc()
 		s.latency.Observe(time.Since(c.arrived).Seconds())
+		if u != nil {
+			u.status = status
+			g.recordUsage(u)
+		}
 	}()
 	fail := func(e *apiError, typ string) {
 		status = e.Status
@@ -369,8 +376,14 @@ func (g *Gateway) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	series = g.metrics.chat(c.projectID, d.Name)
+	us := serving(c, d, "")
+	u = &us
 
-	ticket, aerr := g.admit(r, w.Header(), c, d)
+	// The response cache is looked up before admission: a hit counts
+	// against the rate limits but takes no concurrency slot (admit).
+	q := g.chatCache(d, req.body)
+	cached, hit := q.Lookup(r.Context())
+	ticket, aerr := g.admit(r, w.Header(), c, d, hit)
 	if aerr == errClientGone {
 		status = 499
 		series.failed("client_closed")
@@ -383,15 +396,27 @@ func (g *Gateway) chatCompletions(w http.ResponseWriter, r *http.Request) {
 	// The reply's end calls Done with its usage; this one covers the paths
 	// that end before.
 	defer ticket.Done(0)
-	// The response cache is looked up here, once the request is admitted:
-	// a hit counts against the rate limits as any request, and ends the
-	// ticket with Done(0). Usage is recorded where the ticket is done.
+	if hit {
+		ticket.Done(0)
+		u.cacheHit = true
+		status = http.StatusOK
+		replycache.Serve(w, cached)
+		return
+	}
+	if q != nil {
+		replycache.MarkMiss(w)
+	}
 
 	// A token limit charges a stream from its usage, which only a stream
 	// asked for it reports; the caller gets the usage chunk only if it
 	// asked too.
 	forceUsage := req.stream && tokenLimited(d, c)
 	dropUsage := forceUsage && !req.asksUsage()
+	if dropUsage {
+		// The upstream's stream then carries a usage chunk this caller
+		// did not ask for, and another may not want: it is not kept.
+		q = nil
+	}
 	// Not pooled: the transport may still be writing it after the reply
 	// is in, when an upstream answers before reading the whole request.
 	upBody := req.appendUpstreamBody(make([]byte, 0, len(req.body)+len(d.UpstreamModelJSON)+64*len(d.Defaults)+48), d, forceUsage)
@@ -439,11 +464,13 @@ func (g *Gateway) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		series.failed("upstream_" + strconv.Itoa(resp.StatusCode/100) + "xx")
 	}
 
+	q.Watch(resp)
 	if req.stream && resp.StatusCode < 300 && isEventStream(resp.Header.Get("Content-Type")) {
-		g.relayStream(w, resp, series, ticket, dropUsage)
-		return
+		u.in, u.out = g.relayStream(w, resp, series, ticket, dropUsage)
+	} else {
+		u.in, u.out = g.relayBody(w, resp, series, ticket)
 	}
-	g.relayBody(w, resp, series, ticket)
+	q.Store(r.Context(), w)
 }
 
 // tokenLimited reports whether a token limit applies to the caller's
@@ -456,7 +483,9 @@ func tokenLimited(d *deployment.Deployment, c caller) bool {
 // The ticket is done, with the reply's tokens, before the reply is
 // written: a client that sends its next request on reading this one finds
 // the slot free.
-func (g *Gateway) relayBody(w http.ResponseWriter, resp *http.Response, series *chatSeries, ticket *admission.Ticket) {
+//
+// It returns the reply's input and output tokens.
+func (g *Gateway) relayBody(w http.ResponseWriter, resp *http.Response, series *chatSeries, ticket *admission.Ticket) (in, out int64) {
 	buf := g.buffers.get()
 	defer g.buffers.put(buf)
 	buf.Grow(presize(resp.ContentLength))
@@ -466,13 +495,12 @@ func (g *Gateway) relayBody(w http.ResponseWriter, resp *http.Response, series *
 		series.failed("upstream_read")
 		writeAPIError(w, &apiError{Status: http.StatusBadGateway, Type: typeUpstream, Code: codeUpstreamUnreachable,
 			Message: "The upstream closed the connection before its reply was complete."})
-		return
+		return 0, 0
 	}
-	tokens := 0
 	if resp.StatusCode < 300 {
-		tokens = countUsage(b, series)
+		in, out = countUsage(b, series)
 	}
-	ticket.Done(tokens)
+	ticket.Done(tokenSum(in, out))
 	h := w.Header()
 	ct := resp.Header.Get("Content-Type")
 	if ct == "" {
@@ -483,6 +511,7 @@ func (g *Gateway) relayBody(w http.ResponseWriter, resp *http.Response, series *
 	copyHeader(h, resp.Header, "X-Request-Id", "Openai-Processing-Ms", "Retry-After")
 	w.WriteHeader(resp.StatusCode)
 	_, _ = w.Write(b)
+	return in, out
 }
 
 // relayStream passes server-sent events through one event at a time,
@@ -490,10 +519,10 @@ func (g *Gateway) relayBody(w http.ResponseWriter, resp *http.Response, series *
 // The ticket is done with its tokens before the closing `data: [DONE]`
 // is passed on (as relayBody does before the reply), or when the stream
 // ends without one. With dropUsage the usage chunk, which the gateway
-// asked for and the caller did not, is counted and not passed on.
-func (g *Gateway) relayStream(w http.ResponseWriter, resp *http.Response, series *chatSeries, ticket *admission.Ticket, dropUsage bool) {
-	tokens := 0
-	defer func() { ticket.Done(tokens) }()
+// asked for and the caller did not, is counted and not passed on. It
+// returns the input and output tokens of the last usage chunk.
+func (g *Gateway) relayStream(w http.ResponseWriter, resp *http.Response, series *chatSeries, ticket *admission.Ticket, dropUsage bool) (in, out int64) {
+	defer func() { ticket.Done(tokenSum(in, out)) }()
 	h := w.Header()
 	h.Set("Content-Type", resp.Header.Get("Content-Type"))
 	h.Set("Cache-Control", "no-cache")
@@ -520,12 +549,12 @@ func (g *Gateway) relayStream(w http.ResponseWriter, resp *http.Response, series
 		}
 		if len(line) > 0 {
 			if data, ok := bytes.CutPrefix(line, dataPrefix); ok {
-				if n := countUsage(data, series); n > 0 {
-					tokens = n
+				if i, o := countUsage(data, series); i > 0 || o > 0 {
+					in, out = i, o
 					dropping = dropUsage && noChoices(data)
 				}
 				if string(bytes.TrimSpace(data)) == "[DONE]" {
-					ticket.Done(tokens)
+					ticket.Done(tokenSum(in, out))
 				}
 			}
 			if dropping {
@@ -554,10 +583,10 @@ func (g *Gateway) relayStream(w http.ResponseWriter, resp *http.Response, series
 
 // countUsage counts the tokens of a reply or a chunk that reports its
 // usage, and returns them: prompt and completion, 0 when it reports none.
-func countUsage(b []byte, series *chatSeries) int {
+func countUsage(b []byte, series *chatSeries) (in, out int64) {
 	u, ok := findUsage(b)
 	if !ok {
-		return 0
+		return 0, 0
 	}
 	if u.PromptTokens > 0 {
 		series.tokensIn.Add(float64(u.PromptTokens))
@@ -565,8 +594,11 @@ func countUsage(b []byte, series *chatSeries) int {
 	if u.CompletionTokens > 0 {
 		series.tokensOut.Add(float64(u.CompletionTokens))
 	}
-	return int(min(max(u.PromptTokens, 0)+max(u.CompletionTokens, 0), 1<<31))
+	return int64(max(u.PromptTokens, 0)), int64(max(u.CompletionTokens, 0))
 }
+
+// tokenSum is what a reply's tokens charge a token limit.
+func tokenSum(in, out int64) int { return int(min(in+out, 1<<31)) }
 
 // noChoices reports whether a stream chunk's choices are empty, as in the
 // chunk that only reports usage.

@@ -21,7 +21,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/budhq/bud/admission"
 	"github.com/budhq/bud/changes"
@@ -29,8 +28,10 @@ import (
 	"github.com/budhq/bud/deployment"
 	"github.com/budhq/bud/egress"
 	"github.com/budhq/bud/metrics"
+	"github.com/budhq/bud/replycache"
 	"github.com/budhq/bud/runs"
 	"github.com/budhq/bud/secrets"
+	budusage "github.com/budhq/bud/usage"
 )
 
 // Defaults for Config's zero values.
@@ -89,12 +90,18 @@ type Config struct {
 	// announcement of a run's first turn; nil makes /v1/responses with
 	// stream: true answer 503, and runs are awaited by update alone.
 	NATS *nats.Conn
-	// Redis holds the rate limits' and concurrency slots' state shared by
-	// every gateway process; nil keeps it in this process.
-	Redis redis.UniversalClient
-	// RedisPrefix starts the gateway's Redis keys; "" means
-	// admission.DefaultPrefix.
-	RedisPrefix string
+	// Admitter decides whether a request to a deployment may proceed. A
+	// process has one, shared by its gateway and its worker's model calls,
+	// so that a deployment's limits hold for both; the caller owns it and
+	// closes it. nil makes one that counts in this gateway alone.
+	Admitter *admission.Admitter
+	// Usage counts every request that reaches a deployment (package
+	// usage); the caller runs it. nil counts nothing.
+	Usage *budusage.Recorder
+	// Cache answers repeated requests to deployments whose settings cache
+	// them, without calling the model or starting a run (package
+	// replycache); nil caches nothing.
+	Cache *replycache.Cache
 }
 
 // Gateway serves the OpenAI-compatible API. Run must be running for
@@ -176,7 +183,10 @@ func New(cfg Config) (*Gateway, error) {
 		metrics:     newGatewayMetrics(cfg.Registry),
 		lastUsed:    newLastUsed(),
 		bodies:      &bodyBudget{limit: cfg.MaxBodyBytesInFlight},
-		admitter:    admission.New(admission.Config{Redis: cfg.Redis, Prefix: cfg.RedisPrefix, Logger: cfg.Logger}),
+		admitter:    cfg.Admitter,
+	}
+	if g.admitter == nil {
+		g.admitter = admission.New(admission.Config{Logger: cfg.Logger})
 	}
 	g.firstTurn = firstTurn{nats: cfg.NATS, runs: cfg.Runs, q: q, log: cfg.Logger, announceWait: defaultAnnounceWait}
 	g.router = g.routes()
@@ -217,11 +227,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.router.S
 func (g *Gateway) Listening() <-chan struct{} { return g.changes.Listening() }
 
 // Run listens for changes and writes keys' last use until ctx ends, then
-// writes what is pending and returns. From then on the concurrency slots
-// still held in Redis are no longer renewed: they are released when their
-// requests end, or expire.
+// writes what is pending and returns.
 func (g *Gateway) Run(ctx context.Context) error {
-	defer g.admitter.Close()
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {

@@ -26,15 +26,18 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
 
+	"github.com/budhq/bud/admission"
 	"github.com/budhq/bud/app"
 	"github.com/budhq/bud/db/dbtest"
 	"github.com/budhq/bud/egress"
 	"github.com/budhq/bud/gateway"
 	"github.com/budhq/bud/metrics"
+	"github.com/budhq/bud/replycache"
 	"github.com/budhq/bud/runs"
 	"github.com/budhq/bud/secrets"
 	"github.com/budhq/bud/statestore/statestoretest"
 	"github.com/budhq/bud/upstreamtest"
+	"github.com/budhq/bud/usage"
 )
 
 const adminToken = "test-admin-token-of-at-least-32-characters"
@@ -55,6 +58,9 @@ type bundle struct {
 	box      *secrets.Box
 	dbExec   func(sql string, args ...any)
 	dbScalar func(dst any, sql string, args ...any)
+	// usage is the gateway's usage recorder, flushed by the tests that
+	// read usage_hourly.
+	usage *usage.Recorder
 }
 
 type setupOpts struct {
@@ -99,7 +105,12 @@ func setup(t testing.TB, opts ...setupOpts) *bundle {
 	t.Cleanup(appSrv.Close)
 
 	reg := metrics.NewRegistry()
+	adm := admission.New(admission.Config{Redis: o.redis, Prefix: o.redisPrefix})
+	t.Cleanup(adm.Close)
+	rec, err := usage.New(usage.Config{Pool: pool})
+	require.NoError(t, err)
 	g, err := gateway.New(gateway.Config{
+		Usage: rec, Cache: replycache.New(replycache.NewMemory(0), replycache.Options{}),
 		Pool: pool, Box: box, Registry: reg,
 		// An hour: anything that changes sooner was changed by a notification.
 		CacheTTL:             time.Hour,
@@ -109,8 +120,7 @@ func setup(t testing.TB, opts ...setupOpts) *bundle {
 		Runs:                 o.runs(t),
 		Documents:            o.documents,
 		Egress:               o.egress,
-		Redis:                o.redis,
-		RedisPrefix:          o.redisPrefix,
+		Admitter:             adm,
 	})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -125,7 +135,7 @@ func setup(t testing.TB, opts ...setupOpts) *bundle {
 	gwSrv := httptest.NewServer(g)
 	t.Cleanup(gwSrv.Close)
 
-	b := &bundle{t: t, gw: gwSrv, appURL: appSrv.URL, up: upstreamtest.Start(t), gateway: g, metrics: metrics.Handler(reg), schema: schema, pool: pool, box: box}
+	b := &bundle{t: t, gw: gwSrv, appURL: appSrv.URL, up: upstreamtest.Start(t), gateway: g, metrics: metrics.Handler(reg), schema: schema, pool: pool, box: box, usage: rec}
 	b.dbExec = func(sql string, args ...any) {
 		_, err := pool.Exec(context.Background(), sql, args...)
 		require.NoError(t, err)

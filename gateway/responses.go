@@ -12,6 +12,7 @@ import (
 
 	"github.com/budhq/bud/db"
 	"github.com/budhq/bud/deployment"
+	"github.com/budhq/bud/replycache"
 	"github.com/budhq/bud/response"
 	"github.com/budhq/bud/run"
 	"github.com/budhq/bud/runs"
@@ -46,8 +47,19 @@ func (req *responsesRequest) parse(body []byte) *apiError {
 // responses runs a deployed prompt as a durable workflow and answers with
 // OpenAI's Response object, or continues a paused run
 // (previous_response_id).
-func (g *Gateway) responses(w http.ResponseWriter, r *http.Request) {
+func (g *Gateway) responses(rw http.ResponseWriter, r *http.Request) {
 	c := callerFrom(r.Context())
+	// sw keeps the status for usage, recorded once the request names a
+	// deployment.
+	sw := &statusWriter{ResponseWriter: rw}
+	w := http.ResponseWriter(sw)
+	var u *served
+	defer func() {
+		if u != nil {
+			u.status = sw.status
+			g.recordUsage(u)
+		}
+	}()
 	if g.cfg.Runs == nil || g.cfg.Documents == nil {
 		writeAPIError(w, errRunsUnconfigured())
 		return
@@ -62,7 +74,7 @@ func (g *Gateway) responses(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.PreviousResponseID != "" {
-		g.continueResponse(w, r, c, &req)
+		u = g.continueResponse(w, r, c, &req)
 		return
 	}
 	if req.Prompt == nil || req.Prompt.ID == "" {
@@ -80,6 +92,8 @@ func (g *Gateway) responses(w http.ResponseWriter, r *http.Request) {
 		writeAPIError(w, errInternal())
 		return
 	}
+	us := serving(c, d, "")
+	u = &us
 	n, aerr := pickVersion(d, req.Prompt.Version)
 	if aerr != nil {
 		writeAPIError(w, aerr)
@@ -109,20 +123,7 @@ func (g *Gateway) responses(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	ticket, aerr := g.admit(r, w.Header(), c, d)
-	if aerr == errClientGone {
-		return
-	}
-	if aerr != nil {
-		writeAPIError(w, aerr)
-		return
-	}
-	// The turn's end calls Done with its usage; this one covers the paths
-	// that end before.
-	defer ticket.Done(0)
-	// The response cache is looked up here, once the request is admitted:
-	// a hit starts no run, and ends the ticket with Done(0). Usage is
-	// recorded where the ticket is done.
+	u.promptID, u.version = d.PromptID, n
 
 	in := run.Input{
 		ResponseID:    response.NewID(),
@@ -142,8 +143,37 @@ func (g *Gateway) responses(w http.ResponseWriter, r *http.Request) {
 	}
 	// The deployment's share of the workers for its runs (runs.Priority).
 	in.DeploymentID, in.MinConcurrency = d.ID, d.Settings.MinConcurrency
+
+	// The response cache is looked up before admission: a hit counts
+	// against the rate limits but takes no concurrency slot (admit), and
+	// starts no run.
+	q := g.promptCache(r.Context(), d, v, in)
+	cached, hit := q.Lookup(r.Context())
+	ticket, aerr := g.admit(r, w.Header(), c, d, hit)
+	if aerr == errClientGone {
+		return
+	}
+	if aerr != nil {
+		writeAPIError(w, aerr)
+		return
+	}
+	// The turn's end calls Done with its usage; this one covers the paths
+	// that end before.
+	defer ticket.Done(0)
+	if hit {
+		ticket.Done(0)
+		u.cacheHit = true
+		answerCached(w, in, v, cached, req.Stream)
+		return
+	}
+	if q != nil {
+		replycache.MarkMiss(w)
+	}
 	if req.Stream {
-		g.streamResponses(w, r, in, v, ticket)
+		if out, ok := g.streamResponses(w, r, in, v, ticket); ok {
+			u.turn(out)
+			q.Store(r.Context(), out)
+		}
 		return
 	}
 	sub := g.firstTurn.subscribe(&in)
@@ -168,7 +198,9 @@ func (g *Gateway) responses(w http.ResponseWriter, r *http.Request) {
 		out = run.Turn{Status: run.StatusFailed, Error: runs.ServerFailure(in.ResponseID)}
 	}
 	ticket.Done(turnTokens(out))
+	u.turn(out)
 	writeTurn(w, in, v, out, time.Now())
+	q.Store(r.Context(), out)
 }
 
 // turnTokens is what a turn's model calls used, for a token limit.
@@ -181,8 +213,9 @@ func turnTokens(out run.Turn) int {
 // and answers with the next turn's Response, streamed for stream: true. The
 // run keeps its prompt version: prompt may be left out, and when it is
 // sent it must name the run's prompt deployment; its variables are not
-// read again.
-func (g *Gateway) continueResponse(w http.ResponseWriter, r *http.Request, c caller, req *responsesRequest) {
+// read again. It returns the request's usage once it names the run's
+// deployment, nil before.
+func (g *Gateway) continueResponse(w http.ResponseWriter, r *http.Request, c caller, req *responsesRequest) (u *served) {
 	prev := req.PreviousResponseID
 	found, err := g.cfg.Runs.Find(r.Context(), c.projectID, prev)
 	switch {
@@ -230,7 +263,11 @@ func (g *Gateway) continueResponse(w http.ResponseWriter, r *http.Request, c cal
 		writeAPIError(w, errInternal())
 		return
 	}
-	ticket, aerr := g.admit(r, w.Header(), c, d)
+	us := serving(c, d, in.Deployment)
+	us.promptID, us.version = in.PromptID, in.PromptVersion
+	u = &us
+	// A continued turn is never cached: it belongs to its run.
+	ticket, aerr := g.admit(r, w.Header(), c, d, false)
 	if aerr == errClientGone {
 		return
 	}
@@ -242,7 +279,9 @@ func (g *Gateway) continueResponse(w http.ResponseWriter, r *http.Request, c cal
 	ci := run.ContinueInput{PreviousResponseID: prev, InputItems: items}
 	v := g.versionOf(in)
 	if req.Stream {
-		g.streamContinue(w, r, in, v, ci, run.Turn{ResponseID: found.NextResponseID(), Turn: found.Turn + 1, PreviousResponseID: prev}, ticket)
+		if out, ok := g.streamContinue(w, r, in, v, ci, run.Turn{ResponseID: found.NextResponseID(), Turn: found.Turn + 1, PreviousResponseID: prev}, ticket); ok {
+			u.turn(out)
+		}
 		return
 	}
 	wait, err := g.cfg.Runs.Continue(r.Context(), found.ID, ci, runs.Completed)
@@ -258,7 +297,9 @@ func (g *Gateway) continueResponse(w http.ResponseWriter, r *http.Request, c cal
 		return
 	}
 	ticket.Done(turnTokens(out))
+	u.turn(out)
 	writeTurn(w, in, v, out, created)
+	return
 }
 
 // continueError maps a continue that failed: the run refused it (the

@@ -27,7 +27,10 @@ const flushWait = time.Second
 // it starts the run, so no delta can be missed for want of a subscriber,
 // then streams the first turn (streamTurn). The run signs its events with
 // a key made here, and the subscription takes no other.
-func (g *Gateway) streamResponses(w http.ResponseWriter, r *http.Request, in run.Input, v *version, ticket *admission.Ticket) {
+//
+// It returns the turn it finished with, ok false when the stream ended
+// before the turn did.
+func (g *Gateway) streamResponses(w http.ResponseWriter, r *http.Request, in run.Input, v *version, ticket *admission.Ticket) (out run.Turn, ok bool) {
 	key := runstream.NewEventKey()
 	sub, err := runstream.Subscribe(g.cfg.NATS, in.ResponseID, key)
 	if err != nil {
@@ -46,7 +49,7 @@ func (g *Gateway) streamResponses(w http.ResponseWriter, r *http.Request, in run
 		return
 	}
 	s := newResponseStream(w, http.NewResponseController(w).Flush, in, v, run.Turn{ResponseID: in.ResponseID, Turn: 1}, time.Now())
-	g.streamTurn(w, r, sub, s, wait, g.firstTurn.announceWait, ticket)
+	return g.streamTurn(w, r, sub, s, wait, g.firstTurn.announceWait, ticket)
 }
 
 // streamTurn streams one turn of a run whose events come on sub, once the
@@ -59,13 +62,10 @@ func (g *Gateway) streamResponses(w http.ResponseWriter, r *http.Request, in run
 // the turn's output after askDelay: a first turn announces its end on sub
 // (run.Input.TurnSubject), after every event of the turn, and is asked
 // only when it has not done so in time. The ticket is done with the
-// turn's tokens before the closing events are sent.
-func (g *Gateway) streamTurn(w http.ResponseWriter, r *http.Request, sub *runstream.Subscription, s *responseStream, wait runs.Wait, askDelay time.Duration, ticket *admission.Ticket) {
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream; charset=utf-8")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
+// turn's tokens before the closing events are sent. It returns the turn
+// it finished with; ok is false when the stream ended first.
+func (g *Gateway) streamTurn(w http.ResponseWriter, r *http.Request, sub *runstream.Subscription, s *responseStream, wait runs.Wait, askDelay time.Duration, ticket *admission.Ticket) (run.Turn, bool) {
+	startEventStream(w)
 	s.start()
 
 	done, stop := askAfter(askDelay, wait)
@@ -78,12 +78,12 @@ func (g *Gateway) streamTurn(w http.ResponseWriter, r *http.Request, sub *runstr
 				// on its way is covered by the turn itself, as after a gap.
 				ticket.Done(turnTokens(out))
 				s.finish(out)
-				return
+				return out, true
 			}
 			s.event(ev)
 		case res := <-done:
 			if r.Context().Err() != nil {
-				return
+				return run.Turn{}, false
 			}
 			ctx, cancel := context.WithTimeout(r.Context(), flushWait)
 			rest, _ := sub.Flush(ctx)
@@ -97,18 +97,21 @@ func (g *Gateway) streamTurn(w http.ResponseWriter, r *http.Request, sub *runstr
 			}
 			ticket.Done(turnTokens(res.out))
 			s.finish(res.out)
-			return
+			return res.out, true
 		case <-r.Context().Done():
-			return
+			return run.Turn{}, false
 		}
 	}
+	return run.Turn{}, false
 }
 
 // streamContinue continues a run as continueResponse does and streams
 // the next turn (head) as streamResponses streams the first: it
 // subscribes to the turn's subject before it sends the input. A continue
 // the run refuses is answered like an unstreamed one, before any event.
-func (g *Gateway) streamContinue(w http.ResponseWriter, r *http.Request, in run.Input, v *version, ci run.ContinueInput, head run.Turn, ticket *admission.Ticket) {
+//
+// It returns the turn it finished with, as streamTurn does.
+func (g *Gateway) streamContinue(w http.ResponseWriter, r *http.Request, in run.Input, v *version, ci run.ContinueInput, head run.Turn, ticket *admission.Ticket) (out run.Turn, ok bool) {
 	key := runstream.NewEventKey()
 	sub, err := runstream.Subscribe(g.cfg.NATS, head.ResponseID, key)
 	if err != nil {
@@ -127,7 +130,7 @@ func (g *Gateway) streamContinue(w http.ResponseWriter, r *http.Request, in run.
 		return
 	}
 	s := newResponseStream(w, http.NewResponseController(w).Flush, in, v, head, time.Now())
-	g.streamTurn(w, r, sub, s, wait, 0, ticket)
+	return g.streamTurn(w, r, sub, s, wait, 0, ticket)
 }
 
 // responseStream turns a run's events (package runstream) into OpenAI's

@@ -31,6 +31,10 @@ const (
 	// out, answered 408, 429 or 5xx, or sent an unreadable reply. Retryable;
 	// the retry policy decides how often.
 	UpstreamUnavailable = "UpstreamUnavailable"
+	// RateLimited: the model deployment stayed at its rate limit or its
+	// concurrency bound for as long as a model call waits for it.
+	// Retryable, after the delay the limit asks for.
+	RateLimited = "RateLimited"
 	// ModelNotFound: the document's model deployment is missing from the
 	// project or is not a model deployment. Non-retryable.
 	ModelNotFound = "ModelNotFound"
@@ -124,6 +128,8 @@ func HTTPStatus(code string) int {
 		return http.StatusConflict
 	case UpstreamRejected, UpstreamUnavailable:
 		return http.StatusBadGateway
+	case RateLimited:
+		return http.StatusTooManyRequests
 	}
 	return 0
 }

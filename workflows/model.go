@@ -258,8 +258,8 @@ func callError(err error, model string) (e *run.Error, ok bool) {
 	}
 	f := run.FailureOf(appErr)
 	switch appErr.Type() {
-	case run.ModelNotFound:
-		return &run.Error{Code: run.ModelNotFound, Message: f.Message}, true
+	case run.ModelNotFound, run.RateLimited:
+		return &run.Error{Code: appErr.Type(), Message: f.Message}, true
 	case run.UpstreamRejected, run.UpstreamUnavailable:
 		msg := fmt.Sprintf("model deployment %q: %s", model, f.Message)
 		if f.Status > 0 {

@@ -53,6 +53,7 @@ type config struct {
 	MetricsAddr       string
 	RedisURL          string
 	RedisPrefix       string
+	CacheBytes        string
 
 	WorkerAutoscale    string
 	WorkerMinSlots     string
@@ -97,6 +98,7 @@ func (c *config) settings() []setting {
 		{"BUD_RUN_WAIT", "run-wait", "start", "how the gateway and the playground start a prompt run and wait for its first turn: start (eager start; the run announces its first turn over NATS, and an update asks for it when it has not within 2 s) or update (update-with-start, whose update answers); see Speed in the README", &c.RunWait},
 		{"BUD_REDIS_URL", "redis-url", "", "Redis (redis://[user:password@]host:port[/db], rediss:// for TLS) that every gateway shares for rate limits and concurrency slots; without it each gateway process counts alone, and `bud dev` counts in its one process", &c.RedisURL},
 		{"BUD_REDIS_PREFIX", "redis-prefix", "bud:", "prefix of every Redis key, so that several installations can share a Redis; for a Redis Cluster put a hash tag in it ({bud}:), which keeps every key in one slot", &c.RedisPrefix},
+		{"BUD_CACHE_BYTES", "cache-bytes", "64MiB", "bytes of the gateway's in-process response cache (a number with an optional KiB, MiB or GiB), for deployments whose settings enable caching; with BUD_REDIS_URL the cache lives in Redis instead, shared by every gateway, and this is unused", &c.CacheBytes},
 		{"BUD_EGRESS_DENY", "egress-deny", "", "comma-separated CIDRs, `loopback` and `private`: addresses of configured URLs (model deployments, connections, their redirects) refused at connect time, besides link-local and cloud metadata addresses, which always are", &c.EgressDeny},
 		{"BUD_WORKER_AUTOSCALE", "worker-autoscale", "off", "on: the BudPrompt worker's pollers scale with the server's hints (1 to BUD_WORKER_MAX_POLLERS, the Temporal SDK's poller autoscaling) and its slots with its CPU and memory use (BUD_WORKER_MIN_SLOTS to BUD_WORKER_MAX_SLOTS, the SDK's resource-based slot suppliers); off: fixed slots and pollers", &c.WorkerAutoscale},
 		{"BUD_WORKER_MAX_SLOTS", "worker-max-slots", strconv.Itoa(scaling.DefaultMaxSlots), "tasks of each kind (workflow tasks, activities, local activities) the worker runs at once: all of them with autoscale off, the ceiling with it on", &c.WorkerMaxSlots},

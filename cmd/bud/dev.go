@@ -25,6 +25,7 @@ import (
 	"github.com/budhq/bud/statestore"
 	"github.com/budhq/bud/temporalserver"
 	"github.com/budhq/bud/upstreamtest"
+	budusage "github.com/budhq/bud/usage"
 )
 
 // runDev runs the whole stack in one process on embedded defaults.
@@ -167,17 +168,35 @@ func runDev(ctx context.Context, args []string) error {
 		defer rc.Close()
 	}
 
-	appReg, gwReg := metrics.NewRegistry(), metrics.NewRegistry()
-	appHandler, err := newApp(log, &cfg, pool, tc, docs, appReg)
+	// One Admitter: the gateway's requests and the worker's model calls
+	// count against the same limits.
+	adm := newAdmitter(log, &cfg, rc)
+	defer adm.Close()
+
+	cache, err := newReplyCache(log, &cfg, rc)
 	if err != nil {
 		return err
 	}
-	gw, err := newGateway(log, &cfg, pool, tc, docs, nc, rc, gwReg)
+
+	appReg, gwReg := metrics.NewRegistry(), metrics.NewRegistry()
+	// One usage recorder, its metrics registered once: the gateway counts
+	// into it, and BudApp's usage report writes it before reading, so the
+	// report includes the last second's requests.
+	rec, err := budusage.New(budusage.Config{Pool: pool, Registry: gwReg, Logger: log.With("service", "usage")})
+	if err != nil {
+		return err
+	}
+	defer runInBackground(context.WithoutCancel(ctx), rec.Run)()
+	appHandler, err := newApp(log, &cfg, pool, tc, docs, appReg, rec)
+	if err != nil {
+		return err
+	}
+	gw, err := newGateway(log, &cfg, pool, tc, docs, nc, adm, cache, rec, gwReg)
 	if err != nil {
 		return err
 	}
 	defer runInBackground(context.WithoutCancel(ctx), gw.Run)()
-	pw, err := startWorker(ctx, log, &cfg, wopts, tc, pool, nc, workerReg)
+	pw, err := startWorker(ctx, log, &cfg, wopts, tc, pool, nc, workerReg, adm)
 	if err != nil {
 		return err
 	}

@@ -4,9 +4,14 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/budhq/bud/admission"
+	"github.com/budhq/bud/replycache"
 )
 
 // Bounds on one Redis call, unless BUD_REDIS_URL sets its own
@@ -69,4 +74,51 @@ type redisLogger struct{ log *slog.Logger }
 
 func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
 	l.log.DebugContext(ctx, fmt.Sprintf(format, v...), "component", "go-redis")
+}
+
+// newAdmitter is the process's one Admitter, which its gateway and its
+// worker's model calls share, so that a deployment's limits count both:
+// in Redis when rc is set (every process shares them), else in this
+// process. The caller closes it once both have stopped.
+func newAdmitter(log *slog.Logger, cfg *config, rc *redis.Client) *admission.Admitter {
+	ac := admission.Config{Prefix: cfg.RedisPrefix, Logger: log}
+	if rc != nil {
+		// Not a nil *redis.Client in the interface, which would not be nil.
+		ac.Redis = rc
+	}
+	return admission.New(ac)
+}
+
+// newReplyCache is the process's response cache: in Redis when rc is set,
+// shared by every gateway, else in this process, bounded by
+// BUD_CACHE_BYTES, which is checked either way so that a wrong value fails
+// the start.
+func newReplyCache(log *slog.Logger, cfg *config, rc *redis.Client) (*replycache.Cache, error) {
+	n, err := parseBytes(cfg.CacheBytes)
+	if err != nil {
+		return nil, fmt.Errorf("BUD_CACHE_BYTES: %w", err)
+	}
+	o := replycache.Options{Prefix: cfg.RedisPrefix + "cache:", Logger: log}
+	if rc != nil {
+		return replycache.New(replycache.NewRedis(rc, replycache.RedisOptions{}), o), nil
+	}
+	return replycache.New(replycache.NewMemory(n), o), nil
+}
+
+// parseBytes reads a positive size: a number of bytes, or of KiB, MiB or
+// GiB.
+func parseBytes(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	mult := int64(1)
+	for suffix, m := range map[string]int64{"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30} {
+		if v, ok := strings.CutSuffix(t, suffix); ok {
+			t, mult = strings.TrimSpace(v), m
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n <= 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("%q is not a positive size such as 64MiB", s)
+	}
+	return n * mult, nil
 }

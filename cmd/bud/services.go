@@ -15,12 +15,12 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/budhq/bud/activities"
+	"github.com/budhq/bud/admission"
 	"github.com/budhq/bud/app"
 	"github.com/budhq/bud/changes"
 	"github.com/budhq/bud/db"
@@ -28,11 +28,13 @@ import (
 	"github.com/budhq/bud/egress"
 	"github.com/budhq/bud/gateway"
 	"github.com/budhq/bud/metrics"
+	"github.com/budhq/bud/replycache"
 	"github.com/budhq/bud/run"
 	"github.com/budhq/bud/runs"
 	"github.com/budhq/bud/scaling"
 	"github.com/budhq/bud/secrets"
 	"github.com/budhq/bud/statestore"
+	budusage "github.com/budhq/bud/usage"
 	"github.com/budhq/bud/workflows"
 )
 
@@ -204,7 +206,7 @@ func sealBox(key string) (*secrets.Box, error) {
 }
 
 // newApp builds BudApp, whose metrics go to reg.
-func newApp(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Client, docs *statestore.Store, reg *prometheus.Registry) (http.Handler, error) {
+func newApp(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Client, docs *statestore.Store, reg *prometheus.Registry, rec *budusage.Recorder) (http.Handler, error) {
 	if cfg.AdminToken == "" {
 		return nil, errors.New("BUD_ADMIN_TOKEN or BUD_ADMIN_TOKEN_FILE is required")
 	}
@@ -238,6 +240,7 @@ func newApp(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Client,
 		Documents: docs,
 		Runs:      rc,
 		Egress:    policy,
+		Usage:     rec,
 	})
 }
 
@@ -264,7 +267,7 @@ func daprAddress(cfg *config) string {
 }
 
 // newGateway builds BudGateway, whose metrics go to reg.
-func newGateway(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Client, docs *statestore.Store, nc *nats.Conn, rc *redis.Client, reg *prometheus.Registry) (*gateway.Gateway, error) {
+func newGateway(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Client, docs *statestore.Store, nc *nats.Conn, adm *admission.Admitter, cache *replycache.Cache, rec *budusage.Recorder, reg *prometheus.Registry) (*gateway.Gateway, error) {
 	box, err := sealBox(cfg.EncryptionKey)
 	if err != nil {
 		return nil, err
@@ -292,11 +295,9 @@ func newGateway(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Cli
 		Runs:            runsc,
 		Documents:       docs,
 		NATS:            nc,
-		RedisPrefix:     cfg.RedisPrefix,
-	}
-	if rc != nil {
-		// Not a nil *redis.Client in the interface, which would not be nil.
-		gc.Redis = rc
+		Admitter:        adm,
+		Cache:           cache,
+		Usage:           rec,
 	}
 	return gateway.New(gc)
 }
@@ -361,7 +362,7 @@ func workerOptions(log *slog.Logger, sc scaling.Config) (worker.Options, error) 
 // startWorker starts a BudPrompt worker with opts (workerOptions), whose
 // metrics go to reg: tc must have been dialed with reg's SDK metrics
 // handler (workerMetrics), which reports its slots and pollers.
-func startWorker(ctx context.Context, log *slog.Logger, cfg *config, opts worker.Options, tc client.Client, pool *pgxpool.Pool, nc *nats.Conn, reg *prometheus.Registry) (*promptWorker, error) {
+func startWorker(ctx context.Context, log *slog.Logger, cfg *config, opts worker.Options, tc client.Client, pool *pgxpool.Pool, nc *nats.Conn, reg *prometheus.Registry, adm *admission.Admitter) (*promptWorker, error) {
 	box, err := sealBox(cfg.EncryptionKey)
 	if err != nil {
 		return nil, err
@@ -383,7 +384,7 @@ func startWorker(ctx context.Context, log *slog.Logger, cfg *config, opts worker
 	stopListening := runInBackground(context.WithoutCancel(ctx), changes.NewListener(pool, log.With("service", "worker"), deployments).Run)
 	host, _ := os.Hostname()
 	w := workflows.NewWorker(tc, activities.New(activities.Config{
-		Identity: fmt.Sprintf("%s@%d", host, os.Getpid()), Pool: pool, Box: box, NATS: nc, Deployments: deployments, Egress: policy,
+		Identity: fmt.Sprintf("%s@%d", host, os.Getpid()), Pool: pool, Box: box, NATS: nc, Deployments: deployments, Egress: policy, Admitter: adm,
 		Tools: &activities.Connections{Pool: pool, Box: box, HTTPClient: &http.Client{Timeout: workflows.CallToolTimeout, Transport: policy.Transport()}},
 	}), opts)
 	if err := w.Start(); err != nil {
@@ -449,7 +450,7 @@ func runApp(ctx context.Context, args []string) error {
 
 func runGateway(ctx context.Context, args []string) error {
 	var cfg config
-	if err := cfg.parse("gateway", args, "database-url", "temporal-address", "temporal-namespace", "temporal-tls-cert", "temporal-tls-key", "temporal-tls-ca", "temporal-tls-server-name", "temporal-api-key", "gateway-addr", "metrics-addr", "encryption-key", "upstream-timeout", "redis-url", "redis-prefix", "dapr-grpc-address", "dapr-store", "dapr-api-token", "nats-url", "nats-creds", "nats-tls-ca", "nats-tls-cert", "nats-tls-key", "run-wait", "egress-deny", "log-level", "log-format"); err != nil {
+	if err := cfg.parse("gateway", args, "database-url", "temporal-address", "temporal-namespace", "temporal-tls-cert", "temporal-tls-key", "temporal-tls-ca", "temporal-tls-server-name", "temporal-api-key", "gateway-addr", "metrics-addr", "encryption-key", "upstream-timeout", "redis-url", "redis-prefix", "cache-bytes", "dapr-grpc-address", "dapr-store", "dapr-api-token", "nats-url", "nats-creds", "nats-tls-ca", "nats-tls-cert", "nats-tls-key", "run-wait", "egress-deny", "log-level", "log-format"); err != nil {
 		return err
 	}
 	return runOne(ctx, &cfg, "gateway")
@@ -457,7 +458,7 @@ func runGateway(ctx context.Context, args []string) error {
 
 func runWorker(ctx context.Context, args []string) error {
 	var cfg config
-	if err := cfg.parse("worker", args, "database-url", "temporal-address", "temporal-namespace", "temporal-tls-cert", "temporal-tls-key", "temporal-tls-ca", "temporal-tls-server-name", "temporal-api-key", "worker-addr", "metrics-addr", "encryption-key", "nats-url", "nats-creds", "nats-tls-ca", "nats-tls-cert", "nats-tls-key", "egress-deny", "worker-autoscale", "worker-min-slots", "worker-max-slots", "worker-max-pollers", "worker-target-cpu", "worker-target-memory", "log-level", "log-format"); err != nil {
+	if err := cfg.parse("worker", args, "database-url", "temporal-address", "temporal-namespace", "temporal-tls-cert", "temporal-tls-key", "temporal-tls-ca", "temporal-tls-server-name", "temporal-api-key", "worker-addr", "metrics-addr", "encryption-key", "redis-url", "redis-prefix", "nats-url", "nats-creds", "nats-tls-ca", "nats-tls-cert", "nats-tls-key", "egress-deny", "worker-autoscale", "worker-min-slots", "worker-max-slots", "worker-max-pollers", "worker-target-cpu", "worker-target-memory", "log-level", "log-format"); err != nil {
 		return err
 	}
 	return runOne(ctx, &cfg, "worker")
@@ -509,7 +510,10 @@ func runOne(ctx context.Context, cfg *config, service string) error {
 		}
 		defer docs.Close()
 		reg = metrics.NewRegistry()
-		h, err := newApp(log, cfg, pool, tc, docs, reg)
+		// BudApp alone serves requests of no deployment: its recorder
+		// counts nothing of its own, and the report reads what the
+		// gateways wrote.
+		h, err := newApp(log, cfg, pool, tc, docs, reg, nil)
 		if err != nil {
 			return err
 		}
@@ -536,8 +540,21 @@ func runOne(ctx context.Context, cfg *config, service string) error {
 		if rc != nil {
 			defer rc.Close()
 		}
+		adm := newAdmitter(log, cfg, rc)
+		defer adm.Close()
+		cache, err := newReplyCache(log, cfg, rc)
+		if err != nil {
+			return err
+		}
 		reg = metrics.NewRegistry()
-		g, err := newGateway(log, cfg, pool, tc, docs, nc, rc, reg)
+		rec, err := budusage.New(budusage.Config{Pool: pool, Registry: reg, Logger: log.With("service", "gateway")})
+		if err != nil {
+			return err
+		}
+		// Deferred first, so it runs last: the requests the server drains
+		// are written too.
+		defer runInBackground(context.WithoutCancel(ctx), rec.Run)()
+		g, err := newGateway(log, cfg, pool, tc, docs, nc, adm, cache, rec, reg)
 		if err != nil {
 			return err
 		}
@@ -555,7 +572,16 @@ func runOne(ctx context.Context, cfg *config, service string) error {
 		if nc != nil {
 			defer nc.Close()
 		}
-		pw, err := startWorker(ctx, log, cfg, wopts, tc, pool, nc, reg)
+		rc, err := connectRedis(ctx, log, cfg, service)
+		if err != nil {
+			return err
+		}
+		if rc != nil {
+			defer rc.Close()
+		}
+		adm := newAdmitter(log, cfg, rc)
+		defer adm.Close()
+		pw, err := startWorker(ctx, log, cfg, wopts, tc, pool, nc, reg, adm)
 		if err != nil {
 			return err
 		}
