@@ -97,11 +97,11 @@ func TestDeploymentDefaults(t *testing.T) {
 
 	// A partial settings object fills from the defaults, level by level.
 	d = b.createDeployment(t, p.ID, modelBody("partial", map[string]any{
-		"settings": map[string]any{"cache": map[string]any{"enabled": true, "ttl_seconds": 60}, "rate_limit": map[string]any{"burst": 5}},
+		"settings": map[string]any{"cache": map[string]any{"enabled": true, "ttl_seconds": 60}, "rate_limit": map[string]any{"requests_per_minute": 60, "burst": 5}},
 	}))
 	want := bud.DefaultSettings()
 	want.Cache = bud.CacheSettings{Enabled: true, TTLSeconds: 60}
-	want.RateLimit.Burst = 5
+	want.RateLimit.RequestsPerMinute, want.RateLimit.Burst = 60, 5
 	require.Equal(t, want, d.Settings)
 
 	// null means "not given".
