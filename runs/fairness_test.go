@@ -188,6 +188,10 @@ func TestReservedDeploymentFlowsUnderFlood(t *testing.T) {
 
 	require.Less(t, p50(underFlood), 4*p50(alone)+fairCall,
 		"under the flood, with fairness, the reserved deployment's runs stay within a few times their latency alone")
-	require.Greater(t, p50(fifoFlood), 3*p50(underFlood),
+	// The worst wait shows what fairness saves: first come first served,
+	// some of the same runs wait behind most of the flood. (The median
+	// depends on when the trickle starts against the flood's tail, which a
+	// busy machine shifts.)
+	require.Greater(t, fifoFlood[len(fifoFlood)-1], 3*underFlood[len(underFlood)-1],
 		"first come first served, the same runs wait behind the flood: fairness is what keeps them flowing")
 }

@@ -172,7 +172,7 @@ func TestReplayRecordedRuns(t *testing.T) {
 	require.Contains(t, out.stderr, "2 of 2 histories did not replay")
 
 	// The recorded histories of every kind of run: ok with this build,
-	// each non-deterministic with the broken one.
+	// each run's non-deterministic with the broken one.
 	files, err := filepath.Glob("../../workflows/testdata/*.json")
 	require.NoError(t, err)
 	require.NotEmpty(t, files)
@@ -185,6 +185,12 @@ func TestReplayRecordedRuns(t *testing.T) {
 	out = runReplayBinary(t, broken, files...)
 	require.Equal(t, 1, out.code)
 	for _, line := range out.verdicts() {
+		if strings.Contains(line, "testdata/evaluation") {
+			// The broken build breaks PromptRun alone: an Evaluation's
+			// history holds no command of its children's.
+			require.True(t, strings.HasPrefix(line, "ok ../../workflows/testdata/evaluation"), line)
+			continue
+		}
 		require.Regexp(t, `^NON-DETERMINISTIC \.\./\.\./workflows/testdata/\S+\.json: event \d+ \(\w+\), of the workflow task completed at event \d+: `, line)
 	}
 }
