@@ -611,3 +611,32 @@ func TestRedisDown(t *testing.T) {
 	}, 10*time.Second, 10*time.Millisecond)
 	require.Equal(t, 1, logs.count(), "%q", logs.lines)
 }
+
+// TestIdleStateIsDropped: the in-process state of a deployment or key
+// that holds nothing is dropped, and one that holds a slot, a debt or a
+// spent bucket is kept; a request after the drop starts from a full
+// bucket, which is what the dropped one had become.
+func TestIdleStateIsDropped(t *testing.T) {
+	t.Parallel()
+	clk := newClock()
+	a := newAdmitter(t, false, admission.Config{Now: clk.Now})
+	limited := admission.Limits{Rate: admission.Rate{RequestsPerMinute: 1, Burst: 1, TokensPerMinute: 100}, MaxConcurrency: 1}
+	held := admission.Request{DeploymentID: uuid.New(), Deployment: limited}
+	spent := admission.Request{DeploymentID: uuid.New(), Deployment: limited, KeyID: uuid.New(), Key: admission.Rate{RequestsPerMinute: 1}}
+	slot, err := a.Admit(t.Context(), held)
+	require.NoError(t, err)
+	tk, err := a.Admit(t.Context(), spent)
+	require.NoError(t, err)
+	tk.Done(1000)
+	require.Equal(t, 3, a.Sweep(), "nothing is idle yet")
+
+	clk.Advance(90 * time.Second)
+	require.Equal(t, 3, a.Sweep(), "a bucket a minute in debt takes two to fill")
+	clk.Advance(31 * time.Second)
+	require.Equal(t, 1, a.Sweep(), "only the held slot is left")
+	_, err = a.Admit(t.Context(), held)
+	require.Equal(t, admission.LimitConcurrency, refusal(t, err).Limit)
+	slot.Done(0)
+	_, err = a.Admit(t.Context(), spent)
+	require.NoError(t, err, "the dropped buckets were full again")
+}
