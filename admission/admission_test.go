@@ -89,6 +89,21 @@ func header(t *admission.Ticket) http.Header {
 	return h
 }
 
+// TestNilClientIsInProcess: a nil *redis.Client, as a caller without a
+// Redis may pass, keeps the state in the process.
+func TestNilClientIsInProcess(t *testing.T) {
+	t.Parallel()
+	var c *redis.Client
+	a := admission.New(admission.Config{Redis: c})
+	t.Cleanup(a.Close)
+	req := admission.Request{DeploymentID: uuid.New(), Deployment: admission.Limits{MaxConcurrency: 1}}
+	tk, err := a.Admit(t.Context(), req)
+	require.NoError(t, err)
+	_, err = a.Admit(t.Context(), req)
+	refusal(t, err)
+	tk.Done(0)
+}
+
 func TestNoLimitsCostNothing(t *testing.T) {
 	for _, useRedis := range []bool{false, true} {
 		a := newAdmitter(t, useRedis, admission.Config{})
