@@ -298,22 +298,22 @@ func (s Settings) Check(p *Problems, prefix string) {
 		p.Add(prefix+".cache.ttl_seconds", "must be > 0 when the cache is enabled")
 	}
 	rl := s.RateLimit
-	checkRates(p, prefix+".rate_limit", rl.RequestsPerMinute, rl.Burst, rl.TokensPerMinute)
+	checkRates(p, prefix+".rate_limit", rl.RequestsPerMinute, rl.Burst, rl.TokensPerMinute, rl.Enabled)
 	if rl.Enabled && rl.RequestsPerMinute == 0 && rl.TokensPerMinute == 0 {
 		p.Add(prefix+".rate_limit.requests_per_minute", "must be > 0 when the rate limit is enabled (or set tokens_per_minute)")
 	}
 }
 
 // checkRates records problems of a rate limit's values under prefix: each
-// within bounds, and no burst without a request rate, whose bucket it
-// sizes.
-func checkRates(p *Problems, prefix string, rpm, burst, tpm int) {
+// within bounds, and, for a limit in force (enabled), no burst without a
+// request rate, whose bucket it sizes.
+func checkRates(p *Problems, prefix string, rpm, burst, tpm int, enabled bool) {
 	if rpm < 0 || rpm > MaxRequestsPerMin {
 		p.Add(prefix+".requests_per_minute", "must be between 0 and %d", MaxRequestsPerMin)
 	}
 	if burst < 0 || burst > MaxRequestsPerMin {
 		p.Add(prefix+".burst", "must be between 0 and %d", MaxRequestsPerMin)
-	} else if burst > 0 && rpm == 0 {
+	} else if enabled && burst > 0 && rpm == 0 {
 		p.Add(prefix+".burst", "must be 0 without requests_per_minute: it is the size of the requests' bucket")
 	}
 	if tpm < 0 || tpm > MaxTokensPerMin {
@@ -333,7 +333,7 @@ type KeyRateLimit struct {
 // Check records every problem of l under the field prefix. A limit must
 // limit something: a key without one has none (null), not a zero one.
 func (l KeyRateLimit) Check(p *Problems, prefix string) {
-	checkRates(p, prefix, l.RequestsPerMinute, l.Burst, l.TokensPerMinute)
+	checkRates(p, prefix, l.RequestsPerMinute, l.Burst, l.TokensPerMinute, true)
 	if l.RequestsPerMinute == 0 && l.TokensPerMinute == 0 {
 		p.Add(prefix, "must set requests_per_minute or tokens_per_minute; send null for no limit")
 	}

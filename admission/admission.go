@@ -156,6 +156,17 @@ func New(cfg Config) *Admitter {
 	if cfg.SlotLease <= 0 {
 		cfg.SlotLease = DefaultSlotLease
 	}
+	// A nil client in the interface is no client.
+	switch c := cfg.Redis.(type) {
+	case *redis.Client:
+		if c == nil {
+			cfg.Redis = nil
+		}
+	case *redis.ClusterClient:
+		if c == nil {
+			cfg.Redis = nil
+		}
+	}
 	a := &Admitter{log: cfg.Logger, now: cfg.Now, local: newLocal(cfg.Now), stopped: make(chan struct{})}
 	if cfg.Redis == nil {
 		close(a.stopped)

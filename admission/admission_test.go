@@ -89,6 +89,21 @@ func header(t *admission.Ticket) http.Header {
 	return h
 }
 
+// TestNilClientIsInProcess: a nil *redis.Client, as a caller without a
+// Redis may pass, keeps the state in the process.
+func TestNilClientIsInProcess(t *testing.T) {
+	t.Parallel()
+	var c *redis.Client
+	a := admission.New(admission.Config{Redis: c})
+	t.Cleanup(a.Close)
+	req := admission.Request{DeploymentID: uuid.New(), Deployment: admission.Limits{MaxConcurrency: 1}}
+	tk, err := a.Admit(t.Context(), req)
+	require.NoError(t, err)
+	_, err = a.Admit(t.Context(), req)
+	refusal(t, err)
+	tk.Done(0)
+}
+
 func TestNoLimitsCostNothing(t *testing.T) {
 	for _, useRedis := range []bool{false, true} {
 		a := newAdmitter(t, useRedis, admission.Config{})
@@ -610,4 +625,33 @@ func TestRedisDown(t *testing.T) {
 		return dials.Load() > tried
 	}, 10*time.Second, 10*time.Millisecond)
 	require.Equal(t, 1, logs.count(), "%q", logs.lines)
+}
+
+// TestIdleStateIsDropped: the in-process state of a deployment or key
+// that holds nothing is dropped, and one that holds a slot, a debt or a
+// spent bucket is kept; a request after the drop starts from a full
+// bucket, which is what the dropped one had become.
+func TestIdleStateIsDropped(t *testing.T) {
+	t.Parallel()
+	clk := newClock()
+	a := newAdmitter(t, false, admission.Config{Now: clk.Now})
+	limited := admission.Limits{Rate: admission.Rate{RequestsPerMinute: 1, Burst: 1, TokensPerMinute: 100}, MaxConcurrency: 1}
+	held := admission.Request{DeploymentID: uuid.New(), Deployment: limited}
+	spent := admission.Request{DeploymentID: uuid.New(), Deployment: limited, KeyID: uuid.New(), Key: admission.Rate{RequestsPerMinute: 1}}
+	slot, err := a.Admit(t.Context(), held)
+	require.NoError(t, err)
+	tk, err := a.Admit(t.Context(), spent)
+	require.NoError(t, err)
+	tk.Done(1000)
+	require.Equal(t, 3, a.Sweep(), "nothing is idle yet")
+
+	clk.Advance(90 * time.Second)
+	require.Equal(t, 3, a.Sweep(), "a bucket a minute in debt takes two to fill")
+	clk.Advance(31 * time.Second)
+	require.Equal(t, 1, a.Sweep(), "only the held slot is left")
+	_, err = a.Admit(t.Context(), held)
+	require.Equal(t, admission.LimitConcurrency, refusal(t, err).Limit)
+	slot.Done(0)
+	_, err = a.Admit(t.Context(), spent)
+	require.NoError(t, err, "the dropped buckets were full again")
 }

@@ -10,3 +10,17 @@ func (a *Admitter) Waiting(deployment uuid.UUID) int {
 	defer s.mu.Unlock()
 	return len(s.waiters)
 }
+
+// Sweep drops the idle in-process state now, as a new subject does once a
+// minute per shard, and reports how many subjects are left.
+func (a *Admitter) Sweep() int {
+	n := 0
+	for i := range a.local.shards {
+		sh := &a.local.shards[i]
+		sh.mu.Lock()
+		a.local.sweep(sh)
+		n += len(sh.subjects)
+		sh.mu.Unlock()
+	}
+	return n
+}

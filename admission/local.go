@@ -75,19 +75,20 @@ func (l *local) get(kind byte, id uuid.UUID) *subject {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if s = sh.subjects[k]; s == nil {
-		s = &subject{}
-		sh.subjects[k] = s
 		if now := time.Now(); now.Sub(sh.lastSweep) >= sweepEvery {
 			sh.lastSweep = now
 			l.sweep(sh)
 		}
+		s = &subject{}
+		sh.subjects[k] = s
 	}
 	return s
 }
 
 // sweep drops the subjects of sh that hold nothing: no slot, no waiter,
 // buckets full. Dropping one loses nothing, since a new one starts full.
-// sh.mu is held.
+// sh.mu is held, and it locks subjects: get must not be called with a
+// subject locked.
 func (l *local) sweep(sh *shard) {
 	now := l.now().UnixMilli()
 	for k, s := range sh.subjects {
@@ -120,13 +121,18 @@ func (l *local) admit(ctx context.Context, a *Admitter, req *Request, rates bool
 	}
 	holding := false
 	for {
+		// Both looked up before either is locked (see sweep).
 		var d, k *subject
 		if useDep {
 			d = l.get(kindDeployment, req.DeploymentID)
-			d.mu.Lock()
 		}
 		if useKey {
 			k = l.get(kindKey, req.KeyID)
+		}
+		if d != nil {
+			d.mu.Lock()
+		}
+		if k != nil {
 			k.mu.Lock()
 		}
 		if (d != nil && d.dead) || (k != nil && k.dead) {
