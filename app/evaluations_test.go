@@ -145,10 +145,10 @@ func TestDatasetFromRuns(t *testing.T) {
 func evalSetup(t *testing.T) *runBundle {
 	b := runSetup(t)
 	token := "admin-" + randomHex(16)
-	rc, err := runs.New(runEnv.client, "")
+	rc, err := runs.New(runEnv.Client, "")
 	require.NoError(t, err)
 	h, err := app.New(app.Config{
-		Pool: runEnv.pool, Box: runEnv.box, AdminToken: token, Documents: statestoretest.Store(t),
+		Pool: runEnv.Pool, Box: runEnv.Box, AdminToken: token, Documents: statestoretest.Store(t),
 		Runs: rc, Logger: slog.New(slog.DiscardHandler),
 	})
 	require.NoError(t, err)
@@ -364,10 +364,10 @@ func TestEvaluationContinuesAsNew(t *testing.T) {
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	q := dbsqlc.New(runEnv.pool)
+	q := dbsqlc.New(runEnv.Pool)
 	ev, err := q.CreateEvaluation(ctx, dbsqlc.CreateEvaluationParams{ProjectID: b.project.ID, DatasetID: d.ID, Candidates: []byte(`[{"document":` + string(doc) + `}]`), Tools: "live", Parallelism: 2, RowCount: n})
 	require.NoError(t, err)
-	we, err := runEnv.client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: evaluation.WorkflowID(ev.ID), TaskQueue: run.TaskQueue}, evaluation.WorkflowName, workflows.EvaluationInput{
+	we, err := runEnv.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: evaluation.WorkflowID(ev.ID), TaskQueue: run.TaskQueue}, evaluation.WorkflowName, workflows.EvaluationInput{
 		EvaluationID: ev.ID, ProjectID: b.project.ID, DatasetID: d.ID, Rows: n, Parallelism: 2,
 		Candidates: []workflows.EvaluationCandidate{{Document: doc}}, HistoryLimit: 30,
 	})
@@ -376,7 +376,7 @@ func TestEvaluationContinuesAsNew(t *testing.T) {
 	var out workflows.EvaluationOutput
 	require.NoError(t, we.Get(ctx, &out), "Get follows the chain of runs")
 	require.Equal(t, workflows.EvaluationCompleted, out.Status)
-	desc, err := runEnv.client.DescribeWorkflowExecution(ctx, evaluation.WorkflowID(ev.ID), "")
+	desc, err := runEnv.Client.DescribeWorkflowExecution(ctx, evaluation.WorkflowID(ev.ID), "")
 	require.NoError(t, err)
 	require.NotEqual(t, firstRun, desc.GetWorkflowExecutionInfo().GetExecution().GetRunId(), "it continued as new")
 

@@ -398,14 +398,14 @@ func TestPlaygroundRunNotStarted(t *testing.T) {
 	b.deploy(t, "llm", "model-llm")
 	// A namespace the server does not have refuses every start.
 	c, err := client.Dial(client.Options{
-		HostPort: runEnv.server.HostPort(), Namespace: "no-such-namespace",
+		HostPort: runEnv.Server.HostPort(), Namespace: "no-such-namespace",
 		Logger: sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler)),
 	})
 	require.NoError(t, err)
 	t.Cleanup(c.Close)
 	rc, err := runs.New(c, "")
 	require.NoError(t, err)
-	h, err := app.New(app.Config{Pool: runEnv.pool, Box: runEnv.box, AdminToken: b.token, Documents: statestoretest.Store(t), Runs: rc,
+	h, err := app.New(app.Config{Pool: runEnv.Pool, Box: runEnv.Box, AdminToken: b.token, Documents: statestoretest.Store(t), Runs: rc,
 		Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 	b.handler = h

@@ -187,8 +187,8 @@ func TestReplayRecordedTools(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	require.Eventually(t, func() bool {
-		res, err := runEnv.client.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
-			Namespace: runEnv.server.Namespace(), Query: `BudReplayOf = "` + first.ID + `"`,
+		res, err := runEnv.Client.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+			Namespace: runEnv.Server.Namespace(), Query: `BudReplayOf = "` + first.ID + `"`,
 		})
 		if err != nil || len(res.GetExecutions()) != 1 {
 			return false
@@ -224,12 +224,12 @@ func TestReplayAfterHistoryDeleted(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	_, err := runEnv.client.WorkflowService().DeleteWorkflowExecution(ctx, &workflowservice.DeleteWorkflowExecutionRequest{
-		Namespace: runEnv.server.Namespace(), WorkflowExecution: &commonpb.WorkflowExecution{WorkflowId: first.ID},
+	_, err := runEnv.Client.WorkflowService().DeleteWorkflowExecution(ctx, &workflowservice.DeleteWorkflowExecutionRequest{
+		Namespace: runEnv.Server.Namespace(), WorkflowExecution: &commonpb.WorkflowExecution{WorkflowId: first.ID},
 	})
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
-		_, err := runEnv.client.DescribeWorkflowExecution(ctx, first.ID, "")
+		_, err := runEnv.Client.DescribeWorkflowExecution(ctx, first.ID, "")
 		var nf *serviceerror.NotFound
 		return errors.As(err, &nf)
 	}, 50*time.Second, 100*time.Millisecond, "the run's history was never deleted")
@@ -338,10 +338,10 @@ type directAPI struct {
 func newDirectAPI(tb testing.TB, docs app.Documents) *directAPI {
 	runEnv.once.Do(func() { runEnv.err = startRunEnv() })
 	require.NoError(tb, runEnv.err)
-	rc, err := runs.New(runEnv.client, "")
+	rc, err := runs.New(runEnv.Client, "")
 	require.NoError(tb, err)
 	a := &directAPI{tb: tb, token: "admin-" + randomHex(16), up: upstreamtest.Start(tb)}
-	a.h, err = app.New(app.Config{Pool: runEnv.pool, Box: runEnv.box, AdminToken: a.token, Documents: docs, Runs: rc,
+	a.h, err = app.New(app.Config{Pool: runEnv.Pool, Box: runEnv.Box, AdminToken: a.token, Documents: docs, Runs: rc,
 		Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(tb, err)
 	a.up.SetDefault(upstreamtest.Echo())

@@ -153,7 +153,7 @@ func TestRunInProgress(t *testing.T) {
 	in := run.Input{
 		ResponseID: "resp_" + randomHex(24), ProjectID: b.project.ID, Document: doc, Text: "Ada", Source: run.SourcePlayground,
 	}
-	_, err = runEnv.client.ExecuteWorkflow(ctx, runs.StartOptions(in), run.WorkflowName, in)
+	_, err = runEnv.Client.ExecuteWorkflow(ctx, runs.StartOptions(in), run.WorkflowName, in)
 	require.NoError(t, err)
 	_, err = b.up.WaitRequests(ctx, 1)
 	require.NoError(t, err, "the run is calling the model")
@@ -162,6 +162,6 @@ func TestRunInProgress(t *testing.T) {
 	require.Equal(t, in.ResponseID, got["id"])
 	require.Equal(t, "in_progress", got["status"])
 
-	require.NoError(t, runEnv.client.TerminateWorkflow(ctx, in.ResponseID, "", "test over"))
+	require.NoError(t, runEnv.Client.TerminateWorkflow(ctx, in.ResponseID, "", "test over"))
 	errorOf(t, b.do(t, "GET", "/api/runs/"+in.ResponseID, nil), http.StatusNotFound)
 }
