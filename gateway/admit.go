@@ -21,12 +21,13 @@ const codeRateLimited = "rate_limit_exceeded"
 // is complete with the tokens it used; or the 429 that answers a refusal.
 // When r's context ends while the request waits for a slot, it returns
 // errClientGone, which the route does not answer. d may be nil (a run
-// whose deployment is gone): the key's limit applies alone.
+// whose deployment is gone): the key's limit applies alone. A refusal is
+// noted in u, so that usage counts it as rate limited.
 //
 // A request the response cache answers (cached) counts against the rate
 // limits as any request, but takes no concurrency slot: it holds no
 // upstream connection or run, so it is never queued behind those that do.
-func (g *Gateway) admit(r *http.Request, h http.Header, c caller, d *deployment.Deployment, cached bool) (*admission.Ticket, *apiError) {
+func (g *Gateway) admit(r *http.Request, h http.Header, c caller, d *deployment.Deployment, cached bool, u *served) (*admission.Ticket, *apiError) {
 	req := admission.Request{KeyID: c.keyID, Key: c.rate}
 	name := ""
 	if d != nil {
@@ -44,6 +45,7 @@ func (g *Gateway) admit(r *http.Request, h http.Header, c caller, d *deployment.
 	if !ok {
 		return nil, errClientGone
 	}
+	u.rateLimited = true
 	refused.Headers(h)
 	h.Set("Retry-After", strconv.Itoa(refused.RetryAfterSeconds()))
 	return nil, errRateLimited(refused, name)

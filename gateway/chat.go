@@ -383,7 +383,7 @@ func (g *Gateway) chatCompletions(w http.ResponseWriter, r *http.Request) {
 	// against the rate limits but takes no concurrency slot (admit).
 	q := g.chatCache(d, req.body)
 	cached, hit := q.Lookup(r.Context())
-	ticket, aerr := g.admit(r, w.Header(), c, d, hit)
+	ticket, aerr := g.admit(r, w.Header(), c, d, hit, u)
 	if aerr == errClientGone {
 		status = 499
 		series.failed("client_closed")

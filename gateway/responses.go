@@ -149,7 +149,7 @@ func (g *Gateway) responses(rw http.ResponseWriter, r *http.Request) {
 	// starts no run.
 	q := g.promptCache(r.Context(), d, v, in)
 	cached, hit := q.Lookup(r.Context())
-	ticket, aerr := g.admit(r, w.Header(), c, d, hit)
+	ticket, aerr := g.admit(r, w.Header(), c, d, hit, u)
 	if aerr == errClientGone {
 		return
 	}
@@ -267,7 +267,7 @@ func (g *Gateway) continueResponse(w http.ResponseWriter, r *http.Request, c cal
 	us.promptID, us.version = in.PromptID, in.PromptVersion
 	u = &us
 	// A continued turn is never cached: it belongs to its run.
-	ticket, aerr := g.admit(r, w.Header(), c, d, false)
+	ticket, aerr := g.admit(r, w.Header(), c, d, false, u)
 	if aerr == errClientGone {
 		return
 	}

@@ -29,6 +29,9 @@ type served struct {
 	// failed is a turn that failed, which a stream answers with 200.
 	failed   bool
 	cacheHit bool
+	// rateLimited is a request admission refused (g.admit); an upstream's
+	// own 429, relayed, is an error of the deployment's.
+	rateLimited bool
 }
 
 // serving starts the usage of c's request to d; d may be nil (a run whose
@@ -49,9 +52,10 @@ func (s *served) turn(out run.Turn) {
 
 // recordUsage records a request to a deployment in usage: the one place
 // every route counts its requests, so that usage cannot drift between
-// routes. A 429 is a rate-limited request, any other status from 400 an
-// error (499: the client went away), and a cache hit counts as one with
-// no tokens, since no model spent any.
+// routes. A request admission refused is a rate-limited one, any other
+// status from 400 an error (499: the client went away; an upstream's
+// 429), and a cache hit counts as one with no tokens, since no model spent
+// any.
 func (g *Gateway) recordUsage(s *served) {
 	if g.cfg.Usage == nil {
 		return
@@ -64,8 +68,8 @@ func (g *Gateway) recordUsage(s *served) {
 		ProjectID: s.c.projectID, DeploymentID: s.deploymentID, Deployment: s.deployment, APIKeyID: s.c.keyID,
 		PromptID: s.promptID, PromptVersion: s.version,
 		InputTokens: s.in, OutputTokens: s.out,
-		Error:       s.failed || status >= 400 && status != http.StatusTooManyRequests,
-		RateLimited: status == http.StatusTooManyRequests,
+		Error:       s.failed || status >= 400 && !s.rateLimited,
+		RateLimited: s.rateLimited,
 		CacheHit:    s.cacheHit,
 		Latency:     time.Since(s.c.arrived),
 	})
