@@ -14,8 +14,11 @@
 //
 // With Redis (Config.Redis) the buckets and the concurrency slots are
 // shared by every process: one Lua script refills, checks and takes them
-// all in one round trip, using the Redis server's clock, and another
-// charges tokens and releases the slot in one more. A slot is a lease in a
+// all in one round trip, using the Redis server's clock. Ending a request
+// (charging its tokens, releasing its slot) takes no round trip of its
+// own: the same script applies the requests this process ended since its
+// last one before it decides, and a background flush applies them within
+// a round trip when no decision comes. A slot is a lease in a
 // sorted set, renewed while it is held, so the slots of a process that dies
 // are free again within Config.SlotLease. Without Redis the same buckets
 // and counts live in the process, exact within it.
@@ -177,16 +180,32 @@ func New(cfg Config) *Admitter {
 	a.remote = newRemote(cfg.Redis, cfg.Prefix, cfg.SlotLease, hex.EncodeToString(id[:]))
 	ctx, cancel := context.WithCancel(context.Background())
 	a.stop = cancel
+	var wg sync.WaitGroup
+	wg.Add(2)
 	go func() {
-		defer close(a.stopped)
+		defer wg.Done()
 		a.renewSlots(ctx, cfg.SlotLease/3)
+	}()
+	go func() {
+		defer wg.Done()
+		a.flushEnded(ctx)
+	}()
+	go func() {
+		wg.Wait()
+		// What ended meanwhile is applied once more before Close returns.
+		fctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = a.remote.flush(fctx)
+		close(a.stopped)
 	}()
 	return a
 }
 
-// Close stops renewing the Redis slots this Admitter holds. Tickets still
-// held keep working, and release their slots when Done; a slot whose
-// ticket never is expires after the lease, as when a process dies.
+// Close stops renewing the Redis slots this Admitter holds, and applies
+// the requests ended before it. Tickets still held keep working, and
+// release their slots at the next decision of this Admitter, if any; a
+// slot whose release is never applied expires after the lease, as when a
+// process dies.
 func (a *Admitter) Close() {
 	a.stopOnce.Do(func() {
 		if a.stop != nil {
@@ -236,6 +255,30 @@ func (a *Admitter) redisDown(err error) {
 func (a *Admitter) redisUp() {
 	if a.down.Load() && a.down.CompareAndSwap(true, false) {
 		a.log.Info("redis is reachable again: rate limits and concurrency are shared again")
+	}
+}
+
+// flushEnded applies in Redis the requests ended here that no decision
+// has carried (remote.done), each time one ends, until ctx ends. While
+// Redis is unreachable it tries at most once per retryRedis.
+func (a *Admitter) flushEnded(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.remote.kick:
+		}
+		if err := a.remote.flush(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			a.redisDown(err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(retryRedis):
+			}
+		}
 	}
 }
 

@@ -1,6 +1,8 @@
--- admit decides one request: it refills every rate bucket the request is
--- subject to, checks them and the deployment's concurrency slots, and
--- takes from all of them or from none.
+-- admit first applies the requests this process ended since its last
+-- script (ended), then decides one request: it refills every rate bucket
+-- the request is subject to, checks them and the deployment's concurrency
+-- slots, and takes from all of them or from none. Below, KEYS[i] and
+-- ARGV[i] count from after what ended read.
 --
 -- KEYS[1..n]  the rate buckets
 -- KEYS[n+1]   the deployment's slots, when it has a concurrency limit: a
@@ -19,13 +21,15 @@
 -- request is admitted, else {0, i, wait_ms, level_1, ..., level_n}: bucket
 -- i refuses it for wait_ms more (the bucket that refuses longest), or
 -- i = n+1 when every slot is taken.
-local n = tonumber(ARGV[1])
+local k0, a0 = ended(1, 1)
+k0, a0 = k0 - 1, a0 - 1
+local n = tonumber(ARGV[a0 + 1])
 local now = clock()
 local levels = {}
 local worst, wait = 0, 0
 for i = 1, n do
-  local full, rate, cost = tonumber(ARGV[3 * i - 1]), tonumber(ARGV[3 * i]), tonumber(ARGV[3 * i + 1])
-  local level = refill(KEYS[i], now, full, rate)
+  local full, rate, cost = tonumber(ARGV[a0 + 3 * i - 1]), tonumber(ARGV[a0 + 3 * i]), tonumber(ARGV[a0 + 3 * i + 1])
+  local level = refill(KEYS[k0 + i], now, full, rate)
   levels[i] = level
   local w = 0
   if cost > 0 then
@@ -39,9 +43,9 @@ for i = 1, n do
     worst, wait = i, w
   end
 end
-local max = tonumber(ARGV[3 * n + 2])
+local max = tonumber(ARGV[a0 + 3 * n + 2])
 if worst == 0 and max > 0 then
-  local slots, lease = KEYS[n + 1], tonumber(ARGV[3 * n + 3])
+  local slots, lease = KEYS[k0 + n + 1], tonumber(ARGV[a0 + 3 * n + 3])
   -- Expired leases, of processes gone, are dropped only when they are
   -- in the way.
   if redis.call('ZCARD', slots) >= max then
@@ -50,7 +54,7 @@ if worst == 0 and max > 0 then
   if redis.call('ZCARD', slots) >= max then
     worst = n + 1
   else
-    redis.call('ZADD', slots, now + lease, ARGV[3 * n + 4])
+    redis.call('ZADD', slots, now + lease, ARGV[a0 + 3 * n + 4])
     redis.call('PEXPIRE', slots, 2 * lease)
   end
 end
@@ -63,10 +67,10 @@ if worst > 0 then
 end
 local out = {1}
 for i = 1, n do
-  local full, rate, cost = tonumber(ARGV[3 * i - 1]), tonumber(ARGV[3 * i]), tonumber(ARGV[3 * i + 1])
+  local full, rate, cost = tonumber(ARGV[a0 + 3 * i - 1]), tonumber(ARGV[a0 + 3 * i]), tonumber(ARGV[a0 + 3 * i + 1])
   if cost > 0 then
     levels[i] = levels[i] - cost
-    store(KEYS[i], now, levels[i], full, rate)
+    store(KEYS[k0 + i], now, levels[i], full, rate)
   end
   out[#out + 1] = levels[i]
 end

@@ -1,25 +1,33 @@
--- done ends an admitted request: it charges the tokens its reply used to
--- its token buckets, down to a debt of one full bucket, and releases its
--- slot.
+-- ended applies the requests this process has ended since its last script
+-- (see ended in redis.go): each one's tokens are charged to its token
+-- buckets, down to a debt of one full bucket, and its slot is released.
+-- It reads KEYS from index k and ARGV from index a, and returns the
+-- indexes after what it read.
 --
--- KEYS[1..n]  the token buckets
--- KEYS[n+1]   the deployment's slots, when ARGV[3] is not ''
--- ARGV[1]     n
--- ARGV[2]     the units to charge
--- ARGV[3]     the slot's holder, or ''
--- ARGV[2i+2], ARGV[2i+3]
---             bucket i's size in units and its refill in units per ms
-local n = tonumber(ARGV[1])
-if n > 0 then
-  local now = clock()
-  local charge = tonumber(ARGV[2])
-  for i = 1, n do
-    local full, rate = tonumber(ARGV[2 * i + 2]), tonumber(ARGV[2 * i + 3])
-    local level = math.max(refill(KEYS[i], now, full, rate) - charge, -full)
-    store(KEYS[i], now, level, full, rate)
+-- ARGV[a]     the number of ended requests; then, for each:
+--   n, the units to charge, the slot's holder or ''
+--   n times: the bucket's size in units and its refill in units per ms
+-- KEYS: for each ended request, its n token buckets, then its slots when
+-- it held one.
+local function ended(k, a)
+  local count = tonumber(ARGV[a])
+  a = a + 1
+  local now
+  for _ = 1, count do
+    local n, charge, member = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), ARGV[a + 2]
+    a = a + 3
+    for _ = 1, n do
+      local full, rate = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+      a = a + 2
+      now = now or clock()
+      local level = math.max(refill(KEYS[k], now, full, rate) - charge, -full)
+      store(KEYS[k], now, level, full, rate)
+      k = k + 1
+    end
+    if member ~= '' then
+      redis.call('ZREM', KEYS[k], member)
+      k = k + 1
+    end
   end
+  return k, a
 end
-if ARGV[3] ~= '' then
-  redis.call('ZREM', KEYS[n + 1], ARGV[3])
-end
-return 0

@@ -20,6 +20,8 @@ var (
 	admitLua string
 	//go:embed done.lua
 	doneLua string
+	//go:embed flush.lua
+	flushLua string
 	//go:embed renew.lua
 	renewLua string
 )
@@ -32,6 +34,12 @@ const (
 	maxPause   = 50 * time.Millisecond
 )
 
+// maxEnded bounds the ended requests waiting to be applied while Redis
+// cannot be reached; beyond it the oldest are dropped: their tokens go
+// uncharged, as during any outage, and their slots expire with their
+// leases.
+const maxEnded = 10_000
+
 // remote is the state in Redis.
 type remote struct {
 	c       redis.UniversalClient
@@ -40,7 +48,7 @@ type remote struct {
 	process string
 	seq     atomic.Uint64
 
-	admitScript, doneScript, renewScript *redis.Script
+	admitScript, flushScript, renewScript *redis.Script
 
 	mu sync.Mutex
 	// held maps each slot this process holds to its set, for renewal.
@@ -48,15 +56,31 @@ type remote struct {
 	// wake is closed by the next release of a slot here; nil when no
 	// request waits.
 	wake chan struct{}
+	// ended are the requests ended here (Ticket.Done) and not yet applied
+	// in Redis. The next script this process runs applies them first: the
+	// next decision's, or the flusher's, which is kicked at each Done.
+	// So Done takes no round trip of its own on the request's path, and a
+	// decision here always sees the requests ended here before it.
+	ended []endedRequest
+	kick  chan struct{}
+}
+
+// endedRequest is what Done leaves to apply in Redis: tokens to charge to
+// token buckets, and a slot to release.
+type endedRequest struct {
+	tokens          int64
+	buckets         []rateBucket
+	member, slotKey string
 }
 
 func newRemote(c redis.UniversalClient, prefix string, lease time.Duration, process string) *remote {
 	return &remote{
 		c: c, prefix: prefix, lease: lease, process: process,
-		admitScript: redis.NewScript(bucketLua + admitLua),
-		doneScript:  redis.NewScript(bucketLua + doneLua),
+		admitScript: redis.NewScript(bucketLua + doneLua + admitLua),
+		flushScript: redis.NewScript(bucketLua + doneLua + flushLua),
 		renewScript: redis.NewScript(bucketLua + renewLua),
 		held:        map[string]string{},
+		kick:        make(chan struct{}, 1),
 	}
 }
 
@@ -129,11 +153,15 @@ func (r *remote) admit(ctx context.Context, a *Admitter, req *Request) (*Ticket,
 			// missed.
 			wake = r.wakeOn()
 		}
-		res, err := r.admitScript.Run(ctx, r.c, keys, args...).Int64Slice()
+		ended := r.takeEnded()
+		allKeys, allArgs := appendEnded(ended, len(keys), len(args))
+		allKeys, allArgs = append(allKeys, keys...), append(allArgs, args...)
+		res, err := r.admitScript.Run(ctx, r.c, allKeys, allArgs...).Int64Slice()
 		if err == nil && (len(res) < 1 || (res[0] == 1 && len(res) != 1+len(bs)) || (res[0] != 1 && len(res) != 3+len(bs))) {
 			err = fmt.Errorf("unexpected reply %v", res)
 		}
 		if err != nil {
+			r.requeue(ended)
 			return nil, fmt.Errorf("admission: redis: %w", err)
 		}
 		if res[0] == 1 {
@@ -180,38 +208,112 @@ func headersOfLevels(bs []rateBucket, levels []int64) headers {
 	return h
 }
 
-// done charges t's tokens and releases its slot in one round trip.
-func (r *remote) done(ctx context.Context, t *Ticket, tokens int64) error {
-	var bs []rateBucket
+// done leaves t's tokens and slot to the next script this process runs
+// (see ended), and kicks the flusher so that it runs at once when no
+// decision does. Requests waiting for a slot here are woken at once: their
+// next try applies the release before it decides.
+func (r *remote) done(t *Ticket, tokens int64) {
+	e := endedRequest{member: t.member, slotKey: t.slotKey}
 	if tokens > 0 {
 		for _, b := range t.buckets {
 			if b.limit == LimitTokens {
-				bs = append(bs, b)
+				e.buckets = append(e.buckets, b)
 			}
 		}
+		if len(e.buckets) > 0 {
+			// Bounded so that the units stay exact in Lua; a bucket's
+			// debt is bounded far below anyway.
+			e.tokens = min(tokens, 1<<31) * unit
+		}
 	}
-	if len(bs) == 0 && t.member == "" {
+	if len(e.buckets) == 0 && e.member == "" {
+		return
+	}
+	r.mu.Lock()
+	if e.member != "" {
+		// A slot released is no longer renewed: should its release be
+		// lost, it expires.
+		delete(r.held, e.member)
+	}
+	r.ended = append(r.ended, e)
+	if len(r.ended) > maxEnded {
+		r.ended = r.ended[len(r.ended)-maxEnded:]
+	}
+	if e.member != "" && r.wake != nil {
+		close(r.wake)
+		r.wake = nil
+	}
+	r.mu.Unlock()
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// takeEnded takes the ended requests to apply.
+func (r *remote) takeEnded() []endedRequest {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e := r.ended
+	r.ended = nil
+	return e
+}
+
+// requeue puts back the ended requests of a script that failed. Whether
+// it ran is unknown, so only their slots' releases, which are the same
+// done twice, are applied again; their tokens go uncharged, as rate
+// limits fail open.
+func (r *remote) requeue(ended []endedRequest) {
+	var again []endedRequest
+	for _, e := range ended {
+		if e.member != "" {
+			again = append(again, endedRequest{member: e.member, slotKey: e.slotKey})
+		}
+	}
+	if len(again) == 0 {
+		return
+	}
+	r.mu.Lock()
+	r.ended = append(again, r.ended...)
+	if len(r.ended) > maxEnded {
+		r.ended = r.ended[len(r.ended)-maxEnded:]
+	}
+	r.mu.Unlock()
+}
+
+// appendEnded returns the keys and arguments that describe ended to the
+// script's ended function, with room for more after them.
+func appendEnded(ended []endedRequest, moreKeys, moreArgs int) ([]string, []any) {
+	nk, na := 0, 1
+	for _, e := range ended {
+		nk += len(e.buckets) + 1
+		na += 3 + 2*len(e.buckets)
+	}
+	keys := make([]string, 0, nk+moreKeys)
+	args := make([]any, 0, na+moreArgs)
+	args = append(args, len(ended))
+	for _, e := range ended {
+		args = append(args, len(e.buckets), e.tokens, e.member)
+		for _, b := range e.buckets {
+			keys = append(keys, b.key)
+			args = append(args, b.size*unit, b.perMinute)
+		}
+		if e.member != "" {
+			keys = append(keys, e.slotKey)
+		}
+	}
+	return keys, args
+}
+
+// flush applies the ended requests no decision has carried.
+func (r *remote) flush(ctx context.Context) error {
+	ended := r.takeEnded()
+	if len(ended) == 0 {
 		return nil
 	}
-	if t.member != "" {
-		// Dropped first: a slot whose release fails is no longer renewed,
-		// and expires.
-		r.unhold(t.member)
-		defer r.woken()
-	}
-	keys := make([]string, 0, len(bs)+1)
-	args := make([]any, 0, 2*len(bs)+3)
-	// Bounded so that the units stay exact in Lua; a bucket's debt is
-	// bounded far below anyway.
-	args = append(args, len(bs), min(tokens, 1<<31)*unit, t.member)
-	for _, b := range bs {
-		keys = append(keys, b.key)
-		args = append(args, b.size*unit, b.perMinute)
-	}
-	if t.member != "" {
-		keys = append(keys, t.slotKey)
-	}
-	if err := r.doneScript.Run(ctx, r.c, keys, args...).Err(); err != nil {
+	keys, args := appendEnded(ended, 0, 0)
+	if err := r.flushScript.Run(ctx, r.c, keys, args...).Err(); err != nil {
+		r.requeue(ended)
 		return fmt.Errorf("admission: redis: %w", err)
 	}
 	return nil
@@ -244,12 +346,6 @@ func (r *remote) hold(member, slots string) {
 	r.mu.Unlock()
 }
 
-func (r *remote) unhold(member string) {
-	r.mu.Lock()
-	delete(r.held, member)
-	r.mu.Unlock()
-}
-
 // wakeOn returns a channel that the next release here closes.
 func (r *remote) wakeOn() <-chan struct{} {
 	r.mu.Lock()
@@ -258,14 +354,4 @@ func (r *remote) wakeOn() <-chan struct{} {
 		r.wake = make(chan struct{})
 	}
 	return r.wake
-}
-
-// woken wakes the requests that wait for a slot here.
-func (r *remote) woken() {
-	r.mu.Lock()
-	if r.wake != nil {
-		close(r.wake)
-		r.wake = nil
-	}
-	r.mu.Unlock()
 }

@@ -1,7 +1,6 @@
 package admission
 
 import (
-	"context"
 	"net/http"
 	"strconv"
 	"sync/atomic"
@@ -35,15 +34,15 @@ type Ticket struct {
 // Done ends the request: it releases its concurrency slot and charges the
 // tokens its reply used (prompt and completion) to the token limits. Only
 // the first call counts, so a deferred Done(0) can guard the paths that
-// end early. With Redis it takes one round trip.
+// end early. With Redis it takes no round trip of its own: the next
+// decision this process takes applies it first, or a background flush
+// within one round trip when none comes.
 func (t *Ticket) Done(tokens int) {
 	if t == nil || !t.done.CompareAndSwap(false, true) {
 		return
 	}
 	if t.remote {
-		if err := t.a.remote.done(context.Background(), t, int64(max(tokens, 0))); err != nil {
-			t.a.redisDown(err)
-		}
+		t.a.remote.done(t, int64(max(tokens, 0)))
 		return
 	}
 	if t.slot != nil {
