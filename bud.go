@@ -262,6 +262,14 @@ type RateLimitSettings struct {
 	TokensPerMinute   int  `json:"tokens_per_minute"`
 }
 
+// AutoscaleIsTheWorkers is why settings.autoscale must be false, in a
+// deployment's settings and a prompt document's: one task queue and one
+// pool of workers serve every deployment's runs, so what scales is the
+// workers, for all of them; a deployment's share of them is its
+// min_concurrency (runs.Priority), its cap its max_concurrency.
+const AutoscaleIsTheWorkers = "must be false: autoscaling is a setting of the BudPrompt workers, which serve every deployment's runs " +
+	"(BUD_WORKER_AUTOSCALE=on, and an external scaler on their task queue's backlog); a deployment's share of the workers is its min_concurrency"
+
 // DefaultSettings are the settings of a deployment created without any.
 func DefaultSettings() Settings {
 	return Settings{MinConcurrency: 0, MaxConcurrency: 100}

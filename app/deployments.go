@@ -65,7 +65,7 @@ type deploymentPatch struct {
 
 // decodeSettings decodes raw over bud.DefaultSettings(), so a caller may
 // send only the fields it cares about. It refuses autoscale: true
-// (errAutoscaleIsTheWorkers).
+// (bud.AutoscaleIsTheWorkers).
 func decodeSettings(raw json.RawMessage) (bud.Settings, error) {
 	settings := bud.DefaultSettings()
 	if isAbsent(raw) {
@@ -75,18 +75,11 @@ func decodeSettings(raw json.RawMessage) (bud.Settings, error) {
 		return settings, err
 	}
 	if settings.Autoscale {
-		return settings, &bud.Error{Code: bud.EUNPROCESSABLE, Message: "settings.autoscale " + errAutoscaleIsTheWorkers,
-			Fields: map[string]string{"settings.autoscale": errAutoscaleIsTheWorkers}}
+		return settings, &bud.Error{Code: bud.EUNPROCESSABLE, Message: "settings.autoscale " + bud.AutoscaleIsTheWorkers,
+			Fields: map[string]string{"settings.autoscale": bud.AutoscaleIsTheWorkers}}
 	}
 	return settings, nil
 }
-
-// errAutoscaleIsTheWorkers is why a deployment cannot autoscale: one task
-// queue and one pool of workers serve every deployment's runs, so what
-// scales is the workers, for all of them; a deployment's share of them is
-// its min_concurrency (runs.Priority), its cap its max_concurrency.
-const errAutoscaleIsTheWorkers = "must be false: autoscaling is a setting of the BudPrompt workers, which serve every deployment's runs " +
-	"(BUD_WORKER_AUTOSCALE=on, and an external scaler on their task queue's backlog); a deployment's share of the workers is its min_concurrency"
 
 // storedSettings reads the settings column; fields it lacks (written before
 // they existed) take their defaults. An autoscale stored before it was

@@ -12,12 +12,15 @@ import (
 	"github.com/budhq/bud"
 	"github.com/budhq/bud/db"
 	"github.com/budhq/bud/db/dbsqlc"
+	"github.com/budhq/bud/prompt"
 )
 
 // createPromptDeployment deploys a prompt into the project: an existing
 // prompt named by prompt_id (optionally pinned to a version), or a new one
 // given inline, created in the same call. The deployment's name, which
-// callers send as prompt.id, defaults to the prompt's name.
+// callers send as prompt.id, defaults to the prompt's name. Without
+// settings of its own, the deployment takes the deployed version's
+// document's settings (deployedSettings).
 func (s *server) createPromptDeployment(w http.ResponseWriter, r *http.Request, in deploymentInput, settings bud.Settings) {
 	project := projectFrom(r)
 	var p bud.Problems
@@ -59,22 +62,22 @@ func (s *server) createPromptDeployment(w http.ResponseWriter, r *http.Request, 
 		s.writeError(w, r, err)
 		return
 	}
+	ownSettings := !isAbsent(in.Settings)
 	var canonical []byte
 	if in.Prompt != nil {
-		var err error
-		if _, canonical, err = s.parseDocument(r.Context(), project.ID, in.Prompt.Document, "prompt.document."); err != nil {
+		doc, c, err := s.parseDocument(r.Context(), project.ID, in.Prompt.Document, "prompt.document.")
+		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
-	}
-	settingsJSON, err := json.Marshal(settings)
-	if err != nil {
-		s.writeError(w, r, bud.Internal("encode settings", err))
-		return
+		canonical = c
+		if !ownSettings {
+			settings = doc.Settings
+		}
 	}
 
 	var row dbsqlc.Deployment
-	err = pgx.BeginFunc(r.Context(), s.pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(r.Context(), s.pool, func(tx pgx.Tx) error {
 		q := dbsqlc.New(tx)
 		var pr dbsqlc.Prompt
 		if in.Prompt != nil {
@@ -113,7 +116,20 @@ func (s *server) createPromptDeployment(w http.ResponseWriter, r *http.Request, 
 				return err
 			}
 		}
-		var err error
+		if !ownSettings && in.Prompt == nil {
+			version := pr.DefaultVersion
+			if in.Version != nil {
+				version = *in.Version
+			}
+			var err error
+			if settings, err = s.deployedSettings(r.Context(), pr.ID, version); err != nil {
+				return err
+			}
+		}
+		settingsJSON, err := json.Marshal(settings)
+		if err != nil {
+			return bud.Internal("encode settings", err)
+		}
 		row, err = q.CreatePromptDeployment(r.Context(), dbsqlc.CreatePromptDeploymentParams{
 			ProjectID: project.ID, Name: name, PromptID: &pr.ID, PromptVersion: in.Version, Settings: settingsJSON,
 		})
@@ -136,6 +152,24 @@ func (s *server) createPromptDeployment(w http.ResponseWriter, r *http.Request, 
 	}
 	w.Header().Set("Location", "/api/projects/"+project.ID.String()+"/deployments/"+row.ID.String())
 	writeJSON(w, http.StatusCreated, out)
+}
+
+// deployedSettings are the settings of version of prompt promptID's
+// document: what a deployment of it takes when created without its own.
+// Every document's settings were checked when it was saved; an autoscale
+// saved before it was refused reads false, as a deployment's does.
+func (s *server) deployedSettings(ctx context.Context, promptID uuid.UUID, version int32) (bud.Settings, error) {
+	_, raw, err := s.document(ctx, promptID, version)
+	if err != nil {
+		return bud.Settings{}, err
+	}
+	doc, err := prompt.Parse(raw)
+	if err != nil {
+		return bud.Settings{}, bud.Internal("parse stored prompt document", err)
+	}
+	settings := doc.Settings
+	settings.Autoscale = false
+	return settings, nil
 }
 
 // patchPromptDeployment changes a prompt deployment's name, settings or

@@ -337,3 +337,44 @@ func TestPromptSchemaIsPublished(t *testing.T) {
 	require.Contains(t, string(r.body), "2020-12")
 	require.Contains(t, string(r.body), "allow_multiple_calls")
 }
+
+// A prompt deployment created without settings of its own takes its
+// document's: the settings the author gave the prompt are the ones it is
+// served with. Settings given with the deployment win; an autoscale in a
+// document is refused as in a deployment.
+func TestPromptDeploymentTakesDocumentSettings(t *testing.T) {
+	t.Parallel()
+	b, p := promptSetup(t)
+	base := "/api/projects/" + p.ID.String() + "/deployments"
+	docSettings := map[string]any{"min_concurrency": 2, "max_concurrency": 9, "queue_timeout_ms": 250,
+		"cache": map[string]any{"enabled": true, "ttl_seconds": 60},
+		"rate_limit": map[string]any{"enabled": true, "requests_per_minute": 30, "burst": 5}}
+	want := bud.Settings{MinConcurrency: 2, MaxConcurrency: 9, QueueTimeoutMS: 250,
+		Cache:     bud.CacheSettings{Enabled: true, TTLSeconds: 60},
+		RateLimit: bud.RateLimitSettings{Enabled: true, RequestsPerMinute: 30, Burst: 5}}
+
+	pr := decodeAs[promptOut](t, b.do(t, "POST", "/api/projects/"+p.ID.String()+"/prompts",
+		map[string]any{"name": "tuned", "document": promptDoc("llm", map[string]any{"settings": docSettings})}), http.StatusCreated)
+	d := b.createDeployment(t, p.ID, map[string]any{"kind": "prompt", "prompt_id": pr.ID})
+	require.Equal(t, want, d.Settings, "the default version's document's settings")
+
+	// Pinned to version 2, whose document has other settings: those.
+	decodeAs[versionOut](t, b.do(t, "POST", "/api/prompts/"+pr.ID.String()+"/versions",
+		map[string]any{"document": promptDoc("llm", map[string]any{"settings": map[string]any{"max_concurrency": 3}})}), http.StatusCreated)
+	v2 := b.createDeployment(t, p.ID, map[string]any{"kind": "prompt", "prompt_id": pr.ID, "version": 2, "name": "tuned-v2"})
+	require.Equal(t, 3, v2.Settings.MaxConcurrency)
+	require.False(t, v2.Settings.RateLimit.Enabled)
+
+	// Inline, and with settings of its own, which win.
+	inline := b.createDeployment(t, p.ID, map[string]any{"kind": "prompt", "prompt": map[string]any{"name": "inline",
+		"document": promptDoc("llm", map[string]any{"settings": docSettings})}})
+	require.Equal(t, want, inline.Settings)
+	own := b.createDeployment(t, p.ID, map[string]any{"kind": "prompt", "prompt_id": pr.ID, "name": "own",
+		"settings": map[string]any{"max_concurrency": 4}})
+	require.Equal(t, bud.Settings{MaxConcurrency: 4}, own.Settings)
+
+	// autoscale: true is refused in a document, by its path.
+	e := errorOf(t, b.do(t, "POST", base, map[string]any{"kind": "prompt", "prompt": map[string]any{"name": "scaled",
+		"document": promptDoc("llm", map[string]any{"settings": map[string]any{"autoscale": true}})}}), http.StatusUnprocessableEntity)
+	require.Contains(t, e.Error.Fields, "prompt.document.settings.autoscale")
+}

@@ -118,15 +118,56 @@ func promptDeployment(b *bundle, project string, up *upstreamtest.Server, settin
 	return name
 }
 
-var responsesStart = admissionRoute{name: "responses start", prepare: func(t *testing.T, b *bundle, project, secret string, up *upstreamtest.Server, settings map[string]any) func(context.Context, *upstreamtest.Reply) (result, error) {
-	name := promptDeployment(b, project, up, settings, false)
-	return func(ctx context.Context, reply *upstreamtest.Reply) (result, error) {
-		if reply != nil {
-			up.Script(*reply)
-		}
-		return b.post(ctx, t, "/v1/responses", secret, map[string]any{"prompt": map[string]any{"id": name}, "input": "hi"})
+var (
+	responsesStart       = responsesStartRoute(false)
+	responsesStartStream = responsesStartRoute(true)
+)
+
+// responsesStartRoute starts a run of a prompt deployment, streamed or
+// awaited whole.
+func responsesStartRoute(stream bool) admissionRoute {
+	name := "responses start"
+	if stream {
+		name += " stream"
 	}
-}}
+	return admissionRoute{name: name, prepare: func(t *testing.T, b *bundle, project, secret string, up *upstreamtest.Server, settings map[string]any) func(context.Context, *upstreamtest.Reply) (result, error) {
+		name := promptDeployment(b, project, up, settings, false)
+		return func(ctx context.Context, reply *upstreamtest.Reply) (result, error) {
+			if reply != nil {
+				up.Script(*reply)
+			}
+			return b.post(ctx, t, "/v1/responses", secret, map[string]any{"prompt": map[string]any{"id": name}, "input": "hi", "stream": stream})
+		}
+	}}
+}
+
+// responseOf is the Response a /v1/responses answer carries: the body,
+// or a stream's response.completed event's.
+func responseOf(t *testing.T, body []byte) (id string, metadata map[string]string) {
+	t.Helper()
+	var r struct {
+		ID       string            `json:"id"`
+		Metadata map[string]string `json:"metadata"`
+	}
+	if !bytes.HasPrefix(bytes.TrimSpace(body), []byte("event:")) {
+		require.NoError(t, json.Unmarshal(body, &r), "%s", body)
+		return r.ID, r.Metadata
+	}
+	for line := range strings.SplitSeq(string(body), "\n") {
+		data, ok := strings.CutPrefix(line, "data: ")
+		if !ok || !strings.Contains(data, `"type":"response.completed"`) {
+			continue
+		}
+		var ev struct {
+			Response json.RawMessage `json:"response"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(data), &ev))
+		require.NoError(t, json.Unmarshal(ev.Response, &r))
+		return r.ID, r.Metadata
+	}
+	t.Fatalf("no response.completed event in %s", body)
+	return "", nil
+}
 
 // responsesContinue starts two runs that pause for a function's output,
 // then continues them in turn.
@@ -285,7 +326,8 @@ func TestAdmissionOnEveryRoute(t *testing.T) {
 	// is a hit that reaches no upstream (for a prompt, starts no run, and
 	// names the run it reuses); a continued turn is never cached.
 	cacheOn := map[string]any{"cache": map[string]any{"enabled": true, "ttl_seconds": 60}}
-	for _, route := range []admissionRoute{chatRoute(false), chatRoute(true), responsesStart, responsesContinue} {
+	routes := []admissionRoute{chatRoute(false), chatRoute(true), responsesStart, responsesStartStream, responsesContinue}
+	for _, route := range routes {
 		t.Run(route.name+"/response cache", func(t *testing.T) {
 			project := b.project(randomName("cache-"))
 			secret := b.keyWithLimit(project, nil)
@@ -307,15 +349,11 @@ func TestAdmissionOnEveryRoute(t *testing.T) {
 			require.Equal(t, http.StatusOK, second.status, "%s", second.body)
 			require.Equal(t, "hit", second.header.Get(replycache.Header))
 			require.Equal(t, calls, up.Received(), "a hit reaches no upstream")
-			if route.name == responsesStart.name {
-				var a, c struct {
-					ID       string            `json:"id"`
-					Metadata map[string]string `json:"metadata"`
-				}
-				require.NoError(t, json.Unmarshal(first.body, &a))
-				require.NoError(t, json.Unmarshal(second.body, &c))
-				require.Equal(t, a.ID, c.ID, "the run reused")
-				require.Equal(t, a.ID, c.Metadata[replycache.MetadataCachedFrom])
+			if route.name == responsesStart.name || route.name == responsesStartStream.name {
+				firstID, _ := responseOf(t, first.body)
+				secondID, metadata := responseOf(t, second.body)
+				require.Equal(t, firstID, secondID, "the run reused")
+				require.Equal(t, firstID, metadata[replycache.MetadataCachedFrom])
 				countRuns := func() (n int) {
 					b.dbScalar(&n, `SELECT count(*) FROM runs WHERE project_id = $1`, project)
 					return n
@@ -326,7 +364,7 @@ func TestAdmissionOnEveryRoute(t *testing.T) {
 			}
 		})
 	}
-	for _, route := range []admissionRoute{chatRoute(false), chatRoute(true), responsesStart, responsesContinue} {
+	for _, route := range routes {
 		for _, p := range policies {
 			t.Run(route.name+"/"+p.name, func(t *testing.T) {
 				project := b.project(randomName("admission-"))

@@ -57,6 +57,9 @@ func (d *Document) Validate(c Checker) error {
 		v.p.Add("llm_retry_limit", "must be between 0 and %d", MaxLLMRetryLimit)
 	}
 	d.Settings.Check(&v.p, "settings")
+	if d.Settings.Autoscale {
+		v.p.Add("settings.autoscale", "%s", bud.AutoscaleIsTheWorkers)
+	}
 	if len(v.p) == 0 {
 		return nil
 	}

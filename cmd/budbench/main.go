@@ -70,6 +70,7 @@ func main() {
 	duration := flag.Duration("duration", 10*time.Second, "how long each rate runs, per target")
 	warmup := flag.Duration("warmup", 2*time.Second, "unmeasured load before each measurement")
 	maxSearch := flag.Bool("max", true, "also search for the highest rate the gateway sustains")
+	redisURL := flag.String("redis", envOr("BUD_TEST_REDIS_URL", "redis://127.0.0.1:6379"), "gateway: the Redis the gateway shares its limits and cache through, for the rows with every policy on and with cache hits (\"\" measures without those rows)")
 	flag.Parse()
 	// An open loop past saturation holds thousands of connections at once.
 	var lim syscall.Rlimit
@@ -101,7 +102,7 @@ func main() {
 			err = compareBinaries(ctx, *budPath, *compare, *dbURL, *rounds, *sequential, *concurrency, *duration)
 		}
 	} else {
-		err = run(ctx, *budPath, *dbURL, *ratesFlag, *duration, *warmup, *maxSearch)
+		err = run(ctx, *budPath, *dbURL, *redisURL, *ratesFlag, *duration, *warmup, *maxSearch)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "budbench:", err)
@@ -116,7 +117,7 @@ func envOr(k, def string) string {
 	return def
 }
 
-func run(ctx context.Context, budPath, serverURL, ratesFlag string, duration, warmup time.Duration, maxSearch bool) error {
+func run(ctx context.Context, budPath, serverURL, redisURL, ratesFlag string, duration, warmup time.Duration, maxSearch bool) error {
 	var rates []int
 	for _, s := range strings.Split(ratesFlag, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -141,55 +142,81 @@ func run(ctx context.Context, budPath, serverURL, ratesFlag string, duration, wa
 		return err
 	}
 	defer dropDB()
-	secret, err := seed(ctx, dbURL, up.URL())
+	keys, err := seed(ctx, dbURL, up.URL())
 	if err != nil {
 		return err
 	}
 
-	// The gateway, as its own process so its memory is its own.
+	// The gateway, as its own process so its memory is its own. With
+	// Redis, every gateway process would share its limits and its cache
+	// through it: the rows with policies on measure that, the costlier
+	// case; a prefix of this run's own keeps them apart from anything
+	// else in that Redis.
 	gwAddr, err := freeAddr()
 	if err != nil {
 		return err
 	}
-	gw, err := startGateway(ctx, budPath, dbURL, gwAddr)
+	var env []string
+	if redisURL != "" {
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		env = append(env, "BUD_REDIS_URL="+redisURL, "BUD_REDIS_PREFIX=budbench-"+hex.EncodeToString(b[:])+":")
+	}
+	gw, err := startGateway(ctx, budPath, dbURL, gwAddr, env...)
 	if err != nil {
 		return err
 	}
 	defer gw.stop()
 
-	body := []byte(`{"model":"bench","messages":[{"role":"user","content":"Say hello."}],"max_tokens":16}`)
-	direct := target{name: "direct", url: up.URL() + "/chat/completions", body: body}
-	via := target{name: "gateway", url: "http://" + gwAddr + "/v1/chat/completions", body: body, key: secret}
+	chat := func(model string) []byte {
+		return []byte(`{"model":"` + model + `","messages":[{"role":"user","content":"Say hello."}],"max_tokens":16}`)
+	}
+	gwURL := "http://" + gwAddr + "/v1/chat/completions"
+	direct := target{name: "direct", url: up.URL() + "/chat/completions", body: chat("bench")}
+	via := target{name: "gateway", url: gwURL, body: chat("bench"), key: keys.plain}
+	targets := []target{direct, via}
+	if redisURL != "" {
+		targets = append(targets,
+			target{name: "policies", url: gwURL, body: chat(benchPolicies), key: keys.limited},
+			target{name: "cache hit", url: gwURL, body: chat(benchCached), key: keys.plain, wantHit: true})
+	}
 	client := newClient()
 
-	// Check both answer before measuring.
-	for _, t := range []target{direct, via} {
+	// Check each answers before measuring; the first request to the
+	// cached deployment fills its cache.
+	for _, t := range targets {
 		if err := t.once(ctx, client); err != nil {
 			return fmt.Errorf("%s: %w", t.name, err)
 		}
 	}
 
-	fmt.Printf("budbench: %d cores, duration %s per rate and target, warm-up %s, open loop\n", runtimeCPUs(), duration, warmup)
-	fmt.Printf("%-8s | %-28s | %-28s | %-26s | %-16s | %s\n", "rate", "direct p50 / p99 / p99.9", "gateway p50 / p99 / p99.9", "added p50 / p99 / p99.9", "rps direct/gw", "errors d/gw  gw RSS max (anon)")
+	fmt.Printf("budbench: %d cores, duration %s per rate and target, warm-up %s, open loop, load average %s\n", runtimeCPUs(), duration, warmup, loadAverage())
+	var rows []row
+	printHeader()
 	for _, rate := range rates {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		row, err := measure(ctx, client, direct, via, rate, duration, warmup, gw)
+		r, err := measure(ctx, client, targets, rate, duration, warmup, gw)
 		if err != nil {
 			return err
 		}
-		row.print()
+		r.print()
+		rows = append(rows, r)
+	}
+	if redisURL != "" {
+		printPolicies(rows)
 	}
 	if maxSearch {
+		printHeader()
 		best := 0
 		for rate := max(slices.Max(rates)*3/2, 3000); ctx.Err() == nil; rate = rate * 3 / 2 {
-			row, err := measure(ctx, client, direct, via, rate, duration/2, warmup/2, gw)
+			row, err := measure(ctx, client, targets[:2], rate, duration/2, warmup/2, gw)
 			if err != nil {
 				return err
 			}
 			row.print()
-			if row.gw.errors > 0 || row.gw.achieved < 0.97*float64(rate) || row.gw.p99 > 10*time.Millisecond {
+			if gwStats := row.stats[1]; gwStats.errors > 0 || gwStats.achieved < 0.97*float64(rate) || gwStats.p99 > 10*time.Millisecond {
 				break
 			}
 			best = rate
@@ -230,6 +257,8 @@ type target struct {
 	name, url string
 	body      []byte
 	key       string
+	// wantHit: every answer must come from the gateway's response cache.
+	wantHit bool
 }
 
 func (t target) request(ctx context.Context) *http.Request {
@@ -250,6 +279,17 @@ func (t target) once(ctx context.Context, c *http.Client) error {
 	b, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("status %d: %s", resp.StatusCode, b)
+	}
+	return nil
+}
+
+// check is the error of a response t does not accept.
+func (t target) check(resp *http.Response) error {
+	if resp.StatusCode != http.StatusOK {
+		return errors.New(resp.Status)
+	}
+	if t.wantHit && resp.Header.Get("X-Bud-Cache") != "hit" {
+		return fmt.Errorf("x-bud-cache %q, not a hit", resp.Header.Get("X-Bud-Cache"))
 	}
 	return nil
 }
@@ -297,8 +337,8 @@ func load(ctx context.Context, c *http.Client, t target, rate int, d time.Durati
 				if err == nil {
 					_, err = io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
-					if err == nil && resp.StatusCode != http.StatusOK {
-						err = errors.New(resp.Status)
+					if err == nil {
+						err = t.check(resp)
 					}
 				}
 				if err != nil {
@@ -334,39 +374,78 @@ func pct(sorted []time.Duration, p float64) time.Duration {
 	return sorted[max(0, min(i, len(sorted)-1))]
 }
 
+// row is one rate's measurements: each target's, in the order given to
+// measure (direct first, then through the gateway).
 type row struct {
-	rate   int
-	direct stats
-	gw     stats
+	rate  int
+	stats []stats
 	// mem is the most the gateway held while it was measured at rate.
 	mem memory
 }
 
-func measure(ctx context.Context, c *http.Client, direct, via target, rate int, d, warmup time.Duration, gw *gatewayProcess) (row, error) {
+// measure drives each target in turn at rate for d, after an unmeasured
+// warm-up of each.
+func measure(ctx context.Context, c *http.Client, targets []target, rate int, d, warmup time.Duration, gw *gatewayProcess) (row, error) {
 	r := row{rate: rate}
-	if warmup > 0 {
-		load(ctx, c, direct, rate, warmup)
+	for i, t := range targets {
+		if warmup > 0 {
+			load(ctx, c, t, rate, warmup)
+		}
+		var stop func() memory
+		if i > 0 {
+			stop = gw.sampleMemory(100 * time.Millisecond)
+		}
+		r.stats = append(r.stats, load(ctx, c, t, rate, d))
+		if stop != nil {
+			m := stop()
+			r.mem.rss, r.mem.anon = max(r.mem.rss, m.rss), max(r.mem.anon, m.anon)
+		}
 	}
-	r.direct = load(ctx, c, direct, rate, d)
-	if warmup > 0 {
-		load(ctx, c, via, rate, warmup)
-	}
-	stop := gw.sampleMemory(100 * time.Millisecond)
-	r.gw = load(ctx, c, via, rate, d)
-	r.mem = stop()
 	return r, ctx.Err()
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f", float64(d)/float64(time.Millisecond)) }
 
+// three is p50 / p99 / p99.9 of s.
+func three(s stats) string { return ms(s.p50) + " / " + ms(s.p99) + " / " + ms(s.p999) + " ms" }
+
+// minus is a's percentiles less b's.
+func minus(a, b stats) string {
+	return ms(a.p50-b.p50) + " / " + ms(a.p99-b.p99) + " / " + ms(a.p999-b.p999) + " ms"
+}
+
+func printHeader() {
+	fmt.Printf("%-8s | %-28s | %-28s | %-26s | %-16s | %s\n", "rate", "direct p50 / p99 / p99.9", "gateway p50 / p99 / p99.9", "added p50 / p99 / p99.9", "rps direct/gw", "errors d/gw  gw RSS max (anon)")
+}
+
+// print prints the gateway with every policy off against the stand-in.
 func (r row) print() {
+	d, g := r.stats[0], r.stats[1]
 	fmt.Printf("%-8d | %-28s | %-28s | %-26s | %-16s | %d/%d  %d MiB (%d MiB)\n",
-		r.rate,
-		ms(r.direct.p50)+" / "+ms(r.direct.p99)+" / "+ms(r.direct.p999)+" ms",
-		ms(r.gw.p50)+" / "+ms(r.gw.p99)+" / "+ms(r.gw.p999)+" ms",
-		ms(r.gw.p50-r.direct.p50)+" / "+ms(r.gw.p99-r.direct.p99)+" / "+ms(r.gw.p999-r.direct.p999)+" ms",
-		fmt.Sprintf("%.0f/%.0f", r.direct.achieved, r.gw.achieved),
-		r.direct.errors, r.gw.errors, r.mem.rss>>20, r.mem.anon>>20)
+		r.rate, three(d), three(g), minus(g, d),
+		fmt.Sprintf("%.0f/%.0f", d.achieved, g.achieved),
+		d.errors, g.errors, r.mem.rss>>20, r.mem.anon>>20)
+}
+
+// printPolicies prints, per rate, what every policy on (through Redis)
+// adds to the gateway with every policy off, and a cache hit against the
+// stand-in answering directly.
+func printPolicies(rows []row) {
+	fmt.Println()
+	fmt.Println("every policy on (deployment rate limit with tokens per minute, the key's own rate limit, max_concurrency with a queue; through Redis), against every policy off:")
+	fmt.Printf("%-8s | %-28s | %-28s | %-26s | %s\n", "rate", "off p50 / p99 / p99.9", "on p50 / p99 / p99.9", "added by policies", "errors off/on")
+	for _, r := range rows {
+		off, on := r.stats[1], r.stats[2]
+		fmt.Printf("%-8d | %-28s | %-28s | %-26s | %d/%d\n", r.rate, three(off), three(on), minus(on, off), off.errors, on.errors)
+	}
+	fmt.Println()
+	fmt.Println("a cache hit (x-bud-cache: hit, cache in Redis), against the stand-in answering directly:")
+	fmt.Printf("%-8s | %-28s | %-28s | %-26s | %s\n", "rate", "direct p50 / p99 / p99.9", "cache hit p50 / p99 / p99.9", "hit less direct", "errors d/hit")
+	for _, r := range rows {
+		d, hit := r.stats[0], r.stats[3]
+		fmt.Printf("%-8d | %-28s | %-28s | %-26s | %d/%d\n", r.rate, three(d), three(hit), minus(hit, d), d.errors, hit.errors)
+	}
+	fmt.Println()
 }
 
 func createDatabase(ctx context.Context, serverURL string) (string, func(), error) {
@@ -396,33 +475,64 @@ func createDatabase(ctx context.Context, serverURL string) (string, func(), erro
 	return fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", cfg.User, net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))), name), drop, nil
 }
 
-// seed migrates the database and creates a project, a model deployment on
-// the stand-in and a key; it returns the key's secret.
-func seed(ctx context.Context, dbURL, upstreamURL string) (string, error) {
+// The deployments seed creates besides "bench", the plain one.
+const (
+	// benchPolicies has every policy on, with limits high enough never
+	// to refuse: requests and tokens per minute, and max_concurrency
+	// with a queue time.
+	benchPolicies = "bench-policies"
+	// benchCached caches its replies; its default temperature is 0, so
+	// that replies are cacheable without cache.nondeterministic.
+	benchCached = "bench-cached"
+)
+
+// benchKeys are the secrets of seed's keys: plain has no limit of its
+// own, limited a rate limit high enough never to refuse.
+type benchKeys struct{ plain, limited string }
+
+// seed migrates the database and creates a project, its model deployments
+// on the stand-in (bench, benchPolicies and benchCached) and its keys.
+func seed(ctx context.Context, dbURL, upstreamURL string) (benchKeys, error) {
+	var keys benchKeys
 	pool, err := db.Open(ctx, dbURL)
 	if err != nil {
-		return "", err
+		return keys, err
 	}
 	defer pool.Close()
 	if err := db.Migrate(ctx, pool, nil); err != nil {
-		return "", err
+		return keys, err
 	}
 	q := dbsqlc.New(pool)
 	p, err := q.CreateProject(ctx, dbsqlc.CreateProjectParams{Name: "bench"})
 	if err != nil {
-		return "", err
+		return keys, err
 	}
-	if _, err := q.CreateDeployment(ctx, dbsqlc.CreateDeploymentParams{
-		ProjectID: p.ID, Name: "bench", Kind: bud.KindModel, BaseURL: upstreamURL, UpstreamModel: "stand-in",
-		DefaultParams: []byte(`{"temperature":0.2}`), Settings: []byte(`{}`),
-	}); err != nil {
-		return "", err
+	for _, d := range []struct{ name, params, settings string }{
+		{"bench", `{"temperature":0.2}`, `{}`},
+		{benchPolicies, `{"temperature":0.2}`, `{"max_concurrency":100000,"queue_timeout_ms":1000,` +
+			`"rate_limit":{"enabled":true,"requests_per_minute":100000000,"burst":100000000,"tokens_per_minute":1000000000}}`},
+		{benchCached, `{"temperature":0}`, `{"cache":{"enabled":true,"ttl_seconds":3600}}`},
+	} {
+		if _, err := q.CreateDeployment(ctx, dbsqlc.CreateDeploymentParams{
+			ProjectID: p.ID, Name: d.name, Kind: bud.KindModel, BaseURL: upstreamURL, UpstreamModel: "stand-in",
+			DefaultParams: []byte(d.params), Settings: []byte(d.settings),
+		}); err != nil {
+			return keys, err
+		}
 	}
-	secret, prefix, hash := bud.NewAPIKeySecret()
-	if _, err := q.CreateAPIKey(ctx, dbsqlc.CreateAPIKeyParams{ProjectID: p.ID, Name: "bench", Prefix: prefix, SecretHash: hash}); err != nil {
-		return "", err
+	for _, k := range []struct {
+		secret *string
+		rpm    int32
+		tpm    int64
+	}{{&keys.plain, 0, 0}, {&keys.limited, 100_000_000, 1_000_000_000}} {
+		secret, prefix, hash := bud.NewAPIKeySecret()
+		if _, err := q.CreateAPIKey(ctx, dbsqlc.CreateAPIKeyParams{ProjectID: p.ID, Name: "bench", Prefix: prefix, SecretHash: hash,
+			RateRequestsPerMinute: k.rpm, RateBurst: k.rpm, RateTokensPerMinute: k.tpm}); err != nil {
+			return keys, err
+		}
+		*k.secret = secret
 	}
-	return secret, nil
+	return keys, nil
 }
 
 func freeAddr() (string, error) {
@@ -438,9 +548,9 @@ type gatewayProcess struct {
 	cmd *exec.Cmd
 }
 
-func startGateway(ctx context.Context, budPath, dbURL, addr string) (*gatewayProcess, error) {
+func startGateway(ctx context.Context, budPath, dbURL, addr string, env ...string) (*gatewayProcess, error) {
 	cmd := exec.Command(budPath, "gateway")
-	cmd.Env = append(os.Environ(),
+	cmd.Env = append(append(os.Environ(), env...),
 		"DATABASE_URL="+dbURL,
 		"BUD_GATEWAY_ADDR="+addr,
 		"BUD_ENCRYPTION_KEY="+secrets.NewKey(),
