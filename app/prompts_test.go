@@ -347,7 +347,7 @@ func TestPromptDeploymentTakesDocumentSettings(t *testing.T) {
 	b, p := promptSetup(t)
 	base := "/api/projects/" + p.ID.String() + "/deployments"
 	docSettings := map[string]any{"min_concurrency": 2, "max_concurrency": 9, "queue_timeout_ms": 250,
-		"cache": map[string]any{"enabled": true, "ttl_seconds": 60},
+		"cache":      map[string]any{"enabled": true, "ttl_seconds": 60},
 		"rate_limit": map[string]any{"enabled": true, "requests_per_minute": 30, "burst": 5}}
 	want := bud.Settings{MinConcurrency: 2, MaxConcurrency: 9, QueueTimeoutMS: 250,
 		Cache:     bud.CacheSettings{Enabled: true, TTLSeconds: 60},
