@@ -36,7 +36,7 @@ const fullDocument = `{
   ],
   "allow_multiple_calls": true,
   "llm_retry_limit": 2,
-  "settings": {"min_concurrency": 1, "max_concurrency": 10, "autoscale": true, "cache": {"enabled": true, "ttl_seconds": 60, "nondeterministic": true}, "rate_limit": {"enabled": true, "requests_per_minute": 600, "burst": 20}}
+  "settings": {"min_concurrency": 1, "max_concurrency": 10, "autoscale": false, "cache": {"enabled": true, "ttl_seconds": 60, "nondeterministic": true}, "rate_limit": {"enabled": true, "requests_per_minute": 600, "burst": 20}}
 }`
 
 // project is the Checker of a project with one model deployment, one prompt

@@ -21,7 +21,7 @@ func TestParseFullDocument(t *testing.T) {
 	require.Equal(t, Approval{Policy: ApprovalListed, Tools: []string{"get-sum"}}, d.Tools[0].RequireApproval)
 	require.True(t, d.Tools[0].Active)
 	require.Equal(t, 2, d.LLMRetryLimit)
-	require.Equal(t, bud.Settings{MinConcurrency: 1, MaxConcurrency: 10, Autoscale: true,
+	require.Equal(t, bud.Settings{MinConcurrency: 1, MaxConcurrency: 10,
 		Cache:     bud.CacheSettings{Enabled: true, TTLSeconds: 60, Nondeterministic: true},
 		RateLimit: bud.RateLimitSettings{Enabled: true, RequestsPerMinute: 600, Burst: 20}}, d.Settings)
 	// Unknown model parameters are kept; numbers keep their text.
