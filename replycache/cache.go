@@ -44,7 +44,9 @@
 // larger than the store's MaxEntryBytes (it is relayed, not kept).
 //
 // Where entries live. In Memory, an LRU bounded in bytes within one
-// process, or in Redis, shared by every process. A store that fails (Redis
+// process, or in Redis, shared by every process, with a Memory in front
+// of it (Tiered) that keeps the entries this process has used for the
+// rest of their time in Redis. A store that fails (Redis
 // down) makes every lookup a miss and every store a no-op: requests are
 // answered by the upstream as without a cache (the cache fails open). The
 // Cache logs the outage once and its end once, and asks the store again

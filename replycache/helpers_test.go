@@ -64,6 +64,12 @@ var storeKinds = []storeKind{
 		require.NoError(tb, c.Ping(context.Background()).Err(), "the tests need Redis on %s", redisAddr)
 		return replycache.NewRedis(c, replycache.RedisOptions{MaxEntryBytes: maxEntry}), replycache.Options{Prefix: testPrefix(tb, c)}
 	}},
+	{"redis with a near cache", func(tb testing.TB, maxEntry int) (replycache.Store, replycache.Options) {
+		c := newRedisClient(tb, redisAddr)
+		require.NoError(tb, c.Ping(context.Background()).Err(), "the tests need Redis on %s", redisAddr)
+		far := replycache.NewRedis(c, replycache.RedisOptions{MaxEntryBytes: maxEntry})
+		return replycache.NewTiered(replycache.NewMemory(int64(maxEntry)*16), far), replycache.Options{Prefix: testPrefix(tb, c)}
+	}},
 }
 
 // logRecorder is a slog.Handler that keeps the messages logged.

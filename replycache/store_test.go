@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/budhq/bud/replycache"
@@ -142,4 +144,63 @@ func TestRedisSetsMillisecondTTL(t *testing.T) {
 	require.NoError(t, err)
 	require.Greater(t, ttl, time.Second)
 	require.LessOrEqual(t, ttl, 1500*time.Millisecond)
+}
+
+// commandCounter counts the commands a Redis client sends, pipelined ones
+// included.
+type commandCounter struct{ n atomic.Int64 }
+
+func (c *commandCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (c *commandCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		c.n.Add(1)
+		return next(ctx, cmd)
+	}
+}
+func (c *commandCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		c.n.Add(int64(len(cmds)))
+		return next(ctx, cmds)
+	}
+}
+
+// TestTieredServesNearWithinRedisTTL: an entry another process stored is
+// found in Redis once, then served from this process's memory without a
+// round trip, and never after Redis has expired it.
+func TestTieredServesNearWithinRedisTTL(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	ca, cb := newRedisClient(t, redisAddr), newRedisClient(t, redisAddr)
+	require.NoError(t, ca.Ping(ctx).Err(), "the tests need Redis on %s", redisAddr)
+	var counted commandCounter
+	cb.AddHook(&counted)
+	a := replycache.NewTiered(replycache.NewMemory(1<<20), replycache.NewRedis(ca, replycache.RedisOptions{}))
+	b := replycache.NewTiered(replycache.NewMemory(1<<20), replycache.NewRedis(cb, replycache.RedisOptions{}))
+	key := testPrefix(t, ca) + "k"
+
+	require.NoError(t, a.Set(ctx, key, []byte("answer"), 600*time.Millisecond))
+	got, ok, err := b.Get(ctx, key)
+	require.NoError(t, err)
+	require.True(t, ok, "stored by another process, found in Redis")
+	require.Equal(t, "answer", string(got))
+	sent := counted.n.Load()
+	require.Positive(t, sent)
+	for range 10 {
+		got, ok, err = b.Get(ctx, key)
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.Equal(t, "answer", string(got))
+	}
+	require.Equal(t, sent, counted.n.Load(), "hits on an entry seen before cost no round trip")
+
+	// Redis expires it; the near copy goes with it.
+	require.Eventually(t, func() bool {
+		n, err := ca.Exists(ctx, key).Result()
+		return err == nil && n == 0
+	}, 5*time.Second, 10*time.Millisecond)
+	_, ok, err = b.Get(ctx, key)
+	require.NoError(t, err)
+	require.False(t, ok, "not served after Redis expired it")
+	_, ok, _ = a.Get(ctx, key)
+	require.False(t, ok, "nor by the process that stored it")
 }

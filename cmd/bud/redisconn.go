@@ -89,10 +89,10 @@ func newAdmitter(log *slog.Logger, cfg *config, rc *redis.Client) *admission.Adm
 	return admission.New(ac)
 }
 
-// newReplyCache is the process's response cache: in Redis when rc is set,
-// shared by every gateway, else in this process, bounded by
-// BUD_CACHE_BYTES, which is checked either way so that a wrong value fails
-// the start.
+// newReplyCache is the process's response cache, bounded in this process
+// by BUD_CACHE_BYTES: in Redis when rc is set, shared by every gateway,
+// with the entries this process has seen kept in front of it in memory
+// (replycache.Tiered), else in this process alone.
 func newReplyCache(log *slog.Logger, cfg *config, rc *redis.Client) (*replycache.Cache, error) {
 	n, err := parseBytes(cfg.CacheBytes)
 	if err != nil {
@@ -100,7 +100,7 @@ func newReplyCache(log *slog.Logger, cfg *config, rc *redis.Client) (*replycache
 	}
 	o := replycache.Options{Prefix: cfg.RedisPrefix + "cache:", Logger: log}
 	if rc != nil {
-		return replycache.New(replycache.NewRedis(rc, replycache.RedisOptions{}), o), nil
+		return replycache.New(replycache.NewTiered(replycache.NewMemory(n), replycache.NewRedis(rc, replycache.RedisOptions{})), o), nil
 	}
 	return replycache.New(replycache.NewMemory(n), o), nil
 }
