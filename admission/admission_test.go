@@ -655,3 +655,45 @@ func TestIdleStateIsDropped(t *testing.T) {
 	_, err = a.Admit(t.Context(), spent)
 	require.NoError(t, err, "the dropped buckets were full again")
 }
+
+// TestEndedBeforeNextDecision: with Redis, ending a request takes no
+// round trip of its own, yet a caller that sends its next request once
+// the previous one ended always finds the slot free and its tokens
+// charged (the next decision applies what ended first), and another
+// process sees the slot free soon after (the flush).
+func TestEndedBeforeNextDecision(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rc, prefix := newRedis(t)
+	a := admission.New(admission.Config{Redis: rc, Prefix: prefix})
+	t.Cleanup(a.Close)
+	b := admission.New(admission.Config{Redis: rc, Prefix: prefix})
+	t.Cleanup(b.Close)
+	req := admission.Request{DeploymentID: uuid.New(), Deployment: admission.Limits{
+		MaxConcurrency: 1, Rate: admission.Rate{TokensPerMinute: 1_000_000}}}
+
+	for i := range 200 {
+		tk, err := a.Admit(ctx, req)
+		require.NoError(t, err, "request %d: the slot its predecessor ended is free", i)
+		tk.Done(1000)
+	}
+	tk, err := a.Admit(ctx, req)
+	require.NoError(t, err)
+	left, err := strconv.Atoi(header(tk).Get("X-Ratelimit-Remaining-Tokens"))
+	require.NoError(t, err)
+	// 200,000 tokens charged, less what refilled meanwhile (16,667 a
+	// second).
+	require.Less(t, left, 900_000, "every ended request's tokens were charged before this decision")
+
+	_, err = b.Admit(ctx, req)
+	require.Equal(t, admission.LimitConcurrency, refusal(t, err).Limit, "the slot is held")
+	tk.Done(0)
+	require.Eventually(t, func() bool {
+		other, err := b.Admit(ctx, req)
+		if err != nil {
+			return false
+		}
+		other.Done(0)
+		return true
+	}, 2*time.Second, time.Millisecond, "another process sees the slot free once flushed")
+}
