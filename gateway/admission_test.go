@@ -282,8 +282,8 @@ func TestAdmissionOnEveryRoute(t *testing.T) {
 				require.GreaterOrEqual(t, left, 100-2*pre, "the earlier replies' tokens were charged")
 				require.Less(t, left, 100-2*pre+5)
 				require.Empty(t, res.header.Get("X-Ratelimit-Limit-Requests"))
-				if bytes.Contains(res.body, []byte("data:")) {
-					// A stream was asked for its usage for the limit's sake,
+				if bytes.Contains(res.body, []byte("chat.completion.chunk")) {
+					// A chat stream was asked for its usage for the limit's sake,
 					// and the caller, who did not ask, gets no usage chunk.
 					reqs := up.Requests()
 					require.Equal(t, map[string]any{"include_usage": true}, reqs[len(reqs)-1].JSON["stream_options"])

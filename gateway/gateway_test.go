@@ -18,6 +18,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 	"github.com/openai/openai-go/v3/responses"
@@ -81,6 +82,9 @@ type setupOpts struct {
 	// in the process.
 	redis       redis.UniversalClient
 	redisPrefix string
+	// nats carries streaming runs' deltas (setupRuns); none answers
+	// stream: true on /v1/responses with 503.
+	nats *nats.Conn
 }
 
 func setup(t testing.TB, opts ...setupOpts) *bundle {
@@ -121,6 +125,7 @@ func setup(t testing.TB, opts ...setupOpts) *bundle {
 		Documents:            o.documents,
 		Egress:               o.egress,
 		Admitter:             adm,
+		NATS:                 o.nats,
 	})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -38,6 +38,6 @@ func setupRuns(t *testing.T, o setupOpts) *bundle {
 	o.documents = statestoretest.Store(t) // skips the test where daprd is not built
 	runEnv.once.Do(func() { runEnv.err = startRunEnv() })
 	require.NoError(t, runEnv.err, "start Temporal, the worker and their schema")
-	o.pool, o.box, o.temporal = runEnv.Pool, runEnv.Box, runEnv.Client
+	o.pool, o.box, o.temporal, o.nats = runEnv.Pool, runEnv.Box, runEnv.Client, runEnv.NATS
 	return setup(t, o)
 }

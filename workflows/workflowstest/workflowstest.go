@@ -1,6 +1,7 @@
 // Package workflowstest is the rig that tests of prompt runs share, once
 // per test binary: an embedded Temporal server, a client of it, one
-// BudPrompt worker, and the database schema the worker's activities read
+// BudPrompt worker, an embedded NATS server carrying its streaming runs'
+// deltas, and the database schema the worker's activities read
 // deployments from and record runs in.
 //
 // There is one worker per binary because workers poll run.TaskQueue, a
@@ -24,6 +25,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
@@ -32,6 +34,7 @@ import (
 	"github.com/budhq/bud/db"
 	"github.com/budhq/bud/db/dbtest"
 	"github.com/budhq/bud/runs"
+	"github.com/budhq/bud/runstream"
 	"github.com/budhq/bud/secrets"
 	"github.com/budhq/bud/temporalserver"
 	"github.com/budhq/bud/workflows"
@@ -46,6 +49,10 @@ type Env struct {
 	Server *temporalserver.Server
 	Client client.Client
 	Worker worker.Worker
+	// NATS carries streaming runs' deltas from Worker, on an embedded
+	// server of the rig's own.
+	NATS *nats.Conn
+	nats *runstream.Server
 }
 
 // Start starts a rig whose schema is named from schemaPrefix and whose
@@ -108,8 +115,14 @@ func (e *Env) start(schemaPrefix, identity string) error {
 	if err != nil {
 		return fmt.Errorf("dial temporal: %w", err)
 	}
+	if e.nats, err = runstream.StartServer("127.0.0.1:0"); err != nil {
+		return fmt.Errorf("start NATS: %w", err)
+	}
+	if e.NATS, err = runstream.Connect(e.nats.URL()); err != nil {
+		return fmt.Errorf("connect to NATS: %w", err)
+	}
 	e.Worker = workflows.NewWorker(e.Client, activities.New(activities.Config{
-		Identity: identity, Pool: e.Pool, Box: e.Box,
+		Identity: identity, Pool: e.Pool, Box: e.Box, NATS: e.NATS,
 		Tools: &activities.Connections{Pool: e.Pool, Box: e.Box, HTTPClient: &http.Client{Timeout: workflows.CallToolTimeout}},
 	}), worker.Options{})
 	if err := e.Worker.Start(); err != nil {
@@ -132,6 +145,12 @@ func (e *Env) Stop() {
 	}
 	if e.Server != nil {
 		_ = e.Server.Stop()
+	}
+	if e.NATS != nil {
+		e.NATS.Close()
+	}
+	if e.nats != nil {
+		e.nats.Shutdown()
 	}
 	if e.Pool != nil {
 		e.Pool.Close()
