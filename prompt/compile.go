@@ -361,10 +361,13 @@ func withAbsent(vars map[string]any, decl []Variable) map[string]any {
 
 // ValidateOutput checks a model's reply. A text output is returned as is. A
 // structured one must be JSON (a surrounding ``` fence is tolerated) that
-// matches the output schema; it is returned decoded, numbers as in
-// ValidateInput. Problems come back together as a *bud.Error with code
-// EINVALID, Fields keyed "output.<field>", and a message listing them all,
-// ready to quote in a repair prompt.
+// matches the output schema once the output variables' defaults fill the
+// fields it leaves out or sets to null (null is how a strict schema lets a
+// model leave an optional field out, so it reads as absent); it is returned
+// decoded, defaults applied, numbers as in ValidateInput. Problems come back
+// together as a *bud.Error with code EINVALID, Fields keyed
+// "output.<field>", and a message listing them all, ready to quote in a
+// repair prompt.
 func (c *Compiled) ValidateOutput(content string) (any, error) {
 	if !c.output.Structured() {
 		return content, nil
@@ -373,6 +376,9 @@ func (c *Compiled) ValidateOutput(content string) (any, error) {
 	v, err := jsonschema.UnmarshalJSON(strings.NewReader(text))
 	if err != nil {
 		return nil, problemsError(bud.EINVALID, "the reply is not valid JSON", map[string]string{"output": "must be a JSON object: " + err.Error()})
+	}
+	if obj, ok := v.(map[string]any); ok {
+		applyDefaults(obj, c.output.Variables)
 	}
 	if err := c.outputSchema.Validate(v); err != nil {
 		return nil, problemsError(bud.EINVALID, "the reply does not match the output schema",
