@@ -13,6 +13,7 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/budhq/bud"
+	"github.com/budhq/bud/strictschema"
 )
 
 // Compiled is a valid document made ready to run: templates parsed in their
@@ -26,6 +27,7 @@ type Compiled struct {
 	inputJSON    json.RawMessage
 	outputSchema *jsonschema.Schema
 	outputJSON   json.RawMessage
+	outputFormat OutputFormat
 }
 
 type compiledTemplate struct {
@@ -71,6 +73,9 @@ func Compile(d *Document) (*Compiled, error) {
 		if c.outputSchema, c.outputJSON, err = compileShape(d.Output); err != nil {
 			return nil, fmt.Errorf("prompt: compile output schema: %w", err)
 		}
+		if c.outputFormat, err = outputFormat(d.Output, c.outputJSON); err != nil {
+			return nil, fmt.Errorf("prompt: output format: %w", err)
+		}
 	}
 	return c, nil
 }
@@ -97,6 +102,42 @@ func (c *Compiled) InputSchema() json.RawMessage { return bytes.Clone(c.inputJSO
 // others allowed — ready to send as response_format json_schema; nil for a
 // text output.
 func (c *Compiled) OutputSchema() json.RawMessage { return bytes.Clone(c.outputJSON) }
+
+// OutputFormat is how a structured output is asked of the model, in a
+// response_format of type json_schema.
+type OutputFormat struct {
+	// Schema is the schema to send: the strict one (every property
+	// required, optional ones nullable, additionalProperties false at every
+	// level, only the keywords strict mode supports) when Strict, else the
+	// full output schema.
+	Schema json.RawMessage
+	// Strict says the schema follows OpenAI's strict-mode rules, so the
+	// upstream may enforce it ("strict": true).
+	Strict bool
+	// NotStrictReason says why a schema goes non-strict: strict mode cannot
+	// express it within its limits.
+	NotStrictReason string
+}
+
+func outputFormat(s Shape, full json.RawMessage) (OutputFormat, error) {
+	raw, err := json.Marshal(strictObjectSchema(s.Variables))
+	if err != nil {
+		return OutputFormat{}, fmt.Errorf("encode: %w", err)
+	}
+	if problems := strictschema.CheckJSON(raw); len(problems) > 0 {
+		return OutputFormat{Schema: full, NotStrictReason: "the output schema is beyond OpenAI's strict mode: " + strictschema.Join(problems)}, nil
+	}
+	return OutputFormat{Schema: raw, Strict: true}, nil
+}
+
+// OutputFormat is the response format of a structured output (see
+// OutputFormat); its zero value for a text output. Whatever the schema sent
+// leaves out, ValidateOutput still checks.
+func (c *Compiled) OutputFormat() OutputFormat {
+	f := c.outputFormat
+	f.Schema = bytes.Clone(f.Schema)
+	return f
+}
 
 // ValidateInput checks a run's input and returns the variables to render
 // with. A text-input prompt takes text, which must not be empty, and no

@@ -12,6 +12,8 @@ import (
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/santhosh-tekuri/jsonschema/v6/kind"
+
+	"github.com/budhq/bud/strictschema"
 )
 
 // objectSchema is the JSON Schema of a set of variables: an object with one
@@ -306,4 +308,93 @@ func ratText(r *big.Rat) string {
 	}
 	f, _ := r.Float64()
 	return strconv.FormatFloat(f, 'g', -1, 64)
+}
+
+// strictObjectSchema is the schema of a set of variables as OpenAI's strict
+// mode takes it (package strictschema): every property required, an
+// optional one nullable (a null then reads as absent, and the variable's
+// default applies), nothing else allowed at any level, and only the
+// constraints strict mode supports. What it leaves out (lengths, defaults,
+// formats strict mode lacks, …) the full schema still checks after the
+// reply.
+func strictObjectSchema(vars []Variable) map[string]any {
+	props := make(map[string]any, len(vars))
+	required := make([]string, 0, len(vars))
+	for _, v := range vars {
+		s := strictVariableSchema(v)
+		if !v.Required {
+			s = nullable(s)
+		}
+		props[v.Name] = s
+		required = append(required, v.Name)
+	}
+	return map[string]any{
+		"type":                 "object",
+		"properties":           props,
+		"required":             required,
+		"additionalProperties": false,
+	}
+}
+
+// strictVariableSchema is variableSchema restricted to strict mode.
+func strictVariableSchema(v Variable) map[string]any {
+	s := map[string]any{}
+	var b Basic
+	if v.Validation != nil && v.Validation.Basic != nil {
+		b = *v.Validation.Basic
+	}
+	switch v.Type {
+	case TypeString:
+		s["type"] = "string"
+		if b.Pattern != "" {
+			s["pattern"] = b.Pattern
+		}
+		if strictschema.SupportsFormat(b.Format) {
+			s["format"] = b.Format
+		}
+	case TypeInteger, TypeNumber:
+		s["type"] = v.Type
+		setFloat(s, "exclusiveMinimum", b.Gt)
+		setFloat(s, "minimum", b.Ge)
+		setFloat(s, "exclusiveMaximum", b.Lt)
+		setFloat(s, "maximum", b.Le)
+		setFloat(s, "multipleOf", b.MultipleOf)
+	case TypeBoolean:
+		s["type"] = "boolean"
+	case TypeEnum:
+		s["type"] = "string"
+		opts := make([]any, len(v.Options))
+		for i, o := range v.Options {
+			opts[i] = o
+		}
+		s["enum"] = opts
+	case TypeArray:
+		s["type"] = "array"
+		if v.Items != nil {
+			s["items"] = strictVariableSchema(*v.Items)
+		}
+		setInt(s, "minItems", b.MinItems)
+		setInt(s, "maxItems", b.MaxItems)
+	case TypeObject:
+		s = strictObjectSchema(v.Variables)
+	}
+	if v.Description != "" {
+		s["description"] = v.Description
+	}
+	return s
+}
+
+// nullable lets a strict schema's value also be null: an object becomes one
+// branch of an anyOf, as OpenAI documents it; any other type is listed with
+// "null", and an enum takes null among its values.
+func nullable(s map[string]any) map[string]any {
+	t, _ := s["type"].(string)
+	if t == "object" {
+		return map[string]any{"anyOf": []any{s, map[string]any{"type": "null"}}}
+	}
+	s["type"] = []any{t, "null"}
+	if e, ok := s["enum"].([]any); ok {
+		s["enum"] = append(e, nil)
+	}
+	return s
 }
