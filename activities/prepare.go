@@ -95,7 +95,12 @@ func (a *Activities) PrepareRun(ctx context.Context, in run.Input) (PrepareRunRe
 		msgs = append(msgs, chat.Message{Role: prompt.RoleSystem, Content: in.Instructions})
 	}
 	for _, m := range rendered {
-		msgs = append(msgs, chat.Message{Role: m.Role, Content: m.Content})
+		cm := chat.Message{Role: m.Role, Content: m.Content, ToolCallID: m.ToolCallID}
+		for _, tc := range m.ToolCalls {
+			cm.ToolCalls = append(cm.ToolCalls, chat.ToolCall{ID: tc.ID, Type: tc.Type,
+				Function: chat.ToolCallFunction{Name: tc.Function.Name, Arguments: tc.Function.Arguments}})
+		}
+		msgs = append(msgs, cm)
 	}
 	msgs = append(msgs, items...)
 

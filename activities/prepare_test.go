@@ -263,3 +263,24 @@ func TestPrepareRunRefusesForeignRuns(t *testing.T) {
 		})
 	}
 }
+
+// TestPrepareRunToolMessages: a document's function calls and the tool
+// messages answering them go upstream in OpenAI's chat format.
+func TestPrepareRunToolMessages(t *testing.T) {
+	t.Parallel()
+	res, err := prepare(t, run.Input{Text: "Oslo", Document: json.RawMessage(`{"deployment": "qwen", "messages": [
+		{"role": "user", "content": "Weather in Paris?"},
+		{"role": "assistant", "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]},
+		{"role": "tool", "tool_call_id": "call_1", "content": "21 C"},
+		{"role": "assistant", "content": "21 C in Paris."},
+		{"role": "user", "content": "And in {{ input }}?"}]}`)})
+	require.NoError(t, err)
+	raw, err := json.Marshal(res.Messages)
+	require.NoError(t, err)
+	require.JSONEq(t, `[
+		{"role": "user", "content": "Weather in Paris?"},
+		{"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]},
+		{"role": "tool", "tool_call_id": "call_1", "content": "21 C"},
+		{"role": "assistant", "content": "21 C in Paris."},
+		{"role": "user", "content": "And in Oslo?"}]`, string(raw))
+}

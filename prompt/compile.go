@@ -34,6 +34,9 @@ type compiledTemplate struct {
 	field string // where the template is in the document, for errors
 	role  string
 	t     *template
+	// toolCalls and toolCallID are the message's, sent as written.
+	toolCalls  []ToolCall
+	toolCallID string
 }
 
 // Compile validates d (without the project checks of a Checker; those belong
@@ -45,21 +48,21 @@ func Compile(d *Document) (*Compiled, error) {
 	}
 	sb := newSandbox()
 	c := &Compiled{input: d.Input, output: d.Output}
-	add := func(field, role, source string) error {
-		t, err := sb.parse(field, source)
+	add := func(field string, m Message) error {
+		t, err := sb.parse(field, m.Content)
 		if err != nil {
 			return fmt.Errorf("prompt: compile %s: %w", field, err)
 		}
-		c.templates = append(c.templates, compiledTemplate{field: field, role: role, t: t})
+		c.templates = append(c.templates, compiledTemplate{field: field, role: m.Role, t: t, toolCalls: m.ToolCalls, toolCallID: m.ToolCallID})
 		return nil
 	}
 	if d.SystemPrompt != "" {
-		if err := add("system_prompt", RoleSystem, d.SystemPrompt); err != nil {
+		if err := add("system_prompt", Message{Role: RoleSystem, Content: d.SystemPrompt}); err != nil {
 			return nil, err
 		}
 	}
 	for i, m := range d.Messages {
-		if err := add(fmt.Sprintf("messages[%d].content", i), m.Role, m.Content); err != nil {
+		if err := add(fmt.Sprintf("messages[%d].content", i), m); err != nil {
 			return nil, err
 		}
 	}
@@ -344,7 +347,7 @@ func (c *Compiled) render(data map[string]any, b *budget, field *string) ([]Mess
 			err = limitError(err, b)
 			return nil, fmt.Errorf("prompt: render: %w", &RenderError{Field: ct.field, Err: err})
 		}
-		msgs = append(msgs, Message{Role: ct.role, Content: w.sb.String()})
+		msgs = append(msgs, Message{Role: ct.role, Content: w.sb.String(), ToolCalls: ct.toolCalls, ToolCallID: ct.toolCallID})
 	}
 	return msgs, nil
 }

@@ -85,10 +85,33 @@ type Document struct {
 }
 
 // Message is a role and its content. In a Document the content is a Jinja
-// template; from Compiled.Render it is the rendered text.
+// template; from Compiled.Render it is the rendered text. An assistant
+// message may carry the function calls it made, and each is answered by a
+// tool message right after it (or after the other answers) that names the
+// call, as OpenAI-compatible upstreams require.
 type Message struct {
 	Role    string `json:"role"`
 	Content string `json:"content"`
+	// ToolCalls, on an assistant message, are its function calls; their
+	// arguments are sent as written, not rendered.
+	ToolCalls []ToolCall `json:"tool_calls,omitempty"`
+	// ToolCallID, on a tool message, is the id of the call it answers.
+	ToolCallID string `json:"tool_call_id,omitempty"`
+}
+
+// ToolCall is a function call of an assistant message, in OpenAI's chat
+// format.
+type ToolCall struct {
+	ID       string           `json:"id"`
+	Type     string           `json:"type"` // "function"
+	Function ToolCallFunction `json:"function"`
+}
+
+// ToolCallFunction names the function called and holds its arguments, a
+// JSON object as text.
+type ToolCallFunction struct {
+	Name      string `json:"name"`
+	Arguments string `json:"arguments"`
 }
 
 // Shape says what a prompt takes or returns: text, or structured variables.

@@ -476,6 +476,111 @@ func (v *validator) templates(d *Document) {
 		}
 		v.template(mp+".content", m.Content, known, d.Input.Structured())
 	}
+	v.toolMessages(d.Messages)
+}
+
+// toolMessages checks the function calls of assistant messages and the tool
+// messages that answer them, by OpenAI's rules for a conversation: each
+// call has a unique id, a function name and JSON object arguments; a tool
+// message names a call of the assistant message before it (only other
+// answers to that message in between), and every call is answered before
+// the next message of another kind.
+func (v *validator) toolMessages(msgs []Message) {
+	ids := map[string]string{} // call id → where it was first used
+	var (
+		open   map[string]int // unanswered calls of the last assistant message: id → index
+		owner  int            // that message's index
+		answer = map[string]int{}
+	)
+	unanswered := func(before string) {
+		for _, id := range sortedByValue(open) {
+			msg := "has no tool message answering it"
+			if before != "" {
+				msg += " before " + before
+			}
+			v.p.Add(fmt.Sprintf("messages[%d].tool_calls[%d].id", owner, open[id]), "%s", msg)
+		}
+		open = nil
+	}
+	for i, m := range msgs {
+		mp := fmt.Sprintf("messages[%d]", i)
+		if len(m.ToolCalls) > 0 && m.Role != RoleAssistant {
+			v.p.Add(mp+".tool_calls", "is only for assistant messages")
+		}
+		if m.ToolCallID != "" && m.Role != RoleTool {
+			v.p.Add(mp+".tool_call_id", "is only for tool messages")
+		}
+		if m.Role == RoleTool {
+			switch _, wasOpen := open[m.ToolCallID]; {
+			case m.ToolCallID == "":
+				v.p.Add(mp+".tool_call_id", "is required: the id of the call this message answers")
+			case wasOpen:
+				delete(open, m.ToolCallID)
+				answer[m.ToolCallID] = i
+			case open == nil && answer[m.ToolCallID] == 0:
+				v.p.Add(mp+".tool_call_id", "%q must be the id of a call in the tool_calls of the assistant message before it", m.ToolCallID)
+			default:
+				if j, done := answer[m.ToolCallID]; done {
+					v.p.Add(mp+".tool_call_id", "%q is already answered by messages[%d]", m.ToolCallID, j)
+				} else {
+					v.p.Add(mp+".tool_call_id", "%q is not a call of messages[%d].tool_calls", m.ToolCallID, owner)
+				}
+			}
+			continue
+		}
+		if open != nil {
+			unanswered(mp)
+		}
+		answer = map[string]int{}
+		if m.Role != RoleAssistant || len(m.ToolCalls) == 0 {
+			continue
+		}
+		open, owner = map[string]int{}, i
+		for j, c := range m.ToolCalls {
+			cp := fmt.Sprintf("%s.tool_calls[%d]", mp, j)
+			switch c.Type {
+			case "function":
+			case "":
+				v.p.Add(cp+".type", `is required: "function"`)
+			default:
+				v.p.Add(cp+".type", `must be "function"`)
+			}
+			switch {
+			case c.Function.Name == "":
+				v.p.Add(cp+".function.name", "is required")
+			case !functionName.MatchString(c.Function.Name):
+				v.p.Add(cp+".function.name", "must be 1 to 64 letters, digits, underscores or dashes")
+			}
+			var args any
+			if err := json.Unmarshal([]byte(c.Function.Arguments), &args); err != nil {
+				v.p.Add(cp+".function.arguments", "must be a JSON object, as text")
+			} else if _, isObj := args.(map[string]any); !isObj {
+				v.p.Add(cp+".function.arguments", "must be a JSON object, as text")
+			}
+			switch prev, dup := ids[c.ID]; {
+			case c.ID == "":
+				v.p.Add(cp+".id", "is required")
+			case dup:
+				v.p.Add(cp+".id", "duplicates %s", prev)
+			default:
+				ids[c.ID] = cp + ".id"
+				open[c.ID] = j
+			}
+		}
+	}
+	if len(open) > 0 {
+		unanswered("")
+	}
+}
+
+// sortedByValue returns m's keys ordered by their values.
+func sortedByValue(m map[string]int) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(a, b int) bool { return m[keys[a]] < m[keys[b]] })
+	return keys
 }
 
 func (v *validator) template(field, source string, known map[string]bool, structured bool) {
