@@ -7,6 +7,7 @@ import (
 	"math"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -179,11 +180,13 @@ func (c *Compiled) ValidateInput(text string, variables map[string]any) (map[str
 		vars = n.(map[string]any)
 	}
 	applyDefaults(vars, c.input.Variables)
+	normalizeStrings(vars, c.input.Variables)
 	if err := c.inputSchema.Validate(vars); err != nil {
 		for k, msg := range fieldProblems(err, vars, "prompt.variables", "is not a variable of this prompt") {
 			p[k] = msg
 		}
 	}
+	digitProblems(p, "prompt.variables", c.input.Variables, vars)
 	if len(p) > 0 {
 		return nil, problemsError(bud.EINVALID, "invalid input", p)
 	}
@@ -259,6 +262,121 @@ func applyDefaults(obj map[string]any, vars []Variable) {
 			}
 		}
 	}
+}
+
+// normalizeStrings applies the normalisers of each variable of obj
+// (strip_whitespace, to_lower, to_upper), in nested objects and arrays too.
+func normalizeStrings(obj map[string]any, vars []Variable) {
+	for _, v := range vars {
+		if val, ok := obj[v.Name]; ok {
+			obj[v.Name] = normalizeValue(v, val)
+		}
+	}
+}
+
+func normalizeValue(v Variable, val any) any {
+	switch v.Type {
+	case TypeString:
+		s, ok := val.(string)
+		if !ok || v.Validation == nil || v.Validation.Basic == nil {
+			return val
+		}
+		b := v.Validation.Basic
+		if b.StripWhitespace {
+			s = strings.TrimSpace(s)
+		}
+		switch {
+		case b.ToLower:
+			s = strings.ToLower(s)
+		case b.ToUpper:
+			s = strings.ToUpper(s)
+		}
+		return s
+	case TypeObject:
+		if m, ok := val.(map[string]any); ok {
+			normalizeStrings(m, v.Variables)
+		}
+	case TypeArray:
+		if arr, ok := val.([]any); ok && v.Items != nil {
+			for i, e := range arr {
+				arr[i] = normalizeValue(*v.Items, e)
+			}
+		}
+	}
+	return val
+}
+
+// digitProblems adds to p, keyed below prefix, the numbers of obj that
+// have more digits than their variable's max_digits or decimal_places
+// allow, which JSON Schema cannot say.
+func digitProblems(p map[string]string, prefix string, vars []Variable, obj map[string]any) {
+	for _, v := range vars {
+		if val, ok := obj[v.Name]; ok {
+			valueDigitProblems(p, joinPath(prefix, v.Name), v, val)
+		}
+	}
+}
+
+func valueDigitProblems(p map[string]string, path string, v Variable, val any) {
+	switch v.Type {
+	case TypeInteger, TypeNumber:
+		if v.Validation == nil || v.Validation.Basic == nil {
+			return
+		}
+		b := v.Validation.Basic
+		digits, decimals, ok := decimalDigits(val)
+		if !ok {
+			return
+		}
+		add := func(msg string) {
+			if prev, ok := p[path]; ok {
+				msg = prev + "; " + msg
+			}
+			p[path] = msg
+		}
+		if b.MaxDigits != nil && digits > *b.MaxDigits {
+			add(fmt.Sprintf("must have at most %d digits (max_digits)", *b.MaxDigits))
+		}
+		if b.DecimalPlaces != nil && decimals > *b.DecimalPlaces {
+			add(fmt.Sprintf("must have at most %d decimal places (decimal_places)", *b.DecimalPlaces))
+		}
+	case TypeObject:
+		if m, ok := val.(map[string]any); ok {
+			digitProblems(p, path, v.Variables, m)
+		}
+	case TypeArray:
+		if arr, ok := val.([]any); ok && v.Items != nil {
+			for i, e := range arr {
+				valueDigitProblems(p, fmt.Sprintf("%s[%d]", path, i), *v.Items, e)
+			}
+		}
+	}
+}
+
+// decimalDigits counts a number's digits as pydantic counts a Decimal's:
+// all of them but leading zeros, and those after the decimal point, in its
+// shortest decimal form; ok is false for anything but a number.
+func decimalDigits(val any) (digits, decimals int, ok bool) {
+	var f float64
+	switch n := val.(type) {
+	case json.Number:
+		if i, err := n.Int64(); err == nil {
+			return len(strings.TrimLeft(strconv.FormatInt(i, 10), "-0")), 0, true
+		}
+		var err error
+		if f, err = n.Float64(); err != nil {
+			return 0, 0, false
+		}
+	case int64:
+		return len(strings.TrimLeft(strconv.FormatInt(n, 10), "-0")), 0, true
+	case float64:
+		f = n
+	default:
+		return 0, 0, false
+	}
+	whole, frac, _ := strings.Cut(strconv.FormatFloat(math.Abs(f), 'f', -1, 64), ".")
+	whole = strings.TrimLeft(whole, "0")
+	return len(whole) + len(frac), len(frac), true
 }
 
 // RenderError is a template that failed to render: where it is in the
@@ -421,12 +539,20 @@ func (c *Compiled) ValidateOutput(content string) (any, error) {
 	if err != nil {
 		return nil, problemsError(bud.EINVALID, "the reply is not valid JSON", map[string]string{"output": "must be a JSON object: " + err.Error()})
 	}
-	if obj, ok := v.(map[string]any); ok {
+	obj, isObj := v.(map[string]any)
+	if isObj {
 		applyDefaults(obj, c.output.Variables)
+		normalizeStrings(obj, c.output.Variables)
 	}
+	p := map[string]string{}
 	if err := c.outputSchema.Validate(v); err != nil {
-		return nil, problemsError(bud.EINVALID, "the reply does not match the output schema",
-			fieldProblems(err, v, "output", "is not a field of the output"))
+		p = fieldProblems(err, v, "output", "is not a field of the output")
+	}
+	if isObj {
+		digitProblems(p, "output", c.output.Variables, obj)
+	}
+	if len(p) > 0 {
+		return nil, problemsError(bud.EINVALID, "the reply does not match the output schema", p)
 	}
 	return numbers(v), nil
 }

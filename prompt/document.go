@@ -152,8 +152,10 @@ type Validation struct {
 }
 
 // Basic are pydantic-style constraints; each applies to one kind of variable:
-// lengths, pattern and format to strings, bounds and multiple_of to integers
-// and numbers, item counts to arrays.
+// lengths, pattern, format and the normalisers to strings, bounds,
+// multiple_of and digit counts to integers and numbers, item counts and
+// unique_items to arrays, enum to integers, numbers and booleans (a string
+// takes "type": "enum" and options).
 type Basic struct {
 	MinLength  *int     `json:"min_length,omitempty"`
 	MaxLength  *int     `json:"max_length,omitempty"`
@@ -166,6 +168,19 @@ type Basic struct {
 	MinItems   *int     `json:"min_items,omitempty"`
 	MaxItems   *int     `json:"max_items,omitempty"`
 	Format     string   `json:"format,omitempty"`
+	// UniqueItems refuses an array with two equal items.
+	UniqueItems bool `json:"unique_items,omitempty"`
+	// MaxDigits bounds the digits of a number in all, DecimalPlaces those
+	// after the decimal point, as pydantic counts them for a Decimal.
+	MaxDigits     *int `json:"max_digits,omitempty"`
+	DecimalPlaces *int `json:"decimal_places,omitempty"`
+	// StripWhitespace, ToLower and ToUpper rewrite a string value before it
+	// is checked, in an input and in an output alike.
+	StripWhitespace bool `json:"strip_whitespace,omitempty"`
+	ToLower         bool `json:"to_lower,omitempty"`
+	ToUpper         bool `json:"to_upper,omitempty"`
+	// Enum lists the values an integer, number or boolean may take.
+	Enum []json.RawMessage `json:"enum,omitempty"`
 }
 
 // Tool is a connection or a function the model may call. ConnectionID,

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"net/netip"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -63,8 +65,10 @@ func variableSchema(v Variable) map[string]any {
 		setFloat(s, "exclusiveMaximum", b.Lt)
 		setFloat(s, "maximum", b.Le)
 		setFloat(s, "multipleOf", b.MultipleOf)
+		setEnum(s, b.Enum)
 	case TypeBoolean:
 		s["type"] = "boolean"
+		setEnum(s, b.Enum)
 	case TypeEnum:
 		s["type"] = "string"
 		opts := make([]any, len(v.Options))
@@ -79,6 +83,9 @@ func variableSchema(v Variable) map[string]any {
 		}
 		setInt(s, "minItems", b.MinItems)
 		setInt(s, "maxItems", b.MaxItems)
+		if b.UniqueItems {
+			s["uniqueItems"] = true
+		}
 	case TypeObject:
 		s = objectSchema(v.Variables)
 	}
@@ -89,6 +96,18 @@ func variableSchema(v Variable) map[string]any {
 		s["default"] = json.RawMessage(v.Default)
 	}
 	return s
+}
+
+// setEnum sets a basic.enum's values, if any, as JSON values.
+func setEnum(s map[string]any, values []json.RawMessage) {
+	if len(values) == 0 {
+		return
+	}
+	enum := make([]any, len(values))
+	for i, v := range values {
+		enum[i] = v
+	}
+	s["enum"] = enum
 }
 
 func setInt(s map[string]any, key string, n *int) {
@@ -134,6 +153,8 @@ func compileSchemaJSON(raw []byte) (*jsonschema.Schema, error) {
 	c.DefaultDraft(jsonschema.Draft2020)
 	c.AssertFormat()
 	c.UseLoader(refuseLoader{})
+	c.RegisterFormat(&jsonschema.Format{Name: "url", Validate: validateURL})
+	c.RegisterFormat(&jsonschema.Format{Name: "ip", Validate: validateIP})
 	if err := c.AddResource(schemaURL, doc); err != nil {
 		return nil, fmt.Errorf("add schema: %w", err)
 	}
@@ -142,6 +163,42 @@ func compileSchemaJSON(raw []byte) (*jsonschema.Schema, error) {
 		return nil, fmt.Errorf("compile schema: %w", err)
 	}
 	return sch, nil
+}
+
+// validateURL is Bud's "url" format, pydantic's HttpUrl: an absolute http
+// or https URL with a host.
+func validateURL(v any) error {
+	s, ok := v.(string)
+	if !ok {
+		return nil
+	}
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return err
+	case u.Scheme != "http" && u.Scheme != "https":
+		return errors.New("not an http or https URL")
+	case u.Host == "" || u.Hostname() == "":
+		return errors.New("no host")
+	}
+	return nil
+}
+
+// validateIP is Bud's "ip" format, pydantic's IPvAnyAddress: an IPv4 or an
+// IPv6 address, without a zone.
+func validateIP(v any) error {
+	s, ok := v.(string)
+	if !ok {
+		return nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return err
+	}
+	if a.Zone() != "" {
+		return errors.New("has a zone")
+	}
+	return nil
 }
 
 // schemaErrorText shortens a compile error to what an author can act on.
@@ -271,12 +328,19 @@ func kindText(k jsonschema.ErrorKind) string {
 	case *kind.MaxItems:
 		return fmt.Sprintf("must have at most %d items (max_items)", k.Want)
 	case *kind.Enum:
-		opts := make([]string, len(k.Want))
+		// A string variable's values are its options; other types list
+		// theirs in basic.enum.
+		term, opts := "options", make([]string, len(k.Want))
 		for i, w := range k.Want {
+			if _, isString := w.(string); !isString {
+				term = "enum"
+			}
 			opts[i] = fmt.Sprintf("%q", fmt.Sprint(w))
 		}
 		sort.Strings(opts)
-		return "must be one of " + strings.Join(opts, ", ") + " (options)"
+		return "must be one of " + strings.Join(opts, ", ") + " (" + term + ")"
+	case *kind.UniqueItems:
+		return fmt.Sprintf("must not repeat items: items %d and %d are equal (unique_items)", k.Duplicates[0], k.Duplicates[1])
 	case *kind.FalseSchema:
 		return "is not allowed"
 	}
@@ -359,8 +423,10 @@ func strictVariableSchema(v Variable) map[string]any {
 		setFloat(s, "exclusiveMaximum", b.Lt)
 		setFloat(s, "maximum", b.Le)
 		setFloat(s, "multipleOf", b.MultipleOf)
+		setEnum(s, b.Enum)
 	case TypeBoolean:
 		s["type"] = "boolean"
+		setEnum(s, b.Enum)
 	case TypeEnum:
 		s["type"] = "string"
 		opts := make([]any, len(v.Options))

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -290,8 +291,13 @@ func (v *validator) defaultValue(path string, vr Variable) {
 		v.p.Add(path, "schema error: %s", schemaErrorText(err))
 		return
 	}
+	val = normalizeValue(vr, val)
+	probs := map[string]string{}
 	if err := sch.Validate(val); err != nil {
-		probs := fieldProblems(err, val, "", "is not a field of this variable")
+		probs = fieldProblems(err, val, "", "is not a field of this variable")
+	}
+	valueDigitProblems(probs, "", vr, val)
+	if len(probs) > 0 {
 		keys := make([]string, 0, len(probs))
 		for k := range probs {
 			keys = append(keys, k)
@@ -309,14 +315,11 @@ func (v *validator) defaultValue(path string, vr Variable) {
 	}
 }
 
+// Formats is every string format a variable may require.
+var Formats = []string{"email", "uri", "url", "date", "date-time", "time", "uuid", "hostname", "ipv4", "ipv6", "ip"}
+
 // knownFormat reports whether a string variable may require format f.
-func knownFormat(f string) bool {
-	switch f {
-	case "email", "uri", "date", "date-time", "uuid":
-		return true
-	}
-	return false
-}
+func knownFormat(f string) bool { return slices.Contains(Formats, f) }
 
 func (v *validator) basic(path, typ string, b Basic) {
 	isString := typ == TypeString
@@ -347,8 +350,30 @@ func (v *validator) basic(path, typ string, b Basic) {
 	}
 	if only("format", b.Format != "", isString, "strings") {
 		if !knownFormat(b.Format) {
-			v.p.Add(path+".format", `must be one of "email", "uri", "date", "date-time", "uuid"`)
+			quoted := make([]string, len(Formats))
+			for i, f := range Formats {
+				quoted[i] = strconv.Quote(f)
+			}
+			v.p.Add(path+".format", "must be one of %s", strings.Join(quoted, ", "))
 		}
+	}
+	only("strip_whitespace", b.StripWhitespace, isString, "strings")
+	only("to_lower", b.ToLower, isString, "strings")
+	if only("to_upper", b.ToUpper, isString, "strings") && b.ToLower {
+		v.p.Add(path+".to_upper", "cannot be set with to_lower")
+	}
+	only("unique_items", b.UniqueItems, isArray, "arrays")
+	if only("max_digits", b.MaxDigits != nil, isNumber, "integers and numbers") && *b.MaxDigits < 1 {
+		v.p.Add(path+".max_digits", "must be >= 1")
+	}
+	if only("decimal_places", b.DecimalPlaces != nil, typ == TypeNumber, "numbers") {
+		nonNegative("decimal_places", b.DecimalPlaces)
+		if b.MaxDigits != nil && *b.DecimalPlaces > *b.MaxDigits {
+			v.p.Add(path+".decimal_places", "must not exceed max_digits (%d)", *b.MaxDigits)
+		}
+	}
+	if len(b.Enum) > 0 {
+		v.basicEnum(path, typ, b.Enum)
 	}
 	only("gt", b.Gt != nil, isNumber, "integers and numbers")
 	only("ge", b.Ge != nil, isNumber, "integers and numbers")
@@ -388,6 +413,49 @@ func (v *validator) basic(path, typ string, b Basic) {
 		bound("ge", b.Ge, "lt", b.Lt, true)
 		bound("gt", b.Gt, "le", b.Le, true)
 		bound("gt", b.Gt, "lt", b.Lt, true)
+	}
+}
+
+// basicEnum checks the values of basic.enum: each of the variable's type,
+// none repeated.
+func (v *validator) basicEnum(path, typ string, values []json.RawMessage) {
+	switch typ {
+	case TypeInteger, TypeNumber, TypeBoolean:
+	case TypeString:
+		v.p.Add(path+".enum", `for a string, use "type": "enum" with options`)
+		return
+	default:
+		v.p.Add(path+".enum", "applies only to integers, numbers and booleans")
+		return
+	}
+	if len(values) > MaxOptions {
+		v.p.Add(path+".enum", "must have at most %d values", MaxOptions)
+	}
+	seen := map[string]int{}
+	for i, raw := range values {
+		ep := fmt.Sprintf("%s.enum[%d]", path, i)
+		val, err := normalize(raw)
+		ok := err == nil
+		switch val.(type) {
+		case int64:
+			ok = ok && typ != TypeBoolean
+		case float64:
+			ok = ok && typ == TypeNumber
+		case bool:
+			ok = ok && typ == TypeBoolean
+		default:
+			ok = false
+		}
+		if !ok {
+			v.p.Add(ep, "must be %s", article(typ))
+			continue
+		}
+		key := fmt.Sprint(val)
+		if j, dup := seen[key]; dup {
+			v.p.Add(ep, "duplicates enum[%d]", j)
+			continue
+		}
+		seen[key] = i
 	}
 }
 
