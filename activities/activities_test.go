@@ -155,6 +155,8 @@ func TestCallModelSendsTheChatRequest(t *testing.T) {
 	require.Equal(t, upstreamModel, res.Model)
 	require.Equal(t, int32(1), res.Attempt)
 	require.GreaterOrEqual(t, res.LatencyMS, int64(0))
+	require.Equal(t, new(true), res.Strict, "the call's record says its schema went strict")
+	require.Empty(t, res.StrictReason)
 
 	reqs := b.upstream.Requests()
 	require.Len(t, reqs, 1)
@@ -175,6 +177,31 @@ func TestCallModelSendsTheChatRequest(t *testing.T) {
 	  "response_format": `+string(responseFormat)+`,
 	  "tools": [{"type": "function", "function": {"name": "lookup", "description": "Dictionary", "parameters": {"type":"object","properties":{"w":{"type":"string"}}}}}]
 	}`, string(r.Body), "the upstream model replaces the name, the document's parameters win over the deployment's defaults")
+}
+
+// TestCallModelRecordsANonStrictSchema: a call whose schema went
+// non-strict says so, and why, in its result and so in its record.
+func TestCallModelRecordsANonStrictSchema(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.upstream.Script(upstreamtest.Text(`{"a": "x"}`))
+	res, err := b.callModel(t, activities.CallModelInput{
+		Messages:       []chat.Message{{Role: "user", Content: "Hi."}},
+		ResponseFormat: json.RawMessage(`{"type":"json_schema","json_schema":{"name":"output","strict":false,"schema":{"type":"object"}}}`),
+		StrictReason:   "too many enum values",
+	})
+	require.NoError(t, err)
+	require.Equal(t, new(false), res.Strict)
+	require.Equal(t, "too many enum values", res.StrictReason)
+	call := activities.ModelCallOf(1, res)
+	require.Equal(t, new(false), call.Strict)
+	require.Equal(t, "too many enum values", call.StrictReason)
+
+	// A call without a schema says nothing of strictness.
+	b.upstream.Script(upstreamtest.Text("Hello."))
+	res, err = b.callModel(t, activities.CallModelInput{Messages: []chat.Message{{Role: "user", Content: "Hi."}}})
+	require.NoError(t, err)
+	require.Nil(t, res.Strict)
 }
 
 func TestCallModelReturnsToolCalls(t *testing.T) {

@@ -174,5 +174,6 @@ func (a *Activities) recordedReply(ctx context.Context, runID string) (res CallM
 	return CallModelResult{
 		Content: out.Text, FinishReason: c.FinishReason, Usage: c.Usage, LatencyMS: c.LatencyMS,
 		Model: c.Model, UpstreamModel: c.UpstreamModel, Attempt: c.Attempt, Recorded: true, Parsed: out.Parsed,
+		Strict: c.Strict, StrictReason: c.StrictReason,
 	}, true, nil
 }

@@ -30,7 +30,10 @@ type CallModelInput struct {
 	// ResponseFormat, when set, replaces any response_format of the
 	// parameters.
 	ResponseFormat json.RawMessage `json:"response_format,omitempty"`
-	Tools          []chat.Tool     `json:"tools,omitempty"`
+	// StrictReason says why a json_schema ResponseFormat is not strict
+	// (PrepareRunResult.StrictReason); the call's record repeats it.
+	StrictReason string      `json:"strict_reason,omitempty"`
+	Tools        []chat.Tool `json:"tools,omitempty"`
 	// Stream asks the model for a stream, whose content is published to
 	// StreamSubject (see package runstream) as it arrives, tagged with Call
 	// and the activity attempt. The result is the same as without.
@@ -68,6 +71,10 @@ type CallModelResult struct {
 	// Parsed is the structured output of a recorded reply that the call
 	// checked (Announcement.Document).
 	Parsed json.RawMessage `json:"parsed,omitempty"`
+	// Strict, set when the call asked for a json_schema response format,
+	// says whether the schema went as strict; StrictReason says why not.
+	Strict       *bool  `json:"strict,omitempty"`
+	StrictReason string `json:"strict_reason,omitempty"`
 }
 
 // EndsTurn reports whether the reply ends its turn as it is, for a prompt
@@ -173,6 +180,12 @@ func (a *Activities) callModel(ctx context.Context, in CallModelInput) (CallMode
 		UpstreamModel: d.UpstreamModel,
 		Attempt:       attempt,
 	}
+	if strict, ok := schemaStrictness(in.ResponseFormat); ok {
+		out.Strict = &strict
+		if !strict {
+			out.StrictReason = in.StrictReason
+		}
+	}
 	if err := pub.Done(ctx, out.FinishReason); err != nil {
 		activity.GetLogger(ctx).Warn("stream deltas not published", "subject", in.StreamSubject, "err", err)
 	}
@@ -226,4 +239,19 @@ func callFailure(ctx context.Context, name string, err error, latency time.Durat
 		})
 	}
 	return temporal.NewApplicationError("call model: "+ce.Error(), run.UpstreamUnavailable, f)
+}
+
+// schemaStrictness reads the strict flag of a json_schema response format;
+// ok is false for any other format, or none.
+func schemaStrictness(responseFormat json.RawMessage) (strict, ok bool) {
+	var rf struct {
+		Type       string `json:"type"`
+		JSONSchema struct {
+			Strict bool `json:"strict"`
+		} `json:"json_schema"`
+	}
+	if len(responseFormat) == 0 || json.Unmarshal(responseFormat, &rf) != nil || rf.Type != "json_schema" {
+		return false, false
+	}
+	return rf.JSONSchema.Strict, true
 }

@@ -34,6 +34,9 @@ type PrepareRunResult struct {
 	// ResponseFormat is the json_schema response format of a structured
 	// output, nil for a text output.
 	ResponseFormat json.RawMessage `json:"response_format,omitempty"`
+	// StrictReason, set when ResponseFormat is not strict, says why: the
+	// output schema is beyond what OpenAI's strict mode can express.
+	StrictReason string `json:"strict_reason,omitempty"`
 	// Tools are the document's function tools in OpenAI's format.
 	Tools []chat.Tool `json:"tools,omitempty"`
 	// ConnectionTools are the document's active connection tools, which
@@ -92,7 +95,12 @@ func (a *Activities) PrepareRun(ctx context.Context, in run.Input) (PrepareRunRe
 		msgs = append(msgs, chat.Message{Role: prompt.RoleSystem, Content: in.Instructions})
 	}
 	for _, m := range rendered {
-		msgs = append(msgs, chat.Message{Role: m.Role, Content: m.Content})
+		cm := chat.Message{Role: m.Role, Content: m.Content, ToolCallID: m.ToolCallID}
+		for _, tc := range m.ToolCalls {
+			cm.ToolCalls = append(cm.ToolCalls, chat.ToolCall{ID: tc.ID, Type: tc.Type,
+				Function: chat.ToolCallFunction{Name: tc.Function.Name, Arguments: tc.Function.Arguments}})
+		}
+		msgs = append(msgs, cm)
 	}
 	msgs = append(msgs, items...)
 
@@ -105,19 +113,19 @@ func (a *Activities) PrepareRun(ctx context.Context, in run.Input) (PrepareRunRe
 		AllowMultipleCalls: doc.AllowMultipleCalls,
 		LLMRetryLimit:      doc.LLMRetryLimit,
 	}
-	if schema := c.OutputSchema(); schema != nil {
+	if f := c.OutputFormat(); f.Schema != nil {
 		rf, err := json.Marshal(map[string]any{
 			"type": "json_schema",
 			"json_schema": map[string]any{
 				"name":   OutputSchemaName,
-				"strict": true,
-				"schema": schema,
+				"strict": f.Strict,
+				"schema": f.Schema,
 			},
 		})
 		if err != nil {
 			return PrepareRunResult{}, fmt.Errorf("prepare run: encode response format: %w", err)
 		}
-		out.ResponseFormat = rf
+		out.ResponseFormat, out.StrictReason = rf, f.NotStrictReason
 	}
 	for _, t := range doc.Tools {
 		if t.Type == prompt.ToolConnection {

@@ -2,6 +2,8 @@ package activities_test
 
 import (
 	"encoding/json"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/google/uuid"
@@ -78,6 +80,42 @@ func TestPrepareRunRenders(t *testing.T) {
 	require.True(t, res.StructuredOutput)
 	require.True(t, res.AllowMultipleCalls)
 	require.Equal(t, 2, res.LLMRetryLimit)
+}
+
+// TestPrepareRunStrictSchema: the schema sent upstream is the strict form
+// of the output's, optional variables nullable; an output beyond strict
+// mode goes non-strict, with the reason the run's record will show.
+func TestPrepareRunStrictSchema(t *testing.T) {
+	t.Parallel()
+	doc := `{"deployment": "qwen", "system_prompt": "hi", "output": {"type": "structured", "variables": [
+		{"name": "answer", "type": "string", "required": true, "validation": {"basic": {"max_length": 10}}},
+		{"name": "lang", "type": "string", "default": "en"}]}}`
+	res, err := prepare(t, run.Input{Document: json.RawMessage(doc), Text: "hi"})
+	require.NoError(t, err)
+	require.JSONEq(t, `{"type": "json_schema", "json_schema": {"name": "output", "strict": true, "schema": {
+	  "type": "object", "additionalProperties": false, "required": ["answer", "lang"],
+	  "properties": {"answer": {"type": "string"}, "lang": {"type": ["string", "null"]}}}}}`, string(res.ResponseFormat))
+	require.Empty(t, res.StrictReason)
+
+	opts := make([]string, 500)
+	for i := range opts {
+		opts[i] = fmt.Sprintf(`"o%d"`, i)
+	}
+	enum := `{"type": "enum", "required": true, "options": [` + strings.Join(opts, ",") + `]`
+	doc = `{"deployment": "qwen", "system_prompt": "hi", "output": {"type": "structured", "variables": [
+		{"name": "a", ` + enum[1:] + `}, {"name": "b", ` + enum[1:] + `}, {"name": "c", ` + enum[1:] + `}]}}`
+	res, err = prepare(t, run.Input{Document: json.RawMessage(doc), Text: "hi"})
+	require.NoError(t, err)
+	var rf struct {
+		JSONSchema struct {
+			Strict bool            `json:"strict"`
+			Schema json.RawMessage `json:"schema"`
+		} `json:"json_schema"`
+	}
+	require.NoError(t, json.Unmarshal(res.ResponseFormat, &rf))
+	require.False(t, rf.JSONSchema.Strict)
+	require.Contains(t, string(rf.JSONSchema.Schema), `"required":["a","b","c"]`, "the full schema goes")
+	require.Equal(t, "the output schema is beyond OpenAI's strict mode: In context=(), the schema has 1500 enum values; at most 1000 are allowed.", res.StrictReason)
 }
 
 func TestPrepareRunTextPrompt(t *testing.T) {
@@ -224,4 +262,25 @@ func TestPrepareRunRefusesForeignRuns(t *testing.T) {
 			require.NotContains(t, f.Message, "farewell", "the caller is not told what exists")
 		})
 	}
+}
+
+// TestPrepareRunToolMessages: a document's function calls and the tool
+// messages answering them go upstream in OpenAI's chat format.
+func TestPrepareRunToolMessages(t *testing.T) {
+	t.Parallel()
+	res, err := prepare(t, run.Input{Text: "Oslo", Document: json.RawMessage(`{"deployment": "qwen", "messages": [
+		{"role": "user", "content": "Weather in Paris?"},
+		{"role": "assistant", "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]},
+		{"role": "tool", "tool_call_id": "call_1", "content": "21 C"},
+		{"role": "assistant", "content": "21 C in Paris."},
+		{"role": "user", "content": "And in {{ input }}?"}]}`)})
+	require.NoError(t, err)
+	raw, err := json.Marshal(res.Messages)
+	require.NoError(t, err)
+	require.JSONEq(t, `[
+		{"role": "user", "content": "Weather in Paris?"},
+		{"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]},
+		{"role": "tool", "tool_call_id": "call_1", "content": "21 C"},
+		{"role": "assistant", "content": "21 C in Paris."},
+		{"role": "user", "content": "And in Oslo?"}]`, string(raw))
 }

@@ -96,6 +96,10 @@ type ModelCall struct {
 	UpstreamModel string `json:"upstream_model,omitempty"`
 	// Error is why the call failed, in the run error's words.
 	Error string `json:"error,omitempty"`
+	// Strict, set for a call that asked for a structured output, says
+	// whether its schema went as strict; StrictReason says why not.
+	Strict       *bool  `json:"strict,omitempty"`
+	StrictReason string `json:"strict_reason,omitempty"`
 }
 
 // RecordRun writes the run's row. Writing the same run again replaces the
@@ -235,6 +239,7 @@ func ModelCallOf(n int, res CallModelResult) ModelCall {
 	return ModelCall{
 		Call: n, Attempt: res.Attempt, LatencyMS: res.LatencyMS, Usage: res.Usage,
 		FinishReason: res.FinishReason, Model: res.Model, UpstreamModel: res.UpstreamModel,
+		Strict: res.Strict, StrictReason: res.StrictReason,
 	}
 }
 

@@ -555,7 +555,7 @@ type playgroundRunResponse struct {
 // responseObject renders a run as the gateway would, naming the saved
 // prompt and version that ran (both null for an unsaved document).
 func responseObject(in run.Input, t *runTarget, out run.Turn, now time.Time) *response.Response {
-	o := response.Options{OutputSchema: t.compiled.OutputSchema(), Model: t.doc.Deployment, Now: now}
+	o := response.Options{OutputSchema: t.compiled.OutputSchema(), OutputStrict: t.compiled.OutputFormat().Strict, Model: t.doc.Deployment, Now: now}
 	if in.PromptID != uuid.Nil {
 		id, n := in.PromptID.String(), strconv.Itoa(int(in.PromptVersion))
 		o.PromptID, o.PromptVersion = &id, &n

@@ -171,6 +171,14 @@ func TestPromptDocumentRefused(t *testing.T) {
 			"messages":      []any{map[string]any{"role": "user", "content": "{% if %}"}},
 		}), 422, []string{"document.messages[0].content", "document.system_prompt"}},
 		{"min above max", promptDoc("llm", map[string]any{"settings": map[string]any{"min_concurrency": 5, "max_concurrency": 2}}), 422, []string{"document.settings.min_concurrency"}},
+		{"tool messages that answer no call", promptDoc("llm", map[string]any{
+			"messages": []any{
+				map[string]any{"role": "user", "content": "Greet {{ name }} in {{ language }}."},
+				map[string]any{"role": "tool", "content": "no id"},
+				map[string]any{"role": "assistant", "tool_calls": []any{map[string]any{"id": "c1", "type": "function", "function": map[string]any{"name": "lookup", "arguments": "{}"}}}},
+				map[string]any{"role": "tool", "tool_call_id": "c2", "content": "another call"},
+			},
+		}), 422, []string{"document.messages[1].tool_call_id", "document.messages[2].tool_calls[0].id", "document.messages[3].tool_call_id"}},
 		{"unknown field", promptDoc("llm", map[string]any{"temprature": 1}), 400, []string{"document.temprature"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

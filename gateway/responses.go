@@ -377,6 +377,7 @@ func buildResponse(in run.Input, v *version, out run.Turn, now time.Time) *respo
 	o := response.Options{PromptID: &id, PromptVersion: &n, Now: now}
 	if v.compiled != nil {
 		o.OutputSchema = v.compiled.OutputSchema()
+		o.OutputStrict = v.compiled.OutputFormat().Strict
 	}
 	if v.doc != nil {
 		o.Model = v.doc.Deployment

@@ -7,12 +7,14 @@ import (
 	"math"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/budhq/bud"
+	"github.com/budhq/bud/strictschema"
 )
 
 // Compiled is a valid document made ready to run: templates parsed in their
@@ -26,12 +28,16 @@ type Compiled struct {
 	inputJSON    json.RawMessage
 	outputSchema *jsonschema.Schema
 	outputJSON   json.RawMessage
+	outputFormat OutputFormat
 }
 
 type compiledTemplate struct {
 	field string // where the template is in the document, for errors
 	role  string
 	t     *template
+	// toolCalls and toolCallID are the message's, sent as written.
+	toolCalls  []ToolCall
+	toolCallID string
 }
 
 // Compile validates d (without the project checks of a Checker; those belong
@@ -43,21 +49,21 @@ func Compile(d *Document) (*Compiled, error) {
 	}
 	sb := newSandbox()
 	c := &Compiled{input: d.Input, output: d.Output}
-	add := func(field, role, source string) error {
-		t, err := sb.parse(field, source)
+	add := func(field string, m Message) error {
+		t, err := sb.parse(field, m.Content)
 		if err != nil {
 			return fmt.Errorf("prompt: compile %s: %w", field, err)
 		}
-		c.templates = append(c.templates, compiledTemplate{field: field, role: role, t: t})
+		c.templates = append(c.templates, compiledTemplate{field: field, role: m.Role, t: t, toolCalls: m.ToolCalls, toolCallID: m.ToolCallID})
 		return nil
 	}
 	if d.SystemPrompt != "" {
-		if err := add("system_prompt", RoleSystem, d.SystemPrompt); err != nil {
+		if err := add("system_prompt", Message{Role: RoleSystem, Content: d.SystemPrompt}); err != nil {
 			return nil, err
 		}
 	}
 	for i, m := range d.Messages {
-		if err := add(fmt.Sprintf("messages[%d].content", i), m.Role, m.Content); err != nil {
+		if err := add(fmt.Sprintf("messages[%d].content", i), m); err != nil {
 			return nil, err
 		}
 	}
@@ -70,6 +76,9 @@ func Compile(d *Document) (*Compiled, error) {
 	if d.Output.Structured() {
 		if c.outputSchema, c.outputJSON, err = compileShape(d.Output); err != nil {
 			return nil, fmt.Errorf("prompt: compile output schema: %w", err)
+		}
+		if c.outputFormat, err = outputFormat(d.Output, c.outputJSON); err != nil {
+			return nil, fmt.Errorf("prompt: output format: %w", err)
 		}
 	}
 	return c, nil
@@ -97,6 +106,42 @@ func (c *Compiled) InputSchema() json.RawMessage { return bytes.Clone(c.inputJSO
 // others allowed — ready to send as response_format json_schema; nil for a
 // text output.
 func (c *Compiled) OutputSchema() json.RawMessage { return bytes.Clone(c.outputJSON) }
+
+// OutputFormat is how a structured output is asked of the model, in a
+// response_format of type json_schema.
+type OutputFormat struct {
+	// Schema is the schema to send: the strict one (every property
+	// required, optional ones nullable, additionalProperties false at every
+	// level, only the keywords strict mode supports) when Strict, else the
+	// full output schema.
+	Schema json.RawMessage
+	// Strict says the schema follows OpenAI's strict-mode rules, so the
+	// upstream may enforce it ("strict": true).
+	Strict bool
+	// NotStrictReason says why a schema goes non-strict: strict mode cannot
+	// express it within its limits.
+	NotStrictReason string
+}
+
+func outputFormat(s Shape, full json.RawMessage) (OutputFormat, error) {
+	raw, err := json.Marshal(strictObjectSchema(s.Variables))
+	if err != nil {
+		return OutputFormat{}, fmt.Errorf("encode: %w", err)
+	}
+	if problems := strictschema.CheckJSON(raw); len(problems) > 0 {
+		return OutputFormat{Schema: full, NotStrictReason: "the output schema is beyond OpenAI's strict mode: " + strictschema.Join(problems)}, nil
+	}
+	return OutputFormat{Schema: raw, Strict: true}, nil
+}
+
+// OutputFormat is the response format of a structured output (see
+// OutputFormat); its zero value for a text output. Whatever the schema sent
+// leaves out, ValidateOutput still checks.
+func (c *Compiled) OutputFormat() OutputFormat {
+	f := c.outputFormat
+	f.Schema = bytes.Clone(f.Schema)
+	return f
+}
 
 // ValidateInput checks a run's input and returns the variables to render
 // with. A text-input prompt takes text, which must not be empty, and no
@@ -135,11 +180,13 @@ func (c *Compiled) ValidateInput(text string, variables map[string]any) (map[str
 		vars = n.(map[string]any)
 	}
 	applyDefaults(vars, c.input.Variables)
+	normalizeStrings(vars, c.input.Variables)
 	if err := c.inputSchema.Validate(vars); err != nil {
 		for k, msg := range fieldProblems(err, vars, "prompt.variables", "is not a variable of this prompt") {
 			p[k] = msg
 		}
 	}
+	digitProblems(p, "prompt.variables", c.input.Variables, vars)
 	if len(p) > 0 {
 		return nil, problemsError(bud.EINVALID, "invalid input", p)
 	}
@@ -215,6 +262,121 @@ func applyDefaults(obj map[string]any, vars []Variable) {
 			}
 		}
 	}
+}
+
+// normalizeStrings applies the normalisers of each variable of obj
+// (strip_whitespace, to_lower, to_upper), in nested objects and arrays too.
+func normalizeStrings(obj map[string]any, vars []Variable) {
+	for _, v := range vars {
+		if val, ok := obj[v.Name]; ok {
+			obj[v.Name] = normalizeValue(v, val)
+		}
+	}
+}
+
+func normalizeValue(v Variable, val any) any {
+	switch v.Type {
+	case TypeString:
+		s, ok := val.(string)
+		if !ok || v.Validation == nil || v.Validation.Basic == nil {
+			return val
+		}
+		b := v.Validation.Basic
+		if b.StripWhitespace {
+			s = strings.TrimSpace(s)
+		}
+		switch {
+		case b.ToLower:
+			s = strings.ToLower(s)
+		case b.ToUpper:
+			s = strings.ToUpper(s)
+		}
+		return s
+	case TypeObject:
+		if m, ok := val.(map[string]any); ok {
+			normalizeStrings(m, v.Variables)
+		}
+	case TypeArray:
+		if arr, ok := val.([]any); ok && v.Items != nil {
+			for i, e := range arr {
+				arr[i] = normalizeValue(*v.Items, e)
+			}
+		}
+	}
+	return val
+}
+
+// digitProblems adds to p, keyed below prefix, the numbers of obj that
+// have more digits than their variable's max_digits or decimal_places
+// allow, which JSON Schema cannot say.
+func digitProblems(p map[string]string, prefix string, vars []Variable, obj map[string]any) {
+	for _, v := range vars {
+		if val, ok := obj[v.Name]; ok {
+			valueDigitProblems(p, joinPath(prefix, v.Name), v, val)
+		}
+	}
+}
+
+func valueDigitProblems(p map[string]string, path string, v Variable, val any) {
+	switch v.Type {
+	case TypeInteger, TypeNumber:
+		if v.Validation == nil || v.Validation.Basic == nil {
+			return
+		}
+		b := v.Validation.Basic
+		digits, decimals, ok := decimalDigits(val)
+		if !ok {
+			return
+		}
+		add := func(msg string) {
+			if prev, ok := p[path]; ok {
+				msg = prev + "; " + msg
+			}
+			p[path] = msg
+		}
+		if b.MaxDigits != nil && digits > *b.MaxDigits {
+			add(fmt.Sprintf("must have at most %d digits (max_digits)", *b.MaxDigits))
+		}
+		if b.DecimalPlaces != nil && decimals > *b.DecimalPlaces {
+			add(fmt.Sprintf("must have at most %d decimal places (decimal_places)", *b.DecimalPlaces))
+		}
+	case TypeObject:
+		if m, ok := val.(map[string]any); ok {
+			digitProblems(p, path, v.Variables, m)
+		}
+	case TypeArray:
+		if arr, ok := val.([]any); ok && v.Items != nil {
+			for i, e := range arr {
+				valueDigitProblems(p, fmt.Sprintf("%s[%d]", path, i), *v.Items, e)
+			}
+		}
+	}
+}
+
+// decimalDigits counts a number's digits as pydantic counts a Decimal's:
+// all of them but leading zeros, and those after the decimal point, in its
+// shortest decimal form; ok is false for anything but a number.
+func decimalDigits(val any) (digits, decimals int, ok bool) {
+	var f float64
+	switch n := val.(type) {
+	case json.Number:
+		if i, err := n.Int64(); err == nil {
+			return len(strings.TrimLeft(strconv.FormatInt(i, 10), "-0")), 0, true
+		}
+		var err error
+		if f, err = n.Float64(); err != nil {
+			return 0, 0, false
+		}
+	case int64:
+		return len(strings.TrimLeft(strconv.FormatInt(n, 10), "-0")), 0, true
+	case float64:
+		f = n
+	default:
+		return 0, 0, false
+	}
+	whole, frac, _ := strings.Cut(strconv.FormatFloat(math.Abs(f), 'f', -1, 64), ".")
+	whole = strings.TrimLeft(whole, "0")
+	return len(whole) + len(frac), len(frac), true
 }
 
 // RenderError is a template that failed to render: where it is in the
@@ -303,7 +465,7 @@ func (c *Compiled) render(data map[string]any, b *budget, field *string) ([]Mess
 			err = limitError(err, b)
 			return nil, fmt.Errorf("prompt: render: %w", &RenderError{Field: ct.field, Err: err})
 		}
-		msgs = append(msgs, Message{Role: ct.role, Content: w.sb.String()})
+		msgs = append(msgs, Message{Role: ct.role, Content: w.sb.String(), ToolCalls: ct.toolCalls, ToolCallID: ct.toolCallID})
 	}
 	return msgs, nil
 }
@@ -361,10 +523,13 @@ func withAbsent(vars map[string]any, decl []Variable) map[string]any {
 
 // ValidateOutput checks a model's reply. A text output is returned as is. A
 // structured one must be JSON (a surrounding ``` fence is tolerated) that
-// matches the output schema; it is returned decoded, numbers as in
-// ValidateInput. Problems come back together as a *bud.Error with code
-// EINVALID, Fields keyed "output.<field>", and a message listing them all,
-// ready to quote in a repair prompt.
+// matches the output schema once the output variables' defaults fill the
+// fields it leaves out or sets to null (null is how a strict schema lets a
+// model leave an optional field out, so it reads as absent); it is returned
+// decoded, defaults applied, numbers as in ValidateInput. Problems come back
+// together as a *bud.Error with code EINVALID, Fields keyed
+// "output.<field>", and a message listing them all, ready to quote in a
+// repair prompt.
 func (c *Compiled) ValidateOutput(content string) (any, error) {
 	if !c.output.Structured() {
 		return content, nil
@@ -374,9 +539,20 @@ func (c *Compiled) ValidateOutput(content string) (any, error) {
 	if err != nil {
 		return nil, problemsError(bud.EINVALID, "the reply is not valid JSON", map[string]string{"output": "must be a JSON object: " + err.Error()})
 	}
+	obj, isObj := v.(map[string]any)
+	if isObj {
+		applyDefaults(obj, c.output.Variables)
+		normalizeStrings(obj, c.output.Variables)
+	}
+	p := map[string]string{}
 	if err := c.outputSchema.Validate(v); err != nil {
-		return nil, problemsError(bud.EINVALID, "the reply does not match the output schema",
-			fieldProblems(err, v, "output", "is not a field of the output"))
+		p = fieldProblems(err, v, "output", "is not a field of the output")
+	}
+	if isObj {
+		digitProblems(p, "output", c.output.Variables, obj)
+	}
+	if len(p) > 0 {
+		return nil, problemsError(bud.EINVALID, "the reply does not match the output schema", p)
 	}
 	return numbers(v), nil
 }

@@ -210,3 +210,39 @@ func TestCompileRefusesInvalid(t *testing.T) {
 	_, err := Compile(d)
 	require.Equal(t, []string{"messages[0].content"}, fieldKeys(t, err, bud.EUNPROCESSABLE))
 }
+
+func TestValidateOutputAppliesDefaults(t *testing.T) {
+	t.Parallel()
+	c := mustCompile(t, `{"deployment": "qwen3-32b", "system_prompt": "hi", "output": {"type": "structured", "variables": [
+		{"name": "answer", "type": "string", "required": true},
+		{"name": "lang", "type": "enum", "options": ["en", "fr"], "default": "en"},
+		{"name": "score", "type": "integer", "default": 3, "validation": {"basic": {"le": 5}}},
+		{"name": "note", "type": "string"},
+		{"name": "meta", "type": "object", "variables": [
+			{"name": "source", "type": "string", "default": "model"},
+			{"name": "tags", "type": "array", "items": {"type": "string"}, "default": ["none"]}]}]}}`)
+
+	// Left out, or null as a strict schema has the model say so: the
+	// default stands in, in nested objects too; a field without a default
+	// stays absent.
+	for _, reply := range []string{
+		`{"answer": "42", "meta": {}}`,
+		`{"answer": "42", "lang": null, "score": null, "note": null, "meta": {"source": null, "tags": null}}`,
+	} {
+		v, err := c.ValidateOutput(reply)
+		require.NoError(t, err, reply)
+		require.Equal(t, map[string]any{"answer": "42", "lang": "en", "score": int64(3),
+			"meta": map[string]any{"source": "model", "tags": []any{"none"}}}, v, reply)
+	}
+
+	// A value the reply gives is kept, and checked.
+	v, err := c.ValidateOutput(`{"answer": "42", "lang": "fr", "score": 5}`)
+	require.NoError(t, err)
+	require.Equal(t, map[string]any{"answer": "42", "lang": "fr", "score": int64(5)}, v)
+	_, err = c.ValidateOutput(`{"answer": "42", "score": 6}`)
+	require.Equal(t, map[string]string{"output.score": "must be <= 5 (le)"}, bud.ErrorFields(err))
+
+	// A required field has no stand-in: null is as good as absent.
+	_, err = c.ValidateOutput(`{"answer": null}`)
+	require.Equal(t, map[string]string{"output.answer": "is required"}, bud.ErrorFields(err))
+}

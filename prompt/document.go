@@ -85,10 +85,33 @@ type Document struct {
 }
 
 // Message is a role and its content. In a Document the content is a Jinja
-// template; from Compiled.Render it is the rendered text.
+// template; from Compiled.Render it is the rendered text. An assistant
+// message may carry the function calls it made, and each is answered by a
+// tool message right after it (or after the other answers) that names the
+// call, as OpenAI-compatible upstreams require.
 type Message struct {
 	Role    string `json:"role"`
 	Content string `json:"content"`
+	// ToolCalls, on an assistant message, are its function calls; their
+	// arguments are sent as written, not rendered.
+	ToolCalls []ToolCall `json:"tool_calls,omitempty"`
+	// ToolCallID, on a tool message, is the id of the call it answers.
+	ToolCallID string `json:"tool_call_id,omitempty"`
+}
+
+// ToolCall is a function call of an assistant message, in OpenAI's chat
+// format.
+type ToolCall struct {
+	ID       string           `json:"id"`
+	Type     string           `json:"type"` // "function"
+	Function ToolCallFunction `json:"function"`
+}
+
+// ToolCallFunction names the function called and holds its arguments, a
+// JSON object as text.
+type ToolCallFunction struct {
+	Name      string `json:"name"`
+	Arguments string `json:"arguments"`
 }
 
 // Shape says what a prompt takes or returns: text, or structured variables.
@@ -129,8 +152,10 @@ type Validation struct {
 }
 
 // Basic are pydantic-style constraints; each applies to one kind of variable:
-// lengths, pattern and format to strings, bounds and multiple_of to integers
-// and numbers, item counts to arrays.
+// lengths, pattern, format and the normalisers to strings, bounds,
+// multiple_of and digit counts to integers and numbers, item counts and
+// unique_items to arrays, enum to integers, numbers and booleans (a string
+// takes "type": "enum" and options).
 type Basic struct {
 	MinLength  *int     `json:"min_length,omitempty"`
 	MaxLength  *int     `json:"max_length,omitempty"`
@@ -143,6 +168,19 @@ type Basic struct {
 	MinItems   *int     `json:"min_items,omitempty"`
 	MaxItems   *int     `json:"max_items,omitempty"`
 	Format     string   `json:"format,omitempty"`
+	// UniqueItems refuses an array with two equal items.
+	UniqueItems bool `json:"unique_items,omitempty"`
+	// MaxDigits bounds the digits of a number in all, DecimalPlaces those
+	// after the decimal point, as pydantic counts them for a Decimal.
+	MaxDigits     *int `json:"max_digits,omitempty"`
+	DecimalPlaces *int `json:"decimal_places,omitempty"`
+	// StripWhitespace, ToLower and ToUpper rewrite a string value before it
+	// is checked, in an input and in an output alike.
+	StripWhitespace bool `json:"strip_whitespace,omitempty"`
+	ToLower         bool `json:"to_lower,omitempty"`
+	ToUpper         bool `json:"to_upper,omitempty"`
+	// Enum lists the values an integer, number or boolean may take.
+	Enum []json.RawMessage `json:"enum,omitempty"`
 }
 
 // Tool is a connection or a function the model may call. ConnectionID,

@@ -6,12 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"net/netip"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/santhosh-tekuri/jsonschema/v6/kind"
+
+	"github.com/budhq/bud/strictschema"
 )
 
 // objectSchema is the JSON Schema of a set of variables: an object with one
@@ -61,8 +65,10 @@ func variableSchema(v Variable) map[string]any {
 		setFloat(s, "exclusiveMaximum", b.Lt)
 		setFloat(s, "maximum", b.Le)
 		setFloat(s, "multipleOf", b.MultipleOf)
+		setEnum(s, b.Enum)
 	case TypeBoolean:
 		s["type"] = "boolean"
+		setEnum(s, b.Enum)
 	case TypeEnum:
 		s["type"] = "string"
 		opts := make([]any, len(v.Options))
@@ -77,6 +83,9 @@ func variableSchema(v Variable) map[string]any {
 		}
 		setInt(s, "minItems", b.MinItems)
 		setInt(s, "maxItems", b.MaxItems)
+		if b.UniqueItems {
+			s["uniqueItems"] = true
+		}
 	case TypeObject:
 		s = objectSchema(v.Variables)
 	}
@@ -87,6 +96,18 @@ func variableSchema(v Variable) map[string]any {
 		s["default"] = json.RawMessage(v.Default)
 	}
 	return s
+}
+
+// setEnum sets a basic.enum's values, if any, as JSON values.
+func setEnum(s map[string]any, values []json.RawMessage) {
+	if len(values) == 0 {
+		return
+	}
+	enum := make([]any, len(values))
+	for i, v := range values {
+		enum[i] = v
+	}
+	s["enum"] = enum
 }
 
 func setInt(s map[string]any, key string, n *int) {
@@ -132,6 +153,8 @@ func compileSchemaJSON(raw []byte) (*jsonschema.Schema, error) {
 	c.DefaultDraft(jsonschema.Draft2020)
 	c.AssertFormat()
 	c.UseLoader(refuseLoader{})
+	c.RegisterFormat(&jsonschema.Format{Name: "url", Validate: validateURL})
+	c.RegisterFormat(&jsonschema.Format{Name: "ip", Validate: validateIP})
 	if err := c.AddResource(schemaURL, doc); err != nil {
 		return nil, fmt.Errorf("add schema: %w", err)
 	}
@@ -140,6 +163,42 @@ func compileSchemaJSON(raw []byte) (*jsonschema.Schema, error) {
 		return nil, fmt.Errorf("compile schema: %w", err)
 	}
 	return sch, nil
+}
+
+// validateURL is Bud's "url" format, pydantic's HttpUrl: an absolute http
+// or https URL with a host.
+func validateURL(v any) error {
+	s, ok := v.(string)
+	if !ok {
+		return nil
+	}
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return err
+	case u.Scheme != "http" && u.Scheme != "https":
+		return errors.New("not an http or https URL")
+	case u.Host == "" || u.Hostname() == "":
+		return errors.New("no host")
+	}
+	return nil
+}
+
+// validateIP is Bud's "ip" format, pydantic's IPvAnyAddress: an IPv4 or an
+// IPv6 address, without a zone.
+func validateIP(v any) error {
+	s, ok := v.(string)
+	if !ok {
+		return nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return err
+	}
+	if a.Zone() != "" {
+		return errors.New("has a zone")
+	}
+	return nil
 }
 
 // schemaErrorText shortens a compile error to what an author can act on.
@@ -269,12 +328,19 @@ func kindText(k jsonschema.ErrorKind) string {
 	case *kind.MaxItems:
 		return fmt.Sprintf("must have at most %d items (max_items)", k.Want)
 	case *kind.Enum:
-		opts := make([]string, len(k.Want))
+		// A string variable's values are its options; other types list
+		// theirs in basic.enum.
+		term, opts := "options", make([]string, len(k.Want))
 		for i, w := range k.Want {
+			if _, isString := w.(string); !isString {
+				term = "enum"
+			}
 			opts[i] = fmt.Sprintf("%q", fmt.Sprint(w))
 		}
 		sort.Strings(opts)
-		return "must be one of " + strings.Join(opts, ", ") + " (options)"
+		return "must be one of " + strings.Join(opts, ", ") + " (" + term + ")"
+	case *kind.UniqueItems:
+		return fmt.Sprintf("must not repeat items: items %d and %d are equal (unique_items)", k.Duplicates[0], k.Duplicates[1])
 	case *kind.FalseSchema:
 		return "is not allowed"
 	}
@@ -306,4 +372,95 @@ func ratText(r *big.Rat) string {
 	}
 	f, _ := r.Float64()
 	return strconv.FormatFloat(f, 'g', -1, 64)
+}
+
+// strictObjectSchema is the schema of a set of variables as OpenAI's strict
+// mode takes it (package strictschema): every property required, an
+// optional one nullable (a null then reads as absent, and the variable's
+// default applies), nothing else allowed at any level, and only the
+// constraints strict mode supports. What it leaves out (lengths, defaults,
+// formats strict mode lacks, …) the full schema still checks after the
+// reply.
+func strictObjectSchema(vars []Variable) map[string]any {
+	props := make(map[string]any, len(vars))
+	required := make([]string, 0, len(vars))
+	for _, v := range vars {
+		s := strictVariableSchema(v)
+		if !v.Required {
+			s = nullable(s)
+		}
+		props[v.Name] = s
+		required = append(required, v.Name)
+	}
+	return map[string]any{
+		"type":                 "object",
+		"properties":           props,
+		"required":             required,
+		"additionalProperties": false,
+	}
+}
+
+// strictVariableSchema is variableSchema restricted to strict mode.
+func strictVariableSchema(v Variable) map[string]any {
+	s := map[string]any{}
+	var b Basic
+	if v.Validation != nil && v.Validation.Basic != nil {
+		b = *v.Validation.Basic
+	}
+	switch v.Type {
+	case TypeString:
+		s["type"] = "string"
+		if b.Pattern != "" {
+			s["pattern"] = b.Pattern
+		}
+		if strictschema.SupportsFormat(b.Format) {
+			s["format"] = b.Format
+		}
+	case TypeInteger, TypeNumber:
+		s["type"] = v.Type
+		setFloat(s, "exclusiveMinimum", b.Gt)
+		setFloat(s, "minimum", b.Ge)
+		setFloat(s, "exclusiveMaximum", b.Lt)
+		setFloat(s, "maximum", b.Le)
+		setFloat(s, "multipleOf", b.MultipleOf)
+		setEnum(s, b.Enum)
+	case TypeBoolean:
+		s["type"] = "boolean"
+		setEnum(s, b.Enum)
+	case TypeEnum:
+		s["type"] = "string"
+		opts := make([]any, len(v.Options))
+		for i, o := range v.Options {
+			opts[i] = o
+		}
+		s["enum"] = opts
+	case TypeArray:
+		s["type"] = "array"
+		if v.Items != nil {
+			s["items"] = strictVariableSchema(*v.Items)
+		}
+		setInt(s, "minItems", b.MinItems)
+		setInt(s, "maxItems", b.MaxItems)
+	case TypeObject:
+		s = strictObjectSchema(v.Variables)
+	}
+	if v.Description != "" {
+		s["description"] = v.Description
+	}
+	return s
+}
+
+// nullable lets a strict schema's value also be null: an object becomes one
+// branch of an anyOf, as OpenAI documents it; any other type is listed with
+// "null", and an enum takes null among its values.
+func nullable(s map[string]any) map[string]any {
+	t, _ := s["type"].(string)
+	if t == "object" {
+		return map[string]any{"anyOf": []any{s, map[string]any{"type": "null"}}}
+	}
+	s["type"] = []any{t, "null"}
+	if e, ok := s["enum"].([]any); ok {
+		s["enum"] = append(e, nil)
+	}
+	return s
 }

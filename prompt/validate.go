@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -293,8 +294,13 @@ func (v *validator) defaultValue(path string, vr Variable) {
 		v.p.Add(path, "schema error: %s", schemaErrorText(err))
 		return
 	}
+	val = normalizeValue(vr, val)
+	probs := map[string]string{}
 	if err := sch.Validate(val); err != nil {
-		probs := fieldProblems(err, val, "", "is not a field of this variable")
+		probs = fieldProblems(err, val, "", "is not a field of this variable")
+	}
+	valueDigitProblems(probs, "", vr, val)
+	if len(probs) > 0 {
 		keys := make([]string, 0, len(probs))
 		for k := range probs {
 			keys = append(keys, k)
@@ -312,14 +318,11 @@ func (v *validator) defaultValue(path string, vr Variable) {
 	}
 }
 
+// Formats is every string format a variable may require.
+var Formats = []string{"email", "uri", "url", "date", "date-time", "time", "uuid", "hostname", "ipv4", "ipv6", "ip"}
+
 // knownFormat reports whether a string variable may require format f.
-func knownFormat(f string) bool {
-	switch f {
-	case "email", "uri", "date", "date-time", "uuid":
-		return true
-	}
-	return false
-}
+func knownFormat(f string) bool { return slices.Contains(Formats, f) }
 
 func (v *validator) basic(path, typ string, b Basic) {
 	isString := typ == TypeString
@@ -350,8 +353,30 @@ func (v *validator) basic(path, typ string, b Basic) {
 	}
 	if only("format", b.Format != "", isString, "strings") {
 		if !knownFormat(b.Format) {
-			v.p.Add(path+".format", `must be one of "email", "uri", "date", "date-time", "uuid"`)
+			quoted := make([]string, len(Formats))
+			for i, f := range Formats {
+				quoted[i] = strconv.Quote(f)
+			}
+			v.p.Add(path+".format", "must be one of %s", strings.Join(quoted, ", "))
 		}
+	}
+	only("strip_whitespace", b.StripWhitespace, isString, "strings")
+	only("to_lower", b.ToLower, isString, "strings")
+	if only("to_upper", b.ToUpper, isString, "strings") && b.ToLower {
+		v.p.Add(path+".to_upper", "cannot be set with to_lower")
+	}
+	only("unique_items", b.UniqueItems, isArray, "arrays")
+	if only("max_digits", b.MaxDigits != nil, isNumber, "integers and numbers") && *b.MaxDigits < 1 {
+		v.p.Add(path+".max_digits", "must be >= 1")
+	}
+	if only("decimal_places", b.DecimalPlaces != nil, typ == TypeNumber, "numbers") {
+		nonNegative("decimal_places", b.DecimalPlaces)
+		if b.MaxDigits != nil && *b.DecimalPlaces > *b.MaxDigits {
+			v.p.Add(path+".decimal_places", "must not exceed max_digits (%d)", *b.MaxDigits)
+		}
+	}
+	if len(b.Enum) > 0 {
+		v.basicEnum(path, typ, b.Enum)
 	}
 	only("gt", b.Gt != nil, isNumber, "integers and numbers")
 	only("ge", b.Ge != nil, isNumber, "integers and numbers")
@@ -391,6 +416,49 @@ func (v *validator) basic(path, typ string, b Basic) {
 		bound("ge", b.Ge, "lt", b.Lt, true)
 		bound("gt", b.Gt, "le", b.Le, true)
 		bound("gt", b.Gt, "lt", b.Lt, true)
+	}
+}
+
+// basicEnum checks the values of basic.enum: each of the variable's type,
+// none repeated.
+func (v *validator) basicEnum(path, typ string, values []json.RawMessage) {
+	switch typ {
+	case TypeInteger, TypeNumber, TypeBoolean:
+	case TypeString:
+		v.p.Add(path+".enum", `for a string, use "type": "enum" with options`)
+		return
+	default:
+		v.p.Add(path+".enum", "applies only to integers, numbers and booleans")
+		return
+	}
+	if len(values) > MaxOptions {
+		v.p.Add(path+".enum", "must have at most %d values", MaxOptions)
+	}
+	seen := map[string]int{}
+	for i, raw := range values {
+		ep := fmt.Sprintf("%s.enum[%d]", path, i)
+		val, err := normalize(raw)
+		ok := err == nil
+		switch val.(type) {
+		case int64:
+			ok = ok && typ != TypeBoolean
+		case float64:
+			ok = ok && typ == TypeNumber
+		case bool:
+			ok = ok && typ == TypeBoolean
+		default:
+			ok = false
+		}
+		if !ok {
+			v.p.Add(ep, "must be %s", article(typ))
+			continue
+		}
+		key := fmt.Sprint(val)
+		if j, dup := seen[key]; dup {
+			v.p.Add(ep, "duplicates enum[%d]", j)
+			continue
+		}
+		seen[key] = i
 	}
 }
 
@@ -479,6 +547,111 @@ func (v *validator) templates(d *Document) {
 		}
 		v.template(mp+".content", m.Content, known, d.Input.Structured())
 	}
+	v.toolMessages(d.Messages)
+}
+
+// toolMessages checks the function calls of assistant messages and the tool
+// messages that answer them, by OpenAI's rules for a conversation: each
+// call has a unique id, a function name and JSON object arguments; a tool
+// message names a call of the assistant message before it (only other
+// answers to that message in between), and every call is answered before
+// the next message of another kind.
+func (v *validator) toolMessages(msgs []Message) {
+	ids := map[string]string{} // call id → where it was first used
+	var (
+		open   map[string]int // unanswered calls of the last assistant message: id → index
+		owner  int            // that message's index
+		answer = map[string]int{}
+	)
+	unanswered := func(before string) {
+		for _, id := range sortedByValue(open) {
+			msg := "has no tool message answering it"
+			if before != "" {
+				msg += " before " + before
+			}
+			v.p.Add(fmt.Sprintf("messages[%d].tool_calls[%d].id", owner, open[id]), "%s", msg)
+		}
+		open = nil
+	}
+	for i, m := range msgs {
+		mp := fmt.Sprintf("messages[%d]", i)
+		if len(m.ToolCalls) > 0 && m.Role != RoleAssistant {
+			v.p.Add(mp+".tool_calls", "is only for assistant messages")
+		}
+		if m.ToolCallID != "" && m.Role != RoleTool {
+			v.p.Add(mp+".tool_call_id", "is only for tool messages")
+		}
+		if m.Role == RoleTool {
+			switch _, wasOpen := open[m.ToolCallID]; {
+			case m.ToolCallID == "":
+				v.p.Add(mp+".tool_call_id", "is required: the id of the call this message answers")
+			case wasOpen:
+				delete(open, m.ToolCallID)
+				answer[m.ToolCallID] = i
+			case open == nil && answer[m.ToolCallID] == 0:
+				v.p.Add(mp+".tool_call_id", "%q must be the id of a call in the tool_calls of the assistant message before it", m.ToolCallID)
+			default:
+				if j, done := answer[m.ToolCallID]; done {
+					v.p.Add(mp+".tool_call_id", "%q is already answered by messages[%d]", m.ToolCallID, j)
+				} else {
+					v.p.Add(mp+".tool_call_id", "%q is not a call of messages[%d].tool_calls", m.ToolCallID, owner)
+				}
+			}
+			continue
+		}
+		if open != nil {
+			unanswered(mp)
+		}
+		answer = map[string]int{}
+		if m.Role != RoleAssistant || len(m.ToolCalls) == 0 {
+			continue
+		}
+		open, owner = map[string]int{}, i
+		for j, c := range m.ToolCalls {
+			cp := fmt.Sprintf("%s.tool_calls[%d]", mp, j)
+			switch c.Type {
+			case "function":
+			case "":
+				v.p.Add(cp+".type", `is required: "function"`)
+			default:
+				v.p.Add(cp+".type", `must be "function"`)
+			}
+			switch {
+			case c.Function.Name == "":
+				v.p.Add(cp+".function.name", "is required")
+			case !functionName.MatchString(c.Function.Name):
+				v.p.Add(cp+".function.name", "must be 1 to 64 letters, digits, underscores or dashes")
+			}
+			var args any
+			if err := json.Unmarshal([]byte(c.Function.Arguments), &args); err != nil {
+				v.p.Add(cp+".function.arguments", "must be a JSON object, as text")
+			} else if _, isObj := args.(map[string]any); !isObj {
+				v.p.Add(cp+".function.arguments", "must be a JSON object, as text")
+			}
+			switch prev, dup := ids[c.ID]; {
+			case c.ID == "":
+				v.p.Add(cp+".id", "is required")
+			case dup:
+				v.p.Add(cp+".id", "duplicates %s", prev)
+			default:
+				ids[c.ID] = cp + ".id"
+				open[c.ID] = j
+			}
+		}
+	}
+	if len(open) > 0 {
+		unanswered("")
+	}
+}
+
+// sortedByValue returns m's keys ordered by their values.
+func sortedByValue(m map[string]int) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(a, b int) bool { return m[keys[a]] < m[keys[b]] })
+	return keys
 }
 
 func (v *validator) template(field, source string, known map[string]bool, structured bool) {

@@ -223,3 +223,89 @@ func TestValidateMessages(t *testing.T) {
 	err.Deployment = ""
 	require.Contains(t, bud.ErrorMessage(err.Validate(project)), "deployment: is required")
 }
+
+// TestValidateToolMessages: a tool message names a call of the assistant
+// message before it, and every call is answered, as OpenAI-compatible
+// upstreams require; each problem is named by its path.
+func TestValidateToolMessages(t *testing.T) {
+	t.Parallel()
+	doc := func(messages string) *Document {
+		return mustParse(t, `{"deployment": "qwen3-32b", "system_prompt": "hi", "messages": `+messages+`}`)
+	}
+	call := func(id string) string {
+		return `{"id": "` + id + `", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Oslo\"}"}}`
+	}
+	good := doc(`[
+		{"role": "user", "content": "Weather in Oslo and Rome?"},
+		{"role": "assistant", "tool_calls": [` + call("c1") + `, ` + call("c2") + `]},
+		{"role": "tool", "tool_call_id": "c2", "content": "{\"temp_c\": 26}"},
+		{"role": "tool", "tool_call_id": "c1", "content": "{{ 9 }}"},
+		{"role": "assistant", "content": "Oslo 9, Rome 26."},
+		{"role": "user", "content": "Thanks"}]`)
+	require.NoError(t, good.Validate(Checker{}))
+
+	for _, tc := range []struct {
+		name     string
+		messages string
+		want     map[string]string
+	}{
+		{"tool message without id", `[{"role": "user", "content": "x"}, {"role": "tool", "content": "x"}]`,
+			map[string]string{"messages[1].tool_call_id": "is required: the id of the call this message answers"}},
+		{"tool message after no call", `[{"role": "user", "content": "x"}, {"role": "tool", "tool_call_id": "c1", "content": "x"}]`,
+			map[string]string{"messages[1].tool_call_id": `"c1" must be the id of a call in the tool_calls of the assistant message before it`}},
+		{"tool message for another call", `[{"role": "assistant", "tool_calls": [` + call("c1") + `]}, {"role": "tool", "tool_call_id": "c1", "content": "x"}, {"role": "tool", "tool_call_id": "c9", "content": "x"}]`,
+			map[string]string{"messages[2].tool_call_id": `"c9" is not a call of messages[0].tool_calls`}},
+		{"answered twice", `[{"role": "assistant", "tool_calls": [` + call("c1") + `]}, {"role": "tool", "tool_call_id": "c1", "content": "x"}, {"role": "tool", "tool_call_id": "c1", "content": "x"}]`,
+			map[string]string{"messages[2].tool_call_id": `"c1" is already answered by messages[1]`}},
+		{"answer too late", `[{"role": "assistant", "tool_calls": [` + call("c1") + `]}, {"role": "user", "content": "x"}, {"role": "tool", "tool_call_id": "c1", "content": "x"}]`,
+			map[string]string{
+				"messages[0].tool_calls[0].id": "has no tool message answering it before messages[1]",
+				"messages[2].tool_call_id":     `"c1" must be the id of a call in the tool_calls of the assistant message before it`,
+			}},
+		{"unanswered at the end", `[{"role": "user", "content": "x"}, {"role": "assistant", "tool_calls": [` + call("c1") + `, ` + call("c2") + `]}, {"role": "tool", "tool_call_id": "c1", "content": "x"}]`,
+			map[string]string{"messages[1].tool_calls[1].id": "has no tool message answering it"}},
+		{"fields on the wrong role", `[{"role": "user", "content": "x", "tool_call_id": "c1", "tool_calls": [` + call("c1") + `]}]`,
+			map[string]string{"messages[0].tool_call_id": "is only for tool messages", "messages[0].tool_calls": "is only for assistant messages"}},
+		{"bad calls", `[{"role": "assistant", "tool_calls": [
+			{"id": "", "type": "function", "function": {"name": "f", "arguments": "{}"}},
+			{"id": "c1", "type": "code", "function": {"name": "get weather", "arguments": "[1]"}},
+			{"id": "c1", "function": {"name": "", "arguments": "{"}}]},
+			{"role": "tool", "tool_call_id": "c1", "content": "x"}]`,
+			map[string]string{
+				"messages[0].tool_calls[0].id":                 "is required",
+				"messages[0].tool_calls[1].type":               `must be "function"`,
+				"messages[0].tool_calls[1].function.name":      "must be 1 to 64 letters, digits, underscores or dashes",
+				"messages[0].tool_calls[1].function.arguments": "must be a JSON object, as text",
+				"messages[0].tool_calls[2].type":               `is required: "function"`,
+				"messages[0].tool_calls[2].function.name":      "is required",
+				"messages[0].tool_calls[2].function.arguments": "must be a JSON object, as text",
+				"messages[0].tool_calls[2].id":                 "duplicates messages[0].tool_calls[1].id",
+			}},
+	} {
+		err := doc(tc.messages).Validate(Checker{})
+		require.Equal(t, tc.want, bud.ErrorFields(err), tc.name)
+		require.Equal(t, bud.EUNPROCESSABLE, bud.ErrorCode(err), tc.name)
+	}
+
+	// Rendered, the calls and the ids go with their messages.
+	c, err := Compile(good)
+	require.NoError(t, err)
+	msgs, err := c.Render(map[string]any{"input": "x"})
+	require.NoError(t, err)
+	require.Equal(t, []Message{
+		{Role: RoleSystem, Content: "hi"},
+		{Role: RoleUser, Content: "Weather in Oslo and Rome?"},
+		{Role: RoleAssistant, ToolCalls: []ToolCall{
+			{ID: "c1", Type: "function", Function: ToolCallFunction{Name: "get_weather", Arguments: `{"city": "Oslo"}`}},
+			{ID: "c2", Type: "function", Function: ToolCallFunction{Name: "get_weather", Arguments: `{"city": "Oslo"}`}}}},
+		{Role: RoleTool, ToolCallID: "c2", Content: `{"temp_c": 26}`},
+		{Role: RoleTool, ToolCallID: "c1", Content: "9"},
+		{Role: RoleAssistant, Content: "Oslo 9, Rome 26."},
+		{Role: RoleUser, Content: "Thanks"},
+	}, msgs)
+
+	// The published schema takes such a document too.
+	raw, err := json.Marshal(good)
+	require.NoError(t, err)
+	require.NoError(t, validateJSON(compiledDocumentSchema(t), string(raw)))
+}

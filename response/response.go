@@ -26,6 +26,9 @@ func NewID() string {
 type Options struct {
 	// OutputSchema is the prompt's structured output schema; nil for text.
 	OutputSchema json.RawMessage
+	// OutputStrict says the schema goes to the model in OpenAI's strict
+	// mode (prompt.OutputFormat.Strict).
+	OutputStrict bool
 	// Model names the model deployment when the output has none (a run that
 	// failed before its model call).
 	Model string
@@ -98,7 +101,7 @@ func Build(in run.Input, out run.Turn, o Options) *Response {
 		r.Model = o.Model
 	}
 	if len(o.OutputSchema) > 0 {
-		r.Text.Format = TextFormat{Type: FormatJSONSchema, Name: "output", Schema: o.OutputSchema, Strict: new(true)}
+		r.Text.Format = TextFormat{Type: FormatJSONSchema, Name: "output", Schema: o.OutputSchema, Strict: new(o.OutputStrict)}
 	}
 	if out.Error != nil {
 		r.Error = &Error{Code: out.Error.Code, Message: out.Error.Message}

@@ -103,7 +103,7 @@ func TestBuildWireFormat(t *testing.T) {
 		StartedAt:        time.Unix(1700000000, 0),
 	}
 	id, version := "greeter", "2"
-	raw, err := json.Marshal(response.Build(in, out, response.Options{PromptID: &id, PromptVersion: &version, OutputSchema: json.RawMessage(`{"type":"object"}`)}))
+	raw, err := json.Marshal(response.Build(in, out, response.Options{PromptID: &id, PromptVersion: &version, OutputSchema: json.RawMessage(`{"type":"object"}`), OutputStrict: true}))
 	require.NoError(t, err)
 	require.JSONEq(t, `{
 		"id": "resp_ab_2", "previous_response_id": "resp_ab", "object": "response", "created_at": 1700000000,

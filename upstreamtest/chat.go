@@ -1,9 +1,12 @@
 package upstreamtest
 
 import (
+	"encoding/json"
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/budhq/bud/strictschema"
 )
 
 // chatCompletions answers POST /v1/chat/completions.
@@ -23,6 +26,9 @@ func (x *exchange) chatCompletions(cfg settings, decodeErr error) {
 		// vLLM and OpenAI both refuse this; a gateway that adds stream
 		// options must add them to streams only.
 		x.fail(http.StatusBadRequest, APIError{Type: "invalid_request_error", Param: "stream_options", Code: "invalid_value", Message: "The 'stream_options' parameter is only allowed when 'stream' is enabled."})
+		return
+	}
+	if cfg.strict && !x.strictSchema() {
 		return
 	}
 	p := x.s.nextReply(x.req.Model)
@@ -178,4 +184,35 @@ func (x *exchange) streamChat(p *prepared, a *answer, usage Usage, includeUsage 
 		}
 	}
 	es.send([]byte("data: [DONE]\n\n"))
+}
+
+// strictSchema answers 400, as OpenAI does, to a strict json_schema
+// response format whose schema strict mode does not take, and reports
+// whether the request may go on.
+func (x *exchange) strictSchema() bool {
+	var rf struct {
+		Type       string `json:"type"`
+		JSONSchema *struct {
+			Name   string          `json:"name"`
+			Strict bool            `json:"strict"`
+			Schema json.RawMessage `json:"schema"`
+		} `json:"json_schema"`
+	}
+	if len(x.req.ResponseFormat) == 0 || json.Unmarshal(x.req.ResponseFormat, &rf) != nil || rf.Type != "json_schema" {
+		return true
+	}
+	if rf.JSONSchema == nil {
+		x.fail(http.StatusBadRequest, APIError{Type: "invalid_request_error", Param: "response_format.json_schema", Code: "missing_required_parameter", Message: "Missing required parameter: 'response_format.json_schema'."})
+		return false
+	}
+	if !rf.JSONSchema.Strict {
+		return true
+	}
+	problems := strictschema.CheckJSON(rf.JSONSchema.Schema)
+	if len(problems) == 0 {
+		return true
+	}
+	x.fail(http.StatusBadRequest, APIError{Type: "invalid_request_error", Param: "response_format",
+		Message: "Invalid schema for response_format '" + rf.JSONSchema.Name + "': " + problems[0].String()})
+	return false
 }

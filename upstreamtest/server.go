@@ -62,6 +62,8 @@ type Server struct {
 	recording    bool
 	// bearer is the Authorization header required, empty when none is.
 	bearer string
+	// strict refuses strict response formats that break strict mode.
+	strict bool
 	// models is the configured model list; served is its set, nil when any
 	// model is served.
 	models     []string
@@ -271,6 +273,21 @@ func (s *Server) RequireAPIKey(key string) {
 	}
 }
 
+// RequireStrictSchemas makes the server check, as OpenAI does, a chat
+// request whose response_format is a json_schema with "strict": true: a
+// schema that breaks strict mode's rules (package strictschema) is answered
+// 400 invalid_request_error, param response_format, with a message naming
+// the first problem ("Invalid schema for response_format 'output': In
+// context=(), 'required' is required to be supplied and to be an array
+// including every key in properties. Missing 'nickname'."). A schema sent
+// with strict false is taken as it is. Off by default, as vLLM takes any
+// schema.
+func (s *Server) RequireStrictSchemas(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.strict = on
+}
+
 // SetModels makes the server serve only the given models, answering 404
 // model_not_found for others, and list them on GET /v1/models. With no
 // models, any model is served and the list holds those requested so far.
@@ -397,13 +414,14 @@ func (s *Server) appendID(b []byte, prefix string) []byte {
 type settings struct {
 	bearer string
 	served map[string]bool
+	strict bool
 }
 
 // arrive counts and, when recording is on, records a request.
 func (s *Server) arrive(r *http.Request, body []byte, req *request) (settings, *Recorded) {
 	s.received.Add(1)
 	s.mu.Lock()
-	cfg := settings{bearer: s.bearer, served: s.served}
+	cfg := settings{bearer: s.bearer, served: s.served, strict: s.strict}
 	recording := s.recording
 	s.mu.Unlock()
 	if !recording {

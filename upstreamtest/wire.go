@@ -166,6 +166,9 @@ type request struct {
 	Messages     []inputItem `json:"messages"`
 	Input        inputItems  `json:"input"`
 	Instructions string      `json:"instructions"`
+	// ResponseFormat is kept raw: only a server that checks strict schemas
+	// reads it.
+	ResponseFormat json.RawMessage `json:"response_format"`
 }
 
 // inputItem is a chat message or a Responses input item, reduced to its text.

@@ -77,6 +77,8 @@ func newRig(t *testing.T) *rig {
 	pool, _ := dbtest.NewSchema(t)
 	r := &rig{ctx: ctx, q: dbsqlc.New(pool), up: upstreamtest.Start(t), cityCalls: map[string]int{}}
 	r.up.RequireAPIKey("sk-provider")
+	// As OpenAI: a strict schema that breaks strict mode is a 400.
+	r.up.RequireStrictSchemas(true)
 	key, err := secrets.ParseKey(secrets.NewKey())
 	require.NoError(t, err)
 	r.box, err = secrets.NewBox(key)
@@ -607,4 +609,65 @@ func (r *rig) streamed(t *testing.T) string {
 		require.True(t, req.Stream)
 	}
 	return in.ResponseID
+}
+
+// strictOutputs: against an upstream that refuses, as OpenAI does, a
+// strict schema breaking strict mode, a structured output with optional
+// variables runs: the schema goes strict, the model's nulls read as absent
+// and the defaults fill them, and the call's record says the schema went
+// strict. An output beyond strict mode's limits goes non-strict, and its
+// record says why.
+func (r *rig) strictOutputs(t *testing.T) {
+	model := r.deployment(t, "strict")
+	doc := json.RawMessage(`{"deployment": "strict", "messages": [{"role": "user", "content": "{{ input }}"}],
+		"output": {"type": "structured", "variables": [
+			{"name": "summary", "type": "string", "required": true, "validation": {"basic": {"max_length": 40}}},
+			{"name": "lang", "type": "enum", "options": ["en", "fr"], "default": "en"},
+			{"name": "meta", "type": "object", "variables": [{"name": "source", "type": "string", "default": "model"}]}]}}`)
+	r.up.ScriptModel(model, upstreamtest.JSONContent(map[string]any{"summary": "Short.", "lang": nil, "meta": map[string]any{"source": nil}}))
+	in := run.Input{ResponseID: "resp_strict_" + uuid.NewString(), ProjectID: r.project, Document: doc, Text: "hi", Source: run.SourcePlayground}
+	we, err := r.c.ExecuteWorkflow(r.ctx, client.StartWorkflowOptions{ID: in.ResponseID, TaskQueue: run.TaskQueue}, run.WorkflowName, in)
+	require.NoError(t, err)
+	var out run.Turn
+	require.NoError(t, we.Get(r.ctx, &out))
+	require.Equal(t, run.StatusCompleted, out.Status, "%+v", out.Error)
+	require.JSONEq(t, `{"summary": "Short.", "lang": "en", "meta": {"source": "model"}}`, string(out.Parsed))
+	reqs := r.requests(model)
+	require.Len(t, reqs, 1)
+	require.Equal(t, true, reqs[0].JSON["response_format"].(map[string]any)["json_schema"].(map[string]any)["strict"])
+	calls := r.recordedCalls(t, in.ResponseID)
+	require.Len(t, calls, 1)
+	require.Equal(t, new(true), calls[0].Strict)
+	require.Empty(t, calls[0].StrictReason)
+
+	opts := make([]string, 500)
+	for i := range opts {
+		opts[i] = fmt.Sprintf(`"o%d"`, i)
+	}
+	var vars []string
+	for _, name := range []string{"a", "b", "c"} {
+		vars = append(vars, `{"name": "`+name+`", "type": "enum", "required": true, "options": [`+strings.Join(opts, ",")+`]}`)
+	}
+	doc = json.RawMessage(`{"deployment": "strict", "messages": [{"role": "user", "content": "{{ input }}"}],
+		"output": {"type": "structured", "variables": [` + strings.Join(vars, ",") + `]}}`)
+	r.up.ScriptModel(model, upstreamtest.JSONContent(map[string]any{"a": "o1", "b": "o2", "c": "o3"}))
+	in.ResponseID, in.Document = "resp_strict_"+uuid.NewString(), doc
+	we, err = r.c.ExecuteWorkflow(r.ctx, client.StartWorkflowOptions{ID: in.ResponseID, TaskQueue: run.TaskQueue}, run.WorkflowName, in)
+	require.NoError(t, err)
+	require.NoError(t, we.Get(r.ctx, &out))
+	require.Equal(t, run.StatusCompleted, out.Status, "%+v", out.Error)
+	calls = r.recordedCalls(t, in.ResponseID)
+	require.Len(t, calls, 1)
+	require.Equal(t, new(false), calls[0].Strict)
+	require.Equal(t, "the output schema is beyond OpenAI's strict mode: In context=(), the schema has 1500 enum values; at most 1000 are allowed.", calls[0].StrictReason)
+}
+
+// recordedCalls are the model calls of run id's row.
+func (r *rig) recordedCalls(t *testing.T, id string) []activities.ModelCall {
+	t.Helper()
+	row, err := r.q.GetRun(r.ctx, dbsqlc.GetRunParams{ProjectID: r.project, ID: id})
+	require.NoError(t, err)
+	var calls []activities.ModelCall
+	require.NoError(t, json.Unmarshal(row.ModelCalls, &calls))
+	return calls
 }

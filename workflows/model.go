@@ -128,6 +128,7 @@ func (r *promptRun) callInput(ctx workflow.Context, n int) (activities.CallModel
 		Messages:       r.messages,
 		ModelParams:    p.ModelParams,
 		ResponseFormat: p.ResponseFormat,
+		StrictReason:   p.StrictReason,
 		Tools:          r.tools,
 	}
 	if r.streaming() {

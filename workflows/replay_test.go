@@ -127,6 +127,8 @@ func TestPromptRunEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("strict outputs", r.strictOutputs)
+
 	// Start's wait, eager start then an update, also answers runs that end
 	// in their first workflow task (here: input the prompt refuses), which
 	// the update often reaches only after the run has closed. (After the
