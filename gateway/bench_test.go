@@ -18,7 +18,8 @@ import (
 // the same request sent to the stand-in directly; the difference is what
 // the gateway adds. `make bench-gateway` measures the same under load. The
 // limits rows set every rate limit (deployment and key, high enough never
-// to refuse) and max_concurrency, in process and in Redis on loopback.
+// to refuse) and max_concurrency, in process and in Redis on loopback;
+// the cache-hit row answers every request but the first from the cache.
 func BenchmarkChatCompletion(b *testing.B) {
 	bb := setupBench(b)
 	body := []byte(`{"model":"m","messages":[{"role":"user","content":"Say hello."}],"max_tokens":16}`)
@@ -53,6 +54,8 @@ func BenchmarkChatCompletion(b *testing.B) {
 	b.Run("gateway", gateway(bb.gateway, bb.secret, body))
 	b.Run("gateway/limits-in-process", gateway(bb.gateway, bb.limitedSecret, limited))
 	b.Run("gateway/limits-in-redis", gateway(bb.redisGateway, bb.limitedSecret, limited))
+	cached := []byte(`{"model":"cached","messages":[{"role":"user","content":"Say hello."}],"max_tokens":16}`)
+	b.Run("gateway/cache-hit", gateway(bb.gateway, bb.secret, cached))
 }
 
 type benchBundle struct {
@@ -82,6 +85,9 @@ func setupBench(b *testing.B) benchBundle {
 	bun.deployment(p, "limited", map[string]any{"default_params": map[string]any{"temperature": 0.2}, "settings": map[string]any{
 		"max_concurrency": 100_000,
 		"rate_limit":      map[string]any{"enabled": true, "requests_per_minute": 10_000_000, "burst": 10_000_000, "tokens_per_minute": 10_000_000_000},
+	}})
+	bun.deployment(p, "cached", map[string]any{"default_params": map[string]any{"temperature": 0}, "settings": map[string]any{
+		"cache": map[string]any{"enabled": true, "ttl_seconds": 3600},
 	}})
 	_, secret := bun.key(p)
 	limitedSecret := bun.keyWithLimit(p, map[string]any{"requests_per_minute": 10_000_000, "burst": 10_000_000, "tokens_per_minute": 10_000_000_000})

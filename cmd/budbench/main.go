@@ -1,6 +1,7 @@
 // Command budbench measures what BudGateway adds to a request. It starts
-// the upstream stand-in with a fixed small reply and a real `bud gateway`
-// process on a fresh database, then drives the stand-in directly and
+// the upstream stand-in with a fixed small reply, in a process of its own
+// as a model server is, and a real `bud gateway` process on a fresh
+// database, then drives the stand-in directly and
 // through the gateway at the same fixed arrival rates (open loop: requests
 // are sent on schedule whether or not earlier ones have returned, and
 // latency counts from the scheduled time, so a slow response cannot hide
@@ -50,6 +51,10 @@ import (
 )
 
 func main() {
+	if len(os.Args) == 3 && os.Args[1] == "stand-in" {
+		serveStandIn(os.Args[2])
+		return
+	}
 	mode := "gateway"
 	if len(os.Args) > 1 && (os.Args[1] == "responses" || os.Args[1] == "evaluate") {
 		mode = os.Args[1]
@@ -110,6 +115,66 @@ func main() {
 	}
 }
 
+// serveStandIn serves the upstream stand-in on addr, with a fixed small
+// reply and no recording, until it is signalled: `budbench stand-in ADDR`,
+// which the gateway benchmark starts as a process of its own.
+func serveStandIn(addr string) {
+	up, err := upstreamtest.Listen(addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "budbench stand-in:", err)
+		os.Exit(1)
+	}
+	up.SetRecording(false)
+	up.SetDefault(upstreamtest.Text("Hello! This is a short fixed reply from the stand-in.").WithUsage(upstreamtest.Usage{PromptTokens: 12, CompletionTokens: 11, TotalTokens: 23}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	<-ctx.Done()
+	_ = up.Close()
+}
+
+// standInProcess is the stand-in served by a process of its own.
+type standInProcess struct {
+	cmd *exec.Cmd
+	url string
+}
+
+// startStandIn starts this program as the stand-in (which keeps Go's
+// default threads) and waits until it answers.
+func startStandIn(ctx context.Context) (*standInProcess, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(self, "stand-in", addr)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start the stand-in: %w", err)
+	}
+	s := &standInProcess{cmd: cmd, url: "http://" + addr}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			return s, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			s.stop()
+			return nil, fmt.Errorf("the stand-in did not come up on %s: %w", addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (s *standInProcess) stop() {
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	_ = s.cmd.Wait()
+}
+
 func envOr(k, def string) string {
 	if v := os.Getenv(k); v != "" {
 		return v
@@ -127,14 +192,13 @@ func run(ctx context.Context, budPath, serverURL, redisURL, ratesFlag string, du
 		rates = append(rates, n)
 	}
 
-	// The stand-in: a fixed small reply, no recording.
-	up, err := upstreamtest.Listen("127.0.0.1:0")
+	// The stand-in, in a process of its own as a model server is: the
+	// direct path and the gateway's cross a process boundary alike.
+	up, err := startStandIn(ctx)
 	if err != nil {
 		return err
 	}
-	defer up.Close()
-	up.SetRecording(false)
-	up.SetDefault(upstreamtest.Text("Hello! This is a short fixed reply from the stand-in.").WithUsage(upstreamtest.Usage{PromptTokens: 12, CompletionTokens: 11, TotalTokens: 23}))
+	defer up.stop()
 
 	// A fresh database with one project, deployment and key.
 	dbURL, dropDB, err := createDatabase(ctx, serverURL)
@@ -142,7 +206,7 @@ func run(ctx context.Context, budPath, serverURL, redisURL, ratesFlag string, du
 		return err
 	}
 	defer dropDB()
-	keys, err := seed(ctx, dbURL, up.URL())
+	keys, err := seed(ctx, dbURL, up.url)
 	if err != nil {
 		return err
 	}
@@ -172,7 +236,7 @@ func run(ctx context.Context, budPath, serverURL, redisURL, ratesFlag string, du
 		return []byte(`{"model":"` + model + `","messages":[{"role":"user","content":"Say hello."}],"max_tokens":16}`)
 	}
 	gwURL := "http://" + gwAddr + "/v1/chat/completions"
-	direct := target{name: "direct", url: up.URL() + "/chat/completions", body: chat("bench")}
+	direct := target{name: "direct", url: up.url + "/chat/completions", body: chat("bench")}
 	via := target{name: "gateway", url: gwURL, body: chat("bench"), key: keys.plain}
 	targets := []target{direct, via}
 	if redisURL != "" {
@@ -206,6 +270,12 @@ func run(ctx context.Context, budPath, serverURL, redisURL, ratesFlag string, du
 	}
 	if redisURL != "" {
 		printPolicies(rows)
+		// One request at a time, where the load generator's own
+		// scheduling does not blur what a request costs.
+		const n = 3000
+		d, hit := sequentially(ctx, client, direct, n), sequentially(ctx, client, targets[3], n)
+		fmt.Printf("one request at a time (%d each): direct p50 / p99 / p99.9 %s, cache hit %s, hit less direct %s (errors %d/%d)\n\n",
+			n, three(d), three(hit), minus(hit, d), d.errors, hit.errors)
 	}
 	if maxSearch {
 		printHeader()
@@ -365,6 +435,39 @@ func load(ctx context.Context, c *http.Client, t target, rate int, d time.Durati
 	s := stats{errors: int(errs.Load()), sent: n, okay: len(ok), achieved: float64(len(ok)) / elapsed.Seconds()}
 	if len(ok) > 0 {
 		s.p50, s.p99, s.p999 = pct(ok, 0.50), pct(ok, 0.99), pct(ok, 0.999)
+	}
+	return s
+}
+
+// sequentially sends n requests to t one after another and returns their
+// latency statistics.
+func sequentially(ctx context.Context, c *http.Client, t target, n int) stats {
+	lat := make([]time.Duration, 0, n)
+	errs := 0
+	start := time.Now()
+	for range n {
+		if ctx.Err() != nil {
+			break
+		}
+		sent := time.Now()
+		resp, err := c.Do(t.request(ctx))
+		if err == nil {
+			_, err = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if err == nil {
+				err = t.check(resp)
+			}
+		}
+		if err != nil {
+			errs++
+			continue
+		}
+		lat = append(lat, time.Since(sent))
+	}
+	slices.Sort(lat)
+	s := stats{errors: errs, sent: n, okay: len(lat), achieved: float64(len(lat)) / time.Since(start).Seconds()}
+	if len(lat) > 0 {
+		s.p50, s.p99, s.p999 = pct(lat, 0.50), pct(lat, 0.99), pct(lat, 0.999)
 	}
 	return s
 }
