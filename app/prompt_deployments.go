@@ -72,7 +72,7 @@ func (s *server) createPromptDeployment(w http.ResponseWriter, r *http.Request, 
 		}
 		canonical = c
 		if !ownSettings {
-			settings = doc.Settings
+			settings = doc.Settings.Settings
 		}
 	}
 
@@ -167,7 +167,7 @@ func (s *server) deployedSettings(ctx context.Context, promptID uuid.UUID, versi
 	if err != nil {
 		return bud.Settings{}, bud.Internal("parse stored prompt document", err)
 	}
-	settings := doc.Settings
+	settings := doc.Settings.Settings
 	settings.Autoscale = false
 	return settings, nil
 }
