@@ -145,6 +145,9 @@ func (a *Activities) PrepareRun(ctx context.Context, in run.Input) (PrepareRunRe
 type CheckOutputInput struct {
 	Document json.RawMessage `json:"document"`
 	Content  string          `json:"content"`
+	// Variables are the run's validated input, which output rules read as
+	// input.
+	Variables map[string]any `json:"variables,omitempty"`
 }
 
 // CheckOutputResult says whether a reply is valid: its parsed value, or the
@@ -168,7 +171,7 @@ func (a *Activities) CheckOutput(ctx context.Context, in CheckOutputInput) (Chec
 	if err != nil {
 		return CheckOutputResult{}, invalidPrompt(err)
 	}
-	v, err := c.ValidateOutput(in.Content)
+	v, err := c.ValidateOutputFor(in.Content, in.Variables)
 	if err != nil {
 		var e *bud.Error
 		if !errors.As(err, &e) {

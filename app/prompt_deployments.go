@@ -65,7 +65,7 @@ func (s *server) createPromptDeployment(w http.ResponseWriter, r *http.Request, 
 	ownSettings := !isAbsent(in.Settings)
 	var canonical []byte
 	if in.Prompt != nil {
-		doc, c, err := s.parseDocument(r.Context(), project.ID, in.Prompt.Document, "prompt.document.")
+		doc, c, err := s.parseDocument(r.Context(), project.ID, in.Prompt.Document, "prompt.document.", nil)
 		if err != nil {
 			s.writeError(w, r, err)
 			return

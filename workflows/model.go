@@ -180,8 +180,9 @@ func (r *promptRun) checkReply(ctx workflow.Context, n int, res activities.CallM
 	var check activities.CheckOutputResult
 	lctx := localOptions(ctx, run.InvalidPrompt)
 	if err := workflow.ExecuteLocalActivity(lctx, a.CheckOutput, activities.CheckOutputInput{
-		Document: r.in.Document,
-		Content:  res.Content,
+		Document:  r.in.Document,
+		Content:   res.Content,
+		Variables: r.prep.Variables,
 	}).Get(lctx, &check); err != nil {
 		return false, fmt.Errorf("prompt run: check output: %w", err)
 	}
