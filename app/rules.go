@@ -45,14 +45,14 @@ func (s *server) translateRules(ctx context.Context, projectID uuid.UUID, doc, p
 			continue
 		}
 		if r.Translation != nil && r.Translation.Rule == r.Rule {
-			if _, problem := customrule.Verify(*r.Translation, site.Variable, site.Direction); problem != "" {
+			if _, problem := customrule.Verify(*r.Translation, site.Variable, site.Direction, doc.Shapes()); problem != "" {
 				p.Add(prefix+site.Path+".translation", "%s", problem)
 			}
 			continue
 		}
 		r.Translation = nil
 		if old, ok := reuse[site.Path]; ok && old.Rule.Rule == r.Rule && old.Variable.Type == site.Variable.Type {
-			if _, problem := customrule.Verify(*old.Rule.Translation, site.Variable, site.Direction); problem == "" {
+			if _, problem := customrule.Verify(*old.Rule.Translation, site.Variable, site.Direction, doc.Shapes()); problem == "" {
 				t := *old.Rule.Translation
 				r.Translation = &t
 				continue
@@ -68,7 +68,7 @@ func (s *server) translateRules(ctx context.Context, projectID uuid.UUID, doc, p
 	}
 	req := customrule.Request{ProjectID: projectID, Deployment: doc.RuleDeployment()}
 	for _, site := range todo {
-		req.Rules = append(req.Rules, customrule.RuleRequest{Path: site.Path, Direction: site.Direction, Variable: site.Variable, Rule: site.Rule.Rule})
+		req.Rules = append(req.Rules, customrule.RuleRequest{Path: site.Path, Direction: site.Direction, Variable: site.Variable, Rule: site.Rule.Rule, Shapes: doc.Shapes()})
 	}
 	res, err := s.runs.TranslateRules(ctx, req)
 	if err != nil {

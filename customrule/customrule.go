@@ -50,6 +50,9 @@ type RuleRequest struct {
 	Direction string          `json:"direction"`
 	Variable  prompt.Variable `json:"variable"`
 	Rule      string          `json:"rule"`
+	// Shapes are the document's variables, which an output rule's output
+	// and input examples conform to.
+	Shapes prompt.Shapes `json:"shapes"`
 }
 
 // Result holds each rule's outcome, in the order asked.
@@ -231,14 +234,14 @@ func Check(content string, r RuleRequest) Checked {
 		out.Problem = strings.Join(bad, "; ")
 		return out
 	}
-	out.Verdicts, out.Problem = Verify(prompt.Translation{Expression: rep.Expression, Examples: out.Examples}, r.Variable, r.Direction)
+	out.Verdicts, out.Problem = Verify(prompt.Translation{Expression: rep.Expression, Examples: out.Examples}, r.Variable, r.Direction, r.Shapes)
 	return out
 }
 
 // Verify compiles a translation against v and checks it on its examples:
 // problem is empty when it compiles and every example gives what it
 // should.
-func Verify(t prompt.Translation, v prompt.Variable, direction string) (verdicts []Verdict, problem string) {
+func Verify(t prompt.Translation, v prompt.Variable, direction string, shapes prompt.Shapes) (verdicts []Verdict, problem string) {
 	if len(t.Examples.Passing) < MinExamples || len(t.Examples.Failing) < MinExamples {
 		return nil, fmt.Sprintf("give at least %d passing and %d failing examples", MinExamples, MinExamples)
 	}
@@ -254,7 +257,7 @@ func Verify(t prompt.Translation, v prompt.Variable, direction string) (verdicts
 	check := func(exs []prompt.RuleExample, want bool) {
 		for i, ex := range exs {
 			vd := Verdict{Example: ex, Want: want}
-			vars, err := prompt.ExampleVars(v, direction, ex)
+			vars, err := prompt.ExampleVars(v, direction, ex, shapes)
 			if err == nil {
 				vd.Got, err = prg.Eval(context.Background(), vars)
 			}

@@ -205,7 +205,7 @@ func (c *Compiled) ValidateInput(text string, variables map[string]any) (map[str
 	digitProblems(p, "prompt.variables", c.input.Variables, vars)
 	if len(p) == 0 {
 		// Rules see only values the schema accepted, typed as declared.
-		ruleProblems(p, "prompt.variables", c.inputRules, vars, nil, nil)
+		ruleProblems(p, "prompt.variables", c.inputRules, vars, nil, nil, Shapes{})
 	}
 	if len(p) > 0 {
 		return nil, problemsError(bud.EINVALID, "invalid input", p)
@@ -580,7 +580,7 @@ func (c *Compiled) ValidateOutputFor(content string, input map[string]any) (any,
 		digitProblems(p, "output", c.output.Variables, obj)
 		if len(p) == 0 {
 			out, _ := numbers(obj).(map[string]any)
-			ruleProblems(p, "output", c.outputRules, out, out, input)
+			ruleProblems(p, "output", c.outputRules, out, out, input, Shapes{Input: c.input.Variables, Output: c.output.Variables})
 		}
 	}
 	if len(p) > 0 {

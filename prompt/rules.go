@@ -231,8 +231,21 @@ func Conform(v Variable, val any) any {
 	return val
 }
 
-// RuleVars are the variables of one check of a rule.
-func RuleVars(v Variable, direction string, value any, output, input map[string]any) map[string]any {
+// Shapes are the variables of a document's input and output, which a
+// rule's output and input conform to.
+type Shapes struct {
+	Input  []Variable `json:"input,omitempty"`
+	Output []Variable `json:"output,omitempty"`
+}
+
+// Shapes are d's structured variables.
+func (d *Document) Shapes() Shapes {
+	return Shapes{Input: d.Input.Variables, Output: d.Output.Variables}
+}
+
+// RuleVars are the variables of one check of a rule: value, and for an
+// output rule output and input, each conformed to its declared types.
+func RuleVars(v Variable, direction string, value any, output, input map[string]any, shapes Shapes) map[string]any {
 	vars := map[string]any{"value": Conform(v, value)}
 	if direction == DirectionOutput {
 		if output == nil {
@@ -241,13 +254,14 @@ func RuleVars(v Variable, direction string, value any, output, input map[string]
 		if input == nil {
 			input = map[string]any{}
 		}
-		vars["output"], vars["input"] = output, input
+		vars["output"] = Conform(Variable{Type: TypeObject, Variables: shapes.Output}, output)
+		vars["input"] = Conform(Variable{Type: TypeObject, Variables: shapes.Input}, input)
 	}
 	return vars
 }
 
 // ExampleVars decodes an example into the variables of a check.
-func ExampleVars(v Variable, direction string, ex RuleExample) (map[string]any, error) {
+func ExampleVars(v Variable, direction string, ex RuleExample, shapes Shapes) (map[string]any, error) {
 	value, err := normalize(ex.Value)
 	if err != nil || len(ex.Value) == 0 {
 		return nil, errors.New("value must be a JSON value")
@@ -271,7 +285,7 @@ func ExampleVars(v Variable, direction string, ex RuleExample) (map[string]any, 
 	if err != nil {
 		return nil, err
 	}
-	return RuleVars(v, direction, value, output, input), nil
+	return RuleVars(v, direction, value, output, input, shapes), nil
 }
 
 // compiledRule is a translated CEL rule ready to check values with.
@@ -309,10 +323,10 @@ func compileRules(d *Document, direction string) ([]compiledRule, error) {
 // ruleProblems checks every value the rules apply to in root (the input
 // variables or the output object), adding a problem keyed below prefix for
 // each value a rule refuses or cannot check, naming the rule by its text.
-func ruleProblems(p map[string]string, prefix string, rules []compiledRule, root map[string]any, output, input map[string]any) {
+func ruleProblems(p map[string]string, prefix string, rules []compiledRule, root map[string]any, output, input map[string]any, shapes Shapes) {
 	for _, r := range rules {
 		for _, at := range walkSteps(prefix, root, r.site.steps) {
-			vars := RuleVars(r.site.Variable, r.site.Direction, at.value, output, input)
+			vars := RuleVars(r.site.Variable, r.site.Direction, at.value, output, input, shapes)
 			ok, err := r.prg.Eval(context.Background(), vars)
 			var msg string
 			switch {

@@ -192,6 +192,13 @@ func (r *promptRun) checkReply(ctx workflow.Context, n int, res activities.CallM
 	}
 	r.publish(ctx, runstream.Event{Type: verdict, Call: n})
 	p := r.prep
+	if !check.Valid && len(r.calls) > 0 {
+		rejected := check.Problems
+		if len(rejected) == 0 {
+			rejected = []string{check.Message}
+		}
+		r.calls[len(r.calls)-1].Rejected = rejected
+	}
 	switch {
 	case check.Valid:
 		r.cur.Status = run.StatusCompleted

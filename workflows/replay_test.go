@@ -128,6 +128,7 @@ func TestPromptRunEndToEnd(t *testing.T) {
 	})
 
 	t.Run("strict outputs", r.strictOutputs)
+	t.Run("custom output rule", r.customOutputRule)
 
 	// Start's wait, eager start then an update, also answers runs that end
 	// in their first workflow task (here: input the prompt refuses), which
