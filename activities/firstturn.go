@@ -98,7 +98,7 @@ func (f firstTurn) end(ctx context.Context, messages []chat.Message, res CallMod
 	}
 	if an.Document != nil && status == run.StatusCompleted {
 		check, err := a.CheckOutput(ctx, CheckOutputInput{Document: an.Document, Content: res.Content, Variables: an.Variables})
-		if err != nil || !check.Valid {
+		if err != nil || !check.Valid || len(check.Judge) > 0 {
 			// The workflow checks it again, and repairs or fails it.
 			return res, nil
 		}

@@ -284,3 +284,48 @@ func Verify(t prompt.Translation, v prompt.Variable, direction string, shapes pr
 	}
 	return verdicts, ""
 }
+
+// JudgeSystemPrompt is what a model judging an output by a rule is told.
+const JudgeSystemPrompt = `You judge whether one value of a structured output satisfies a rule written in plain language.
+Answer with a JSON object: verdict (true when the value satisfies the rule, false otherwise) and reason (one sentence saying why).`
+
+// JudgeMessages ask a model whether value (at path of output) satisfies
+// rule.
+func JudgeMessages(rule, path string, value, output json.RawMessage) []chat.Message {
+	user := fmt.Sprintf("Rule: %s\nThe value at %s: %s\nThe whole output: %s", rule, path, value, output)
+	return []chat.Message{{Role: "system", Content: JudgeSystemPrompt}, {Role: "user", Content: user}}
+}
+
+// JudgeResponseFormat asks for {verdict, reason} in OpenAI's strict mode.
+func JudgeResponseFormat() json.RawMessage {
+	raw, _ := json.Marshal(map[string]any{
+		"type": "json_schema",
+		"json_schema": map[string]any{
+			"name": "verdict", "strict": true,
+			"schema": map[string]any{
+				"type": "object", "additionalProperties": false, "required": []string{"verdict", "reason"},
+				"properties": map[string]any{"verdict": map[string]any{"type": "boolean"}, "reason": map[string]any{"type": "string"}},
+			},
+		},
+	})
+	return raw
+}
+
+// Judgement is a judge's answer.
+type Judgement struct {
+	Verdict bool   `json:"verdict"`
+	Reason  string `json:"reason"`
+}
+
+// ParseJudgement reads a judge's answer; ok is false when it is not the
+// object asked for.
+func ParseJudgement(content string) (j Judgement, ok bool) {
+	var raw struct {
+		Verdict *bool  `json:"verdict"`
+		Reason  string `json:"reason"`
+	}
+	if json.Unmarshal([]byte(strings.TrimSpace(content)), &raw) != nil || raw.Verdict == nil {
+		return Judgement{}, false
+	}
+	return Judgement{Verdict: *raw.Verdict, Reason: raw.Reason}, true
+}
