@@ -41,6 +41,9 @@ type Announcement struct {
 	// passes the document's checks (CheckOutput), with its parsed value;
 	// one that fails them is left to the workflow, which repairs it.
 	Document json.RawMessage `json:"document,omitempty"`
+	// Variables are the run's validated input, which the document's output
+	// rules read.
+	Variables map[string]any `json:"variables,omitempty"`
 }
 
 // firstTurn is a model call that may end its run's first turn itself (see
@@ -94,8 +97,8 @@ func (f firstTurn) end(ctx context.Context, messages []chat.Message, res CallMod
 		return res, nil
 	}
 	if an.Document != nil && status == run.StatusCompleted {
-		check, err := a.CheckOutput(ctx, CheckOutputInput{Document: an.Document, Content: res.Content})
-		if err != nil || !check.Valid {
+		check, err := a.CheckOutput(ctx, CheckOutputInput{Document: an.Document, Content: res.Content, Variables: an.Variables})
+		if err != nil || !check.Valid || len(check.Judge) > 0 {
 			// The workflow checks it again, and repairs or fails it.
 			return res, nil
 		}

@@ -49,6 +49,9 @@ type PrepareRunResult struct {
 	StructuredOutput   bool `json:"structured_output"`
 	AllowMultipleCalls bool `json:"allow_multiple_calls"`
 	LLMRetryLimit      int  `json:"llm_retry_limit"`
+	// RuleDeployment is the model deployment that judges rules in judge
+	// mode.
+	RuleDeployment string `json:"rule_deployment,omitempty"`
 }
 
 // OutputSchemaName is the name the output schema is sent under in
@@ -112,6 +115,7 @@ func (a *Activities) PrepareRun(ctx context.Context, in run.Input) (PrepareRunRe
 		StructuredOutput:   doc.Output.Structured(),
 		AllowMultipleCalls: doc.AllowMultipleCalls,
 		LLMRetryLimit:      doc.LLMRetryLimit,
+		RuleDeployment:     doc.RuleDeployment(),
 	}
 	if f := c.OutputFormat(); f.Schema != nil {
 		rf, err := json.Marshal(map[string]any{
@@ -145,6 +149,9 @@ func (a *Activities) PrepareRun(ctx context.Context, in run.Input) (PrepareRunRe
 type CheckOutputInput struct {
 	Document json.RawMessage `json:"document"`
 	Content  string          `json:"content"`
+	// Variables are the run's validated input, which output rules read as
+	// input.
+	Variables map[string]any `json:"variables,omitempty"`
 }
 
 // CheckOutputResult says whether a reply is valid: its parsed value, or the
@@ -157,6 +164,16 @@ type CheckOutputResult struct {
 	Message string `json:"message,omitempty"`
 	// Problems are "field: problem" lines, sorted by field.
 	Problems []string `json:"problems,omitempty"`
+	// Judge are the values of a valid output that rules in judge mode
+	// still have to pass, each by a model call.
+	Judge []JudgeCheck `json:"judge,omitempty"`
+}
+
+// JudgeCheck is one value of an output a model judges by a rule.
+type JudgeCheck struct {
+	Rule  string          `json:"rule"`
+	Path  string          `json:"path"`
+	Value json.RawMessage `json:"value"`
 }
 
 // CheckOutput validates a reply against the document's output: for a
@@ -168,7 +185,7 @@ func (a *Activities) CheckOutput(ctx context.Context, in CheckOutputInput) (Chec
 	if err != nil {
 		return CheckOutputResult{}, invalidPrompt(err)
 	}
-	v, err := c.ValidateOutput(in.Content)
+	v, err := c.ValidateOutputFor(in.Content, in.Variables)
 	if err != nil {
 		var e *bud.Error
 		if !errors.As(err, &e) {
@@ -184,7 +201,17 @@ func (a *Activities) CheckOutput(ctx context.Context, in CheckOutputInput) (Chec
 	if err != nil {
 		return CheckOutputResult{}, fmt.Errorf("check output: encode: %w", err)
 	}
-	return CheckOutputResult{Valid: true, Parsed: parsed}, nil
+	res := CheckOutputResult{Valid: true, Parsed: parsed}
+	for _, j := range c.JudgeRules() {
+		for _, jv := range j.Values(v) {
+			raw, err := json.Marshal(jv.Value)
+			if err != nil {
+				return CheckOutputResult{}, fmt.Errorf("check output: encode: %w", err)
+			}
+			res.Judge = append(res.Judge, JudgeCheck{Rule: j.Rule, Path: jv.Path, Value: raw})
+		}
+	}
+	return res, nil
 }
 
 // checkOwnership refuses a run whose project does not exist, whose prompt

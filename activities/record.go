@@ -100,6 +100,10 @@ type ModelCall struct {
 	// whether its schema went as strict; StrictReason says why not.
 	Strict       *bool  `json:"strict,omitempty"`
 	StrictReason string `json:"strict_reason,omitempty"`
+	// Rejected are the problems the output check found in the call's
+	// reply ("output.total: must satisfy the rule …"), which the repair
+	// that followed quoted back to the model.
+	Rejected []string `json:"rejected,omitempty"`
 }
 
 // RecordRun writes the run's row. Writing the same run again replaces the

@@ -193,6 +193,7 @@ func (s *server) routes(m *metrics.HTTP) http.Handler {
 			r.Get("/versions/{version}/form", s.versionForm)
 			r.Get("/versions/{a}/diff/{b}", s.versionDiff)
 		})
+		r.Post("/validation/preview", s.previewRule)
 		r.Post("/playground/run", s.playgroundRun)
 		r.Post("/playground/compare", s.playgroundCompare)
 		r.Route("/datasets/{dataset_id}", func(r chi.Router) {

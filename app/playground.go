@@ -421,7 +421,7 @@ func checkTargetFields(p *bud.Problems, hasDoc bool, promptID string, version *i
 // save would check it and compiled; its problems are keyed
 // prefix+"document.…" (422).
 func (s *server) unsavedTarget(ctx context.Context, projectID uuid.UUID, raw json.RawMessage, prefix string) (*runTarget, error) {
-	doc, canonical, err := s.parseDocument(ctx, projectID, raw, prefix+"document.")
+	doc, canonical, err := s.parseDocument(ctx, projectID, raw, prefix+"document.", nil)
 	if err != nil {
 		return nil, err
 	}

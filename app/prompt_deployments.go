@@ -65,14 +65,14 @@ func (s *server) createPromptDeployment(w http.ResponseWriter, r *http.Request, 
 	ownSettings := !isAbsent(in.Settings)
 	var canonical []byte
 	if in.Prompt != nil {
-		doc, c, err := s.parseDocument(r.Context(), project.ID, in.Prompt.Document, "prompt.document.")
+		doc, c, err := s.parseDocument(r.Context(), project.ID, in.Prompt.Document, "prompt.document.", nil)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
 		canonical = c
 		if !ownSettings {
-			settings = doc.Settings
+			settings = doc.Settings.Settings
 		}
 	}
 
@@ -167,7 +167,7 @@ func (s *server) deployedSettings(ctx context.Context, promptID uuid.UUID, versi
 	if err != nil {
 		return bud.Settings{}, bud.Internal("parse stored prompt document", err)
 	}
-	settings := doc.Settings
+	settings := doc.Settings.Settings
 	settings.Autoscale = false
 	return settings, nil
 }

@@ -122,7 +122,10 @@ func checkPromptMeta(p *bud.Problems, prefix, name, description string, tags []s
 // parseDocument parses and validates a prompt document for a project. Field
 // paths are prefixed (with "document." or "prompt.document.") so that the
 // caller sees where in its request each problem is.
-func (s *server) parseDocument(ctx context.Context, projectID uuid.UUID, raw json.RawMessage, prefix string) (*prompt.Document, []byte, error) {
+//
+// Its custom rules are translated into CEL (translateRules), reusing the
+// translations of prev, the version before, when it is not nil.
+func (s *server) parseDocument(ctx context.Context, projectID uuid.UUID, raw json.RawMessage, prefix string, prev *prompt.Document) (*prompt.Document, []byte, error) {
 	if isAbsent(raw) {
 		return nil, nil, fieldError(prefix[:len(prefix)-1], "is required")
 	}
@@ -153,6 +156,9 @@ func (s *server) parseDocument(ctx context.Context, projectID uuid.UUID, raw jso
 	}
 	if err != nil {
 		return nil, nil, prefixed(err, prefix)
+	}
+	if err := s.translateRules(ctx, projectID, doc, prev, prefix); err != nil {
+		return nil, nil, err
 	}
 	// The stored form is the parsed one: defaults filled in, so a version
 	// reads the same whatever defaults later code has.
@@ -250,7 +256,7 @@ func (s *server) createPrompt(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	_, canonical, err := s.parseDocument(r.Context(), project.ID, in.Document, "document.")
+	_, canonical, err := s.parseDocument(r.Context(), project.ID, in.Document, "document.", nil)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -496,7 +502,12 @@ func (s *server) createVersion(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	_, canonical, err := s.parseDocument(r.Context(), cur.ProjectID, in.Document, "document.")
+	prev, err := s.latestDocument(r.Context(), cur)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	_, canonical, err := s.parseDocument(r.Context(), cur.ProjectID, in.Document, "document.", prev)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -582,4 +593,22 @@ func (s *server) versionForm(w http.ResponseWriter, r *http.Request) {
 func (s *server) promptSchema(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/schema+json")
 	_, _ = w.Write(prompt.Schema())
+}
+
+// latestDocument is the document of p's latest version, whose rule
+// translations a new version may reuse; nil when it cannot be read as a
+// document.
+func (s *server) latestDocument(ctx context.Context, p dbsqlc.Prompt) (*prompt.Document, error) {
+	if p.LatestVersion < 1 {
+		return nil, nil
+	}
+	_, raw, err := s.document(ctx, p.ID, p.LatestVersion)
+	if err != nil {
+		return nil, err
+	}
+	doc, err := prompt.Parse(raw)
+	if err != nil {
+		return nil, nil // an old document no longer parses: nothing to reuse
+	}
+	return doc, nil
 }

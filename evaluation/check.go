@@ -4,6 +4,7 @@
 package evaluation
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -11,10 +12,8 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/google/cel-go/cel"
-	"github.com/google/cel-go/common/types"
-
 	"github.com/budhq/bud"
+	"github.com/budhq/bud/celrule"
 )
 
 // Check types.
@@ -102,23 +101,22 @@ type CheckResult struct {
 // concurrent use and must not be copied after first use.
 type Compiler struct {
 	once   sync.Once
-	env    *cel.Env
+	env    *celrule.Env
 	envErr error
 }
 
 // celEnv is the CEL environment, built on first use: rows without a CEL
 // check never pay for it.
-func (c *Compiler) celEnv() (*cel.Env, error) {
+func (c *Compiler) celEnv() (*celrule.Env, error) {
 	c.once.Do(func() { c.env, c.envErr = newCELEnv() })
 	return c.env, c.envErr
 }
 
-func newCELEnv() (*cel.Env, error) {
-	env, err := cel.NewEnv(
-		cel.Variable("output", cel.DynType),
-		cel.Variable("text", cel.StringType),
-		cel.Variable("expected", cel.DynType),
-		cel.CrossTypeNumericComparisons(true),
+func newCELEnv() (*celrule.Env, error) {
+	env, err := celrule.NewEnv(
+		celrule.Var{Name: "output", Type: celrule.Type{Kind: celrule.Dyn}},
+		celrule.Var{Name: "text", Type: celrule.Type{Kind: celrule.String}},
+		celrule.Var{Name: "expected", Type: celrule.Type{Kind: celrule.Dyn}},
 	)
 	if err != nil {
 		return nil, fmt.Errorf("evaluation: CEL environment: %w", err)
@@ -137,7 +135,7 @@ type compiled struct {
 	text      string // contains
 	re        *regexp.Regexp
 	path      []pathStep
-	program   cel.Program
+	program   *celrule.Program
 	expected  any
 }
 
@@ -267,7 +265,7 @@ func contains(list []string, s string) bool {
 }
 
 // compileCEL compiles a CEL check; problem says what is wrong with it.
-func (c *Compiler) compileCEL(expr string) (prg cel.Program, problem string) {
+func (c *Compiler) compileCEL(expr string) (prg *celrule.Program, problem string) {
 	if strings.TrimSpace(expr) == "" {
 		return nil, "is required: a CEL expression"
 	}
@@ -275,23 +273,12 @@ func (c *Compiler) compileCEL(expr string) (prg cel.Program, problem string) {
 	if err != nil {
 		return nil, "cannot be compiled here"
 	}
-	ast, iss := env.Compile(expr)
-	if iss.Err() != nil {
-		return nil, "does not compile: " + strings.ReplaceAll(iss.Err().Error(), "\n", " ")
-	}
-	if t := ast.OutputType(); !t.IsExactType(types.BoolType) && !t.IsExactType(types.DynType) {
-		return nil, fmt.Sprintf("must be a boolean expression, not %s", t)
-	}
-	prg, err = env.Program(ast, cel.CostLimit(celCostLimit))
+	prg, err = env.Compile(expr)
 	if err != nil {
-		return nil, "does not compile: " + err.Error()
+		return nil, err.Error()
 	}
 	return prg, ""
 }
-
-// celCostLimit bounds what one CEL check may cost when it runs, so that a
-// check over a large output cannot hold a worker.
-const celCostLimit = 1_000_000
 
 // Len is how many checks there are, the expected output's included.
 func (cs *Checks) Len() int { return len(cs.list) }
@@ -363,13 +350,9 @@ func (k compiled) run(out Output, parsed any, structured bool) (bool, string) {
 		if structured {
 			output = parsed
 		}
-		val, _, err := k.program.Eval(map[string]any{"output": output, "text": out.Text, "expected": k.expected})
+		b, err := k.program.Eval(context.Background(), map[string]any{"output": output, "text": out.Text, "expected": k.expected})
 		if err != nil {
-			return false, "the expression failed: " + err.Error()
-		}
-		b, ok := val.(types.Bool)
-		if !ok {
-			return false, fmt.Sprintf("the expression gave %s, not a boolean", val.Type().TypeName())
+			return false, "the expression failed: " + strings.TrimPrefix(err.Error(), "celrule: ")
 		}
 		if b {
 			return true, ""

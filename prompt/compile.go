@@ -29,6 +29,11 @@ type Compiled struct {
 	outputSchema *jsonschema.Schema
 	outputJSON   json.RawMessage
 	outputFormat OutputFormat
+	// inputRules and outputRules are the translated CEL rules; judgeRules
+	// the output rules a model judges.
+	inputRules  []compiledRule
+	outputRules []compiledRule
+	judgeRules  []JudgeRule
 }
 
 type compiledTemplate struct {
@@ -71,6 +76,17 @@ func Compile(d *Document) (*Compiled, error) {
 	if d.Input.Structured() {
 		if c.inputSchema, c.inputJSON, err = compileShape(d.Input); err != nil {
 			return nil, fmt.Errorf("prompt: compile input schema: %w", err)
+		}
+	}
+	if c.inputRules, err = compileRules(d, DirectionInput); err != nil {
+		return nil, err
+	}
+	if c.outputRules, err = compileRules(d, DirectionOutput); err != nil {
+		return nil, err
+	}
+	for _, s := range d.RuleSites() {
+		if s.Rule.Judge() {
+			c.judgeRules = append(c.judgeRules, JudgeRule{Path: s.Path, Rule: s.Rule.Rule, steps: s.steps})
 		}
 	}
 	if d.Output.Structured() {
@@ -187,6 +203,10 @@ func (c *Compiled) ValidateInput(text string, variables map[string]any) (map[str
 		}
 	}
 	digitProblems(p, "prompt.variables", c.input.Variables, vars)
+	if len(p) == 0 {
+		// Rules see only values the schema accepted, typed as declared.
+		ruleProblems(p, "prompt.variables", c.inputRules, vars, nil, nil, Shapes{})
+	}
 	if len(p) > 0 {
 		return nil, problemsError(bud.EINVALID, "invalid input", p)
 	}
@@ -531,6 +551,14 @@ func withAbsent(vars map[string]any, decl []Variable) map[string]any {
 // "output.<field>", and a message listing them all, ready to quote in a
 // repair prompt.
 func (c *Compiled) ValidateOutput(content string) (any, error) {
+	return c.ValidateOutputFor(content, nil)
+}
+
+// ValidateOutputFor is ValidateOutput for a run whose input variables (as
+// ValidateInput returned them) the output's custom rules may read. Custom
+// CEL rules are checked once the reply matches the schema; a value a rule
+// refuses is a problem at its path that quotes the rule's text.
+func (c *Compiled) ValidateOutputFor(content string, input map[string]any) (any, error) {
 	if !c.output.Structured() {
 		return content, nil
 	}
@@ -550,6 +578,10 @@ func (c *Compiled) ValidateOutput(content string) (any, error) {
 	}
 	if isObj {
 		digitProblems(p, "output", c.output.Variables, obj)
+		if len(p) == 0 {
+			out, _ := numbers(obj).(map[string]any)
+			ruleProblems(p, "output", c.outputRules, out, out, input, Shapes{Input: c.input.Variables, Output: c.output.Variables})
+		}
 	}
 	if len(p) > 0 {
 		return nil, problemsError(bud.EINVALID, "the reply does not match the output schema", p)

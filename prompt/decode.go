@@ -130,7 +130,7 @@ func decodeInto(p *bud.Problems, path string, v any, out reflect.Value) {
 				p.Add(joinPath(path, k), "unknown field")
 				continue
 			}
-			decodeInto(p, joinPath(path, k), obj[k], out.Field(f))
+			decodeInto(p, joinPath(path, k), obj[k], out.FieldByIndex(f))
 		}
 	default:
 		// Every type of the document is handled above; reaching here is a
@@ -139,11 +139,19 @@ func decodeInto(p *bud.Problems, path string, v any, out reflect.Value) {
 	}
 }
 
-// jsonFields maps the JSON names of t's fields to their indexes.
-func jsonFields(t reflect.Type) map[string]int {
-	m := make(map[string]int, t.NumField())
+// jsonFields maps the JSON names of t's fields to their indexes; the
+// fields of an embedded struct read as the outer struct's, as
+// encoding/json reads them.
+func jsonFields(t reflect.Type) map[string][]int {
+	m := make(map[string][]int, t.NumField())
 	for i := range t.NumField() {
 		f := t.Field(i)
+		if f.Anonymous && f.Type.Kind() == reflect.Struct && f.Tag.Get("json") == "" {
+			for name, idx := range jsonFields(f.Type) {
+				m[name] = append([]int{i}, idx...)
+			}
+			continue
+		}
 		if !f.IsExported() {
 			continue
 		}
@@ -154,7 +162,7 @@ func jsonFields(t reflect.Type) map[string]int {
 		if name == "" {
 			name = f.Name
 		}
-		m[name] = i
+		m[name] = []int{i}
 	}
 	return m
 }

@@ -80,8 +80,27 @@ type Document struct {
 	AllowMultipleCalls bool `json:"allow_multiple_calls"`
 	// LLMRetryLimit bounds the repair calls made when a reply fails output
 	// validation (0..10).
-	LLMRetryLimit int          `json:"llm_retry_limit"`
-	Settings      bud.Settings `json:"settings"`
+	LLMRetryLimit int      `json:"llm_retry_limit"`
+	Settings      Settings `json:"settings"`
+}
+
+// Settings are a document's serving settings, and the model deployment that
+// translates its custom rules.
+type Settings struct {
+	bud.Settings
+	// ValidationDeployment names the model deployment of the project that
+	// translates custom rules and judges output in judge mode; empty means
+	// the document's own Deployment.
+	ValidationDeployment string `json:"validation_deployment,omitempty"`
+}
+
+// RuleDeployment is the model deployment that translates and judges the
+// document's custom rules.
+func (d *Document) RuleDeployment() string {
+	if d.Settings.ValidationDeployment != "" {
+		return d.Settings.ValidationDeployment
+	}
+	return d.Deployment
 }
 
 // Message is a role and its content. In a Document the content is a Jinja
@@ -146,9 +165,10 @@ func (v Variable) hasDefault() bool {
 // Validation holds a variable's constraints.
 type Validation struct {
 	Basic *Basic `json:"basic,omitempty"`
-	// Custom rules are plain-language; they are stored here and turned into
-	// checks elsewhere, never executed from this package.
-	Custom []string `json:"custom,omitempty"`
+	// Custom are plain-language rules, each checked as the CEL expression a
+	// model translated it into when the version was saved, or, in judge
+	// mode, by a model call on each output.
+	Custom []CustomRule `json:"custom,omitempty"`
 }
 
 // Basic are pydantic-style constraints; each applies to one kind of variable:
@@ -286,7 +306,7 @@ func (a *Approval) UnmarshalJSON(data []byte) error {
 // setDefaults gives a document the values it has when fields are absent.
 func (d *Document) setDefaults() {
 	d.LLMRetryLimit = DefaultLLMRetryLimit
-	d.Settings = bud.DefaultSettings()
+	d.Settings = Settings{Settings: bud.DefaultSettings()}
 	d.Input = Shape{Type: ShapeText}
 	d.Output = Shape{Type: ShapeText}
 }

@@ -23,7 +23,7 @@ func TestParseFullDocument(t *testing.T) {
 	require.Equal(t, 2, d.LLMRetryLimit)
 	require.Equal(t, bud.Settings{MinConcurrency: 1, MaxConcurrency: 10,
 		Cache:     bud.CacheSettings{Enabled: true, TTLSeconds: 60, Nondeterministic: true},
-		RateLimit: bud.RateLimitSettings{Enabled: true, RequestsPerMinute: 600, Burst: 20}}, d.Settings)
+		RateLimit: bud.RateLimitSettings{Enabled: true, RequestsPerMinute: 600, Burst: 20}}, d.Settings.Settings)
 	// Unknown model parameters are kept; numbers keep their text.
 	require.JSONEq(t, `{"temperature": 0.7, "max_tokens": 512, "top_p": 1, "stop": ["\n\n"], "seed": 7, "logit_bias": {}}`, string(d.ModelParams))
 	require.NoError(t, d.Validate(project))
@@ -55,13 +55,13 @@ func TestParseDefaults(t *testing.T) {
 	require.Equal(t, Shape{Type: ShapeText}, d.Output)
 	want := bud.DefaultSettings()
 	want.MaxConcurrency = 5
-	require.Equal(t, want, d.Settings)
+	require.Equal(t, want, d.Settings.Settings)
 	require.True(t, d.Tools[0].Active)
 	require.Equal(t, Approval{Policy: ApprovalAlways}, d.Tools[0].RequireApproval)
 	require.NoError(t, d.Validate(project))
 
 	d = mustParse(t, `{"deployment": "qwen3-32b", "system_prompt": "hi"}`)
-	require.Equal(t, bud.DefaultSettings(), d.Settings)
+	require.Equal(t, bud.DefaultSettings(), d.Settings.Settings)
 
 	// An explicit inactive tool stays inactive; null reads as absent.
 	d = mustParse(t, `{"deployment": "x", "system_prompt": "hi", "llm_retry_limit": null,

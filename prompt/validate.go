@@ -58,6 +58,9 @@ func (d *Document) Validate(c Checker) error {
 		v.p.Add("llm_retry_limit", "must be between 0 and %d", MaxLLMRetryLimit)
 	}
 	d.Settings.Check(&v.p, "settings")
+	if d.Settings.ValidationDeployment != "" {
+		v.modelDeployment("settings.validation_deployment", d.Settings.ValidationDeployment, c)
+	}
 	if d.Settings.Autoscale {
 		v.p.Add("settings.autoscale", "%s", bud.AutoscaleIsTheWorkers)
 	}
@@ -77,17 +80,22 @@ func (v *validator) deployment(name string, c Checker) {
 		v.p.Add("deployment", "is required")
 		return
 	}
+	v.modelDeployment("deployment", name, c)
+}
+
+// modelDeployment checks that name is a model deployment of the project.
+func (v *validator) modelDeployment(field, name string, c Checker) {
 	before := len(v.p)
-	bud.CheckName(&v.p, "deployment", name)
+	bud.CheckName(&v.p, field, name)
 	if len(v.p) > before || c.DeploymentKind == nil {
 		return
 	}
 	kind, found := c.DeploymentKind(name)
 	switch {
 	case !found:
-		v.p.Add("deployment", "no deployment named %q in this project", name)
+		v.p.Add(field, "no deployment named %q in this project", name)
 	case kind != bud.KindModel:
-		v.p.Add("deployment", "must be a model deployment, not a %s deployment", kind)
+		v.p.Add(field, "must be a model deployment, not a %s deployment", kind)
 	}
 }
 
@@ -232,11 +240,7 @@ func (v *validator) variable(path string, vr Variable, depth int, count *int, it
 			v.basic(path+".validation.basic", vr.Type, *vr.Validation.Basic)
 		}
 		for i, rule := range vr.Validation.Custom {
-			rp := fmt.Sprintf("%s.validation.custom[%d]", path, i)
-			if strings.TrimSpace(rule) == "" {
-				v.p.Add(rp, "must not be empty")
-			}
-			bud.CheckText(&v.p, rp, rule, bud.MaxDescriptionLen)
+			v.customRule(fmt.Sprintf("%s.validation.custom[%d]", path, i), rule, input)
 		}
 	}
 	if !vr.hasDefault() {
@@ -248,6 +252,39 @@ func (v *validator) variable(path string, vr Variable, depth int, count *int, it
 	}
 	if len(v.p) == before {
 		v.defaultValue(path, vr)
+	}
+}
+
+// customRule checks a rule's text, mode and translation; whether the
+// translation compiles and holds on its examples is for Compile and the
+// translation step to say.
+func (v *validator) customRule(rp string, r CustomRule, input bool) {
+	textPath := rp
+	if r.Mode != "" || r.Translation != nil {
+		textPath = rp + ".rule"
+	}
+	if strings.TrimSpace(r.Rule) == "" {
+		v.p.Add(textPath, "must not be empty")
+	}
+	bud.CheckText(&v.p, textPath, r.Rule, bud.MaxDescriptionLen)
+	switch r.Mode {
+	case "", ModeCEL:
+	case ModeJudge:
+		if input {
+			v.p.Add(rp+".mode", "%q is for output rules: an input rule must be a CEL rule", ModeJudge)
+		}
+		if r.Translation != nil {
+			v.p.Add(rp+".translation", "is only for CEL rules")
+		}
+	default:
+		v.p.Add(rp+".mode", "must be %q or %q", ModeCEL, ModeJudge)
+	}
+	if t := r.Translation; t != nil {
+		if strings.TrimSpace(t.Expression) == "" {
+			v.p.Add(rp+".translation.expression", "is required")
+		}
+		bud.CheckText(&v.p, rp+".translation.rule", t.Rule, bud.MaxDescriptionLen)
+		bud.CheckText(&v.p, rp+".translation.deployment", t.Deployment, bud.MaxDescriptionLen)
 	}
 }
 

@@ -90,7 +90,7 @@ func TestValidateRefuses(t *testing.T) {
 		}, []string{"input.variables[1].validation.basic.ge", "input.variables[2].validation.basic.min_items", "input.variables[2].validation.basic.min_length"}},
 		{"negative lengths and multiple_of", func(d *Document) { basic(d, 1).MaxLength = ptr(-1); basic(d, 2).MultipleOf = ptr(0.0) }, []string{"input.variables[1].validation.basic.max_length", "input.variables[2].validation.basic.multiple_of"}},
 		{"unknown format", func(d *Document) { basic(d, 1).Format = "phone" }, []string{"input.variables[1].validation.basic.format"}},
-		{"empty custom rule", func(d *Document) { d.Input.Variables[2].Validation.Custom = []string{" "} }, []string{"input.variables[2].validation.custom[0]"}},
+		{"empty custom rule", func(d *Document) { d.Input.Variables[2].Validation.Custom = []CustomRule{{Rule: " "}} }, []string{"input.variables[2].validation.custom[0]"}},
 		{"duplicate variable names", func(d *Document) { addVar(d, Variable{Name: "age", Type: TypeNumber}) }, []string{"input.variables[3].name"}},
 		{"bad and reserved names", func(d *Document) {
 			addVar(d, Variable{Name: "first-name", Type: TypeString})

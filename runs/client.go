@@ -19,6 +19,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
+	"github.com/budhq/bud/customrule"
 	"github.com/budhq/bud/evaluation"
 	"github.com/budhq/bud/run"
 )
@@ -405,4 +406,26 @@ func refusal(h client.WorkflowUpdateHandle) error {
 		return nil
 	}
 	return err
+}
+
+// TranslateRules starts the translation of custom rules (the workflow
+// customrule.WorkflowName) and waits for its result, at most
+// customrule.Timeout.
+func (c *Client) TranslateRules(ctx context.Context, req customrule.Request) (customrule.Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, customrule.Timeout)
+	defer cancel()
+	opts := client.StartWorkflowOptions{
+		ID:                       customrule.WorkflowID(uuid.NewString()),
+		TaskQueue:                run.TaskQueue,
+		WorkflowExecutionTimeout: customrule.Timeout,
+	}
+	we, err := c.tc.ExecuteWorkflow(ctx, opts, customrule.WorkflowName, req)
+	if err != nil {
+		return customrule.Result{}, fmt.Errorf("start rule translation: %w", err)
+	}
+	var out customrule.Result
+	if err := we.Get(ctx, &out); err != nil {
+		return customrule.Result{}, fmt.Errorf("rule translation: %w", err)
+	}
+	return out, nil
 }

@@ -671,3 +671,94 @@ func (r *rig) recordedCalls(t *testing.T, id string) []activities.ModelCall {
 	require.NoError(t, json.Unmarshal(row.ModelCalls, &calls))
 	return calls
 }
+
+// customOutputRule: an output whose custom rule (a stored CEL translation)
+// refuses the first reply is repaired like a schema failure, the rule's
+// text in the repair message; the run's record shows both calls, the
+// first with the rule it broke.
+func (r *rig) customOutputRule(t *testing.T) {
+	model := r.deployment(t, "rules")
+	const rule = "the total is the sum of the line amounts"
+	doc := json.RawMessage(`{"deployment": "rules", "messages": [{"role": "user", "content": "{{ input }}"}],
+		"allow_multiple_calls": true, "llm_retry_limit": 2,
+		"output": {"type": "structured", "variables": [
+			{"name": "lines", "type": "array", "required": true, "items": {"type": "number"}},
+			{"name": "total", "type": "number", "required": true, "validation": {"custom": [{"rule": "` + rule + `",
+				"translation": {"rule": "` + rule + `", "expression": "value == output.lines.map(x, double(x)).fold_sum()",
+				"examples": {"passing": [], "failing": []}, "deployment": "rules", "translated_at": "2026-01-01T00:00:00Z"}}]}}]}}`)
+	// fold_sum is no CEL function: the document does not compile.
+	in := run.Input{ResponseID: "resp_rule_" + uuid.NewString(), ProjectID: r.project, Document: doc, Text: "bill", Source: run.SourcePlayground}
+	we, err := r.c.ExecuteWorkflow(r.ctx, client.StartWorkflowOptions{ID: in.ResponseID, TaskQueue: run.TaskQueue}, run.WorkflowName, in)
+	require.NoError(t, err)
+	var out run.Turn
+	require.NoError(t, we.Get(r.ctx, &out))
+	require.Equal(t, run.StatusFailed, out.Status)
+	require.Equal(t, run.InvalidPrompt, out.Error.Code)
+	require.Contains(t, out.Error.Message, "translation.expression")
+
+	in.Document = json.RawMessage(strings.Replace(string(doc), "output.lines.map(x, double(x)).fold_sum()", "output.lines[0] + output.lines[1]", 1))
+	in.ResponseID = "resp_rule_" + uuid.NewString()
+	r.up.ScriptModel(model,
+		upstreamtest.JSONContent(map[string]any{"lines": []any{2.5, 4}, "total": 7}),
+		upstreamtest.JSONContent(map[string]any{"lines": []any{2.5, 4}, "total": 6.5}),
+	)
+	we, err = r.c.ExecuteWorkflow(r.ctx, client.StartWorkflowOptions{ID: in.ResponseID, TaskQueue: run.TaskQueue}, run.WorkflowName, in)
+	require.NoError(t, err)
+	require.NoError(t, we.Get(r.ctx, &out))
+	require.Equal(t, run.StatusCompleted, out.Status, "%+v", out.Error)
+	require.JSONEq(t, `{"lines": [2.5, 4], "total": 6.5}`, string(out.Parsed))
+	reqs := r.requests(model)
+	require.Len(t, reqs, 2)
+	var body struct {
+		Messages []chat.Message `json:"messages"`
+	}
+	require.NoError(t, json.Unmarshal(reqs[1].Body, &body))
+	repair := body.Messages[len(body.Messages)-1].Content
+	require.Contains(t, repair, `output.total: must satisfy the rule "`+rule+`"`)
+
+	calls := r.recordedCalls(t, in.ResponseID)
+	require.Len(t, calls, 2)
+	require.Equal(t, []string{`output.total: must satisfy the rule "` + rule + `"`}, calls[0].Rejected)
+	require.Empty(t, calls[1].Rejected)
+}
+
+// judgedOutputRule: a rule in judge mode is put to the validation
+// deployment with each output; a verdict against it goes to repair with
+// the rule's text and the judge's reason.
+func (r *rig) judgedOutputRule(t *testing.T) {
+	model := r.deployment(t, "writer")
+	judge := r.deployment(t, "judge")
+	const rule = "the summary is polite"
+	doc := json.RawMessage(`{"deployment": "writer", "messages": [{"role": "user", "content": "{{ input }}"}],
+		"allow_multiple_calls": true, "llm_retry_limit": 1, "settings": {"validation_deployment": "judge"},
+		"output": {"type": "structured", "variables": [
+			{"name": "summary", "type": "string", "required": true, "validation": {"custom": [{"rule": "` + rule + `", "mode": "judge"}]}}]}}`)
+	r.up.ScriptModel(model,
+		upstreamtest.JSONContent(map[string]any{"summary": "Go away."}),
+		upstreamtest.JSONContent(map[string]any{"summary": "Thank you for asking."}),
+	)
+	r.up.ScriptModel(judge,
+		upstreamtest.JSONContent(map[string]any{"verdict": false, "reason": "it dismisses the reader"}),
+		upstreamtest.JSONContent(map[string]any{"verdict": true, "reason": "it thanks the reader"}),
+	)
+	in := run.Input{ResponseID: "resp_judge_" + uuid.NewString(), ProjectID: r.project, Document: doc, Text: "hi", Source: run.SourcePlayground}
+	we, err := r.c.ExecuteWorkflow(r.ctx, client.StartWorkflowOptions{ID: in.ResponseID, TaskQueue: run.TaskQueue}, run.WorkflowName, in)
+	require.NoError(t, err)
+	var out run.Turn
+	require.NoError(t, we.Get(r.ctx, &out))
+	require.Equal(t, run.StatusCompleted, out.Status, "%+v", out.Error)
+	require.JSONEq(t, `{"summary": "Thank you for asking."}`, string(out.Parsed))
+	require.Len(t, r.requests(judge), 2)
+	reqs := r.requests(model)
+	require.Len(t, reqs, 2)
+	var body struct {
+		Messages []chat.Message `json:"messages"`
+	}
+	require.NoError(t, json.Unmarshal(reqs[1].Body, &body))
+	require.Contains(t, body.Messages[len(body.Messages)-1].Content, `output.summary: must satisfy the rule "`+rule+`" (judged: it dismisses the reader)`)
+	calls := r.recordedCalls(t, in.ResponseID)
+	require.Len(t, calls, 2)
+	require.Len(t, calls[0].Rejected, 1)
+	hist := history(r.ctx, t, r.c, in.ResponseID)
+	require.NoError(t, replayer().ReplayWorkflowHistory(quietLogger(), hist))
+}

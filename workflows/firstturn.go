@@ -72,7 +72,7 @@ func (r *promptRun) announcement(ctx workflow.Context, structured bool) (*activi
 	}
 	an := &activities.Announcement{Subject: r.in.TurnSubject, EventKey: r.in.EventKey, Record: rec, Turn: turn}
 	if structured {
-		an.Document = r.in.Document
+		an.Document, an.Variables = r.in.Document, r.prep.Variables
 	}
 	encoded, err := json.Marshal(an)
 	if err != nil {

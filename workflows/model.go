@@ -14,6 +14,7 @@ import (
 
 	"github.com/budhq/bud/activities"
 	"github.com/budhq/bud/chat"
+	"github.com/budhq/bud/customrule"
 	"github.com/budhq/bud/run"
 	"github.com/budhq/bud/runstream"
 )
@@ -180,10 +181,18 @@ func (r *promptRun) checkReply(ctx workflow.Context, n int, res activities.CallM
 	var check activities.CheckOutputResult
 	lctx := localOptions(ctx, run.InvalidPrompt)
 	if err := workflow.ExecuteLocalActivity(lctx, a.CheckOutput, activities.CheckOutputInput{
-		Document: r.in.Document,
-		Content:  res.Content,
+		Document:  r.in.Document,
+		Content:   res.Content,
+		Variables: r.prep.Variables,
 	}).Get(lctx, &check); err != nil {
 		return false, fmt.Errorf("prompt run: check output: %w", err)
+	}
+	if check.Valid && len(check.Judge) > 0 {
+		if workflow.GetVersion(ctx, judgeRulesChange, workflow.DefaultVersion, 1) == 1 {
+			if err := r.judge(ctx, &check); err != nil {
+				return false, err
+			}
+		}
 	}
 	verdict := runstream.TypeOutputRejected
 	if check.Valid {
@@ -191,6 +200,13 @@ func (r *promptRun) checkReply(ctx workflow.Context, n int, res activities.CallM
 	}
 	r.publish(ctx, runstream.Event{Type: verdict, Call: n})
 	p := r.prep
+	if !check.Valid && len(r.calls) > 0 {
+		rejected := check.Problems
+		if len(rejected) == 0 {
+			rejected = []string{check.Message}
+		}
+		r.calls[len(r.calls)-1].Rejected = rejected
+	}
 	switch {
 	case check.Valid:
 		r.cur.Status = run.StatusCompleted
@@ -269,4 +285,52 @@ func callError(err error, model string) (e *run.Error, ok bool) {
 		return &run.Error{Code: appErr.Type(), Message: msg, UpstreamStatus: f.Status}, true
 	}
 	return nil, false
+}
+
+// judgeRulesChange marks runs that put rules in judge mode to a model.
+const judgeRulesChange = "judge-rules"
+
+// judge puts each value of a valid output that a rule in judge mode
+// covers to the document's rule deployment, all at once, each call an
+// activity of its own. A value the model judges against its rule makes
+// the output invalid, with the rule's text and the model's reason, and
+// goes to repair like any other problem.
+func (r *promptRun) judge(ctx workflow.Context, check *activities.CheckOutputResult) error {
+	futures := make([]workflow.Future, len(check.Judge))
+	for i, j := range check.Judge {
+		futures[i] = modelCalls{}.call(ctx, activities.CallModelInput{
+			ProjectID:      r.in.ProjectID,
+			Deployment:     r.prep.RuleDeployment,
+			Messages:       customrule.JudgeMessages(j.Rule, j.Path, j.Value, check.Parsed),
+			ModelParams:    []byte(`{"temperature": 0}`),
+			ResponseFormat: customrule.JudgeResponseFormat(),
+		})
+	}
+	var problems []string
+	for i, f := range futures {
+		j := check.Judge[i]
+		var res activities.CallModelResult
+		if err := f.Get(ctx, &res); err != nil {
+			runErr, ok := callError(err, r.prep.RuleDeployment)
+			if !ok {
+				return fmt.Errorf("prompt run: judge %s: %w", j.Path, err)
+			}
+			problems = append(problems, fmt.Sprintf("%s: could not be judged against the rule %q: %s", j.Path, j.Rule, runErr.Message))
+			continue
+		}
+		r.usage.Add(res.Usage.PromptTokens, res.Usage.CompletionTokens, res.Usage.TotalTokens)
+		verdict, ok := customrule.ParseJudgement(res.Content)
+		switch {
+		case !ok:
+			problems = append(problems, fmt.Sprintf("%s: could not be judged against the rule %q: the judge's answer was not a verdict", j.Path, j.Rule))
+		case !verdict.Verdict:
+			problems = append(problems, fmt.Sprintf("%s: must satisfy the rule %q (judged: %s)", j.Path, j.Rule, verdict.Reason))
+		}
+	}
+	if len(problems) > 0 {
+		check.Valid, check.Parsed = false, nil
+		check.Problems = problems
+		check.Message = "the reply does not satisfy the output's rules: " + strings.Join(problems, "; ")
+	}
+	return nil
 }

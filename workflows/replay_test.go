@@ -128,6 +128,8 @@ func TestPromptRunEndToEnd(t *testing.T) {
 	})
 
 	t.Run("strict outputs", r.strictOutputs)
+	t.Run("custom output rule", r.customOutputRule)
+	t.Run("judged output rule", r.judgedOutputRule)
 
 	// Start's wait, eager start then an update, also answers runs that end
 	// in their first workflow task (here: input the prompt refuses), which

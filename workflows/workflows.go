@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/budhq/bud/activities"
+	"github.com/budhq/bud/customrule"
 	"github.com/budhq/bud/evaluation"
 	"github.com/budhq/bud/run"
 )
@@ -48,6 +49,7 @@ func Register(r worker.Registry, a *activities.Activities) {
 	r.RegisterWorkflow(Ping)
 	registerPromptRun(r)
 	r.RegisterWorkflowWithOptions(Evaluation, workflow.RegisterOptions{Name: evaluation.WorkflowName})
+	r.RegisterWorkflowWithOptions(TranslateRules, workflow.RegisterOptions{Name: customrule.WorkflowName})
 	r.RegisterActivity(a)
 }
 
