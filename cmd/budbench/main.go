@@ -74,6 +74,7 @@ func main() {
 	ratesFlag := flag.String("rates", "500,1000,2000", "fixed arrival rates to measure, requests/s")
 	duration := flag.Duration("duration", 10*time.Second, "how long each rate runs, per target")
 	warmup := flag.Duration("warmup", 2*time.Second, "unmeasured load before each measurement")
+	blocks := flag.Int("blocks", 5, "gateway: each rate's duration is measured in this many blocks, every target in turn in each, so that drift falls on all alike")
 	maxSearch := flag.Bool("max", true, "also search for the highest rate the gateway sustains")
 	redisURL := flag.String("redis", envOr("BUD_TEST_REDIS_URL", "redis://127.0.0.1:6379"), "gateway: the Redis the gateway shares its limits and cache through, for the rows with every policy on and with cache hits (\"\" measures without those rows)")
 	flag.Parse()
@@ -107,7 +108,7 @@ func main() {
 			err = compareBinaries(ctx, *budPath, *compare, *dbURL, *rounds, *sequential, *concurrency, *duration)
 		}
 	} else {
-		err = run(ctx, *budPath, *dbURL, *redisURL, *ratesFlag, *duration, *warmup, *maxSearch)
+		err = run(ctx, *budPath, *dbURL, *redisURL, *ratesFlag, *duration, *warmup, *blocks, *maxSearch)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "budbench:", err)
@@ -182,7 +183,7 @@ func envOr(k, def string) string {
 	return def
 }
 
-func run(ctx context.Context, budPath, serverURL, redisURL, ratesFlag string, duration, warmup time.Duration, maxSearch bool) error {
+func run(ctx context.Context, budPath, serverURL, redisURL, ratesFlag string, duration, warmup time.Duration, blocks int, maxSearch bool) error {
 	var rates []int
 	for _, s := range strings.Split(ratesFlag, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -254,14 +255,17 @@ func run(ctx context.Context, budPath, serverURL, redisURL, ratesFlag string, du
 		}
 	}
 
-	fmt.Printf("budbench: %d cores, duration %s per rate and target, warm-up %s, open loop, load average %s\n", runtimeCPUs(), duration, warmup, loadAverage())
+	if blocks < 1 {
+		return fmt.Errorf("-blocks: must be at least 1")
+	}
+	fmt.Printf("budbench: %d cores, duration %s per rate and target in %d alternating blocks, warm-up %s, open loop, load average %s\n", runtimeCPUs(), duration, blocks, warmup, loadAverage())
 	var rows []row
 	printHeader()
 	for _, rate := range rates {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		r, err := measure(ctx, client, targets, rate, duration, warmup, gw)
+		r, err := measure(ctx, client, targets, rate, duration, warmup, blocks, gw)
 		if err != nil {
 			return err
 		}
@@ -280,7 +284,8 @@ func run(ctx context.Context, budPath, serverURL, redisURL, ratesFlag string, du
 			d, errs[0] = sequentially(ctx, client, direct, n, d, errs[0])
 			hit, errs[1] = sequentially(ctx, client, targets[3], n, hit, errs[1])
 		}
-		ds, hs := summary(d, errs[0]), summary(hit, errs[1])
+		ds := sample{lat: d, errors: errs[0], sent: len(d) + errs[0]}.stats()
+		hs := sample{lat: hit, errors: errs[1], sent: len(hit) + errs[1]}.stats()
 		fmt.Printf("one request at a time (%d each, in alternate blocks of %d): direct p50 / p99 / p99.9 %s, cache hit %s, hit less direct %s (errors %d/%d)\n\n",
 			blocks*n, n, three(ds), three(hs), minus(hs, ds), ds.errors, hs.errors)
 	}
@@ -288,7 +293,7 @@ func run(ctx context.Context, budPath, serverURL, redisURL, ratesFlag string, du
 		printHeader()
 		best := 0
 		for rate := max(slices.Max(rates)*3/2, 3000); ctx.Err() == nil; rate = rate * 3 / 2 {
-			row, err := measure(ctx, client, targets[:2], rate, duration/2, warmup/2, gw)
+			row, err := measure(ctx, client, targets[:2], rate, duration/2, warmup/2, 1, gw)
 			if err != nil {
 				return err
 			}
@@ -390,9 +395,38 @@ type stats struct {
 	errors, sent, okay int
 }
 
-// load sends requests at a fixed rate for d and returns latency statistics
+// sample is the outcome of load: the latencies of the requests answered
+// (sorted by stats), how many failed and were sent, and over how long.
+type sample struct {
+	lat          []time.Duration
+	errors, sent int
+	elapsed      time.Duration
+}
+
+// add pools o into s.
+func (s *sample) add(o sample) {
+	s.lat = append(s.lat, o.lat...)
+	s.errors += o.errors
+	s.sent += o.sent
+	s.elapsed += o.elapsed
+}
+
+// stats are s's latency statistics.
+func (s sample) stats() stats {
+	slices.Sort(s.lat)
+	st := stats{errors: s.errors, sent: s.sent, okay: len(s.lat)}
+	if s.elapsed > 0 {
+		st.achieved = float64(len(s.lat)) / s.elapsed.Seconds()
+	}
+	if len(s.lat) > 0 {
+		st.p50, st.p99, st.p999 = pct(s.lat, 0.50), pct(s.lat, 0.99), pct(s.lat, 0.999)
+	}
+	return st
+}
+
+// load sends requests at a fixed rate for d and returns their latencies,
 // counted from each request's scheduled time.
-func load(ctx context.Context, c *http.Client, t target, rate int, d time.Duration) stats {
+func load(ctx context.Context, c *http.Client, t target, rate int, d time.Duration) sample {
 	n := int(float64(rate) * d.Seconds())
 	interval := time.Second / time.Duration(rate)
 	lat := make([]time.Duration, n)
@@ -438,12 +472,7 @@ func load(ctx context.Context, c *http.Client, t target, rate int, d time.Durati
 			ok = append(ok, l)
 		}
 	}
-	slices.Sort(ok)
-	s := stats{errors: int(errs.Load()), sent: n, okay: len(ok), achieved: float64(len(ok)) / elapsed.Seconds()}
-	if len(ok) > 0 {
-		s.p50, s.p99, s.p999 = pct(ok, 0.50), pct(ok, 0.99), pct(ok, 0.999)
-	}
-	return s
+	return sample{lat: ok, errors: int(errs.Load()), sent: n, elapsed: elapsed}
 }
 
 // sequentially sends n requests to t one after another, and appends
@@ -471,16 +500,6 @@ func sequentially(ctx context.Context, c *http.Client, t target, n int, lat []ti
 	return lat, errs
 }
 
-// summary is the latency statistics of lat.
-func summary(lat []time.Duration, errs int) stats {
-	slices.Sort(lat)
-	s := stats{errors: errs, sent: len(lat) + errs, okay: len(lat)}
-	if len(lat) > 0 {
-		s.p50, s.p99, s.p999 = pct(lat, 0.50), pct(lat, 0.99), pct(lat, 0.999)
-	}
-	return s
-}
-
 func pct(sorted []time.Duration, p float64) time.Duration {
 	i := int(float64(len(sorted))*p+0.5) - 1
 	return sorted[max(0, min(i, len(sorted)-1))]
@@ -495,23 +514,33 @@ type row struct {
 	mem memory
 }
 
-// measure drives each target in turn at rate for d, after an unmeasured
-// warm-up of each.
-func measure(ctx context.Context, c *http.Client, targets []target, rate int, d, warmup time.Duration, gw *gatewayProcess) (row, error) {
+// measure drives the targets at rate for d each, after an unmeasured
+// warm-up of each: in blocks, each target in turn in every block, so that
+// the machine's drift over the minutes falls on every target alike; each
+// target's latencies are pooled over its blocks.
+func measure(ctx context.Context, c *http.Client, targets []target, rate int, d, warmup time.Duration, blocks int, gw *gatewayProcess) (row, error) {
 	r := row{rate: rate}
-	for i, t := range targets {
-		if warmup > 0 {
+	if warmup > 0 {
+		for _, t := range targets {
 			load(ctx, c, t, rate, warmup)
 		}
-		var stop func() memory
-		if i > 0 {
-			stop = gw.sampleMemory(100 * time.Millisecond)
+	}
+	pooled := make([]sample, len(targets))
+	for range blocks {
+		for i, t := range targets {
+			var stop func() memory
+			if i > 0 {
+				stop = gw.sampleMemory(100 * time.Millisecond)
+			}
+			pooled[i].add(load(ctx, c, t, rate, d/time.Duration(blocks)))
+			if stop != nil {
+				m := stop()
+				r.mem.rss, r.mem.anon = max(r.mem.rss, m.rss), max(r.mem.anon, m.anon)
+			}
 		}
-		r.stats = append(r.stats, load(ctx, c, t, rate, d))
-		if stop != nil {
-			m := stop()
-			r.mem.rss, r.mem.anon = max(r.mem.rss, m.rss), max(r.mem.anon, m.anon)
-		}
+	}
+	for _, p := range pooled {
+		r.stats = append(r.stats, p.stats())
 	}
 	return r, ctx.Err()
 }
