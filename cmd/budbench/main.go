@@ -275,19 +275,21 @@ func run(ctx context.Context, budPath, serverURL, redisURL, ratesFlag string, du
 	if redisURL != "" {
 		printPolicies(rows)
 		// One request at a time, where the load generator's own
-		// scheduling does not blur what a request costs, in alternate
-		// blocks so that the machine's drift falls on both alike.
-		const blocks, n = 10, 500
-		var d, hit []time.Duration
-		var errs [2]int
-		for range blocks {
-			d, errs[0] = sequentially(ctx, client, direct, n, d, errs[0])
-			hit, errs[1] = sequentially(ctx, client, targets[3], n, hit, errs[1])
+		// scheduling does not blur what a request costs: a whole answer,
+		// and a stream (the stand-in's arrives word by word, a hit's at
+		// once).
+		streamed := func(t target) target {
+			t.name += ", streamed"
+			t.body = bytes.Replace(t.body, []byte(`"max_tokens":16`), []byte(`"max_tokens":16,"stream":true`), 1)
+			return t
 		}
-		ds := sample{lat: d, errors: errs[0], sent: len(d) + errs[0]}.stats()
-		hs := sample{lat: hit, errors: errs[1], sent: len(hit) + errs[1]}.stats()
-		fmt.Printf("one request at a time (%d each, in alternate blocks of %d): direct p50 / p99 / p99.9 %s, cache hit %s, hit less direct %s (errors %d/%d)\n\n",
-			blocks*n, n, three(ds), three(hs), minus(hs, ds), ds.errors, hs.errors)
+		hitStream := streamed(targets[3])
+		if err := hitStream.once(ctx, client); err != nil { // the miss that stores it
+			return fmt.Errorf("%s: %w", hitStream.name, err)
+		}
+		compareSequentially(ctx, client, direct, targets[3])
+		compareSequentially(ctx, client, streamed(direct), hitStream)
+		fmt.Println()
 	}
 	if maxSearch {
 		printHeader()
@@ -473,6 +475,23 @@ func load(ctx context.Context, c *http.Client, t target, rate int, d time.Durati
 		}
 	}
 	return sample{lat: ok, errors: int(errs.Load()), sent: n, elapsed: elapsed}
+}
+
+// compareSequentially measures a and b one request at a time, in
+// alternate blocks so that the machine's drift falls on both alike, and
+// prints both and their difference.
+func compareSequentially(ctx context.Context, c *http.Client, a, b target) {
+	const blocks, n = 10, 500
+	var la, lb []time.Duration
+	var ea, eb int
+	for range blocks {
+		la, ea = sequentially(ctx, c, a, n, la, ea)
+		lb, eb = sequentially(ctx, c, b, n, lb, eb)
+	}
+	sa := sample{lat: la, errors: ea, sent: len(la) + ea}.stats()
+	sb := sample{lat: lb, errors: eb, sent: len(lb) + eb}.stats()
+	fmt.Printf("one request at a time (%d each, alternate blocks of %d): %s p50 / p99 / p99.9 %s, %s %s, difference %s (errors %d/%d)\n",
+		blocks*n, n, a.name, three(sa), b.name, three(sb), minus(sb, sa), sa.errors, sb.errors)
 }
 
 // sequentially sends n requests to t one after another, and appends
