@@ -133,47 +133,34 @@ func serveStandIn(addr string) {
 	_ = up.Close()
 }
 
-// standInProcess is the stand-in served by a process of its own.
-type standInProcess struct {
-	cmd *exec.Cmd
-	url string
-}
-
 // startStandIn starts this program as the stand-in (which keeps Go's
-// default threads) and waits until it answers.
-func startStandIn(ctx context.Context) (*standInProcess, error) {
+// default threads), a process of its own, and waits until it answers.
+func startStandIn(ctx context.Context) (p *process, url string, err error) {
 	addr, err := freeAddr()
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	self, err := os.Executable()
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	cmd := exec.Command(self, "stand-in", addr)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start the stand-in: %w", err)
+		return nil, "", fmt.Errorf("start the stand-in: %w", err)
 	}
-	s := &standInProcess{cmd: cmd, url: "http://" + addr}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	p = &process{cmd: cmd}
+	err = p.awaitUp(ctx, "the stand-in", 10*time.Second, func() error {
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
 			c.Close()
-			return s, nil
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			s.stop()
-			return nil, fmt.Errorf("the stand-in did not come up on %s: %w", addr, err)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return err
+	})
+	if err != nil {
+		return nil, "", err
 	}
-}
-
-func (s *standInProcess) stop() {
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	_ = s.cmd.Wait()
+	return p, "http://" + addr, nil
 }
 
 func envOr(k, def string) string {
@@ -195,7 +182,7 @@ func run(ctx context.Context, budPath, serverURL, redisURL, ratesFlag string, du
 
 	// The stand-in, in a process of its own as a model server is: the
 	// direct path and the gateway's cross a process boundary alike.
-	up, err := startStandIn(ctx)
+	up, upURL, err := startStandIn(ctx)
 	if err != nil {
 		return err
 	}
@@ -207,7 +194,7 @@ func run(ctx context.Context, budPath, serverURL, redisURL, ratesFlag string, du
 		return err
 	}
 	defer dropDB()
-	keys, err := seed(ctx, dbURL, up.url)
+	keys, err := seed(ctx, dbURL, upURL)
 	if err != nil {
 		return err
 	}
@@ -237,7 +224,7 @@ func run(ctx context.Context, budPath, serverURL, redisURL, ratesFlag string, du
 		return []byte(`{"model":"` + model + `","messages":[{"role":"user","content":"Say hello."}],"max_tokens":16}`)
 	}
 	gwURL := "http://" + gwAddr + "/v1/chat/completions"
-	direct := target{name: "direct", url: up.url + "/chat/completions", body: chat("bench")}
+	direct := target{name: "direct", url: upURL + "/chat/completions", body: chat("bench")}
 	via := target{name: "gateway", url: gwURL, body: chat("bench"), key: keys.plain}
 	targets := []target{direct, via}
 	if redisURL != "" {
@@ -537,7 +524,7 @@ type row struct {
 // warm-up of each: in blocks, each target in turn in every block, so that
 // the machine's drift over the minutes falls on every target alike; each
 // target's latencies are pooled over its blocks.
-func measure(ctx context.Context, c *http.Client, targets []target, rate int, d, warmup time.Duration, blocks int, gw *gatewayProcess) (row, error) {
+func measure(ctx context.Context, c *http.Client, targets []target, rate int, d, warmup time.Duration, blocks int, gw *process) (row, error) {
 	r := row{rate: rate}
 	if warmup > 0 {
 		for _, t := range targets {
@@ -704,11 +691,12 @@ func freeAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
-type gatewayProcess struct {
+// process is a child process budbench measures or serves from.
+type process struct {
 	cmd *exec.Cmd
 }
 
-func startGateway(ctx context.Context, budPath, dbURL, addr string, env ...string) (*gatewayProcess, error) {
+func startGateway(ctx context.Context, budPath, dbURL, addr string, env ...string) (*process, error) {
 	cmd := exec.Command(budPath, "gateway")
 	cmd.Env = append(append(os.Environ(), env...),
 		"DATABASE_URL="+dbURL,
@@ -721,23 +709,38 @@ func startGateway(ctx context.Context, budPath, dbURL, addr string, env ...strin
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w (run `make build` first)", budPath, err)
 	}
-	g := &gatewayProcess{cmd: cmd}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	g := &process{cmd: cmd}
+	err := g.awaitUp(ctx, "gateway on "+addr, 30*time.Second, func() error {
 		resp, err := http.Get("http://" + addr + "/healthz")
 		if err == nil {
 			resp.Body.Close()
-			return g, nil
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// awaitUp tries up until it succeeds; past timeout, or when ctx ends, it
+// stops the process and says why.
+func (p *process) awaitUp(ctx context.Context, what string, timeout time.Duration, up func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := up()
+		if err == nil {
+			return nil
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			g.stop()
-			return nil, fmt.Errorf("gateway did not come up on %s: %w", addr, err)
+			p.stop()
+			return fmt.Errorf("%s did not come up: %w", what, err)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
-func (g *gatewayProcess) stop() {
+func (g *process) stop() {
 	_ = g.cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan struct{})
 	go func() { _ = g.cmd.Wait(); close(done) }()
@@ -804,7 +807,7 @@ func processCPU(pid int) time.Duration {
 // sampleMemory reads the gateway's memory every interval until the
 // returned stop is called, which returns the most it held: the largest
 // resident set, and the largest anonymous part.
-func (g *gatewayProcess) sampleMemory(interval time.Duration) (stop func() memory) {
+func (g *process) sampleMemory(interval time.Duration) (stop func() memory) {
 	done := make(chan struct{})
 	result := make(chan memory, 1)
 	go func() {
