@@ -201,6 +201,8 @@ func (g *Gateway) routes() chi.Router {
 	})
 	r.Get("/readyz", g.readyz)
 	r.With(g.authenticated(endpointChat)).Post("/v1/chat/completions", g.chatCompletions)
+	r.With(g.authenticated(endpointCompletions)).Post("/v1/completions", g.completions)
+	r.With(g.authenticated(endpointEmbeddings)).Post("/v1/embeddings", g.embeddings)
 	r.Group(func(r chi.Router) {
 		r.Use(g.authenticated(""))
 		r.Post("/v1/responses", g.responses)
