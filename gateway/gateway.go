@@ -207,6 +207,7 @@ func (g *Gateway) routes() chi.Router {
 		r.Use(g.authenticated(""))
 		r.Post("/v1/responses", g.responses)
 		r.Get("/v1/responses/{id}", g.getResponse)
+		r.Post("/v1/responses/{id}/cancel", g.cancelResponse)
 		r.Get("/v1/models", g.listModels)
 		r.Get("/v1/models/*", g.getModel)
 	})

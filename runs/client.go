@@ -157,6 +157,28 @@ func (c *Client) Start(ctx context.Context, in run.Input, stage client.WorkflowU
 	}, nil
 }
 
+// StartBackground starts a run of in and returns once the server has it,
+// without waiting for any turn: a background response, which its caller
+// polls (Turn). A run not started within StartTimeout is a *StartError.
+func (c *Client) StartBackground(ctx context.Context, in run.Input) error {
+	sctx, cancel := context.WithTimeout(ctx, StartTimeout)
+	defer cancel()
+	if _, err := c.tc.ExecuteWorkflow(sctx, StartOptions(in), run.WorkflowName, in); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return &StartError{err}
+	}
+	return nil
+}
+
+// Closed waits, up to ctx's end, for the run runID to close, and reports
+// whether it has.
+func (c *Client) Closed(ctx context.Context, runID string) bool {
+	_ = c.tc.GetWorkflow(ctx, runID, "").Get(ctx, nil) // a run that failed or was cancelled has closed too
+	return ctx.Err() == nil
+}
+
 // Run is one turn of a run of a project, found by its response id.
 type Run struct {
 	// ID is the run's id (its first response id, its workflow id).
