@@ -30,7 +30,9 @@ func TestContinueRefusesNewInstructionsAndMetadata(t *testing.T) {
 		res, err := b.post(ctx(t), t, "/v1/responses", secret, map[string]any{"previous_response_id": prev, "input": output, field: value})
 		require.NoError(t, err)
 		require.Equal(t, http.StatusBadRequest, res.status, "%s", res.body)
-		var e struct{ Error struct{ Param, Message string } }
+		var e struct {
+			Error struct{ Param, Message string }
+		}
 		require.NoError(t, json.Unmarshal(res.body, &e))
 		require.Equal(t, field, e.Error.Param)
 		require.Contains(t, e.Error.Message, "keeps the "+field)
