@@ -208,6 +208,8 @@ func (g *Gateway) routes() chi.Router {
 		r.Post("/v1/responses", g.responses)
 		r.Get("/v1/responses/{id}", g.getResponse)
 		r.Post("/v1/responses/{id}/cancel", g.cancelResponse)
+		r.Delete("/v1/responses/{id}", g.deleteResponse)
+		r.Get("/v1/responses/{id}/input_items", g.inputItems)
 		r.Get("/v1/models", g.listModels)
 		r.Get("/v1/models/*", g.getModel)
 	})
