@@ -7,8 +7,10 @@ import (
 	"go.temporal.io/sdk/activity"
 )
 
-// heartbeatEvery is well inside the workflow's heartbeat timeout (10 s).
-const heartbeatEvery = 2 * time.Second
+// heartbeatEvery is well inside the workflow's heartbeat timeout (10 s),
+// and as often as the worker sends heartbeats (workflows.HeartbeatThrottle),
+// so that the answer to one tells a cancelled call within that time.
+const heartbeatEvery = 300 * time.Millisecond
 
 // keepAlive heartbeats until the returned stop is called, so the server
 // notices a dead worker within the heartbeat timeout instead of waiting out

@@ -213,6 +213,7 @@ func (s *server) routes(m *metrics.HTTP) http.Handler {
 		r.Post("/runs/compare", s.compareRuns)
 		r.Get("/runs/{run_id}", s.getRun)
 		r.Post("/runs/{run_id}/approvals/{call_id}", s.approve)
+		r.Post("/runs/{run_id}/cancel", s.cancelRun)
 		r.Post("/runs/{run_id}/replay", s.replayRun)
 		r.Route("/projects", func(r chi.Router) {
 			r.Get("/", s.listProjects)

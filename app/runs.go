@@ -306,3 +306,27 @@ func (s *server) endedRunError(ctx context.Context, runID string) error {
 	}
 	return notFound("run")
 }
+
+// cancelRun cancels a run still running (any run, whatever started it):
+// its workflow is cancelled, with its model call in flight, and it ends
+// recorded as cancelled. The answer is the run as GET /api/runs/{run_id}
+// gives it once it has closed (or after 10 s, as it stands then); a run
+// that has ended already is answered unchanged.
+func (s *server) cancelRun(w http.ResponseWriter, r *http.Request) {
+	id := chi.URLParam(r, "run_id")
+	if s.runs == nil {
+		s.getRun(w, r)
+		return
+	}
+	switch err := s.runs.Cancel(r.Context(), id); {
+	case errors.Is(err, runs.ErrNotFound):
+	case err != nil:
+		s.writeError(w, r, bud.Internal("cancel run", err))
+		return
+	default:
+		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+		s.runs.Closed(ctx, id)
+		cancel()
+	}
+	s.getRun(w, r)
+}

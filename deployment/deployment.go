@@ -50,6 +50,10 @@ type Deployment struct {
 	// ChatURL is the upstream's chat completions endpoint (model
 	// deployments): its base URL joined with "chat/completions".
 	ChatURL string
+	// CompletionsURL and EmbeddingsURL are the upstream's legacy
+	// completions and embeddings endpoints, joined to its base URL as
+	// ChatURL is.
+	CompletionsURL, EmbeddingsURL string
 	// UpstreamModel is the model name the upstream knows.
 	UpstreamModel string
 	// UpstreamModelJSON is UpstreamModel as a JSON string, encoded once for
@@ -97,6 +101,7 @@ func compile(row dbsqlc.Deployment, box *secrets.Box) (Deployment, error) {
 		return d, nil
 	}
 	d.ChatURL = ChatURL(row.BaseURL)
+	d.CompletionsURL, d.EmbeddingsURL = joinURL(row.BaseURL, "completions"), joinURL(row.BaseURL, "embeddings")
 	d.UpstreamModel = row.UpstreamModel
 	d.UpstreamModelJSON, _ = json.Marshal(row.UpstreamModel) // a string always encodes
 	if len(row.APIKeySealed) > 0 {

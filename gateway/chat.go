@@ -301,10 +301,53 @@ func appendJSONString(buf []byte, s string) []byte {
 	return append(buf, '"')
 }
 
+// modelRoute is one of the routes that forward a request to a model
+// deployment's upstream, all alike but for the upstream endpoint.
+type modelRoute struct {
+	// endpoint labels the route's metrics (endpointChat…).
+	endpoint string
+	// cacheKind keeps the route's cached replies apart
+	// (replycache.KindChat…).
+	cacheKind string
+	// url is the deployment's upstream endpoint for the route.
+	url func(d *deployment.Deployment) string
+	// streams says the route relays `stream: true` as server-sent events;
+	// without it `stream` is one more field passed to the upstream, and
+	// the reply is relayed whole.
+	streams bool
+}
+
+var (
+	routeChat = modelRoute{endpoint: endpointChat, cacheKind: replycache.KindChat, streams: true,
+		url: func(d *deployment.Deployment) string { return d.ChatURL }}
+	routeCompletions = modelRoute{endpoint: endpointCompletions, cacheKind: replycache.KindCompletions, streams: true,
+		url: func(d *deployment.Deployment) string { return d.CompletionsURL }}
+	routeEmbeddings = modelRoute{endpoint: endpointEmbeddings, cacheKind: replycache.KindEmbeddings,
+		url: func(d *deployment.Deployment) string { return d.EmbeddingsURL }}
+)
+
 // chatCompletions routes a chat completion to the upstream of the caller's
 // model deployment and relays the reply, streamed or whole, counting its
 // tokens.
 func (g *Gateway) chatCompletions(w http.ResponseWriter, r *http.Request) {
+	g.forward(w, r, routeChat)
+}
+
+// completions routes a (legacy) completion as chatCompletions routes a
+// chat completion, streamed or whole.
+func (g *Gateway) completions(w http.ResponseWriter, r *http.Request) {
+	g.forward(w, r, routeCompletions)
+}
+
+// embeddings routes an embeddings request as chatCompletions routes a
+// chat completion; its reply is always whole.
+func (g *Gateway) embeddings(w http.ResponseWriter, r *http.Request) {
+	g.forward(w, r, routeEmbeddings)
+}
+
+// forward routes a request of route to the upstream of the caller's model
+// deployment and relays the reply, streamed or whole, counting its tokens.
+func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, route modelRoute) {
 	c := callerFrom(r.Context())
 	// series are the deployment's once the request names one. A request
 	// refused before that counts under no deployment, a series made only
@@ -313,7 +356,7 @@ func (g *Gateway) chatCompletions(w http.ResponseWriter, r *http.Request) {
 	var series *chatSeries
 	counted := func() *chatSeries {
 		if series == nil {
-			series = g.metrics.chat(c.projectID, "")
+			series = g.metrics.model(c.projectID, "", route.endpoint)
 		}
 		return series
 	}
@@ -375,13 +418,17 @@ func (g *Gateway) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		fail(errInternal(), "internal")
 		return
 	}
-	series = g.metrics.chat(c.projectID, d.Name)
+	series = g.metrics.model(c.projectID, d.Name, route.endpoint)
 	us := serving(c, d, "")
 	u = &us
 
 	// The response cache is looked up before admission: a hit counts
 	// against the rate limits but takes no concurrency slot (admit).
-	q := g.chatCache(d, req.body)
+	if !route.streams {
+		// stream is then a field like any other, for the upstream.
+		req.stream, req.streamAt, req.streamOptionsAt = false, -1, -1
+	}
+	q := g.chatCache(route.cacheKind, d, req.body)
 	cached, hit := q.Lookup(r.Context())
 	ticket, aerr := g.admit(r, w.Header(), c, d, hit, u)
 	if aerr == errClientGone {
@@ -424,9 +471,10 @@ func (g *Gateway) chatCompletions(w http.ResponseWriter, r *http.Request) {
 	in, req.body = nil, nil
 	// The caller's context: a client that goes away cancels the upstream
 	// request at once.
-	ureq, err := http.NewRequestWithContext(r.Context(), http.MethodPost, d.ChatURL, bytes.NewReader(upBody))
+	upURL := route.url(d)
+	ureq, err := http.NewRequestWithContext(r.Context(), http.MethodPost, upURL, bytes.NewReader(upBody))
 	if err != nil {
-		g.log.Error("build upstream request", "err", err, "url", d.ChatURL)
+		g.log.Error("build upstream request", "err", err, "url", bud.RedactURLs(upURL))
 		fail(errInternal(), "internal")
 		return
 	}

@@ -103,7 +103,7 @@ func setup(t testing.TB, opts ...setupOpts) *bundle {
 		require.NoError(t, err)
 	}
 
-	appH, err := app.New(app.Config{Pool: pool, Box: box, AdminToken: adminToken, Documents: statestoretest.Store(t)})
+	appH, err := app.New(app.Config{Pool: pool, Box: box, AdminToken: adminToken, Documents: statestoretest.Store(t), Runs: o.runs(t)})
 	require.NoError(t, err)
 	appSrv := httptest.NewServer(appH)
 	t.Cleanup(appSrv.Close)

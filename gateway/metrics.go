@@ -9,9 +9,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// endpointChat names chat completions in the model request metrics, the
-// one endpoint they cover.
-const endpointChat = "chat.completions"
+// The endpoints the model request metrics cover, as their endpoint label
+// names them.
+const (
+	endpointChat        = "chat.completions"
+	endpointCompletions = "completions"
+	endpointEmbeddings  = "embeddings"
+)
 
 // gatewayMetrics are labelled by project id and deployment name; callers
 // cannot create label values, since both come from our own database.
@@ -31,6 +35,7 @@ type gatewayMetrics struct {
 type seriesKey struct {
 	project    uuid.UUID
 	deployment string
+	endpoint   string
 }
 
 func newGatewayMetrics(reg prometheus.Registerer) *gatewayMetrics {
@@ -70,18 +75,19 @@ func newGatewayMetrics(reg prometheus.Registerer) *gatewayMetrics {
 // several. Without a deployment there is no upstream and so no upstream
 // or token series: those are nil.
 type chatSeries struct {
-	vecs                *gatewayMetrics
-	project, deployment string
-	latency, upstream   prometheus.Observer
-	tokensIn, tokensOut prometheus.Counter
+	vecs                          *gatewayMetrics
+	project, deployment, endpoint string
+	latency, upstream             prometheus.Observer
+	tokensIn, tokensOut           prometheus.Counter
 
 	mu       sync.Mutex
 	byStatus map[int]prometheus.Counter
 }
 
-// chat returns the chat series of project's deployment dep.
-func (m *gatewayMetrics) chat(project uuid.UUID, dep string) *chatSeries {
-	k := seriesKey{project, dep}
+// model returns the series of endpoint (endpointChat…) of project's
+// deployment dep.
+func (m *gatewayMetrics) model(project uuid.UUID, dep, endpoint string) *chatSeries {
+	k := seriesKey{project, dep, endpoint}
 	m.seriesMu.RLock()
 	s := m.series[k]
 	m.seriesMu.RUnlock()
@@ -95,8 +101,8 @@ func (m *gatewayMetrics) chat(project uuid.UUID, dep string) *chatSeries {
 	}
 	p := project.String()
 	s = &chatSeries{
-		vecs: m, project: p, deployment: dep,
-		latency:  m.latency.WithLabelValues(p, dep, endpointChat),
+		vecs: m, project: p, deployment: dep, endpoint: endpoint,
+		latency:  m.latency.WithLabelValues(p, dep, endpoint),
 		byStatus: make(map[int]prometheus.Counter),
 	}
 	if dep != "" {
@@ -113,7 +119,7 @@ func (s *chatSeries) requests(status int) prometheus.Counter {
 	defer s.mu.Unlock()
 	c := s.byStatus[status]
 	if c == nil {
-		c = s.vecs.requests.WithLabelValues(s.project, s.deployment, endpointChat, strconv.Itoa(status))
+		c = s.vecs.requests.WithLabelValues(s.project, s.deployment, s.endpoint, strconv.Itoa(status))
 		s.byStatus[status] = c
 	}
 	return c

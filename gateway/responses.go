@@ -1,9 +1,11 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"strconv"
 	"time"
@@ -35,6 +37,9 @@ type responsesRequest struct {
 	Stream             bool              `json:"stream"`
 	Metadata           map[string]string `json:"metadata"`
 	Store              *bool             `json:"store"`
+	// Background starts the run and answers at once, status queued; the
+	// caller polls GET /v1/responses/{id} and may cancel it.
+	Background bool `json:"background"`
 }
 
 func (req *responsesRequest) parse(body []byte) *apiError {
@@ -71,6 +76,14 @@ func (g *Gateway) responses(rw http.ResponseWriter, r *http.Request) {
 	}
 	if req.Stream && g.cfg.NATS == nil {
 		writeAPIError(w, errStreamingUnconfigured())
+		return
+	}
+	if req.Background && req.Stream {
+		writeAPIError(w, errInvalid("stream", codeInvalidValue, "Bud does not stream a background response: send background: true without stream, and poll GET /v1/responses/{id}."))
+		return
+	}
+	if req.Background && req.PreviousResponseID != "" {
+		writeAPIError(w, errInvalid("background", codeInvalidValue, "A continue is answered in the foreground: background: true starts a new run, so leave it out with previous_response_id."))
 		return
 	}
 	if req.PreviousResponseID != "" {
@@ -143,6 +156,12 @@ func (g *Gateway) responses(rw http.ResponseWriter, r *http.Request) {
 	}
 	// The deployment's share of the workers for its runs (runs.Priority).
 	in.DeploymentID, in.MinConcurrency = d.ID, d.Settings.MinConcurrency
+
+	if req.Background {
+		in.Background = true
+		g.background(w, r, c, d, v, in, u)
+		return
+	}
 
 	// The response cache is looked up before admission: a hit counts
 	// against the rate limits but takes no concurrency slot (admit), and
@@ -232,6 +251,17 @@ func (g *Gateway) continueResponse(w http.ResponseWriter, r *http.Request, c cal
 		return
 	}
 	in, created := found.Input, found.Created
+	// A continued run keeps what it was started with: its instructions
+	// and metadata are in the workflow's input, which a turn cannot
+	// change. Refused rather than dropped, unless sent unchanged.
+	if req.Instructions != nil && *req.Instructions != in.Instructions {
+		writeAPIError(w, errInvalid("instructions", codeInvalidValue, fmt.Sprintf("Response '%s' continues a run that keeps the instructions it started with: leave instructions out of a continue, or send them unchanged.", prev)))
+		return
+	}
+	if req.Metadata != nil && !maps.Equal(req.Metadata, in.Metadata) {
+		writeAPIError(w, errInvalid("metadata", codeInvalidValue, fmt.Sprintf("Response '%s' continues a run that keeps the metadata it started with: leave metadata out of a continue, or send it unchanged.", prev)))
+		return
+	}
 	if req.Prompt != nil {
 		if req.Prompt.ID != "" && req.Prompt.ID != in.Deployment {
 			writeAPIError(w, errInvalid("prompt.id", codeInvalidValue, fmt.Sprintf("Response '%s' is a run of another prompt: a continued run keeps its prompt, so leave prompt out or send the same prompt.id.", prev)))
@@ -384,3 +414,80 @@ func buildResponse(in run.Input, v *version, out run.Turn, now time.Time) *respo
 	}
 	return response.Build(in, out, o)
 }
+
+// background starts the run in, admitted as any run's start is, and
+// answers at once with its Response, status queued. The run holds no
+// concurrency slot once started (its model calls are admitted by the
+// worker), is never answered from the cache, and its tokens are the
+// worker's to count: the request itself counts in usage without them.
+func (g *Gateway) background(w http.ResponseWriter, r *http.Request, c caller, d *deployment.Deployment, v *version, in run.Input, u *served) {
+	ticket, aerr := g.admit(r, w.Header(), c, d, false, u)
+	if aerr == errClientGone {
+		return
+	}
+	if aerr != nil {
+		writeAPIError(w, aerr)
+		return
+	}
+	defer ticket.Done(0)
+	// Started on a context of its own: a caller that goes away once the
+	// request is sent still gets its run.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), runs.StartTimeout)
+	defer cancel()
+	if err := g.cfg.Runs.StartBackground(ctx, in); err != nil {
+		g.log.Error("start prompt run", "err", err, "response_id", in.ResponseID)
+		writeAPIError(w, errRunNotStarted())
+		return
+	}
+	now := time.Now()
+	writeJSON(w, http.StatusOK, buildResponse(in, v, run.Turn{ResponseID: in.ResponseID, Turn: 1, Status: run.StatusQueued, StartedAt: now}, now))
+}
+
+// cancelResponse cancels a background response's run (POST
+// /v1/responses/{id}/cancel): the workflow is cancelled, its model call in
+// flight too, and the answer is the response as it ends, status
+// cancelled. A response whose run has already ended is returned as it
+// is; one not created with background: true cannot be cancelled (400, as
+// OpenAI answers).
+func (g *Gateway) cancelResponse(w http.ResponseWriter, r *http.Request) {
+	c := callerFrom(r.Context())
+	id := chi.URLParam(r, "id")
+	if g.cfg.Runs == nil {
+		writeAPIError(w, errResponseNotFound("", id))
+		return
+	}
+	found, err := g.cfg.Runs.Find(r.Context(), c.projectID, id)
+	switch {
+	case errors.Is(err, runs.ErrNotFound), errors.Is(err, runs.ErrNotResponseID):
+		writeAPIError(w, errResponseNotFound("", id))
+		return
+	case err != nil:
+		g.log.Error("read prompt run", "err", err, "response_id", id)
+		writeAPIError(w, errInternal())
+		return
+	}
+	if !found.Input.Background {
+		writeAPIError(w, errInvalid("", codeInvalidValue, fmt.Sprintf("Response '%s' was not created with background: true: only a background response can be cancelled.", id)))
+		return
+	}
+	switch err := g.cfg.Runs.Cancel(r.Context(), found.ID); {
+	case errors.Is(err, runs.ErrNotFound):
+		// Ended already: answered as it is.
+	case err != nil:
+		g.log.Error("cancel prompt run", "err", err, "response_id", id)
+		writeAPIError(w, errInternal())
+		return
+	default:
+		ctx, cancel := context.WithTimeout(r.Context(), cancelWait)
+		closed := g.cfg.Runs.Closed(ctx, found.ID)
+		cancel()
+		if !closed && r.Context().Err() != nil {
+			return
+		}
+	}
+	g.getResponse(w, r)
+}
+
+// cancelWait bounds how long a cancel waits for its run to close before
+// answering the response as it stands then.
+const cancelWait = 10 * time.Second

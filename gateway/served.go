@@ -103,13 +103,14 @@ func generation(d *deployment.Deployment) replycache.Generation {
 	return replycache.Generation{ID: d.ID, UpdatedAt: d.UpdatedAt}
 }
 
-// chatCache is the cacheable form of a chat completion to d, nil when
-// the gateway has no cache or d's settings do not cache it.
-func (g *Gateway) chatCache(d *deployment.Deployment, body []byte) *replycache.ChatRequest {
+// chatCache is the cacheable form of a request of kind (a chat
+// completion, replycache.KindChat…) to d, nil when the gateway has no
+// cache or d's settings do not cache it.
+func (g *Gateway) chatCache(kind string, d *deployment.Deployment, body []byte) *replycache.ChatRequest {
 	if g.cfg.Cache == nil || !d.Settings.Cache.Enabled {
 		return nil
 	}
-	return g.cfg.Cache.Chat(d.Settings.Cache, generation(d), body, d.Defaults)
+	return g.cfg.Cache.Model(kind, d.Settings.Cache, generation(d), body, d.Defaults)
 }
 
 // promptCache is the cacheable first turn of the run in of prompt

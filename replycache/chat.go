@@ -33,10 +33,26 @@ type ChatRequest struct {
 // (Cacheable) or body is not a JSON object. It reads body and keeps
 // nothing of it, so the body's buffer may be reused once it returns.
 func (c *Cache) Chat(s bud.CacheSettings, g Generation, body []byte, defaults map[string]json.RawMessage) *ChatRequest {
+	return c.Model(KindChat, s, g, body, defaults)
+}
+
+// The kinds of model request a cache keeps apart: the same body sent to
+// two endpoints is two requests.
+const (
+	KindChat        = "chat"
+	KindCompletions = "completions"
+	KindEmbeddings  = "embeddings"
+)
+
+// Model is Chat for a request of kind (KindChat, KindCompletions,
+// KindEmbeddings) to the model deployment's endpoint of that kind: the
+// kind is part of the key, and the same rules say what is cacheable (an
+// embedding, which sets no temperature, always is).
+func (c *Cache) Model(kind string, s bud.CacheSettings, g Generation, body []byte, defaults map[string]json.RawMessage) *ChatRequest {
 	if !s.Enabled || s.TTLSeconds <= 0 {
 		return nil
 	}
-	key, stream, deterministic, ok := chatKey(c.prefix, g, body, defaults)
+	key, stream, deterministic, ok := chatKey(c.prefix, kind, g, body, defaults)
 	if !ok || !deterministic && !s.Nondeterministic {
 		return nil
 	}

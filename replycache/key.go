@@ -81,7 +81,7 @@ func putCanonicalizer(c *canonicalizer) {
 // top-level members enter the key canonical and without the fields of
 // unanswered; `stream` enters it only when true, and `stream_options`
 // only with it, since an upstream ignores (or refuses) them otherwise.
-func chatKey(prefix string, g Generation, body []byte, defaults map[string]json.RawMessage) (key string, stream, determ, ok bool) {
+func chatKey(prefix, kind string, g Generation, body []byte, defaults map[string]json.RawMessage) (key string, stream, determ, ok bool) {
 	c := getCanonicalizer()
 	defer putCanonicalizer(c)
 	if c.canonical(body) != nil || len(c.out) == 0 || c.out[0] != '{' {
@@ -90,7 +90,7 @@ func chatKey(prefix string, g Generation, body []byte, defaults map[string]json.
 	v, _ := c.lookup(`"stream"`)
 	stream = string(v) == "true"
 	h := c.h
-	c.writeHead("chat", g)
+	c.writeHead(kind, g)
 	first := true
 	for i := range c.top {
 		k, v := c.member(i)
@@ -108,7 +108,7 @@ func chatKey(prefix string, g Generation, body []byte, defaults map[string]json.
 		h.Write(colon)
 		h.Write(v)
 	}
-	return c.key(prefix, "chat:"), stream, deterministic(c, defaults), true
+	return c.key(prefix, kind+":"), stream, deterministic(c, defaults), true
 }
 
 // writeHead starts a key's hash: the key version, the kind of request,

@@ -59,6 +59,7 @@ func TestChatKeysAreCanonical(t *testing.T) {
 		"a changed deployment": chatKey(t, c, replycache.Generation{ID: gen.ID, UpdatedAt: gen.UpdatedAt.Add(time.Microsecond)}, base),
 		"another deployment":   chatKey(t, c, replycache.Generation{ID: uuid.New(), UpdatedAt: gen.UpdatedAt}, base),
 		"another prefix":       chatKey(t, replycache.New(replycache.NewMemory(0), replycache.Options{Prefix: "q:"}), gen, base),
+		"another endpoint":     c.Model(replycache.KindCompletions, cacheOn, gen, []byte(base), nil).Key(),
 	} {
 		require.NotContains(t, seen, k, "%s has the key of %s", name, seen[k])
 		seen[k] = name

@@ -92,6 +92,7 @@ func Build(in run.Input, out run.Turn, o Options) *Response {
 		Prompt:            Prompt{ID: o.PromptID, Version: o.PromptVersion, Variables: in.Variables},
 		Text:              Text{Format: TextFormat{Type: FormatText}},
 		Metadata:          in.Metadata,
+		Background:        in.Background,
 		Instructions:      nullable(in.Instructions),
 		ParallelToolCalls: true,
 		ToolChoice:        "auto",

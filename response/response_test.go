@@ -120,7 +120,7 @@ func TestBuildWireFormat(t *testing.T) {
 			"input_tokens_details": {"cached_tokens": 0}, "output_tokens_details": {"reasoning_tokens": 0}},
 		"prompt": {"id": "greeter", "version": "2", "variables": {"city": "Oslo"}},
 		"text": {"format": {"type": "json_schema", "name": "output", "schema": {"type": "object"}, "strict": true}},
-		"error": null, "incomplete_details": null, "metadata": {"k": "v"}, "instructions": "Be brief.",
+		"error": null, "incomplete_details": null, "metadata": {"k": "v"}, "background": false, "instructions": "Be brief.",
 		"parallel_tool_calls": true, "tool_choice": "auto", "tools": []
 	}`, string(raw))
 
@@ -135,7 +135,7 @@ func TestBuildWireFormat(t *testing.T) {
 		"prompt": {"id": null, "version": null, "variables": {}},
 		"text": {"format": {"type": "text"}},
 		"error": {"code": "UpstreamRejected", "message": "refused"}, "incomplete_details": null,
-		"metadata": {}, "instructions": null,
+		"metadata": {}, "background": false, "instructions": null,
 		"parallel_tool_calls": true, "tool_choice": "auto", "tools": []
 	}`, string(raw), "a failed run before its model call: nulls and empty collections, never absent fields")
 }

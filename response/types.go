@@ -40,10 +40,13 @@ type Response struct {
 	// IncompleteDetails is set when Status is incomplete.
 	IncompleteDetails *IncompleteDetails `json:"incomplete_details"`
 	// Metadata is never nil: a run without metadata has {}.
-	Metadata          map[string]string `json:"metadata"`
-	Instructions      *string           `json:"instructions"`
-	ParallelToolCalls bool              `json:"parallel_tool_calls"`
-	ToolChoice        string            `json:"tool_choice"`
+	Metadata map[string]string `json:"metadata"`
+	// Background is whether the response was created with background:
+	// true.
+	Background        bool    `json:"background"`
+	Instructions      *string `json:"instructions"`
+	ParallelToolCalls bool    `json:"parallel_tool_calls"`
+	ToolChoice        string  `json:"tool_choice"`
 	// Tools is always empty: a prompt's tools are its document's, not the
 	// request's.
 	Tools []any `json:"tools"`

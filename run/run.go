@@ -62,7 +62,10 @@ type Input struct {
 	// messages.
 	Instructions string            `json:"instructions,omitempty"`
 	Metadata     map[string]string `json:"metadata,omitempty"`
-	Source       string            `json:"source"`
+	// Background says the run was started with background: true: its
+	// caller got the response at once and polls it, and may cancel it.
+	Background bool   `json:"background,omitempty"`
+	Source     string `json:"source"`
 	// StreamSubject, when set, is the NATS subject the run publishes its
 	// deltas and verdicts to as they happen (package runstream). Only a
 	// streaming caller sets it; without it the run publishes nothing.

@@ -16,6 +16,12 @@ const (
 	// StatusWaiting is the recorded status of a run paused for function
 	// outputs or approvals; its turns so far are completed responses.
 	StatusWaiting = "waiting"
+	// StatusCancelled is a run cancelled while it ran (a background
+	// response's cancel), and the turn it was in.
+	StatusCancelled = "cancelled"
+	// StatusQueued is a background response that has just started: its
+	// run has not yet been taken by a worker, as far as its caller knows.
+	StatusQueued = "queued"
 )
 
 // Turn is one turn of a run, one OpenAI response: the whole run when it did

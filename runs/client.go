@@ -14,9 +14,11 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
 	"github.com/budhq/bud/customrule"
@@ -70,6 +72,9 @@ type Wait func() (run.Turn, error)
 type Client struct {
 	tc   client.Client
 	mode string
+	// Namespace is the Temporal namespace of tc, which deleting a run
+	// names; "" is "default", the SDK's.
+	Namespace string
 }
 
 // New returns a client over tc that starts runs the way mode says:
@@ -155,6 +160,28 @@ func (c *Client) Start(ctx context.Context, in run.Input, stage client.WorkflowU
 		err = h.Get(ctx, &out)
 		return out, err
 	}, nil
+}
+
+// StartBackground starts a run of in and returns once the server has it,
+// without waiting for any turn: a background response, which its caller
+// polls (Turn). A run not started within StartTimeout is a *StartError.
+func (c *Client) StartBackground(ctx context.Context, in run.Input) error {
+	sctx, cancel := context.WithTimeout(ctx, StartTimeout)
+	defer cancel()
+	if _, err := c.tc.ExecuteWorkflow(sctx, StartOptions(in), run.WorkflowName, in); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return &StartError{err}
+	}
+	return nil
+}
+
+// Closed waits, up to ctx's end, for the run runID to close, and reports
+// whether it has.
+func (c *Client) Closed(ctx context.Context, runID string) bool {
+	_ = c.tc.GetWorkflow(ctx, runID, "").Get(ctx, nil) // a run that failed or was cancelled has closed too
+	return ctx.Err() == nil
 }
 
 // Run is one turn of a run of a project, found by its response id.
@@ -426,6 +453,47 @@ func (c *Client) TranslateRules(ctx context.Context, req customrule.Request) (cu
 	var out customrule.Result
 	if err := we.Get(ctx, &out); err != nil {
 		return customrule.Result{}, fmt.Errorf("rule translation: %w", err)
+	}
+	return out, nil
+}
+
+// Delete deletes the run runID's workflow execution and its history from
+// Temporal (the server removes it in the background, within seconds);
+// ErrNotFound when there is none.
+func (c *Client) Delete(ctx context.Context, runID string) error {
+	ns := c.Namespace
+	if ns == "" {
+		ns = "default"
+	}
+	_, err := c.tc.WorkflowService().DeleteWorkflowExecution(ctx, &workflowservice.DeleteWorkflowExecutionRequest{
+		Namespace:         ns,
+		WorkflowExecution: &commonpb.WorkflowExecution{WorkflowId: runID},
+	})
+	if isNotFound(err) {
+		return ErrNotFound
+	}
+	return err
+}
+
+// Continues returns the continues the run runID accepted, in order: the
+// k-th is what started turn k+1. It reads the run's history.
+func (c *Client) Continues(ctx context.Context, runID string) ([]run.ContinueInput, error) {
+	h, err := c.History(ctx, runID)
+	if err != nil {
+		return nil, err
+	}
+	var out []run.ContinueInput
+	for _, ev := range h.GetEvents() {
+		req := ev.GetWorkflowExecutionUpdateAcceptedEventAttributes().GetAcceptedRequest().GetInput()
+		if req.GetName() != run.UpdateContinue {
+			continue
+		}
+		var ci run.ContinueInput
+		args := req.GetArgs().GetPayloads()
+		if len(args) == 0 || json.Unmarshal(args[0].GetData(), &ci) != nil {
+			return nil, fmt.Errorf("read continue of run %s: undecodable input", runID)
+		}
+		out = append(out, ci)
 	}
 	return out, nil
 }

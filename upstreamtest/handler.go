@@ -16,6 +16,8 @@ type exchange struct {
 	w   http.ResponseWriter
 	r   *http.Request
 	req *request
+	// body is the request body as received.
+	body []byte
 	// rec is nil when recording is off.
 	rec       *Recorded
 	cancelled bool
@@ -29,7 +31,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		decodeErr = json.Unmarshal(body, req)
 	}
 	cfg, rec := s.arrive(r, body, req)
-	x := &exchange{s: s, w: w, r: r, req: req, rec: rec}
+	x := &exchange{s: s, w: w, r: r, req: req, body: body, rec: rec}
 
 	if readErr != nil {
 		var tooLarge *http.MaxBytesError
@@ -57,6 +59,10 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		method, serve = http.MethodPost, x.chatCompletions
 	case path == "/responses":
 		method, serve = http.MethodPost, x.responses
+	case path == "/completions":
+		method, serve = http.MethodPost, x.completions
+	case path == "/embeddings":
+		method, serve = http.MethodPost, x.embeddings
 	case path == "/models":
 		method, serve = http.MethodGet, x.listModels
 	case strings.HasPrefix(path, "/models/"):

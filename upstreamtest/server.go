@@ -7,6 +7,8 @@
 //
 //	POST /v1/chat/completions   chat.completion, or a stream of chat.completion.chunk
 //	POST /v1/responses          a Responses API response, or its event stream
+//	POST /v1/completions        text_completion, or a stream of them
+//	POST /v1/embeddings         a list of embeddings, one per input
 //	GET  /v1/models             the configured models, or those requested so far
 //	GET  /v1/models/{id}        one model
 //

@@ -271,7 +271,7 @@ func TestUnknownPathAndMethod(t *testing.T) {
 	t.Parallel()
 	s := upstreamtest.Start(t)
 
-	notFound, notFoundBody := post(t, s, "/embeddings", map[string]any{"model": "m", "input": "x"})
+	notFound, notFoundBody := post(t, s, "/images/generations", map[string]any{"model": "m", "prompt": "x"})
 	wrongMethod, wrongMethodBody := do(t, t.Context(), http.MethodGet, s.URL()+"/chat/completions", nil)
 
 	require.Equal(t, http.StatusNotFound, notFound.StatusCode)

@@ -29,8 +29,47 @@ const MaxModelCalls = 16
 // (invalid input, a template that fails, the upstream's 4xx, an output that
 // stays invalid); the workflow itself fails only when the worker's own
 // infrastructure does, such as the database after every retry.
+//
+// A run cancelled (Temporal's cancellation: POST /v1/responses/{id}/cancel)
+// stops where it is: the model call in flight is cancelled with it, no
+// further call is made, its turn ends with status cancelled, the run is
+// recorded as cancelled, and the workflow ends cancelled.
 func PromptRun(ctx workflow.Context, in run.Input) (run.Turn, error) {
 	r := &promptRun{in: in, subject: in.StreamSubject, eventKey: in.EventKey, startedAt: workflow.Now(ctx)}
+	out, err := r.run(ctx)
+	if err != nil && ctx.Err() != nil {
+		return r.cancelled(ctx, err)
+	}
+	return out, err
+}
+
+// cancelRecordChange marks runs that, once cancelled, record themselves
+// as cancelled and end their turn so.
+const cancelRecordChange = "cancel-record"
+
+// cancelled ends a run whose workflow was cancelled, err being what
+// stopped it: the turn under way ends cancelled (a run paused after a
+// turn keeps that turn as it ended), the run is recorded as cancelled, and
+// the workflow ends cancelled.
+func (r *promptRun) cancelled(ctx workflow.Context, err error) (run.Turn, error) {
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	if workflow.GetVersion(dctx, cancelRecordChange, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return run.Turn{}, err
+	}
+	if n := len(r.turns); n == 0 || r.turns[n-1].Turn != r.cur.Turn {
+		r.waiting = false
+		r.cur.Status, r.cur.Error = run.StatusCancelled, nil
+		r.endTurn(dctx)
+	}
+	r.waiting = false
+	if rerr := r.record(dctx, run.StatusCancelled); rerr != nil {
+		return run.Turn{}, rerr
+	}
+	return r.cur, temporal.NewCanceledError()
+}
+
+// run is PromptRun until the run ends, or fails with err.
+func (r *promptRun) run(ctx workflow.Context) (run.Turn, error) {
 	if err := r.handlers(ctx); err != nil {
 		return run.Turn{}, err
 	}

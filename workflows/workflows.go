@@ -53,10 +53,22 @@ func Register(r worker.Registry, a *activities.Activities) {
 	r.RegisterActivity(a)
 }
 
+// HeartbeatThrottle is how often at most a worker sends an activity's
+// heartbeats to the server, and so how soon a running model call learns
+// that its run was cancelled (the heartbeat's answer says so, and the
+// call's HTTP request is cancelled then): the SDK's default, 80% of the
+// heartbeat timeout, would leave a cancelled call running for 8 s. It
+// costs one heartbeat request a model call every HeartbeatThrottle.
+const HeartbeatThrottle = 300 * time.Millisecond
+
 // NewWorker returns a worker on run.TaskQueue with everything registered,
 // sized by opts (scaling.Config.WorkerOptions; the zero value is the
-// SDK's default worker). The caller starts and stops it.
+// SDK's default worker). Its MaxHeartbeatThrottleInterval is
+// HeartbeatThrottle unless opts sets one. The caller starts and stops it.
 func NewWorker(c client.Client, a *activities.Activities, opts worker.Options) worker.Worker {
+	if opts.MaxHeartbeatThrottleInterval == 0 {
+		opts.MaxHeartbeatThrottleInterval = HeartbeatThrottle
+	}
 	w := worker.New(c, run.TaskQueue, opts)
 	Register(w, a)
 	return w

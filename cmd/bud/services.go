@@ -251,6 +251,7 @@ func runsClient(tc client.Client, cfg *config) (*runs.Client, error) {
 	if err != nil || cfg.RunWait == "" {
 		return nil, fmt.Errorf("BUD_RUN_WAIT: %q is neither %q nor %q", cfg.RunWait, runs.StartWithUpdate, runs.StartThenUpdate)
 	}
+	rc.Namespace = cfg.TemporalNamespace
 	return rc, nil
 }
 
