@@ -156,10 +156,10 @@ func runFilters(r *http.Request) (dbsqlc.CountRunsParams, error) {
 	}
 	if raw := q.Get("status"); raw != "" {
 		switch raw {
-		case run.StatusCompleted, run.StatusFailed, run.StatusIncomplete, run.StatusWaiting:
+		case run.StatusCompleted, run.StatusFailed, run.StatusIncomplete, run.StatusWaiting, run.StatusCancelled:
 			f.Status = &raw
 		default:
-			p.Add("status", "must be one of completed, failed, incomplete, waiting")
+			p.Add("status", "must be one of completed, failed, incomplete, waiting, cancelled")
 		}
 	}
 	f.CreatedAfter = parseTime("since")
