@@ -135,7 +135,7 @@ export interface Variable {
 }
 
 export interface Shape {
-  type: "unstructured" | "structured";
+  type: "text" | "structured";
   variables?: Variable[];
 }
 
@@ -242,7 +242,7 @@ export interface CompareResult {
 export function defaultSettings(): Settings {
   return {
     min_concurrency: 0,
-    max_concurrency: 0,
+    max_concurrency: 100,
     autoscale: false,
     cache: { enabled: false, ttl_seconds: 0 },
     rate_limit: { enabled: false, requests_per_minute: 0, burst: 0, tokens_per_minute: 0 },

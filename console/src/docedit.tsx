@@ -13,8 +13,8 @@ export function newDoc(deployment: string): Doc {
     deployment,
     system_prompt: "",
     messages: [{ role: "user", content: "{{ input }}" }],
-    input: { type: "unstructured" },
-    output: { type: "unstructured" },
+    input: { type: "text" },
+    output: { type: "text" },
     allow_multiple_calls: false,
     llm_retry_limit: 3,
   };
@@ -188,7 +188,7 @@ function ShapeEditor(props: { side: "input" | "output"; shape: Shape; fields: Fi
             props.onChange(
               e.currentTarget.checked
                 ? { type: "structured", variables: vars.length ? vars : [{ name: props.side === "input" ? "text" : "answer", type: "string", required: true }] }
-                : { type: "unstructured" },
+                : { type: "text" },
             )
           }
         />{" "}

@@ -15,7 +15,7 @@ export function SettingsForm(props: { value: Settings; onChange: (s: Settings) =
         <input type="number" min="0" value={s.min_concurrency} onInput={(e) => set({ min_concurrency: num(val(e)) })} />
         {f("min_concurrency")}
       </Labeled>
-      <Labeled label="Max concurrency" hint="0: no limit">
+      <Labeled label="Max concurrency" hint="1 to 100000">
         <input type="number" min="0" value={s.max_concurrency} onInput={(e) => set({ max_concurrency: num(val(e)) })} />
         {f("max_concurrency")}
       </Labeled>
