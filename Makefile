@@ -17,13 +17,42 @@ WORKFLOWCHECK_VERSION := v0.6.0
 DAPRD     := $(BIN)/daprd
 DAPR_VERSION := $(shell awk '$$1 == "require" && $$2 == "github.com/dapr/dapr" { print substr($$3, 2) }' tools/daprd/go.mod)
 GOTEST_FLAGS ?= -count=1 -timeout 30m
+# The web console's sources and the bundle built from them (see `console`).
+CONSOLE_SRC  := $(wildcard console/src/*) console/build.mjs console/tsconfig.json console/package.json console/package-lock.json
+CONSOLE_DIST := console/dist/app.js
 
-.PHONY: all build run test verify lint generate vet fmt bench bench-gateway bench-responses bench-evaluate clean
+.PHONY: all build run test verify lint generate vet fmt screenshots bench bench-gateway bench-responses bench-evaluate clean
 
 all: build
 
-build:
+build: $(CONSOLE_DIST)
 	$(GO) build -o $(BIN)/bud ./cmd/bud
+
+# The web console: TypeScript in console/src bundled by esbuild into
+# console/dist, which the binary embeds. dist is committed so that a Go build
+# needs no Node.js; this rule rebuilds it when a source changed, and verify
+# fails when the committed bundle is not what the sources build.
+console/node_modules/.bin/esbuild: console/package.json console/package-lock.json
+	cd console && npm ci --no-audit --no-fund
+	touch $@
+
+$(CONSOLE_DIST): $(CONSOLE_SRC) console/node_modules/.bin/esbuild
+	cd console && node_modules/.bin/tsc --noEmit -p . && node build.mjs dist
+
+.PHONY: console console-check
+console: $(CONSOLE_DIST)
+
+# Type-checks the console and rebuilds it beside the committed bundle, which
+# must be identical.
+console-check: console/node_modules/.bin/esbuild
+	cd console && node_modules/.bin/tsc --noEmit -p .
+	@tmp=$$(mktemp -d) && cd console && node build.mjs $$tmp/dist && \
+		if ! diff -r $$tmp/dist dist >/dev/null; then rm -rf $$tmp; echo "console/dist is stale: run make console and commit it"; exit 1; fi; rm -rf $$tmp
+
+# Screenshots of the console's pages for the README, taken by the browser
+# test in a real Chromium.
+screenshots: build $(DAPRD)
+	BUD_CONSOLE_SCREENSHOTS=$(CURDIR)/docs/console $(GO) test -count=1 -run 'TestConsole' ./cmd/bud
 
 run: build $(DAPRD)
 	$(BIN)/bud dev $(ARGS)
@@ -70,7 +99,7 @@ lint: $(STATICCHECK) $(WORKFLOWCHECK)
 
 # verify fails when generated code is stale, go.mod is untidy, code is not
 # gofmt'ed, go vet complains, or lint does.
-verify: $(SQLC) lint
+verify: $(SQLC) lint console-check
 	$(SQLC) diff
 	$(GO) mod tidy -diff
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './bin/*')); \

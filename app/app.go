@@ -93,6 +93,10 @@ type Config struct {
 	// report at once; nil means the report has what recorders have written
 	// on their own, every second.
 	Usage *usage.Recorder
+	// Console serves the web console for GET and HEAD requests of every
+	// path that is neither under /api nor a probe; nil means such paths are
+	// a 404 like any unknown route.
+	Console http.Handler
 }
 
 // server holds the dependencies every handler shares.
@@ -114,6 +118,8 @@ type server struct {
 	maxBody    int64
 	// connections reaches connections under the egress policy.
 	connections *http.Client
+	// console serves the web console; nil when there is none.
+	console http.Handler
 }
 
 // MinAdminTokenLen is the shortest admin token accepted. The token opens
@@ -153,6 +159,7 @@ func New(cfg Config) (http.Handler, error) {
 		adminToken:  sha256.Sum256([]byte(cfg.AdminToken)),
 		maxBody:     cfg.MaxBodyBytes,
 		connections: &http.Client{Timeout: connectionTimeout, Transport: cfg.Egress.Transport()},
+		console:     cfg.Console,
 	}
 	if s.log == nil {
 		s.log = slog.Default()

@@ -330,3 +330,22 @@ func TestUnknownRouteAndMethod(t *testing.T) {
 	e = errorOf(t, b.do(t, "PUT", "/api/projects", `{}`), http.StatusMethodNotAllowed)
 	require.Equal(t, "method_not_allowed", e.Error.Code)
 }
+
+// TestConsoleServesNonAPIPaths: the console answers GETs outside /api, while
+// an unknown /api path and a POST elsewhere stay the API's JSON 404.
+func TestConsoleServesNonAPIPaths(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *app.Config) {
+		c.Console = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "console "+r.URL.Path) })
+	})
+	r := b.do(t, "GET", "/projects/abc", nil, withoutAuth)
+	require.Equal(t, http.StatusOK, r.status)
+	require.Equal(t, "console /projects/abc", string(r.body))
+	r = b.do(t, "GET", "/", nil, withoutAuth)
+	require.Equal(t, "console /", string(r.body))
+
+	e := errorOf(t, b.do(t, "GET", "/api/nope", nil), http.StatusNotFound)
+	require.Equal(t, "not_found", e.Error.Code)
+	e = errorOf(t, b.do(t, "POST", "/projects/abc", `{}`), http.StatusNotFound)
+	require.Equal(t, "not_found", e.Error.Code)
+}

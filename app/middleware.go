@@ -101,6 +101,11 @@ func bearerToken(r *http.Request) (string, bool) {
 }
 
 func (s *server) notFound(w http.ResponseWriter, r *http.Request) {
+	if s.console != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) &&
+		r.URL.Path != "/api" && !strings.HasPrefix(r.URL.Path, "/api/") {
+		s.console.ServeHTTP(w, r)
+		return
+	}
 	s.writeError(w, r, bud.Errorf(bud.ENOTFOUND, "no route for %s %s", r.Method, r.URL.Path))
 }
 

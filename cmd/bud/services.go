@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -23,6 +24,7 @@ import (
 	"github.com/budhq/bud/admission"
 	"github.com/budhq/bud/app"
 	"github.com/budhq/bud/changes"
+	"github.com/budhq/bud/console"
 	"github.com/budhq/bud/db"
 	"github.com/budhq/bud/deployment"
 	"github.com/budhq/bud/egress"
@@ -241,7 +243,19 @@ func newApp(log *slog.Logger, cfg *config, pool *pgxpool.Pool, tc client.Client,
 		Runs:      rc,
 		Egress:    policy,
 		Usage:     rec,
+		Console:   console.Handler(consoleOptions(cfg)),
 	})
+}
+
+// consoleOptions are the addresses the web console shows: the gateway for a
+// deployed prompt's curl and the Temporal UI for a run's workflow, as this
+// process's configuration knows them.
+func consoleOptions(cfg *config) console.Options {
+	o := console.Options{GatewayURL: "http://" + cfg.GatewayAddr}
+	if cfg.TemporalUIAddr != "" {
+		o.TemporalUIURL = "http://" + cfg.TemporalUIAddr + "/namespaces/" + url.PathEscape(cfg.TemporalNamespace)
+	}
+	return o
 }
 
 // runsClient is the client through which BudApp and the gateway ask
