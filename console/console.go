@@ -21,6 +21,10 @@ import (
 //go:embed dist
 var dist embed.FS
 
+// reserved are paths the services answer themselves or, for metrics, on
+// another listener: never a console page.
+var reserved = map[string]bool{"metrics": true, "healthz": true, "readyz": true}
+
 // Options are the addresses the console shows its user; each may be empty.
 type Options struct {
 	// GatewayURL is where callers reach BudGateway, for the ready-to-copy
@@ -35,7 +39,10 @@ type Options struct {
 // Handler serves the console: a file of the bundle at its path, and
 // index.html for every other path, so that the application's own routes
 // (/projects/…, /runs/…) survive a reload. It answers GET and HEAD only;
-// the caller routes /api elsewhere.
+// the caller routes /api elsewhere. A path that names a file (it has an
+// extension) missing from the bundle, and the paths of the services'
+// own endpoints (reserved), are 404: a missing asset or a scrape of
+// /metrics gets no page.
 func Handler(o Options) http.Handler {
 	files, err := fs.Sub(dist, "dist")
 	if err != nil {
@@ -64,6 +71,10 @@ func Handler(o Options) http.Handler {
 				static.ServeHTTP(w, r)
 				return
 			}
+		}
+		if path.Ext(name) != "" || reserved[name] {
+			http.NotFound(w, r)
+			return
 		}
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
