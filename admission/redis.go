@@ -63,6 +63,12 @@ type remote struct {
 	// decision here always sees the requests ended here before it.
 	ended []endedRequest
 	kick  chan struct{}
+	// releasing are the slot releases that a script in flight carries
+	// (holder → slots): every other script carries them too, which is
+	// harmless (a release is the same done twice), so that no decision
+	// runs ahead of a release taken before it by another script, whose
+	// round trip may end after the decision's.
+	releasing map[string]string
 }
 
 // endedRequest is what Done leaves to apply in Redis: tokens to charge to
@@ -81,6 +87,7 @@ func newRemote(c redis.UniversalClient, prefix string, lease time.Duration, proc
 		renewScript: redis.NewScript(bucketLua + renewLua),
 		held:        map[string]string{},
 		kick:        make(chan struct{}, 1),
+		releasing:   map[string]string{},
 	}
 }
 
@@ -153,17 +160,19 @@ func (r *remote) admit(ctx context.Context, a *Admitter, req *Request) (*Ticket,
 			// missed.
 			wake = r.wakeOn()
 		}
-		ended := r.takeEnded()
-		allKeys, allArgs := appendEnded(ended, len(keys), len(args))
+		own, carried := r.takeEnded()
+		allKeys, allArgs := appendEnded(carried, len(keys), len(args))
 		allKeys, allArgs = append(allKeys, keys...), append(allArgs, args...)
 		res, err := r.admitScript.Run(ctx, r.c, allKeys, allArgs...).Int64Slice()
 		if err == nil && (len(res) < 1 || (res[0] == 1 && len(res) != 1+len(bs)) || (res[0] != 1 && len(res) != 3+len(bs))) {
 			err = fmt.Errorf("unexpected reply %v", res)
 		}
 		if err != nil {
-			r.requeue(ended)
+			r.requeue(own)
+			r.settled(own)
 			return nil, fmt.Errorf("admission: redis: %w", err)
 		}
+		r.settled(own)
 		if res[0] == 1 {
 			t := &Ticket{a: a, req: *req, remote: true, headers: headersOfLevels(bs, res[1:]), buckets: bs}
 			if member != "" {
@@ -250,13 +259,37 @@ func (r *remote) done(t *Ticket, tokens int64) {
 	}
 }
 
-// takeEnded takes the ended requests to apply.
-func (r *remote) takeEnded() []endedRequest {
+// takeEnded takes the ended requests for a script to apply (own), and
+// returns them with the releases other scripts in flight carry (carried,
+// what the script sends). The script's caller calls settled(own) once it
+// has its answer.
+func (r *remote) takeEnded() (own, carried []endedRequest) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	e := r.ended
+	own = r.ended
 	r.ended = nil
-	return e
+	carried = own[:len(own):len(own)]
+	for member, slots := range r.releasing {
+		carried = append(carried, endedRequest{member: member, slotKey: slots})
+	}
+	for _, e := range own {
+		if e.member != "" {
+			r.releasing[e.member] = e.slotKey
+		}
+	}
+	return own, carried
+}
+
+// settled ends what takeEnded began for own, once its script has
+// answered (or failed, after requeue).
+func (r *remote) settled(own []endedRequest) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range own {
+		if e.member != "" {
+			delete(r.releasing, e.member)
+		}
+	}
 }
 
 // requeue puts back the ended requests of a script that failed. Whether
@@ -307,13 +340,17 @@ func appendEnded(ended []endedRequest, moreKeys, moreArgs int) ([]string, []any)
 
 // flush applies the ended requests no decision has carried.
 func (r *remote) flush(ctx context.Context) error {
-	ended := r.takeEnded()
-	if len(ended) == 0 {
+	own, carried := r.takeEnded()
+	if len(own) == 0 {
 		return nil
 	}
-	keys, args := appendEnded(ended, 0, 0)
-	if err := r.flushScript.Run(ctx, r.c, keys, args...).Err(); err != nil {
-		r.requeue(ended)
+	keys, args := appendEnded(carried, 0, 0)
+	err := r.flushScript.Run(ctx, r.c, keys, args...).Err()
+	if err != nil {
+		r.requeue(own)
+	}
+	r.settled(own)
+	if err != nil {
 		return fmt.Errorf("admission: redis: %w", err)
 	}
 	return nil
