@@ -290,7 +290,7 @@ func printBanner(w io.Writer, b banner) {
 Bud is running (started in %s).
 
   BudGateway   %s    OpenAI-compatible API (/v1)
-  BudApp       %s    management API (/api)
+  BudApp       %s    web console (/) and management API (/api)
   BudPrompt    %s    worker health
   Metrics      %s    Prometheus, every service (keep it private)
   Temporal     %s          namespace %q
