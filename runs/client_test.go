@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
@@ -296,5 +297,38 @@ func TestRunsCarryTheirShare(t *testing.T) {
 func TestFairnessWeight(t *testing.T) {
 	for minConcurrency, want := range map[int]float32{0: 1, 1: 1, 4: 4, 1000: 1000, 5000: runs.MaxFairnessWeight} {
 		require.Equal(t, want, runs.FairnessWeight(minConcurrency), "min_concurrency %d", minConcurrency)
+	}
+}
+
+// TestRunsCarryASummary: a run's workflow carries the line the Temporal
+// UI shows for it, saying what ran and how it started.
+func TestRunsCarryASummary(t *testing.T) {
+	b := setup(t, "")
+	in := b.input()
+	in.Deployment, in.PromptVersion, in.Source = "greeter", 3, run.SourceAPI
+	wait, err := b.client.Start(b.ctx, in, runs.Completed)
+	require.NoError(t, err)
+	_, err = wait()
+	require.NoError(t, err)
+	desc, err := b.tc.DescribeWorkflowExecution(b.ctx, in.ResponseID, "")
+	require.NoError(t, err)
+	var summary string
+	require.NoError(t, converter.GetDefaultDataConverter().FromPayload(desc.GetExecutionConfig().GetUserMetadata().GetSummary(), &summary))
+	require.Equal(t, "prompt greeter v3 · gateway", summary)
+}
+
+func TestSummary(t *testing.T) {
+	prompt := uuid.MustParse("0b5f6a2e-0000-4000-8000-0000000000e1")
+	for _, c := range []struct {
+		in   run.Input
+		want string
+	}{
+		{run.Input{Deployment: "greeter", PromptVersion: 3, Source: run.SourceAPI}, "prompt greeter v3 · gateway"},
+		{run.Input{Source: run.SourcePlayground}, "unsaved document · playground"},
+		{run.Input{PromptID: prompt, PromptVersion: 2, Source: "evaluation"}, "prompt 0b5f…e1 v2 · evaluation"},
+		{run.Input{PromptID: prompt, PromptVersion: 2, Source: run.SourcePlayground, ReplayOf: "resp_x"}, "prompt 0b5f…e1 v2 · replay of resp_x"},
+		{run.Input{Deployment: "greeter", PromptVersion: 1, Source: run.SourceAPI, Background: true}, "prompt greeter v1 · gateway, background"},
+	} {
+		require.Equal(t, c.want, runs.Summary(c.in))
 	}
 }

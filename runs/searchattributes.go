@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/google/uuid"
 	enumspb "go.temporal.io/api/enums/v1"
@@ -101,6 +102,40 @@ func RunSearchAttributes(in run.Input) temporal.SearchAttributes {
 	return temporal.NewSearchAttributes(updates...)
 }
 
+// Summary is the one line the Temporal UI shows for a run of in, in its
+// list and on its page: what ran and how it started, e.g. "prompt
+// greeter v3 · gateway", "unsaved document · playground", "prompt
+// 0b5f…e1 v2 · evaluation", "… · replay of resp_…".
+func Summary(in run.Input) string {
+	var what string
+	switch {
+	case in.Deployment != "":
+		what = "prompt " + in.Deployment
+	case in.PromptID != uuid.Nil:
+		id := in.PromptID.String()
+		what = "prompt " + id[:4] + "…" + id[len(id)-2:]
+	default:
+		what = "unsaved document"
+	}
+	if in.PromptVersion > 0 {
+		what += " v" + strconv.Itoa(int(in.PromptVersion))
+	}
+	how := in.Source
+	switch how {
+	case run.SourceAPI:
+		how = "gateway"
+	case "":
+		how = "run"
+	}
+	if in.ReplayOf != "" {
+		how = "replay of " + in.ReplayOf
+	}
+	if in.Background {
+		how += ", background"
+	}
+	return what + " · " + how
+}
+
 // StartOptions are the options to start a run of in with: the response
 // id as workflow id (a second start with the same id is refused, even after
 // the first run ended), run.TaskQueue, RunSearchAttributes, and the
@@ -112,6 +147,7 @@ func StartOptions(in run.Input) client.StartWorkflowOptions {
 		TaskQueue:             run.TaskQueue,
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		TypedSearchAttributes: RunSearchAttributes(in),
+		StaticSummary:         Summary(in),
 		Priority:              Priority(in),
 		// When a worker shares the starter's client (bud dev), the first
 		// workflow task runs on it at once instead of going through a poll;

@@ -397,7 +397,14 @@ func (r *rig) batch(t *testing.T) string {
 	for _, e := range history(r.ctx, t, r.c, in.ResponseID).Events {
 		switch e.GetEventType() {
 		case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-			activities = append(activities, e.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName())
+			name := e.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName()
+			activities = append(activities, name)
+			if name == "CallTool" {
+				// What the Temporal UI shows for the step.
+				var summary string
+				require.NoError(t, converter.GetDefaultDataConverter().FromPayload(e.GetUserMetadata().GetSummary(), &summary))
+				require.True(t, strings.HasPrefix(summary, "tool "), "%q", summary)
+			}
 		case enumspb.EVENT_TYPE_MARKER_RECORDED:
 			markers++
 		}

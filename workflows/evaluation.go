@@ -280,6 +280,7 @@ func (e *evaluationRun) runOne(ctx workflow.Context, row activities.EvaluationRo
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_REQUEST_CANCEL,
 		TypedSearchAttributes: runs.RunSearchAttributes(in),
+		StaticSummary:         runs.Summary(in),
 	})
 	var out run.Turn
 	err := workflow.ExecuteChildWorkflow(cctx, run.WorkflowName, in).Get(cctx, &out)

@@ -101,14 +101,19 @@ func (m modelCalls) call(ctx workflow.Context, in activities.CallModelInput) wor
 		MaximumAttempts:        CallModelAttempts,
 		NonRetryableErrorTypes: []string{run.UpstreamRejected, run.ModelNotFound},
 	}
+	// What the Temporal UI shows for the call (user metadata, which does
+	// not take part in replay).
+	summary := "model " + in.Deployment
 	if m.local {
 		ctx = workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
 			StartToCloseTimeout: CallModelTimeout,
 			RetryPolicy:         retry,
+			Summary:             summary,
 		})
 		return workflow.ExecuteLocalActivity(ctx, a.CallModel, in)
 	}
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		Summary:             summary,
 		StartToCloseTimeout: CallModelTimeout,
 		// A model call can take minutes; the heartbeat lets the server see
 		// within seconds that its worker died, and retry it elsewhere.

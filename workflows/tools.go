@@ -140,6 +140,24 @@ func (r *promptRun) toolStep(ctx workflow.Context, n int, calls []chat.ToolCall)
 	return nil
 }
 
+// toolLabel names a tool call in the Temporal UI: the tool, and the
+// connection it belongs to.
+func toolLabel(tc *run.ToolCall) string {
+	if tc.ServerLabel == "" {
+		return tc.Name
+	}
+	return tc.Name + " (" + tc.ServerLabel + ")"
+}
+
+// withSummary sets the one-line summary the Temporal UI shows for the
+// activities started with ctx (Temporal's user metadata; it does not
+// take part in replay).
+func withSummary(ctx workflow.Context, summary string) workflow.Context {
+	o := workflow.GetActivityOptions(ctx)
+	o.Summary = summary
+	return workflow.WithActivityOptions(ctx, o)
+}
+
 // addToolCall keeps a call in the run's list and returns its index there;
 // callers put it in the turn's output themselves.
 func (r *promptRun) addToolCall(tc run.ToolCall) int {
@@ -159,10 +177,10 @@ func (r *promptRun) execute(ctx workflow.Context, n int, idx []int) error {
 		conn, _ := uuid.Parse(tc.ConnectionID)
 		r.toolEvent(ctx, n, runstream.TypeToolCall, &runstream.Tool{CallID: tc.ID, Name: tc.Name, ServerLabel: tc.ServerLabel, Arguments: tc.Arguments, ApprovalRequestID: tc.ApprovalRequestID})
 		if r.recordedTools() {
-			futures[i] = workflow.ExecuteActivity(actx, a.RecordedToolCall, r.recordedCall(conn, tc))
+			futures[i] = workflow.ExecuteActivity(withSummary(actx, "recorded tool "+toolLabel(tc)), a.RecordedToolCall, r.recordedCall(conn, tc))
 			continue
 		}
-		futures[i] = workflow.ExecuteActivity(actx, a.CallTool, activities.CallToolInput{
+		futures[i] = workflow.ExecuteActivity(withSummary(actx, "tool "+toolLabel(tc)), a.CallTool, activities.CallToolInput{
 			ProjectID: r.in.ProjectID, ConnectionID: conn, Tool: tc.Name, Arguments: tc.Arguments,
 		})
 	}
