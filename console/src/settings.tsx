@@ -19,8 +19,8 @@ export function SettingsForm(props: { value: Settings; onChange: (s: Settings) =
         <input type="number" min="0" value={s.max_concurrency} onInput={(e) => set({ max_concurrency: num(val(e)) })} />
         {f("max_concurrency")}
       </Labeled>
-      <label class="check">
-        <input type="checkbox" checked={s.autoscale} onChange={(e) => set({ autoscale: e.currentTarget.checked })} /> Autoscale
+      <label class="check" title="Autoscaling is a setting of the BudPrompt workers, which serve every deployment's runs (BUD_WORKER_AUTOSCALE); a deployment's share of them is its min concurrency.">
+        <input type="checkbox" checked={false} disabled /> Autoscale: set on the workers (BUD_WORKER_AUTOSCALE), not per deployment
         {f("autoscale")}
       </label>
       <label class="check">
