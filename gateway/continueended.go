@@ -91,7 +91,8 @@ func (g *Gateway) conversation(r *http.Request, found runs.Run) ([]json.RawMessa
 		if !ok {
 			return nil, errors.New("turn not found")
 		}
-		if t.Text != "" || len(t.FunctionCalls) == 0 {
+		// A turn that failed or was cancelled before any text adds nothing.
+		if t.Text != "" {
 			b, _ := json.Marshal(map[string]any{"type": "message", "role": "assistant", "content": t.Text})
 			conv = append(conv, b)
 		}
