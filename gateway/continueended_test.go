@@ -59,3 +59,38 @@ func TestContinueEndedResponse(t *testing.T) {
 	require.Equal(t, `assistant:"Oslo is snowy."`, got[n-2])
 	require.Contains(t, got[n-1], "And Bergen?")
 }
+
+// TestContinueEndedRunOfTwoTurns: continuing the second turn of an ended
+// run carries its function call, the output the caller sent for it and
+// the text that followed, before the new input.
+func TestContinueEndedRunOfTwoTurns(t *testing.T) {
+	b := setupRuns(t, setupOpts{})
+	project := b.project(randomName("contend2-"))
+	_, secret := b.key(project)
+	name := promptDeployment(b, project, b.up, nil, true)
+	b.up.Script(upstreamtest.ToolCalls(upstreamtest.ToolCall{ID: "call_1", Name: "get_weather", Arguments: `{"city":"Oslo"}`}))
+	res, err := b.post(ctx(t), t, "/v1/responses", secret, map[string]any{"prompt": map[string]any{"id": name}, "input": "Oslo?"})
+	require.NoError(t, err)
+	prev, _ := responseOf(t, res.body)
+	b.up.Script(upstreamtest.Text("Snowy."))
+	res, err = b.post(ctx(t), t, "/v1/responses", secret, map[string]any{"previous_response_id": prev,
+		"input": []any{map[string]any{"type": "function_call_output", "call_id": "call_1", "output": "snow"}}})
+	require.NoError(t, err)
+	second, _ := responseOf(t, res.body)
+	require.Equal(t, prev+"_2", second)
+
+	b.up.Script(upstreamtest.Text("Rainy."))
+	res, err = b.post(ctx(t), t, "/v1/responses", secret, map[string]any{"previous_response_id": second, "input": "And Bergen?"})
+	require.NoError(t, err)
+	require.Equal(t, 200, res.status, "%s", res.body)
+	reqs, err := b.up.WaitRequests(ctx(t), 3)
+	require.NoError(t, err)
+	msgs, _ := reqs[2].JSON["messages"].([]any)
+	require.GreaterOrEqual(t, len(msgs), 4)
+	tail := msgs[len(msgs)-4:]
+	calls, _ := tail[0].(map[string]any)["tool_calls"].([]any)
+	require.Len(t, calls, 1)
+	require.Equal(t, map[string]any{"role": "tool", "tool_call_id": "call_1", "content": "snow"}, tail[1])
+	require.Equal(t, map[string]any{"role": "assistant", "content": "Snowy."}, tail[2])
+	require.Equal(t, "user", tail[3].(map[string]any)["role"])
+}
