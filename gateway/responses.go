@@ -323,6 +323,11 @@ func (g *Gateway) continueResponse(w http.ResponseWriter, r *http.Request, c cal
 		if r.Context().Err() != nil {
 			return
 		}
+		if errors.Is(err, runs.ErrNotFound) {
+			// The run has ended: a new run, linked to it, carries on.
+			g.continueEnded(w, r, found, items, ticket, u)
+			return
+		}
 		writeAPIError(w, g.continueError(prev, err))
 		return
 	}

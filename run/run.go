@@ -75,6 +75,11 @@ type Input struct {
 	// every run whose document is not a saved version as it is, so that the
 	// run can be run again after Temporal has deleted its history.
 	DocumentKey string `json:"document_key,omitempty"`
+	// Continues, when set, is the response id of an ended run's turn that
+	// this run continues (previous_response_id): InputItems then start
+	// with that run's conversation (its input, each turn's output and
+	// each continue's items) before the caller's new items.
+	Continues string `json:"continues,omitempty"`
 	// ReplayOf, when set, is the id of the run this run replays.
 	ReplayOf string `json:"replay_of,omitempty"`
 	// ReplayTools says how a replay's connection tools answer:

@@ -130,6 +130,9 @@ func Summary(in run.Input) string {
 	if in.ReplayOf != "" {
 		how = "replay of " + in.ReplayOf
 	}
+	if in.Continues != "" {
+		how += ", continues " + in.Continues
+	}
 	if in.Background {
 		how += ", background"
 	}

@@ -153,13 +153,14 @@ func TestDevPromptRunContinue(t *testing.T) {
 		require.Equal(t, map[string]any{"role": "tool", "tool_call_id": "call_paris", "content": `{"sky":"sunny"}`}, tail[1])
 		require.Equal(t, map[string]any{"role": "tool", "tool_call_id": "call_oslo", "content": `{"sky":"snow"}`}, tail[2])
 
-		// The run has ended: neither response can be continued again.
-		for _, id := range []string{first.ID, second.ID} {
-			_, err = c.Responses.New(ctx, outputs(id, "call_paris", "{}", "call_oslo", "{}"))
-			apiErr = requireAPIError(t, err, http.StatusBadRequest, "previous_response_id")
-			require.Equal(t, "previous_response_not_continuable", apiErr.Code)
-		}
-		require.Len(t, up.Requests(), before+2, "no refused continue reached the model")
+		// The run has ended: continuing its first response starts a new
+		// run, linked to it, whose model call carries the conversation.
+		up.Script(upstreamtest.Text("Again."))
+		third, err := c.Responses.New(ctx, outputs(first.ID, "call_paris", "{}", "call_oslo", "{}"))
+		require.NoError(t, err)
+		require.NotEqual(t, first.ID+"_3", third.ID)
+		require.Equal(t, "Again.", third.OutputText())
+		require.Len(t, up.Requests(), before+3, "the new run made one model call")
 
 		// Both turns, read back.
 		got, err := c.Responses.Get(ctx, first.ID, responses.ResponseGetParams{})
