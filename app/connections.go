@@ -112,7 +112,7 @@ func hasCredentials(creds connection.Credentials) bool {
 	return len(creds.Headers) > 0 || creds.Token != ""
 }
 
-func sortedKeys(m map[string]string) []string {
+func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)

@@ -569,7 +569,7 @@ func TestConnectionToolsSlack(t *testing.T) {
 	require.Equal(t, "Bearer xoxb-good-token", last.Header.Get("Authorization"))
 }
 
-func keysOf(m map[string]any) []string {
+func keysOf[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)

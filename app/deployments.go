@@ -48,6 +48,12 @@ type deploymentInput struct {
 	PromptID *string      `json:"prompt_id"`
 	Version  *int32       `json:"version"`
 	Prompt   *promptInput `json:"prompt"`
+	// Copy deploys prompt_id of another project by copying it into this
+	// one; the maps lead the model deployments and connections (by name)
+	// its documents use to this project's.
+	Copy          *copyInput        `json:"copy"`
+	DeploymentMap map[string]string `json:"deployment_map"`
+	ConnectionMap map[string]string `json:"connection_map"`
 }
 
 // deploymentPatch is the body of PATCH .../deployments/{id}. Absent fields
@@ -174,7 +180,7 @@ func (s *server) createDeployment(w http.ResponseWriter, r *http.Request) {
 	var p bud.Problems
 	switch in.Kind {
 	case "", bud.KindModel:
-		if in.PromptID != nil || in.Version != nil || in.Prompt != nil {
+		if in.PromptID != nil || in.Version != nil || in.Prompt != nil || in.Copy != nil || in.DeploymentMap != nil || in.ConnectionMap != nil {
 			p.Add("kind", "must be %q for a deployment of a prompt", bud.KindPrompt)
 		}
 	case bud.KindPrompt:

@@ -58,11 +58,43 @@ func (s *server) createPromptDeployment(w http.ResponseWriter, r *http.Request, 
 		bud.CheckName(&p, "name", name)
 	}
 	settings.Check(&p, "settings")
+	checkCopyInput(&p, in)
 	if err := p.Err(); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	ownSettings := !isAbsent(in.Settings)
+	// A prompt of another project is deployed here as a copy, prepared
+	// (read, mapped and validated here) before the transaction.
+	var cp *promptCopy
+	if in.PromptID != nil {
+		src, err := s.q.GetPrompt(r.Context(), promptID)
+		switch {
+		case db.IsNoRows(err):
+			s.writeError(w, r, &bud.Error{Code: bud.ENOTFOUND, Message: "prompt not found", Fields: map[string]string{"prompt_id": "no such prompt"}})
+			return
+		case err != nil:
+			s.writeError(w, r, bud.Internal("get prompt", err))
+			return
+		case src.ProjectID != project.ID && in.Copy == nil:
+			s.writeError(w, r, &bud.Error{Code: bud.EUNPROCESSABLE, Message: "the prompt is in another project: deploy it here as a copy",
+				Fields: map[string]string{"copy": "is required to deploy a prompt of another project ({\"versions\": \"chosen\"} or \"all\")"}})
+			return
+		case src.ProjectID == project.ID && in.Copy != nil:
+			s.writeError(w, r, fieldError("copy", "the prompt is already in this project; copy is for a prompt of another project"))
+			return
+		case in.Copy != nil:
+			c, err := s.preparePromptCopy(r.Context(), src, project.ID, in)
+			if err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			cp = &c
+			if !ownSettings {
+				settings = c.versions[c.deployed].settings
+			}
+		}
+	}
 	var canonical []byte
 	if in.Prompt != nil {
 		doc, c, err := s.parseDocument(r.Context(), project.ID, in.Prompt.Document, "prompt.document.", nil)
@@ -80,7 +112,14 @@ func (s *server) createPromptDeployment(w http.ResponseWriter, r *http.Request, 
 	err := pgx.BeginFunc(r.Context(), s.pool, func(tx pgx.Tx) error {
 		q := dbsqlc.New(tx)
 		var pr dbsqlc.Prompt
-		if in.Prompt != nil {
+		version := in.Version
+		if cp != nil {
+			var err error
+			if pr, err = s.createCopyTx(r.Context(), tx, project.ID, *cp); err != nil {
+				return err
+			}
+			version = cp.pin
+		} else if in.Prompt != nil {
 			var err error
 			if pr, err = s.createPromptTx(r.Context(), tx, project.ID, *in.Prompt, canonical); err != nil {
 				var e *bud.Error
@@ -116,7 +155,7 @@ func (s *server) createPromptDeployment(w http.ResponseWriter, r *http.Request, 
 				return err
 			}
 		}
-		if !ownSettings && in.Prompt == nil {
+		if !ownSettings && in.Prompt == nil && cp == nil {
 			version := pr.DefaultVersion
 			if in.Version != nil {
 				version = *in.Version
@@ -131,7 +170,7 @@ func (s *server) createPromptDeployment(w http.ResponseWriter, r *http.Request, 
 			return bud.Internal("encode settings", err)
 		}
 		row, err = q.CreatePromptDeployment(r.Context(), dbsqlc.CreatePromptDeploymentParams{
-			ProjectID: project.ID, Name: name, PromptID: &pr.ID, PromptVersion: in.Version, Settings: settingsJSON,
+			ProjectID: project.ID, Name: name, PromptID: &pr.ID, PromptVersion: version, Settings: settingsJSON,
 		})
 		if err != nil {
 			if isForeignKeyViolation(err) {

@@ -325,9 +325,12 @@ func TestPromptDeployments(t *testing.T) {
 	e = errorOf(t, b.do(t, "POST", base, map[string]any{"kind": "prompt", "prompt": map[string]any{"name": "bad", "document": promptDoc("nope", nil)}}), http.StatusUnprocessableEntity)
 	require.Contains(t, e.Error.Fields, "prompt.document.deployment")
 
-	// A prompt of another project is not found here.
+	// A prompt of another project is deployed only as a copy
+	// (TestPromptDeployAcrossProjects); an unknown one is not found.
 	other := b.createProject(t, "other")
-	e = errorOf(t, b.do(t, "POST", "/api/projects/"+other.ID.String()+"/deployments", map[string]any{"kind": "prompt", "prompt_id": pr.ID}), http.StatusNotFound)
+	e = errorOf(t, b.do(t, "POST", "/api/projects/"+other.ID.String()+"/deployments", map[string]any{"kind": "prompt", "prompt_id": pr.ID}), http.StatusUnprocessableEntity)
+	require.Contains(t, e.Error.Fields, "copy")
+	e = errorOf(t, b.do(t, "POST", base, map[string]any{"kind": "prompt", "prompt_id": uuid.NewString()}), http.StatusNotFound)
 	require.Contains(t, e.Error.Fields, "prompt_id")
 
 	// Deleting the prompt removes its deployments.

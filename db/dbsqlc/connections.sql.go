@@ -118,6 +118,31 @@ func (q *Queries) GetConnection(ctx context.Context, arg GetConnectionParams) (C
 	return i, err
 }
 
+const getConnectionByName = `-- name: GetConnectionByName :one
+SELECT id, project_id, name, kind, config, credentials_sealed, created_at, updated_at FROM connections WHERE project_id = $1 AND name = $2
+`
+
+type GetConnectionByNameParams struct {
+	ProjectID uuid.UUID
+	Name      string
+}
+
+func (q *Queries) GetConnectionByName(ctx context.Context, arg GetConnectionByNameParams) (Connection, error) {
+	row := q.db.QueryRow(ctx, getConnectionByName, arg.ProjectID, arg.Name)
+	var i Connection
+	err := row.Scan(
+		&i.ID,
+		&i.ProjectID,
+		&i.Name,
+		&i.Kind,
+		&i.Config,
+		&i.CredentialsSealed,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
 const listConnections = `-- name: ListConnections :many
 SELECT id, project_id, name, kind, config, credentials_sealed, created_at, updated_at FROM connections
 WHERE project_id = $1

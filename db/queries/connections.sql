@@ -6,6 +6,9 @@ RETURNING *;
 -- name: GetConnection :one
 SELECT * FROM connections WHERE project_id = @project_id AND id = @id;
 
+-- name: GetConnectionByName :one
+SELECT * FROM connections WHERE project_id = @project_id AND name = @name;
+
 -- name: ListConnections :many
 SELECT * FROM connections
 WHERE project_id = @project_id
