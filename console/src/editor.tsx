@@ -27,13 +27,43 @@ function curlFor(name: string, steps: FormStep[] | undefined): string {
   return `curl -s ${gw}/v1/responses \\\n  -H "Authorization: Bearer $BUD_API_KEY" \\\n  -H "Content-Type: application/json" \\\n  -d '${JSON.stringify(body)}'`;
 }
 
-function Deploy(props: { prompt: Prompt; version: number; steps?: FormStep[] }) {
+/** The names a 422 asks to map, as keys of deployment_map or connection_map. */
+function missing(fields: Record<string, string>, map: string): string[] {
+  return Object.keys(fields)
+    .filter((k) => k.startsWith(map + "."))
+    .map((k) => k.slice(map.length + 1));
+}
+
+/**
+ * Deploys a prompt into its own project, or, given another project as
+ * target, copies it there first (the version chosen, or every version); the
+ * model deployments and connections the target lacks are asked for, each
+ * mapped to one of the target's own.
+ */
+export function Deploy(props: { prompt: Prompt; version: number; steps?: FormStep[]; target?: string }) {
+  const target = props.target ?? props.prompt.project_id;
+  const cross = target !== props.prompt.project_id;
   const [name, setName] = useState(props.prompt.name);
   const [pin, setPin] = useState(false);
+  const [all, setAll] = useState(false);
+  const [copyName, setCopyName] = useState(props.prompt.name);
+  const [deploymentMap, setDeploymentMap] = useState<Record<string, string>>({});
+  const [connectionMap, setConnectionMap] = useState<Record<string, string>>({});
   const [settings, setSettings] = useState<Settings>(defaultSettings());
   const [error, setError] = useState<unknown>();
   const [deployed, setDeployed] = useState<Deployment>();
   const fields = error instanceof ApiError ? error.fields : {};
+  const targetDeployments = useLoad(
+    () => (cross ? api<Page<Deployment>>("GET", `/projects/${target}/deployments?limit=200`) : Promise.resolve(undefined)),
+    [target],
+  );
+  const targetConnections = useLoad(
+    () => (cross ? api<Page<Connection>>("GET", `/projects/${target}/connections?limit=200`) : Promise.resolve(undefined)),
+    [target],
+  );
+  // Every name asked for once stays on screen with its choice.
+  const deploymentKeys = [...new Set([...Object.keys(deploymentMap), ...missing(fields, "deployment_map")])];
+  const connectionKeys = [...new Set([...Object.keys(connectionMap), ...missing(fields, "connection_map")])];
   if (deployed)
     return (
       <div class="card" role="status" aria-label="Deployed">
@@ -53,8 +83,14 @@ function Deploy(props: { prompt: Prompt; version: number; steps?: FormStep[] }) 
         e.preventDefault();
         try {
           const body: Record<string, unknown> = { kind: "prompt", name, prompt_id: props.prompt.id, settings };
-          if (pin) body.version = props.version;
-          setDeployed(await api<Deployment>("POST", `/projects/${props.prompt.project_id}/deployments`, body));
+          if (pin || (cross && !all)) body.version = props.version;
+          if (cross) {
+            body.copy = { versions: all ? "all" : "chosen", name: copyName };
+            const chosen = (m: Record<string, string>) => Object.fromEntries(Object.entries(m).filter(([, v]) => v !== ""));
+            if (Object.keys(chosen(deploymentMap)).length) body.deployment_map = chosen(deploymentMap);
+            if (Object.keys(chosen(connectionMap)).length) body.connection_map = chosen(connectionMap);
+          }
+          setDeployed(await api<Deployment>("POST", `/projects/${target}/deployments`, body));
         } catch (err) {
           setError(err);
         }
@@ -65,10 +101,50 @@ function Deploy(props: { prompt: Prompt; version: number; steps?: FormStep[] }) 
         <input name="deploy_name" value={name} onInput={(e) => setName(val(e))} required />
         <FieldError fields={fields} path="name" />
       </Labeled>
-      <label class="check">
-        <input type="checkbox" checked={pin} onChange={(e) => setPin(e.currentTarget.checked)} /> Pin version {props.version} (otherwise the default version
-        answers)
-      </label>
+      {cross && (
+        <>
+          <Labeled label="Name of the copy" hint="the prompt is copied into the project, as its own prompt">
+            <input name="copy_name" value={copyName} onInput={(e) => setCopyName(val(e))} required />
+            <FieldError fields={fields} path="copy.name" />
+          </Labeled>
+          <label class="check">
+            <input type="checkbox" name="copy_all" checked={all} onChange={(e) => setAll(e.currentTarget.checked)} /> Copy every version (otherwise
+            version {props.version} only)
+          </label>
+          <FieldError fields={fields} path="copy" />
+          <FieldError fields={fields} path="copy.versions" />
+          {deploymentKeys.map((k) => (
+            <Labeled key={"d" + k} label={`Model deployment "${k}" is, in this project`}>
+              <select aria-label={`Map deployment ${k}`} value={deploymentMap[k] ?? ""} onChange={(e) => setDeploymentMap({ ...deploymentMap, [k]: val(e) })}>
+                <option value="">(choose)</option>
+                {targetDeployments.data?.data
+                  .filter((d) => d.kind === "model")
+                  .map((d) => (
+                    <option value={d.name}>{d.name}</option>
+                  ))}
+              </select>
+              <FieldError fields={fields} path={"deployment_map." + k} />
+            </Labeled>
+          ))}
+          {connectionKeys.map((k) => (
+            <Labeled key={"c" + k} label={`Connection "${k}" is, in this project`}>
+              <select aria-label={`Map connection ${k}`} value={connectionMap[k] ?? ""} onChange={(e) => setConnectionMap({ ...connectionMap, [k]: val(e) })}>
+                <option value="">(choose)</option>
+                {targetConnections.data?.data.map((c) => (
+                  <option value={c.name}>{c.name}</option>
+                ))}
+              </select>
+              <FieldError fields={fields} path={"connection_map." + k} />
+            </Labeled>
+          ))}
+        </>
+      )}
+      {(!cross || all) && (
+        <label class="check">
+          <input type="checkbox" checked={pin} onChange={(e) => setPin(e.currentTarget.checked)} /> Pin version {props.version} (otherwise the default
+          version answers)
+        </label>
+      )}
       <SettingsForm value={settings} onChange={setSettings} fields={fields} prefix="settings." />
       <ErrorBanner error={error} />
       <button type="submit" class="primary">

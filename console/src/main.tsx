@@ -1,6 +1,7 @@
 import { render } from "preact";
 import { useState } from "preact/hooks";
 import { api, ApiError, getToken, setToken, whenUnauthorized } from "./api";
+import { DeployFlow } from "./deployflow";
 import { Home } from "./home";
 import { ProjectPage } from "./project";
 import { PromptEditor } from "./editor";
@@ -54,6 +55,7 @@ function App() {
   let page;
   let m: Record<string, string> | null;
   if (path === "/" || path === "") page = <Home />;
+  else if (path === "/deploy") page = <DeployFlow />;
   else if ((m = match("/projects/:id/prompts/new", path))) page = <PromptEditor projectId={m.id} />;
   else if ((m = match("/projects/:id", path))) page = <ProjectPage id={m.id} tab={loc.searchParams.get("tab") ?? "deployments"} />;
   else if ((m = match("/prompts/:id", path))) page = <PromptEditor promptId={m.id} key={m.id} />;
@@ -67,6 +69,7 @@ function App() {
         </Link>
         <nav>
           <Link href="/">Projects and prompts</Link>
+          <Link href="/deploy">Deploy a prompt</Link>
         </nav>
         <button
           type="button"
