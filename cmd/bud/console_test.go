@@ -103,7 +103,8 @@ func textOf(ctx context.Context, t *testing.T, sel string) string {
 // author a prompt (a validation error shown at its field first), deploy it
 // and call the curl the console shows; then run two compare windows through
 // the sequential form, whose constraint the browser refuses, and find the
-// run in the run history.
+// run in the run history; then deploy the prompt into another project
+// through "Deploy a prompt", mapping its model deployment there.
 func TestConsole(t *testing.T) {
 	env := newDevEnv(t)
 	env.start(t)
@@ -305,6 +306,40 @@ func TestConsole(t *testing.T) {
 	screenshot(t, ctx, "run")
 	do(t, ctx, chromedp.Click(`//a[text()="Runs"]`), chromedp.WaitVisible(`table.runs tbody tr`))
 	screenshot(t, ctx, "runs")
+
+	// Flow 2 across projects: "Deploy a prompt", pick the prompt, pick
+	// another project, whose model deployment of another name the deploy
+	// step asks for; the copy deployed there answers its curl.
+	var prod struct {
+		ID string `json:"id"`
+	}
+	api.do("POST", "/api/projects", map[string]any{"name": "prod"}, http.StatusCreated, &prod)
+	api.do("POST", "/api/projects/"+prod.ID+"/deployments", map[string]any{"name": "live", "kind": "model",
+		"upstream": map[string]any{"base_url": "http://" + env.standIn + "/v1", "model": "stand-in"}}, http.StatusCreated, nil)
+	var prodKey struct {
+		Secret string `json:"secret"`
+	}
+	api.do("POST", "/api/projects/"+prod.ID+"/api-keys", map[string]any{"name": "prod"}, http.StatusCreated, &prodKey)
+	do(t, ctx,
+		chromedp.Click(`//a[text()="Deploy a prompt"]`),
+		chromedp.Click(`//button[text()="Pick greeter"]`),
+		chromedp.Click(`//label[contains(., "prod")]/input[@type="radio"]`),
+		chromedp.WaitVisible(`input[name=copy_name]`),
+		chromedp.Click(`//form[@aria-label="Deploy"]//button[text()="Deploy"]`),
+		chromedp.WaitVisible(`select[aria-label="Map deployment echo"]`),
+	)
+	require.Contains(t, textOf(ctx, t, `[data-path="deployment_map.echo"]`), `"echo" is not in this project`)
+	do(t, ctx,
+		chromedp.Poll[chromedp.Void](`[...document.querySelector('select[aria-label="Map deployment echo"]').options].some((o) => o.value === "live") || null`),
+		setSelect(`select[aria-label="Map deployment echo"]`, "live"),
+		chromedp.Click(`//form[@aria-label="Deploy"]//button[text()="Deploy"]`),
+	)
+	curl = textOf(ctx, t, `pre.curl`)
+	out, err = exec.Command("bash", "-c", strings.ReplaceAll(strings.ReplaceAll(curl, "$BUD_API_KEY", prodKey.Secret), "…", "Bea")).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.NoError(t, json.Unmarshal(out, &answer), "%s", out)
+	require.Equal(t, "completed", answer.Status, "%s", out)
+	require.Equal(t, "Hello Bea", answer.Output[0].Content[0].Text, "the copy in prod, on prod's deployment")
 
 	// Sign out forgets the token.
 	do(t, ctx,

@@ -51,7 +51,7 @@ export function DeployFlow() {
                       setTarget(undefined);
                     }}
                   >
-                    Pick {p.name}
+                    {`Pick ${p.name}`}
                   </button>
                 </td>
               </tr>
