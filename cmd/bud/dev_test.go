@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -356,7 +357,18 @@ func TestDevMetricsPrivate(t *testing.T) {
 		`(?m)^temporal_worker_task_slots_used\{[^}]*task_queue="bud-prompt",worker_type="ActivityWorker"[^}]*\} 0$`,
 		`(?m)^temporal_num_pollers\{[^}]*poller_type="activity_task",task_queue="bud-prompt"[^}]*\} 2$`,
 	} {
-		require.Regexp(t, want, string(body))
+		// The SDK sets its gauges as its pollers start: asked again until
+		// they have.
+		re := regexp.MustCompile(want)
+		require.Eventually(t, func() bool {
+			resp, err := http.Get("http://" + env.metrics + "/metrics")
+			if err != nil {
+				return false
+			}
+			defer resp.Body.Close()
+			b, err := io.ReadAll(resp.Body)
+			return err == nil && re.Match(b)
+		}, 10*time.Second, 50*time.Millisecond, "%s", want)
 	}
 	// The runs' task queue backlog, once the worker has asked the server.
 	require.Eventually(t, func() bool {
