@@ -12,6 +12,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/budhq/bud/admission"
 	"github.com/budhq/bud/db"
 	"github.com/budhq/bud/deployment"
 	"github.com/budhq/bud/replycache"
@@ -168,12 +169,8 @@ func (g *Gateway) responses(rw http.ResponseWriter, r *http.Request) {
 	// starts no run.
 	q := g.promptCache(r.Context(), d, v, in)
 	cached, hit := q.Lookup(r.Context())
-	ticket, aerr := g.admit(r, w.Header(), c, d, hit, u)
-	if aerr == errClientGone {
-		return
-	}
-	if aerr != nil {
-		writeAPIError(w, aerr)
+	ticket, ok := g.admitResponse(w, r, c, d, hit, u)
+	if !ok {
 		return
 	}
 	// The turn's end calls Done with its usage; this one covers the paths
@@ -297,12 +294,8 @@ func (g *Gateway) continueResponse(w http.ResponseWriter, r *http.Request, c cal
 	us.promptID, us.version = in.PromptID, in.PromptVersion
 	u = &us
 	// A continued turn is never cached: it belongs to its run.
-	ticket, aerr := g.admit(r, w.Header(), c, d, false, u)
-	if aerr == errClientGone {
-		return
-	}
-	if aerr != nil {
-		writeAPIError(w, aerr)
+	ticket, ok := g.admitResponse(w, r, c, d, false, u)
+	if !ok {
 		return
 	}
 	defer ticket.Done(0)
@@ -426,12 +419,8 @@ func buildResponse(in run.Input, v *version, out run.Turn, now time.Time) *respo
 // worker), is never answered from the cache, and its tokens are the
 // worker's to count: the request itself counts in usage without them.
 func (g *Gateway) background(w http.ResponseWriter, r *http.Request, c caller, d *deployment.Deployment, v *version, in run.Input, u *served) {
-	ticket, aerr := g.admit(r, w.Header(), c, d, false, u)
-	if aerr == errClientGone {
-		return
-	}
-	if aerr != nil {
-		writeAPIError(w, aerr)
+	ticket, ok := g.admitResponse(w, r, c, d, false, u)
+	if !ok {
 		return
 	}
 	defer ticket.Done(0)
@@ -496,3 +485,17 @@ func (g *Gateway) cancelResponse(w http.ResponseWriter, r *http.Request) {
 // cancelWait bounds how long a cancel waits for its run to close before
 // answering the response as it stands then.
 const cancelWait = 10 * time.Second
+
+// admitResponse is admit for the /v1/responses routes: it answers a
+// refusal itself (nothing when the client went away) and reports whether
+// the request may go on.
+func (g *Gateway) admitResponse(w http.ResponseWriter, r *http.Request, c caller, d *deployment.Deployment, cached bool, u *served) (*admission.Ticket, bool) {
+	ticket, aerr := g.admit(r, w.Header(), c, d, cached, u)
+	if aerr != nil {
+		if aerr != errClientGone {
+			writeAPIError(w, aerr)
+		}
+		return nil, false
+	}
+	return ticket, true
+}
